@@ -1,0 +1,233 @@
+"""The persisted contracts of the monitor: records, feedback, changes and alerts.
+
+These are what the proxy and ingestion produce, what detectors annotate, what segment statistics read, what
+the store persists and what the dashboard shows. They are versioned (``SCHEMA_VERSION``), carry timezone-aware
+UTC timestamps, and hold **no prompt or response text** unless capture was opted into (and then only redacted
+text of flagged responses, in ``captured_text``).
+
+>>> from datetime import datetime, timezone
+>>> r = Record(record_id="cmpl-1", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
+...            pool="short", platform="gpu", context_tokens=812,
+...            observations=(DetectorObservation("unexpected_script", True, 0.93),))
+>>> r.context_class
+'short'
+>>> r.segment()["platform"]
+'gpu'
+>>> Record.from_dict(r.to_dict()) == r
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from parity._exceptions import InvalidInputError
+
+#: Version of the record layout; bump on any change and add a migration in the store.
+SCHEMA_VERSION = 1
+
+#: The dimensions a segment is made of. A segment is one value per dimension ("*" for all).
+SEGMENT_DIMENSIONS: tuple[str, ...] = ("model", "pool", "platform", "region", "context_class", "config_version")
+
+#: Requests with at most this many context tokens are "short"; above it "long".
+LONG_CONTEXT_THRESHOLD_TOKENS = 8192
+
+UNKNOWN = "unknown"
+
+
+def context_class_of(context_tokens: int, threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS) -> str:
+    """Classify a request by its context length.
+
+    >>> context_class_of(100), context_class_of(20000)
+    ('short', 'long')
+    """
+    return "long" if context_tokens > threshold else "short"
+
+
+def _utc(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if value.tzinfo is None:
+        raise InvalidInputError("time", "must be timezone-aware", value.isoformat())
+    return value.astimezone(timezone.utc)
+
+
+@dataclass(frozen=True, slots=True)
+class DetectorObservation:
+    """One detector's verdict on one response: the only per-response quality data stored by default."""
+
+    detector: str
+    flagged: bool
+    score: float
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One served response, as the monitor sees it (no user text by default).
+
+    ``session_hash`` is a salted hash, never the raw session id. ``observations`` holds each detector's verdict.
+    ``logprob_summary`` holds aggregate numbers only (e.g. mean chosen-token logprob), never tokens.
+    """
+
+    record_id: str
+    time: datetime
+    model: str
+    pool: str = UNKNOWN
+    platform: str = UNKNOWN
+    region: str = UNKNOWN
+    config_version: str = UNKNOWN
+    server: str = UNKNOWN
+    context_tokens: int = 0
+    output_tokens: int = 0
+    session_hash: str | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    finish_reason: str | None = None
+    status_code: int = 200
+    latency_ms: float | None = None
+    observations: tuple[DetectorObservation, ...] = ()
+    logprob_summary: dict[str, float] = field(default_factory=dict)
+    captured_text: str | None = None
+    source: str = "proxy"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _utc(self.time))
+        if self.context_tokens < 0:
+            raise InvalidInputError("context_tokens", "must be >= 0", self.context_tokens)
+
+    @property
+    def context_class(self) -> str:
+        """``'short'`` or ``'long'``, from ``context_tokens``."""
+        return context_class_of(self.context_tokens)
+
+    def segment(self) -> dict[str, str]:
+        """The finest segment this record belongs to: one value per dimension in ``SEGMENT_DIMENSIONS``."""
+        return {
+            "model": self.model,
+            "pool": self.pool,
+            "platform": self.platform,
+            "region": self.region,
+            "context_class": self.context_class,
+            "config_version": self.config_version,
+        }
+
+    def flagged(self, detector: str) -> bool | None:
+        """Whether ``detector`` flagged this response; ``None`` when it did not run."""
+        for obs in self.observations:
+            if obs.detector == detector:
+                return obs.flagged
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (ISO-8601 time)."""
+        out = asdict(self)
+        out["time"] = self.time.isoformat()
+        out["observations"] = [asdict(o) for o in self.observations]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Record:
+        """Inverse of :meth:`to_dict`; unknown keys are rejected with their names."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise InvalidInputError("record", f"has unknown fields {unknown}")
+        values = dict(data)
+        values["observations"] = tuple(
+            o if isinstance(o, DetectorObservation) else DetectorObservation(**o)
+            for o in values.get("observations", ())
+        )
+        return cls(**values)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackEvent:
+    """User feedback joined to a response by its id (``POST /v1/feedback`` on the proxy)."""
+
+    response_id: str
+    time: datetime
+    kind: str  # "thumbs_down" | "thumbs_up" | "bug_report"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _utc(self.time))
+        if self.kind not in FEEDBACK_KINDS:
+            raise InvalidInputError("kind", f"must be one of {sorted(FEEDBACK_KINDS)}", self.kind)
+
+
+FEEDBACK_KINDS = frozenset({"thumbs_down", "thumbs_up", "bug_report"})
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """A deploy, configuration or load-balancing change, from a change log.
+
+    ``scope`` restricts it to segment dimensions (e.g. ``{"platform": "tpu", "model": "H"}``); an empty scope
+    means the whole fleet.
+    """
+
+    change_id: str
+    time: datetime
+    kind: str
+    scope: dict[str, str] = field(default_factory=dict)
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "time", _utc(self.time))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["time"] = self.time.isoformat()
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class AttributedChange:
+    """A candidate cause of an alert, with its score in [0, 1] and the evidence for it."""
+
+    change_id: str
+    score: float
+    evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A detected change in one signal on one segment, with the changes ranked as its likely cause."""
+
+    alert_id: str
+    signal: str
+    segment: dict[str, str]
+    started_at: datetime
+    detected_at: datetime
+    effect: float  # rate after minus rate before, in the signal's unit
+    baseline: float
+    current: float
+    n_after: int  # affected-segment requests between estimated start and detection
+    attributed_changes: tuple[AttributedChange, ...] = ()
+    status: str = "open"
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "started_at", _utc(self.started_at))
+        object.__setattr__(self, "detected_at", _utc(self.detected_at))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``parity status --json`` shape of one alert."""
+        return {
+            "id": self.alert_id,
+            "signal": self.signal,
+            "segment": dict(self.segment),
+            "started_at": self.started_at.isoformat(),
+            "detected_at": self.detected_at.isoformat(),
+            "effect": self.effect,
+            "baseline": self.baseline,
+            "current": self.current,
+            "n_after": self.n_after,
+            "status": self.status,
+            "attributed_changes": [asdict(c) for c in self.attributed_changes],
+        }
