@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS_DIR = Path(__file__).with_name("results")
@@ -49,11 +49,8 @@ def git_revision() -> str:
 def write_section(topic: str, title: str, body: str) -> Path:
     """Write one topic's results as markdown, stamped with machine, revision and date."""
     RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    text = (
-        f"## {title}\n\n_Measured {stamp} on {machine_description()}; git {git_revision()}._\n\n"
-        f"{body.strip()}\n"
-    )
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    text = f"## {title}\n\n_Measured {stamp} on {machine_description()}; git {git_revision()}._\n\n{body.strip()}\n"
     path = RESULTS_DIR / f"{topic}.md"
     path.write_text(text)
     return path

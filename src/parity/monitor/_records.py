@@ -20,7 +20,7 @@ True
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from parity._exceptions import InvalidInputError
@@ -51,7 +51,7 @@ def _utc(value: datetime | str) -> datetime:
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     if value.tzinfo is None:
         raise InvalidInputError("time", "must be timezone-aware", value.isoformat())
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
