@@ -1,0 +1,101 @@
+"""JSON codecs for the contracts that lack a ``from_dict``: alerts, changes and feedback events.
+
+Used by the DuckDB store, the proxy's read-only endpoints and the HTTP store reader, so one shape travels
+everywhere (``Alert.to_dict()`` is the ``parity status --json`` shape).
+
+>>> from datetime import datetime, timezone
+>>> t = datetime(2025, 8, 29, tzinfo=timezone.utc)
+>>> a = Alert("a1", "unexpected_script", {"platform": "tpu"}, t, t, 0.02, 0.001, 0.021, 40,
+...           (AttributedChange("c7", 0.9, "scope matches"),))
+>>> alert_from_dict(a.to_dict()) == a
+True
+>>> feedback_from_dict(feedback_to_dict(FeedbackEvent("r1", t, "thumbs_down"))).kind
+'thumbs_down'
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from parity._exceptions import InvalidInputError
+from parity.monitor._records import SCHEMA_VERSION, Alert, AttributedChange, Change, FeedbackEvent
+
+
+def _require(data: Any, keys: tuple[str, ...], what: str) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise InvalidInputError(what, "must be a JSON object", type(data).__name__)
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise InvalidInputError(what, f"is missing fields {missing}")
+    return data
+
+
+def alert_from_dict(data: Any) -> Alert:
+    """Inverse of :meth:`Alert.to_dict`."""
+    d = _require(data, ("id", "signal", "segment", "started_at", "detected_at", "effect"), "alert")
+    return Alert(
+        alert_id=str(d["id"]),
+        signal=str(d["signal"]),
+        segment={str(k): str(v) for k, v in d["segment"].items()},
+        started_at=d["started_at"],
+        detected_at=d["detected_at"],
+        effect=float(d["effect"]),
+        baseline=float(d.get("baseline", 0.0)),
+        current=float(d.get("current", 0.0)),
+        n_after=int(d.get("n_after", 0)),
+        attributed_changes=tuple(
+            AttributedChange(str(c["change_id"]), float(c["score"]), str(c.get("evidence", "")))
+            for c in d.get("attributed_changes", ())
+        ),
+        status=str(d.get("status", "open")),
+        schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+    )
+
+
+def change_from_dict(data: Any) -> Change:
+    """A :class:`Change` from ``Change.to_dict()`` or from a lab change-log entry (``id`` instead of
+    ``change_id``; extra keys such as ``params`` ignored)."""
+    d = _require(data, ("time", "kind"), "change")
+    change_id = d.get("change_id", d.get("id"))
+    if change_id is None:
+        raise InvalidInputError("change", "is missing field 'change_id' (or 'id')")
+    scope = d.get("scope") or {}
+    if not isinstance(scope, dict):
+        raise InvalidInputError("change.scope", "must be a JSON object", scope)
+    return Change(
+        change_id=str(change_id),
+        time=d["time"],
+        kind=str(d["kind"]),
+        scope={str(k): str(v) for k, v in scope.items() if v is not None},
+        description=str(d.get("description", "")),
+    )
+
+
+def feedback_to_dict(event: FeedbackEvent) -> dict[str, Any]:
+    """JSON-ready form of a feedback event."""
+    return {
+        "response_id": event.response_id,
+        "time": event.time.isoformat(),
+        "kind": event.kind,
+        "schema_version": event.schema_version,
+    }
+
+
+def feedback_from_dict(data: Any) -> FeedbackEvent:
+    """Inverse of :func:`feedback_to_dict`; ``time`` may be omitted by callers that stamp it themselves."""
+    d = _require(data, ("response_id", "time", "kind"), "feedback")
+    time = d["time"]
+    if isinstance(time, str):
+        try:
+            time = datetime.fromisoformat(time.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise InvalidInputError("feedback.time", "must be an ISO-8601 time", time) from err
+    if not isinstance(time, datetime):
+        raise InvalidInputError("feedback.time", "must be an ISO-8601 string", time)
+    return FeedbackEvent(
+        response_id=str(d["response_id"]),
+        time=time,
+        kind=str(d["kind"]),
+        schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+    )

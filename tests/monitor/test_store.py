@@ -1,0 +1,134 @@
+"""The stores: DuckDB and memory behave the same; DuckDB migrates, persists, and batches."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from parity import StoreError
+from parity.monitor import Alert, AttributedChange, Change, FeedbackEvent, Record, Store
+from parity.monitor.store import (
+    STORE_SCHEMA_VERSION,
+    DuckDBStore,
+    MemoryStore,
+    open_store,
+    session_salt,
+    summarize,
+)
+
+T0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=["memory", "duckdb"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | DuckDBStore]:
+    s: MemoryStore | DuckDBStore = MemoryStore() if request.param == "memory" else DuckDBStore(tmp_path / "s.duckdb")
+    yield s
+    s.close()
+
+
+def test_stores_implement_the_protocol(store: Store) -> None:
+    assert isinstance(store, Store)
+
+
+def test_records_round_trip_exactly(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+    records = [make_record(i) for i in range(25)]
+    records.append(make_record(99, captured_text="redacted [EMAIL]", latency_ms=12.5, max_tokens=64, region="eu"))
+    store.write_records(records[:10])
+    store.write_records(records[10:])
+    assert store.records() == sorted(records, key=lambda r: r.time)
+
+
+def test_records_time_window(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+    store.write_records([make_record(i) for i in range(10)])
+    got = store.records(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=6))
+    assert [r.record_id for r in got] == ["cmpl-3", "cmpl-4", "cmpl-5"]
+
+
+def test_feedback_changes_alerts(store: MemoryStore | DuckDBStore) -> None:
+    store.write_feedback([FeedbackEvent("cmpl-1", T0, "thumbs_down"), FeedbackEvent("cmpl-2", T0, "bug_report")])
+    assert [e.kind for e in store.feedback()] == ["thumbs_down", "bug_report"]
+    c1 = Change("c1", T0, "deploy", {"platform": "tpu"}, "sampler rewrite")
+    store.write_changes([c1, Change("c2", T0 + timedelta(hours=1), "routing")])
+    store.write_changes([Change("c1", T0, "deploy", {"platform": "tpu"}, "edited")])
+    assert [(c.change_id, c.description) for c in store.changes()] == [("c1", "edited"), ("c2", "")]
+    alert = Alert(
+        "a1",
+        "unexpected_script",
+        {"platform": "tpu"},
+        T0,
+        T0 + timedelta(minutes=5),
+        0.02,
+        0.001,
+        0.021,
+        40,
+        (AttributedChange("c1", 0.9, "scope matches, 3 min before"),),
+    )
+    store.write_alerts([alert])
+    assert store.alerts(open_only=True) == [alert]
+    closed = Alert(**{**{f: getattr(alert, f) for f in alert.__slots__}, "status": "resolved"})  # type: ignore[attr-defined]
+    store.write_alerts([closed])
+    assert store.alerts(open_only=True) == []
+    assert store.alerts() == [closed]
+
+
+def test_summary_matches_reference(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+    records = [make_record(i) for i in range(30)]
+    store.write_records(records)
+    store.write_feedback([FeedbackEvent("cmpl-1", T0, "thumbs_down")])
+    got = store.summary()
+    want = summarize(records, n_feedback=1)
+    assert got == want
+    assert got.flags == {"unexpected_script": 6}
+
+
+def test_duckdb_persists_and_records_its_migrations(tmp_path: Path, make_record: Callable[..., Record]) -> None:
+    path = tmp_path / "p.duckdb"
+    with DuckDBStore(path) as s:
+        s.write_records([make_record(1)])
+        salt = session_salt(s)
+    with DuckDBStore(path) as s:
+        assert s.schema_version == STORE_SCHEMA_VERSION
+        assert [r.record_id for r in s.records()] == ["cmpl-1"]
+        assert session_salt(s) == salt
+        versions = s._run(lambda con: con.execute("SELECT version FROM schema_migrations").fetchall())
+        assert versions == [(1,)]
+    with DuckDBStore(path, read_only=True) as s:
+        assert len(s.records()) == 1
+
+
+def test_duckdb_refuses_a_newer_schema(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    with DuckDBStore(path) as s:
+        s._run(lambda con: con.execute("INSERT INTO schema_migrations VALUES (99, 'future', NULL)"))
+    with pytest.raises(StoreError, match="schema version 99, newer than this parity supports"):
+        DuckDBStore(path)
+
+
+def test_read_only_open_of_a_missing_file_names_it(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(tmp_path / "nope.duckdb", read_only=True)
+
+
+def test_closed_store_raises_store_error(tmp_path: Path) -> None:
+    s = DuckDBStore(tmp_path / "c.duckdb")
+    s.close()
+    with pytest.raises(StoreError, match="closed"):
+        s.records()
+
+
+def test_session_salt_configured_wins_and_persists() -> None:
+    s = MemoryStore()
+    random_salt = session_salt(s)
+    assert len(random_salt) == 32
+    assert session_salt(s, "team") == "team"
+    assert session_salt(s) == "team"
+
+
+def test_large_batch_insert(tmp_path: Path, make_record: Callable[..., Record]) -> None:
+    records = [make_record(i) for i in range(5000)]
+    with DuckDBStore(tmp_path / "big.duckdb") as s:
+        s.write_records(records)
+        assert s.summary().records == 5000
