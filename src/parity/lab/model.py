@@ -1,0 +1,254 @@
+"""The lab model: a small Llama-style causal transformer.
+
+RMSNorm before attention and MLP, rotary position embeddings on adjacent pairs of each head's channels (the
+original LLaMA / GGUF ``llama`` layout, so the weights export to GGUF without permutation), a SwiGLU MLP, no
+biases, input and output embeddings tied. ``rope_scaling`` linearly interpolates positions (position / factor)
+as a long-context server configured for a larger window does; 1.0 is the trained configuration.
+
+Parameter names follow Meta's LLaMA checkpoints (``tok_embeddings``, ``layers.N.attention.wq``, ...).
+
+>>> import torch
+>>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, d_ff=64, max_context=16)
+>>> model = Transformer(cfg)
+>>> logits = model(torch.zeros(1, 5, dtype=torch.long))
+>>> tuple(logits.shape)
+(1, 5, 64)
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from parity._exceptions import InvalidInputError
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape and position settings of the lab transformer (stored as ``config.json`` beside the weights)."""
+
+    vocab_size: int = 16384
+    d_model: int = 256
+    n_layers: int = 6
+    n_heads: int = 8
+    d_ff: int = 704
+    max_context: int = 512
+    rope_theta: float = 10000.0
+    rope_scaling: float = 1.0
+    norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_context"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(name, "must be >= 1", getattr(self, name))
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise InvalidInputError("d_model", "must be a multiple of 2 * n_heads", self.d_model)
+        if self.rope_scaling < 1.0:
+            raise InvalidInputError("rope_scaling", "must be >= 1.0 (a linear interpolation factor)", self.rope_scaling)
+
+    @property
+    def head_dim(self) -> int:
+        """Channels per attention head."""
+        return self.d_model // self.n_heads
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON-ready data."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelConfig:
+        """A config from :meth:`to_dict` output (unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def with_rope_scaling(self, factor: float) -> ModelConfig:
+        """The same model with another RoPE interpolation factor."""
+        return replace(self, rope_scaling=float(factor))
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square layer norm with a learned gain (computed in fp32)."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        return normed.to(x.dtype) * self.weight
+
+
+def rope_angles(positions: torch.Tensor, config: ModelConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos and sin of the rotary angles for integer ``positions`` [B, T]: shapes [B, 1, T, head_dim/2], fp32."""
+    half = config.head_dim // 2
+    inv_freq = config.rope_theta ** (-torch.arange(half, dtype=torch.float32, device=positions.device) / half)
+    angles = (positions.float() / config.rope_scaling)[:, None, :, None] * inv_freq
+    return torch.cos(angles), torch.sin(angles)
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) of ``x`` [B, H, T, D] by the given angles."""
+    pairs = x.float().view(*x.shape[:-1], -1, 2)
+    x0, x1 = pairs[..., 0], pairs[..., 1]
+    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
+    return rotated.flatten(-2).to(x.dtype)
+
+
+class KVCache:
+    """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim]."""
+
+    def __init__(self, config: ModelConfig, batch: int, max_len: int, *, dtype: torch.dtype) -> None:
+        shape = (config.n_layers, batch, config.n_heads, max_len, config.head_dim)
+        self.keys = torch.zeros(shape, dtype=dtype)
+        self.values = torch.zeros(shape, dtype=dtype)
+        self.length = 0
+
+
+class Attention(nn.Module):
+    """Multi-head causal self-attention with rotary embeddings."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        d = config.d_model
+        self.wq = nn.Linear(d, d, bias=False)
+        self.wk = nn.Linear(d, d, bias=False)
+        self.wv = nn.Linear(d, d, bias=False)
+        self.wo = nn.Linear(d, d, bias=False)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        layer: int,
+        cache: KVCache | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        h, hd = self.config.n_heads, self.config.head_dim
+        q = self.wq(x).view(b, t, h, hd).transpose(1, 2)
+        k = self.wk(x).view(b, t, h, hd).transpose(1, 2)
+        v = self.wv(x).view(b, t, h, hd).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is None:
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        else:
+            start = cache.length
+            cache.keys[layer, :, :, start : start + t] = k
+            cache.values[layer, :, :, start : start + t] = v
+            keys = cache.keys[layer, :, :, : start + t]
+            values = cache.values[layer, :, :, : start + t]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+        return self.wo(out.transpose(1, 2).reshape(b, t, h * hd))  # type: ignore[no-any-return]
+
+
+class FeedForward(nn.Module):
+    """SwiGLU MLP: w2(silu(w1 x) * w3 x)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.w1 = nn.Linear(config.d_model, config.d_ff, bias=False)
+        self.w2 = nn.Linear(config.d_ff, config.d_model, bias=False)
+        self.w3 = nn.Linear(config.d_model, config.d_ff, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w2(F.silu(self.w1(x)) * self.w3(x))  # type: ignore[no-any-return]
+
+
+class Block(nn.Module):
+    """One pre-norm transformer layer."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.attention = Attention(config)
+        self.ffn_norm = RMSNorm(config.d_model, config.norm_eps)
+        self.feed_forward = FeedForward(config)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        layer: int,
+        cache: KVCache | None,
+        mask: torch.Tensor | None,
+    ) -> torch.Tensor:
+        x = x + self.attention(self.attention_norm(x), cos, sin, layer, cache, mask)
+        out: torch.Tensor = x + self.feed_forward(self.ffn_norm(x))
+        return out
+
+
+class Transformer(nn.Module):
+    """The lab's causal language model; ``forward`` returns logits in the model's dtype."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.d_model)
+        self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
+        self.norm = RMSNorm(config.d_model, config.norm_eps)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        gen = torch.Generator().manual_seed(0)
+        std = 0.02
+        for name, param in self.named_parameters():
+            if param.ndim == 2:
+                scale = std / math.sqrt(2 * self.config.n_layers) if name.endswith(("wo.weight", "w2.weight")) else std
+                with torch.no_grad():
+                    param.copy_(torch.randn(param.shape, generator=gen) * scale)
+
+    def num_parameters(self) -> int:
+        """Number of parameters (the tied embedding counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(
+        self,
+        ids: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        key_valid: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Logits [B, T, V] for token ids [B, T] (or [B, 1, V] of the last position with ``last_only``).
+
+        Without ``cache`` this is plain causal attention over positions 0..T-1 (training). With a cache, ``ids``
+        continue the cached sequence at ``cache.length``; ``positions`` [B, T] gives each token's position (rows
+        may be left-padded, so positions differ by row) and ``key_valid`` [B, cache.length + T] marks real
+        (non-padding) tokens. The cache length advances by T.
+        """
+        b, t = ids.shape
+        if positions is None:
+            start = 0 if cache is None else cache.length
+            positions = torch.arange(start, start + t).expand(b, t)
+        cos, sin = rope_angles(positions, self.config)
+        mask = None
+        if cache is not None:
+            total = cache.length + t
+            if key_valid is None:
+                key_valid = torch.ones(b, total, dtype=torch.bool)
+            query_index = torch.arange(cache.length, total)[:, None]
+            key_index = torch.arange(total)[None, :]
+            causal = key_index <= query_index  # [T, S]
+            # A padding query sees at least itself, so that no softmax row is empty (its output is unused).
+            mask = (causal[None] & key_valid[:, None, :]) | (key_index == query_index)[None]
+            mask = mask[:, None]  # [B, 1, T, S]
+        x = self.tok_embeddings(ids)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, index, cache, mask)
+        if cache is not None:
+            cache.length += t
+        if last_only:
+            x = x[:, -1:]
+        x = self.norm(x)
+        return F.linear(x, self.tok_embeddings.weight)
