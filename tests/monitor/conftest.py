@@ -183,6 +183,27 @@ def upstream_app(state: dict[str, Any]) -> Any:
 
 
 @pytest.fixture
+def serve_app() -> Iterator[Callable[[Any], ServerHandle]]:
+    """Start ASGI apps on 127.0.0.1 (free ports); all are stopped after the test."""
+    handles: list[ServerHandle] = []
+
+    def start(app: Any) -> ServerHandle:
+        handle = serve_in_thread(app)
+        handles.append(handle)
+        return handle
+
+    yield start
+    for handle in handles:
+        handle.stop()
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nothing listens on."""
+    return free_port()
+
+
+@pytest.fixture
 def upstream() -> Iterator[ServerHandle]:
     """The canned upstream on 127.0.0.1, stopped after the test."""
     state: dict[str, Any] = {}

@@ -1,0 +1,641 @@
+"""The monitoring reverse proxy: forwards ``/v1/*`` to an OpenAI-compatible upstream untouched, and scores every
+exchange off the request path.
+
+Request path (never changed, delayed or failed because of parity): the request body and headers go upstream
+as received (hop-by-hop headers aside); the upstream's status, headers and body bytes come back as they arrive,
+chunk by chunk (SSE included); upstream errors pass through unchanged. Only after the last byte has been sent
+does the proxy hand the exchange (credentials stripped) to :class:`MonitorWorker` with a non-blocking put on a
+bounded queue; when that queue is full the exchange is spooled to disk (:class:`~parity.monitor.spool.Spool`)
+and counted in ``parity_proxy_spooled_records_total``, never dropped.
+
+Worker thread: parse and score (``parity.detectors``), build the :class:`~parity.monitor.Record`, write records
+to the store in batches, hand each to the monitor hook (``SegmentMonitor.observe``: new alerts are written with
+``store.write_alerts``, counted per signal, and sent by the monitor's notifiers), then drain the spool.
+
+Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id),
+``GET /metrics`` (Prometheus), and read-only JSON views of the store for ``parity status`` and the dashboard,
+because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
+(``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
+``/parity/feedback``, ``/parity/changes``, ``/parity/health``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import queue
+import threading
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import httpx
+
+from parity._exceptions import InvalidInputError, ParityError
+from parity._optional import import_optional
+from parity.monitor._codec import change_from_dict, feedback_to_dict
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record
+from parity.monitor._store_protocol import Store
+from parity.monitor.capture import CapturePolicy, safe_request_headers
+from parity.monitor.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder, utcnow
+from parity.monitor.spool import Spool
+
+log = logging.getLogger("parity.monitor")
+
+#: Headers that belong to one connection and are never forwarded (RFC 9110 section 7.6.1), plus ``host``.
+HOP_BY_HOP = frozenset(
+    {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
+     "upgrade", "host", "content-length"}
+)  # fmt: skip
+
+#: Response bodies kept for scoring are capped (bytes); the client still gets every byte.
+MAX_SCORED_BODY_BYTES = 8 * 1024 * 1024
+
+
+class MonitorHook(Protocol):
+    """Where records go after the store: one method (``SegmentMonitor`` implements it)."""
+
+    def observe(self, record: Record) -> list[Alert]: ...
+
+
+@dataclass
+class _Raw:
+    """An exchange as captured on the request path: bytes only; parsed on the worker thread."""
+
+    path: str
+    time: datetime
+    request_body: bytes
+    request_headers: dict[str, str]
+    status_code: int
+    response_headers: dict[str, str]
+    chunks: list[bytes]
+    latency_ms: float
+    streamed: bool
+
+    def to_exchange(self) -> Exchange:
+        body = b"".join(self.chunks)
+        encoding = self.response_headers.get("content-encoding", "").lower()
+        if encoding in ("gzip", "deflate"):
+            try:
+                body = zlib.decompress(body, wbits=47)  # 47: auto-detect gzip or zlib header
+            except zlib.error:
+                body = b""
+        try:
+            request = json.loads(self.request_body) if self.request_body else None
+        except ValueError:
+            request = None
+        return Exchange(
+            path=self.path,
+            time=self.time,
+            request=request if isinstance(request, dict) else None,
+            status_code=self.status_code,
+            response_headers={k: v for k, v in self.response_headers.items() if k.startswith("x-parity-")},
+            response_body=body.decode("utf-8", errors="replace"),
+            request_headers=self.request_headers,
+            latency_ms=self.latency_ms,
+            streamed=self.streamed,
+        )
+
+
+@dataclass(frozen=True)
+class ProxyConfig:
+    """Settings of one proxy. ``labels`` are static provenance for responses without ``x-parity-*`` headers."""
+
+    upstream: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    capture: str = "none"
+    queue_size: int = 10_000
+    batch_size: int = 512
+    flush_interval_s: float = 0.5
+    spool_path: str | Path | None = None
+    upstream_timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        if not self.upstream.startswith(("http://", "https://")):
+            raise InvalidInputError("upstream", "must be an http:// or https:// URL", self.upstream)
+        if self.queue_size < 1:
+            raise InvalidInputError("queue_size", "must be >= 1", self.queue_size)
+        if self.batch_size < 1:
+            raise InvalidInputError("batch_size", "must be >= 1", self.batch_size)
+        if self.flush_interval_s <= 0:
+            raise InvalidInputError("flush_interval_s", "must be > 0", self.flush_interval_s)
+        CapturePolicy(self.capture)
+
+
+class MonitorWorker:
+    """The off-path half of the proxy: a bounded queue and one thread that scores, stores and monitors.
+
+    ``submit`` never blocks: a full queue sends the exchange to the spool. ``hook`` is the monitor pipeline
+    (any object with ``observe(record) -> list[Alert]``; ``observe_feedback(event)`` and ``add_changes(changes)``
+    are called when present).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        builder: RecordBuilder,
+        *,
+        metrics: ProxyMetrics | None = None,
+        hook: MonitorHook | None = None,
+        spool: Spool | None = None,
+        queue_size: int = 10_000,
+        batch_size: int = 512,
+        flush_interval_s: float = 0.5,
+    ) -> None:
+        self.store = store
+        self.builder = builder
+        self.metrics = metrics or ProxyMetrics()
+        self.hook = hook
+        self.spool = spool
+        self.batch_size = batch_size
+        self.flush_interval_s = flush_interval_s
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._count_lock = threading.Lock()
+        self._outstanding = 0  # submitted to the queue and not yet stored
+        self._queued_in_pending = 0  # of those, how many sit in the pending batch
+        self._busy = False
+        self._pending: list[Record] = []
+        self._last_flush = time.monotonic()
+        self.records_written = 0
+        self.spooled = 0
+
+    # -- request path ------------------------------------------------------------------------------------
+    def submit(self, item: _Raw | Exchange | FeedbackEvent) -> None:
+        """Queue an exchange or feedback event without blocking; spool it when the queue is full."""
+        with self._count_lock:
+            self._outstanding += 1
+        try:
+            self._queue.put_nowait(item)
+        except queue.Full:
+            if self.spool is None or isinstance(item, FeedbackEvent):
+                self._queue.put(item)  # no spool configured: wait rather than drop (feedback is tiny)
+            else:
+                with self._count_lock:
+                    self._outstanding -= 1
+                exchange = item.to_exchange() if isinstance(item, _Raw) else item
+                self.spool.append(exchange.to_dict())
+                self.spooled += 1
+                self.metrics.spooled.inc()
+                self.metrics.spool_pending.set(self.spool.pending)
+        self.metrics.queue_depth.set(self._queue.qsize())
+
+    # -- worker thread -----------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker thread (idempotent)."""
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="parity-monitor-worker", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Process what is queued (and spooled), flush, and end the thread."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._thread.join(timeout)
+        self._thread = None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, spooled, pending or being written."""
+        return (
+            self._outstanding == 0
+            and not self._busy
+            and not self._pending
+            and (self.spool is None or self.spool.pending == 0)
+        )
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until everything submitted so far is stored (for tests and shutdown); False on timeout."""
+        deadline = time.monotonic() + timeout
+        while not self.idle:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True
+
+    def _run(self) -> None:
+        while True:
+            try:
+                item = self._queue.get(timeout=min(0.05, self.flush_interval_s))
+            except queue.Empty:
+                item = None
+            if item is not None:
+                self._busy = True
+                if self._handle(item):
+                    self._queued_in_pending += 1
+                else:
+                    self._done(1)
+                self.metrics.queue_depth.set(self._queue.qsize())
+            empty = self._queue.empty()
+            due = time.monotonic() - self._last_flush >= self.flush_interval_s
+            if self._pending and (len(self._pending) >= self.batch_size or empty or due):
+                self._flush()
+            if empty and self.spool is not None and self.spool.pending:
+                self._busy = True
+                self._drain_spool()
+            self._busy = False
+            if self._stop.is_set() and self.idle:
+                return
+
+    def _done(self, n: int) -> None:
+        with self._count_lock:
+            self._outstanding -= n
+
+    def _handle(self, item: _Raw | Exchange | FeedbackEvent) -> bool:
+        """Process one item; True when it left a record in the pending batch."""
+        if isinstance(item, FeedbackEvent):
+            self._flush()
+            self._guard("feedback", lambda: self.store.write_feedback([item]))
+            observe_feedback = getattr(self.hook, "observe_feedback", None)
+            if observe_feedback is not None:
+                self._guard("monitor", lambda: self._alerts(observe_feedback(item)))
+            return False
+        exchange = item.to_exchange() if isinstance(item, _Raw) else item
+        if exchange.path not in SCORED_PATHS:
+            return False
+        record = self._guard("score", lambda: self.builder.build(exchange))
+        if record is None:
+            return False
+        self.metrics.count_flags(o.detector for o in record.observations if o.flagged)
+        self._pending.append(record)
+        if self.hook is not None:
+            hook = self.hook
+            self._guard("monitor", lambda: self._alerts(hook.observe(record)))
+        return True
+
+    def _alerts(self, alerts: Sequence[Alert] | None) -> None:
+        if not alerts:
+            return
+        self._flush()
+        self.store.write_alerts(list(alerts))
+        current = getattr(self.hook, "alerts", None)
+        pool = list(current) if current is not None else self.store.alerts(open_only=True)
+        self.metrics.set_open_alerts(Counter(a.signal for a in pool if a.status == "open"))
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        batch = self._pending
+        if self._guard("store", lambda: self.store.write_records(batch)) is not None:
+            self.records_written += len(batch)
+            self.metrics.records_written.inc(len(batch))
+        self._pending = []
+        queued, self._queued_in_pending = self._queued_in_pending, 0
+        self._done(queued)
+        self._last_flush = time.monotonic()
+
+    def _drain_spool(self) -> None:
+        if self.spool is None:
+            return
+        self._flush()
+        for data in self.spool.drain():
+            try:
+                self._handle(Exchange.from_dict(data))
+            except (KeyError, ValueError, TypeError) as err:
+                self.metrics.worker_errors.labels(stage="spool").inc()
+                log.warning("spooled exchange unreadable: %s", err)
+            if len(self._pending) >= self.batch_size:
+                self._flush()
+            self.metrics.spool_pending.set(self.spool.pending)
+        self._flush()
+
+    def _guard(self, stage: str, fn: Callable[[], Any]) -> Any:
+        try:
+            result = fn()
+        except Exception as err:  # the worker must outlive any bad exchange, detector or store hiccup
+            self.metrics.worker_errors.labels(stage=stage).inc()
+            log.warning("monitor worker: %s failed: %s", stage, err)
+            return None
+        return result if result is not None else True
+
+    def add_changes(self, changes: Sequence[Change]) -> None:
+        """Persist changes and pass them to the monitor hook (for attribution)."""
+        if not changes:
+            return
+        self.store.write_changes(list(changes))
+        add = getattr(self.hook, "add_changes", None)
+        if add is not None:
+            add(list(changes))
+
+
+def load_changes(source: str, *, timeout: float = 10.0, token: str | None = None) -> list[Change]:
+    """Changes from a change log: an ``http(s)://`` URL answering a JSON list (the lab's ``/admin/changes``)
+    or a JSONL file of ``{"id"|"change_id", "time", "kind", "scope", "description"}`` lines."""
+    if source.startswith(("http://", "https://")):
+        headers = {"authorization": f"Bearer {token}"} if token else {}
+        try:
+            resp = httpx.get(source, timeout=timeout, headers=headers)
+        except httpx.HTTPError as err:
+            from parity._exceptions import EndpointError
+
+            raise EndpointError(f"cannot fetch the change log: {err}", url=source) from err
+        data = resp.json()
+        items = data.get("changes", []) if isinstance(data, dict) else data
+        return [change_from_dict(d) for d in items]
+    path = Path(source)
+    if not path.exists():
+        raise InvalidInputError("changes", "must be a URL or an existing JSONL file", source)
+    out = []
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                out.append(change_from_dict(json.loads(line)))
+            except (ValueError, ParityError) as err:
+                raise InvalidInputError("changes", f"line {n} of {source} is not a change", detail=str(err)) from err
+    return out
+
+
+class _Forward:
+    """An ASGI response that streams the upstream response through, then hands the exchange to the worker."""
+
+    def __init__(self, proxy: ParityProxy, upstream: httpx.Response, raw: _Raw, t_start: float) -> None:
+        self.proxy = proxy
+        self.upstream = upstream
+        self.raw = raw
+        self.t_start = t_start
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        up = self.upstream
+        headers = [(k, v) for k, v in up.headers.raw if k.decode("latin-1").lower() not in _RESPONSE_DROP]
+        keep = self.raw.path in SCORED_PATHS
+        kept = 0
+        complete = False
+        try:
+            await send({"type": "http.response.start", "status": up.status_code, "headers": headers})
+            async for chunk in up.aiter_raw():
+                if keep and kept < MAX_SCORED_BODY_BYTES:
+                    self.raw.chunks.append(chunk)
+                    kept += len(chunk)
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            complete = True
+        finally:
+            try:
+                await up.aclose()
+                if keep and complete:
+                    self.raw.latency_ms = (time.perf_counter() - self.t_start) * 1000.0
+                    self.proxy.worker.submit(self.raw)
+            finally:
+                self.proxy._in_flight -= 1
+
+
+#: Response headers not copied: hop-by-hop ones (``content-length`` is kept so sized bodies stay sized).
+_RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}
+
+
+class ParityProxy:
+    """The proxy application: ``app`` is the ASGI app (starlette); :meth:`startup`/:meth:`shutdown` run in its
+    lifespan. ``store`` is owned by the caller (closed by the caller after shutdown)."""
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        store: Store,
+        builder: RecordBuilder,
+        *,
+        hook: MonitorHook | None = None,
+        metrics: ProxyMetrics | None = None,
+        changes: Sequence[Change] = (),
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics or ProxyMetrics()
+        spool = Spool(config.spool_path) if config.spool_path is not None else None
+        self.worker = MonitorWorker(
+            store,
+            builder,
+            metrics=self.metrics,
+            hook=hook,
+            spool=spool,
+            queue_size=config.queue_size,
+            batch_size=config.batch_size,
+            flush_interval_s=config.flush_interval_s,
+        )
+        self._initial_changes = list(changes)
+        self._in_flight = 0  # requests between arrival and hand-off to the worker (event-loop thread only)
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+        self.upstream = config.upstream.rstrip("/")
+        self.app = self._build_app()
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=200, keepalive_expiry=30)
+        timeout = httpx.Timeout(self.config.upstream_timeout_s, connect=10.0)
+        self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=self._transport)
+        self.worker.add_changes(self._initial_changes)
+        self.worker.start()
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Block until every request received so far has been answered, handed off and stored."""
+        deadline = time.monotonic() + timeout
+        while self._in_flight:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return self.worker.wait_idle(max(0.0, deadline - time.monotonic()))
+
+    async def shutdown(self) -> None:
+        await asyncio.to_thread(self.worker.stop)
+        if self._client is not None:
+            await self._client.aclose()
+
+    # -- routes ------------------------------------------------------------------------------------------
+    def _build_app(self) -> Any:
+        starlette = import_optional("starlette.applications", extra="monitor")
+        routing = import_optional("starlette.routing", extra="monitor")
+        from contextlib import asynccontextmanager
+
+        @asynccontextmanager
+        async def lifespan(app: Any) -> Any:
+            await self.startup()
+            try:
+                yield
+            finally:
+                await self.shutdown()
+
+        routes = [
+            routing.Route("/v1/feedback", self._feedback, methods=["POST"]),
+            routing.Route("/metrics", self._metrics, methods=["GET"]),
+            routing.Route("/parity/health", self._health, methods=["GET"]),
+            routing.Route("/parity/alerts", self._alerts, methods=["GET"]),
+            routing.Route("/parity/records", self._records, methods=["GET"]),
+            routing.Route("/parity/records/summary", self._summary, methods=["GET"]),
+            routing.Route("/parity/feedback", self._feedback_list, methods=["GET"]),
+            routing.Route("/parity/changes", self._changes, methods=["GET"]),
+            routing.Route(
+                "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
+            ),
+        ]
+        return starlette.Starlette(routes=routes, lifespan=lifespan)
+
+    async def _forward(self, request: Any) -> Any:
+        self._in_flight += 1
+        try:
+            response = await self._open_upstream(request)
+        except BaseException:
+            self._in_flight -= 1
+            raise
+        if not isinstance(response, _Forward):
+            self._in_flight -= 1
+        return response
+
+    async def _open_upstream(self, request: Any) -> Any:
+        t0 = time.perf_counter()
+        now = utcnow()
+        path = request.url.path
+        body = await request.body()
+        headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        url = self.upstream + path + (("?" + request.url.query) if request.url.query else "")
+        assert self._client is not None
+        up_request = self._client.build_request(request.method, url, headers=headers, content=body)
+        kind = endpoint_kind(path)
+        t1 = time.perf_counter()
+        try:
+            upstream = await self._client.send(up_request, stream=True)
+        except httpx.TimeoutException as err:
+            return self._upstream_failure(kind, "timeout", err, 504)
+        except httpx.HTTPError as err:
+            return self._upstream_failure(kind, "connect", err, 502)
+        t2 = time.perf_counter()
+        code = upstream.status_code
+        self.metrics.requests.labels(endpoint=kind, code_class=f"{code // 100}xx").inc()
+        if code >= 400:
+            self.metrics.upstream_errors.labels(reason=f"status_{code // 100}xx").inc()
+        raw = _Raw(
+            path=path,
+            time=now,
+            request_body=body,
+            request_headers=safe_request_headers(request.headers),
+            status_code=code,
+            response_headers={k.lower(): v for k, v in upstream.headers.items()},
+            chunks=[],
+            latency_ms=0.0,
+            streamed="text/event-stream" in upstream.headers.get("content-type", ""),
+        )
+        response = _Forward(self, upstream, raw, t0)
+        self.metrics.added_latency.observe((t1 - t0) + (time.perf_counter() - t2))
+        return response
+
+    def _upstream_failure(self, kind: str, reason: str, err: Exception, status: int) -> Any:
+        responses = import_optional("starlette.responses", extra="monitor")
+        self.metrics.requests.labels(endpoint=kind, code_class=f"{status // 100}xx").inc()
+        self.metrics.upstream_errors.labels(reason=reason).inc()
+        log.warning("upstream %s unreachable: %s", self.upstream, type(err).__name__)
+        message = f"parity proxy: upstream {self.upstream} {'timed out' if reason == 'timeout' else 'unreachable'}"
+        payload = {"error": {"message": message, "type": "upstream_error", "param": None, "code": reason}}
+        return responses.JSONResponse(payload, status_code=status)
+
+    async def _feedback(self, request: Any) -> Any:
+        responses = import_optional("starlette.responses", extra="monitor")
+        try:
+            data = json.loads(await request.body())
+            if not isinstance(data, dict):
+                raise InvalidInputError("body", "must be a JSON object with response_id and kind")
+            rid = data.get("response_id")
+            if not isinstance(rid, str) or not rid:
+                raise InvalidInputError("response_id", "must be a non-empty string", rid)
+            event = FeedbackEvent(response_id=rid, time=data.get("time") or utcnow(), kind=str(data.get("kind")))
+        except (ValueError, ParityError) as err:
+            payload = {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": None}}
+            return responses.JSONResponse(payload, status_code=400)
+        self.metrics.feedback.labels(kind=event.kind).inc()
+        self.worker.submit(event)
+        return responses.JSONResponse({"status": "accepted", "response_id": rid}, status_code=202)
+
+    async def _metrics(self, request: Any) -> Any:
+        responses = import_optional("starlette.responses", extra="monitor")
+        return responses.Response(self.metrics.render(), media_type=self.metrics.content_type)
+
+    async def _json(self, fn: Callable[[], Any]) -> Any:
+        responses = import_optional("starlette.responses", extra="monitor")
+        try:
+            payload = await asyncio.to_thread(fn)
+        except ParityError as err:
+            return responses.JSONResponse({"error": {"message": str(err)}}, status_code=400)
+        return responses.JSONResponse(payload)
+
+    async def _health(self, request: Any) -> Any:
+        return await self._json(
+            lambda: {
+                "status": "ok",
+                "upstream": self.upstream,
+                "queue_depth": self.worker._queue.qsize(),
+                "spool_pending": self.worker.spool.pending if self.worker.spool else 0,
+                "records_written": self.worker.records_written,
+            }
+        )
+
+    async def _alerts(self, request: Any) -> Any:
+        open_only = request.query_params.get("open_only", "false").lower() in ("1", "true", "yes")
+        return await self._json(lambda: {"alerts": [a.to_dict() for a in self.store.alerts(open_only=open_only)]})
+
+    async def _records(self, request: Any) -> Any:
+        def when(name: str) -> datetime | None:
+            value = request.query_params.get(name)
+            if not value:
+                return None
+            try:
+                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            except ValueError as err:
+                raise InvalidInputError(name, "must be an ISO-8601 time", value) from err
+            if parsed.tzinfo is None:
+                raise InvalidInputError(name, "must be timezone-aware", value)
+            return parsed
+
+        def go() -> dict[str, Any]:
+            since, until = when("since"), when("until")
+            return {"records": [r.to_dict() for r in self.store.records(since=since, until=until)]}
+
+        return await self._json(go)
+
+    async def _summary(self, request: Any) -> Any:
+        def go() -> dict[str, Any]:
+            summary = getattr(self.store, "summary", None)
+            if summary is None:
+                from parity.monitor._store_summary import summarize
+
+                return summarize(self.store.records()).to_dict()
+            out: dict[str, Any] = summary().to_dict()
+            return out
+
+        return await self._json(go)
+
+    async def _feedback_list(self, request: Any) -> Any:
+        return await self._json(lambda: {"feedback": [feedback_to_dict(e) for e in self.store.feedback()]})
+
+    async def _changes(self, request: Any) -> Any:
+        return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
+
+
+def default_hook(*, webhook: str | None = None) -> MonitorHook | None:
+    """The stats engineer's ``SegmentMonitor`` (with a webhook and log notifier) when this build has it."""
+    try:
+        pipeline = import_optional("parity.monitor.pipeline", extra="monitor")
+    except ParityError as err:
+        log.warning("parity.monitor.pipeline unavailable (%s); records are stored but not monitored", err)
+        return None
+    notifiers: list[Any] = []
+    try:
+        alerts_mod = import_optional("parity.monitor.alerts", extra="monitor")
+        notifiers.append(alerts_mod.LogNotifier())
+        if webhook:
+            notifiers.append(alerts_mod.WebhookNotifier(webhook))
+    except ParityError:
+        pass
+    except (AttributeError, TypeError) as err:
+        log.warning("alert notifiers unavailable: %s", err)
+    hook: MonitorHook = pipeline.SegmentMonitor(notifiers=tuple(notifiers))
+    return hook

@@ -1,0 +1,422 @@
+"""From one HTTP exchange (an OpenAI-compatible request and its response) to a :class:`~parity.monitor.Record`.
+
+The order of operations, for every exchange, on the proxy's worker thread or in ``parity ingest``:
+
+1. :func:`parse_exchange` reads the request (model, sampling parameters, messages/prompt, session) and the
+   response - a JSON body or an SSE stream of ``chat.completion.chunk`` / ``text_completion`` events - into a
+   :class:`ParsedExchange` (text, finish reason, usage, chosen-token logprobs). Only choice 0 is scored.
+2. A :class:`ResponseScorer` runs the detectors on it (:class:`DetectorScorer` uses ``parity.detectors``).
+3. :class:`RecordBuilder` assembles the record: provenance from the response headers ``x-parity-server``,
+   ``-pool``, ``-platform``, ``-region``, ``-config-version``, ``-model`` (the lab fleet sets them), else from
+   static labels; context length from ``usage.prompt_tokens`` (else estimated as characters / 4); the session
+   (``user`` field or ``x-session-id`` header) as a salted SHA-256; a logprob summary when logprobs came back.
+   Text is dropped here unless the capture policy keeps it (redacted, flagged responses only).
+
+>>> import json
+>>> from datetime import datetime, timezone
+>>> ex = Exchange(path="/v1/chat/completions", time=datetime(2025, 8, 5, tzinfo=timezone.utc),
+...     request={"model": "S", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "user": "u1"},
+...     status_code=200, response_headers={"x-parity-platform": "tpu", "x-parity-pool": "short"},
+...     response_body=json.dumps({"id": "chatcmpl-1", "model": "S", "choices": [{"index": 0,
+...         "message": {"role": "assistant", "content": "hello"}, "finish_reason": "stop"}],
+...         "usage": {"prompt_tokens": 9, "completion_tokens": 1}}))
+>>> rec = RecordBuilder(salt="s", labels={"region": "eu"}, scorer=None).build(ex)
+>>> rec.record_id, rec.platform, rec.region, rec.context_tokens, rec.temperature, rec.captured_text
+('chatcmpl-1', 'tpu', 'eu', 9, 0.7, None)
+>>> rec.session_hash == session_hash("u1", "s")
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import logging
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from parity._exceptions import InvalidInputError
+from parity.monitor._records import UNKNOWN, DetectorObservation, Record
+from parity.monitor.capture import CapturePolicy
+
+log = logging.getLogger("parity.monitor")
+
+#: Paths whose exchanges become records; everything else is forwarded and counted, not scored.
+SCORED_PATHS: tuple[str, ...] = ("/v1/chat/completions", "/v1/completions")
+
+#: Response header -> record field. The lab fleet sets these; any server may.
+PROVENANCE_HEADERS: dict[str, str] = {
+    "x-parity-server": "server",
+    "x-parity-pool": "pool",
+    "x-parity-platform": "platform",
+    "x-parity-region": "region",
+    "x-parity-config-version": "config_version",
+    "x-parity-model": "model",
+}
+
+#: Record fields a static label (``--label k=v``) may set.
+LABEL_FIELDS = frozenset(PROVENANCE_HEADERS.values())
+
+#: Characters per token for estimating the context length when the response carries no ``usage``.
+CHARS_PER_TOKEN_ESTIMATE = 4
+
+
+def session_hash(session: str, salt: str) -> str:
+    """Salted SHA-256 of a session id, 16 hex characters (64 bits: collisions negligible per store).
+
+    >>> session_hash("user-42", "salt") == session_hash("user-42", "salt") != session_hash("user-42", "other")
+    True
+    """
+    return hashlib.sha256(f"{salt}\x00{session}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    """One request/response pair as the proxy saw it; credentials already stripped (only the headers the
+    monitor needs are kept). ``time`` is when the request arrived; ``latency_ms`` until the response ended."""
+
+    path: str
+    time: datetime
+    request: dict[str, Any] | None
+    status_code: int
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: str = ""
+    request_headers: dict[str, str] = field(default_factory=dict)
+    latency_ms: float | None = None
+    streamed: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (for the spool)."""
+        return {
+            "path": self.path,
+            "time": self.time.isoformat(),
+            "request": self.request,
+            "status_code": self.status_code,
+            "response_headers": self.response_headers,
+            "response_body": self.response_body,
+            "request_headers": self.request_headers,
+            "latency_ms": self.latency_ms,
+            "streamed": self.streamed,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Exchange:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            path=str(data["path"]),
+            time=datetime.fromisoformat(str(data["time"])),
+            request=data.get("request"),
+            status_code=int(data["status_code"]),
+            response_headers=dict(data.get("response_headers") or {}),
+            response_body=str(data.get("response_body") or ""),
+            request_headers=dict(data.get("request_headers") or {}),
+            latency_ms=data.get("latency_ms"),
+            streamed=bool(data.get("streamed", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedExchange:
+    """What the detectors and the record need from an exchange (choice 0 only)."""
+
+    response_id: str | None = None
+    model: str | None = None
+    text: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    prompt: str = ""
+    messages: tuple[dict[str, str], ...] = ()
+    tokens: tuple[str, ...] | None = None
+    token_logprobs: tuple[float, ...] | None = None
+    top_logprobs: tuple[dict[str, float], ...] | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    max_tokens: int | None = None
+    session: str | None = None
+
+
+def _content_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):  # content parts
+        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
+    return ""
+
+
+def _opt_float(value: Any, name: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidInputError(name, "must be a number", value)
+    return float(value)
+
+
+def _opt_int(value: Any, name: str) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
+        raise InvalidInputError(name, "must be an integer", value)
+    return int(value)
+
+
+class _Acc:
+    """Accumulates choice 0 of a response, whole or streamed."""
+
+    def __init__(self) -> None:
+        self.text: list[str] = []
+        self.tokens: list[str] = []
+        self.lps: list[float] = []
+        self.tops: list[dict[str, float]] = []
+        self.id: str | None = None
+        self.model: str | None = None
+        self.finish: str | None = None
+        self.usage: dict[str, Any] = {}
+
+    def add(self, obj: Mapping[str, Any]) -> None:
+        self.id = self.id or obj.get("id")
+        self.model = self.model or obj.get("model")
+        if isinstance(obj.get("usage"), dict):
+            self.usage = obj["usage"]
+        for choice in obj.get("choices") or ():
+            if not isinstance(choice, dict) or choice.get("index", 0) != 0:
+                continue
+            if "message" in choice:
+                self.text.append(_content_text((choice.get("message") or {}).get("content")))
+            elif "delta" in choice:
+                self.text.append(_content_text((choice.get("delta") or {}).get("content")))
+            elif "text" in choice:
+                self.text.append(str(choice.get("text") or ""))
+            self.finish = choice.get("finish_reason") or self.finish
+            self._logprobs(choice.get("logprobs"))
+
+    def _logprobs(self, lp: Any) -> None:
+        if not isinstance(lp, dict):
+            return
+        if isinstance(lp.get("content"), list):  # chat shape
+            for item in lp["content"]:
+                if isinstance(item, dict) and isinstance(item.get("logprob"), int | float):
+                    self.tokens.append(str(item.get("token", "")))
+                    self.lps.append(float(item["logprob"]))
+                    tops = item.get("top_logprobs") or []
+                    self.tops.append(
+                        {
+                            str(t.get("token")): float(t["logprob"])
+                            for t in tops
+                            if isinstance(t, dict) and isinstance(t.get("logprob"), int | float)
+                        }
+                    )
+        elif isinstance(lp.get("token_logprobs"), list):  # completions shape
+            self.tokens.extend(str(t) for t in lp.get("tokens") or [])
+            self.lps.extend(float(x) for x in lp["token_logprobs"] if isinstance(x, int | float))
+            self.tops.extend(dict(t) for t in lp.get("top_logprobs") or [] if isinstance(t, dict))
+
+
+def _iter_sse(body: str) -> list[dict[str, Any]]:
+    events: list[dict[str, Any]] = []
+    for line in body.splitlines():
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if not data or data == "[DONE]":
+            continue
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            events.append(obj)
+    return events
+
+
+def parse_exchange(exchange: Exchange) -> ParsedExchange:
+    """Read the request and the response (JSON or SSE) of an exchange; tolerant of missing fields.
+
+    Raises :class:`~parity.InvalidInputError` naming the field when a sampling parameter has the wrong type.
+    """
+    req = exchange.request or {}
+    acc = _Acc()
+    body = exchange.response_body
+    if exchange.streamed or body.lstrip().startswith("data:"):
+        for event in _iter_sse(body):
+            acc.add(event)
+    elif body:
+        try:
+            obj = json.loads(body)
+        except ValueError:
+            obj = None
+        if isinstance(obj, dict):
+            acc.add(obj)
+    messages: tuple[dict[str, str], ...] = ()
+    prompt = ""
+    if isinstance(req.get("messages"), list):
+        messages = tuple(
+            {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
+            for m in req["messages"]
+            if isinstance(m, dict)
+        )
+        prompt = "\n".join(m["content"] for m in messages)
+    elif isinstance(req.get("prompt"), str):
+        prompt = req["prompt"]
+    elif isinstance(req.get("prompt"), list):
+        prompt = "\n".join(p for p in req["prompt"] if isinstance(p, str))
+    session = req.get("user") if isinstance(req.get("user"), str) else None
+    session = session or exchange.request_headers.get("x-session-id")
+    max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
+    has_lp = bool(acc.lps)
+    return ParsedExchange(
+        response_id=acc.id,
+        model=acc.model or (req.get("model") if isinstance(req.get("model"), str) else None),
+        text="".join(acc.text),
+        finish_reason=acc.finish,
+        prompt_tokens=_opt_int(acc.usage.get("prompt_tokens"), "usage.prompt_tokens"),
+        completion_tokens=_opt_int(acc.usage.get("completion_tokens"), "usage.completion_tokens"),
+        prompt=prompt,
+        messages=messages,
+        tokens=tuple(acc.tokens) if has_lp else None,
+        token_logprobs=tuple(acc.lps) if has_lp else None,
+        top_logprobs=tuple(acc.tops) if has_lp and any(acc.tops) else None,
+        temperature=_opt_float(req.get("temperature"), "temperature"),
+        top_p=_opt_float(req.get("top_p"), "top_p"),
+        top_k=_opt_int(req.get("top_k"), "top_k"),
+        max_tokens=_opt_int(max_tokens, "max_tokens"),
+        session=session,
+    )
+
+
+class ResponseScorer(Protocol):
+    """One-method plug point: the detectors' verdicts on a parsed exchange."""
+
+    def score(self, parsed: ParsedExchange) -> list[DetectorObservation]: ...
+
+
+class DetectorScorer:
+    """Runs ``parity.detectors.score_response`` (all default detectors, or ``detectors``) on each response and
+    keeps only (detector, flagged, score): evidence spans stay in memory, never in the store."""
+
+    def __init__(self, detectors: Sequence[Any] | None = None) -> None:
+        module = importlib.import_module("parity.detectors")  # imported late: the proxy runs without it too
+        self._context = module.ResponseContext
+        self._score = module.score_response
+        self.detectors = list(detectors) if detectors is not None else list(module.default_detectors())
+
+    def score(self, parsed: ParsedExchange) -> list[DetectorObservation]:
+        ctx = self._context(
+            response=parsed.text,
+            prompt=parsed.prompt,
+            messages=parsed.messages,
+            tokens=parsed.tokens,
+            token_logprobs=parsed.token_logprobs,
+            top_logprobs=parsed.top_logprobs,
+            temperature=parsed.temperature,
+            top_p=parsed.top_p,
+            top_k=parsed.top_k,
+        )
+        return [
+            DetectorObservation(str(o.detector), bool(o.flagged), float(o.score))
+            for o in self._score(ctx, self.detectors)
+        ]
+
+
+def default_scorer() -> ResponseScorer | None:
+    """A :class:`DetectorScorer` over the default detectors, or ``None`` (records without observations, logged)
+    when ``parity.detectors`` cannot be imported in this build."""
+    try:
+        return DetectorScorer()
+    except ImportError as err:
+        log.warning("parity.detectors unavailable (%s); records will carry no detector observations", err)
+        return None
+
+
+def logprob_summary(logprobs: Sequence[float] | None) -> dict[str, float]:
+    """Aggregate numbers only, never tokens: mean and min chosen-token logprob and the count.
+
+    >>> logprob_summary([-0.5, -1.5])
+    {'mean_logprob': -1.0, 'min_logprob': -1.5, 'n_logprobs': 2.0}
+    """
+    values = [v for v in logprobs or () if math.isfinite(v)]
+    if not values:
+        return {}
+    return {"mean_logprob": sum(values) / len(values), "min_logprob": min(values), "n_logprobs": float(len(values))}
+
+
+class RecordBuilder:
+    """Turns exchanges into records: provenance, salted session hash, detector observations, capture policy.
+
+    ``labels`` are static provenance (``{"platform": "gpu"}``) used when a response lacks the header; keys
+    must be in :data:`LABEL_FIELDS`. ``scorer=None`` stores no observations.
+    """
+
+    def __init__(
+        self,
+        *,
+        salt: str,
+        labels: Mapping[str, str] | None = None,
+        scorer: ResponseScorer | None = None,
+        capture: CapturePolicy | str = "none",
+        source: str = "proxy",
+    ) -> None:
+        labels = dict(labels or {})
+        bad = sorted(set(labels) - LABEL_FIELDS)
+        if bad:
+            raise InvalidInputError("label", f"keys must be among {sorted(LABEL_FIELDS)}", bad)
+        if not salt:
+            raise InvalidInputError("salt", "must be a non-empty string", salt)
+        self.salt = salt
+        self.labels = labels
+        self.scorer = scorer
+        self.capture = capture if isinstance(capture, CapturePolicy) else CapturePolicy(capture)
+        self.source = source
+
+    def build(self, exchange: Exchange) -> Record:
+        """The record of one exchange (errors included: status code kept, no observations)."""
+        parsed = parse_exchange(exchange)
+        return self.build_parsed(exchange, parsed)
+
+    def build_parsed(self, exchange: Exchange, parsed: ParsedExchange) -> Record:
+        prov = dict(self.labels)
+        headers = {k.lower(): v for k, v in exchange.response_headers.items()}
+        for header, name in PROVENANCE_HEADERS.items():
+            if headers.get(header):
+                prov[name] = headers[header]
+        ok = 200 <= exchange.status_code < 300
+        observations = self.scorer.score(parsed) if ok and self.scorer is not None else []
+        flagged = any(o.flagged for o in observations)
+        context = parsed.prompt_tokens
+        if context is None:
+            context = math.ceil(len(parsed.prompt) / CHARS_PER_TOKEN_ESTIMATE)
+        return Record(
+            record_id=parsed.response_id or f"parity-{uuid.uuid4().hex}",
+            time=exchange.time,
+            model=headers.get("x-parity-model") or parsed.model or prov.get("model") or UNKNOWN,
+            pool=prov.get("pool", UNKNOWN),
+            platform=prov.get("platform", UNKNOWN),
+            region=prov.get("region", UNKNOWN),
+            config_version=prov.get("config_version", UNKNOWN),
+            server=prov.get("server", UNKNOWN),
+            context_tokens=context,
+            output_tokens=parsed.completion_tokens or 0,
+            session_hash=session_hash(parsed.session, self.salt) if parsed.session else None,
+            temperature=parsed.temperature,
+            top_p=parsed.top_p,
+            top_k=parsed.top_k,
+            max_tokens=parsed.max_tokens,
+            finish_reason=parsed.finish_reason,
+            status_code=exchange.status_code,
+            latency_ms=exchange.latency_ms,
+            observations=tuple(observations),
+            logprob_summary=logprob_summary(parsed.token_logprobs),
+            captured_text=self.capture.capture(parsed.text, flagged=flagged),
+            source=self.source,
+        )
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
