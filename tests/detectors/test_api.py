@@ -1,0 +1,54 @@
+"""The public surface others build on: names, shapes, defaults, validation messages."""
+
+from __future__ import annotations
+
+import pytest
+
+import parity.detectors as det
+from parity import InvalidInputError
+from parity.detectors import Detector, Observation, ResponseContext, default_detectors, score_response
+
+
+def test_public_names() -> None:
+    for name in (
+        "ResponseContext",
+        "Observation",
+        "Detector",
+        "UnexpectedScriptDetector",
+        "CodeIntegrityDetector",
+        "DegenerationDetector",
+        "SamplingConsistencyDetector",
+        "default_detectors",
+        "score_response",
+    ):
+        assert name in det.__all__
+        assert hasattr(det, name)
+
+
+def test_default_detectors_are_detectors_with_distinct_names() -> None:
+    detectors = default_detectors()
+    assert all(isinstance(d, Detector) for d in detectors)
+    names = [d.name for d in detectors]
+    assert names == ["unexpected_script", "code_integrity", "degeneration", "sampling_consistency"]
+
+
+def test_score_response_clean_text() -> None:
+    obs = score_response(ResponseContext("A short, clean answer.", prompt="Say something."))
+    assert all(isinstance(o, Observation) and not o.flagged for o in obs)
+
+
+def test_score_response_with_explicit_detectors() -> None:
+    obs = score_response(ResponseContext("x ไทย y"), [det.UnexpectedScriptDetector()])
+    assert [o.detector for o in obs] == ["unexpected_script"]
+    assert obs[0].flagged
+
+
+def test_context_validation_names_the_argument() -> None:
+    with pytest.raises(InvalidInputError, match="`top_p` must be in"):
+        ResponseContext("x", top_p=1.5)
+    with pytest.raises(InvalidInputError, match="`temperature` must be a finite number"):
+        ResponseContext("x", temperature=-1.0)
+    with pytest.raises(InvalidInputError, match="`top_logprobs` must have one entry per token"):
+        ResponseContext("x", tokens=["x"], top_logprobs=[{}, {}])
+    with pytest.raises(InvalidInputError, match="`ctx` must be a ResponseContext"):
+        score_response("x")  # type: ignore[arg-type]
