@@ -1,0 +1,149 @@
+"""Where alerts go: a one-method :class:`Notifier` protocol, a webhook, the log, a store, and the test double.
+
+A notifier receives every new alert and every update of one (a re-attribution when changes arrive later, or a
+``status="superseded"`` when a more specific segment explains it); ``alert.alert_id`` tells them apart.
+Notifiers never raise into the pipeline: a failing webhook is retried, then logged and counted.
+
+>>> from datetime import datetime, timezone
+>>> from parity.monitor import Alert
+>>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
+>>> memory = MemoryNotifier()
+>>> memory.send(Alert("a1", "unexpected_script", {"platform": "tpu"}, t, t, 0.02, 0.001, 0.021, 40))
+>>> [a.alert_id for a in memory.alerts]
+['a1']
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Protocol, runtime_checkable
+
+import httpx
+
+from parity._exceptions import InvalidInputError
+from parity.monitor._records import Alert
+from parity.monitor._store_protocol import Store
+
+__all__ = ["LogNotifier", "MemoryNotifier", "Notifier", "StoreNotifier", "WebhookNotifier", "describe_alert"]
+
+log = logging.getLogger("parity.monitor.alerts")
+
+
+@runtime_checkable
+class Notifier(Protocol):
+    """Receives alerts; must not raise."""
+
+    def send(self, alert: Alert) -> None: ...
+
+
+def describe_alert(alert: Alert) -> str:
+    """One line for humans.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
+    >>> print(describe_alert(Alert("a1", "unexpected_script", {"platform": "tpu"}, t, t, 0.02, 0.001, 0.021, 40)))
+    [open] unexpected_script on platform=tpu: 0.001 -> 0.021 (+0.02) since 2025-08-05T00:00:00+00:00, 40 requests
+    """
+    seg = ",".join(f"{k}={v}" for k, v in alert.segment.items()) or "all"
+    text = (
+        f"[{alert.status}] {alert.signal} on {seg}: {alert.baseline:.3g} -> {alert.current:.3g} "
+        f"({alert.effect:+.3g}) since {alert.started_at.isoformat()}, {alert.n_after} requests"
+    )
+    if alert.attributed_changes:
+        top = alert.attributed_changes[0]
+        text += f"; likely cause {top.change_id} ({top.score:.2f}): {top.evidence}"
+    return text
+
+
+class MemoryNotifier:
+    """Keeps every alert it is sent, in order (the test double)."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+
+    def send(self, alert: Alert) -> None:
+        self.alerts.append(alert)
+
+
+class LogNotifier:
+    """Logs each alert as one line on ``logger`` (default ``parity.monitor.alerts``) at ``level``."""
+
+    def __init__(self, logger: logging.Logger | None = None, *, level: int = logging.WARNING) -> None:
+        self.logger = logger or log
+        self.level = level
+
+    def send(self, alert: Alert) -> None:
+        self.logger.log(self.level, "parity alert %s: %s", alert.alert_id, describe_alert(alert))
+
+
+class StoreNotifier:
+    """Writes each alert (insert or replace by id) to a :class:`~parity.monitor.Store`; errors are logged."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.failures = 0
+
+    def send(self, alert: Alert) -> None:
+        try:
+            self.store.write_alerts([alert])
+        except Exception as err:  # a notifier must never break the pipeline
+            self.failures += 1
+            log.error("could not store alert %s: %s", alert.alert_id, err)
+
+
+class WebhookNotifier:
+    """POSTs ``alert.to_dict()`` as JSON to ``url``; retries ``retries`` times with exponential backoff on
+    connection errors and 5xx/429 answers, then logs and counts the failure (``failures``); never raises.
+
+    ``headers`` are sent with each request (e.g. an ``Authorization`` for the receiver); ``client`` may be
+    given (tests pass one with ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        retries: int = 3,
+        timeout: float = 5.0,
+        backoff: float = 0.5,
+        headers: dict[str, str] | None = None,
+        client: httpx.Client | None = None,
+    ) -> None:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidInputError("url", "must be an http(s) URL", url)
+        if retries < 0:
+            raise InvalidInputError("retries", "must be >= 0", retries)
+        if backoff < 0:
+            raise InvalidInputError("backoff", "must be >= 0", backoff)
+        self.url = url
+        self.retries = retries
+        self.timeout = timeout
+        self.backoff = backoff
+        self.headers = dict(headers or {})
+        self._client = client or httpx.Client(timeout=timeout)
+        self.sent = 0
+        self.failures = 0
+
+    def send(self, alert: Alert) -> None:
+        payload = alert.to_dict()
+        last = ""
+        for attempt in range(self.retries + 1):
+            try:
+                resp = self._client.post(self.url, json=payload, headers=self.headers)
+            except httpx.HTTPError as err:
+                last = f"{type(err).__name__}: {err}"
+            else:
+                if resp.status_code < 400:
+                    self.sent += 1
+                    return
+                last = f"HTTP {resp.status_code}"
+                if resp.status_code < 500 and resp.status_code != 429:
+                    break  # the receiver rejected it; retrying will not help
+            if attempt < self.retries and self.backoff:
+                time.sleep(self.backoff * 2**attempt)
+        self.failures += 1
+        log.error("webhook %s did not take alert %s: %s", self.url, alert.alert_id, last)
+
+    def close(self) -> None:
+        self._client.close()

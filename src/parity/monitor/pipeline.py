@@ -1,0 +1,359 @@
+"""The monitor's statistics pipeline: records -> signals -> per-segment detectors -> alerts + attribution.
+
+The order of operations for every record (:meth:`SegmentMonitor.observe`):
+
+1. the routing audit checks it (``parity.monitor.audit``); each rule contributes a 0/1 to ``routing.<rule>``;
+2. its signals (``parity.monitor.segments.record_signals``) update the detector of every (signal, segment) stream
+   of the segment lattice that this shard owns;
+3. each stream that alarms is *localised* (below), de-duplicated against the open alerts, attributed to the
+   change log (``parity.monitor.attribution``) and sent to the notifiers.
+
+Feedback events (:meth:`SegmentMonitor.observe_feedback`) add a 1 to the ``feedback`` signal of the segments of
+the response they refer to (remembered for the last ``max_tracked_responses`` responses).
+
+**Which segment an alert names.** Marginals pool more traffic, so they usually alarm first. When a stream on
+segment ``S`` alarms, the monitor looks for the most specific segment that explains the change:
+
+- *climb*: while, along some dimension ``S`` fixes, every sibling of ``S`` with traffic is degraded too (or there is
+  none), the change is not specific to that value: drop the dimension;
+- *drill down*: while, along some dimension ``S`` leaves free, exactly one child of ``S`` is degraded and at least
+  one other child with traffic is not, the change lives in that child: fix the dimension (the child with the
+  largest statistic when several dimensions qualify).
+
+"Degraded" means the child's CUSUM statistic is above ``evidence_threshold`` (default ``log 100``, i.e. locally
+significant at 1% without the family-wise correction) or it has an open alert. A dimension with a single value in
+``S`` is never fixed: it adds no contrast. Then, for the same signal: if an open alert already names the target
+segment or a refinement of it, the alarm is absorbed (no new alert); if open alerts name a coarser segment that
+contains the target, they are marked ``superseded`` and re-sent, and the new, more specific alert replaces them.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> import numpy as np
+>>> from parity.monitor import DetectorObservation, Record
+>>> from parity.monitor.alerts import MemoryNotifier
+>>> rng = np.random.default_rng(3)
+>>> memory = MemoryNotifier()
+>>> mon = SegmentMonitor(config=MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), alpha=0.01,
+...                                                               horizon=100_000, score_max_order=0)),
+...                      notifiers=[memory])
+>>> t0 = datetime(2025, 8, 25, tzinfo=timezone.utc)
+>>> for i in range(40_000):
+...     platform = ("gpu", "tpu")[i % 2]
+...     bad = platform == "tpu" and i >= 20_000
+...     flagged = bool(rng.random() < (0.05 if bad else 0.002))
+...     rec = Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S", platform=platform,
+...                  observations=(DetectorObservation("unexpected_script", flagged, 0.0),))
+...     if mon.observe(rec):
+...         break
+>>> alert = memory.alerts[-1]
+>>> alert.signal, alert.segment, 20_000 <= i < 21_000
+('unexpected_script', {'platform': 'tpu'}, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+
+from parity._exceptions import InvalidInputError
+from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
+from parity.monitor.alerts import Notifier
+from parity.monitor.attribution import AttributionConfig, rank_changes
+from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.segments import (
+    FEEDBACK_SIGNAL,
+    WILDCARD,
+    Firing,
+    SegmentKey,
+    SegmentStatistics,
+    SignalValue,
+    StatsConfig,
+    audit_signal,
+    is_refinement,
+    key_of,
+    record_signals,
+    segment_dict,
+    segment_label,
+)
+from parity.stats.sequential import ChangeEstimate
+
+__all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
+
+#: Feedback kinds that count as a negative signal.
+NEGATIVE_FEEDBACK = frozenset({"thumbs_down", "bug_report"})
+
+#: Default local evidence for "degraded" during localisation: a CUSUM of log(100).
+EVIDENCE_THRESHOLD = 4.605
+
+
+@dataclass(frozen=True, slots=True)
+class MonitorConfig:
+    """Settings of :class:`SegmentMonitor` (statistics, attribution, routing audit, sharding)."""
+
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    attribution: AttributionConfig = field(default_factory=AttributionConfig)
+    routing_audit: bool = True
+    long_pools: tuple[str, ...] = ("long", "long-context", "long_context", "1m")
+    sticky_min_run: int = 3
+    evidence_threshold: float = EVIDENCE_THRESHOLD
+    max_tracked_responses: int = 200_000
+    shard: int = 0
+    n_shards: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.evidence_threshold > 0:
+            raise InvalidInputError("evidence_threshold", "must be > 0", self.evidence_threshold)
+        if self.max_tracked_responses < 0:
+            raise InvalidInputError("max_tracked_responses", "must be >= 0", self.max_tracked_responses)
+
+
+def _ts(t: float | None, fallback: datetime) -> datetime:
+    return fallback if t is None else datetime.fromtimestamp(t, UTC)
+
+
+class SegmentMonitor:
+    """Per-segment sequential detection with alert localisation, de-duplication and change attribution.
+
+    ``notifiers`` receive every new alert and every update of one. ``clock`` (returning an aware ``datetime``)
+    stamps ``detected_at``; by default the time of the record that triggered the alert is used, so replays of
+    logs give the same alerts as live traffic. One instance is used by one thread; run one per shard
+    (``config.shard`` of ``config.n_shards``) to spread the work.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MonitorConfig | None = None,
+        notifiers: Sequence[Notifier] = (),
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.config = config or MonitorConfig()
+        self.notifiers = tuple(notifiers)
+        self.clock = clock
+        self.stats = SegmentStatistics(self.config.stats, shard=self.config.shard, n_shards=self.config.n_shards)
+        self.dimensions = self.config.stats.dimensions
+        self.audit: RoutingAudit | None = (
+            RoutingAudit(
+                [
+                    PoolContextRule(forbidden_pools=self.config.long_pools),
+                    StickySessionRule(min_run=self.config.sticky_min_run),
+                ]
+            )
+            if self.config.routing_audit
+            else None
+        )
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting)
+        self._alerts: dict[str, Alert] = {}
+        self._keys: dict[str, SegmentKey] = {}
+        self._changes: dict[str, Change] = {}
+        self._values: list[set[str]] = [set() for _ in self.dimensions]
+        self._responses: OrderedDict[str, SegmentKey] = OrderedDict()
+        #: records observed, and alarms absorbed by an existing alert
+        self.n_records = 0
+        self.n_absorbed = 0
+
+    # -- reading ---------------------------------------------------------------------------------------------
+
+    @property
+    def alerts(self) -> list[Alert]:
+        """Every alert raised so far (open and superseded), oldest first."""
+        return sorted(self._alerts.values(), key=lambda a: a.detected_at)
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        """Alerts with status ``open``."""
+        return [a for a in self.alerts if a.status == "open"]
+
+    @property
+    def changes(self) -> list[Change]:
+        """The change log known to the monitor, by time."""
+        return sorted(self._changes.values(), key=lambda c: c.time)
+
+    def is_alerting(self, segment: dict[str, str]) -> bool:
+        """Whether an open alert names ``segment`` or a marginal containing it."""
+        key = key_of(segment, self.dimensions) if set(segment) <= set(self.dimensions) else None
+        if key is None:
+            key = tuple(segment.get(d, WILDCARD) for d in self.dimensions)
+        return any(a.status == "open" and is_refinement(key, self._keys[a.alert_id]) for a in self._alerts.values())
+
+    # -- writing ---------------------------------------------------------------------------------------------
+
+    def observe(self, record: Record) -> list[Alert]:
+        """Process one record; return the alerts it raised (new or more specific ones)."""
+        self.n_records += 1
+        t = record.time.timestamp()
+        values = self.stats.lattice.values_of(record)
+        for i, v in enumerate(values):
+            self._values[i].add(v)
+        signals = record_signals(record, scores=True)
+        if self.audit is not None:
+            violated = {f.rule for f in self.audit.check(record, self._audit_ctx)}
+            signals.extend(
+                SignalValue(audit_signal(rule), "rate", 1.0 if rule in violated else 0.0)
+                for rule in self.audit.rule_names
+            )
+        if self.config.max_tracked_responses:
+            self._responses[record.record_id] = values
+            if len(self._responses) > self.config.max_tracked_responses:
+                self._responses.popitem(last=False)
+        fired = self.stats.observe(values, signals, t)
+        return self._raise(fired, record.time)
+
+    def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
+        """Process one feedback event; negative feedback on a remembered response updates ``feedback``."""
+        if event.kind not in NEGATIVE_FEEDBACK:
+            return []
+        values = self._responses.get(event.response_id)
+        if values is None:
+            return []
+        sig = SignalValue(FEEDBACK_SIGNAL, "rate", 1.0)
+        fired = self.stats.update(sig, self.stats.lattice.keys(values), event.time.timestamp())
+        return self._raise(fired, event.time)
+
+    def add_changes(self, changes: Iterable[Change]) -> list[Alert]:
+        """Add (or replace by id) changes; re-attribute open alerts and return those whose ranking changed (they
+        are re-sent to the notifiers)."""
+        for change in changes:
+            self._changes[change.change_id] = change
+        updated: list[Alert] = []
+        for alert in self.open_alerts:
+            ranked = self._attribute(alert)
+            if ranked != alert.attributed_changes:
+                new = replace(alert, attributed_changes=ranked)
+                self._alerts[alert.alert_id] = new
+                updated.append(new)
+                self._notify(new)
+        return updated
+
+    # -- internals -------------------------------------------------------------------------------------------
+
+    def _notify(self, alert: Alert) -> None:
+        for notifier in self.notifiers:
+            try:
+                notifier.send(alert)
+            except Exception:  # a notifier must not break the pipeline; the shipped ones never raise
+                continue
+
+    def _degraded(self, signal: str, key: SegmentKey) -> bool | None:
+        """True/False for a stream with traffic here; None when it has none."""
+        det = self.stats.detector(signal, key)
+        if det is None:
+            return None
+        if det.statistic >= self.config.evidence_threshold:
+            return True
+        return any(
+            a.status == "open" and a.signal == signal and is_refinement(self._keys[a.alert_id], key)
+            for a in self._alerts.values()
+        )
+
+    def _siblings(self, signal: str, key: SegmentKey, dim: int) -> list[tuple[SegmentKey, bool]]:
+        out: list[tuple[SegmentKey, bool]] = []
+        for v in sorted(self._values[dim]):
+            if v == key[dim]:
+                continue
+            sib = (*key[:dim], v, *key[dim + 1 :])
+            status = self._degraded(signal, sib)
+            if status is not None:
+                out.append((sib, status))
+        return out
+
+    def _localise(self, signal: str, key: SegmentKey) -> SegmentKey:
+        current = key
+        for _ in range(4 * len(self.dimensions)):
+            moved = False
+            for i, v in enumerate(current):  # climb
+                if v == WILDCARD:
+                    continue
+                sibs = self._siblings(signal, current, i)
+                if all(degraded for _, degraded in sibs):  # also when it has no sibling: no contrast
+                    current = (*current[:i], WILDCARD, *current[i + 1 :])
+                    moved = True
+                    break
+            if moved:
+                continue
+            best: tuple[float, SegmentKey] | None = None
+            for i, v in enumerate(current):  # drill down
+                if v != WILDCARD:
+                    continue
+                children: list[tuple[SegmentKey, bool]] = []
+                for value in sorted(self._values[i]):
+                    child = (*current[:i], value, *current[i + 1 :])
+                    status = self._degraded(signal, child)
+                    if status is not None:
+                        children.append((child, status))
+                bad = [c for c, degraded in children if degraded]
+                if len(bad) == 1 and len(children) > 1:
+                    det = self.stats.detector(signal, bad[0])
+                    stat = det.statistic if det is not None else 0.0
+                    if best is None or stat > best[0]:
+                        best = (stat, bad[0])
+            if best is None:
+                break
+            current = best[1]
+        return current
+
+    def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
+        det = self.stats.detector(signal, key)
+        est = det.estimate() if det is not None else None
+        return est if est is not None and est.statistic >= self.config.evidence_threshold else fallback
+
+    def _attribute(self, alert: Alert) -> tuple[AttributedChange, ...]:
+        key = self._keys[alert.alert_id]
+
+        def siblings(dim: str) -> list[tuple[dict[str, str], bool]]:
+            i = self.dimensions.index(dim)
+            return [(segment_dict(k, self.dimensions), bad) for k, bad in self._siblings(alert.signal, key, i)]
+
+        return rank_changes(
+            alert.segment,
+            alert.started_at,
+            alert.detected_at,
+            self._changes.values(),
+            siblings=siblings,
+            config=self.config.attribution,
+        )
+
+    def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
+        new: list[Alert] = []
+        for firing in fired:
+            alert = self._handle(firing, event_time)
+            if alert is not None:
+                new.append(alert)
+        return new
+
+    def _handle(self, firing: Firing, event_time: datetime) -> Alert | None:
+        signal = firing.signal
+        target = self._localise(signal, firing.key)
+        same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
+        if any(is_refinement(self._keys[a.alert_id], target) for a in same):
+            self.n_absorbed += 1
+            return None
+        est = self._estimate(signal, target, firing.estimate)
+        detected_at = self.clock() if self.clock is not None else event_time
+        started_at = min(_ts(est.change_time, detected_at), detected_at)
+        label = segment_label(target, self.dimensions)
+        digest = hashlib.sha1(f"{signal}|{label}|{detected_at.isoformat()}".encode()).hexdigest()[:10]
+        alert = Alert(
+            alert_id=f"a-{digest}",
+            signal=signal,
+            segment=segment_dict(target, self.dimensions),
+            started_at=started_at,
+            detected_at=detected_at,
+            effect=est.effect,
+            baseline=est.baseline,
+            current=est.current,
+            n_after=est.n_after,
+        )
+        self._alerts[alert.alert_id] = alert
+        self._keys[alert.alert_id] = target
+        alert = replace(alert, attributed_changes=self._attribute(alert))
+        self._alerts[alert.alert_id] = alert
+        for old in same:
+            if is_refinement(target, self._keys[old.alert_id]):
+                superseded = replace(old, status="superseded")
+                self._alerts[old.alert_id] = superseded
+                self._notify(superseded)
+        self._notify(alert)
+        return alert

@@ -1,0 +1,330 @@
+"""Segments, signals and the per-segment statistics of the monitor, sharded by segment key.
+
+**Segments.** A record's finest segment is one value per dimension (``Record.segment()``). The monitor tracks
+that segment and every *marginal* of it: every subset of the dimensions, the others replaced by ``"*"``
+(:data:`WILDCARD`). With the six dimensions that is ``2**6 = 64`` segments per record, all of which have traffic
+by construction; ``max_order`` bounds the lattice to subsets of at most that many fixed dimensions when the
+per-record cost matters more than the finest combinations. A segment key is the tuple of values in dimension
+order, e.g. ``("S", "*", "tpu", "*", "*", "*")``.
+
+**Signals.** For each record and segment (see :func:`record_signals`):
+
+- ``<detector>``: the detector's flag rate (Bernoulli), one per detector that ran - sampling-consistency
+  violations are the flag rate of the sampling-consistency detector;
+- ``<detector>.score``: the detector's mean score, clipped to [0, 1] (higher = more suspicious, the detectors'
+  convention), watched for an increase by the same CUSUM bank (valid for bounded means, see
+  ``parity.stats.sequential``), on segments with at most ``score_max_order`` fixed dimensions (a score is rarely
+  exactly 0, so it costs ~10x a rate update);
+- ``feedback``: negative user feedback (thumbs-down, bug report) per request;
+- ``routing.<rule>``: routing-audit violations per request (``parity.monitor.audit``).
+
+**Sharding.** Each (signal, segment) stream is owned by exactly one shard, ``shard_of(key, n_shards)``, a stable
+hash of the segment key, so a fleet of workers each running :class:`SegmentStatistics` with its own ``shard``
+sees every record but updates only the streams it owns; no state is shared or merged.
+
+>>> lattice = SegmentLattice(("model", "platform"))
+>>> lattice.keys(("S", "tpu"))
+[('*', '*'), ('S', '*'), ('*', 'tpu'), ('S', 'tpu')]
+>>> segment_dict(("S", "*"), ("model", "platform"))
+{'model': 'S'}
+>>> shard_of(("S", "*"), 4) == shard_of(("S", "*"), 4) < 4
+True
+"""
+
+from __future__ import annotations
+
+import itertools
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from parity._exceptions import InvalidInputError
+from parity.monitor._records import SEGMENT_DIMENSIONS, Record
+from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
+
+__all__ = [
+    "FEEDBACK_SIGNAL",
+    "WILDCARD",
+    "Firing",
+    "SegmentKey",
+    "SegmentLattice",
+    "SegmentStatistics",
+    "SignalValue",
+    "StatsConfig",
+    "audit_signal",
+    "is_refinement",
+    "key_of",
+    "record_signals",
+    "score_signal",
+    "segment_dict",
+    "segment_label",
+    "shard_of",
+]
+
+#: The value of a dimension a segment does not fix.
+WILDCARD = "*"
+
+#: The negative-feedback signal.
+FEEDBACK_SIGNAL = "feedback"
+
+SegmentKey = tuple[str, ...]
+
+
+def score_signal(detector: str) -> str:
+    """Name of a detector's mean-score signal.
+
+    >>> score_signal("reference")
+    'reference.score'
+    """
+    return f"{detector}.score"
+
+
+def audit_signal(rule: str) -> str:
+    """Name of a routing rule's violation-rate signal.
+
+    >>> audit_signal("short_on_long_pool")
+    'routing.short_on_long_pool'
+    """
+    return f"routing.{rule}"
+
+
+def segment_dict(key: SegmentKey, dimensions: Sequence[str] = SEGMENT_DIMENSIONS) -> dict[str, str]:
+    """The dimensions a segment fixes, as a dict (the ``Alert.segment`` shape)."""
+    return {d: v for d, v in zip(dimensions, key, strict=True) if v != WILDCARD}
+
+
+def key_of(segment: Mapping[str, str], dimensions: Sequence[str] = SEGMENT_DIMENSIONS) -> SegmentKey:
+    """Inverse of :func:`segment_dict`; unknown dimensions are rejected.
+
+    >>> key_of({"platform": "tpu"}, ("model", "platform"))
+    ('*', 'tpu')
+    """
+    unknown = sorted(set(segment) - set(dimensions))
+    if unknown:
+        raise InvalidInputError("segment", f"has dimensions {unknown} outside {list(dimensions)}")
+    return tuple(segment.get(d, WILDCARD) for d in dimensions)
+
+
+def segment_label(key: SegmentKey, dimensions: Sequence[str] = SEGMENT_DIMENSIONS) -> str:
+    """A short human-readable label: ``model=S,platform=tpu``, or ``all`` for the global segment.
+
+    >>> segment_label(("S", "*", "tpu"), ("model", "pool", "platform")), segment_label(("*",), ("model",))
+    ('model=S,platform=tpu', 'all')
+    """
+    parts = [f"{d}={v}" for d, v in zip(dimensions, key, strict=True) if v != WILDCARD]
+    return ",".join(parts) or "all"
+
+
+def is_refinement(child: SegmentKey, parent: SegmentKey) -> bool:
+    """Whether ``child`` fixes every dimension ``parent`` fixes, to the same value (a segment refines itself).
+
+    >>> is_refinement(("S", "tpu"), ("S", "*")), is_refinement(("S", "*"), ("S", "tpu"))
+    (True, False)
+    """
+    return all(p in (WILDCARD, c) for c, p in zip(child, parent, strict=True))
+
+
+def order_of(key: SegmentKey) -> int:
+    """How many dimensions a segment fixes."""
+    return sum(1 for v in key if v != WILDCARD)
+
+
+def shard_of(key: SegmentKey, n: int) -> int:
+    """The shard (``0 <= shard < n``) that owns every stream of segment ``key``: CRC-32 of the key, stable across
+    processes and machines (Python's ``hash`` is salted per process)."""
+    if n < 1:
+        raise InvalidInputError("n", "must be >= 1", n)
+    return zlib.crc32("\x1f".join(key).encode()) % n
+
+
+class SegmentLattice:
+    """All marginals of a finest segment over ``dimensions``, with at most ``max_order`` fixed dimensions.
+
+    >>> len(SegmentLattice(SEGMENT_DIMENSIONS).keys(("a",) * 6)), len(SegmentLattice(SEGMENT_DIMENSIONS, 2).masks)
+    (64, 22)
+    """
+
+    def __init__(self, dimensions: Sequence[str] = SEGMENT_DIMENSIONS, max_order: int | None = None) -> None:
+        self.dimensions = tuple(dimensions)
+        if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
+            raise InvalidInputError("dimensions", "must be non-empty and distinct", self.dimensions)
+        self.max_order = len(self.dimensions) if max_order is None else max_order
+        if not 0 <= self.max_order <= len(self.dimensions):
+            raise InvalidInputError("max_order", f"must be in [0, {len(self.dimensions)}]", max_order)
+        k = len(self.dimensions)
+        masks = [m for m in itertools.product((False, True), repeat=k) if sum(m) <= self.max_order]
+        masks.sort(key=lambda m: (sum(m), [not b for b in m]))
+        #: one tuple of booleans per segment: True = the dimension is fixed
+        self.masks: tuple[tuple[bool, ...], ...] = tuple(masks)
+
+    def keys(self, values: Sequence[str]) -> list[SegmentKey]:
+        """The keys of every marginal of the finest segment ``values``, coarsest first."""
+        return [tuple(v if m else WILDCARD for v, m in zip(values, mask, strict=True)) for mask in self.masks]
+
+    def values_of(self, record: Record) -> SegmentKey:
+        """The record's finest segment as a key over these dimensions."""
+        seg = record.segment()
+        return tuple(seg.get(d, getattr(record, d, WILDCARD)) for d in self.dimensions)
+
+
+@dataclass(frozen=True, slots=True)
+class SignalValue:
+    """One observation of one signal: ``kind`` ``"rate"`` (value 0 or 1) or ``"mean"`` (a score)."""
+
+    signal: str
+    kind: Literal["rate", "mean"]
+    value: float
+
+
+def record_signals(record: Record, *, scores: bool = True) -> list[SignalValue]:
+    """The detector signals of one record: each detector's flag (and score when ``scores``); the feedback signal's
+    zero (the request happened, no negative feedback yet).
+
+    >>> from datetime import datetime, timezone
+    >>> from parity.monitor import DetectorObservation
+    >>> r = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
+    ...            observations=(DetectorObservation("unexpected_script", True, 0.9),))
+    >>> [(s.signal, s.value) for s in record_signals(r)]
+    [('unexpected_script', 1.0), ('unexpected_script.score', 0.9), ('feedback', 0.0)]
+    """
+    out: list[SignalValue] = []
+    for obs in record.observations:
+        out.append(SignalValue(obs.detector, "rate", 1.0 if obs.flagged else 0.0))
+        if scores and obs.score == obs.score:  # NaN scores carry no information
+            out.append(SignalValue(score_signal(obs.detector), "mean", min(max(float(obs.score), 0.0), 1.0)))
+    out.append(SignalValue(FEEDBACK_SIGNAL, "rate", 0.0))
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class StatsConfig:
+    """Settings of the per-segment statistics.
+
+    ``alpha`` is the family-wise false-alarm probability over ``horizon`` observations per stream, split
+    (Bonferroni) across ``max_streams`` streams and each detector's alternatives; streams beyond ``max_streams``
+    are not tracked (counted in ``SegmentStatistics.untracked``). ``warmup`` is the number of baseline
+    observations a stream needs before it may alarm.
+    """
+
+    dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
+    max_order: int | None = None
+    score_max_order: int = 1
+    alpha: float = 0.01
+    horizon: int = 1_000_000
+    max_streams: int = 20_000
+    rate_warmup: int = 1000
+    mean_warmup: int = 200
+    threshold: float | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 < self.alpha < 1:
+            raise InvalidInputError("alpha", "must be in (0, 1)", self.alpha)
+        if self.horizon < 1:
+            raise InvalidInputError("horizon", "must be >= 1", self.horizon)
+        if self.max_streams < 1:
+            raise InvalidInputError("max_streams", "must be >= 1", self.max_streams)
+        if self.rate_warmup < 1 or self.mean_warmup < 1:
+            raise InvalidInputError("rate_warmup/mean_warmup", "must be >= 1", (self.rate_warmup, self.mean_warmup))
+        if self.score_max_order < 0:
+            raise InvalidInputError("score_max_order", "must be >= 0", self.score_max_order)
+
+
+@dataclass(frozen=True, slots=True)
+class Firing:
+    """A stream's detector alarmed: the signal, the segment key and the detector's change estimate."""
+
+    signal: str
+    key: SegmentKey
+    estimate: ChangeEstimate
+
+
+Detector = BernoulliCUSUM
+
+
+class SegmentStatistics:
+    """The (signal, segment) streams one shard owns, each with its own sequential detector.
+
+    >>> from datetime import datetime, timezone
+    >>> from parity.monitor import DetectorObservation
+    >>> stats = SegmentStatistics(StatsConfig(dimensions=("model", "platform")))
+    >>> r = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S", platform="tpu",
+    ...            observations=(DetectorObservation("unexpected_script", False, 0.1),))
+    >>> stats.observe(stats.lattice.values_of(r), record_signals(r), t=0.0)
+    []
+    >>> len(stats), sorted({s for s, _ in stats.streams()})
+    (11, ['feedback', 'unexpected_script', 'unexpected_script.score'])
+    """
+
+    def __init__(self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1) -> None:
+        self.config = config or StatsConfig()
+        if n_shards < 1:
+            raise InvalidInputError("n_shards", "must be >= 1", n_shards)
+        if not 0 <= shard < n_shards:
+            raise InvalidInputError("shard", f"must be in [0, {n_shards})", shard)
+        self.shard = shard
+        self.n_shards = n_shards
+        self.lattice = SegmentLattice(self.config.dimensions, self.config.max_order)
+        self._rate_threshold = self.config.threshold or cusum_threshold(
+            alpha=self.config.alpha,
+            horizon=self.config.horizon,
+            n_streams=self.config.max_streams,
+            n_alternatives=len(BernoulliCUSUM(threshold=1.0).ratios),
+        )
+        self._streams: dict[tuple[str, SegmentKey], Detector] = {}
+        self._owned: dict[SegmentKey, bool] = {}
+        #: streams not created because ``max_streams`` was reached
+        self.untracked = 0
+
+    def __len__(self) -> int:
+        return len(self._streams)
+
+    def owns(self, key: SegmentKey) -> bool:
+        """Whether this shard owns segment ``key``."""
+        owned = self._owned.get(key)
+        if owned is None:
+            owned = self._owned[key] = shard_of(key, self.n_shards) == self.shard
+        return owned
+
+    def streams(self) -> Iterator[tuple[str, SegmentKey]]:
+        """Every (signal, segment key) this shard tracks."""
+        return iter(list(self._streams))
+
+    def detector(self, signal: str, key: SegmentKey) -> Detector | None:
+        """The detector of one stream, or ``None`` when it has no traffic here."""
+        return self._streams.get((signal, key))
+
+    def _new(self, kind: str) -> Detector:
+        if kind == "rate":
+            return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
+        return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+
+    def update(self, signal: SignalValue, keys: Sequence[SegmentKey], t: float) -> list[Firing]:
+        """Feed one signal observation to the streams of ``keys`` this shard owns; return the alarms."""
+        fired: list[Firing] = []
+        streams = self._streams
+        for key in keys:
+            sk = (signal.signal, key)
+            det = streams.get(sk)
+            if det is None:
+                if not self.owns(key):
+                    continue
+                if len(streams) >= self.config.max_streams:
+                    self.untracked += 1
+                    continue
+                det = streams[sk] = self._new(signal.kind)
+            det.update(signal.value, t)
+            if det.drift_detected:
+                est = det.estimate()
+                if est is not None:
+                    fired.append(Firing(signal.signal, key, est))
+        return fired
+
+    def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
+        """Feed one record's signals (its finest segment ``values``) to every owned stream; return the alarms."""
+        keys = self.lattice.keys(values)
+        score_keys = [k for k in keys if order_of(k) <= self.config.score_max_order]
+        fired: list[Firing] = []
+        for sig in signals:
+            fired.extend(self.update(sig, score_keys if sig.kind == "mean" else keys, t))
+        return fired
