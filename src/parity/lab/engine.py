@@ -1,0 +1,396 @@
+"""The lab engine: batched generation with a KV cache over the committed lab model.
+
+Per decoding step and request, in this order (the canonical pipeline; every fault plugs into one named step):
+
+1. the model gives raw logits [V] (fp32, or bf16 upcast to fp32);
+2. the returned ``logprob`` / ``top_logprobs`` are the log-softmax of those raw logits (as vLLM reports them);
+3. ``logits_processor(logits, step, rng)``, if any, may change the logits (the corruption fault plugs in here);
+4. the filter - ``request.sampler`` or the exact reference :func:`parity.sampling.filter_logits` - applies
+   temperature, top-k, top-p and min-p to the rows of every group of requests that share those settings (so a
+   batch-size-dependent fault sees the real batch), removed tokens at ``-inf``;
+5. a token is drawn from the filtered row with the request's own generator (``seed``), so a seeded request gives
+   the same tokens whatever else is in the batch; at temperature 0 the filter keeps the maximal logit (the
+   protocol's greedy) and the engine takes the argmax of what it kept, so a filter that loses the maximum shows.
+
+A request stops at ``<|endoftext|>`` or ``<|end|>`` (not included in the output), at one of its ``stop`` strings
+(the text is cut before it) or after ``max_tokens`` (``finish_reason`` "length").
+
+>>> import torch; torch.set_num_threads(1)
+>>> engine = Engine.load()
+>>> ids = engine.tokenizer.encode("def add(a, b):\\n    return")
+>>> [result] = engine.generate([GenerationRequest(prompt_ids=ids, max_tokens=4, temperature=0.0)])
+>>> result.completion_tokens <= 4 and result.finish_reason in ("stop", "length")
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+
+from parity._exceptions import ConfigError, InvalidInputError
+from parity._optional import import_optional
+from parity.lab._corpus import ASSISTANT, END, END_OF_TEXT, SYSTEM, USER
+from parity.lab.model import KVCache, ModelConfig, Transformer
+from parity.lab.tokenizer import WEIGHTS_DIR, Tokenizer
+
+Precision = Literal["fp32", "bf16"]
+
+#: chat roles and the special token that opens each turn.
+ROLE_TOKENS: dict[str, str] = {"system": SYSTEM, "user": USER, "assistant": ASSISTANT}
+
+SamplerFilter = Callable[..., np.ndarray]
+LogitsProcessor = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
+
+
+@dataclass
+class GenerationRequest:
+    """One generation request; see the module docstring for where ``sampler`` and ``logits_processor`` act."""
+
+    prompt_ids: list[int]
+    max_tokens: int = 64
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    min_p: float = 0.0
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    top_logprobs: int = 0
+    sampler: SamplerFilter | None = None
+    logits_processor: LogitsProcessor | None = None
+
+
+@dataclass
+class TokenEvent:
+    """One streamed token of one request.
+
+    ``text`` is the new text this token makes final (possibly empty while a UTF-8 character or a possible stop
+    string is incomplete); the texts of a request's events concatenate to its result's ``text``. The last event
+    of a request may carry the end-of-text token with only the remaining held-back text.
+    """
+
+    index: int
+    token_id: int
+    text: str
+    logprob: float
+    top_logprobs: list[tuple[str, float]]
+
+
+@dataclass
+class GenerationResult:
+    """A finished request: completion tokens (stop tokens excluded), text, finish reason and logprobs."""
+
+    token_ids: list[int]
+    text: str
+    tokens: list[str]
+    finish_reason: str
+    prompt_tokens: int
+    completion_tokens: int
+    token_logprobs: list[float]
+    top_logprobs: list[list[tuple[str, float]]]
+
+
+@dataclass
+class _Running:
+    request: GenerationRequest
+    rng: np.random.Generator
+    prompt_len: int
+    token_ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    top: list[list[tuple[str, float]]] = field(default_factory=list)
+    emitted: str = ""
+    text: str = ""
+    finish_reason: str | None = None
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits.astype(np.float64) - np.max(logits)
+    out: np.ndarray = shifted - math.log(float(np.exp(shifted).sum()))
+    return out
+
+
+class Engine:
+    """The lab model behind a batched, cached generation API. Build it with :meth:`load`."""
+
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer: Tokenizer,
+        *,
+        model_id: str,
+        precision: Precision,
+        weights_dir: Path,
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.model_id = model_id
+        self.precision: Precision = precision
+        self.weights_dir = weights_dir
+        self.config: ModelConfig = model.config
+        self.rope_scaling = model.config.rope_scaling
+        #: longest prompt + completion, in tokens: the trained context times the RoPE interpolation factor.
+        self.max_context = int(model.config.max_context * model.config.rope_scaling)
+        self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        self._stop_ids = {tokenizer.special_id(END_OF_TEXT), tokenizer.special_id(END)}
+        self._token_text = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+
+    @classmethod
+    def load(
+        cls, weights_dir: Path | None = None, *, precision: Precision = "fp32", rope_scaling: float = 1.0
+    ) -> Engine:
+        """Load weights (default: the committed ones) at ``precision`` with a RoPE interpolation factor."""
+        if precision not in ("fp32", "bf16"):
+            raise InvalidInputError("precision", "must be 'fp32' or 'bf16'", precision)
+        if not isinstance(rope_scaling, int | float) or not rope_scaling >= 1.0:
+            raise InvalidInputError("rope_scaling", "must be a number >= 1.0", rope_scaling)
+        safetensors_torch = import_optional("safetensors.torch", extra="lab")
+        directory = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
+        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
+        if not config_path.is_file() or not weights_path.is_file():
+            raise ConfigError("must hold config.json, model.safetensors and tokenizer.json", source=str(directory))
+        raw: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        config = ModelConfig.from_dict(raw).with_rope_scaling(float(rope_scaling))
+        model = Transformer(config)
+        state = safetensors_torch.load_file(str(weights_path))
+        model.load_state_dict({k: v.float() for k, v in state.items()})
+        model = model.to(torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+        model.requires_grad_(False)
+        model_id = str(raw.get("model_id", directory.name))
+        return cls(model, Tokenizer.load(directory), model_id=model_id, precision=precision, weights_dir=directory)
+
+    def chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """The prompt text for chat ``messages`` (``role`` system/user/assistant, ``content``).
+
+        >>> import torch; torch.set_num_threads(1)
+        >>> Engine.load().chat_prompt([{"role": "user", "content": "Hi"}])
+        '<|user|>Hi<|end|>\\n<|assistant|>'
+        """
+        parts = []
+        for index, message in enumerate(messages):
+            role = message.get("role") if isinstance(message, dict) else None
+            if role not in ROLE_TOKENS:
+                raise InvalidInputError(f"messages[{index}].role", f"must be one of {sorted(ROLE_TOKENS)}", role)
+            content = message.get("content", "")
+            if not isinstance(content, str):
+                raise InvalidInputError(f"messages[{index}].content", "must be a string", type(content).__name__)
+            parts.append(f"{ROLE_TOKENS[role]}{content}{END}\n")
+        return "".join(parts) + ASSISTANT
+
+    # -- validation -------------------------------------------------------------------------------------------
+
+    def _validate(self, request: GenerationRequest, index: int) -> None:
+        name = f"requests[{index}]"
+        ids = request.prompt_ids
+        if not isinstance(ids, list) or not ids:
+            raise InvalidInputError(f"{name}.prompt_ids", "must be a non-empty list of token ids")
+        if any(not isinstance(i, int) or not 0 <= i < self.tokenizer.vocab_size for i in ids):
+            raise InvalidInputError(f"{name}.prompt_ids", f"must hold ids in [0, {self.tokenizer.vocab_size})")
+        if not isinstance(request.max_tokens, int) or request.max_tokens < 1:
+            raise InvalidInputError(f"{name}.max_tokens", "must be an integer >= 1", request.max_tokens)
+        if len(ids) + request.max_tokens > self.max_context:
+            raise InvalidInputError(
+                f"{name}.max_tokens",
+                f"plus the prompt's {len(ids)} tokens must be <= the context length {self.max_context}",
+                request.max_tokens,
+            )
+        if not math.isfinite(request.temperature) or request.temperature < 0:
+            raise InvalidInputError(f"{name}.temperature", "must be a finite number >= 0", request.temperature)
+        if not 0 < request.top_p <= 1:
+            raise InvalidInputError(f"{name}.top_p", "must be in (0, 1]", request.top_p)
+        if not isinstance(request.top_k, int) or request.top_k < 0:
+            raise InvalidInputError(f"{name}.top_k", "must be an integer >= 0 (0 disables it)", request.top_k)
+        if not 0 <= request.min_p <= 1:
+            raise InvalidInputError(f"{name}.min_p", "must be in [0, 1]", request.min_p)
+        if not isinstance(request.top_logprobs, int) or not 0 <= request.top_logprobs <= 20:
+            raise InvalidInputError(f"{name}.top_logprobs", "must be an integer in [0, 20]", request.top_logprobs)
+        if any(not isinstance(s, str) or not s for s in request.stop):
+            raise InvalidInputError(f"{name}.stop", "must hold non-empty strings", request.stop)
+
+    # -- generation -------------------------------------------------------------------------------------------
+
+    def _top(self, logprobs: np.ndarray, n: int) -> list[tuple[str, float]]:
+        if n == 0:
+            return []
+        best = np.argpartition(-logprobs, n - 1)[:n]
+        best = best[np.argsort(-logprobs[best], kind="stable")]
+        return [(self._token_text[int(i)], float(logprobs[i])) for i in best]
+
+    def _choose(self, rows: list[_Running], logits: np.ndarray) -> list[int]:
+        """Filter ``logits`` [len(rows), V] with the rows' shared settings and draw one token per row."""
+        request = rows[0].request
+        if request.sampler is None:
+            sampling = import_optional("parity.sampling", extra="lab")
+            filter_logits: SamplerFilter = sampling.filter_logits
+        else:
+            filter_logits = request.sampler
+        greedy = request.temperature == 0
+        filtered = np.asarray(
+            filter_logits(
+                logits,
+                temperature=request.temperature,
+                top_k=request.top_k,
+                top_p=request.top_p,
+                min_p=request.min_p,
+            ),
+            dtype=np.float64,
+        )
+        chosen: list[int] = []
+        for row, values in zip(rows, filtered, strict=True):
+            finite = np.isfinite(values)
+            if not finite.any():  # a broken filter removed every token: fall back to the raw argmax, visibly
+                chosen.append(int(np.argmax(logits[len(chosen)])))
+                continue
+            if greedy:
+                chosen.append(int(np.argmax(np.where(finite, values, -np.inf))))
+                continue
+            probs = np.exp(np.where(finite, values - values[finite].max(), -np.inf))
+            cumulative = np.cumsum(probs)
+            u = row.rng.random() * cumulative[-1]
+            chosen.append(min(int(np.searchsorted(cumulative, u, side="right")), len(values) - 1))
+        return chosen
+
+    def _advance(self, row: _Running, token: int, logprobs: np.ndarray) -> TokenEvent | None:
+        """Append ``token`` to ``row``; return the event to stream (None when nothing is streamed)."""
+        request = row.request
+        if token in self._stop_ids:
+            row.finish_reason = "stop"
+            rest = row.text[len(row.emitted) :]
+            row.emitted = row.text
+            if not rest:
+                return None
+            return TokenEvent(len(row.token_ids), token, rest, float(logprobs[token]), [])
+        row.token_ids.append(token)
+        row.tokens.append(self._token_text[token])
+        row.logprobs.append(float(logprobs[token]))
+        top = self._top(logprobs, request.top_logprobs)
+        row.top.append(top)
+        text = self.tokenizer.decode(row.token_ids)
+        hold = 0
+        for stop in request.stop:
+            cut = text.find(stop)
+            if cut >= 0:
+                text, row.finish_reason = text[:cut], "stop"
+        if row.finish_reason is None and len(row.token_ids) >= request.max_tokens:
+            row.finish_reason = "length"
+        if row.finish_reason is None:
+            hold = len(text) - len(text.rstrip("\ufffd"))  # an incomplete UTF-8 character
+            for stop in request.stop:  # hold back a tail that may still become a stop string
+                for size in range(min(len(stop) - 1, len(text)), hold, -1):
+                    if text.endswith(stop[:size]):
+                        hold = max(hold, size)
+                        break
+        row.text = text
+        final = text[: len(text) - hold] if hold else text
+        delta = final[len(row.emitted) :] if final.startswith(row.emitted) else ""
+        row.emitted = row.emitted + delta
+        return TokenEvent(len(row.token_ids) - 1, token, delta, row.logprobs[-1], top)
+
+    @torch.no_grad()
+    def generate(
+        self,
+        requests: Sequence[GenerationRequest],
+        *,
+        on_token: Callable[[int, TokenEvent], None] | None = None,
+    ) -> list[GenerationResult]:
+        """Generate for a batch of requests of any prompt lengths; ``on_token(request_index, event)`` streams."""
+        if not requests:
+            return []
+        for index, request in enumerate(requests):
+            self._validate(request, index)
+        rows = [_Running(request=r, rng=np.random.default_rng(r.seed), prompt_len=len(r.prompt_ids)) for r in requests]
+        batch = len(rows)
+        longest = max(r.prompt_len for r in rows)
+        steps = max(r.request.max_tokens for r in rows)
+        ids = torch.zeros(batch, longest, dtype=torch.long)
+        key_valid = torch.zeros(batch, longest + steps, dtype=torch.bool)
+        positions = torch.zeros(batch, longest, dtype=torch.long)
+        for i, row in enumerate(rows):
+            pad = longest - row.prompt_len
+            ids[i, pad:] = torch.tensor(row.request.prompt_ids)
+            key_valid[i, pad:] = True
+            positions[i, pad:] = torch.arange(row.prompt_len)
+        cache = KVCache(self.config, batch, longest + steps, dtype=self._dtype)
+        logits = self.model(ids, positions=positions, cache=cache, key_valid=key_valid[:, :longest], last_only=True)
+        next_pos = torch.tensor([r.prompt_len for r in rows])
+        for step in range(steps):
+            raw = logits[:, -1].float().numpy()
+            active = [i for i, r in enumerate(rows) if r.finish_reason is None]
+            processed: dict[int, np.ndarray] = {}
+            for i in active:
+                processor = rows[i].request.logits_processor
+                row_logits = raw[i].copy()
+                processed[i] = row_logits if processor is None else np.asarray(processor(row_logits, step, rows[i].rng))
+            groups: dict[tuple[Any, ...], list[int]] = {}
+            for i in active:
+                r = rows[i].request
+                key = (id(r.sampler), r.temperature == 0, r.temperature, r.top_k, r.top_p, r.min_p)
+                groups.setdefault(key, []).append(i)
+            next_tokens = torch.zeros(batch, 1, dtype=torch.long)
+            for members in groups.values():
+                stacked = np.stack([processed[i] for i in members]).astype(np.float32)
+                for i, token in zip(members, self._choose([rows[i] for i in members], stacked), strict=True):
+                    next_tokens[i, 0] = token
+                    event = self._advance(rows[i], token, _log_softmax(raw[i]))
+                    if event is not None and on_token is not None:
+                        on_token(i, event)
+            if all(r.finish_reason is not None for r in rows):
+                break
+            logits = self.model(
+                next_tokens,
+                positions=next_pos[:, None],
+                cache=cache,
+                key_valid=key_valid[:, : cache.length + 1],
+                last_only=True,
+            )
+            next_pos = next_pos + 1
+        return [
+            GenerationResult(
+                token_ids=r.token_ids,
+                text=r.text,
+                tokens=r.tokens,
+                finish_reason=r.finish_reason or "length",
+                prompt_tokens=r.prompt_len,
+                completion_tokens=len(r.token_ids),
+                token_logprobs=r.logprobs,
+                top_logprobs=r.top,
+            )
+            for r in rows
+        ]
+
+    @torch.no_grad()
+    def score(
+        self, prompt_ids: list[int], continuation_ids: list[int], *, top_logprobs: int = 0
+    ) -> list[tuple[float, list[tuple[str, float]]]]:
+        """Teacher-forced log-probability of each continuation token after the prompt (and its top alternatives).
+
+        >>> import torch; torch.set_num_threads(1)
+        >>> engine = Engine.load()
+        >>> scored = engine.score(engine.tokenizer.encode("import"), engine.tokenizer.encode(" os"), top_logprobs=2)
+        >>> len(scored), len(scored[0][1]), scored[0][0] < 0
+        (1, 2, True)
+        """
+        self._validate(GenerationRequest(prompt_ids=prompt_ids, max_tokens=max(1, len(continuation_ids))), 0)
+        if not continuation_ids or any(not 0 <= i < self.tokenizer.vocab_size for i in continuation_ids):
+            raise InvalidInputError(
+                "continuation_ids", f"must be a non-empty list of ids in [0, {self.tokenizer.vocab_size})"
+            )
+        if not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
+            raise InvalidInputError("top_logprobs", "must be an integer in [0, 20]", top_logprobs)
+        ids = torch.tensor([prompt_ids + continuation_ids[:-1]])
+        logits = self.model(ids)[0, len(prompt_ids) - 1 :].float().numpy()
+        out = []
+        for row, token in zip(logits, continuation_ids, strict=True):
+            logprobs = _log_softmax(row)
+            out.append((float(logprobs[token]), self._top(logprobs, top_logprobs)))
+        return out
+
+
+__all__ = ["Engine", "GenerationRequest", "GenerationResult", "TokenEvent"]
