@@ -59,11 +59,17 @@ def test_config_validation_names_the_argument() -> None:
         TrainConfig(seq_len=4096)
 
 
-def test_learning_rate_warms_up_then_decays_to_min() -> None:
-    cfg = TrainConfig(max_steps=100, warmup_steps=10, lr=1e-3, min_lr=1e-4)
+def test_learning_rate_warms_up_holds_then_decays_to_min() -> None:
+    cfg = TrainConfig(max_steps=100, warmup_steps=10, decay_steps=20, lr=1e-3, min_lr=1e-4)
     assert cfg.learning_rate(0) == pytest.approx(1e-4)
-    assert cfg.learning_rate(9) == pytest.approx(1e-3)
+    assert cfg.learning_rate(9) == cfg.learning_rate(79) == pytest.approx(1e-3)
+    assert cfg.learning_rate(90) == pytest.approx(5.5e-4)
     assert cfg.learning_rate(100) == pytest.approx(1e-4)
+    early = TrainConfig(max_steps=100, warmup_steps=10, decay_steps=20, decay_start=30)
+    assert early.total_steps == 50
+    assert early.learning_rate(50) == pytest.approx(early.min_lr)
+    with pytest.raises(InvalidInputError, match="`decay_start` must be in"):
+        TrainConfig(max_steps=100, warmup_steps=10, decay_steps=20, decay_start=5)
 
 
 def test_rope_scaling_interpolates_positions_linearly() -> None:

@@ -18,7 +18,8 @@ from parity._exceptions import ParityError
 
 @click.command(name="train")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of corpus order, init and batches.")
-@click.option("--max-steps", type=int, default=1600, show_default=True, help="Length of the cosine schedule.")
+@click.option("--max-steps", type=int, default=3000, show_default=True, help="Steps unless the decay starts early.")
+@click.option("--decay-start", type=int, default=None, help="Step where the decay starts (default max-steps - 200).")
 @click.option("--stop-step", type=int, default=None, help="Stop at this step (reproduces a time-limited run).")
 @click.option("--batch-size", type=int, default=8, show_default=True)
 @click.option("--seq-len", type=int, default=512, show_default=True)
@@ -39,6 +40,7 @@ from parity._exceptions import ParityError
 def command(
     seed: int,
     max_steps: int,
+    decay_start: int | None,
     stop_step: int | None,
     batch_size: int,
     seq_len: int,
@@ -57,6 +59,7 @@ def command(
     config = TrainConfig(
         seed=seed,
         max_steps=max_steps,
+        decay_start=decay_start,
         stop_step=stop_step,
         batch_size=batch_size,
         seq_len=seq_len,
@@ -73,11 +76,16 @@ def command(
         console=console,
         transient=False,
     ) as progress:
-        task = progress.add_task("train", total=stop_step or max_steps, losses="")
+        task = progress.add_task("train", total=config.stop_step or config.total_steps, losses="")
 
         def on_progress(p: TrainProgress) -> None:
             val = f" val {p.val_loss:.3f}" if p.val_loss is not None else ""
-            progress.update(task, completed=p.step, losses=f"loss {p.train_loss:.3f}{val} best {p.best_val_loss:.3f}")
+            progress.update(
+                task,
+                completed=p.step,
+                total=p.max_steps,
+                losses=f"loss {p.train_loss:.3f}{val} best {p.best_val_loss:.3f}",
+            )
 
         result = train(
             config,
@@ -93,8 +101,6 @@ def command(
     summary = {k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(result).items()}
     for key, value in summary.items():
         click.echo(f"{key}: {value}")
-    if result.stopped_early:
-        click.echo(f"stopped early: reproduce with --seed {seed} --max-steps {max_steps} --stop-step {result.steps}")
 
 
 if __name__ == "__main__":

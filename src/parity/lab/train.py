@@ -19,8 +19,9 @@ import json
 import math
 import random
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class TrainConfig:
     """Everything that determines a training run (the model's shape included)."""
 
     seed: int = 0
-    max_steps: int = 1600
+    max_steps: int = 3000
     batch_size: int = 8
     seq_len: int = 512
     lr: float = 1.5e-3
@@ -53,6 +54,8 @@ class TrainConfig:
     grad_clip: float = 1.0
     eval_every: int = 50
     eval_windows: int = 24
+    decay_steps: int = 200
+    decay_start: int | None = None
     stop_step: int | None = None
     model: ModelConfig = field(default_factory=ModelConfig)
 
@@ -64,15 +67,45 @@ class TrainConfig:
             raise InvalidInputError("seq_len", f"must be <= the model's max_context {self.model.max_context}")
         if not 0 < self.min_lr <= self.lr:
             raise InvalidInputError("lr", "must be >= min_lr > 0", self.lr)
-        if self.stop_step is not None and not 1 <= self.stop_step <= self.max_steps:
-            raise InvalidInputError("stop_step", f"must be in [1, max_steps={self.max_steps}]", self.stop_step)
+        if not 1 <= self.decay_steps <= self.max_steps:
+            raise InvalidInputError("decay_steps", f"must be in [1, max_steps={self.max_steps}]", self.decay_steps)
+        if self.decay_start is not None and not self.warmup_steps <= self.decay_start <= self.max_steps:
+            raise InvalidInputError("decay_start", f"must be in [warmup_steps, max_steps={self.max_steps}]")
+        if self.stop_step is not None and not 1 <= self.stop_step <= self.total_steps:
+            raise InvalidInputError("stop_step", f"must be in [1, {self.total_steps}]", self.stop_step)
+
+    @property
+    def decay_from(self) -> int:
+        """The step where the learning rate starts to decay (default: ``max_steps - decay_steps``)."""
+        return self.max_steps - self.decay_steps if self.decay_start is None else self.decay_start
+
+    @property
+    def total_steps(self) -> int:
+        """Steps of the whole schedule: warm-up, constant, then ``decay_steps`` of decay."""
+        return self.decay_from + self.decay_steps
 
     def learning_rate(self, step: int) -> float:
-        """Linear warm-up, then cosine decay from ``lr`` to ``min_lr`` at ``max_steps``."""
+        """Warm-up-stable-decay: linear warm-up, constant ``lr``, then a cosine decay to ``min_lr``.
+
+        A time-limited run starts the decay early (at ``decay_start``) so that it still ends annealed; the
+        schedule stays a pure function of the config, so the run is reproducible from its flags.
+        """
         if step < self.warmup_steps:
             return self.lr * (step + 1) / self.warmup_steps
-        progress = min(1.0, (step - self.warmup_steps) / max(1, self.max_steps - self.warmup_steps))
+        if step < self.decay_from:
+            return self.lr
+        progress = min(1.0, (step - self.decay_from) / self.decay_steps)
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def reproduce_command(config: TrainConfig) -> str:
+    """The ``parity lab train`` command line that reruns ``config`` (default batch, length and rates assumed)."""
+    parts = ["parity lab train", f"--seed {config.seed}", f"--max-steps {config.max_steps}"]
+    if config.decay_start is not None:
+        parts.append(f"--decay-start {config.decay_start}")
+    if config.stop_step is not None:
+        parts.append(f"--stop-step {config.stop_step}")
+    return " ".join(parts)
 
 
 @dataclass(frozen=True)
@@ -104,6 +137,7 @@ class TrainResult:
     parameters: int
     out_dir: Path
     stopped_early: bool
+    reproduce: str
 
 
 @dataclass
@@ -225,7 +259,8 @@ def train(
     train_ids = torch.from_numpy(data.train_ids.astype(np.int64))
     gen = torch.Generator().manual_seed(config.seed)
     span = config.seq_len + 1
-    last_step = config.stop_step or config.max_steps
+    last_step = config.stop_step or config.total_steps
+    recent: deque[float] = deque(maxlen=100)
 
     best_val, best_step, val_loss = float("inf"), 0, float("nan")
     best_state: dict[str, torch.Tensor] | None = None
@@ -240,13 +275,23 @@ def train(
             return
         snapshot = Transformer(config.model)
         snapshot.load_state_dict(best_state)
-        meta = {"step": best_step, "val_loss": round(best_val, 4), "seed": config.seed, "max_steps": config.max_steps}
+        meta = {
+            "step": best_step,
+            "val_loss": round(best_val, 4),
+            "seed": config.seed,
+            "max_steps": config.max_steps,
+            "decay_start": config.decay_from,
+            "reproduce": reproduce_command(config),
+        }
         export_weights(snapshot, data.tokenizer, out_dir, metadata=meta)
         exported_step = best_step
         record({"event": "export", "step": best_step, "val_loss": best_val})
         say(f"exported step {best_step} (val loss {best_val:.3f}) to {out_dir}")
 
-    for step in range(1, last_step + 1):
+    step = 0
+    while step < last_step:
+        step += 1
+        recent.append(time.monotonic())
         lr = config.learning_rate(step - 1)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -272,7 +317,21 @@ def train(
         if on_progress is not None:
             elapsed = time.monotonic() - began
             on_progress(TrainProgress(step, last_step, train_loss, evaluated, best_val, tokens, elapsed))
+        if time_limit_s is not None and config.decay_start is None and config.stop_step is None and len(recent) > 20:
+            # Start the decay early when the remaining time only just fits it, so a time-limited run ends annealed.
+            per_step = (recent[-1] - recent[0]) / (len(recent) - 1)
+            remaining = time_limit_s - (time.monotonic() - began)
+            if (
+                step >= config.warmup_steps
+                and step < config.decay_from
+                and remaining <= 1.1 * per_step * config.decay_steps
+            ):
+                config = replace(config, decay_start=step)
+                last_step = config.total_steps
+                record({"event": "decay", "step": step, "reproduce": reproduce_command(config)})
+                say(f"starting the learning-rate decay at step {step}: {reproduce_command(config)}")
         if evaluated is not None and time_limit_s is not None and time.monotonic() - began >= time_limit_s:
+            config = replace(config, stop_step=step)
             last_step = step
             break
         if (exported_step < 0 and best_state is not None) or time.monotonic() - last_export >= export_every_s:
@@ -291,7 +350,8 @@ def train(
         val_tokens=len(data.val_ids),
         parameters=model.num_parameters(),
         out_dir=out_dir,
-        stopped_early=last_step < (config.stop_step or config.max_steps),
+        stopped_early=last_step < config.total_steps,
+        reproduce=reproduce_command(config),
     )
     record({"event": "done", **{k: str(v) if isinstance(v, Path) else v for k, v in result.__dict__.items()}})
     if log is not None:
