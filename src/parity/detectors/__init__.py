@@ -26,6 +26,7 @@ sampling_consistency False None
 from parity.detectors._base import Detector, Observation, ResponseContext
 from parity.detectors._code import CodeIntegrityDetector
 from parity.detectors._degeneration import DegenerationDetector
+from parity.detectors._reference import EndpointScorer, MockScorer, ReferenceScoreDetector, ReferenceScorer
 from parity.detectors._registry import default_detectors, score_response
 from parity.detectors._sampling import SamplingConsistencyDetector
 from parity.detectors._script import UnexpectedScriptDetector, expected_scripts, script_histogram
@@ -34,7 +35,11 @@ __all__ = [
     "CodeIntegrityDetector",
     "DegenerationDetector",
     "Detector",
+    "EndpointScorer",
+    "MockScorer",
     "Observation",
+    "ReferenceScoreDetector",
+    "ReferenceScorer",
     "ResponseContext",
     "SamplingConsistencyDetector",
     "UnexpectedScriptDetector",
