@@ -22,6 +22,7 @@ because DuckDB lets no other process open the file while the proxy writes it: ``
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import logging
 import queue
@@ -105,6 +106,13 @@ class _Raw:
 
 
 @dataclass(frozen=True)
+class _Changes:
+    """A batch of change-log entries on its way to the worker."""
+
+    changes: list[Change]
+
+
+@dataclass(frozen=True)
 class ProxyConfig:
     """Settings of one proxy. ``labels`` are static provenance for responses without ``x-parity-*`` headers."""
 
@@ -116,6 +124,7 @@ class ProxyConfig:
     flush_interval_s: float = 0.5
     spool_path: str | Path | None = None
     upstream_timeout_s: float = 600.0
+    changes_poll_s: float = 10.0
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -169,14 +178,14 @@ class MonitorWorker:
         self.spooled = 0
 
     # -- request path ------------------------------------------------------------------------------------
-    def submit(self, item: _Raw | Exchange | FeedbackEvent) -> None:
-        """Queue an exchange or feedback event without blocking; spool it when the queue is full."""
+    def submit(self, item: _Raw | Exchange | FeedbackEvent | _Changes) -> None:
+        """Queue an exchange, feedback event or change batch without blocking; spool exchanges when full."""
         with self._count_lock:
             self._outstanding += 1
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            if self.spool is None or isinstance(item, FeedbackEvent):
+            if self.spool is None or isinstance(item, FeedbackEvent | _Changes):
                 self._queue.put(item)  # no spool configured: wait rather than drop (feedback is tiny)
             else:
                 with self._count_lock:
@@ -252,8 +261,11 @@ class MonitorWorker:
         with self._count_lock:
             self._outstanding -= n
 
-    def _handle(self, item: _Raw | Exchange | FeedbackEvent) -> bool:
+    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes) -> bool:
         """Process one item; True when it left a record in the pending batch."""
+        if isinstance(item, _Changes):
+            self._guard("changes", lambda: self.add_changes(item.changes))
+            return False
         if isinstance(item, FeedbackEvent):
             self._flush()
             self._guard("feedback", lambda: self.store.write_feedback([item]))
@@ -320,7 +332,8 @@ class MonitorWorker:
         return result if result is not None else True
 
     def add_changes(self, changes: Sequence[Change]) -> None:
-        """Persist changes and pass them to the monitor hook (for attribution)."""
+        """Persist changes and pass them to the monitor hook (for attribution). Call it on the worker thread
+        (``submit(_Changes(...))``) or before :meth:`start`."""
         if not changes:
             return
         self.store.write_changes(list(changes))
@@ -407,6 +420,7 @@ class ParityProxy:
         hook: MonitorHook | None = None,
         metrics: ProxyMetrics | None = None,
         changes: Sequence[Change] = (),
+        changes_source: Callable[[], Sequence[Change]] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.config = config
@@ -424,6 +438,9 @@ class ParityProxy:
             flush_interval_s=config.flush_interval_s,
         )
         self._initial_changes = list(changes)
+        self._changes_source = changes_source
+        self._seen_changes = {c.change_id for c in changes}
+        self._poller: asyncio.Task[None] | None = None
         self._in_flight = 0  # requests between arrival and hand-off to the worker (event-loop thread only)
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
@@ -437,6 +454,23 @@ class ParityProxy:
         self._client = httpx.AsyncClient(limits=limits, timeout=timeout, transport=self._transport)
         self.worker.add_changes(self._initial_changes)
         self.worker.start()
+        if self._changes_source is not None:
+            self._poller = asyncio.create_task(self._poll_changes())
+
+    async def _poll_changes(self) -> None:
+        """Re-read the change log every ``changes_poll_s`` (faults and deploys land while the proxy runs)."""
+        assert self._changes_source is not None
+        source = self._changes_source
+        while True:
+            try:
+                fresh = [c for c in await asyncio.to_thread(source) if c.change_id not in self._seen_changes]
+            except (ParityError, httpx.HTTPError, OSError) as err:
+                log.warning("change log unavailable: %s", err)
+                fresh = []
+            if fresh:
+                self._seen_changes.update(c.change_id for c in fresh)
+                self.worker.submit(_Changes(fresh))
+            await asyncio.sleep(self.config.changes_poll_s)
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every request received so far has been answered, handed off and stored."""
@@ -448,6 +482,8 @@ class ParityProxy:
         return self.worker.wait_idle(max(0.0, deadline - time.monotonic()))
 
     async def shutdown(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
         await asyncio.to_thread(self.worker.stop)
         if self._client is not None:
             await self._client.aclose()
@@ -621,21 +657,21 @@ class ParityProxy:
 
 
 def default_hook(*, webhook: str | None = None) -> MonitorHook | None:
-    """The stats engineer's ``SegmentMonitor`` (with a webhook and log notifier) when this build has it."""
+    """The stats engineer's ``SegmentMonitor`` (with a log notifier, plus a webhook one when ``webhook`` is
+    given) when this build has it; ``None`` (records stored, not monitored; logged) otherwise."""
     try:
-        pipeline = import_optional("parity.monitor.pipeline", extra="monitor")
-    except ParityError as err:
+        pipeline = importlib.import_module("parity.monitor.pipeline")
+        monitor_cls = pipeline.SegmentMonitor
+    except (ImportError, AttributeError) as err:
         log.warning("parity.monitor.pipeline unavailable (%s); records are stored but not monitored", err)
         return None
     notifiers: list[Any] = []
     try:
-        alerts_mod = import_optional("parity.monitor.alerts", extra="monitor")
+        alerts_mod = importlib.import_module("parity.monitor.alerts")
         notifiers.append(alerts_mod.LogNotifier())
         if webhook:
             notifiers.append(alerts_mod.WebhookNotifier(webhook))
-    except ParityError:
-        pass
-    except (AttributeError, TypeError) as err:
+    except (ImportError, AttributeError, TypeError) as err:
         log.warning("alert notifiers unavailable: %s", err)
-    hook: MonitorHook = pipeline.SegmentMonitor(notifiers=tuple(notifiers))
+    hook: MonitorHook = monitor_cls(notifiers=tuple(notifiers))
     return hook

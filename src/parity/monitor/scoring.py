@@ -329,7 +329,7 @@ def default_scorer() -> ResponseScorer | None:
     when ``parity.detectors`` cannot be imported in this build."""
     try:
         return DetectorScorer()
-    except ImportError as err:
+    except (ImportError, AttributeError) as err:
         log.warning("parity.detectors unavailable (%s); records will carry no detector observations", err)
         return None
 

@@ -1,0 +1,104 @@
+"""``parity ingest``: JSONL request/response logs or OTLP JSON GenAI spans into the monitor's store."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+import click
+
+from parity._exceptions import InvalidInputError
+
+
+@click.command(name="ingest")
+@click.argument("source", metavar="FILE|-")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp"]), default="jsonl", show_default=True)
+@click.option("--rejects", "reject_path", default=None, help="Where rejected lines go [default: FILE.rejects].")
+@click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for lines without it.")
+@click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True)
+@click.option("--salt", envvar="PARITY_SESSION_SALT", default=None, help="Salt for session hashes.")
+@click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
+@click.option("--no-monitor", is_flag=True, help="Store records without running the segment monitor.")
+def command(
+    source: str,
+    store_path: str,
+    fmt: str,
+    reject_path: str | None,
+    labels: tuple[str, ...],
+    capture: str,
+    salt: str | None,
+    no_detectors: bool,
+    no_monitor: bool,
+) -> None:
+    """Ingest FILE (or - for stdin) into the store: one exchange (or OTLP export) per line.
+
+    A malformed line is reported with its line number and copied to the reject file; the rest is ingested.
+    """
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    from parity.cli.proxy import parse_labels
+    from parity.monitor.ingest import ingest_file
+    from parity.monitor.proxy import default_hook
+    from parity.monitor.scoring import default_scorer
+    from parity.monitor.store import DuckDBStore, session_salt
+
+    console = Console(stderr=True)
+    if source != "-" and not os.path.isfile(source):
+        raise InvalidInputError("FILE", "must be an existing file or -", source)
+    label_map = parse_labels(labels)
+    total = os.path.getsize(source) if source != "-" else None
+    with DuckDBStore(store_path) as store:
+        scorer = None if no_detectors else default_scorer()
+        hook = None if no_monitor else default_hook()
+        with Progress(
+            TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
+            BarColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+            disable=not console.is_terminal,
+        ) as progress:
+            task = progress.add_task("ingest", total=total, lines=0)
+
+            seen = [0]
+
+            def on_line(n: int, nbytes: int) -> None:
+                seen[0] += nbytes
+                if n % 1000 == 0:
+                    progress.update(task, completed=seen[0], lines=n)
+
+            result = ingest_file(
+                source,
+                store,
+                fmt=fmt,
+                salt=session_salt(store, salt),
+                scorer=scorer,
+                reject_path=reject_path,
+                labels=label_map,
+                capture=capture,
+                hook=hook,
+                on_line=on_line,
+            )
+    for line_no, message in result.errors:
+        console.print(f"line {line_no}: {message}", markup=False, highlight=False)
+    if result.rejected > len(result.errors):
+        console.print(f"... and {result.rejected - len(result.errors)} more rejected lines")
+    summary: dict[str, Any] = {
+        "lines": result.lines,
+        "records": result.records,
+        "feedback": result.feedback,
+        "alerts": result.alerts,
+        "rejected": result.rejected,
+        "seconds": round(result.seconds, 3),
+    }
+    click.echo(
+        f"ingested {summary['records']:,} records ({summary['feedback']} feedback, {summary['alerts']} alerts) from "
+        f"{summary['lines']:,} lines in {summary['seconds']} s into {store_path}; rejected {summary['rejected']}"
+        + (f" -> {result.reject_path}" if result.reject_path else "")
+    )
+    if result.records == 0 and result.rejected:
+        sys.exit(1)

@@ -1,0 +1,133 @@
+"""``parity proxy``: the monitoring reverse proxy in front of an OpenAI-compatible server."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import click
+
+from parity._exceptions import InvalidInputError, ParityError
+from parity._optional import import_optional
+from parity.monitor._records import Change
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (or ``:PORT`` for 127.0.0.1) -> (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidInputError("--listen", "must be HOST:PORT with a port in 1..65535", value)
+    return host or "127.0.0.1", int(port)
+
+
+def parse_labels(values: Sequence[str]) -> dict[str, str]:
+    """``k=v`` pairs -> dict; keys are record provenance fields (model, pool, platform, region, ...)."""
+    from parity.monitor.scoring import LABEL_FIELDS
+
+    out: dict[str, str] = {}
+    for item in values:
+        key, sep, val = item.partition("=")
+        if not sep or not key or not val:
+            raise InvalidInputError("--label", "must be KEY=VALUE", item)
+        if key not in LABEL_FIELDS:
+            raise InvalidInputError("--label", f"key must be one of {sorted(LABEL_FIELDS)}", key)
+        out[key] = val
+    return out
+
+
+def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]:
+    """A function re-reading the change log at ``source`` (URL or JSONL file)."""
+    try:
+        load: Any = importlib.import_module("parity.monitor.changes").load_changes
+    except (ImportError, AttributeError):
+        from parity.monitor.proxy import load_changes as load
+    result: Callable[[], list[Change]] = partial(load, source, token=token)
+    return result
+
+
+@click.command(name="proxy")
+@click.option(
+    "--upstream", required=True, help="Base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8000)."
+)
+@click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
+@click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
+@click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
+@click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE when responses lack x-parity-*.")
+@click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True,
+              help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
+@click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
+              help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
+@click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
+@click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
+@click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
+def command(
+    upstream: str,
+    listen: str,
+    store_path: str,
+    changes: str | None,
+    changes_token: str | None,
+    webhook: str | None,
+    labels: tuple[str, ...],
+    capture: str,
+    salt: str | None,
+    spool_path: str | None,
+    queue_size: int,
+    no_detectors: bool,
+) -> None:
+    """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
+
+    Read-only views for `parity status --proxy URL` and the dashboard: /parity/alerts, /parity/records,
+    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback.
+    """
+    from rich.console import Console
+
+    from parity.monitor.proxy import ParityProxy, ProxyConfig, default_hook
+    from parity.monitor.scoring import RecordBuilder, default_scorer
+    from parity.monitor.store import DuckDBStore, session_salt
+
+    uvicorn = import_optional("uvicorn", extra="monitor")
+    host, port = parse_listen(listen)
+    label_map = parse_labels(labels)
+    config = ProxyConfig(
+        upstream=upstream,
+        labels=label_map,
+        capture=capture,
+        queue_size=queue_size,
+        spool_path=spool_path or f"{store_path}.spool.jsonl",
+    )
+    console = Console(stderr=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
+    store = DuckDBStore(store_path)
+    try:
+        builder = RecordBuilder(
+            salt=session_salt(store, salt),
+            labels=label_map,
+            scorer=None if no_detectors else default_scorer(),
+            capture=capture,
+        )
+        proxy = ParityProxy(
+            config,
+            store,
+            builder,
+            hook=default_hook(webhook=webhook),
+            changes_source=changes_loader(changes, changes_token) if changes else None,
+        )
+        console.print(
+            f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={store_path}  capture={capture}"
+            f"  (pid {os.getpid()})"
+        )
+        server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning", access_log=False))
+        server.run()
+    except ParityError:
+        raise
+    except OSError as err:
+        raise InvalidInputError("--listen", "must be a free address to bind", listen, detail=str(err)) from err
+    finally:
+        store.close()

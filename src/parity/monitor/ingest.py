@@ -1,0 +1,437 @@
+"""``parity ingest``: the same records as the proxy makes, from request/response logs and OpenTelemetry spans.
+
+Accepted shapes, one JSON value per line (a malformed line is reported with its line number, copied verbatim to
+the reject file, and skipped; the rest is ingested):
+
+``jsonl`` - one exchange per line::
+
+    {"request": {OpenAI chat/completions request}, "response": {OpenAI response object}
+               | [stream chunk objects] | "data: ...SSE text",
+     "headers": {"x-parity-platform": "tpu", ...},    # optional response headers (provenance)
+     "time": "2025-08-31T10:00:00Z",                  # optional; else response.created; else now
+     "status_code": 200, "latency_ms": 812.5,         # optional
+     "session_id": "..."}                             # optional (else request.user)
+
+  also accepted: a stored record (``Record.to_dict()``, recognised by ``record_id``) and feedback
+  (``{"feedback": {"response_id", "kind", "time"}}``).
+
+``otlp`` - OpenTelemetry GenAI spans as OTLP JSON (``ExportTraceServiceRequest``: ``resourceSpans[].
+scopeSpans[].spans[]``), one document per line as the collector's file exporter writes them, or one document
+for the whole file. A span counts when it has ``gen_ai.*`` attributes: ``gen_ai.request.model``,
+``gen_ai.response.{id,model,finish_reasons}``, ``gen_ai.usage.{input,output}_tokens``,
+``gen_ai.request.{temperature,top_p,top_k,max_tokens}``; content from ``gen_ai.input.messages`` /
+``gen_ai.output.messages`` attributes or the older ``gen_ai.content.prompt`` / ``gen_ai.content.completion``
+events. Provenance from span or resource attributes ``parity.{server,pool,platform,region,config_version}``;
+session from ``session.id`` / ``gen_ai.conversation.id``.
+
+>>> import io, json
+>>> from parity.monitor.store import MemoryStore
+>>> line = {"request": {"model": "S", "messages": [{"role": "user", "content": "hi"}]},
+...         "response": {"id": "c1", "created": 1754395200, "choices": [{"index": 0,
+...                      "message": {"content": "hello"}, "finish_reason": "stop"}],
+...                      "usage": {"prompt_tokens": 5, "completion_tokens": 1}},
+...         "headers": {"x-parity-platform": "tpu"}}
+>>> store = MemoryStore()
+>>> result = ingest_lines(io.StringIO(json.dumps(line) + "\\n{oops\\n"), store, salt="s", scorer=None)
+>>> result.records, result.rejected, result.errors[0][0]
+(1, 1, 2)
+>>> store.records()[0].platform, store.records()[0].time.isoformat()
+('tpu', '2025-08-05T12:00:00+00:00')
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from parity._exceptions import InvalidInputError, ParityError
+from parity.monitor._codec import feedback_from_dict
+from parity.monitor._records import Alert, FeedbackEvent, Record
+from parity.monitor._store_protocol import Store
+from parity.monitor.capture import CapturePolicy
+from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer
+
+#: Input formats.
+FORMATS: tuple[str, ...] = ("jsonl", "otlp")
+
+#: Records written to the store per batch.
+INGEST_BATCH = 5000
+
+#: Error messages kept in the result (all rejected lines still go to the reject file).
+MAX_REPORTED_ERRORS = 100
+
+
+@dataclass
+class IngestResult:
+    """What one ingest run did. ``errors`` holds (line number, message) of the first rejected lines."""
+
+    lines: int = 0
+    records: int = 0
+    feedback: int = 0
+    alerts: int = 0
+    rejected: int = 0
+    skipped_spans: int = 0
+    seconds: float = 0.0
+    reject_path: str | None = None
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+    @property
+    def records_per_s(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+
+def _when(value: Any, name: str) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return datetime.fromtimestamp(float(value), tz=UTC)
+    if isinstance(value, str):
+        try:
+            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as err:
+            raise InvalidInputError(name, "must be an ISO-8601 time or epoch seconds", value) from err
+        if t.tzinfo is None:
+            raise InvalidInputError(name, "must be timezone-aware (end in Z or +00:00)", value)
+        return t
+    raise InvalidInputError(name, "must be an ISO-8601 time or epoch seconds", value)
+
+
+def exchange_from_log(obj: Mapping[str, Any]) -> Exchange:
+    """An :class:`Exchange` from one ``jsonl`` log object (see the module docstring)."""
+    request = obj.get("request")
+    if not isinstance(request, dict):
+        raise InvalidInputError("request", "must be a JSON object (the OpenAI request)", type(request).__name__)
+    response = obj.get("response")
+    streamed = False
+    if isinstance(response, dict):
+        body = json.dumps(response)
+    elif isinstance(response, list):
+        body = "".join(f"data: {json.dumps(c)}\n\n" for c in response)
+        streamed = True
+    elif isinstance(response, str):
+        body, streamed = response, True
+    elif response is None and int(obj.get("status_code", 200)) >= 400:
+        body = ""
+    else:
+        raise InvalidInputError("response", "must be a response object, a list of stream chunks or SSE text")
+    headers = obj.get("headers") or {}
+    if not isinstance(headers, dict):
+        raise InvalidInputError("headers", "must be a JSON object", type(headers).__name__)
+    t = _when(obj.get("time"), "time")
+    if t is None and isinstance(response, dict):
+        t = _when(response.get("created"), "response.created")
+    if t is None and isinstance(response, list) and response and isinstance(response[0], dict):
+        t = _when(response[0].get("created"), "response[0].created")
+    session = obj.get("session_id")
+    return Exchange(
+        path="/v1/chat/completions" if "messages" in request else "/v1/completions",
+        time=t or datetime.now(UTC),
+        request=request,
+        status_code=int(obj.get("status_code", 200)),
+        response_headers={str(k).lower(): str(v) for k, v in headers.items()},
+        response_body=body,
+        request_headers={"x-session-id": str(session)} if session else {},
+        latency_ms=float(obj["latency_ms"]) if obj.get("latency_ms") is not None else None,
+        streamed=streamed,
+    )
+
+
+# -- OTLP --------------------------------------------------------------------------------------------------
+def _otlp_value(v: Any) -> Any:
+    if not isinstance(v, dict):
+        return v
+    for key in ("stringValue", "boolValue", "doubleValue"):
+        if key in v:
+            return v[key]
+    if "intValue" in v:
+        return int(v["intValue"])  # int64 is a JSON string in OTLP/JSON
+    if "arrayValue" in v:
+        return [_otlp_value(x) for x in (v["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in v:
+        return _otlp_attrs((v["kvlistValue"] or {}).get("values", []))
+    return None
+
+
+def _otlp_attrs(items: Any) -> dict[str, Any]:
+    if not isinstance(items, list):
+        return {}
+    return {str(a.get("key")): _otlp_value(a.get("value")) for a in items if isinstance(a, dict)}
+
+
+def _messages_text(value: Any) -> tuple[list[dict[str, str]], str]:
+    """(messages, text) from a ``gen_ai.*.messages`` attribute: a JSON string or list of {role, parts|content}."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return [], value
+    out: list[dict[str, str]] = []
+    for m in value if isinstance(value, list) else []:
+        if not isinstance(m, dict):
+            continue
+        if isinstance(m.get("parts"), list):
+            text = "".join(str(p.get("content", "")) for p in m["parts"] if isinstance(p, dict))
+        else:
+            content = m.get("content")
+            text = content if isinstance(content, str) else ""
+        out.append({"role": str(m.get("role", "")), "content": text})
+    return out, "\n".join(m["content"] for m in out)
+
+
+_PROVENANCE_ATTRS = ("server", "pool", "platform", "region", "config_version", "model")
+
+
+def span_to_parsed(span: Mapping[str, Any], resource: Mapping[str, Any]) -> tuple[Exchange, ParsedExchange] | None:
+    """(Exchange, ParsedExchange) for one GenAI span; ``None`` for spans without ``gen_ai.*`` attributes."""
+    attrs = {**resource, **_otlp_attrs(span.get("attributes"))}
+    if not any(k.startswith("gen_ai.") for k in attrs):
+        return None
+    input_messages, prompt = _messages_text(attrs.get("gen_ai.input.messages"))
+    _, text = _messages_text(attrs.get("gen_ai.output.messages"))
+    for event in span.get("events") or []:
+        if not isinstance(event, dict):
+            continue
+        ev = _otlp_attrs(event.get("attributes"))
+        if event.get("name") == "gen_ai.content.prompt" and not prompt:
+            input_messages, prompt = _messages_text(ev.get("gen_ai.prompt", ""))
+        elif event.get("name") == "gen_ai.content.completion" and not text:
+            _, text = _messages_text(ev.get("gen_ai.completion", ""))
+    start = span.get("startTimeUnixNano")
+    end = span.get("endTimeUnixNano")
+    if start is None:
+        raise InvalidInputError("span.startTimeUnixNano", "is required")
+    t0 = int(start)
+    latency = (int(end) - t0) / 1e6 if end is not None else None
+    finish = attrs.get("gen_ai.response.finish_reasons")
+    status = attrs.get("http.response.status_code")
+    if status is None:
+        status = 500 if (span.get("status") or {}).get("code") in (2, "STATUS_CODE_ERROR") else 200
+    headers = {f"x-parity-{k.replace('_', '-')}": str(attrs[f"parity.{k}"]) for k in _PROVENANCE_ATTRS
+               if attrs.get(f"parity.{k}") is not None}  # fmt: skip
+    session = attrs.get("session.id") or attrs.get("gen_ai.conversation.id")
+    exchange = Exchange(
+        path="/v1/chat/completions",
+        time=datetime.fromtimestamp(t0 // 1_000_000_000, tz=UTC).replace(microsecond=(t0 // 1000) % 1_000_000),
+        request=None,
+        status_code=int(status),
+        response_headers=headers,
+        latency_ms=latency,
+    )
+
+    def num(key: str) -> float | None:
+        v = attrs.get(key)
+        return None if v is None else float(v)
+
+    def integer(key: str) -> int | None:
+        v = attrs.get(key)
+        return None if v is None else int(v)
+
+    parsed = ParsedExchange(
+        response_id=attrs.get("gen_ai.response.id"),
+        model=attrs.get("gen_ai.response.model") or attrs.get("gen_ai.request.model"),
+        text=text,
+        finish_reason=(finish[0] if isinstance(finish, list) and finish else finish) or None,
+        prompt_tokens=integer("gen_ai.usage.input_tokens"),
+        completion_tokens=integer("gen_ai.usage.output_tokens"),
+        prompt=prompt,
+        messages=tuple(input_messages),
+        temperature=num("gen_ai.request.temperature"),
+        top_p=num("gen_ai.request.top_p"),
+        top_k=integer("gen_ai.request.top_k"),
+        max_tokens=integer("gen_ai.request.max_tokens"),
+        session=str(session) if session else None,
+    )
+    return exchange, parsed
+
+
+def iter_otlp_spans(doc: Any) -> Iterator[tuple[Mapping[str, Any], dict[str, Any]]]:
+    """(span, resource attributes) for every span of an OTLP JSON trace export."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("resourceSpans"), list):
+        raise InvalidInputError("otlp", "must be an object with resourceSpans[] (OTLP JSON)")
+    for rs in doc["resourceSpans"]:
+        resource = _otlp_attrs((rs.get("resource") or {}).get("attributes"))
+        for ss in rs.get("scopeSpans") or rs.get("instrumentationLibrarySpans") or []:
+            for span in ss.get("spans") or []:
+                yield span, resource
+
+
+# -- the run -----------------------------------------------------------------------------------------------
+class _Batcher:
+    def __init__(self, store: Store, hook: Any, result: IngestResult) -> None:
+        self.store = store
+        self.hook = hook
+        self.result = result
+        self.pending: list[Record] = []
+
+    def add(self, record: Record) -> None:
+        self.pending.append(record)
+        self.result.records += 1
+        if self.hook is not None:
+            self._alerts(self.hook.observe(record))
+        if len(self.pending) >= INGEST_BATCH:
+            self.flush()
+
+    def feedback(self, event: FeedbackEvent) -> None:
+        self.flush()
+        self.store.write_feedback([event])
+        self.result.feedback += 1
+        if self.hook is not None and hasattr(self.hook, "observe_feedback"):
+            self._alerts(self.hook.observe_feedback(event))
+
+    def _alerts(self, alerts: list[Alert] | None) -> None:
+        if alerts:
+            self.flush()
+            self.store.write_alerts(alerts)
+            self.result.alerts += len(alerts)
+
+    def flush(self) -> None:
+        if self.pending:
+            self.store.write_records(self.pending)
+            self.pending = []
+
+
+def ingest_lines(
+    lines: Iterable[str],
+    store: Store,
+    *,
+    fmt: str = "jsonl",
+    salt: str,
+    scorer: ResponseScorer | None,
+    labels: Mapping[str, str] | None = None,
+    capture: CapturePolicy | str = "none",
+    hook: Any = None,
+    reject: IO[str] | None = None,
+    reject_path: str | None = None,
+    on_line: Callable[[int, int], None] | None = None,
+) -> IngestResult:
+    """Ingest ``lines`` (``fmt`` in :data:`FORMATS`) into ``store``; returns an :class:`IngestResult`.
+
+    Rejected lines are copied verbatim to ``reject`` when given. ``on_line(line_number, n_bytes)`` reports
+    progress. ``hook`` is the monitor pipeline (``observe(record) -> alerts``), alerts go to the store.
+    """
+    if fmt not in FORMATS:
+        raise InvalidInputError("format", f"must be one of {list(FORMATS)}", fmt)
+    builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}")
+    result = IngestResult(reject_path=reject_path)
+    batcher = _Batcher(store, hook, result)
+    t0 = time.perf_counter()
+    n = 0
+    for n, line in enumerate(lines, start=1):
+        if on_line is not None:
+            on_line(n, len(line))
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+            if fmt == "jsonl":
+                _ingest_jsonl(obj, builder, batcher)
+            else:
+                _ingest_otlp(obj, builder, batcher)
+        except (ValueError, TypeError, KeyError, ParityError) as err:
+            result.rejected += 1
+            if len(result.errors) < MAX_REPORTED_ERRORS:
+                result.errors.append((n, _describe(err)))
+            if reject is not None:
+                reject.write(line if line.endswith("\n") else line + "\n")
+    batcher.flush()
+    result.lines = n
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _describe(err: Exception) -> str:
+    if isinstance(err, json.JSONDecodeError):
+        return f"not JSON: {err.msg} at column {err.colno}"
+    if isinstance(err, KeyError):
+        return f"missing field {err}"
+    return str(err)
+
+
+def _ingest_jsonl(obj: Any, builder: RecordBuilder, batcher: _Batcher) -> None:
+    if not isinstance(obj, dict):
+        raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
+    if "record_id" in obj:
+        batcher.add(Record.from_dict(obj))
+    elif "feedback" in obj:
+        data = dict(obj["feedback"]) if isinstance(obj["feedback"], dict) else {}
+        data.setdefault("time", datetime.now(UTC).isoformat())
+        batcher.feedback(feedback_from_dict(data))
+    else:
+        batcher.add(builder.build(exchange_from_log(obj)))
+
+
+def _ingest_otlp(doc: Any, builder: RecordBuilder, batcher: _Batcher) -> None:
+    built: list[Record] = []
+    for span, resource in iter_otlp_spans(doc):
+        pair = span_to_parsed(span, resource)
+        if pair is None:
+            batcher.result.skipped_spans += 1
+            continue
+        built.append(builder.build_parsed(*pair))
+    for record in built:  # all spans of a line parse before any is stored: a bad line is rejected whole
+        batcher.add(record)
+
+
+def ingest_file(
+    source: str | Path,
+    store: Store,
+    *,
+    fmt: str = "jsonl",
+    salt: str,
+    scorer: ResponseScorer | None,
+    reject_path: str | Path | None = None,
+    **kwargs: Any,
+) -> IngestResult:
+    """Ingest a file (``"-"`` for stdin) into ``store``; rejected lines go to ``reject_path`` (default
+    ``SOURCE.rejects``; created only when a line is rejected). A single pretty-printed OTLP document is read
+    whole."""
+    import sys
+
+    reject_file = Path(reject_path) if reject_path else Path(f"{'stdin' if str(source) == '-' else source}.rejects")
+
+    class _LazyReject:
+        def __init__(self) -> None:
+            self.handle: IO[str] | None = None
+
+        def write(self, text: str) -> int:
+            if self.handle is None:
+                self.handle = reject_file.open("w", encoding="utf-8")
+            return self.handle.write(text)
+
+    lazy = _LazyReject()
+    with contextlib.ExitStack() as stack:
+        if str(source) == "-":
+            lines: Iterable[str] = sys.stdin
+        else:
+            path = Path(source)
+            if not path.is_file():
+                raise InvalidInputError("FILE", "must be an existing file or -", str(source))
+            if fmt == "otlp" and _is_single_document(path):
+                lines = [json.dumps(json.loads(path.read_text(encoding="utf-8"))) + "\n"]
+            else:
+                lines = stack.enter_context(path.open(encoding="utf-8", errors="replace"))
+        stack.callback(lambda: lazy.handle.close() if lazy.handle is not None else None)
+        result = ingest_lines(lines, store, fmt=fmt, salt=salt, scorer=scorer, reject=lazy,  # type: ignore[arg-type]
+                              reject_path=str(reject_file), **kwargs)  # fmt: skip
+    if result.rejected == 0:
+        result.reject_path = None
+    return result
+
+
+def _is_single_document(path: Path) -> bool:
+    """True for a pretty-printed JSON document spanning several lines (not JSONL)."""
+    with path.open(encoding="utf-8", errors="replace") as f:
+        first = f.readline().strip()
+    if first in ("{", "{\n") or (first.startswith("{") and not first.endswith("}")):
+        try:
+            json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            return False
+        return True
+    return False
