@@ -1,0 +1,297 @@
+"""An HTTP client for one OpenAI-compatible endpoint: probing, sampling and teacher-forced scoring.
+
+Only ``/v1/models`` and ``/v1/completions`` are used (the legacy completions API is the one that returns prompt
+logprobs with ``echo``). Concurrency is bounded by a semaphore; 429 and 5xx answers and connection errors are
+retried with exponential backoff (honouring ``Retry-After``); anything else becomes an :class:`EndpointError`
+with the URL and status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from parity._exceptions import EndpointError, InvalidInputError
+
+__all__ = ["Capabilities", "Completion", "EndpointClient", "ScoredText"]
+
+#: Statuses worth retrying: rate limiting and server-side failures.
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+#: Text teacher-forced by :meth:`EndpointClient.probe` to fingerprint the tokenizer.
+PROBE_TEXT = "The quick brown fox, 42 times: def f(x): return x * 2  # ok"
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What an endpoint offers, found by :meth:`EndpointClient.probe`."""
+
+    url: str
+    model: str
+    models: tuple[str, ...]
+    logprobs: bool
+    echo: bool
+    tokens: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Completion:
+    """One sampled completion."""
+
+    prompt_index: int
+    text: str
+    finish_reason: str | None = None
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """Teacher-forced log-probabilities of a continuation after a prompt.
+
+    ``tokens``, ``logprobs`` and ``top_logprobs`` cover the continuation's tokens only (the prompt's are dropped).
+    """
+
+    tokens: tuple[str, ...]
+    logprobs: tuple[float, ...]
+    top_logprobs: tuple[Mapping[str, float], ...] = field(default=())
+
+    @property
+    def mean_logprob(self) -> float:
+        """Mean log-probability per token (0.0 for an empty continuation)."""
+        return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0
+
+
+class EndpointClient:
+    """Talks to one OpenAI-compatible server at ``base_url`` (with or without a trailing ``/v1``).
+
+    Use as an async context manager. ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str | None = None,
+        api_key: str | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 4,
+        backoff_s: float = 0.25,
+        timeout_s: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not base_url.startswith(("http://", "https://")):
+            raise InvalidInputError("base_url", "must be an http:// or https:// URL", base_url)
+        if max_concurrency < 1:
+            raise InvalidInputError("max_concurrency", "must be >= 1", max_concurrency)
+        if max_retries < 0:
+            raise InvalidInputError("max_retries", "must be >= 0", max_retries)
+        root = base_url.rstrip("/")
+        self.base_url = root if root.endswith("/v1") else root + "/v1"
+        self.model = model
+        self.max_concurrency = max_concurrency
+        self.max_retries = max_retries
+        self.backoff_s = backoff_s
+        self.timeout_s = timeout_s
+        self.retries_used = 0
+        self.requests_sent = 0
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
+        )
+        self._semaphore = asyncio.Semaphore(max_concurrency)
+
+    async def __aenter__(self) -> EndpointClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the underlying connection pool."""
+        await self._client.aclose()
+
+    async def _request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
+        url = self.base_url + path
+        last: str = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt:
+                self.retries_used += 1
+            async with self._semaphore:
+                self.requests_sent += 1
+                try:
+                    response = await self._client.request(method, path, json=payload)
+                except (httpx.ConnectError, httpx.ConnectTimeout) as err:
+                    last = f"unreachable ({type(err).__name__}: {err})"
+                    response = None
+                except httpx.TimeoutException as err:
+                    last = f"timed out after {self.timeout_s:g} s ({type(err).__name__})"
+                    response = None
+                except httpx.HTTPError as err:
+                    last = f"HTTP failure ({type(err).__name__}: {err})"
+                    response = None
+            if response is None:
+                if attempt < self.max_retries:
+                    await asyncio.sleep(self.backoff_s * 2**attempt)
+                    continue
+                raise EndpointError(last, url=url)
+            if response.status_code in RETRY_STATUSES and attempt < self.max_retries:
+                await asyncio.sleep(_retry_delay(response, self.backoff_s * 2**attempt))
+                continue
+            if response.status_code >= 400:
+                raise EndpointError(
+                    f"answered {response.status_code}: {_error_message(response)}"
+                    + (" (rate limited; retries exhausted)" if response.status_code == 429 else ""),
+                    url=url,
+                    status_code=response.status_code,
+                )
+            try:
+                return response.json()
+            except ValueError as err:
+                raise EndpointError("answered with a body that is not JSON", url=url) from err
+        raise EndpointError(last or "no answer", url=url)  # pragma: no cover - the loop always returns or raises
+
+    async def models(self) -> tuple[str, ...]:
+        """Model ids from ``/v1/models``."""
+        body = await self._request("GET", "/models")
+        try:
+            return tuple(str(item["id"]) for item in body["data"])
+        except (KeyError, TypeError) as err:
+            raise EndpointError("`/v1/models` answer has no `data[].id`", url=self.base_url + "/models") from err
+
+    async def complete(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
+        """POST ``/v1/completions`` with ``payload`` (the model is filled in) and return the first choice."""
+        body = await self._request("POST", "/completions", {"model": self.model, **payload})
+        try:
+            choice: Mapping[str, Any] = body["choices"][0]
+        except (KeyError, IndexError, TypeError) as err:
+            raise EndpointError("`/v1/completions` answer has no `choices`", url=self.base_url) from err
+        return choice
+
+    async def probe(self) -> Capabilities:
+        """Find the model and whether the endpoint returns logprobs and echoes prompt logprobs."""
+        models = await self.models()
+        if self.model is None:
+            if not models:
+                raise EndpointError("serves no models; pass --model", url=self.base_url)
+            self.model = models[0]
+        elif models and self.model not in models:
+            raise InvalidInputError(
+                "model", f"must be one of the models {self.base_url} serves {list(models)}", self.model
+            )
+        notes: list[str] = []
+        logprobs = echo = False
+        tokens: tuple[str, ...] = ()
+        try:
+            choice = await self.complete({"prompt": "Hello", "max_tokens": 1, "temperature": 0.0, "logprobs": 1})
+            lp = choice.get("logprobs") or {}
+            logprobs = bool(lp.get("token_logprobs"))
+        except EndpointError as err:
+            if err.status_code is None or err.status_code >= 500:
+                raise
+            notes.append(f"logprobs refused: {err}")
+        if not logprobs:
+            notes.append("no logprobs in /v1/completions answers")
+        try:
+            scored = await self._echo(PROBE_TEXT, top_logprobs=1)
+            toks = scored.get("tokens") or []
+            values = scored.get("token_logprobs") or []
+            echo = len(toks) > 1 and any(v is not None for v in values[1:])
+            tokens = tuple(str(t) for t in toks)
+        except EndpointError as err:
+            if err.status_code is None or err.status_code >= 500:
+                raise
+            notes.append(f"echo refused: {err}")
+        if not echo:
+            notes.append("no prompt logprobs (echo); teacher-forced tests unavailable")
+        return Capabilities(
+            url=self.base_url,
+            model=self.model,
+            models=models,
+            logprobs=logprobs,
+            echo=echo,
+            tokens=tokens,
+            notes=tuple(notes),
+        )
+
+    async def _echo(self, text: str, *, top_logprobs: int) -> Mapping[str, Any]:
+        choice = await self.complete(
+            {"prompt": text, "max_tokens": 0, "echo": True, "logprobs": max(top_logprobs, 1), "temperature": 0.0}
+        )
+        lp = choice.get("logprobs")
+        if not isinstance(lp, Mapping):
+            raise EndpointError("echo answer carries no `logprobs`", url=self.base_url)
+        return lp
+
+    async def sample(
+        self,
+        prompt_index: int,
+        prompt: str,
+        *,
+        max_tokens: int,
+        temperature: float,
+        seed: int | None = None,
+    ) -> Completion:
+        """Sample one completion of ``prompt``."""
+        payload: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+        if seed is not None:
+            payload["seed"] = seed
+        choice = await self.complete(payload)
+        text = choice.get("text")
+        if not isinstance(text, str):
+            raise EndpointError("completion choice has no `text`", url=self.base_url)
+        return Completion(prompt_index=prompt_index, text=text, finish_reason=choice.get("finish_reason"))
+
+    async def score(self, prompt: str, continuation: str, *, top_logprobs: int = 5) -> ScoredText:
+        """Teacher-force ``prompt + continuation`` (``echo``, ``max_tokens=0``) and keep the continuation's part."""
+        lp = await self._echo(prompt + continuation, top_logprobs=top_logprobs)
+        tokens = [str(t) for t in lp.get("tokens") or []]
+        values = list(lp.get("token_logprobs") or [])
+        tops = list(lp.get("top_logprobs") or [None] * len(tokens))
+        offsets = lp.get("text_offset")
+        if not (len(tokens) == len(values) == len(tops)):
+            raise EndpointError("echo answer has logprob lists of different lengths", url=self.base_url)
+        start = _continuation_start(tokens, offsets, len(prompt))
+        kept_values: list[float] = []
+        kept_tops: list[Mapping[str, float]] = []
+        for value, top in zip(values[start:], tops[start:], strict=True):
+            kept_values.append(float(value) if value is not None and math.isfinite(float(value)) else -100.0)
+            kept_tops.append({str(k): float(v) for k, v in (top or {}).items()})
+        return ScoredText(tokens=tuple(tokens[start:]), logprobs=tuple(kept_values), top_logprobs=tuple(kept_tops))
+
+
+def _continuation_start(tokens: Sequence[str], offsets: Any, prompt_chars: int) -> int:
+    """Index of the first token that starts at or after the end of the prompt (never 0: it has no logprob)."""
+    if isinstance(offsets, list) and len(offsets) == len(tokens) and offsets:
+        for i, off in enumerate(offsets):
+            if isinstance(off, int) and off >= prompt_chars:
+                return max(i, 1)
+        return len(tokens)
+    position = 0
+    for i, tok in enumerate(tokens):
+        if position >= prompt_chars:
+            return max(i, 1)
+        position += len(tok)
+    return len(tokens)
+
+
+def _retry_delay(response: httpx.Response, default: float) -> float:
+    value = response.headers.get("retry-after")
+    try:
+        return min(float(value), 30.0) if value is not None else default
+    except ValueError:
+        return default
+
+
+def _error_message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        message = body.get("error", {}).get("message") if isinstance(body, dict) else None
+        if message:
+            return str(message)
+    except ValueError:
+        pass
+    return response.text[:200] or response.reason_phrase
