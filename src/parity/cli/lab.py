@@ -1,0 +1,228 @@
+"""``parity lab``: serve the lab fleet, load it with traffic, train the lab model.
+
+``parity lab serve --config FLEET.toml [--host 127.0.0.1 --port N] [--admin-token T] [--changelog FILE]``
+``parity lab traffic --target URL --rate R --duration D [--sessions N --seed S]``
+``parity lab train ...`` and ``parity lab export-gguf ...`` come from :mod:`parity.cli.lab_train`, imported only
+when they run.
+"""
+
+from __future__ import annotations
+
+import importlib
+import secrets
+import sys
+from pathlib import Path
+
+import click
+
+from parity._exceptions import InvalidInputError, ParityError
+
+#: subcommands defined in parity.cli.lab_train: name -> module attribute.
+_TRAIN_COMMANDS = {"train": "command", "export-gguf": "export_gguf"}
+
+
+class _LabGroup(click.Group):
+    """``serve`` and ``traffic`` live here; ``train``/``export-gguf`` are imported from lab_train on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_TRAIN_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None or cmd_name not in _TRAIN_COMMANDS:
+            return command
+        try:
+            module = importlib.import_module("parity.cli.lab_train")
+        except ImportError as err:
+            return _unavailable(cmd_name, f"needs parity.cli.lab_train ({err})")
+        found = getattr(module, _TRAIN_COMMANDS[cmd_name], None)
+        return found if isinstance(found, click.Command) else _unavailable(cmd_name, "not in this build")
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except ParityError as err:
+            click.echo(f"parity: error: {err}", err=True)
+            sys.exit(2)
+
+
+def _unavailable(name: str, why: str) -> click.Command:
+    @click.command(name=name, help=f"(unavailable: {why})", context_settings={"ignore_unknown_options": True})
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    def placeholder(args: tuple[str, ...]) -> None:
+        click.echo(f"parity: error: `parity lab {name}` is unavailable: {why}", err=True)
+        sys.exit(2)
+
+    return placeholder
+
+
+@click.group(name="lab", cls=_LabGroup)
+def command() -> None:
+    """The lab: train, serve and load the project's own small model fleet."""
+
+
+@command.command(name="serve")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Fleet TOML (default: the shipped fleet.toml; see also src/parity/lab/configs/incident.toml).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option(
+    "--admin-token", default=None, help="Bearer token for POST /admin/changes (default: a random one, printed)."
+)
+@click.option(
+    "--changelog",
+    "changelog_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Append changes to this JSONL file.",
+)
+@click.option(
+    "--weights",
+    "weights_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Weights directory.",
+)
+@click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@click.option("--max-batch", type=int, default=16, show_default=True, help="Largest engine batch.")
+@click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests before 503.")
+def serve_command(
+    config_path: Path | None,
+    host: str,
+    port: int,
+    admin_token: str | None,
+    changelog_path: Path | None,
+    weights_dir: Path | None,
+    threads: int | None,
+    max_batch: int,
+    max_queue: int,
+) -> None:
+    """Serve the fleet as an OpenAI-compatible API (one process)."""
+    import asyncio
+
+    from parity.lab.fleet import FleetConfig, default_config_path
+    from parity.lab.server import LabServer, serve
+
+    if not 0 <= port <= 65535:
+        raise InvalidInputError("--port", "must be in [0, 65535]", port)
+    if threads is not None:
+        if threads < 1:
+            raise InvalidInputError("--threads", "must be >= 1", threads)
+        import torch
+
+        torch.set_num_threads(threads)
+    fleet = FleetConfig.load(config_path or default_config_path("fleet"))
+    token = admin_token or secrets.token_urlsafe(16)
+    server = LabServer(
+        fleet,
+        weights_dir=weights_dir,
+        admin_token=token,
+        changelog_path=changelog_path,
+        max_batch=max_batch,
+        max_queue=max_queue,
+    )
+    asyncio.run(server.warm_up())
+    click.echo(
+        f"parity lab: serving {', '.join(fleet.models)} on {len(fleet.servers)} servers "
+        f"({', '.join(fleet.platforms)} x {', '.join(fleet.pools)}) at http://{host}:{port}/v1",
+        err=True,
+    )
+    if admin_token is None:
+        click.echo(f"parity lab: admin token {token}", err=True)
+    serve(server, host=host, port=port)
+
+
+@command.command(name="traffic")
+@click.option("--target", required=True, help="Base URL of the server (loopback only), e.g. http://127.0.0.1:8000.")
+@click.option("--rate", type=float, required=True, help="Mean arrivals per second (Poisson).")
+@click.option("--duration", type=float, required=True, help="Seconds of arrivals.")
+@click.option("--sessions", type=int, default=20, show_default=True, help="Concurrent user sessions.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--max-tokens", type=int, default=32, show_default=True)
+@click.option("--max-requests", type=int, default=None, help="Hard cap on requests (default 2 x rate x duration).")
+@click.option("--follow-up", type=float, default=0.5, show_default=True, help="Chance a request continues its session.")
+@click.option("--models", default=None, help="Model shares, e.g. S=0.6,O=0.3,H=0.1 (default: all served, equal).")
+@click.option("--feedback/--no-feedback", default=False, show_default=True, help="Send thumbs up/down to /v1/feedback.")
+@click.option(
+    "--json",
+    "json_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write outcomes as JSONL.",
+)
+def traffic_command(
+    target: str,
+    rate: float,
+    duration: float,
+    sessions: int,
+    seed: int,
+    max_tokens: int,
+    max_requests: int | None,
+    follow_up: float,
+    models: str | None,
+    feedback: bool,
+    json_path: Path | None,
+) -> None:
+    """Send a bounded Poisson stream of realistic requests, then print a summary."""
+    import dataclasses
+    import json
+
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.table import Table
+
+    from parity.lab.traffic import TrafficGenerator
+
+    shares = _parse_models(models) if models else None
+    generator = TrafficGenerator(
+        target,
+        rate=rate,
+        duration=duration,
+        sessions=sessions,
+        seed=seed,
+        models=shares,
+        max_tokens=max_tokens,
+        max_requests=max_requests,
+        follow_up=follow_up,
+        feedback=feedback,
+    )
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("traffic"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("requests", total=None)
+
+        def progress(done: int, planned: int) -> None:
+            bar.update(task, completed=done, total=planned)
+
+        summary = generator.run(progress=progress)
+    table = Table(title=f"parity lab traffic -> {generator.target}")
+    table.add_column("")
+    table.add_column("value")
+    for label, value in summary.table_rows():
+        table.add_row(label, value)
+    Console().print(table)
+    if json_path is not None:
+        with json_path.open("w", encoding="utf-8") as fh:
+            for outcome in summary.outcomes:
+                fh.write(json.dumps(dataclasses.asdict(outcome), ensure_ascii=False) + "\n")
+    if summary.ok == 0 and summary.sent > 0:
+        raise ParityError(f"no request succeeded ({summary.sent} sent; errors {summary.errors})")
+
+
+def _parse_models(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        name, _, share = part.partition("=")
+        try:
+            out[name.strip()] = float(share) if share else 1.0
+        except ValueError:
+            raise InvalidInputError("--models", "must look like S=0.6,O=0.3,H=0.1", text) from None
+        if not name.strip() or out[name.strip()] < 0:
+            raise InvalidInputError("--models", "must look like S=0.6,O=0.3,H=0.1", text)
+    return out
