@@ -18,6 +18,7 @@ from parity.monitor._records import (
     context_class_of,
 )
 from parity.monitor._store_protocol import Store
+from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, StoreSummary, open_store
 
 __all__ = [
     "LONG_CONTEXT_THRESHOLD_TOKENS",
@@ -27,8 +28,13 @@ __all__ = [
     "AttributedChange",
     "Change",
     "DetectorObservation",
+    "DuckDBStore",
     "FeedbackEvent",
+    "HTTPStore",
+    "MemoryStore",
     "Record",
     "Store",
+    "StoreSummary",
     "context_class_of",
+    "open_store",
 ]
