@@ -21,7 +21,9 @@ segment ``S`` alarms, the monitor looks for the most specific segment that expla
   largest statistic when several dimensions qualify).
 
 "Degraded" means the child's CUSUM statistic is above ``evidence_threshold`` (default ``log 100``, i.e. locally
-significant at 1% without the family-wise correction) or it has an open alert. A dimension with a single value in
+significant at 1% without the family-wise correction), or it has an open alert, or it is still in its warm-up (a
+segment that appeared with the change, like short requests on the long pool) and its mean is at least the alarm's
+post-change level; a stream in its warm-up otherwise counts as having no traffic. A dimension with a single value in
 ``S`` is never fixed: it adds no contrast. Then, for the same signal: if an open alert already names the target
 segment or a refinement of it, the alarm is absorbed (no new alert); if open alerts name a coarser segment that
 contains the target, they are marked ``superseded`` and re-sent, and the new, more specific alert replaces them.
@@ -83,6 +85,9 @@ __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
 
 #: Feedback kinds that count as a negative signal.
 NEGATIVE_FEEDBACK = frozenset({"thumbs_down", "bug_report"})
+
+#: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
+MIN_YOUNG = 5
 
 #: Default local evidence for "degraded" during localisation: a CUSUM of log(100).
 EVIDENCE_THRESHOLD = 4.605
@@ -236,37 +241,43 @@ class SegmentMonitor:
             except Exception:  # a notifier must not break the pipeline; the shipped ones never raise
                 continue
 
-    def _degraded(self, signal: str, key: SegmentKey) -> bool | None:
-        """True/False for a stream with traffic here; None when it has none."""
+    def _degraded(self, signal: str, key: SegmentKey, level: float | None = None) -> bool | None:
+        """True/False for a stream with traffic here; None when it has none. A stream still in its warm-up (a
+        segment that appeared recently, such as short requests on the long pool) is degraded when its mean is at
+        least ``level``, the post-change level of the alarm being localised."""
         det = self.stats.detector(signal, key)
         if det is None:
             return None
         if det.statistic >= self.config.evidence_threshold:
             return True
+        if det.n < det.warmup:  # no baseline yet: evidence only from a high mean, otherwise no information
+            return True if level is not None and det.n >= MIN_YOUNG and det.mean >= level else None
         return any(
             a.status == "open" and a.signal == signal and is_refinement(self._keys[a.alert_id], key)
             for a in self._alerts.values()
         )
 
-    def _siblings(self, signal: str, key: SegmentKey, dim: int) -> list[tuple[SegmentKey, bool]]:
+    def _siblings(
+        self, signal: str, key: SegmentKey, dim: int, level: float | None = None
+    ) -> list[tuple[SegmentKey, bool]]:
         out: list[tuple[SegmentKey, bool]] = []
         for v in sorted(self._values[dim]):
             if v == key[dim]:
                 continue
             sib = (*key[:dim], v, *key[dim + 1 :])
-            status = self._degraded(signal, sib)
+            status = self._degraded(signal, sib, level)
             if status is not None:
                 out.append((sib, status))
         return out
 
-    def _localise(self, signal: str, key: SegmentKey) -> SegmentKey:
+    def _localise(self, signal: str, key: SegmentKey, level: float | None = None) -> SegmentKey:
         current = key
         for _ in range(4 * len(self.dimensions)):
             moved = False
             for i, v in enumerate(current):  # climb
                 if v == WILDCARD:
                     continue
-                sibs = self._siblings(signal, current, i)
+                sibs = self._siblings(signal, current, i, level)
                 if all(degraded for _, degraded in sibs):  # also when it has no sibling: no contrast
                     current = (*current[:i], WILDCARD, *current[i + 1 :])
                     moved = True
@@ -280,7 +291,7 @@ class SegmentMonitor:
                 children: list[tuple[SegmentKey, bool]] = []
                 for value in sorted(self._values[i]):
                     child = (*current[:i], value, *current[i + 1 :])
-                    status = self._degraded(signal, child)
+                    status = self._degraded(signal, child, level)
                     if status is not None:
                         children.append((child, status))
                 bad = [c for c, degraded in children if degraded]
@@ -325,7 +336,7 @@ class SegmentMonitor:
 
     def _handle(self, firing: Firing, event_time: datetime) -> Alert | None:
         signal = firing.signal
-        target = self._localise(signal, firing.key)
+        target = self._localise(signal, firing.key, firing.estimate.current)
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         if any(is_refinement(self._keys[a.alert_id], target) for a in same):
             self.n_absorbed += 1

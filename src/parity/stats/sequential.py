@@ -256,6 +256,11 @@ class BernoulliCUSUM:
         return self._p0
 
     @property
+    def mean(self) -> float:
+        """The mean of every observation since the last reset (0 before any)."""
+        return self._s / self._n if self._n else 0.0
+
+    @property
     def statistic(self) -> float:
         """The largest CUSUM in the bank (brought up to date)."""
         self._apply_zeros()
