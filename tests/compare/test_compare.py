@@ -1,0 +1,169 @@
+"""parity compare against the in-process OpenAI-compatible double: test choice, verdicts, errors, reports."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+from _compare_fake import FakeModel, transport
+from click.testing import CliRunner
+
+from parity._exceptions import EndpointError, InvalidInputError
+from parity.cli._main import main
+from parity.compare import CompareConfig, EndpointClient, compare_endpoints, load_prompts, write_html
+
+REF, CAND = "http://reference.test", "http://candidate.test"
+PROMPTS = ["the cat", "a dog ran", "we ate", "the sun was", "it was very", "then we"]
+#: Small enough to keep each comparison well under a second; 6 prompts x 8 completions.
+FAST = CompareConfig(budget=48, contexts=12, n_resamples=300, max_tokens=12, seed=3)
+
+
+def run(ref: FakeModel, cand: FakeModel, config: CompareConfig = FAST):
+    return compare_endpoints(
+        REF, CAND, prompts=PROMPTS, config=config, transports={REF: transport(ref), CAND: transport(cand)}
+    )
+
+
+def test_same_model_is_equivalent_and_runs_every_test() -> None:
+    report = run(FakeModel(), FakeModel())
+    names = [t.name for t in report.tests]
+    assert names == ["mmd-hamming", "token-frequency", "detector-rate", "loglik-shift", "next-token-divergence"]
+    assert report.equivalent
+    assert report.budget_used == 48
+    assert all(0 < t.result.pvalue <= 1 for t in report.tests)
+
+
+def test_skewed_candidate_differs_in_the_logprob_tests() -> None:
+    report = run(FakeModel(), FakeModel(skew=1.0))
+    assert not report.equivalent
+    assert report.test("next-token-divergence").rejected
+    assert report.test("loglik-shift").rejected
+    assert report.test("loglik-shift").result.effect > 0  # candidate samples are less likely under the reference
+    assert report.test("next-token-divergence").result.effect > 0
+
+
+def test_small_skew_is_caught_per_position_before_the_sample_tests() -> None:
+    report = run(FakeModel(), FakeModel(skew=0.5))
+    assert report.test("next-token-divergence").rejected
+    assert not report.test("mmd-hamming").rejected
+
+
+def test_corrupted_candidate_is_caught_by_samples_and_detectors() -> None:
+    report = run(FakeModel(), FakeModel(corrupt=0.2))
+    assert not report.equivalent
+    assert report.test("token-frequency").rejected
+    assert report.test("detector-rate").result.effect > 0
+
+
+def test_black_box_fallback_without_logprobs() -> None:
+    report = run(FakeModel(logprobs=False, echo=False), FakeModel(logprobs=False, echo=False, corrupt=0.2))
+    names = {t.name for t in report.tests}
+    assert names == {"mmd-hamming", "token-frequency", "detector-rate"}
+    skipped = dict(report.skipped)
+    assert "echo" in skipped["loglik-shift"]
+    assert not report.equivalent
+    assert any("logprobs" in note for note in report.reference.notes)
+
+
+def test_candidate_without_echo_keeps_the_reference_scoring() -> None:
+    report = run(FakeModel(), FakeModel(echo=False))
+    assert "loglik-shift" in {t.name for t in report.tests}
+    assert "candidate" in dict(report.skipped)["next-token-divergence"]
+
+
+def test_mismatched_tokenizers_skip_the_per_position_test() -> None:
+    report = run(FakeModel(), FakeModel(tokenizer="chars"))
+    assert "tokenizers differ" in dict(report.skipped)["next-token-divergence"]
+
+
+def test_rate_limits_are_retried() -> None:
+    report = run(FakeModel(), FakeModel(rate_limit_first=3))
+    assert report.retries == 3
+    assert report.equivalent
+
+
+def test_persistent_server_errors_become_an_endpoint_error() -> None:
+    with pytest.raises(EndpointError, match="answered 503"):
+        run(FakeModel(), FakeModel(fail_status=503))
+
+
+def test_unknown_model_is_named() -> None:
+    with pytest.raises(InvalidInputError, match="`model` must be one of the models"):
+        compare_endpoints(
+            REF,
+            CAND,
+            prompts=PROMPTS,
+            config=FAST,
+            reference_model="nope",
+            transports={REF: transport(FakeModel()), CAND: transport(FakeModel())},
+        )
+
+
+def test_json_contract_and_html_report(tmp_path) -> None:
+    report = run(FakeModel(), FakeModel(skew=0.5))
+    payload = json.loads(json.dumps(report.to_json()))
+    assert set(payload) >= {"equivalent", "alpha", "budget_used", "tests"}
+    assert payload["equivalent"] is False
+    for test in payload["tests"]:
+        assert set(test) >= {"name", "statistic", "pvalue", "effect", "min_detectable_effect"}
+    out = write_html(report, tmp_path / "report.html")
+    text = out.read_text()
+    assert "plotly" in text
+    assert "Example completions side by side" in text
+    assert "next-token" in text
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"budget": 3}, "`budget` must be >= 8"),
+        ({"alpha": 1.5}, r"`alpha` must be in \(0, 1\)"),
+        ({"temperature": 0.0}, "`temperature` must be > 0"),
+        ({"top_logprobs": 50}, r"`top_logprobs` must be in \[1, 20\]"),
+    ],
+)
+def test_config_validation(kwargs: dict[str, float], match: str) -> None:
+    with pytest.raises(InvalidInputError, match=match):
+        CompareConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_client_rejects_bad_url() -> None:
+    with pytest.raises(InvalidInputError, match="`base_url` must be an http"):
+        EndpointClient("ftp://x")
+
+
+def test_load_prompts_formats(tmp_path) -> None:
+    (tmp_path / "p.txt").write_text("one\ntwo\\nlines\n\n")
+    (tmp_path / "p.jsonl").write_text('{"prompt": "a"}\n"b"\n')
+    (tmp_path / "p.json").write_text('["x", {"prompt": "y"}]')
+    assert load_prompts(tmp_path / "p.txt") == ["one", "two\nlines"]
+    assert load_prompts(tmp_path / "p.jsonl") == ["a", "b"]
+    assert load_prompts(tmp_path / "p.json") == ["x", "y"]
+    with pytest.raises(InvalidInputError, match="`prompts` must be a readable file"):
+        load_prompts(tmp_path / "missing.txt")
+    (tmp_path / "bad.jsonl").write_text('{"text": 1}\n')
+    with pytest.raises(InvalidInputError, match="`prompts` must hold prompt strings"):
+        load_prompts(tmp_path / "bad.jsonl")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_cli_unreachable_endpoint_exits_2_with_one_line() -> None:
+    port = _closed_port()
+    url = f"http://127.0.0.1:{port}"
+    result = CliRunner().invoke(main, ["compare", "--reference", url, "--candidate", url, "--budget", "8"])
+    assert result.exit_code == 2
+    assert "parity: error:" in result.output
+    assert "unreachable" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_cli_bad_option_exits_2() -> None:
+    result = CliRunner().invoke(main, ["compare", "--reference", "http://a", "--candidate", "http://b", "--alpha", "2"])
+    assert result.exit_code == 2
+    assert "`alpha` must be in (0, 1)" in result.output
