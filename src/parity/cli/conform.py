@@ -1,0 +1,107 @@
+"""``parity conform TARGET``: run the sampler conformance kit on an implementation.
+
+Exit status 0 when conformant, 1 when not, 2 on a usage error (one line, no traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from parity._exceptions import ParityError
+
+_ORDERS = {"default": ("top_k", "top_p", "min_p"), "vllm": ("min_p", "top_k", "top_p")}
+
+
+def _parse_order(text: str) -> tuple[str, ...]:
+    if text in _ORDERS:
+        return _ORDERS[text]
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+@click.command(name="conform")
+@click.argument("target")
+@click.option("--kind", type=click.Choice(["filter", "sampler"]), default=None, help="Protocol (default: filter).")
+@click.option(
+    "--framework", type=click.Choice(["numpy", "torch"]), default=None, help="Arrays or tensors (default: numpy)."
+)
+@click.option(
+    "--order",
+    default="default",
+    show_default=True,
+    help="The implementation's filter order after temperature: 'default' (top_k,top_p,min_p), 'vllm' "
+    "(min_p,top_k,top_p) or a comma-separated permutation.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"conformant": bool, "checks": [...]} as JSON.')
+@click.option("--only", multiple=True, metavar="CHECK", help="Run only this check (repeatable).")
+@click.option(
+    "--scale",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Size of the statistical checks; 1.0 is the full-strength kit.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every generated case.")
+def command(
+    target: str,
+    kind: str | None,
+    framework: str | None,
+    order: str,
+    as_json: bool,
+    only: tuple[str, ...],
+    scale: float,
+    seed: int,
+) -> None:
+    """Check a sampler implementation (MODULE:CALLABLE or builtin:NAME) against the exact reference."""
+    from parity.conformance import check_sampler
+
+    wanted = [name if name.startswith("check_") else f"check_{name}" for name in only] or None
+    console = Console(stderr=True)
+    try:
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            disable=as_json or not console.is_terminal,
+        ) as bar:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(name: str, done: int, total: int) -> None:
+                if name not in tasks:
+                    tasks[name] = bar.add_task(name, total=total)
+                bar.update(tasks[name], completed=done, total=total)
+
+            report = check_sampler(
+                target,
+                kind=kind,  # type: ignore[arg-type]
+                framework=framework,  # type: ignore[arg-type]
+                order=_parse_order(order),
+                scale=scale,
+                seed=seed,
+                only=wanted,
+                progress=progress,
+            )
+    except ParityError as err:
+        click.echo(f"parity: error: {err}", err=True)
+        sys.exit(2)
+    if as_json:
+        click.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        click.echo(report.render())
+    sys.exit(0 if report.conformant else 1)
