@@ -28,8 +28,8 @@ def _fmt(value: float, spec: str = ".4g") -> str:
 def render_table(report: ComparisonReport, console: Console) -> None:
     """Print the verdict, one row per test and the skipped tests."""
     table = Table(title=f"parity compare: {report.budget_used} completions per endpoint, alpha {report.alpha:g}")
-    for column in ("test", "statistic", "p-value", "Holm p", "effect", "min. detectable", "verdict"):
-        table.add_column(column, justify="left" if column in ("test", "verdict") else "right")
+    for column in ("test", "statistic", "p", "Holm p", "effect", "MDE", "verdict"):
+        table.add_column(column, justify="left" if column in ("test", "verdict") else "right", no_wrap=True)
     for t in report.tests:
         r = t.result
         table.add_row(
@@ -39,9 +39,10 @@ def render_table(report: ComparisonReport, console: Console) -> None:
             _fmt(t.adjusted_pvalue, ".3g"),
             _fmt(r.effect),
             _fmt(r.min_detectable_effect),
-            "[red]differs[/red]" if t.rejected else "[green]no difference[/green]",
+            "[red]differs[/red]" if t.rejected else "[green]same[/green]",
         )
     console.print(table)
+    console.print("  MDE: minimum detectable effect at 80% power, in the effect's units")
     for name, reason in report.skipped:
         console.print(f"  skipped {name}: {reason}")
     for side, caps in (("reference", report.reference), ("candidate", report.candidate)):

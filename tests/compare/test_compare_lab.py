@@ -1,0 +1,68 @@
+"""End to end: ``parity compare`` over HTTP against two real lab servers (the committed lab weights).
+
+The lab is imported here only to start the servers; parity.compare itself talks to them over HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from click.testing import CliRunner
+
+from parity.cli._main import main
+
+lab_server = pytest.importorskip("parity.lab.server", reason="the lab fleet is not installed")
+lab_fleet = pytest.importorskip("parity.lab.fleet")
+torch = pytest.importorskip("torch")
+
+TOKEN = "compare-test"
+
+
+@pytest.fixture(scope="module")
+def servers() -> Iterator[tuple[str, str]]:
+    torch.set_num_threads(1)
+    config = lab_fleet.FleetConfig.load(lab_fleet.default_config_path("fleet"))
+    ref = lab_server.ServerThread(lab_server.LabServer(config, admin_token=TOKEN)).start()
+    try:
+        cand = lab_server.ServerThread(lab_server.LabServer(config, admin_token=TOKEN)).start()
+        try:
+            yield ref.url, cand.url
+        finally:
+            cand.stop()
+    finally:
+        ref.stop()
+
+
+def _cli(ref: str, cand: str, tmp_path) -> tuple[int, dict[str, object]]:
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("The history of the printing press begins\ndef fibonacci(n):\\n    \n")
+    args = ["compare", "--reference", ref, "--candidate", cand, "--prompts", str(prompts), "--budget", "12"]
+    args += ["--max-tokens", "8", "--contexts", "12", "--json", "--seed", "1", "--report", str(tmp_path / "r.html")]
+    result = CliRunner().invoke(main, args)
+    assert "Traceback" not in result.output
+    return result.exit_code, json.loads(result.stdout)
+
+
+def test_lab_fault_is_detected_and_rollback_restores(servers: tuple[str, str], tmp_path) -> None:
+    ref, cand = servers
+    # the long-context RoPE configuration applied to every short prompt (the incident's routing bug at 100%)
+    change = {"kind": "routing", "params": {"fraction": 1.0}, "description": "compare e2e: all short to long"}
+    headers = {"authorization": f"Bearer {TOKEN}"}
+    posted = httpx.post(f"{cand}/admin/changes", json=change, headers=headers, timeout=30)
+    assert posted.status_code == 201, posted.text
+    code, payload = _cli(ref, cand, tmp_path)
+    assert code == 1
+    assert payload["equivalent"] is False
+    names = {t["name"] for t in payload["tests"]}  # type: ignore[attr-defined]
+    assert {"mmd-hamming", "token-frequency", "loglik-shift", "next-token-divergence"} <= names
+    assert (tmp_path / "r.html").stat().st_size > 100_000  # plotly.js is embedded: the report works offline
+
+    rollback = {"kind": "rollback", "params": {"change_id": posted.json()["id"]}, "description": "undo"}
+    assert httpx.post(f"{cand}/admin/changes", json=rollback, headers=headers, timeout=30).status_code == 201
+    code, payload = _cli(ref, cand, tmp_path)
+    per_position = next(t for t in payload["tests"] if t["name"] == "next-token-divergence")  # type: ignore[attr-defined]
+    assert per_position["effect"] == pytest.approx(0.0, abs=1e-6)  # same weights, same config: no divergence
+    assert code in (0, 1)
