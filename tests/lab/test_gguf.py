@@ -1,0 +1,72 @@
+"""GGUF export of the lab weights, and llama.cpp as a second engine for them (skipped without llama_cpp)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+gguf = pytest.importorskip("gguf")
+
+from parity._exceptions import InvalidInputError  # noqa: E402
+from parity.lab.engine import Engine  # noqa: E402
+from parity.lab.gguf_export import export_gguf, gguf_name  # noqa: E402
+
+#: llama.cpp runs the f16 weights with its own kernels (f16 matmuls, its own softmax/RMSNorm order); on this
+#: model logits agree to a few hundredths. 0.25 still catches a transposed or mispermuted tensor (errors of ~1-10).
+LLAMA_CPP_LOGIT_ATOL = 0.25
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    torch.set_num_threads(1)
+    return Engine.load()
+
+
+@pytest.fixture(scope="module")
+def f16_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_gguf(tmp_path_factory.mktemp("gguf") / "lab-f16.gguf", quantization="f16")
+
+
+def test_export_writes_a_llama_model_with_every_tensor(engine: Engine, f16_path: Path) -> None:
+    reader = gguf.GGUFReader(str(f16_path))
+    arch = reader.fields["general.architecture"]
+    assert bytes(arch.parts[arch.data[0]]).decode() == "llama"
+    names = {t.name for t in reader.tensors}
+    assert names == {gguf_name(n) for n in engine.model.state_dict()}
+    tokens = reader.fields["tokenizer.ggml.tokens"]
+    assert len(tokens.data) == engine.tokenizer.vocab_size
+    embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
+    expected = engine.model.tok_embeddings.weight.detach().numpy().astype(np.float16)
+    np.testing.assert_array_equal(np.asarray(embd.data).reshape(expected.shape), expected)
+
+
+def test_quantized_export_is_smaller_and_carries_rope_scaling(tmp_path: Path, f16_path: Path) -> None:
+    q4 = export_gguf(tmp_path / "q4.gguf", quantization="q4_0", rope_scaling=8.0)
+    assert q4.stat().st_size < 0.4 * f16_path.stat().st_size
+    reader = gguf.GGUFReader(str(q4))
+    factor = reader.fields["llama.rope.scaling.factor"]
+    assert float(factor.parts[factor.data[0]][0]) == 8.0
+    assert {t.tensor_type for t in reader.tensors if len(t.shape) == 2} == {gguf.GGMLQuantizationType.Q4_0}
+
+
+def test_bad_arguments_name_themselves(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="`quantization` must be one of"):
+        export_gguf(tmp_path / "x.gguf", quantization="q2_k")  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="`name` must be a parameter"):
+        gguf_name("layers.0.nope.weight")
+
+
+def test_llama_cpp_runs_the_export_like_the_lab_engine(engine: Engine, f16_path: Path) -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    llm = llama_cpp.Llama(model_path=str(f16_path), n_ctx=128, n_threads=1, logits_all=True, verbose=False)
+    ids = engine.tokenizer.encode("def add(a, b):\n    return a + b\n\nclass Point:")
+    assert llm.tokenize(b"def add(a, b):", add_bos=False, special=True) == engine.tokenizer.encode("def add(a, b):")
+    llm.eval(ids)
+    theirs = np.asarray(llm.scores[: len(ids)], dtype=np.float32)
+    with torch.no_grad():
+        ours = engine.model(torch.tensor([ids]))[0].float().numpy()
+    np.testing.assert_allclose(theirs, ours, atol=LLAMA_CPP_LOGIT_ATOL, rtol=0)
+    assert (theirs.argmax(-1) == ours.argmax(-1)).mean() >= 0.9
