@@ -103,6 +103,21 @@ def command(
         click.echo(f"{key}: {value}")
 
 
+@click.command(name="export-gguf")
+@click.argument("out_path", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--weights", "weights_dir", type=click.Path(file_okay=False, path_type=Path), default=None)
+@click.option("--quantization", type=click.Choice(["f16", "q8_0", "q4_0"]), default="f16", show_default=True)
+@click.option("--rope-scaling", type=float, default=1.0, show_default=True, help="Linear RoPE interpolation factor.")
+def export_gguf(out_path: Path, weights_dir: Path | None, quantization: str, rope_scaling: float) -> None:
+    """Export the lab weights (default: the committed ones) as a GGUF llama model for llama.cpp."""
+    from parity.lab.gguf_export import Quantization
+    from parity.lab.gguf_export import export_gguf as export
+
+    kind: Quantization = quantization  # type: ignore[assignment]  # click.Choice checked it
+    written = export(out_path, weights_dir=weights_dir, quantization=kind, rope_scaling=rope_scaling)
+    click.echo(f"wrote {written} ({written.stat().st_size / 1e6:.1f} MB, {quantization})")
+
+
 if __name__ == "__main__":
     try:
         command()
