@@ -1,0 +1,71 @@
+"""Segment lattice, keys, shards and signals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from parity._exceptions import InvalidInputError
+from parity.monitor import SEGMENT_DIMENSIONS, DetectorObservation, Record
+from parity.monitor.segments import (
+    SegmentLattice,
+    SegmentStatistics,
+    StatsConfig,
+    is_refinement,
+    key_of,
+    record_signals,
+    segment_dict,
+    shard_of,
+)
+
+
+def test_lattice_has_every_marginal_once() -> None:
+    lattice = SegmentLattice(SEGMENT_DIMENSIONS)
+    keys = lattice.keys(("S", "long", "tpu", "us", "short", "v1"))
+    assert len(keys) == len(set(keys)) == 64
+    assert keys[0] == ("*",) * 6
+    assert keys[-1] == ("S", "long", "tpu", "us", "short", "v1")
+    assert len(SegmentLattice(SEGMENT_DIMENSIONS, max_order=1).keys(("a",) * 6)) == 7
+
+
+def test_keys_round_trip_and_refinement() -> None:
+    key = key_of({"platform": "tpu", "model": "S"})
+    assert segment_dict(key) == {"model": "S", "platform": "tpu"}
+    assert is_refinement(key_of({"model": "S", "platform": "tpu", "pool": "long"}), key)
+    assert not is_refinement(key_of({"model": "O", "platform": "tpu"}), key)
+    with pytest.raises(InvalidInputError, match="`segment` has dimensions"):
+        key_of({"server": "x"})
+
+
+def test_shard_of_is_stable_and_spread() -> None:
+    keys = [("S", str(i)) for i in range(400)]
+    shards = [shard_of(k, 4) for k in keys]
+    assert shards == [shard_of(k, 4) for k in keys]
+    assert all(shards.count(s) > 50 for s in range(4))
+    with pytest.raises(InvalidInputError, match="`n` must be >= 1"):
+        shard_of(("S",), 0)
+
+
+def test_record_signals_clip_scores(make_record: Callable[..., Record]) -> None:
+    rec = make_record(0, observations=(DetectorObservation("degeneration", False, 3.0),))
+    values = {s.signal: s.value for s in record_signals(rec)}
+    assert values == {"degeneration": 0.0, "degeneration.score": 1.0, "feedback": 0.0}
+    assert [s.signal for s in record_signals(rec, scores=False)] == ["degeneration", "feedback"]
+
+
+def test_max_streams_caps_memory(make_record: Callable[..., Record]) -> None:
+    stats = SegmentStatistics(StatsConfig(max_streams=10))
+    rec = make_record(0)
+    stats.observe(stats.lattice.values_of(rec), record_signals(rec), 0.0)
+    assert len(stats) == 10
+    assert stats.untracked > 0
+
+
+def test_validation() -> None:
+    with pytest.raises(InvalidInputError, match="`max_order` must be in"):
+        SegmentLattice(("a", "b"), max_order=3)
+    with pytest.raises(InvalidInputError, match="`dimensions` must be non-empty and distinct"):
+        SegmentLattice(("a", "a"))
+    with pytest.raises(InvalidInputError, match="`n_shards` must be >= 1"):
+        SegmentStatistics(n_shards=0)
