@@ -28,6 +28,7 @@ from parity.compare import CompareConfig, compare_endpoints, load_prompts, rende
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level.")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sampled completion.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature (> 0).")
+@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling threshold sent.")
 @click.option("--contexts", type=int, default=24, show_default=True, help="Shared contexts teacher-forced.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent requests per endpoint.")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY).")
@@ -44,6 +45,7 @@ def command(
     alpha: float,
     max_tokens: int,
     temperature: float,
+    top_p: float,
     contexts: int,
     concurrency: int,
     api_key: str | None,
@@ -59,6 +61,7 @@ def command(
             alpha=alpha,
             max_tokens=max_tokens,
             temperature=temperature,
+            top_p=top_p,
             seed=seed,
             contexts=contexts,
             max_concurrency=concurrency,

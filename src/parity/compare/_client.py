@@ -233,10 +233,13 @@ class EndpointClient:
         *,
         max_tokens: int,
         temperature: float,
+        top_p: float = 1.0,
         seed: int | None = None,
     ) -> Completion:
-        """Sample one completion of ``prompt``."""
+        """Sample one completion of ``prompt`` (``top_p`` is sent only when below 1)."""
         payload: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
+        if top_p < 1.0:
+            payload["top_p"] = top_p
         if seed is not None:
             payload["seed"] = seed
         choice = await self.complete(payload)

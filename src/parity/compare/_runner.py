@@ -54,12 +54,18 @@ MIN_PER_PROMPT = 4
 
 @dataclass(frozen=True)
 class CompareConfig:
-    """Settings of one comparison (the CLI's options)."""
+    """Settings of one comparison (the CLI's options).
+
+    ``contexts``: shared contexts teacher-forced for the per-position test; its exact sign-flip p-value cannot go
+    below ``2**-contexts``, so use at least 10 for it to reject after a Holm correction over five tests.
+    ``top_p`` below 1 is sent with every sampling request (sampler faults only show inside a nucleus).
+    """
 
     budget: int = 300
     alpha: float = 0.05
     max_tokens: int = 32
     temperature: float = 1.0
+    top_p: float = 1.0
     seed: int = 0
     contexts: int = 24
     top_logprobs: int = 5
@@ -77,6 +83,8 @@ class CompareConfig:
             raise InvalidInputError(
                 "temperature", "must be > 0 (the tests compare sampled distributions)", self.temperature
             )
+        if not 0.0 < self.top_p <= 1.0:
+            raise InvalidInputError("top_p", "must be in (0, 1]", self.top_p)
         if self.contexts < 0:
             raise InvalidInputError("contexts", "must be >= 0", self.contexts)
         if not 1 <= self.top_logprobs <= 20:
@@ -269,7 +277,14 @@ async def _compare(
             for j in range(plan.per_prompt):
                 seed = (config.seed * 1_000_003 + (p * plan.per_prompt + j) * 2 + side) % (2**31)
                 jobs.append(
-                    client.sample(p, prompt, max_tokens=config.max_tokens, temperature=config.temperature, seed=seed)
+                    client.sample(
+                        p,
+                        prompt,
+                        max_tokens=config.max_tokens,
+                        temperature=config.temperature,
+                        top_p=config.top_p,
+                        seed=seed,
+                    )
                 )
         return jobs
 
