@@ -84,8 +84,9 @@ def test_rate_limits_are_retried() -> None:
 
 
 def test_persistent_server_errors_become_an_endpoint_error() -> None:
+    config = CompareConfig(budget=48, max_retries=1)
     with pytest.raises(EndpointError, match="answered 503"):
-        run(FakeModel(), FakeModel(fail_status=503))
+        run(FakeModel(), FakeModel(fail_status=503), config)
 
 
 def test_unknown_model_is_named() -> None:
@@ -161,6 +162,15 @@ def test_cli_unreachable_endpoint_exits_2_with_one_line() -> None:
     assert "parity: error:" in result.output
     assert "unreachable" in result.output
     assert "Traceback" not in result.output
+
+
+def test_cli_plan_only_sends_nothing() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    result = CliRunner().invoke(
+        main, ["compare", "--reference", url, "--candidate", url, "--budget", "100", "--plan-only"]
+    )
+    assert result.exit_code == 0
+    assert "budget 100 completions per endpoint (25 prompts x 4)" in result.output
 
 
 def test_cli_bad_option_exits_2() -> None:

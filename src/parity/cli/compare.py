@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from parity._exceptions import ParityError
-from parity.compare import CompareConfig, compare_endpoints, load_prompts, render_table, write_html
+from parity.compare import CompareConfig, compare_endpoints, load_prompts, plan_budget, render_table, write_html
 
 
 @click.command(name="compare")
@@ -34,6 +34,7 @@ from parity.compare import CompareConfig, compare_endpoints, load_prompts, rende
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write an HTML report.")
+@click.option("--plan-only", is_flag=True, help="Print what the budget can detect, send nothing, exit 0.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and permutations.")
 def command(
     reference: str,
@@ -51,6 +52,7 @@ def command(
     api_key: str | None,
     as_json: bool,
     report_path: str | None,
+    plan_only: bool,
     seed: int,
 ) -> None:
     """Test whether two deployments serve the same model (exit 0 same, 1 differs, 2 error)."""
@@ -67,6 +69,9 @@ def command(
             max_concurrency=concurrency,
         )
         prompts = load_prompts(prompts_file)
+        if plan_only:
+            click.echo(plan_budget(budget, len(prompts), alpha=alpha).describe())
+            sys.exit(0)
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),

@@ -71,6 +71,7 @@ class CompareConfig:
     top_logprobs: int = 5
     n_resamples: int = 1000
     max_concurrency: int = 8
+    max_retries: int = 4
 
     def __post_init__(self) -> None:
         if self.budget < 2 * MIN_PER_PROMPT:
@@ -449,8 +450,6 @@ def compare_endpoints(
     cfg = config or CompareConfig()
     if not prompts:
         raise InvalidInputError("prompts", "must contain at least one prompt", len(prompts))
-    if reference_url.rstrip("/") == candidate_url.rstrip("/") and reference_model == candidate_model:
-        pass  # comparing an endpoint with itself is a legitimate false-positive check
     transports = transports or {}
 
     async def run() -> ComparisonReport:
@@ -459,6 +458,7 @@ def compare_endpoints(
             model=reference_model,
             api_key=api_key,
             max_concurrency=cfg.max_concurrency,
+            max_retries=cfg.max_retries,
             transport=transports.get(reference_url),
         )
         cand = EndpointClient(
@@ -466,6 +466,7 @@ def compare_endpoints(
             model=candidate_model,
             api_key=api_key,
             max_concurrency=cfg.max_concurrency,
+            max_retries=cfg.max_retries,
             transport=transports.get(candidate_url),
         )
         async with ref, cand:
