@@ -44,6 +44,7 @@ False
 from __future__ import annotations
 
 import ast
+import itertools
 import json
 import textwrap
 import warnings
@@ -60,10 +61,15 @@ __all__ = ["TAIL_LINES", "UNEXPLAINED_SCORE", "CodeBlock", "CodeIntegrityDetecto
 TAIL_LINES = 2
 #: Score of a block with a syntax error that no single repair explains (not flagged).
 UNEXPLAINED_SCORE = 0.25
-#: Repairs tried per block: delete, or replace by one of these, each token near the error position.
-REPLACEMENTS: tuple[str, ...] = ("", ":", ",", ")", "(", "=", " ")
-#: Tokens on each side of the error position that repairs are tried on.
-REPAIR_WINDOW = 2
+#: Repairs tried per block: delete each token near the error position; a token with non-ASCII characters (a
+#: likely injected one) is also replaced by each of these. ASCII tokens are only deleted: replacing them by
+#: ``=`` or ``,`` turns shell lines ("uv add pkg" -> "uv = pkg") into valid Python and would flag them.
+REPLACEMENTS: tuple[str, ...] = (":", ",", ")", "(", "=", " ")
+#: Lines with at most this many tokens have every token tried (the error position may sit after the injected
+#: token: an extra ``)`` is reported where the next ``)`` no longer matches)...
+MAX_REPAIR_TOKENS = 24
+#: ...longer lines only the tokens nearest the error position, this many on each side.
+REPAIR_WINDOW = 6
 
 PYTHON_TAGS = frozenset({"python", "py", "python3", "py3", "pycon", "ipython", "sage"})
 JSON_TAGS = frozenset({"json"})
@@ -80,7 +86,8 @@ _DIALECT_MESSAGES = ("missing parentheses in call to", "did you mean print", "di
 _PLACEHOLDER = regex.compile(r"…|\.\.\.|<[^<>\n]{1,60}>|\bTODO\b|\[\s*\.\.\.\s*\]|\{\s*\.\.\.\s*\}")
 _OTHER_LANGUAGE = regex.compile(
     r"^\s*(?:const|let|var|function|export|public|private|static|void|int|fn|func|package|using|#include|"
-    r"echo|sudo|pip|npm|conda|\$|%|!|>|SELECT|INSERT|CREATE)\b",
+    r"echo|sudo|pip|pip3|npm|npx|yarn|conda|uv|poetry|git|curl|wget|cd|ls|make|docker|brew|apt|apt-get|export|"
+    r"python3?\s+-|SELECT|INSERT|CREATE)\b|^\s*[$%!>]",
     regex.IGNORECASE,
 )
 _FENCE = regex.compile(r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+#.-]*)[^\n]*$", regex.MULTILINE)
@@ -88,6 +95,7 @@ _PY_START = regex.compile(
     r"(?:def |class |import |from \w[\w.]* import |@\w|async def |if __name__|for \w+ in |while |with |try:|#!)"
 )
 _PY_MODULE_START = regex.compile(r"\s*(?:def |class |import |from \w[\w.]* import |@\w|async def |#!)")
+_WORDLIKE = regex.compile(r"[\w\"']")
 _TOKEN = regex.compile(r"\w+|\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|\S")
 _NON_LATIN_LETTER = regex.compile(r"[^\p{sc=Latin}\p{sc=Common}\p{sc=Inherited}\s]")
 _STRING_OR_COMMENT = regex.compile(r"\"(?:[^\"\\\n]|\\.)*\"|'(?:[^'\\\n]|\\.)*'|#.*$")
@@ -135,24 +143,38 @@ def _json_parses(code: str) -> json.JSONDecodeError | None:
     return None
 
 
-def _repairs(line: str, col: int) -> list[tuple[str, str]]:
-    """Candidate repaired lines: one token near column ``col`` (0-based) deleted or replaced."""
-    tokens = list(_TOKEN.finditer(line))
-    if not tokens:
+def _repairs(line: str, col: int) -> list[str]:
+    """Candidate repaired lines: one token of ``line`` deleted (a non-ASCII one also replaced), trying tokens
+    nearest column ``col`` (0-based) first; every token when the line has at most :data:`MAX_REPAIR_TOKENS`,
+    else :data:`REPAIR_WINDOW` on each side. Tokens are words, string literals, single punctuation characters
+    and pairs of adjacent punctuation tokens (an injected ``::`` or ``) )``)."""
+    tokens = [(t.start(), t.end()) for t in _TOKEN.finditer(line)]
+    spans = set(tokens)
+    for (s1, e1), (s2, e2) in itertools.pairwise(tokens):
+        if not (_WORDLIKE.match(line, s1, e1) or _WORDLIKE.match(line, s2, e2)):
+            spans.add((s1, e2))  # two punctuation tokens: an injected "::" or ") )"
+    if not spans:
         return []
-    at = next((k for k, t in enumerate(tokens) if t.end() > col), len(tokens) - 1)
-    out = []
-    for k in range(max(0, at - REPAIR_WINDOW), min(len(tokens), at + REPAIR_WINDOW + 1)):
-        t = tokens[k]
-        for rep in REPLACEMENTS:
-            out.append((line[: t.start()] + rep + line[t.end() :], t.group()))
+    ordered = sorted(spans, key=lambda se: (abs(se[0] - col), se))
+    if len(ordered) > MAX_REPAIR_TOKENS:
+        ordered = ordered[: 2 * REPAIR_WINDOW + 1]
+    out: list[str] = []
+    for start, end in ordered:
+        out.append(line[:start] + line[end:])
+        if not line[start:end].isascii():
+            out.extend(line[:start] + rep + line[end:] for rep in REPLACEMENTS)
     return out
 
 
 def _python_source(code: str) -> str:
     code = textwrap.dedent(code)
     if code.lstrip().startswith(">>>"):
-        kept = [ln[4:] for ln in code.splitlines() if ln.startswith((">>> ", "... ")) or ln in (">>>", "...")]
+        kept: list[str] = []
+        for ln in code.splitlines():
+            if ln.startswith((">>> ", "... ")) or ln in (">>>", "..."):
+                kept.append(ln[4:])
+            elif kept and kept[-1].endswith("\\"):  # a continuation line written without the "... " prompt
+                kept.append(ln)
         code = "\n".join(kept)
     return code
 
@@ -183,6 +205,8 @@ def _check_python(code: str, final: bool) -> _Verdict:
     n_lines = len(lines)
     while n_lines and not lines[n_lines - 1].strip():
         n_lines -= 1
+    if 1 <= lineno <= len(lines) and _NON_LATIN_LETTER.search(_STRING_OR_COMMENT.sub("", lines[lineno - 1])):
+        return _Verdict(1.0, lineno)
     if any(m in msg for m in _EOF_MESSAGES) and (final or lineno > n_lines - TAIL_LINES):
         return _CLEAN
     if any(m in msg for m in _DIALECT_MESSAGES):
@@ -190,14 +214,12 @@ def _check_python(code: str, final: bool) -> _Verdict:
     if not 1 <= lineno <= len(lines):
         return _UNEXPLAINED
     line = lines[lineno - 1]
-    if _PLACEHOLDER.search(line) or _OTHER_LANGUAGE.match(line):
+    if _PLACEHOLDER.search(_STRING_OR_COMMENT.sub("", line)) or _OTHER_LANGUAGE.match(line):
         return _CLEAN
     col = max(0, (err.offset or 1) - 1)
-    for repaired, _token in _repairs(line, col):
+    for repaired in _repairs(line, col):
         if _python_parses("\n".join([*lines[: lineno - 1], repaired, *lines[lineno:]])) is None:
             return _Verdict(1.0, lineno)
-    if _NON_LATIN_LETTER.search(_STRING_OR_COMMENT.sub("", line)):
-        return _Verdict(1.0, lineno)
     return _UNEXPLAINED
 
 
@@ -227,7 +249,7 @@ def check_json(code: str, *, final: bool = False) -> tuple[float, int]:
     before = code[: err.pos].rstrip()
     if before.endswith(",") and rest[:1] in ("]", "}"):
         return 0.0, 0  # trailing comma: a common hand-written slip, not an injected token
-    for repaired, _token in _repairs(line, err.colno - 1):
+    for repaired in _repairs(line, err.colno - 1):
         if _json_parses("\n".join([*lines[: lineno - 1], repaired, *lines[lineno:]])) is None:
             return 1.0, lineno
     return UNEXPLAINED_SCORE, 0

@@ -15,7 +15,8 @@ Order of operations, for every response:
    of languages named, plus every script when the conversation asks for many languages.
 4. Unexpected runs separated by at most :data:`MERGE_GAP` characters merge into one span; spans that are a
    parenthesised or quoted gloss ("Tokyo (東京)") are tolerated up to :data:`MAX_GLOSS_CHARS` characters;
-   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters.
+   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters;
+   spans inside a string literal of a fenced code block are tolerated (test strings, i18n examples).
 5. Flag when at least :data:`MIN_FLAG_CHARS` unexpected characters remain; the score is the share of the
    response's characters that are unexpected; the evidence is the longest unexpected span.
 
@@ -184,6 +185,16 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
     return closer is not None and text[j] == closer
 
 
+def _in_code_string(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]`` sits inside a string literal on its line, inside a fenced code block."""
+    if text.count("```", 0, start) % 2 == 0:
+        return False
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    before, after = text[line_start:start], text[end : line_end if line_end >= 0 else len(text)]
+    return any(before.count(q) % 2 == 1 and q in after for q in ('"', "'"))
+
+
 class UnexpectedScriptDetector:
     """Flags characters of scripts the conversation gives no reason to expect (see the module docstring).
 
@@ -257,6 +268,8 @@ class UnexpectedScriptDetector:
         for s, e, n in merged:
             chunk = text[s:e]
             if n <= self.max_gloss_chars and _is_gloss(text, s, e):
+                continue
+            if _in_code_string(text, s, e):
                 continue
             if n <= self.max_greek_symbol_run and all(_script_of(c) == "Greek" for c in chunk if not c.isspace()):
                 continue
