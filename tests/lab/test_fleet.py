@@ -139,6 +139,7 @@ def test_scoped_faults_apply_only_in_scope() -> None:
         ("routing", {}, {"fraction": 2}, r"`params.fraction` must be a number in \[0, 1\]"),
         ("routing", {"platform": "mars"}, {"fraction": 0.1}, "`scope.platform` must be one of"),
         ("routing", {"model": "Z"}, {"fraction": 0.1}, "`scope.model` must be one of"),
+        ("routing", {"pool": "short"}, {"fraction": 0.1}, "may name only `model` and `platform`"),
         ("corruption", {}, {"sets": ["klingon"]}, "`params.sets`"),
         ("corruption", {}, {"boost": -1}, "`params.boost`"),
         ("sampler", {}, {"sampler": "exact"}, "`params.sampler` must be one of"),

@@ -263,3 +263,10 @@ def test_a_full_queue_is_refused_at_once() -> None:
     finally:
         gate.set()
         batcher.close()
+
+
+def test_session_header_and_user_field_route_alike(lab: Any) -> None:
+    body = {"model": "S", "prompt": "x", "max_tokens": 1}
+    by_user = httpx.post(f"{lab.url}/v1/completions", json={**body, "user": "carol"}, timeout=60)
+    by_header = httpx.post(f"{lab.url}/v1/completions", json=body, headers={"x-session-id": "carol"}, timeout=60)
+    assert by_user.headers["x-parity-server"] == by_header.headers["x-parity-server"]

@@ -107,6 +107,9 @@ def validate_change(change: Change, *, models: Collection[str], platforms: Colle
     kind = change.kind
     if kind == "routing":
         _fraction(p, "fraction")
+        extra = sorted(set(change.scope) - {"model", "platform"})
+        if extra:
+            raise InvalidInputError("scope", "of a routing change may name only `model` and `platform`", extra[0])
     elif kind == "corruption":
         _fraction(p, "fraction", default=0.02)
         boost = p.get("boost", DEFAULT_BOOST)
