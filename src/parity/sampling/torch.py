@@ -1,0 +1,253 @@
+"""The torch backend of the exact reference: the same semantics and exactly the same kept sets as the numpy core.
+
+The O(V) work (upcast, scaling, ``torch.topk`` for top-k, the log-probability histogram by ``scatter_add_`` for
+top-p) runs on the tensor's device in float64; the few boundary candidates per row go to the shared decision in
+:mod:`parity.sampling._boundary`, so both backends decide top-p by one definition. Needs the ``torch`` extra
+(imported lazily; a missing torch raises :class:`~parity._exceptions.MissingDependencyError`).
+
+>>> import torch
+>>> x = torch.tensor([[2.0, 1.0, 0.5, -float("inf")], [0.0, 3.0, 3.0, 1.0]], dtype=torch.bfloat16)
+>>> kept_mask_torch(x, top_p=0.7).tolist()
+[[True, True, False, False], [False, True, True, False]]
+>>> filter_logits_torch(x, temperature=0.5, top_k=1).tolist()
+[[4.0, -inf, -inf, -inf], [-inf, 6.0, 6.0, -inf]]
+>>> sample_torch(x, temperature=0.0, seeds=[3, 4]).tolist()
+[0, 1]
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from parity._exceptions import InvalidInputError
+from parity._optional import import_optional
+from parity.sampling._boundary import (
+    HIST_BUCKETS,
+    HIST_SCALE,
+    canonical_topp_level,
+    level_from_candidates,
+    mass_guard,
+)
+from parity.sampling._input import check_rows
+from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
+
+if TYPE_CHECKING:
+    import torch as _torch_t
+
+__all__ = ["filter_logits_torch", "kept_mask_torch", "probabilities_torch", "sample_torch"]
+
+
+def _torch() -> Any:
+    return import_optional("torch", extra="torch")
+
+
+def kept_mask_torch(
+    logits: _torch_t.Tensor,
+    params: SamplingParams | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    order: Sequence[str] = DEFAULT_ORDER,
+) -> _torch_t.Tensor:
+    """:func:`parity.sampling.kept_mask` on a tensor: a bool tensor of the same shape and device."""
+    prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
+    x, was_1d = _as_logits(logits)
+    z = _scale(x, prm.temperature)
+    keep = _kept(x, z, prm)
+    return keep[0] if was_1d else keep  # type: ignore[no-any-return]
+
+
+def filter_logits_torch(
+    logits: _torch_t.Tensor,
+    params: SamplingParams | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    order: Sequence[str] = DEFAULT_ORDER,
+) -> _torch_t.Tensor:
+    """:func:`parity.sampling.filter_logits` on a tensor: float64 ``logits / temperature``, ``-inf`` removed."""
+    torch = _torch()
+    prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
+    x, was_1d = _as_logits(logits)
+    z = _scale(x, prm.temperature)
+    out = torch.where(_kept(x, z, prm), z, torch.full_like(z, -math.inf))
+    return out[0] if was_1d else out  # type: ignore[no-any-return]
+
+
+def probabilities_torch(
+    logits: _torch_t.Tensor,
+    params: SamplingParams | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    order: Sequence[str] = DEFAULT_ORDER,
+) -> _torch_t.Tensor:
+    """:func:`parity.sampling.probabilities` on a tensor (float64 softmax over the kept tokens, zero elsewhere).
+
+    >>> import torch
+    >>> probabilities_torch(torch.tensor([0.0, 0.0, -float("inf")]), top_p=0.5).tolist()
+    [0.5, 0.5, 0.0]
+    """
+    torch = _torch()
+    prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
+    x, was_1d = _as_logits(logits)
+    z = _scale(x, prm.temperature)
+    out = torch.softmax(torch.where(_kept(x, z, prm), z, torch.full_like(z, -math.inf)), dim=1)
+    return out[0] if was_1d else out  # type: ignore[no-any-return]
+
+
+def sample_torch(
+    logits: _torch_t.Tensor,
+    params: SamplingParams | None = None,
+    *,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    min_p: float = 0.0,
+    order: Sequence[str] = DEFAULT_ORDER,
+    generator: _torch_t.Generator | None = None,
+    seeds: ArrayLike | None = None,
+) -> _torch_t.Tensor:
+    """:func:`parity.sampling.sample` on a tensor: one int64 token per row (shape ``[B]``, or ``()`` for 1-D).
+
+    Randomness comes from ``generator`` (a CPU ``torch.Generator``; row ``i`` uses the ``i``-th of ``B``
+    uniforms) or from ``seeds`` (one per row; a row's token then depends only on its own logits and seed).
+    The draw is the inverse-CDF draw of the numpy backend over exactly the same kept set.
+
+    >>> import torch
+    >>> x = torch.tensor([[0.0, 1.0, 2.0], [5.0, 0.0, 0.0]])
+    >>> sample_torch(x, top_k=2, generator=torch.Generator().manual_seed(0)).tolist()
+    [2, 0]
+    """
+    torch = _torch()
+    prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
+    x, was_1d = _as_logits(logits)
+    z = _scale(x, prm.temperature)
+    keep = _kept(x, z, prm)
+    u = _uniforms(x.shape[0], generator, seeds).to(x.device)
+    zk = torch.where(keep, z, torch.full_like(z, -math.inf))
+    cum = torch.cumsum(torch.exp(zk - zk.amax(dim=1, keepdim=True)), dim=1)
+    idx = (cum <= (u * cum[:, -1])[:, None]).sum(dim=1)
+    last_kept = z.shape[1] - 1 - torch.argmax(keep.flip(1).to(torch.int8), dim=1)
+    tokens = torch.minimum(idx, last_kept).to(torch.int64)
+    return tokens[0] if was_1d else tokens  # type: ignore[no-any-return]
+
+
+def _uniforms(n_rows: int, generator: Any, seeds: ArrayLike | None) -> Any:
+    torch = _torch()
+    if generator is not None and seeds is not None:
+        raise InvalidInputError("seeds", "must not be given together with `generator` (give one or the other)")
+    if seeds is None:
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise InvalidInputError("generator", "must be a torch.Generator or None", generator)
+        return torch.rand(n_rows, generator=generator, dtype=torch.float64)
+    arr = np.asarray(seeds)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or arr.shape[0] != n_rows or arr.dtype.kind not in "iu" or bool((arr < 0).any()):
+        raise InvalidInputError(
+            "seeds", f"must be {n_rows} non-negative integers (one per row)", f"shape {arr.shape} dtype {arr.dtype}"
+        )
+    draws = [torch.rand(1, generator=torch.Generator().manual_seed(int(s)), dtype=torch.float64) for s in arr]
+    return torch.cat(draws) if draws else torch.zeros(0, dtype=torch.float64)
+
+
+def _as_logits(logits: Any) -> tuple[Any, bool]:
+    """Upcast to float64 ``[B, V]`` on the same device (exact for bf16/fp16/fp32) and check every row."""
+    torch = _torch()
+    if not isinstance(logits, torch.Tensor):
+        raise InvalidInputError("logits", "must be a torch.Tensor (use parity.sampling for arrays)", type(logits))
+    if not logits.is_floating_point():
+        raise InvalidInputError("logits", "must be a real floating-point tensor", f"dtype {logits.dtype}")
+    if logits.dim() not in (1, 2):
+        raise InvalidInputError("logits", "must be a 1-D [V] or 2-D [B, V] tensor", f"shape {tuple(logits.shape)}")
+    if logits.shape[-1] == 0:
+        raise InvalidInputError("logits", "must have a non-empty vocabulary axis", f"shape {tuple(logits.shape)}")
+    x = logits.detach().to(torch.float64)
+    was_1d = x.dim() == 1
+    if was_1d:
+        x = x.unsqueeze(0)
+    flags = torch.stack([torch.isnan(x).any(1), torch.isposinf(x).any(1), torch.isneginf(x).all(1)]).cpu().numpy()
+    check_rows(flags[0], flags[1], flags[2])
+    return x, was_1d
+
+
+def _scale(x: Any, temperature: float) -> Any:
+    torch = _torch()
+    if temperature in (0.0, 1.0):
+        return x
+    z = x / temperature
+    overflow = torch.isinf(z) & torch.isfinite(x)
+    if bool(overflow.any()):
+        row = int(torch.nonzero(overflow.any(dim=1))[0, 0])
+        raise InvalidInputError(
+            "temperature",
+            "is too small for these logits (logits / temperature overflows float64)",
+            temperature,
+            detail=f"row {row}",
+        )
+    return z
+
+
+def _kept(x: Any, z: Any, prm: SamplingParams) -> Any:
+    torch = _torch()
+    b, v = z.shape
+    if prm.greedy:
+        keep = torch.zeros((b, v), dtype=torch.bool, device=z.device)
+        keep[torch.arange(b, device=z.device), torch.argmax(x, dim=1)] = True
+        return keep
+    z_max = z.amax(dim=1)
+    thr = torch.full((b,), -math.inf, dtype=torch.float64, device=z.device)
+    for name in prm.order:
+        if name == "top_k" and prm.top_k_enabled and prm.top_k < v:
+            thr = torch.maximum(thr, torch.topk(z, prm.top_k, dim=1, sorted=False).values.amin(dim=1))
+        elif name == "min_p" and prm.min_p_enabled:
+            ok = (z - z_max[:, None]) >= math.log(prm.min_p)
+            thr = torch.maximum(thr, torch.where(ok, z, torch.full_like(z, math.inf)).amin(dim=1))
+        elif name == "top_p" and prm.top_p_enabled:
+            thr = _topp_thresholds(z, z_max, thr, prm.top_p)
+    return torch.isfinite(z) & (z >= thr[:, None])
+
+
+def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
+    torch = _torch()
+    b, v = z.shape
+    d = z - z_max[:, None]
+    if bool((thr > -math.inf).any()):
+        d = torch.where(z >= thr[:, None], d, torch.full_like(d, -math.inf))
+    w = torch.exp(d)
+    total = w.sum(dim=1)
+    key = torch.clamp(d * -HIST_SCALE, max=float(HIST_BUCKETS)).to(torch.int64)
+    mass = torch.zeros((b, HIST_BUCKETS + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)
+    cum = torch.cumsum(mass, dim=1)
+    target = top_p * total
+    guard = mass_guard(v) * total
+    lo = (cum < (target - guard)[:, None]).sum(dim=1)
+    hi = torch.clamp((cum < (target + guard)[:, None]).sum(dim=1), max=HIST_BUCKETS)
+    above = torch.where(lo > 0, cum.gather(1, torch.clamp(lo - 1, min=0)[:, None])[:, 0], torch.zeros_like(total))
+    cand = (key >= lo[:, None]) & (key <= hi[:, None]) & (d > -math.inf)
+    rows, cols = torch.nonzero(cand, as_tuple=True)
+    zc, wc, rows_np = z[rows, cols].cpu().numpy(), w[rows, cols].cpu().numpy(), rows.cpu().numpy()
+    starts = np.searchsorted(rows_np, np.arange(b + 1))
+    above_np, target_np, guard_np = above.cpu().numpy(), target.cpu().numpy(), guard.cpu().numpy()
+    thr_np = thr.cpu().numpy()
+    out = thr_np.copy()
+    for r in range(b):
+        sl = slice(int(starts[r]), int(starts[r + 1]))
+        level = level_from_candidates(zc[sl], wc[sl], float(above_np[r]), float(target_np[r]), float(guard_np[r]))
+        if level is None:
+            zr = z[r].cpu().numpy()
+            level = canonical_topp_level(zr, np.isfinite(zr) & (zr >= thr_np[r]), top_p)
+        out[r] = max(float(thr_np[r]), level)
+    return torch.from_numpy(out).to(z.device)
