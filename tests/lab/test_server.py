@@ -127,6 +127,7 @@ def test_completion_n_gives_several_choices(client: Any) -> None:
         ({"stop": ["a", "b", "c", "d", "e"]}, "stop"),
         ({"n": 2, "stream": True}, "n"),
         ({"logprobs": 50}, "logprobs"),
+        ({"stream": True, "echo": True, "max_tokens": 0}, "max_tokens"),
     ],
 )
 def test_bad_parameters_are_400_naming_the_parameter(client: Any, kwargs: dict[str, Any], param: str) -> None:
@@ -270,3 +271,11 @@ def test_session_header_and_user_field_route_alike(lab: Any) -> None:
     by_user = httpx.post(f"{lab.url}/v1/completions", json={**body, "user": "carol"}, timeout=60)
     by_header = httpx.post(f"{lab.url}/v1/completions", json=body, headers={"x-session-id": "carol"}, timeout=60)
     assert by_user.headers["x-parity-server"] == by_header.headers["x-parity-server"]
+
+
+def test_streamed_completion_echoes_then_continues(client: Any) -> None:
+    kwargs: dict[str, Any] = {"model": "S", "prompt": "import json\n", "max_tokens": 5, "seed": 4}
+    whole = client.completions.create(**kwargs).choices[0].text
+    pieces = [c.choices[0].text for c in client.completions.create(**kwargs, echo=True, stream=True) if c.choices]
+    assert pieces[0] == "import json\n"
+    assert "".join(pieces[1:]) == whole

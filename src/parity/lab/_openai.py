@@ -207,6 +207,8 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
     p.stream = _boolean(body, "stream")
     if p.stream and p.n > 1:
         raise _bad("n", "must be 1 when `stream` is true", p.n)
+    if p.stream and p.max_tokens == 0:
+        raise _bad("max_tokens", "must be >= 1 when `stream` is true", 0)
     user = body.get("user")
     if user is not None and not isinstance(user, str):
         raise _bad("user", "must be a string", user)

@@ -537,6 +537,8 @@ class LabServer:
                             "finish_reason": None,
                         }
                     )
+                elif req.echo:
+                    yield chunk({"index": 0, "text": plan.prompt_text, "logprobs": None, "finish_reason": None})
                 while True:
                     item = await events.get()
                     if isinstance(item, tuple):
