@@ -11,8 +11,10 @@ Prompts are built from real text that ships with Python (the standard library's 
                router's long-context threshold) followed by a question.
 
 Sessions: a request continues one of ``sessions`` sessions (the same ``user``) with probability ``follow_up``,
-carrying the previous turn, else starts a new one. Arrivals are a Poisson process at ``rate`` per second for
-``duration`` seconds, bounded by ``max_requests`` and ``max_concurrency``; targets must be loopback addresses.
+carrying the previous turn, else starts a new one. Each session keeps one model and one sampling setting of
+:data:`SAMPLING_MIX` (greedy, top-p 0.99 / 0.999, or none), as a client application would. Arrivals are a
+Poisson process at ``rate`` per second for ``duration`` seconds, bounded by ``max_requests`` and
+``max_concurrency``; targets must be loopback addresses.
 With ``feedback`` set, a simulated user sends ``thumbs_down`` / ``thumbs_up`` to ``POST {target}/v1/feedback``
 (the monitoring proxy's feedback route), more often down when an English answer contains Thai/CJK text.
 
@@ -48,6 +50,7 @@ from parity._exceptions import InvalidInputError
 
 __all__ = [
     "PROMPT_KINDS",
+    "SAMPLING_MIX",
     "RequestOutcome",
     "TrafficGenerator",
     "TrafficPrompt",
@@ -99,6 +102,15 @@ _MESSAGES = (
     "Memory exhausted",
 )
 
+#: sampling settings of client applications (share, parameters): greedy and top-p 0.99/0.999 as in the
+#: postmortem's description, and clients that send no sampling parameters. Each session keeps one setting.
+SAMPLING_MIX: tuple[tuple[float, dict[str, float]], ...] = (
+    (0.2, {"temperature": 0.0, "top_p": 0.99}),
+    (0.5, {"temperature": 0.7, "top_p": 0.99}),
+    (0.15, {"temperature": 1.0, "top_p": 0.999}),
+    (0.15, {}),
+)
+
 #: languages of the non-Latin prompts (names as in the lab's chat data).
 _LANGUAGES = ("Thai", "Chinese", "Japanese")
 
@@ -114,10 +126,16 @@ class TrafficPrompt:
     expects_non_latin: bool = False
 
     def body(
-        self, *, model: str, max_tokens: int, user: str | None, temperature: float | None = None
+        self,
+        *,
+        model: str,
+        max_tokens: int,
+        user: str | None,
+        temperature: float | None = None,
+        sampling: dict[str, float] | None = None,
     ) -> dict[str, Any]:
-        """The OpenAI request body."""
-        out: dict[str, Any] = {"model": model, "max_tokens": max_tokens}
+        """The OpenAI request body (``sampling``: extra parameters such as ``top_p``; ``temperature`` wins)."""
+        out: dict[str, Any] = {"model": model, "max_tokens": max_tokens, **(sampling or {})}
         if self.endpoint == "chat":
             out["messages"] = [{"role": r, "content": c} for r, c in self.messages]
         else:
@@ -318,6 +336,7 @@ class _Session:
     name: str
     history: list[tuple[str, str]] = field(default_factory=list)
     model: str = ""
+    sampling: dict[str, float] = field(default_factory=dict)
 
 
 class TrafficGenerator:
@@ -405,6 +424,8 @@ class TrafficGenerator:
             names = list(models)
             weights = np.array([models[n] for n in names], dtype=np.float64)
             weights /= weights.sum()
+            mix_p = np.array([share for share, _ in SAMPLING_MIX])
+            mix_p /= mix_p.sum()
             sessions = [_Session(f"sess-{self.seed}-{i}") for i in range(self.sessions)]
             fresh = self.sessions  # sessions started so far get new names when restarted
             start = time.monotonic()
@@ -419,6 +440,7 @@ class TrafficGenerator:
                     session = sessions[index] = _Session(f"sess-{self.seed}-{fresh}")
                     fresh += 1
                     session.model = names[int(rng.choice(len(names), p=weights))]
+                    session.sampling = dict(SAMPLING_MIX[int(rng.choice(len(SAMPLING_MIX), p=mix_p))][1])
                 prompt = prompt_mix(rng, shares=self.shares)
                 if session.history and prompt.endpoint == "chat" and prompt.kind != "long":
                     prompt = TrafficPrompt(
@@ -465,7 +487,11 @@ class TrafficGenerator:
         import httpx
 
         body = prompt.body(
-            model=session.model, max_tokens=self.max_tokens, user=session.name, temperature=self.temperature
+            model=session.model,
+            max_tokens=self.max_tokens,
+            user=session.name,
+            temperature=self.temperature,
+            sampling=session.sampling,
         )
         path = "/v1/chat/completions" if prompt.endpoint == "chat" else "/v1/completions"
         t0 = time.monotonic()  # latency includes waiting for a connection slot (open-loop arrivals)
