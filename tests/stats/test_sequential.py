@@ -22,8 +22,9 @@ def run(det: BernoulliCUSUM | GaussianCUSUM, xs: np.ndarray) -> int | None:
 
 
 def test_threshold_is_the_bonferroni_bound() -> None:
-    h = cusum_threshold(alpha=0.01, horizon=10_000, n_streams=50, n_alternatives=8)
-    assert h == pytest.approx(math.log(8 * 50 * 10_000 / 0.01))
+    g = len(DEFAULT_RATIOS)
+    h = cusum_threshold(alpha=0.01, horizon=10_000, n_streams=50, n_alternatives=g)
+    assert h == pytest.approx(math.log(g * 50 * 10_000 / 0.01))
     assert BernoulliCUSUM(alpha=0.01, horizon=10_000, n_streams=50).threshold == pytest.approx(h)
 
 
@@ -150,4 +151,4 @@ def test_gaussian_clean_stream_is_quiet(rng: np.random.Generator) -> None:
 
 def test_default_ratios_cover_rare_event_shifts() -> None:
     assert min(DEFAULT_RATIOS) <= 2
-    assert max(DEFAULT_RATIOS) >= 20
+    assert max(DEFAULT_RATIOS) >= 16  # within 1.25x of a 0.1% -> 2% shift

@@ -1,0 +1,121 @@
+"""Notifiers: the webhook retries and never raises, the log gets one line, the store gets the alert."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import httpx
+import pytest
+
+from parity._exceptions import InvalidInputError
+from parity.monitor import Alert, AttributedChange
+from parity.monitor.alerts import (
+    LogNotifier,
+    MemoryNotifier,
+    Notifier,
+    StoreNotifier,
+    WebhookNotifier,
+    describe_alert,
+)
+from parity.monitor.store import MemoryStore
+
+T = datetime(2025, 8, 25, tzinfo=UTC)
+ALERT = Alert(
+    "a1",
+    "unexpected_script",
+    {"platform": "tpu", "model": "O"},
+    T,
+    T,
+    0.02,
+    0.001,
+    0.021,
+    40,
+    (AttributedChange("cfg-7", 0.97, "scope matches"),),
+)
+
+
+def webhook(statuses: Sequence[int | Exception], **kwargs: object) -> tuple[WebhookNotifier, list[dict[str, object]]]:
+    seen: list[dict[str, object]] = []
+    answers = list(statuses)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return httpx.Response(answer)
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    return WebhookNotifier("http://hooks.test/parity", client=client, backoff=0.0, **kwargs), seen  # type: ignore[arg-type]
+
+
+def test_webhook_posts_the_status_json_shape() -> None:
+    hook, seen = webhook([200])
+    hook.send(ALERT)
+    assert seen == [ALERT.to_dict()]
+    assert (hook.sent, hook.failures) == (1, 0)
+
+
+def test_webhook_retries_server_errors_and_connection_failures() -> None:
+    hook, seen = webhook([503, httpx.ConnectError("refused"), 200], retries=3)
+    hook.send(ALERT)
+    assert len(seen) == 3
+    assert (hook.sent, hook.failures) == (1, 0)
+
+
+def test_webhook_gives_up_without_raising(caplog: pytest.LogCaptureFixture) -> None:
+    hook, seen = webhook([500, 500, 500], retries=2)
+    with caplog.at_level(logging.ERROR, logger="parity.monitor.alerts"):
+        hook.send(ALERT)
+    assert len(seen) == 3
+    assert hook.failures == 1
+    assert "did not take alert a1" in caplog.text
+
+
+def test_webhook_does_not_retry_a_rejection() -> None:
+    hook, seen = webhook([400, 200], retries=3)
+    hook.send(ALERT)
+    assert len(seen) == 1
+    assert hook.failures == 1
+
+
+def test_webhook_validation() -> None:
+    with pytest.raises(InvalidInputError, match="`url` must be an http"):
+        WebhookNotifier("ftp://x")
+    with pytest.raises(InvalidInputError, match="`retries` must be >= 0"):
+        WebhookNotifier("http://x", retries=-1)
+
+
+def test_log_notifier_writes_one_line(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="parity.monitor.alerts"):
+        LogNotifier().send(ALERT)
+    assert len(caplog.records) == 1
+    assert "unexpected_script on platform=tpu,model=O" in caplog.text
+    assert "likely cause cfg-7" in describe_alert(ALERT)
+
+
+def test_store_notifier_inserts_and_replaces() -> None:
+    store = MemoryStore()
+    notifier = StoreNotifier(store)
+    notifier.send(ALERT)
+    notifier.send(replace(ALERT, status="superseded"))
+    assert [(a.alert_id, a.status) for a in store.alerts()] == [("a1", "superseded")]
+
+
+def test_store_notifier_never_raises() -> None:
+    class Broken(MemoryStore):
+        def write_alerts(self, alerts: Sequence[Alert]) -> None:
+            raise OSError("disk full")
+
+    notifier = StoreNotifier(Broken())
+    notifier.send(ALERT)
+    assert notifier.failures == 1
+
+
+def test_all_shipped_notifiers_satisfy_the_protocol() -> None:
+    for notifier in (MemoryNotifier(), LogNotifier(), StoreNotifier(MemoryStore()), webhook([])[0]):
+        assert isinstance(notifier, Notifier)

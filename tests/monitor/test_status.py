@@ -1,0 +1,127 @@
+"""``parity status``: alerts from a DuckDB store file or from a running proxy's ``/parity/alerts``."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from parity.cli._main import main
+from parity.monitor import Alert, AttributedChange
+from parity.monitor.store import open_store
+
+T = datetime(2025, 8, 25, 12, tzinfo=UTC)
+OPEN = Alert(
+    "a-open",
+    "unexpected_script",
+    {"model": "O", "platform": "tpu"},
+    T,
+    T + timedelta(minutes=9),
+    0.019,
+    0.001,
+    0.02,
+    212,
+    (AttributedChange("cfg-tpu-O", 0.97, "landed 5 min before the estimated start; scope matches exactly"),),
+)
+OLD = Alert(
+    "a-old", "unexpected_script", {"model": "O"}, T, T + timedelta(minutes=5), 0.01, 0.001, 0.011, 90, (), "superseded"
+)
+
+
+@pytest.fixture
+def store_file(tmp_path: Path) -> Path:
+    path = tmp_path / "parity.duckdb"
+    store = open_store(path)
+    store.write_alerts([OPEN, OLD])
+    store.close()
+    return path
+
+
+def test_json_from_a_store_file(store_file: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--store", str(store_file), "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert data == {"alerts": [OPEN.to_dict()]}
+    assert data["alerts"][0]["attributed_changes"][0]["change_id"] == "cfg-tpu-O"
+
+
+def test_all_includes_superseded(store_file: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--store", str(store_file), "--json", "--all"])
+    assert [a["id"] for a in json.loads(result.output)["alerts"]] == ["a-open", "a-old"]
+
+
+def test_table_shows_segment_and_change(store_file: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--store", str(store_file)], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    for text in ("a-open", "unexpected_script", "platform=tpu", "cfg-tpu-O", "0.97"):
+        assert text in result.output
+
+
+def test_empty_store_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "empty.duckdb"
+    open_store(path).close()
+    result = CliRunner().invoke(main, ["status", "--store", str(path)])
+    assert result.exit_code == 0
+    assert "no open alerts" in result.output
+
+
+def test_missing_store_is_one_line_and_exit_2(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--store", str(tmp_path / "nope.duckdb")])
+    assert result.exit_code == 2
+    assert "no store at" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_store_and_proxy_are_exclusive(store_file: Path) -> None:
+    result = CliRunner().invoke(main, ["status", "--store", str(store_file), "--proxy", "http://127.0.0.1:1"])
+    assert result.exit_code == 2
+    assert "`--store/--proxy` are exclusive" in result.output
+
+
+@pytest.fixture
+def proxy_url() -> Iterator[str]:
+    """A real HTTP server on a free loopback port answering ``GET /parity/alerts`` like the proxy does."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if not self.path.startswith("/parity/alerts"):
+                self.send_error(404)
+                return
+            alerts = [OPEN] if "open_only=true" in self.path else [OPEN, OLD]
+            body = json.dumps({"alerts": [a.to_dict() for a in alerts]}).encode()
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_json_from_a_running_proxy(proxy_url: str) -> None:
+    result = CliRunner().invoke(main, ["status", "--proxy", proxy_url, "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output) == {"alerts": [OPEN.to_dict()]}
+
+
+def test_unreachable_proxy_is_one_line_and_exit_2() -> None:
+    result = CliRunner().invoke(main, ["status", "--proxy", "http://127.0.0.1:9", "--json"])
+    assert result.exit_code == 2
+    assert "cannot reach the proxy" in result.output
