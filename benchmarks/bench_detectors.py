@@ -519,3 +519,19 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def write_test_samples(directory: Path = Path("tests/data/detectors")) -> None:
+    """Pick the small real samples the tests pin (``python -c 'from benchmarks.bench_detectors import
+    write_test_samples as w; w()'``): clean text that must not be flagged, from every corpus above."""
+    directory.mkdir(parents=True, exist_ok=True)
+    picks = {
+        "english.jsonl": english_docstrings(1000)[::25] + doc_texts(600)[::40],
+        "code.jsonl": stdlib_functions(400)[::10] + metadata_blocks(200)[::10] + json_files(10)[:5],
+        "multilingual.jsonl": translations(40)[::12] + cjk_texts()[:12],
+    }
+    for name, samples in picks.items():
+        with (directory / name).open("w", encoding="utf-8") as fh:
+            for s in samples:
+                row = {"source": s.source, "prompt": s.ctx.prompt, "response": s.ctx.response}
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")

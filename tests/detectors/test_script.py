@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from parity import InvalidInputError
+from parity.detectors import ResponseContext, UnexpectedScriptDetector, expected_scripts, script_histogram
+
+DET = UnexpectedScriptDetector()
+
+
+def flagged(response: str, prompt: str = "", messages: list[dict[str, str]] | None = None) -> bool:
+    return DET.score(ResponseContext(response, prompt=prompt, messages=messages or ())).flagged
+
+
+def test_thai_in_english_answer_flagged_with_span() -> None:
+    text = "Sure, the function returns สวัสดี the sum of both arguments."
+    obs = DET.score(ResponseContext(text, prompt="What does add() return?"))
+    assert obs.flagged
+    assert obs.evidence == "สวัสดี"
+    assert obs.span is not None
+    assert text[obs.span[0] : obs.span[1]] == "สวัสดี"
+    assert obs.score == pytest.approx(6 / len(text))
+
+
+@pytest.mark.parametrize(
+    ("prompt", "response"),
+    [
+        ("How do I say thank you in Thai?", "ขอบคุณครับ (khop khun khrap)"),
+        ("Translate 'data' to Chinese", "数据"),
+        ("Write a haiku in Japanese", "古池や 蛙飛び込む 水の音"),
+        ("What is hello in Korean?", "안녕하세요"),
+        ("Say it in Russian", "Привет, мир"),
+        ("ภาษาไทยคืออะไร", "ภาษาไทยเป็นภาษาราชการของประเทศไทย"),
+        ("日本語で説明してください", "これは漢字とカタカナを含む文章です"),
+        ("Give me greetings in many languages", "Hello, Bonjour, こんにちは, สวัสดี, Привет"),
+    ],
+)
+def test_expected_scripts_are_not_flagged(prompt: str, response: str) -> None:
+    assert not flagged(response, prompt)
+
+
+def test_conversation_messages_count() -> None:
+    messages = [{"role": "user", "content": "Let's practise Thai."}, {"role": "assistant", "content": "Sure!"}]
+    assert not flagged("Try this: สวัสดี", messages=messages)
+    assert flagged("Try this: 你好", messages=messages)
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        "Tokyo (東京) is the capital of Japan.",
+        'The dish is called "ラーメン" in Japan.',
+        "We reject at α = 0.05 and report Δt in μs.",
+        'Use `print("hello")`.',
+        'Example:\n```python\nassert detect("สวัสดี") == "th"\n```\n',
+        "Math: ∑ x² ≤ ∞, arrows →, emoji 🙂, dashes — and “quotes”.",
+        "Café, naïve, Zürich, São Paulo, Łódź: Latin with diacritics.",
+    ],
+)
+def test_tolerated_non_latin(response: str) -> None:
+    assert not flagged(response, "Tell me something.")
+
+
+def test_long_parenthesised_text_is_not_a_gloss() -> None:
+    assert flagged("It is (这是一个非常长的中文句子它不是简单的注释而是插入的文本) clear.", "Explain.")
+
+
+def test_long_greek_word_is_flagged() -> None:
+    assert flagged("The answer is καλημέρα everyone.", "Say good morning.")
+
+
+def test_code_outside_strings_is_flagged() -> None:
+    assert flagged("```python\nx = 1 สวัสดี\n```", "Write code.")
+
+
+def test_extra_expected_and_validation() -> None:
+    det = UnexpectedScriptDetector(extra_expected={"Cyrillic"})
+    assert not det.score(ResponseContext("Answer: привет", prompt="hi")).flagged
+    with pytest.raises(InvalidInputError, match="`extra_expected` must name scripts"):
+        UnexpectedScriptDetector(extra_expected={"Klingon"})
+    with pytest.raises(InvalidInputError, match="`max_gloss_chars` must be an int >= 0"):
+        UnexpectedScriptDetector(max_gloss_chars=-1)
+    assert DET.min_flag_chars == 1
+    assert det.extra_expected == frozenset({"Cyrillic"})
+
+
+def test_min_flag_chars() -> None:
+    det = UnexpectedScriptDetector(min_flag_chars=3)
+    assert not det.score(ResponseContext("one 的 char")).flagged
+    assert det.score(ResponseContext("three 的的的 chars")).flagged
+
+
+def test_histogram_and_expectations() -> None:
+    assert script_histogram("abc") == {}
+    assert script_histogram("ก ข 中") == {"Thai": 2, "Han": 1}
+    assert {"Hangul", "Han"} <= expected_scripts("in Korean please")
+    assert "Thai" not in expected_scripts("Write about Thailand's economy")  # "Thai" only as a whole word
+
+
+@given(st.text(alphabet=st.characters(max_codepoint=0x24F)))
+def test_latin_only_text_is_never_flagged(text: str) -> None:
+    obs = DET.score(ResponseContext(text))
+    assert not obs.flagged
+    assert obs.score == 0.0
