@@ -337,6 +337,7 @@ class _Session:
     history: list[tuple[str, str]] = field(default_factory=list)
     model: str = ""
     sampling: dict[str, float] = field(default_factory=dict)
+    turns: int = 0  # requests issued in this session (a follow-up may start before the last answer is back)
 
 
 class TrafficGenerator:
@@ -436,7 +437,7 @@ class TrafficGenerator:
                     await asyncio.sleep(delay)
                 index = int(rng.integers(len(sessions)))
                 session = sessions[index]
-                if not session.history or rng.random() >= self.follow_up:
+                if not session.turns or rng.random() >= self.follow_up:
                     session = sessions[index] = _Session(f"sess-{self.seed}-{fresh}")
                     fresh += 1
                     session.model = names[int(rng.choice(len(names), p=weights))]
@@ -449,6 +450,7 @@ class TrafficGenerator:
                         messages=(*session.history[-2:], *prompt.messages),
                         expects_non_latin=prompt.expects_non_latin,
                     )
+                session.turns += 1
                 fb_draw = float(rng.random())
                 tasks.append(
                     asyncio.ensure_future(
