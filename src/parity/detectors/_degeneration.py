@@ -55,7 +55,7 @@ __all__ = [
 #: Characters at the end of the response whose earlier occurrences propose loop periods.
 LOOP_ANCHOR = 8
 #: Longest loop unit looked for, in characters (a repeated paragraph longer than this is caught by n-grams).
-MAX_LOOP_PERIOD = 400
+MAX_LOOP_PERIOD = 1000
 #: A tail loop needs this many copies of its unit...
 MIN_LOOP_REPEATS = 3
 #: ...covering this many characters: "hahaha" or a repeated "=" rule is not a loop; 50 characters of the same
@@ -69,7 +69,7 @@ MIN_INNER_REPEATS = 4
 #: ...over this many words (or 4x as many characters) is a loop, wherever it sits.
 MIN_INNER_LOOP_WORDS = 24
 #: Longest unit, in words, looked for in the middle of the text.
-MAX_INNER_PERIOD = 60
+MAX_INNER_PERIOD = 200
 #: Repetition rate that is degenerate by itself. Clean prose measured on this machine peaks at 0.77 (5,000
 #: pieces of docs; 99.9th percentile about 0.5); fenced code is left out of the rate (code repeats by nature).
 MAX_NGRAM_REPEAT_RATE = 0.85
