@@ -1,0 +1,120 @@
+"""Lab server throughput and latency under the traffic generator, micro-batching against one-at-a-time serving.
+
+The server (``parity lab serve``, the shipped single-model ``fleet.toml``) runs as a subprocess with one torch
+thread; the traffic generator (Poisson arrivals, the realistic prompt mix including ~8% long prompts of 340-800
+tokens, ``max_tokens`` 8) drives it from this process at increasing rates until it saturates. The competitor is
+the same server with ``--max-batch 1`` (no micro-batching), measured in the same run at the same rates.
+Each cell is the median of ``REPEATS`` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from benchmarks._results import write_section
+from parity.lab.traffic import TrafficGenerator
+
+RATES = (1.0, 2.0, 4.0, 8.0, 16.0)
+DURATION_S = 12.0
+REPEATS = 3
+MAX_TOKENS = 8
+#: a rate is past saturation when the served rate falls below this fraction of the offered rate (median of runs).
+SATURATED = 0.7
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _start(max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    cmd = [
+        sys.executable, "-m", "parity", "lab", "serve", "--port", str(port), "--threads", "1",
+        "--max-batch", str(max_batch), "--admin-token", "bench",
+    ]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("the lab server did not start")
+
+
+def _measure(url: str, rate: float, seed: int) -> tuple[float, float, float, int, int, float]:
+    gen = TrafficGenerator(
+        url, rate=rate, duration=DURATION_S, sessions=20, seed=seed, max_tokens=MAX_TOKENS, timeout=120
+    )
+    s = gen.run()
+    # served = successes over the run's wall time; offered = the Poisson draw's own arrivals over the window
+    return s.requests_per_s, s.latency_p50_s, s.latency_p99_s, s.ok, s.sent - s.ok, s.sent / DURATION_S
+
+
+def main() -> None:
+    rows: dict[tuple[int, float], list[tuple[float, float, float, int, int, float]]] = {}
+    for max_batch in (16, 1):
+        proc, url = _start(max_batch)
+        try:
+            _measure(url, 2.0, seed=99)  # warm-up: engines loaded, caches hot
+            for rate in RATES:
+                for rep in range(REPEATS):
+                    rows.setdefault((max_batch, rate), []).append(_measure(url, rate, seed=rep))
+                    print(f"max_batch={max_batch} rate={rate} rep={rep}: {rows[(max_batch, rate)][-1]}", flush=True)
+                runs = rows[(max_batch, rate)]
+                if statistics.median(r[0] / r[5] for r in runs if r[5] > 0) < SATURATED:
+                    break  # saturated: higher rates only lengthen the queue
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    lines = [
+        "| target (req/s) | batching | offered (req/s) | served (req/s) | p50 (s) | p99 (s) | errors |",
+        "|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for rate in RATES:
+        for max_batch in (16, 1):
+            runs = rows.get((max_batch, rate))
+            label = "micro-batch <= 16" if max_batch == 16 else "none (batch 1)"
+            if not runs:
+                lines.append(f"| {rate:g} | {label} | | saturated at a lower rate | | | |")
+                continue
+            offered = statistics.median(r[5] for r in runs)
+            served = statistics.median(r[0] for r in runs)
+            p50 = statistics.median(r[1] for r in runs)
+            p99 = statistics.median(r[2] for r in runs)
+            errors = sum(r[4] for r in runs)
+            lines.append(f"| {rate:g} | {label} | {offered:.2f} | {served:.2f} | {p50:.2f} | {p99:.2f} | {errors} |")
+    body = f"""
+`parity lab serve` (one process, 1 torch thread, fleet.toml) under `parity.lab.traffic.TrafficGenerator`:
+Poisson arrivals for {DURATION_S:g} s per run, the realistic prompt mix (code completions, prose questions, ~5%
+Thai/Chinese requests, ~8% long prompts of 340-800 tokens that go to the RoPE-scaled long pool), `max_tokens`
+{MAX_TOKENS}, 20 sessions with follow-ups. Median of {REPEATS} runs per cell; "served" counts successful
+requests over the run's wall time (arrivals plus draining). The competitor is the same server without
+micro-batching (`--max-batch 1`), measured in the same session. The machine's 2 cores were shared with other
+work (a training run), so absolute figures are pessimistic; the comparison between rows is the point.
+
+{chr(10).join(lines)}
+
+Saturation is where "served" stops following the offered rate and p99 grows with the queue; the batcher has
+no continuous batching (a batch runs to its longest request), so one long prompt in a batch delays its
+neighbours - that is the p99 tail.
+"""
+    write_section("server", "Lab server: throughput and latency", body)
+
+
+if __name__ == "__main__":
+    main()
