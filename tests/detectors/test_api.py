@@ -38,7 +38,7 @@ def test_score_response_clean_text() -> None:
 
 
 def test_score_response_with_explicit_detectors() -> None:
-    obs = score_response(ResponseContext("x ไทย y"), [det.UnexpectedScriptDetector()])
+    obs = score_response(ResponseContext("x ไทย y", prompt="Say x and y."), [det.UnexpectedScriptDetector()])
     assert [o.detector for o in obs] == ["unexpected_script"]
     assert obs[0].flagged
 

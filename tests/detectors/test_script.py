@@ -104,3 +104,14 @@ def test_latin_only_text_is_never_flagged(text: str) -> None:
     obs = DET.score(ResponseContext(text))
     assert not obs.flagged
     assert obs.score == 0.0
+
+
+def test_bare_completion_expects_its_own_dominant_script() -> None:
+    assert not flagged("これは日本語の文章です。漢字とひらがなを含みます。")
+    assert flagged("An English completion with สวัสดี in the middle of a fairly long sentence, which is wrong.")
+
+
+def test_long_conversations_are_not_cached_but_still_read() -> None:
+    long_prompt = "Background. " * 1000 + "Now answer in Thai."
+    assert not flagged("สวัสดีครับ", long_prompt)
+    assert flagged("你好", long_prompt)

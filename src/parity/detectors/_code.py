@@ -325,7 +325,7 @@ class CodeIntegrityDetector:
             blocks = code_blocks(text)
         elif "\n" in text and _PY_MODULE_START.match(text):
             blocks = [CodeBlock("python", text, 0, True)]
-        elif not ctx.messages and "\n" in ctx.prompt and _prompt_is_python(ctx.prompt):
+        elif not ctx.messages and "\n" in ctx.prompt and _prompt_is_python(ctx.prompt[:200]):
             prefix = len(ctx.prompt)
             blocks = [CodeBlock("python", ctx.prompt + text, -prefix, True)]
         else:

@@ -12,7 +12,8 @@ Order of operations, for every response:
    (combining marks); classify each character's script (cached per character).
 3. Compute the expected scripts from the conversation (cached per conversation text): scripts present,
    widened to their writing family (Han implies kana and Bopomofo may follow, Hangul implies Han), plus scripts
-   of languages named, plus every script when the conversation asks for many languages.
+   of languages named, plus every script when the conversation asks for many languages. With no conversation
+   at all, the scripts that write at least :data:`DOMINANT_SHARE` of the response are its language.
 4. Unexpected runs separated by at most :data:`MERGE_GAP` characters merge into one span; spans that are a
    parenthesised or quoted gloss ("Tokyo (東京)") are tolerated up to :data:`MAX_GLOSS_CHARS` characters;
    short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters;
@@ -41,6 +42,7 @@ from parity._exceptions import InvalidInputError
 from parity.detectors._base import Observation, ResponseContext
 
 __all__ = [
+    "DOMINANT_SHARE",
     "LANGUAGE_SCRIPTS",
     "MAX_GLOSS_CHARS",
     "MAX_GREEK_SYMBOL_RUN",
@@ -151,7 +153,14 @@ def script_histogram(text: str) -> Counter[str]:
     return counts
 
 
-@lru_cache(maxsize=4096)
+#: Conversations up to this many characters have their expected scripts cached (system prompts and chat
+#: histories repeat); longer ones are recomputed, so the cache never holds more than 1024 x this much text.
+CACHED_CONVERSATION_CHARS = 8192
+#: With no conversation at all (a bare completion), a script writing at least this share of the response is its
+#: language, hence expected: a Japanese answer is not flagged, six Thai characters in English text are.
+DOMINANT_SHARE = 0.3
+
+
 def expected_scripts(conversation: str) -> frozenset[str]:
     """Scripts the conversation leads one to expect in the answer (Latin, Common and Inherited always).
 
@@ -160,6 +169,26 @@ def expected_scripts(conversation: str) -> frozenset[str]:
     >>> sorted(expected_scripts("Что это?") - ALWAYS_EXPECTED)
     ['Cyrillic']
     """
+    if len(conversation) <= CACHED_CONVERSATION_CHARS:
+        return _expected_cached(conversation)
+    return _expected(conversation)
+
+
+@lru_cache(maxsize=1024)
+def _expected_cached(conversation: str) -> frozenset[str]:
+    return _expected(conversation)
+
+
+def _dominant_scripts(text: str, histogram: Counter[str]) -> set[str]:
+    """Scripts writing at least :data:`DOMINANT_SHARE` of ``text``, widened to their families."""
+    out: set[str] = set()
+    for script, count in histogram.items():
+        if count >= DOMINANT_SHARE * len(text):
+            out.update(SCRIPT_FAMILIES.get(script, (script,)))
+    return out
+
+
+def _expected(conversation: str) -> frozenset[str]:
     expected = set(ALWAYS_EXPECTED)
     for script in script_histogram(conversation):
         expected.update(SCRIPT_FAMILIES.get(script, (script,)))
@@ -240,7 +269,10 @@ class UnexpectedScriptDetector:
         runs = list(_NON_LATIN_RUN.finditer(text))
         if not runs:
             return Observation(self.name, False, 0.0)
-        expected = expected_scripts(ctx.conversation_text()) | self.extra_expected
+        conversation = ctx.conversation_text()
+        expected = expected_scripts(conversation) | self.extra_expected
+        if not conversation.strip():
+            expected = expected | _dominant_scripts(text, script_histogram(text))
         # Unexpected character runs (start, end, number of unexpected characters, all Greek?).
         spans: list[list[int]] = []
         for m in runs:
