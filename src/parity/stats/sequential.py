@@ -215,6 +215,9 @@ class BernoulliCUSUM:
         self._s = 0.0  # their sum
         self._base_n = 0  # observations in the baseline: those before any suspicious excursion
         self._base_s = 0.0
+        # (n, sum) checkpoints: the baseline always keeps the observations up to ``_ck`` (n/4 <= _ck[0] <= n/2)
+        self._ck: tuple[int, float] = (0, 0.0)
+        self._ck_next: tuple[int, float] = (1, 0.0)
         self._zeros = 0  # zeros not yet applied to the CUSUMs
         self._stats = [0.0] * len(self.ratios)
         self._starts = [0] * len(self.ratios)  # index of the first observation of each excursion
@@ -239,12 +242,20 @@ class BernoulliCUSUM:
 
     def _refresh_baseline(self) -> None:
         """Baseline = every observation before the earliest start of a *suspicious* excursion (a CUSUM at or above
-        ``SUSPICION_FRACTION * threshold``), or every observation when none is. Cumulative sums make this O(G)."""
+        ``SUSPICION_FRACTION * threshold``), or every observation when none is, but never less than the first
+        quarter to half of the history (a checkpoint). Cumulative sums make this O(G)."""
+        if self._n >= 2 * self._ck_next[0]:
+            self._ck, self._ck_next = self._ck_next, (self._n, self._s)
         cut_n, cut_s = self._n, self._s
         level = SUSPICION_FRACTION * self.threshold
         for w, start, start_s in zip(self._stats, self._starts, self._start_s, strict=True):
             if w >= level and start < cut_n:
                 cut_n, cut_s = start, start_s
+        if cut_n < self._ck[0]:
+            # an excursion older than half the history is not a change in progress but a baseline gone stale (a
+            # young baseline that saw no event by chance sets off the 2x alternative, which would then freeze the
+            # baseline at its start for ever): keep at least the older half of the history
+            cut_n, cut_s = self._ck
         if cut_n != self._base_n:
             self._base_n, self._base_s = cut_n, cut_s
             self._set_baseline()
