@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import parity.detectors as det
 from parity import InvalidInputError
@@ -52,3 +54,17 @@ def test_context_validation_names_the_argument() -> None:
         ResponseContext("x", tokens=["x"], top_logprobs=[{}, {}])
     with pytest.raises(InvalidInputError, match="`ctx` must be a ResponseContext"):
         score_response("x")  # type: ignore[arg-type]
+
+
+@given(
+    response=st.text(max_size=400),
+    prompt=st.text(max_size=80),
+    fence=st.sampled_from(["", "```python\n", "```json\n", "```\n"]),
+)
+@settings(max_examples=150, deadline=None)
+def test_any_text_scores_without_raising(response: str, prompt: str, fence: str) -> None:
+    for obs in score_response(ResponseContext(fence + response, prompt=prompt)):
+        assert isinstance(obs, Observation)
+        assert 0.0 <= obs.score <= 1.0
+        if obs.span is not None:
+            assert 0 <= obs.span[0] <= obs.span[1] <= len(fence + response)

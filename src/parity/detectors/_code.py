@@ -65,6 +65,9 @@ UNEXPLAINED_SCORE = 0.25
 #: likely injected one) is also replaced by each of these. ASCII tokens are only deleted: replacing them by
 #: ``=`` or ``,`` turns shell lines ("uv add pkg" -> "uv = pkg") into valid Python and would flag them.
 REPLACEMENTS: tuple[str, ...] = (":", ",", ")", "(", "=", " ")
+#: Blocks longer than this get no repair attempts (each attempt is a full parse): an error in them scores
+#: :data:`UNEXPLAINED_SCORE` unless its line carries non-Latin letters.
+MAX_REPAIR_BLOCK_CHARS = 20_000
 #: Lines with at most this many tokens have every token tried (the error position may sit after the injected
 #: token: an extra ``)`` is reported where the next ``)`` no longer matches)...
 MAX_REPAIR_TOKENS = 24
@@ -217,6 +220,8 @@ def _check_python(code: str, final: bool) -> _Verdict:
     if _PLACEHOLDER.search(_STRING_OR_COMMENT.sub("", line)) or _OTHER_LANGUAGE.match(line):
         return _CLEAN
     col = max(0, (err.offset or 1) - 1)
+    if len(code) > MAX_REPAIR_BLOCK_CHARS:
+        return _UNEXPLAINED
     for repaired in _repairs(line, col):
         if _python_parses("\n".join([*lines[: lineno - 1], repaired, *lines[lineno:]])) is None:
             return _Verdict(1.0, lineno)
@@ -249,6 +254,8 @@ def check_json(code: str, *, final: bool = False) -> tuple[float, int]:
     before = code[: err.pos].rstrip()
     if before.endswith(",") and rest[:1] in ("]", "}"):
         return 0.0, 0  # trailing comma: a common hand-written slip, not an injected token
+    if len(code) > MAX_REPAIR_BLOCK_CHARS:
+        return UNEXPLAINED_SCORE, 0
     for repaired in _repairs(line, err.colno - 1):
         if _json_parses("\n".join([*lines[: lineno - 1], repaired, *lines[lineno:]])) is None:
             return 1.0, lineno

@@ -70,6 +70,9 @@ MIN_INNER_REPEATS = 4
 MIN_INNER_LOOP_WORDS = 24
 #: Longest unit, in words, looked for in the middle of the text.
 MAX_INNER_PERIOD = 200
+#: The middle-loop search reads at most this many units (the last ones: a loop runs to the end more often than
+#: not), so a long repetitive document costs at most MAX_INNER_PERIOD x this many comparisons.
+MAX_INNER_UNITS = 4000
 #: Repetition rate that is degenerate by itself. Clean prose measured on this machine peaks at 0.77 (5,000
 #: pieces of docs; 99.9th percentile about 0.5); fenced code is left out of the rate (code repeats by nature).
 MAX_NGRAM_REPEAT_RATE = 0.85
@@ -131,8 +134,16 @@ def _tail_loop(text: str) -> tuple[int, int] | None:
         unit = text[n - period :]
         if _HAS_LETTER.search(unit):
             start = n - period
-            while start - period >= 0 and text[start - period : start] == unit:
-                start -= period
+            step = period  # extend backwards by whole periods, doubling while the text keeps repeating
+            while True:
+                if start - step >= 0 and text[start - step : start] == text[start : start + step]:
+                    start -= step
+                    step = min(2 * step, n - start)
+                    step -= step % period
+                elif step > period:
+                    step = max(period, step // 2 - (step // 2) % period)
+                else:
+                    break
             # a partial copy before the first full one still belongs to the loop
             copies = (n - start) // period
             if copies >= MIN_LOOP_REPEATS and n - start >= MIN_LOOP_CHARS:
@@ -211,7 +222,7 @@ class DegenerationDetector:
         if count >= self.min_ngrams and rate > LOOP_GATE_RATE:
             words = _WORD.findall(prose)
             spaced = prose.isascii() or len(words) * 20 >= len(prose)
-            units = words if spaced else list(prose)
+            units = (words if spaced else list(prose))[-MAX_INNER_UNITS:]
             found = _inner_loop(units, MIN_INNER_LOOP_WORDS if spaced else 4 * MIN_INNER_LOOP_WORDS)
             if found is not None:
                 piece = " ".join(units[found[0] : found[1]]) if spaced else "".join(units[found[0] : found[1]])
