@@ -71,7 +71,7 @@ class EndpointScorer:
     """Teacher-forced scoring through an OpenAI-compatible ``/v1/completions`` that echoes prompt logprobs.
 
     Sends ``prompt + completion`` with ``echo=true, logprobs=1, max_tokens=0`` and keeps the logprobs of the
-    tokens that start at or after the end of the prompt (``text_offset``, else the tokens' cumulative lengths).
+    tokens that end after the end of the prompt (``text_offset``, else the tokens' cumulative lengths).
     Servers that refuse ``max_tokens=0`` are asked again with ``max_tokens=1`` and the extra token is dropped.
     ``transport`` lets tests use :class:`httpx.MockTransport`.
 
@@ -144,10 +144,12 @@ class EndpointScorer:
             for tok in tokens:
                 offsets.append(position)
                 position += len(tok)
+        # a token that straddles the prompt's end (re-tokenization merged "\n" + "\n") belongs to the completion
+        ends = [*offsets[1:], len(text)]
         out = [
             float(v)
-            for off, v in zip(offsets, values, strict=False)
-            if len(prompt) <= off < len(text) and v is not None
+            for off, end, v in zip(offsets, ends, values, strict=False)
+            if end > len(prompt) and off < len(text) and v is not None
         ]
         if completion and not out:
             raise EndpointError("the echoed tokens do not cover the completion", url=self.url)

@@ -1,0 +1,95 @@
+"""The detectors against the lab server over HTTP: clean output is not flagged, reference scoring works."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from parity.detectors import (
+    EndpointScorer,
+    ReferenceScoreDetector,
+    ResponseContext,
+    SamplingConsistencyDetector,
+    default_detectors,
+    score_response,
+)
+
+pytest.importorskip("uvicorn")
+pytest.importorskip("starlette")
+torch = pytest.importorskip("torch")
+
+PROMPTS = ("def add(a, b):\n", "The os module provides")
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[tuple[str, str]]:
+    torch.set_num_threads(1)
+    from parity.lab.fleet import FleetConfig, default_config_path
+    from parity.lab.server import LabServer, running
+
+    server = LabServer(FleetConfig.load(default_config_path("fleet")), admin_token="t")
+    model = sorted(server.fleet.models)[0]
+    with running(server) as url:
+        yield url, model
+
+
+@pytest.fixture(scope="module")
+def samples(lab: tuple[str, str]) -> list[ResponseContext]:
+    url, model = lab
+    out = []
+    for prompt in PROMPTS:
+        body = {"model": model, "prompt": prompt, "max_tokens": 16, "temperature": 0.8, "top_p": 0.95}
+        body |= {"logprobs": 5, "n": 12, "seed": 3}
+        choices = httpx.post(f"{url}/v1/completions", json=body, timeout=120).json()["choices"]
+        for c in choices:
+            lp = c["logprobs"]
+            out.append(
+                ResponseContext(
+                    c["text"],
+                    prompt=prompt,
+                    tokens=lp["tokens"],
+                    token_logprobs=lp["token_logprobs"],
+                    top_logprobs=lp["top_logprobs"],
+                    temperature=0.8,
+                    top_p=0.95,
+                    finish_reason=c.get("finish_reason"),
+                )
+            )
+    return out
+
+
+def test_clean_lab_output_passes_sampling_consistency(samples: list[ResponseContext]) -> None:
+    det = SamplingConsistencyDetector()
+    assert len(samples) == 24
+    assert [s.response for s in samples if det.score(s).flagged] == []
+
+
+def test_default_detectors_run_on_lab_output(samples: list[ResponseContext]) -> None:
+    for s in samples:
+        assert len(score_response(s, default_detectors())) == 4
+
+
+def test_endpoint_scorer_matches_served_logprobs(lab: tuple[str, str], samples: list[ResponseContext]) -> None:
+    url, model = lab
+    matched = 0
+    with EndpointScorer(url, model) as scorer:
+        for s in samples[:8]:
+            values = scorer.score(s.prompt, s.response)
+            assert s.token_logprobs is not None
+            # teacher forcing reproduces the served logprobs wherever the text re-tokenizes the same way
+            if len(values) == len(s.token_logprobs):
+                assert values == pytest.approx(list(s.token_logprobs), abs=1e-3)
+                matched += 1
+    assert matched >= 4
+
+
+def test_reference_scoring_flags_injected_text(lab: tuple[str, str], samples: list[ResponseContext]) -> None:
+    url, model = lab
+    with EndpointScorer(url, model) as scorer:
+        det = ReferenceScoreDetector(scorer, alpha=0.05).fit(samples)
+        assert det.reference_statistics == sorted(det.reference_statistics)
+        assert not all(det.score(s).flagged for s in samples[:4])
+        garbage = ResponseContext(" สวัสดี 你好 @@ ;) }} 数据 ครับ ภาษาไทย", prompt=PROMPTS[0])
+        assert det.score(garbage).flagged
