@@ -57,6 +57,7 @@ def test_replacement_mojibake_orphan_marks_and_cut_characters() -> None:
     assert score("Thai text \ufffd here")[2] == "\ufffd"
     assert score("It\u00e2\u20ac\u2122s broken")[0]  # it’s as cp1252
     assert score("A word with an orphan \u0e34mark")[0]  # Thai vowel sign after a space
+    assert score("ภาษาไทย บีี")[2] == "ีี"  # the same vowel sign twice on one consonant
     assert score("cut at the end \ud83d")[0]
     f, _, ev = score("ok", tokens=["o", "k", "bytes:\\xe0\\xb8"])
     assert f

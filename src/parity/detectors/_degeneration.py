@@ -9,7 +9,8 @@ loops, #35718 gibberish after hours of uptime, #54739 corrupted Thai). Order of 
    searching earlier occurrences of the last :data:`LOOP_ANCHOR` characters (one ``str.rfind`` in clean text).
 3. Non-ASCII only: U+FFFD replacement characters (a detokenizer cut a multi-byte character, or bytes were not
    UTF-8), mojibake (UTF-8 decoded as cp1252/Latin-1: "Ã©", "â€™"), combining marks with no base character
-   (a diacritic or Thai vowel after a space or at the start: corrupted Thai looks like this), a lone surrogate
+   (a diacritic or Thai vowel after a space or at the start) or the same mark doubled on one base ("บีี"):
+   corrupted Thai looks like this, a lone surrogate
    at the end (a cut character).
 4. Repetition, fenced code left out (code repeats by nature): the share of repeated word 4-grams (character
    6-grams for text written without spaces) once there are :data:`MIN_NGRAMS`. Above :data:`MAX_NGRAM_REPEAT_RATE`
@@ -86,7 +87,9 @@ _cont = "".join(sorted(set(bytes(range(0x80, 0xC0)).decode("cp1252", errors="rep
 _cont += "".join(chr(c) for c in range(0x80, 0xA0))  # Latin-1 decoding keeps C1 controls
 _C = "[" + regex.escape(_cont) + "]"
 _MOJIBAKE = regex.compile(f"[\u00c2-\u00df]{_C}|[\u00e0-\u00ef]{_C}{{2}}|[\u00f0-\u00f4]{_C}{{3}}")
-_ORPHAN_MARK = regex.compile(r"(?:^|(?<=[\s\p{P}]))\p{Mn}+")
+#: a combining mark with no base character (after a space, punctuation or the start), or the same combining mark
+#: twice in a row on one base ("บีี"): how corrupted Thai and Devanagari look (vLLM #54739)
+_ORPHAN_MARK = regex.compile(r"(?:^|(?<=[\s\p{P}]))\p{Mn}+|(\p{Mn})\1")
 _HAS_LETTER = regex.compile(r"\p{L}")
 #: whitespace-separated tokens with at least one letter: numbers, rules and ASCII art ("****", "0 0 0") are
 #: not language and repeat legitimately in tables and banners.
