@@ -22,9 +22,12 @@ import numpy as np
 from numpy.typing import NDArray
 
 __all__ = [
+    "DENSE_CANDIDATES",
     "HIST_BUCKETS",
     "HIST_SCALE",
+    "boundary_levels",
     "canonical_topp_level",
+    "hist_buckets",
     "level_from_candidates",
     "mass_guard",
 ]
@@ -34,10 +37,25 @@ HIST_BUCKETS = 1024
 #: Buckets per nat of log-probability: bucket ``floor(-(z - z_max) * HIST_SCALE)``, the last one open-ended, so the
 #: histogram spans log-probabilities down to ``-HIST_BUCKETS / HIST_SCALE = -32`` nats.
 HIST_SCALE = 32.0
+#: Rows with at most this many boundary candidates are decided together in one padded [B, n] array; rows with more
+#: (nearly flat rows) are decided one by one, so the padded array never grows with the vocabulary.
+DENSE_CANDIDATES = 2048
 #: float64 unit roundoff.
 _U = 2.0**-53
 #: Every float64 in [0, 1] times 2**1074 is an integer.
 _SHIFT = 1074
+
+
+def hist_buckets(v: int) -> int:
+    """Histogram buckets for a vocabulary of ``v``: about one per 8 tokens, at most :data:`HIST_BUCKETS`.
+
+    Any monotone bucketing is correct (only the boundary bucket's tokens are sorted); small vocabularies get
+    few buckets so the per-row histogram never outgrows the row.
+
+    >>> hist_buckets(12), hist_buckets(128256)
+    (1, 1024)
+    """
+    return max(1, min(HIST_BUCKETS, v // 8))
 
 
 def mass_guard(n: int) -> float:
@@ -111,3 +129,54 @@ def level_from_candidates(
     if bool(np.any(np.abs(at_ends - target) <= guard)) or not bool(reached.any()):
         return None
     return float(zs[ends[int(np.argmax(reached))]])
+
+
+def boundary_levels(
+    rows: NDArray[np.intp],
+    zc: NDArray[np.float64],
+    wc: NDArray[np.float64],
+    above: NDArray[np.float64],
+    target: NDArray[np.float64],
+    guard: NDArray[np.float64],
+) -> NDArray[np.float64]:
+    """:func:`level_from_candidates` for a whole batch at once; NaN where the row needs the canonical decision.
+
+    ``rows`` (non-decreasing) gives each candidate's row; ``above``, ``target`` and ``guard`` are per row. Rows
+    with at most :data:`DENSE_CANDIDATES` candidates are sorted and summed in one padded array (each row's
+    cumulative sum stays row-local and sequential); larger rows go through :func:`level_from_candidates`.
+
+    >>> boundary_levels(np.array([0, 0, 1]), np.array([0.0, -1.0, 0.0]), np.array([0.6, 0.4, 1.0]),
+    ...                 np.zeros(2), np.array([0.5, 0.5]), np.full(2, 1e-9)).tolist()
+    [0.0, 0.0]
+    """
+    b = above.shape[0]
+    out = np.full(b, np.nan)
+    counts = np.bincount(rows, minlength=b)
+    starts = np.concatenate(([0], np.cumsum(counts)))
+    dense_rows = (counts > 0) & (counts <= DENSE_CANDIDATES)
+    for r in np.flatnonzero(counts > DENSE_CANDIDATES):
+        sl = slice(int(starts[r]), int(starts[r + 1]))
+        level = level_from_candidates(zc[sl], wc[sl], float(above[r]), float(target[r]), float(guard[r]))
+        out[r] = np.nan if level is None else level
+    if not dense_rows.any():
+        return out
+    sel = dense_rows[rows]
+    rows_d, zc_d, wc_d = rows[sel], zc[sel], wc[sel]
+    width = int(counts[dense_rows].max())
+    pos = np.arange(rows_d.size) - np.concatenate(([0], np.cumsum(counts * dense_rows)))[rows_d]
+    zd = np.full((b, width), -np.inf)
+    wd = np.zeros((b, width))
+    zd[rows_d, pos] = zc_d
+    wd[rows_d, pos] = wc_d
+    order = np.argsort(-zd, axis=1, kind="stable")
+    zs = np.take_along_axis(zd, order, axis=1)
+    cum = above[:, None] + np.cumsum(np.take_along_axis(wd, order, axis=1), axis=1)
+    end = np.ones((b, width), dtype=bool)
+    end[:, :-1] = zs[:, 1:] != zs[:, :-1]
+    end &= np.arange(width)[None, :] < counts[:, None]
+    close = (end & (np.abs(cum - target[:, None]) <= guard[:, None])).any(axis=1)
+    reached = end & (cum >= target[:, None])
+    first = np.argmax(reached, axis=1)
+    ok = dense_rows & ~close & reached.any(axis=1)
+    out[ok] = zs[ok, first[ok]]
+    return out

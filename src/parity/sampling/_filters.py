@@ -21,10 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from parity.sampling._boundary import (
-    HIST_BUCKETS,
     HIST_SCALE,
+    boundary_levels,
     canonical_topp_level,
-    level_from_candidates,
+    hist_buckets,
     mass_guard,
 )
 from parity.sampling._input import as_logits, scale_logits
@@ -140,22 +140,20 @@ def topp_thresholds(
         d = np.where(z >= thr[:, None], d, -np.inf)  # non-survivors weigh nothing and land in the last bucket
     w = np.exp(d)
     total = w.sum(axis=1)
-    nb = HIST_BUCKETS + 1
-    key = np.minimum(d * -HIST_SCALE, HIST_BUCKETS).astype(np.intp)
+    last = hist_buckets(v)  # the open-ended last bucket
+    nb = last + 1
+    key = np.minimum(d * -HIST_SCALE, last).astype(np.intp)
     flat = (key + (np.arange(b, dtype=np.intp) * nb)[:, None]).ravel()
     mass = np.bincount(flat, weights=w.ravel(), minlength=b * nb).reshape(b, nb)
     cum = np.cumsum(mass, axis=1)
     target = top_p * total
     guard = mass_guard(v) * total
     lo = (cum < (target - guard)[:, None]).sum(axis=1)
-    hi = np.minimum((cum < (target + guard)[:, None]).sum(axis=1), HIST_BUCKETS)
-    out = thr.copy()
-    for r in range(b):
-        lo_r, hi_r = int(lo[r]), int(hi[r])
-        above = float(cum[r, lo_r - 1]) if lo_r > 0 else 0.0
-        cand = np.flatnonzero((key[r] >= lo_r) & (key[r] <= hi_r) & (d[r] > -np.inf))
-        level = level_from_candidates(z[r, cand], w[r, cand], above, float(target[r]), float(guard[r]))
-        if level is None:
-            level = canonical_topp_level(z[r], np.isfinite(z[r]) & (z[r] >= thr[r]), top_p)
-        out[r] = max(float(thr[r]), level)
+    hi = np.minimum((cum < (target + guard)[:, None]).sum(axis=1), last)
+    above = np.where(lo > 0, np.take_along_axis(cum, np.maximum(lo - 1, 0)[:, None], axis=1)[:, 0], 0.0)
+    rows, cols = np.nonzero((key >= lo[:, None]) & (key <= hi[:, None]) & (d > -np.inf))
+    levels = boundary_levels(rows, z[rows, cols], w[rows, cols], above, target, guard)
+    for r in np.flatnonzero(np.isnan(levels)):  # within the float64 error band: the exact decision
+        levels[r] = canonical_topp_level(z[r], np.isfinite(z[r]) & (z[r] >= thr[r]), top_p)
+    out: NDArray[np.float64] = np.maximum(thr, levels)
     return out

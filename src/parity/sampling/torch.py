@@ -27,10 +27,10 @@ from numpy.typing import ArrayLike
 from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
 from parity.sampling._boundary import (
-    HIST_BUCKETS,
     HIST_SCALE,
+    boundary_levels,
     canonical_topp_level,
-    level_from_candidates,
+    hist_buckets,
     mass_guard,
 )
 from parity.sampling._input import check_rows
@@ -228,26 +228,27 @@ def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
         d = torch.where(z >= thr[:, None], d, torch.full_like(d, -math.inf))
     w = torch.exp(d)
     total = w.sum(dim=1)
-    key = torch.clamp(d * -HIST_SCALE, max=float(HIST_BUCKETS)).to(torch.int64)
-    mass = torch.zeros((b, HIST_BUCKETS + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)
+    last = hist_buckets(v)  # the open-ended last bucket
+    key = torch.clamp(d * -HIST_SCALE, max=float(last)).to(torch.int64)
+    mass = torch.zeros((b, last + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)
     cum = torch.cumsum(mass, dim=1)
     target = top_p * total
     guard = mass_guard(v) * total
     lo = (cum < (target - guard)[:, None]).sum(dim=1)
-    hi = torch.clamp((cum < (target + guard)[:, None]).sum(dim=1), max=HIST_BUCKETS)
+    hi = torch.clamp((cum < (target + guard)[:, None]).sum(dim=1), max=last)
     above = torch.where(lo > 0, cum.gather(1, torch.clamp(lo - 1, min=0)[:, None])[:, 0], torch.zeros_like(total))
     cand = (key >= lo[:, None]) & (key <= hi[:, None]) & (d > -math.inf)
     rows, cols = torch.nonzero(cand, as_tuple=True)
-    zc, wc, rows_np = z[rows, cols].cpu().numpy(), w[rows, cols].cpu().numpy(), rows.cpu().numpy()
-    starts = np.searchsorted(rows_np, np.arange(b + 1))
-    above_np, target_np, guard_np = above.cpu().numpy(), target.cpu().numpy(), guard.cpu().numpy()
     thr_np = thr.cpu().numpy()
-    out = thr_np.copy()
-    for r in range(b):
-        sl = slice(int(starts[r]), int(starts[r + 1]))
-        level = level_from_candidates(zc[sl], wc[sl], float(above_np[r]), float(target_np[r]), float(guard_np[r]))
-        if level is None:
-            zr = z[r].cpu().numpy()
-            level = canonical_topp_level(zr, np.isfinite(zr) & (zr >= thr_np[r]), top_p)
-        out[r] = max(float(thr_np[r]), level)
-    return torch.from_numpy(out).to(z.device)
+    levels = boundary_levels(
+        rows.cpu().numpy(),
+        z[rows, cols].cpu().numpy(),
+        w[rows, cols].cpu().numpy(),
+        above.cpu().numpy(),
+        target.cpu().numpy(),
+        guard.cpu().numpy(),
+    )
+    for r in np.flatnonzero(np.isnan(levels)):  # within the float64 error band: the exact decision
+        zr = z[r].cpu().numpy()
+        levels[r] = canonical_topp_level(zr, np.isfinite(zr) & (zr >= thr_np[r]), top_p)
+    return torch.from_numpy(np.maximum(thr_np, levels)).to(z.device)
