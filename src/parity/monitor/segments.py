@@ -65,6 +65,9 @@ __all__ = [
 #: The value of a dimension a segment does not fix.
 WILDCARD = "*"
 
+#: Finest segments whose lattice keys are memoised (the cache is cleared when full).
+KEY_CACHE_SIZE = 4096
+
 #: The negative-feedback signal.
 FEEDBACK_SIGNAL = "feedback"
 
@@ -157,10 +160,20 @@ class SegmentLattice:
         masks.sort(key=lambda m: (sum(m), [not b for b in m]))
         #: one tuple of booleans per segment: True = the dimension is fixed
         self.masks: tuple[tuple[bool, ...], ...] = tuple(masks)
+        self._cache: dict[tuple[str, ...], list[SegmentKey]] = {}
 
     def keys(self, values: Sequence[str]) -> list[SegmentKey]:
-        """The keys of every marginal of the finest segment ``values``, coarsest first."""
-        return [tuple(v if m else WILDCARD for v, m in zip(values, mask, strict=True)) for mask in self.masks]
+        """The keys of every marginal of the finest segment ``values``, coarsest first (memoised: a fleet has
+        few finest segments, and every record of one shares the list)."""
+        values = tuple(values)
+        keys = self._cache.get(values)
+        if keys is None:
+            if len(self._cache) >= KEY_CACHE_SIZE:
+                self._cache.clear()
+            keys = self._cache[values] = [
+                tuple(v if m else WILDCARD for v, m in zip(values, mask, strict=True)) for mask in self.masks
+            ]
+        return keys
 
     def values_of(self, record: Record) -> SegmentKey:
         """The record's finest segment as a key over these dimensions."""
@@ -265,6 +278,7 @@ class SegmentStatistics:
         self.shard = shard
         self.n_shards = n_shards
         self.lattice = SegmentLattice(self.config.dimensions, self.config.max_order)
+        self._mask_orders = [sum(m) for m in self.lattice.masks]
         self._rate_threshold = self.config.threshold or cusum_threshold(
             alpha=self.config.alpha,
             horizon=self.config.horizon,
@@ -272,6 +286,15 @@ class SegmentStatistics:
             n_alternatives=len(BernoulliCUSUM(threshold=1.0).ratios),
         )
         self._streams: dict[tuple[str, SegmentKey], Detector] = {}
+        # Lazy zeros: a record's zero observations are not fed one by one. Each segment counts its records per
+        # *signature* (the tuple of signals they carried); each stream remembers, per signature, how many of
+        # those records it has accounted for, and takes the difference as zeros (``add_zeros``) when it next
+        # sees a non-zero or is read. Per record this costs one counter per segment instead of one detector
+        # call per segment and signal.
+        self._clocks: dict[SegmentKey, dict[int, int]] = {}
+        self._synced: dict[tuple[str, SegmentKey], dict[int, int]] = {}
+        self._signatures: dict[tuple[tuple[str, str], ...], int] = {}
+        self._members: list[tuple[tuple[str, str], ...]] = []
         self._owned: dict[SegmentKey, bool] = {}
         #: streams not created because ``max_streams`` was reached
         self.untracked = 0
@@ -291,40 +314,99 @@ class SegmentStatistics:
         return iter(list(self._streams))
 
     def detector(self, signal: str, key: SegmentKey) -> Detector | None:
-        """The detector of one stream, or ``None`` when it has no traffic here."""
-        return self._streams.get((signal, key))
+        """The detector of one stream, brought up to date, or ``None`` when it has no traffic here."""
+        sk = (signal, key)
+        det = self._streams.get(sk)
+        if det is not None:
+            self._sync(sk, det)
+        return det
 
     def _new(self, kind: str) -> Detector:
         if kind == "rate":
             return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
         return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
 
-    def update(self, signal: SignalValue, keys: Sequence[SegmentKey], t: float) -> list[Firing]:
-        """Feed one signal observation to the streams of ``keys`` this shard owns; return the alarms."""
-        fired: list[Firing] = []
-        streams = self._streams
-        for key in keys:
-            sk = (signal.signal, key)
-            det = streams.get(sk)
-            if det is None:
-                if not self.owns(key):
-                    continue
-                if len(streams) >= self.config.max_streams:
+    def _sync(self, sk: tuple[str, SegmentKey], det: Detector) -> None:
+        synced = self._synced[sk]
+        clocks = self._clocks[sk[1]]
+        missed = 0
+        for sid, seen in synced.items():
+            now = clocks[sid]
+            if now != seen:
+                missed += now - seen
+                synced[sid] = now
+        if missed:
+            det.add_zeros(missed)
+
+    def _signature(self, members: tuple[tuple[str, str], ...]) -> int:
+        sid = self._signatures.get(members)
+        if sid is None:
+            sid = self._signatures[members] = len(self._members)
+            self._members.append(members)
+        return sid
+
+    def _join(self, key: SegmentKey, sid: int) -> None:
+        """First record of signature ``sid`` in segment ``key``: its streams start counting it."""
+        self._clocks.setdefault(key, {})[sid] = 0
+        for signal, kind in self._members[sid]:
+            sk = (signal, key)
+            if sk not in self._streams:
+                if len(self._streams) >= self.config.max_streams:
                     self.untracked += 1
                     continue
-                det = streams[sk] = self._new(signal.kind)
+                self._streams[sk] = self._new(kind)
+                self._synced[sk] = {}
+            self._synced[sk][sid] = 0
+
+    def _fire(self, sk: tuple[str, SegmentKey], det: Detector, fired: list[Firing]) -> None:
+        if det.drift_detected:
+            est = det.estimate()
+            if est is not None:
+                fired.append(Firing(sk[0], sk[1], est))
+
+    def update(self, signal: SignalValue, keys: Sequence[SegmentKey], t: float) -> list[Firing]:
+        """Feed one *extra* observation of one signal (not part of a record: e.g. a feedback event) to the
+        existing streams of ``keys`` this shard owns; return the alarms."""
+        fired: list[Firing] = []
+        for key in keys:
+            sk = (signal.signal, key)
+            det = self._streams.get(sk)
+            if det is None:
+                continue
+            self._sync(sk, det)
             det.update(signal.value, t)
-            if det.drift_detected:
-                est = det.estimate()
-                if est is not None:
-                    fired.append(Firing(signal.signal, key, est))
+            self._fire(sk, det, fired)
         return fired
 
     def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
         """Feed one record's signals (its finest segment ``values``) to every owned stream; return the alarms."""
         keys = self.lattice.keys(values)
-        score_keys = [k for k in keys if order_of(k) <= self.config.score_max_order]
+        score_order = self.config.score_max_order
+        full = self._signature(tuple((s.signal, s.kind) for s in signals))
+        rates = self._signature(tuple((s.signal, s.kind) for s in signals if s.kind == "rate"))
+        nonzero = [s for s in signals if s.value != 0.0]
         fired: list[Firing] = []
-        for sig in signals:
-            fired.extend(self.update(sig, score_keys if sig.kind == "mean" else keys, t))
+        streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
+        sharded = self.n_shards > 1
+        for key, order in zip(keys, self._mask_orders, strict=True):
+            if sharded and not self.owns(key):
+                continue
+            scores = order <= score_order
+            sid = full if scores else rates
+            clocks = clocks_all.get(key)
+            if clocks is None or sid not in clocks:
+                self._join(key, sid)
+                clocks = clocks_all[key]
+            for sig in nonzero:
+                if sig.kind == "mean" and not scores:
+                    continue
+                sk = (sig.signal, key)
+                det = streams.get(sk)
+                if det is None:
+                    continue
+                self._sync(sk, det)
+                det.update(sig.value, t)
+                synced_all[sk][sid] += 1
+                self._fire(sk, det, fired)
+            clocks[sid] += 1
         return fired

@@ -256,7 +256,9 @@ class BernoulliCUSUM:
             # young baseline that saw no event by chance sets off the 2x alternative, which would then freeze the
             # baseline at its start for ever): keep at least the older half of the history
             cut_n, cut_s = self._ck
-        if cut_n != self._base_n:
+        # re-derive the likelihood ratios when the baseline shrank, or grew by 1/64 or 32 observations: recomputing
+        # them on every event would dominate the cost of a busy stream
+        if cut_n < self._base_n or cut_n - self._base_n >= max(self._base_n >> 6, 32):
             self._base_n, self._base_s = cut_n, cut_s
             self._set_baseline()
 
@@ -291,6 +293,20 @@ class BernoulliCUSUM:
             k = self._zeros
             self._stats = [max(0.0, w - k * d) for w, d in zip(self._stats, self._decays, strict=True)]
             self._zeros = 0
+
+    def add_zeros(self, k: int) -> None:
+        """The same as ``k`` calls of ``update(0)``, in O(1): a zero never raises an alarm, it only decays the
+        CUSUMs, so a caller that sees many streams may count their zeros and hand them over in bulk."""
+        if k <= 0:
+            return
+        if self._drift:
+            self._reset()
+        before = self._n
+        self._n += k
+        self._zeros += k
+        if self._n // QUIET_FOLD_EVERY != before // QUIET_FOLD_EVERY:
+            self._apply_zeros()
+            self._refresh_baseline()
 
     def update(self, x: bool | int | float, t: float | None = None) -> None:
         """Add one observation (truthy = the event happened; a float in [0, 1] for a bounded score); ``t`` is an
