@@ -186,7 +186,9 @@ class SegmentMonitor:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def observe(self, record: Record) -> list[Alert]:
-        """Process one record; return the alerts it raised (new or more specific ones)."""
+        """Process one record; return the alerts it raised, each preceded by the alerts it supersedes (status
+        ``superseded``), so a caller that writes the returned alerts to a store (insert or replace by id) keeps
+        the store in step."""
         self.n_records += 1
         t = record.time.timestamp()
         values = self.stats.lattice.values_of(record)
@@ -327,20 +329,18 @@ class SegmentMonitor:
         )
 
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
-        new: list[Alert] = []
+        out: list[Alert] = []
         for firing in fired:
-            alert = self._handle(firing, event_time)
-            if alert is not None:
-                new.append(alert)
-        return new
+            out.extend(self._handle(firing, event_time))
+        return out
 
-    def _handle(self, firing: Firing, event_time: datetime) -> Alert | None:
+    def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
         signal = firing.signal
         target = self._localise(signal, firing.key, firing.estimate.current)
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         if any(is_refinement(self._keys[a.alert_id], target) for a in same):
             self.n_absorbed += 1
-            return None
+            return []
         est = self._estimate(signal, target, firing.estimate)
         detected_at = self.clock() if self.clock is not None else event_time
         started_at = min(_ts(est.change_time, detected_at), detected_at)
@@ -361,10 +361,13 @@ class SegmentMonitor:
         self._keys[alert.alert_id] = target
         alert = replace(alert, attributed_changes=self._attribute(alert))
         self._alerts[alert.alert_id] = alert
+        out: list[Alert] = []
         for old in same:
             if is_refinement(target, self._keys[old.alert_id]):
                 superseded = replace(old, status="superseded")
                 self._alerts[old.alert_id] = superseded
                 self._notify(superseded)
+                out.append(superseded)
         self._notify(alert)
-        return alert
+        out.append(alert)
+        return out
