@@ -1,14 +1,21 @@
-"""Change attribution: the exact-scope change just before the start ranks first; time and scope rules."""
+"""Change attribution (the exact-scope change just before the start ranks first; time and scope rules) and loading
+the change log it ranks."""
 
 from __future__ import annotations
 
+import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
-from parity._exceptions import InvalidInputError
+from parity._exceptions import EndpointError, InvalidInputError
 from parity.monitor import Change
 from parity.monitor.attribution import AttributionConfig, rank_changes
+from parity.monitor.changes import load_changes
 
 T = datetime(2025, 8, 29, 12, tzinfo=UTC)
 SEG = {"model": "S", "platform": "tpu"}
@@ -77,3 +84,79 @@ def test_max_candidates_and_validation() -> None:
         AttributionConfig(sibling_penalty=2.0)
     with pytest.raises(InvalidInputError, match="`recency_scale` must be > 0"):
         AttributionConfig(recency_scale=timedelta(0))
+
+
+# -- loading the change log (parity.monitor.changes) -------------------------------------------------------------
+
+LAB_ENTRY = {
+    "time": "2025-08-29T10:00:00+00:00",
+    "id": "lb-7",
+    "kind": "load_balancing",
+    "scope": {"model": "S"},
+    "description": "rebalance",
+    "params": {"misroute_multiplier": 20},
+}
+
+
+def test_jsonl_and_json_list_files(tmp_path: Path) -> None:
+    jsonl = tmp_path / "changes.jsonl"
+    second = {**LAB_ENTRY, "id": "cfg-1", "time": "2025-08-25T00:00:00Z", "scope": {"model": ["O", "S"]}}
+    jsonl.write_text(json.dumps(LAB_ENTRY) + "\n\n" + json.dumps(second) + "\n")
+    changes = load_changes(jsonl)
+    assert [c.change_id for c in changes] == ["cfg-1", "lb-7"]  # sorted by time
+    assert changes[0].scope == {"model": "O,S"}
+    listed = tmp_path / "changes.json"
+    listed.write_text(json.dumps([LAB_ENTRY]))
+    assert [c.change_id for c in load_changes(listed)] == ["lb-7"]
+
+
+def test_malformed_line_names_file_and_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(LAB_ENTRY) + "\n{not json\n")
+    with pytest.raises(InvalidInputError, match=r"bad.jsonl:2` must be one JSON change object"):
+        load_changes(path)
+    with pytest.raises(InvalidInputError, match="`path` must be a readable change-log file"):
+        load_changes(tmp_path / "missing.jsonl")
+
+
+@pytest.fixture
+def change_server() -> Iterator[tuple[str, list[str | None]]]:
+    """A real loopback server answering ``GET /admin/changes`` like the lab, recording Authorization headers."""
+    seen: list[str | None] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            seen.append(self.headers.get("Authorization"))
+            if self.path != "/admin/changes":
+                self.send_error(404)
+                return
+            body = json.dumps([LAB_ENTRY]).encode()
+            self.send_response(200)
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_load_from_the_lab_endpoint(change_server: tuple[str, list[str | None]]) -> None:
+    url, seen = change_server
+    assert [c.change_id for c in load_changes(url, token="s3cret")] == ["lb-7"]  # base URL: path appended
+    assert [c.change_id for c in load_changes(url + "/admin/changes")] == ["lb-7"]
+    assert seen == ["Bearer s3cret", None]
+
+
+def test_unreachable_endpoint_is_an_endpoint_error() -> None:
+    with pytest.raises(EndpointError, match="cannot fetch the change log"):
+        load_changes("http://127.0.0.1:9", timeout=2.0)
