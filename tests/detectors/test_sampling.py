@@ -141,3 +141,9 @@ def test_correct_sampler_is_never_flagged() -> None:
 def test_incident_sampler_bugs_are_caught() -> None:
     assert _flag_rate(_responses("drop_argmax", top_p=1.0, temperature=0.0, seed=3)) == 1.0
     assert _flag_rate(_responses("no_top_p", top_p=0.5, temperature=1.0, seed=4)) > 0.5
+
+
+def test_processed_logprobs_are_recognised_by_minus_infinity() -> None:
+    # a server reporting the distribution after top-p: renormalised over the kept tokens, the rest at -inf
+    kept = {"a": math.log(0.88 / 0.93), "b": math.log(0.05 / 0.93), "c": float("-inf")}
+    assert not DET.score(ctx("b", kept["b"], kept, temperature=1.0, top_p=0.9)).flagged

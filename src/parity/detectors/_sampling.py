@@ -14,6 +14,8 @@ distribution before sampling processing, the OpenAI and vLLM default: ``mode="ra
    lower bound on the mass above the token (the tail is unseen), and for temperature T <= 1 the mass of the
    tokens above a given one only grows as T shrinks (the tempered distributions are ordered by likelihood
    ratio), so the bound read from raw logprobs still holds after temperature. Above T = 1 nothing is proven.
+   An alternative reported at ``-inf`` shows the server reports processed logprobs (renormalised over the kept
+   tokens, which breaks the bound): that position skips this check.
 5. Far below: the best alternative beats the chosen token by more than :data:`FAR_BELOW_NATS` times
    ``max(1, temperature)``. Honest sampling draws such a token with probability at most
    ``vocab * exp(-FAR_BELOW_NATS)`` per position (about 1.8e-6 for a 128k vocabulary); the incident's
@@ -126,7 +128,8 @@ class SamplingConsistencyDetector:
         beating = sum(lp - chosen > self.argmax_tolerance for lp in above)
         if ctx.top_k is not None and ctx.top_k > 0 and beating >= ctx.top_k:
             return f"top_k={ctx.top_k}: {beating} returned alternatives beat the chosen token"
-        if self.mode == "raw" and ctx.top_p is not None and ctx.top_p < 1 and (temperature is None or temperature <= 1):
+        raw = self.mode == "raw" and all(lp is not None and lp > -math.inf for lp in alts.values())
+        if raw and ctx.top_p is not None and ctx.top_p < 1 and (temperature is None or temperature <= 1):
             mass = math.fsum(math.exp(lp) for lp in above)
             if mass >= ctx.top_p + self.nucleus_tolerance:
                 return f"top_p={ctx.top_p}: alternatives above the chosen token hold {mass:.4f}"
