@@ -52,3 +52,13 @@ def test_validation() -> None:
         PoolContextRule(forbidden_pools=())
     with pytest.raises(InvalidInputError, match="`rules` must have distinct names"):
         RoutingAudit([PoolContextRule(), PoolContextRule()])
+
+
+def test_context_split_follows_the_router(make_record: Callable[..., Record]) -> None:
+    """The lab's router sends prompts over 192 tokens to the long pool: a 500-token request there is legitimate."""
+    lab = PoolContextRule(long_context_threshold=192)
+    default = PoolContextRule()
+    rec = make_record(0, pool="long", context_tokens=500)
+    assert lab.check(rec, AuditContext()) is None
+    assert default.check(rec, AuditContext()) is not None
+    assert lab.check(make_record(1, pool="long", context_tokens=100), AuditContext()) is not None

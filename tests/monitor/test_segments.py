@@ -69,3 +69,9 @@ def test_validation() -> None:
         SegmentLattice(("a", "a"))
     with pytest.raises(InvalidInputError, match="`n_shards` must be >= 1"):
         SegmentStatistics(n_shards=0)
+
+
+def test_context_class_uses_the_configured_split(make_record: Callable[..., Record]) -> None:
+    rec = make_record(0, context_tokens=500)
+    assert SegmentLattice(("context_class",)).values_of(rec) == ("short",)
+    assert SegmentLattice(("context_class",), long_context_threshold=192).values_of(rec) == ("long",)

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import Record
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record, context_class_of
 
 __all__ = [
     "AuditContext",
@@ -48,12 +48,17 @@ def _never_alerting(segment: dict[str, str]) -> bool:
     return False
 
 
+def _record_segment(record: Record) -> dict[str, str]:
+    return record.segment()
+
+
 @dataclass(frozen=True, slots=True)
 class AuditContext:
-    """What rules may ask the monitor: whether a record's segment is alerting (any open alert on it or on a
-    marginal of it)."""
+    """What rules may ask the monitor: a record's segment as the monitor sees it (``segment_of``) and whether a
+    segment is alerting (any open alert on it or on a marginal of it)."""
 
     is_alerting: Callable[[dict[str, str]], bool] = _never_alerting
+    segment_of: Callable[[Record], dict[str, str]] = _record_segment
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +80,8 @@ class RoutingRule(Protocol):
 
 
 class PoolContextRule:
-    """Requests of ``context_class`` must not be served by any pool in ``forbidden_pools``."""
+    """Requests of ``context_class`` (split at ``long_context_threshold`` tokens, the router's own split) must not
+    be served by any pool in ``forbidden_pools``."""
 
     def __init__(
         self,
@@ -83,19 +89,24 @@ class PoolContextRule:
         name: str = "short_on_long_pool",
         context_class: str = "short",
         forbidden_pools: Sequence[str] = ("long", "long-context", "long_context", "1m"),
+        long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     ) -> None:
         if not forbidden_pools:
             raise InvalidInputError("forbidden_pools", "must name at least one pool", forbidden_pools)
+        if long_context_threshold < 1:
+            raise InvalidInputError("long_context_threshold", "must be >= 1", long_context_threshold)
         self._name = name
         self.context_class = context_class
         self.forbidden_pools = frozenset(forbidden_pools)
+        self.long_context_threshold = long_context_threshold
 
     @property
     def name(self) -> str:
         return self._name
 
     def check(self, record: Record, context: AuditContext) -> str | None:
-        if record.context_class == self.context_class and record.pool in self.forbidden_pools:
+        klass = context_class_of(record.context_tokens, self.long_context_threshold)
+        if klass == self.context_class and record.pool in self.forbidden_pools:
             return f"{self.context_class}-context request ({record.context_tokens} tokens) served by pool {record.pool}"
         return None
 
@@ -127,7 +138,7 @@ class StickySessionRule:
         self._runs[session] = (server, run)
         if len(self._runs) > self.max_sessions:
             self._runs.popitem(last=False)
-        if run >= self.min_run and context.is_alerting(record.segment()):
+        if run >= self.min_run and context.is_alerting(context.segment_of(record)):
             return f"session stayed on server {server} for {run} requests while its segment is alerting"
         return None
 

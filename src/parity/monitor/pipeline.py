@@ -142,14 +142,17 @@ class SegmentMonitor:
         self.audit: RoutingAudit | None = (
             RoutingAudit(
                 [
-                    PoolContextRule(forbidden_pools=self.config.long_pools),
+                    PoolContextRule(
+                        forbidden_pools=self.config.long_pools,
+                        long_context_threshold=self.config.stats.long_context_threshold,
+                    ),
                     StickySessionRule(min_run=self.config.sticky_min_run),
                 ]
             )
             if self.config.routing_audit
             else None
         )
-        self._audit_ctx = AuditContext(is_alerting=self.is_alerting)
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
         self._alerts: dict[str, Alert] = {}
         self._keys: dict[str, SegmentKey] = {}
         self._changes: dict[str, Change] = {}
@@ -175,6 +178,9 @@ class SegmentMonitor:
     def changes(self) -> list[Change]:
         """The change log known to the monitor, by time."""
         return sorted(self._changes.values(), key=lambda c: c.time)
+
+    def _segment_of(self, record: Record) -> dict[str, str]:
+        return dict(zip(self.dimensions, self.stats.lattice.values_of(record), strict=True))
 
     def is_alerting(self, segment: dict[str, str]) -> bool:
         """Whether an open alert names ``segment`` or a marginal containing it."""

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import SEGMENT_DIMENSIONS, Record
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS, Record, context_class_of
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = [
@@ -148,8 +148,17 @@ class SegmentLattice:
     (64, 22)
     """
 
-    def __init__(self, dimensions: Sequence[str] = SEGMENT_DIMENSIONS, max_order: int | None = None) -> None:
+    def __init__(
+        self,
+        dimensions: Sequence[str] = SEGMENT_DIMENSIONS,
+        max_order: int | None = None,
+        *,
+        long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
+    ) -> None:
         self.dimensions = tuple(dimensions)
+        if long_context_threshold < 1:
+            raise InvalidInputError("long_context_threshold", "must be >= 1", long_context_threshold)
+        self.long_context_threshold = long_context_threshold
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
             raise InvalidInputError("dimensions", "must be non-empty and distinct", self.dimensions)
         self.max_order = len(self.dimensions) if max_order is None else max_order
@@ -176,8 +185,10 @@ class SegmentLattice:
         return keys
 
     def values_of(self, record: Record) -> SegmentKey:
-        """The record's finest segment as a key over these dimensions."""
+        """The record's finest segment as a key over these dimensions (``context_class`` by this lattice's
+        ``long_context_threshold``: a fleet whose router splits at 192 tokens, like the lab's, sets it)."""
         seg = record.segment()
+        seg["context_class"] = context_class_of(record.context_tokens, self.long_context_threshold)
         return tuple(seg.get(d, getattr(record, d, WILDCARD)) for d in self.dimensions)
 
 
@@ -222,6 +233,7 @@ class StatsConfig:
 
     dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
     max_order: int | None = None
+    long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS
     score_max_order: int = 1
     alpha: float = 0.01
     horizon: int = 1_000_000
@@ -277,7 +289,9 @@ class SegmentStatistics:
             raise InvalidInputError("shard", f"must be in [0, {n_shards})", shard)
         self.shard = shard
         self.n_shards = n_shards
-        self.lattice = SegmentLattice(self.config.dimensions, self.config.max_order)
+        self.lattice = SegmentLattice(
+            self.config.dimensions, self.config.max_order, long_context_threshold=self.config.long_context_threshold
+        )
         self._mask_orders = [sum(m) for m in self.lattice.masks]
         self._rate_threshold = self.config.threshold or cusum_threshold(
             alpha=self.config.alpha,
