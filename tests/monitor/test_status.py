@@ -125,3 +125,48 @@ def test_unreachable_proxy_is_one_line_and_exit_2() -> None:
     result = CliRunner().invoke(main, ["status", "--proxy", "http://127.0.0.1:9", "--json"])
     assert result.exit_code == 2
     assert "cannot reach the proxy" in result.output
+
+
+def test_end_to_end_replay_shows_the_right_segment_and_change(tmp_path: Path) -> None:
+    """Records of a fleet where one platform starts corrupting model O's output after a config change: the
+    monitor writes its alert to a DuckDB store through ``StoreNotifier``; ``parity status`` reads it back."""
+    import numpy as np
+
+    from parity.monitor import Change, DetectorObservation, Record
+    from parity.monitor.alerts import StoreNotifier
+    from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+    from parity.monitor.segments import StatsConfig
+
+    path = tmp_path / "parity.duckdb"
+    store = open_store(path)
+    stats = StatsConfig(dimensions=("model", "platform", "pool"), score_max_order=0)
+    monitor = SegmentMonitor(config=MonitorConfig(stats=stats), notifiers=[StoreNotifier(store)])
+    fault = 15_000
+    monitor.add_changes(
+        [
+            Change("cfg-tpu", T + timedelta(seconds=fault - 600), "config", {"platform": "tpu", "model": "O"}),
+            Change("deploy", T + timedelta(seconds=fault - 60), "deploy", {}),
+        ]
+    )
+    rng = np.random.default_rng(11)
+    for i in range(40_000):
+        model, platform = ("S", "O")[i % 2], ("gpu", "tpu", "trainium")[(i // 2) % 3]
+        bad = i >= fault and model == "O" and platform == "tpu"
+        flagged = bool(rng.random() < (0.03 if bad else 0.001))
+        rec = Record(
+            record_id=f"r{i}",
+            time=T + timedelta(seconds=i),
+            model=model,
+            platform=platform,
+            pool="short",
+            observations=(DetectorObservation("unexpected_script", flagged, 0.0),),
+        )
+        if monitor.observe(rec):
+            break
+    store.close()
+    result = CliRunner().invoke(main, ["status", "--store", str(path), "--json"])
+    assert result.exit_code == 0, result.output
+    alerts = json.loads(result.output)["alerts"]
+    assert len(alerts) == 1
+    assert alerts[0]["segment"] == {"model": "O", "platform": "tpu"}
+    assert alerts[0]["attributed_changes"][0]["change_id"] == "cfg-tpu"
