@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -84,6 +84,44 @@ def _us(t: datetime) -> int:
 
 def _from_us(us: int) -> datetime:
     return _EPOCH + timedelta(microseconds=us)
+
+
+_NAME_JSON: dict[str, str] = {}
+_OBS_PREFIX: dict[tuple[str, bool], str] = {}
+
+
+def _name(text: str) -> str:
+    """JSON string literal of a summary key, cached (a handful of distinct names)."""
+    out = _NAME_JSON.get(text)
+    if out is None:
+        out = _NAME_JSON.setdefault(text, json.dumps(text))
+    return out
+
+
+def _number(x: float) -> str:
+    out = repr(float(x))
+    return out if out[-1] not in "fn" else json.dumps(float(x))  # inf / nan -> Infinity / NaN
+
+
+def _observations_json(observations: Sequence[DetectorObservation]) -> str:
+    """``[[detector, flagged, score], ...]`` as JSON, hand-built with cached prefixes: ``json.dumps`` was half
+    the batch-insert time.
+
+    >>> _observations_json((DetectorObservation("x", True, 0.5), DetectorObservation("y", False, float("nan"))))
+    '[["x",true,0.5],["y",false,NaN]]'
+    """
+    parts = []
+    for o in observations:
+        key = (o.detector, o.flagged)
+        prefix = _OBS_PREFIX.get(key)
+        if prefix is None:
+            prefix = _OBS_PREFIX.setdefault(key, f"[{json.dumps(o.detector)},{'true' if o.flagged else 'false'},")
+        parts.append(prefix + _number(o.score) + "]")
+    return "[" + ",".join(parts) + "]"
+
+
+def _summary_json(summary: Mapping[str, float]) -> str:
+    return "{" + ",".join([_name(k) + ":" + _number(v) for k, v in summary.items()]) + "}"
 
 
 def _obj(values: list[Any]) -> np.ndarray[Any, Any]:
@@ -196,8 +234,8 @@ class DuckDBStore:
             "finish_reason": _obj([r.finish_reason for r in rs]),
             "status_code": np.array([r.status_code for r in rs], dtype=np.int64),
             "latency_ms": _num([r.latency_ms for r in rs]),
-            "observations": _obj([json.dumps([[o.detector, o.flagged, o.score] for o in r.observations]) for r in rs]),
-            "logprob_summary": _obj([json.dumps(r.logprob_summary) if r.logprob_summary else None for r in rs]),
+            "observations": _obj([_observations_json(r.observations) for r in rs]),
+            "logprob_summary": _obj([_summary_json(r.logprob_summary) if r.logprob_summary else None for r in rs]),
             "captured_text": _obj([r.captured_text for r in rs]),
             "source": _obj([r.source for r in rs]),
             "schema_version": np.array([r.schema_version for r in rs], dtype=np.int64),
