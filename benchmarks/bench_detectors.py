@@ -43,6 +43,7 @@ from parity.detectors import (
     ResponseContext,
     UnexpectedScriptDetector,
 )
+from parity.detectors._code import _toml_error, _xml_error
 
 STDLIB = Path(ast.__file__).parent
 SITE = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
@@ -207,6 +208,33 @@ def json_files(limit: int) -> list[Sample]:
     return out
 
 
+def config_files(suffix: str, tag: str, limit: int) -> list[Sample]:
+    """Small ``.toml`` / ``.xml`` files on the machine (cargo and rustup configs, MIME and D-Bus XML...) that
+    their parser accepts, fenced as ```toml / ```xml answers."""
+    roots = [Path("/usr/share"), Path("/etc"), Path.home() / ".rustup", Path.home() / ".cargo", SITE]
+    out: list[Sample] = []
+    seen: set[str] = set()
+    for root in roots:
+        if not root.is_dir():
+            continue
+        for path in sorted(root.rglob(f"*.{suffix}")):
+            try:
+                if not path.is_file() or path.stat().st_size > 3000:
+                    continue
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            if text in seen or "<!DOCTYPE" in text or (_toml_error if tag == "toml" else _xml_error)(text) is not None:
+                continue
+            seen.add(text)
+            answer = f"The config:\n```{tag}\n{text.rstrip()}\n```\nAdapt it as needed."
+            ctx = ResponseContext(answer, prompt="Show me an example config.")
+            out.append(Sample(f"{tag}:{path.name}", ctx))
+            if len(out) >= limit:
+                return out
+    return out
+
+
 def cjk_texts() -> list[Sample]:
     """Pieces of the CJK codec test texts; the prompt is the file's first line (same language)."""
     out: list[Sample] = []
@@ -340,6 +368,8 @@ def corpus() -> dict[str, list[Sample]]:
         "stdlib functions in ```python answers": stdlib_functions(1500),
         "package README code blocks": metadata_blocks(1500),
         "package JSON files in ```json answers": json_files(300),
+        "TOML files on the machine in ```toml answers": config_files("toml", "toml", 150),
+        "XML files on the machine in ```xml answers": config_files("xml", "xml", 300),
         "CJK test texts, same-language prompt": cjk_texts(),
         "gettext translations asked for by name": translations(150),
     }
@@ -529,6 +559,24 @@ def main() -> None:
         text = s.ctx.response
         pos = rng.choice([i for i, c in enumerate(text) if c in ",:" and "```json" in text[:i]] or [len(text) // 2])
         broken_json.append(ResponseContext(text[:pos] + rng.choice(["]", "}", "สวัสดี", ":"]) + text[pos:]))
+    broken_config: list[ResponseContext] = []
+    unbroken_config = 0
+    for key in ("TOML files on the machine in ```toml answers", "XML files on the machine in ```xml answers"):
+        for s in data[key]:
+            text = s.ctx.response
+            body_start = text.index("\n", text.index("```")) + 1
+            body_end = text.rindex("```")
+            spots = [i for i in range(body_start, body_end) if text[i] in ',:=[]<>"' or text[i] == " "]
+            if not spots:
+                continue
+            pos = rng.choice(spots)
+            broken = text[:pos] + rng.choice(["]", "]]", "<", "=", "สวัสดี", '"', "}"]) + text[pos:]
+            parse = _toml_error if "```toml" in text else _xml_error
+            body = broken[broken.index("\n", broken.index("```")) + 1 : broken.rindex("```")]
+            if parse(body) is None:
+                unbroken_config += 1  # still valid TOML/XML (e.g. "=" inside a string, ">" in text)
+                continue
+            broken_config.append(ResponseContext(broken, prompt=s.ctx.prompt))
     loops = [inject_degeneration(s.ctx, "loop", rng) for s in english[:300]]
     replacement = [inject_degeneration(s.ctx, "replacement", rng) for s in english[300:600]]
     mojibake = [inject_degeneration(s.ctx, "mojibake", rng) for s in english[600:900]]
@@ -537,6 +585,7 @@ def main() -> None:
         ("Han span (1-8 chars) in an English answer", script, injected_han),
         ("one garbage token in a ```python block (breaks parsing)", code, broken_code),
         ("one garbage token in a ```json block", code, broken_json),
+        ("one garbage token in a ```toml / ```xml block (breaks parsing)", code, broken_config),
         ("tail loop (a sentence repeated 4-8 times)", degen, loops),
         ("one U+FFFD replacement character", degen, replacement),
         ("one mojibake word (UTF-8 read as cp1252)", degen, mojibake),
@@ -547,7 +596,8 @@ def main() -> None:
         out2.append(f"| {label} | {det.name} | {len(ctxs)} | {k} ({100 * k / max(len(ctxs), 1):.1f}%) |")
     out2.append(
         f"\n{still_parses} of {still_parses + len(broken_code)} code injections left valid Python (e.g. a stray "
-        "`(` that pairs with a later `)`): no parser can see those; they are not counted."
+        "`(` that pairs with a later `)`): no parser can see those; they are not counted. Likewise "
+        f"{unbroken_config} TOML/XML injections that left the file valid (e.g. `=` inside a string, `>` in text)."
     )
     print("\n".join(out2), flush=True)
 

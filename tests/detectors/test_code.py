@@ -111,3 +111,17 @@ def test_code_blocks_and_helpers() -> None:
 
 def test_other_languages_are_not_judged() -> None:
     assert not DET.score(ResponseContext(answer('fn main() { println!("hi") }}\n', "rust"))).flagged
+
+
+def test_toml_and_xml_blocks() -> None:
+    toml = '[project]\nname = "parity"\ndependencies = ["numpy", "regex"]\n'
+    assert not DET.score(ResponseContext(answer(toml, "toml"))).flagged
+    assert DET.score(ResponseContext(answer(toml.replace('"regex"]', '"regex"]]'), "toml"))).flagged
+    assert not DET.score(ResponseContext(answer('[tool]\nkey = "..." \nother = ...\n', "toml"))).flagged
+    xml = '<project>\n  <dependency id="a"/>\n  <name>Tom &amp; Jerry</name>\n</project>\n<extra/>\n'
+    assert not DET.score(ResponseContext(answer(xml, "xml"))).flagged
+    assert DET.score(ResponseContext(answer(xml.replace("<name>", "<name>>>< "), "xml"))).flagged
+    assert not DET.score(ResponseContext(answer(xml.replace("&amp;", "&"), "xml"))).flagged  # bare & by hand
+    assert not DET.score(ResponseContext(answer('<!DOCTYPE x [<!ENTITY a "b">]>\n<x>&a;</x>\n', "xml"))).flagged
+    assert not DET.score(ResponseContext("```xml\n<root>\n  <item>cut by max_tokens</ite")).flagged
+    assert not CodeIntegrityDetector(languages={"python"}).score(ResponseContext(answer("a = ]\n", "toml"))).flagged

@@ -9,8 +9,8 @@ detector flags only errors that a *single local repair* explains. Order of opera
    with their language tag; an untagged block is taken as JSON when it starts with ``{``/``[``, as Python when
    its first line reads like Python. Without fences, a response that starts like a Python module (``def``,
    ``class``, ``import``, ``from``, ``@``) is one Python block; a ``/v1/completions`` continuation of a Python
-   prompt is parsed together with its prompt. Python via :mod:`ast`, JSON via :mod:`json`; other languages are
-   not judged.
+   prompt is parsed together with its prompt. Python via :mod:`ast`, JSON via :mod:`json`, TOML via
+   :mod:`tomllib`, XML via :mod:`xml.etree` (fragments wrapped in one root); other languages are not judged.
 2. Python: dedent (method bodies), keep only the source lines of ``>>>`` sessions, parse (warnings silenced).
    It parses: clean.
 3. Tolerated, never flagged: an error of an unfinished block (unexpected EOF, unclosed bracket or string,
@@ -46,16 +46,31 @@ from __future__ import annotations
 import ast
 import itertools
 import json
+import re
 import textwrap
+import tomllib
 import warnings
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 
 import regex
 
+from parity._exceptions import InvalidInputError
 from parity.detectors._base import Observation, ResponseContext
 
-__all__ = ["TAIL_LINES", "UNEXPLAINED_SCORE", "CodeBlock", "CodeIntegrityDetector", "check_json", "check_python"]
+__all__ = [
+    "LANGUAGES",
+    "TAIL_LINES",
+    "UNEXPLAINED_SCORE",
+    "CodeBlock",
+    "CodeIntegrityDetector",
+    "check_json",
+    "check_python",
+    "check_toml",
+    "check_xml",
+]
 
 #: An unfinished construct this close to the end of its block is an open snippet, not corruption.
 TAIL_LINES = 2
@@ -76,6 +91,10 @@ REPAIR_WINDOW = 6
 
 PYTHON_TAGS = frozenset({"python", "py", "python3", "py3", "pycon", "ipython", "sage"})
 JSON_TAGS = frozenset({"json"})
+TOML_TAGS = frozenset({"toml"})
+XML_TAGS = frozenset({"xml", "svg", "xsd", "xslt", "plist"})
+#: Languages the detector can judge, each with a maintained parser in the standard library.
+LANGUAGES = frozenset({"python", "json", "toml", "xml"})
 _EOF_MESSAGES = (
     "unexpected eof",
     "was never closed",
@@ -262,6 +281,94 @@ def check_json(code: str, *, final: bool = False) -> tuple[float, int]:
     return UNEXPLAINED_SCORE, 0
 
 
+_TOML_AT = re.compile(r"\(at line (\d+), column (\d+)\)")
+_XML_PROLOG = re.compile(r"^\s*<\?xml[^>]*\?>")
+_XML_PLACEHOLDER = regex.compile(r"…|\.\.\.|\bTODO\b")  # "<...>" is every tag in XML, not a placeholder
+_BARE_AMPERSAND = re.compile(r"&(?!#?\w+;)")
+
+#: A parse error as ``(1-based line, 0-based column, message)``, or ``None`` when the text parses.
+ParseError = tuple[int, int, str] | None
+
+
+def _toml_error(code: str) -> ParseError:
+    try:
+        tomllib.loads(code)
+    except tomllib.TOMLDecodeError as err:
+        m = _TOML_AT.search(str(err))
+        if m is None:  # "(at end of document)"
+            lines = code.splitlines() or [""]
+            return len(lines), len(lines[-1]), str(err)
+        return int(m.group(1)), int(m.group(2)) - 1, str(err)
+    return None
+
+
+def _xml_error(code: str) -> ParseError:
+    # wrapped in one root so that a fragment with several elements (the usual snippet) is well-formed
+    body = _XML_PROLOG.sub("", code, count=1)
+    try:
+        ElementTree.fromstring(f"<parity-root>\n{body}\n</parity-root>")
+    except ElementTree.ParseError as err:
+        line, col = err.position
+        return max(1, line - 1), col, str(err)
+    return None
+
+
+def _check_generic(
+    code: str, final: bool, parse: Callable[[str], ParseError], placeholder: regex.Pattern[str] = _PLACEHOLDER
+) -> tuple[float, int]:
+    """The plan of :func:`check_python` for a language whose parser reports ``(line, column, message)``."""
+    err = parse(code)
+    if err is None:
+        return 0.0, 0
+    lineno, col, _msg = err
+    lines = code.splitlines()
+    n_lines = len(lines)
+    while n_lines and not lines[n_lines - 1].strip():
+        n_lines -= 1
+    if not 1 <= lineno <= len(lines):
+        return (0.0, 0) if final else (UNEXPLAINED_SCORE, 0)
+    line = lines[lineno - 1]
+    if _NON_LATIN_LETTER.search(_STRING_OR_COMMENT.sub("", line)) and "<" not in line:
+        return 1.0, lineno
+    if final and lineno > n_lines - TAIL_LINES:
+        return 0.0, 0
+    if placeholder.search(line) or _BARE_AMPERSAND.search(line):
+        return 0.0, 0  # a placeholder, or a bare "&" in XML text: written by hand, not injected
+    if len(code) > MAX_REPAIR_BLOCK_CHARS:
+        return UNEXPLAINED_SCORE, 0
+    for repaired in _repairs(line, col):
+        if parse("\n".join([*lines[: lineno - 1], repaired, *lines[lineno:]])) is None:
+            return 1.0, lineno
+    return UNEXPLAINED_SCORE, 0
+
+
+def check_toml(code: str, *, final: bool = False) -> tuple[float, int]:
+    """Score one TOML block like :func:`check_python` (parsed with :mod:`tomllib`).
+
+    >>> check_toml('[tool.ruff]\\nline-length = 120\\nselect = ["E", "F"]\\n')
+    (0.0, 0)
+    >>> check_toml('[tool.ruff]\\nline-length = 120 ]\\nselect = ["E", "F"]\\n')
+    (1.0, 2)
+    """
+    return _check_generic(code, final, _toml_error)
+
+
+def check_xml(code: str, *, final: bool = False) -> tuple[float, int]:
+    """Score one XML block (a fragment with several elements is fine) like :func:`check_python`; blocks with a
+    DOCTYPE are not judged (their entities are not resolved here).
+
+    >>> check_xml('<dependency>\\n  <groupId>org.example</groupId>\\n</dependency>\\n<other/>\\n')
+    (0.0, 0)
+    >>> check_xml('<dependency>\\n  <groupId>org.example</groupId>>\\n</dependency>\\n')  # ">" is legal text
+    (0.0, 0)
+    >>> check_xml('<dependency>\\n  <groupId>org<.example</groupId>\\n</dependency>\\n<other/>\\n')
+    (1.0, 2)
+    """
+    if "<!DOCTYPE" in code or "<!ENTITY" in code:
+        return 0.0, 0
+    return _check_generic(code, final, _xml_error, _XML_PLACEHOLDER)
+
+
 def code_blocks(text: str) -> list[CodeBlock]:
     """Fenced code blocks of ``text`` (language tag lower-cased, ``""`` when untagged).
 
@@ -292,20 +399,26 @@ def _prompt_is_python(prompt: str) -> bool:
     return bool(prompt) and _PY_MODULE_START.match(prompt) is not None
 
 
+_CHECKS: dict[str, Callable[..., tuple[float, int]]] = {
+    "python": check_python,
+    "json": check_json,
+    "toml": check_toml,
+    "xml": check_xml,
+}
+
+
 class CodeIntegrityDetector:
     """Flags code blocks whose syntax error a single-token repair explains (see the module docstring).
 
-    ``languages`` limits the languages judged (default: Python and JSON).
+    ``languages`` limits the languages judged (default: all of :data:`LANGUAGES`: Python, JSON, TOML, XML).
     """
 
     name = "code_integrity"
 
-    def __init__(self, *, languages: frozenset[str] | set[str] = frozenset({"python", "json"})) -> None:
-        unknown = set(languages) - {"python", "json"}
+    def __init__(self, *, languages: frozenset[str] | set[str] = LANGUAGES) -> None:
+        unknown = set(languages) - LANGUAGES
         if unknown:
-            from parity._exceptions import InvalidInputError
-
-            raise InvalidInputError("languages", "must be a subset of {'python', 'json'}", sorted(unknown))
+            raise InvalidInputError("languages", f"must be a subset of {sorted(LANGUAGES)}", sorted(unknown))
         self.languages = frozenset(languages)
 
     def _language(self, block: CodeBlock) -> str | None:
@@ -314,6 +427,10 @@ class CodeIntegrityDetector:
             return "python"
         if tag in JSON_TAGS:
             return "json"
+        if tag in TOML_TAGS:
+            return "toml"
+        if tag in XML_TAGS:
+            return "xml"
         if tag:
             return None
         head = block.code.lstrip()[:1]
@@ -344,10 +461,7 @@ class CodeIntegrityDetector:
             if language is None or language not in self.languages:
                 continue
             final = block.final or truncated
-            if language == "python":
-                score, line = check_python(block.code, final=final)
-            else:
-                score, line = check_json(block.code, final=final)
+            score, line = _CHECKS[language](block.code, final=final)
             if score > worst:
                 worst = score
                 if line:
