@@ -93,3 +93,24 @@ def test_reference_scoring_flags_injected_text(lab: tuple[str, str], samples: li
         assert not all(det.score(s).flagged for s in samples[:4])
         garbage = ResponseContext(" สวัสดี 你好 @@ ;) }} 数据 ครับ ภาษาไทย", prompt=PROMPTS[0])
         assert det.score(garbage).flagged
+
+
+def test_chat_completion_scored_through_the_chat_template(lab: tuple[str, str]) -> None:
+    url, model = lab
+    messages = [{"role": "user", "content": "What does the os module do?"}]
+    body = {"model": model, "messages": messages, "max_tokens": 12, "temperature": 0.0, "logprobs": True}
+    choice = httpx.post(f"{url}/v1/chat/completions", json=body, timeout=120).json()["choices"][0]
+    served = [c["logprob"] for c in choice["logprobs"]["content"]]
+
+    def template(ctx: ResponseContext) -> str:  # the lab's chat template (parity.lab.engine.Engine.chat_prompt)
+        return "".join(f"<|{m['role']}|>{m['content']}<|end|>\n" for m in ctx.messages) + "<|assistant|>"
+
+    with EndpointScorer(url, model) as scorer:
+        det = ReferenceScoreDetector(scorer, threshold=-50.0, render_prompt=template)
+        ctx = ResponseContext(choice["message"]["content"], messages=messages)
+        values = scorer.score(det.prompt_for(ctx), ctx.response)
+        assert not det.score(ctx).flagged
+    assert values
+    # teacher forcing through the template reproduces the served chat logprobs (where it re-tokenizes the same)
+    if len(values) == len(served):
+        assert values == pytest.approx(served, abs=1e-3)

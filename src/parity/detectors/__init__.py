@@ -7,7 +7,8 @@ per core (``python -m benchmarks detectors``):
 
 - :class:`UnexpectedScriptDetector`: Thai or Han characters in an English answer (and any script the
   conversation gives no reason to expect);
-- :class:`CodeIntegrityDetector`: a syntax error in a Python or JSON block that one local repair explains;
+- :class:`CodeIntegrityDetector`: a syntax error in a Python, JSON, TOML or XML block that one local repair
+  explains;
 - :class:`DegenerationDetector`: loops, n-gram repetition, replacement characters, mojibake, cut characters;
 - :class:`SamplingConsistencyDetector`: a chosen token the requested sampler could not have drawn (argmax at
   temperature 0, inside top-k, inside the top-p nucleus), judged on the returned alternatives;

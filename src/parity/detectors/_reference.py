@@ -161,22 +161,44 @@ class ReferenceScoreDetector:
 
     ``threshold`` (a mean token logprob) may be given instead of fitting; ``alpha`` is the false-alarm rate
     the fitted detector allows on the reference's own completions. The prompt sent to the scorer is
-    ``ctx.prompt``, else the conversation's text.
+    ``render_prompt(ctx)`` when given (a chat template: the reference must see what the served model saw),
+    else ``ctx.prompt``, else the conversation's text.
+
+    >>> det = ReferenceScoreDetector(MockScorer(lambda p, c: [-1.0] * len(c)), threshold=-2.0,
+    ...     render_prompt=lambda ctx: "".join(f"<|{m['role']}|>{m['content']}" for m in ctx.messages))
+    >>> det.prompt_for(ResponseContext("ok", messages=[{"role": "user", "content": "hi"}]))
+    '<|user|>hi'
     """
 
     name = "reference_score"
 
-    def __init__(self, scorer: ReferenceScorer, *, alpha: float = 0.01, threshold: float | None = None) -> None:
+    def __init__(
+        self,
+        scorer: ReferenceScorer,
+        *,
+        alpha: float = 0.01,
+        threshold: float | None = None,
+        render_prompt: Callable[[ResponseContext], str] | None = None,
+    ) -> None:
         if not isinstance(scorer, ReferenceScorer):
             raise InvalidInputError("scorer", "must have a score(prompt, completion) -> list[float] method", scorer)
         if not (0 < alpha < 1):
             raise InvalidInputError("alpha", "must be in (0, 1)", alpha)
         if threshold is not None and not math.isfinite(threshold):
             raise InvalidInputError("threshold", "must be a finite mean logprob", threshold)
+        if render_prompt is not None and not callable(render_prompt):
+            raise InvalidInputError("render_prompt", "must be callable (ResponseContext) -> str", render_prompt)
         self.scorer = scorer
         self.alpha = alpha
         self.threshold = threshold
+        self.render_prompt = render_prompt
         self._reset()
+
+    def prompt_for(self, ctx: ResponseContext) -> str:
+        """The prompt the reference scores ``ctx.response`` after."""
+        if self.render_prompt is not None:
+            return self.render_prompt(ctx)
+        return ctx.prompt or ctx.conversation_text()
 
     def _reset(self) -> None:
         self._reference: list[float] = []
@@ -198,7 +220,7 @@ class ReferenceScoreDetector:
         stats = []
         for sample in samples:
             if isinstance(sample, ResponseContext):
-                prompt, completion = sample.prompt or sample.conversation_text(), sample.response
+                prompt, completion = self.prompt_for(sample), sample.response
             else:
                 prompt, completion = sample
             stats.append(self.statistic(prompt, completion))
@@ -218,7 +240,7 @@ class ReferenceScoreDetector:
     def score(self, ctx: ResponseContext) -> Observation:
         if self.threshold is None:
             raise InvalidInputError("threshold", "must be given, or fitted with fit(samples), before score()")
-        value = self.statistic(ctx.prompt or ctx.conversation_text(), ctx.response)
+        value = self.statistic(self.prompt_for(ctx), ctx.response)
         if self._reference:
             k = sum(1 for s in self._reference if s <= value)
             p = (k + 1) / (len(self._reference) + 1)
