@@ -53,6 +53,7 @@ def test_conversation_messages_count() -> None:
         "Tokyo (東京) is the capital of Japan.",
         'The dish is called "ラーメン" in Japan.',
         "We reject at α = 0.05 and report Δt in μs.",
+        "The parameters α, β and γ, with μ ± σ and ΔE = hν.",
         'Use `print("hello")`.',
         'Example:\n```python\nassert detect("สวัสดี") == "th"\n```\n',
         "Math: ∑ x² ≤ ∞, arrows →, emoji 🙂, dashes — and “quotes”.",

@@ -262,6 +262,11 @@ class UnexpectedScriptDetector:
         self.max_greek_symbol_run = max_greek_symbol_run
         self.extra_expected = frozenset(extra_expected)
 
+    def _greek_symbols(self, chunk: str) -> bool:
+        """Whether every non-Latin letter of ``chunk`` is Greek, in runs of at most ``max_greek_symbol_run``."""
+        runs = [m.group() for m in _NON_LATIN_RUN.finditer(chunk)]
+        return all(len(r) <= self.max_greek_symbol_run and all(_script_of(c) == "Greek" for c in r) for r in runs)
+
     def score(self, ctx: ResponseContext) -> Observation:
         text = ctx.response
         if text.isascii():
@@ -273,7 +278,7 @@ class UnexpectedScriptDetector:
         expected = expected_scripts(conversation) | self.extra_expected
         if not conversation.strip():
             expected = expected | _dominant_scripts(text, script_histogram(text))
-        # Unexpected character runs (start, end, number of unexpected characters, all Greek?).
+        # [start, end) of each run of unexpected characters
         spans: list[list[int]] = []
         for m in runs:
             start = None
@@ -303,7 +308,7 @@ class UnexpectedScriptDetector:
                 continue
             if _in_code_string(text, s, e):
                 continue
-            if n <= self.max_greek_symbol_run and all(_script_of(c) == "Greek" for c in chunk if not c.isspace()):
+            if self._greek_symbols(chunk):
                 continue
             unexpected += n
             if best is None or e - s > best[1] - best[0]:
