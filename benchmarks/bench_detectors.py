@@ -437,7 +437,7 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
     card = json.loads((Path(engine.weights_dir) / "config.json").read_text()) if hasattr(engine, "weights_dir") else {}
     model = f"{card.get('model_id', '?')} at training step {card.get('step', '?')} of {card.get('max_steps', '?')}"
     rows = [
-        f"### Lab output ({per_config} completions per configuration, {max_tokens} tokens max, top-5 logprobs)",
+        f"### Lab output ({per_config} completions per configuration, {max_tokens} tokens max, top-20 logprobs)",
         "",
         f"The lab model ({model}, validation loss {card.get('val_loss', '?')}) generating in process through "
         "`parity.lab.engine`, logprobs reported from the raw distribution (as vLLM does); faults from "
@@ -463,7 +463,7 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
                     temperature=float(cfg["temperature"]),  # type: ignore[arg-type]
                     top_p=float(cfg.get("top_p", 1.0)),  # type: ignore[arg-type]
                     seed=k,
-                    top_logprobs=5,
+                    top_logprobs=20,
                     sampler=cfg.get("sampler"),  # type: ignore[arg-type]
                     logits_processor=processor,
                 )
