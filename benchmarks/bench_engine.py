@@ -153,6 +153,57 @@ def agreement(engine: Engine, model: Any) -> tuple[float, float, int, int]:
     return max_diff, agree / max(1, total), agree, total
 
 
+def llama_cpp_rows(engine: Engine) -> list[str]:
+    """Logit difference, greedy agreement and batch-1 decode speed of llama.cpp on the GGUF exports."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return ["- llama.cpp: `llama_cpp` is not installed (`pip install 'parity[bench]'`); not measured."]
+    import tempfile
+    from pathlib import Path
+
+    from parity.lab.gguf_export import export_gguf
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for quant in ("f16", "q8_0", "q4_0"):
+            path = export_gguf(Path(tmp) / f"lab-{quant}.gguf", quantization=quant)  # type: ignore[arg-type]
+            llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
+            max_diff, agree, total = 0.0, 0, 0
+            for text in PROMPTS:
+                ids = engine.tokenizer.encode(text)
+                [lab] = engine.generate([GenerationRequest(prompt_ids=ids, max_tokens=NEW_TOKENS, temperature=0.0)])
+                full = ids + lab.token_ids
+                llm.reset()
+                llm.eval(full)
+                theirs = np.asarray(llm.scores[: len(full)], dtype=np.float32)
+                with torch.no_grad():
+                    ours = engine.model(torch.tensor([full]))[0].float().numpy()
+                max_diff = max(max_diff, float(np.abs(theirs - ours).max()))
+                greedy = theirs[len(ids) - 1 : -1].argmax(-1)
+                agree += int((greedy == np.asarray(lab.token_ids)).sum())
+                total += len(lab.token_ids)
+            prompt = engine.tokenizer.encode(PROMPTS[0])
+            times = []
+            for _ in range(REPEATS):
+                llm.reset()
+                start = time.perf_counter()
+                for produced, _token in enumerate(llm.generate(prompt, temp=0.0, reset=True), start=1):
+                    if produced == NEW_TOKENS:
+                        break
+                times.append(time.perf_counter() - start)
+            speed = NEW_TOKENS / statistics.median(times)
+            size = path.stat().st_size / 1e6
+            rows.append(
+                f"- llama.cpp {quant} ({size:.1f} MB): max |logit difference| {max_diff:.3f} vs the lab engine "
+                f"(fp32); greedy agreement {agree}/{total} ({agree / max(1, total):.1%}); batch-1 decode "
+                f"{speed:,.0f} tokens/s."
+            )
+            print(rows[-1], flush=True)
+            llm.close()
+    return rows
+
+
 def main() -> None:
     torch.set_num_threads(2)
     rows = []
@@ -176,6 +227,7 @@ def main() -> None:
                 f"positions ({rate:.1%})."
             )
             print(lines[-1], flush=True)
+    lines += llama_cpp_rows(Engine.load())
     body = (
         f"Decode throughput of `parity.lab.engine` (the committed 9M-parameter model, sampling at temperature 0.8 / "
         f"top-p 0.95 through the exact numpy reference `parity.sampling`, {NEW_TOKENS} new tokens per request, "
