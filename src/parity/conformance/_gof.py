@@ -18,6 +18,7 @@ the kept set).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,6 +83,9 @@ def chi_square_gof(
     counts = np.asarray(counts, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
     n = int(counts.sum())
+    impossible = float(counts[probs <= 0.0].sum())
+    if impossible:  # a draw the reference gives probability 0: no test needed
+        return GoodnessOfFitResult(math.inf, 0.0, 0, n, alpha, 0.0, np.array([impossible]), np.array([0.0]))
     expected = n * probs
     big = expected >= MIN_EXPECTED
     order = np.flatnonzero(big)[np.argsort(-expected[big], kind="stable")]

@@ -2,9 +2,10 @@
 
 Steps, each kept only when the implementation still fails: fewer rows (the failing row alone, else the failing
 row repeated as few times as still fails, for batch-size dependent bugs, else drop other rows one by one); simpler
-parameters (each filter disabled, temperature 1); fewer vocabulary columns (halving chunks, tail first, down to
-single columns while the budget lasts); simpler values (chunks of columns set to 0 the same way, then integers,
-then one decimal). A row that must stay invalid (NaN or all -inf) for its verdict stays invalid.
+parameters (each filter disabled, temperature 1); fewer vocabulary columns (the largest block cut from either
+end, by binary search, then halving chunks down to 1/64 of the vocabulary); simpler values (chunks of columns set
+to 0 the same way, then integers, then one decimal). A row that must stay invalid (NaN or all -inf) for its
+verdict stays invalid.
 """
 
 from __future__ import annotations
@@ -62,12 +63,21 @@ def shrink(impl: Implementation, case: Case, failure: Failure, order: Sequence[s
         pass
     for simpler in _simpler_params(case):
         first_success(iter([simpler(case)]))
-    chunk = max(1, case.vocab // 2)
-    while chunk >= 1 and calls < SHRINK_CALLS and time.monotonic() < deadline:
+    for side in ("tail", "head"):  # binary search for the largest block cut from either end that still fails
+        keep_lo, keep_hi = 1, case.vocab
+        while keep_lo < keep_hi:
+            mid = (keep_lo + keep_hi) // 2
+            cut = _cut(case, mid, side)
+            if cut is not None and first_success(iter([cut])):
+                keep_hi = case.vocab
+            else:
+                keep_lo = mid + 1
+    chunk, smallest = max(1, case.vocab // 2), max(1, case.vocab // 64)
+    while chunk >= smallest and calls < SHRINK_CALLS and time.monotonic() < deadline:
         if not first_success(_drop_columns(case, chunk)):
             chunk //= 2
-    chunk = max(1, case.vocab // 2)
-    while chunk >= 1 and calls < SHRINK_CALLS and time.monotonic() < deadline:
+    chunk, smallest = max(1, case.vocab // 2), max(1, case.vocab // 64)
+    while chunk >= smallest and calls < SHRINK_CALLS and time.monotonic() < deadline:
         if not first_success(_zero_columns(case, chunk)):
             chunk //= 2
     for decimals in (0, 1):
@@ -118,6 +128,13 @@ def _simpler_params(case: Case) -> list[Callable[[Case], Case]]:
 
 def _invalid(row: np.ndarray) -> bool:
     return bool(np.isnan(row).any() or not np.isfinite(row).any())
+
+
+def _cut(case: Case, keep: int, side: str) -> Case | None:
+    logits = case.logits[:, :keep] if side == "tail" else case.logits[:, case.vocab - keep :]
+    if _invalid(logits[case.row]) != _invalid(case.logits[case.row]):
+        return None
+    return replace(case, logits=np.ascontiguousarray(logits))
 
 
 def _drop_columns(case: Case, chunk: int) -> Iterator[Case]:
