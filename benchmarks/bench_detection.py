@@ -11,6 +11,7 @@ in the segment after the fault began until the alarm (a miss counts as ``MAX_DEL
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -141,6 +142,49 @@ def cost_per_update(make: Callable[[], Any], p: float) -> float:
     return (time.perf_counter() - t0) / len(xs) * 1e6
 
 
+def pipeline_throughput(n: int = 5000) -> tuple[float, int]:
+    """Records/s through ``SegmentMonitor`` at its defaults (6 dimensions -> 64 segments per record, 5 detectors,
+    routing audit): median of 3 passes over the same records, each on a fresh monitor."""
+    from datetime import UTC, datetime, timedelta
+
+    from parity.monitor import DetectorObservation, Record
+    from parity.monitor.pipeline import SegmentMonitor
+
+    rng = np.random.default_rng(0)
+    t0 = datetime(2025, 8, 25, tzinfo=UTC)
+    detectors = ("unexpected_script", "code_integrity", "degeneration", "sampling_consistency", "reference_score")
+    records = [
+        Record(
+            record_id=f"r{i}",
+            time=t0 + timedelta(seconds=i),
+            model=("S", "O", "H")[i % 3],
+            pool="long" if rng.random() < 0.1 else "short",
+            platform=("gpu", "tpu", "trainium")[int(rng.integers(3))],
+            region=("us", "eu")[i % 2],
+            config_version="v1",
+            server=f"srv-{i % 9}",
+            session_hash=f"h{i % 300}",
+            context_tokens=20_000 if rng.random() < 0.1 else 500,
+            observations=tuple(
+                DetectorObservation(
+                    d, bool(rng.random() < 0.002), float(rng.random()) if d == "reference_score" else 0.0
+                )
+                for d in detectors
+            ),
+        )
+        for i in range(n)
+    ]
+    rates, streams = [], 0
+    for _ in range(3):
+        mon = SegmentMonitor()
+        start = time.perf_counter()
+        for rec in records:
+            mon.observe(rec)
+        rates.append(n / (time.perf_counter() - start))
+        streams = len(mon.stats)
+    return statistics.median(rates), streams
+
+
 def main() -> None:
     lines = [
         "Streams simulated from stated rates (the lab fleet's own rates were not measured in this run). Per "
@@ -192,15 +236,38 @@ def main() -> None:
             f"{best_other:,.0f} requests ({best_other / max(medians['parity CUSUM bank'], 1):.1f}x)."
         )
     lines += ["", "Scenarios and rates:", *summary, ""]
+    lines.append(
+        "Reading: on the 20x corruption shift and the 10x sampler shift parity alerts in fewer affected requests than "
+        "either river detector at the same false-alarm rate, within a few percent of the oracle (a CUSUM told the "
+        "true rates). On the 4.65x routing shift parity is slower than ADWIN: there ADWIN matches the oracle itself, "
+        "so no CUSUM-type detector can do much better, and parity pays for not knowing the rates (an upper-"
+        "confidence baseline and a union over 4 alternatives). In the monitor the routing fault is caught first by "
+        "the routing audit's own signal (`routing.short_on_long_pool`, base rate 0): "
+        "`tests/monitor/test_pipeline.py` alerts within 2,000 requests of model S at a 2% misroute share. The "
+        "production threshold (alpha 0.01 over 20,000 streams x 10^6 requests each) costs 3-5x the delay of the "
+        "calibrated one: the price of a guaranteed family-wise false-alarm rate; lower `horizon`/`max_streams` in "
+        "`StatsConfig` where the fleet is smaller."
+    )
+    lines.append("")
     costs = {
         "parity CUSUM bank": cost_per_update(parity_factory(12.0), 0.001),
         "river ADWIN": cost_per_update(adwin_factory(0.002), 0.001),
         "river PageHinkley": cost_per_update(ph_factory(5.0), 0.001),
     }
     lines.append(
-        "Cost per update at a 0.1% rate (one Python call each, median-free single pass of 200,000): "
+        "Cost per update at a 0.1% rate (one Python call each, one pass of 200,000 observations): "
         + ", ".join(f"{k} {v:.2f} us" for k, v in costs.items())
         + "."
+    )
+    rate, streams = pipeline_throughput()
+    load = os.getloadavg()[0]
+    lines.append(
+        f"\nPipeline throughput: `SegmentMonitor()` at its defaults (64 segments per record, 5 detectors, the routing "
+        f"audit; {streams:,} streams) took {rate:,.0f} records/s in one Python thread (median of 3 passes of 5,000 "
+        f"records; load average {load:.1f} on this shared 2-core machine during the run, so this is pessimistic). "
+        "Zeros are counted per segment and handed to a stream in bulk when it next sees an event, so the cost is one "
+        "counter per segment per record plus one detector update per non-zero signal per segment. Scale out by "
+        "running one monitor per shard (`MonitorConfig(shard=k, n_shards=n)`)."
     )
     lines.append(
         "\nFalse alarms of the production threshold are bounded by the derivation in `parity.stats.sequential` "
