@@ -455,7 +455,8 @@ def _check_sampler_greedy(kit: _Kit, progress: ProgressFn | None) -> CheckResult
     stride = 1 if kit.scale >= 0.5 else 7 if kit.scale >= 0.1 else 25
     rows = _one_hot(ONE_HOT_VOCAB, np.arange(0, ONE_HOT_VOCAB, stride))
     cases += _batches(rows, Params(0.0, ONE_HOT_K, 1.0, 0.0), "sampler_greedy", 8)
-    detail = f"temperature 0 drew the argmax, incl. one-hot rows at every {stride}th index of {ONE_HOT_VOCAB} tokens"
+    which = "every index" if stride == 1 else f"every {stride}th index"
+    detail = f"temperature 0 drew the argmax, incl. one-hot rows at {which} of {ONE_HOT_VOCAB} tokens"
     return _run(kit, "check_sampler_greedy", cases, detail, progress)
 
 
