@@ -20,10 +20,13 @@ Run: ``.venv/bin/python -m benchmarks compare`` (env: PARITY_BENCH_REPS, PARITY_
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pickle
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")  # MET's permutation loop prints a tqdm bar per test otherwise
@@ -35,6 +38,7 @@ from benchmarks._results import write_section
 from parity.compare import DEFAULT_PROMPTS, EndpointClient, ScoredText
 from parity.stats.twosample import (
     PositionDivergence,
+    argmax_rate_test,
     combine,
     encode_completions,
     loglik_shift_test,
@@ -167,10 +171,11 @@ def _met_pvalue(ref: list[list[str]], cand: list[list[str]], rng: np.random.Gene
         return CompletionSample(prompts=prompts, completions=codes, m=len(groups))
 
     with np.errstate(invalid="ignore", divide="ignore"):  # MET divides by 0 pairs when a prompt has 1 sample
-        pvalue, _ = run_two_sample_test(
+        pvalue, statistic = run_two_sample_test(
             sample(ref), sample(cand), pvalue_type="permutation_pvalue", stat_type="mmd_hamming", b=MET_PERMUTATIONS
         )
-    return float(pvalue)
+    # an undefined statistic (no same-prompt pair on one side) would read as p = 0 there: count it as no rejection
+    return 1.0 if not np.isfinite(float(statistic)) else float(pvalue)
 
 
 def _divergences(base: Sequence[ScoredText], other: Sequence[ScoredText]) -> list[PositionDivergence]:
@@ -197,6 +202,8 @@ def run_draw(
     ct = [[cand.texts[p][i] for i in idx] for p, idx in enumerate(cand_idx)]
     rl = [[ref.scores[p][i].mean_logprob for i in idx] for p, idx in enumerate(ref_idx)]
     cl = [[cand.scores[p][i].mean_logprob for i in idx] for p, idx in enumerate(cand_idx)]
+    ra = [[ref.scores[p][i].argmax_rate for i in idx] for p, idx in enumerate(ref_idx)]
+    ca = [[cand.scores[p][i].argmax_rate for i in idx] for p, idx in enumerate(cand_idx)]
     rf = sum(ref.flags[p][i] for p, idx in enumerate(ref_idx) for i in idx)
     cf = sum(cand.flags[p][i] for p, idx in enumerate(cand_idx) for i in idx)
     n = sum(len(idx) for idx in ref_idx)
@@ -206,6 +213,7 @@ def run_draw(
         "token-frequency": token_frequency_test(rt, ct, n_resamples=RESAMPLES, rng=rng),
         "detector-rate": two_proportion_test(int(rf), n, int(cf), n),
         "loglik-shift": loglik_shift_test(rl, cl, n_resamples=RESAMPLES, rng=rng),
+        "argmax-rate": argmax_rate_test(ra, ca, n_resamples=RESAMPLES, rng=rng),
         "next-token-divergence": next_token_divergence_test(
             [cand_div[i] for i in pick], [noise_div[i] for i in pick], n_resamples=RESAMPLES, rng=rng
         ),
@@ -228,6 +236,7 @@ COLUMNS = (
     "mmd-hamming",
     "token-frequency",
     "loglik-shift",
+    "argmax-rate",
     "next-token-divergence",
     "detector-rate",
 )
@@ -243,11 +252,19 @@ def main() -> None:
     rng = np.random.default_rng(20250917)
     prompts = [DEFAULT_PROMPTS[i] for i in sorted(rng.choice(len(DEFAULT_PROMPTS), N_PROMPTS, replace=False))]
     config = FleetConfig.load(default_config_path("fleet"))
-    with (
-        ServerThread(LabServer(config, admin_token=TOKEN)) as ref_thread,
-        ServerThread(LabServer(config, admin_token=TOKEN)) as cand_thread,
-    ):
-        data = asyncio.run(collect(ref_thread.url, cand_thread.url, prompts))
+    cache = Path(os.environ.get("PARITY_BENCH_CACHE", "/tmp/parity_bench_compare_pools.pkl"))
+    if os.environ.get("PARITY_BENCH_REUSE") and cache.exists():
+        data = pickle.loads(cache.read_bytes())  # re-analysis of pools this benchmark collected earlier
+    else:
+        with (
+            ServerThread(LabServer(config, admin_token=TOKEN)) as ref_thread,
+            ServerThread(LabServer(config, admin_token=TOKEN)) as cand_thread,
+        ):
+            weights = ref_thread.server.weights_dir / "config.json"
+            data = asyncio.run(collect(ref_thread.url, cand_thread.url, prompts))
+            data["weights"] = json.loads(weights.read_text())
+        cache.write_bytes(pickle.dumps(data))
+    weights_info = data.get("weights", {})
     ref: Pool = data["ref"]
     ref.flags = _flags(prompts, ref.texts)
     for pool in data["pools"].values():
@@ -260,6 +277,7 @@ def main() -> None:
         return min(CONTEXTS, max(10, N_PROMPTS * m // 2))
 
     rows: list[str] = []
+    power: dict[tuple[str, int], dict[str, float]] = {}
     met_time: list[float] = []
     for name, pool in [("reference vs itself", None), *data["pools"].items()]:
         cand_div = null_div if pool is None else _divergences(base, pool.forced)
@@ -282,6 +300,7 @@ def main() -> None:
                 met_time.append(time.perf_counter() - t0)
                 for column in COLUMNS:
                     hits[column] += result[column] <= ALPHA
+            power[(name, m)] = {c: hits[c] / reps for c in COLUMNS}
             cells = " | ".join(f"{hits[c] / reps:.2f}" for c in COLUMNS)
             rows.append(f"| {name} | {m * N_PROMPTS} ({m}/prompt) | {cells} |")
         print(f"  analysed {name}", flush=True)
@@ -297,6 +316,18 @@ def main() -> None:
         flag_rate = np.mean([f for g in pool.flags for f in g])
         effects.append(f"| {name} | {ll_ref - ll_cand:+.3f} | {tv:.4f} | {top1:.3f} | {flag_rate:.3f} |")
     ref_flag_rate = np.mean([f for g in ref.flags for f in g])
+
+    def smallest(name: str, column: str) -> str:
+        for m in PER_PROMPT:
+            if power[(name, m)][column] >= 0.9:
+                return str(m * N_PROMPTS)
+        return f"> {max(PER_PROMPT) * N_PROMPTS}"
+
+    budget_rows = [
+        f"| {name} | {smallest(name, 'parity (Holm)')} | {smallest(name, 'parity black-box (Holm)')} | "
+        f"{smallest(name, 'MET mmd_hamming')} |"
+        for name in pools
+    ]
     noise_tv = np.mean([d.mean_tv for d in noise_div])
 
     header = "| comparison | budget per endpoint | " + " | ".join(COLUMNS) + " |"
@@ -304,7 +335,9 @@ def main() -> None:
     body = f"""
 Command: `.venv/bin/python -m benchmarks compare` (two lab servers in-process on loopback; the candidate's faults
 switched on and off through `POST /admin/changes`). Sampling: temperature 1.0, top_p {TOP_P}, {MAX_TOKENS} tokens,
-{N_PROMPTS} prompts from the shipped default set.
+{N_PROMPTS} prompts from the shipped default set. Lab weights: `{weights_info.get("model_id")}` at training step
+{weights_info.get("step")} (validation loss {weights_info.get("val_loss")} nats), the checkpoint in the working tree
+when the servers started.
 
 **How it was measured (resampling, said plainly):** the HTTP traffic was collected once into pools -
 {POOL_REF} reference completions per prompt and {POOL_CAND} per prompt per fault, every completion scored under the
@@ -316,7 +349,7 @@ false-positive rate).
 Resampling a finite pool understates draw-to-draw variety at the largest budget ({max(PER_PROMPT)} of
 {POOL_CAND} per prompt). Permutation tests use {RESAMPLES} permutations; MET's `mmd_hamming` uses its own
 (unstratified) permutation p-value with b = {MET_PERMUTATIONS}, on the same draws, codepoints padded to L = 50.
-"parity (Holm)" is the deploy-gate verdict: all five tests, Holm-corrected. "parity black-box" uses samples only
+"parity (Holm)" is the deploy-gate verdict: all six tests, Holm-corrected. "parity black-box" uses samples only
 (MMD + token frequency, Bonferroni over the two) - the fair comparison with MET, which needs no logprobs.
 The per-position test uses min({CONTEXTS}, max(10, budget/2)) of the shared contexts (extra requests: that many
 teacher-forced on each side).
@@ -324,6 +357,12 @@ teacher-forced on each side).
 {header}
 {sep}
 {chr(10).join(rows)}
+
+Smallest budget (completions per endpoint) reaching 0.9 power at alpha {ALPHA}:
+
+| fault | parity (all tests) | parity black-box | MET mmd_hamming |
+|---|---|---|---|
+{chr(10).join(budget_rows)}
 
 Effect sizes on the full pools (reference log-likelihood per token minus the candidate samples'; mean next-token
 TV lower bound on the shared contexts, noise floor {noise_tv:.4f}; top-1 agreement; detector flag rate, reference

@@ -28,7 +28,14 @@ def run(ref: FakeModel, cand: FakeModel, config: CompareConfig = FAST):
 def test_same_model_is_equivalent_and_runs_every_test() -> None:
     report = run(FakeModel(), FakeModel())
     names = [t.name for t in report.tests]
-    assert names == ["mmd-hamming", "token-frequency", "detector-rate", "loglik-shift", "next-token-divergence"]
+    assert names == [
+        "mmd-hamming",
+        "token-frequency",
+        "detector-rate",
+        "loglik-shift",
+        "argmax-rate",
+        "next-token-divergence",
+    ]
     assert report.equivalent
     assert report.budget_used == 48
     assert all(0 < t.result.pvalue <= 1 for t in report.tests)
@@ -62,6 +69,7 @@ def test_black_box_fallback_without_logprobs() -> None:
     assert names == {"mmd-hamming", "token-frequency", "detector-rate"}
     skipped = dict(report.skipped)
     assert "echo" in skipped["loglik-shift"]
+    assert "echo" in skipped["argmax-rate"]
     assert not report.equivalent
     assert any("logprobs" in note for note in report.reference.notes)
 

@@ -8,6 +8,7 @@ import pytest
 from parity._exceptions import InvalidInputError
 from parity.stats.twosample import (
     PositionDivergence,
+    argmax_rate_test,
     combine,
     encode_completions,
     holm,
@@ -105,6 +106,17 @@ def test_loglik_shift_null_and_alternative(rng: np.random.Generator) -> None:
     sd = float(result.details["sd"])
     assert 0.33 < sd < 0.45
     assert result.min_detectable_effect == pytest.approx(2.8016 * sd * 0.1, rel=1e-3)
+
+
+def test_argmax_rate_detects_a_sampler_that_drops_the_top_token(rng: np.random.Generator) -> None:
+    # the reference picks its argmax at 60% of steps; the candidate loses it at 1 step in 10 (an approximate top-k
+    # miss): 24-token completions, 8 per prompt, 10 prompts
+    ref = [list(rng.binomial(24, 0.6, 8) / 24) for _ in range(10)]
+    cand = [list(rng.binomial(24, 0.54, 8) / 24) for _ in range(10)]
+    result = argmax_rate_test(ref, cand, rng=rng)
+    assert result.method == "argmax-rate"
+    assert result.pvalue < 0.05
+    assert result.effect > 0
 
 
 def test_position_divergence_identical_is_zero() -> None:

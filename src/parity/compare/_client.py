@@ -60,6 +60,15 @@ class ScoredText:
     top_logprobs: tuple[Mapping[str, float], ...] = field(default=())
 
     @property
+    def argmax_rate(self) -> float:
+        """Share of tokens that were the most likely next token in the returned alternatives (0.0 when empty)."""
+        hits = [
+            bool(top) and lp >= max(top.values()) - 1e-6
+            for lp, top in zip(self.logprobs, self.top_logprobs, strict=False)
+        ]
+        return sum(hits) / len(hits) if hits else 0.0
+
+    @property
     def mean_logprob(self) -> float:
         """Mean log-probability per token (0.0 for an empty continuation)."""
         return sum(self.logprobs) / len(self.logprobs) if self.logprobs else 0.0

@@ -7,7 +7,8 @@ The order of operations (each step uses only what the endpoints offer):
 3. sample ``budget`` completions from each endpoint (same prompts, independent seeds);
 4. black-box tests on the samples: MMD-Hamming and per-prompt token frequencies;
 5. detector-rate test, when ``parity.detectors`` is installed: the share of completions any detector flags;
-6. with prompt logprobs on the reference: score every completion under the reference (log-likelihood shift);
+6. with prompt logprobs on the reference: score every completion under the reference (log-likelihood shift, and
+   how often the sampled token was the reference's argmax);
 7. with prompt logprobs on both and the same tokenizer: teacher-force shared contexts through the candidate and a
    second time, one request at a time (another batch size), through the reference; per-position divergence
    against that noise floor;
@@ -33,6 +34,7 @@ from parity.stats.power import mean_shift_mde, proportion_budget, proportion_mde
 from parity.stats.twosample import (
     PositionDivergence,
     TwoSampleResult,
+    argmax_rate_test,
     combine,
     loglik_shift_test,
     mmd_hamming_test,
@@ -325,6 +327,7 @@ async def _compare(
     if not ref_caps.echo:
         reason = "reference returns no prompt logprobs (echo)"
         skipped.append(("loglik-shift", reason))
+        skipped.append(("argmax-rate", reason))
         skipped.append(("next-token-divergence", reason))
     else:
 
@@ -344,6 +347,11 @@ async def _compare(
         cand_ll = [[s.mean_logprob for s in cand_scored[p * per : (p + 1) * per]] for p in range(plan.prompts)]
         tests["loglik-shift"] = loglik_shift_test(
             ref_ll, cand_ll, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(seeds[2])
+        )
+        ref_top1 = [[s.argmax_rate for s in ref_scored[p * per : (p + 1) * per]] for p in range(plan.prompts)]
+        cand_top1 = [[s.argmax_rate for s in cand_scored[p * per : (p + 1) * per]] for p in range(plan.prompts)]
+        tests["argmax-rate"] = argmax_rate_test(
+            ref_top1, cand_top1, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(seeds[4])
         )
         if config.contexts == 0:
             skipped.append(("next-token-divergence", "--contexts 0"))

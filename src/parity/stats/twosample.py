@@ -19,6 +19,8 @@ The tests:
 - :func:`loglik_shift_test` - the per-token log-likelihood of each completion under the *reference* model
   (teacher-forced scoring). A candidate that samples from a distorted distribution produces completions the
   reference finds less (or more) likely; the mean is a one-number summary with a known variance.
+- :func:`argmax_rate_test` - how often the sampled tokens are the reference's argmax (same scoring pass): the
+  signature of a sampler that drops the top token.
 - :func:`next_token_divergence_test` - per-position next-token distributions on shared contexts from both
   endpoints, judged against the reference's own run-to-run noise floor by a paired sign-flip test.
 - :func:`two_proportion_test` - detector flag rates (Fisher's exact test).
@@ -39,7 +41,7 @@ import math
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
@@ -56,6 +58,7 @@ __all__ = [
     "CombinedResult",
     "PositionDivergence",
     "TwoSampleResult",
+    "argmax_rate_test",
     "combine",
     "encode_completions",
     "holm",
@@ -300,6 +303,31 @@ def token_frequency_test(
         min_detectable_effect=permutation_mde(null, alpha=alpha) if null.size > 1 else math.nan,
         details={"per_prompt": per_prompt},
     )
+
+
+def argmax_rate_test(
+    reference: Sequence[Sequence[float]],
+    candidate: Sequence[Sequence[float]],
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    alpha: float = 0.05,
+    rng: np.random.Generator | int | None = None,
+) -> TwoSampleResult:
+    """Two-sided test for a change in how often sampled tokens are the reference model's argmax.
+
+    ``reference[i]`` / ``candidate[i]``: per completion sampled for prompt ``i``, the fraction of its tokens that
+    were the reference model's most likely next token (teacher-forced scoring under the reference). A sampler that
+    drops the argmax (an approximate top-k that misses it, a top-p whose threshold and comparison disagree in
+    precision) or a sharper/flatter sampler moves this rate while leaving the model's logits untouched - the
+    teacher-forced per-position test cannot see it, and the rank information is denser than the log-likelihood.
+    Same stratified permutation as :func:`loglik_shift_test`; ``effect`` is ``reference - candidate``.
+
+    >>> r = argmax_rate_test([[0.6, 0.7, 0.65] * 4] * 5, [[0.4, 0.5, 0.45] * 4] * 5, rng=0)
+    >>> r.pvalue < 0.01, round(r.effect, 2), r.method
+    (True, 0.2, 'argmax-rate')
+    """
+    result = loglik_shift_test(reference, candidate, n_resamples=n_resamples, alpha=alpha, rng=rng)
+    return replace(result, method="argmax-rate")
 
 
 def loglik_shift_test(
