@@ -38,6 +38,7 @@ The tests:
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -45,7 +46,6 @@ from dataclasses import dataclass, field, replace
 from itertools import product
 
 import numpy as np
-import regex
 from numpy.typing import NDArray
 from scipy import stats
 
@@ -216,7 +216,7 @@ def mmd_hamming_test(
     )
 
 
-_WORD = regex.compile(r"\w+|[^\w\s]", regex.UNICODE)
+_WORD = re.compile(r"\w+|[^\w\s]")
 
 
 def token_features(text: str) -> Counter[str]:
