@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -295,9 +294,66 @@ def test_metrics_names_and_units(proxied: tuple[ParityProxy, ServerHandle, DuckD
         assert name in text, name
 
 
-def test_lab_fleet_behind_the_proxy(tmp_path: Path) -> None:
-    lab = pytest.importorskip("parity.lab.server")
-    make_app: Callable[..., Any] | None = getattr(lab, "create_app", None)
-    if make_app is None:
-        pytest.skip("parity.lab.server has no create_app")
-    _ = json  # the lab's API is exercised end to end in tests/monitor/test_lab_proxy.py when it lands
+def test_lab_fleet_behind_the_proxy(tmp_path: Path, serve_app: Callable[[Any], Any], client: Client) -> None:
+    """The real lab fleet (committed weights) behind the proxy: the openai client's calls pass unchanged, records
+    carry the fleet's provenance and the default detectors' verdicts but no text, and changes posted to the lab
+    reach the store through the change-log poller."""
+    torch = pytest.importorskip("torch")
+    lab_server = pytest.importorskip("parity.lab.server")
+    fleet = pytest.importorskip("parity.lab.fleet")
+    from parity.monitor.proxy import load_changes
+    from parity.monitor.scoring import DetectorScorer
+
+    torch.set_num_threads(1)
+    lab = lab_server.LabServer(fleet.FleetConfig.load(fleet.default_config_path("incident")), admin_token="t")
+    with lab_server.running(lab) as lab_url:
+        store = DuckDBStore(tmp_path / "lab.duckdb")
+        builder = RecordBuilder(salt="lab-salt", scorer=DetectorScorer())
+        proxy = ParityProxy(
+            ProxyConfig(upstream=lab_url, flush_interval_s=0.05, changes_poll_s=0.2),
+            store,
+            builder,
+            changes_source=lambda: load_changes(lab_url + "/admin/changes", token="t"),
+        )
+        handle = serve_app(proxy.app)
+        try:
+            c = client(handle.url)
+            model = c.models.list().data[0].id
+            msgs: list[Any] = [{"role": "user", "content": "Write one sentence about the sea."}]
+            kwargs: dict[str, Any] = {"model": model, "messages": msgs, "max_tokens": 8, "temperature": 0.0}
+            direct = httpx.post(lab_url + "/v1/chat/completions", json={**kwargs, "user": "s1"}, timeout=60)
+            via = httpx.post(handle.url + "/v1/chat/completions", json={**kwargs, "user": "s1"}, timeout=60)
+            assert via.status_code == direct.status_code == 200
+            strip = ("id", "created")
+            assert {k: v for k, v in via.json().items() if k not in strip} == {
+                k: v for k, v in direct.json().items() if k not in strip
+            }
+            assert via.headers["x-parity-server"] == direct.headers["x-parity-server"]
+            out = c.chat.completions.create(**kwargs, user="s2")
+            stream = c.chat.completions.create(**kwargs, stream=True, user="s3")
+            streamed = "".join(ch.choices[0].delta.content or "" for ch in stream if ch.choices)
+            assert streamed == out.choices[0].message.content  # greedy: same text streamed or not
+            bad = httpx.post(handle.url + "/v1/chat/completions", json={**kwargs, "top_p": 7}, timeout=60)
+            assert bad.status_code == 400
+            change = {"kind": "deploy", "scope": {"platform": "gpu"}, "params": {"config_version": "2"}}
+            posted = httpx.post(lab_url + "/admin/changes", json=change, headers={"authorization": "Bearer t"})
+            assert posted.status_code in (200, 201)
+            deadline = time.monotonic() + 10
+            while not store.changes() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert proxy.wait_idle(30)
+            records = store.records()
+        finally:
+            handle.stop()
+    assert len(records) == 4
+    ok = [r for r in records if r.status_code == 200]
+    assert len(ok) == 3
+    for r in ok:
+        assert r.model == model
+        assert "unknown" not in (r.pool, r.platform, r.server, r.config_version)
+        assert r.observations
+        assert r.captured_text is None
+        assert r.context_tokens > 0
+    assert [r.status_code for r in records if r.status_code != 200] == [400]
+    assert any(ch.kind == "deploy" for ch in store.changes())
+    store.close()

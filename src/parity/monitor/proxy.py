@@ -248,7 +248,9 @@ class MonitorWorker:
                 self.metrics.queue_depth.set(self._queue.qsize())
             empty = self._queue.empty()
             due = time.monotonic() - self._last_flush >= self.flush_interval_s
-            if self._pending and (len(self._pending) >= self.batch_size or empty or due):
+            # batch by size or age, never per record: each store write holds the GIL for milliseconds, which the
+            # event loop serving user traffic would wait for
+            if self._pending and (len(self._pending) >= self.batch_size or due or self._stop.is_set()):
                 self._flush()
             if empty and self.spool is not None and self.spool.pending:
                 self._busy = True
