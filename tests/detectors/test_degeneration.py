@@ -62,6 +62,8 @@ def test_replacement_mojibake_orphan_marks_and_cut_characters() -> None:
     f, _, ev = score("ok", tokens=["o", "k", "bytes:\\xe0\\xb8"])
     assert f
     assert ev == "bytes:\\xe0\\xb8"
+    # a Thai character split over two byte tokens, completed by the last one: not cut
+    assert not score("ok ก", tokens=["ok", " ", "bytes:\\xe0\\xb8", "bytes:\\x81"])[0]
     assert not score("Café, naïve, ภาษาไทย, ελληνικά: well-formed non-ASCII.")[0]
 
 

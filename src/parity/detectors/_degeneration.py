@@ -3,15 +3,15 @@
 These are the symptoms users of serving stacks report when a deployment silently breaks (vLLM #9409 repetition
 loops, #35718 gibberish after hours of uptime, #54739 corrupted Thai). Order of operations, for every response:
 
-1. Truncation mid-character: the last served token is a raw byte token (``bytes:\\xe0\\xb8``).
+1. Truncation mid-character: the served tokens end in raw byte tokens (``bytes:\\xe0\\xb8``) whose bytes do not
+   complete a UTF-8 character.
 2. Tail loop: the response ends with one unit (at least one letter) repeated :data:`MIN_LOOP_REPEATS`
    times or more over :data:`MIN_LOOP_CHARS` characters or more: the model looped until ``max_tokens``. Found by
    searching earlier occurrences of the last :data:`LOOP_ANCHOR` characters (one ``str.rfind`` in clean text).
 3. Non-ASCII only: U+FFFD replacement characters (a detokenizer cut a multi-byte character, or bytes were not
    UTF-8), mojibake (UTF-8 decoded as cp1252/Latin-1: "Ã©", "â€™"), combining marks with no base character
-   (a diacritic or Thai vowel after a space or at the start) or the same mark doubled on one base ("บีี"):
-   corrupted Thai looks like this, a lone surrogate
-   at the end (a cut character).
+   (a diacritic or Thai vowel after a space or at the start) or the same mark doubled on one base ("บีี"), as
+   corrupted Thai looks; a lone surrogate at the end (a cut character).
 4. Repetition, fenced code left out (code repeats by nature): the share of repeated word 4-grams (character
    6-grams for text written without spaces) once there are :data:`MIN_NGRAMS`. Above :data:`MAX_NGRAM_REPEAT_RATE`
    it is degenerate by itself; above :data:`LOOP_GATE_RATE` the detector looks for a loop in the middle: a unit
@@ -34,6 +34,7 @@ False
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import regex
 
@@ -154,6 +155,28 @@ def _tail_loop(text: str) -> tuple[int, int] | None:
         hi = i + LOOP_ANCHOR - 1
 
 
+_BYTE = re.compile(r"\\x([0-9a-fA-F]{2})")
+
+
+def _cut_character(tokens: Sequence[str]) -> bool:
+    """Whether the trailing ``bytes:`` tokens (OpenAI's form for tokens that are not valid UTF-8 alone) end in
+    an incomplete UTF-8 character.
+
+    >>> _cut_character(["a", r"bytes:\\xe0\\xb8"]), _cut_character([r"bytes:\\xe0\\xb8", r"bytes:\\x81"])
+    (True, False)
+    """
+    data = b""
+    for token in reversed(tokens):
+        if not token.startswith("bytes:"):
+            break
+        data = bytes(int(h, 16) for h in _BYTE.findall(token)) + data
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        return err.reason == "unexpected end of data"
+    return False
+
+
 def _inner_loop(units: list[str], min_units: int) -> tuple[int, int] | None:
     """``(first, last + 1)`` unit indices of a unit sequence repeated back to back, or ``None``."""
     n = len(units)
@@ -198,7 +221,7 @@ class DegenerationDetector:
 
     def score(self, ctx: ResponseContext) -> Observation:
         text = ctx.response
-        if ctx.tokens and ctx.tokens[-1].startswith("bytes:"):
+        if ctx.tokens and ctx.tokens[-1].startswith("bytes:") and _cut_character(ctx.tokens):
             return Observation(self.name, True, 1.0, evidence=ctx.tokens[-1], span=(len(text), len(text)))
         loop = _tail_loop(text.rstrip())
         if loop is not None:
