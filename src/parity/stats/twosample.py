@@ -38,7 +38,6 @@ The tests:
 from __future__ import annotations
 
 import math
-import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -216,7 +215,23 @@ def mmd_hamming_test(
     )
 
 
-_WORD = re.compile(r"\w+|[^\w\s]")
+def _words(text: str) -> list[str]:
+    """Runs of word characters (letters, digits, ``_`` and combining marks, so Thai vowels stay inside their word)
+    and single punctuation characters; whitespace separates."""
+    out: list[str] = []
+    current: list[str] = []
+    for ch in text:
+        if ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M"):
+            current.append(ch)
+            continue
+        if current:
+            out.append("".join(current))
+            current = []
+        if not ch.isspace():
+            out.append(ch)
+    if current:
+        out.append("".join(current))
+    return out
 
 
 def token_features(text: str) -> Counter[str]:
@@ -229,7 +244,7 @@ def token_features(text: str) -> Counter[str]:
     >>> sorted(token_features("Hi สวัส").items())
     [('#THAI', 3), ('^Hi', 1), ('hi', 1), ('สวัส', 1)]
     """
-    tokens = _WORD.findall(text)
+    tokens = _words(text)
     features: Counter[str] = Counter(tok.lower() for tok in tokens)
     if tokens:
         features["^" + tokens[0]] += 1
