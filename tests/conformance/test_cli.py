@@ -55,3 +55,9 @@ def test_usage_errors_are_one_line_exit_2() -> None:
         assert err.count("\n") == 1, (args, err)
         assert err.startswith("parity: error:"), (args, err)
         assert "Traceback" not in out + err
+
+
+def test_third_party_builtins_are_filters_only() -> None:
+    code, _, err = _conform("builtin:hf-warpers", "--kind", "sampler")
+    assert code == 2
+    assert "is a filter" in err

@@ -213,6 +213,8 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
         if attr in BUILTINS:
             return LoadedTarget(BUILTINS[attr], spec, "filter", "numpy")
         if attr in THIRD_PARTY:
+            if kind == "sampler":
+                raise ConformanceError(f"builtin {attr!r} is a filter; samplers are: {', '.join(sorted(SAMPLERS))}")
             fn, framework = THIRD_PARTY[attr]
             return LoadedTarget(fn, spec, "filter", "torch" if framework == "torch" else "numpy")
         names = ", ".join(sorted({*BUILTINS, *THIRD_PARTY}))

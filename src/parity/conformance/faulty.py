@@ -207,7 +207,8 @@ def mixed_precision_topp(
     >>> int(np.isfinite(mixed_precision_topp(x, temperature=1.0, top_p=0.9)).sum())
     0
     """
-    return _float32_pipeline(logits, temperature, top_k, top_p, min_p, december=False)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _float32_pipeline(logits, temperature, top_k, top_p, min_p, december=False)
 
 
 def december_workaround(
@@ -219,7 +220,8 @@ def december_workaround(
     >>> december_workaround(x, temperature=1.0, top_p=0.9).tolist()
     [[4.0, -50000.0, -50000.0]]
     """
-    return _float32_pipeline(logits, temperature, top_k, top_p, min_p, december=True)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        return _float32_pipeline(logits, temperature, top_k, top_p, min_p, december=True)
 
 
 def reference_sampler(
