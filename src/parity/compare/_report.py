@@ -80,12 +80,12 @@ def write_html(report: ComparisonReport, path: str | Path) -> Path:
     labels = [f"{i}: {_short(p, 30)}" for i, p in enumerate(report.prompts)]
     figures = []
     per_prompt = go.Figure()
-    for name in ("token-frequency", "mmd-hamming", "loglik-shift"):
+    for name in ("token-frequency", "mmd-hamming", "loglik-shift", "argmax-rate"):
         values = _per_prompt(report, name)
         if values:
             per_prompt.add_trace(go.Bar(name=name, x=labels, y=[v if math.isfinite(v) else None for v in values]))
     per_prompt.update_layout(
-        title="Per-prompt divergence (token-frequency: chi-square above its null mean; MMD^2; loglik: ref - cand)",
+        title="Per-prompt divergence (token counts: chi2 over null mean; MMD^2; loglik, argmax rate: ref - cand)",
         barmode="group",
         height=460,
     )
