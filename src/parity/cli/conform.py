@@ -6,6 +6,7 @@ Exit status 0 when conformant, 1 when not, 2 on a usage error (one line, no trac
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -67,6 +68,8 @@ def command(
     """Check a sampler implementation (MODULE:CALLABLE or builtin:NAME) against the exact reference."""
     from parity.conformance import check_sampler
 
+    if os.getcwd() not in sys.path:  # MODULE:CALLABLE may name a module in the working directory, as uvicorn's does
+        sys.path.insert(0, os.getcwd())
     wanted = [name if name.startswith("check_") else f"check_{name}" for name in only] or None
     console = Console(stderr=True)
     try:
