@@ -9,8 +9,8 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from parity._exceptions import InvalidInputError
-from parity.sampling._filters import _kept
-from parity.sampling._input import as_logits, scale_logits
+from parity.sampling._filters import run_chunks
+from parity.sampling._input import as_rows
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
 __all__ = ["row_uniforms", "sample"]
@@ -43,12 +43,10 @@ def sample(
     0
     """
     prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
-    x, was_1d = as_logits(logits)
-    z = scale_logits(x, prm.temperature)
-    keep = _kept(x, z, prm)
-    u = row_uniforms(x.shape[0], rng=rng, seeds=seeds)
-    tokens = draw_from_kept(z, keep, u)
-    return tokens.reshape(()) if was_1d else tokens
+    arr, _ = as_rows(logits)
+    u = row_uniforms(arr.shape[0], rng=rng, seeds=seeds)
+    out: NDArray[np.int64] = run_chunks(logits, prm, "sample", u)
+    return out
 
 
 def row_uniforms(
@@ -76,14 +74,3 @@ def row_uniforms(
     if bool((arr < 0).any()):
         raise InvalidInputError("seeds", "must be non-negative integers", arr.tolist())
     return np.array([np.random.default_rng(int(s)).random() for s in arr], dtype=np.float64)
-
-
-def draw_from_kept(z: NDArray[np.float64], keep: NDArray[np.bool_], u: NDArray[np.float64]) -> NDArray[np.int64]:
-    """Inverse-CDF draw per row over the kept tokens; every step is row-local (a sequential cumsum per row)."""
-    zk = np.where(keep, z, -np.inf)
-    cum = np.cumsum(np.exp(zk - zk.max(axis=1, keepdims=True)), axis=1)
-    t = u * cum[:, -1]
-    idx = (cum <= t[:, None]).sum(axis=1)
-    last_kept = z.shape[1] - 1 - np.argmax(keep[:, ::-1], axis=1)
-    tokens: NDArray[np.int64] = np.minimum(idx, last_kept).astype(np.int64)  # u * total rounded up: last kept
-    return tokens

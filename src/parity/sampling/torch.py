@@ -33,6 +33,7 @@ from parity.sampling._boundary import (
     hist_buckets,
     mass_guard,
 )
+from parity.sampling._filters import CHUNK_VALUES
 from parity.sampling._input import check_rows
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
@@ -58,10 +59,7 @@ def kept_mask_torch(
 ) -> _torch_t.Tensor:
     """:func:`parity.sampling.kept_mask` on a tensor: a bool tensor of the same shape and device."""
     prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
-    x, was_1d = _as_logits(logits)
-    z = _scale(x, prm.temperature)
-    keep = _kept(x, z, prm)
-    return keep[0] if was_1d else keep  # type: ignore[no-any-return]
+    return _run(logits, prm, "mask")  # type: ignore[no-any-return]
 
 
 def filter_logits_torch(
@@ -75,12 +73,8 @@ def filter_logits_torch(
     order: Sequence[str] = DEFAULT_ORDER,
 ) -> _torch_t.Tensor:
     """:func:`parity.sampling.filter_logits` on a tensor: float64 ``logits / temperature``, ``-inf`` removed."""
-    torch = _torch()
     prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
-    x, was_1d = _as_logits(logits)
-    z = _scale(x, prm.temperature)
-    out = torch.where(_kept(x, z, prm), z, torch.full_like(z, -math.inf))
-    return out[0] if was_1d else out  # type: ignore[no-any-return]
+    return _run(logits, prm, "filter")  # type: ignore[no-any-return]
 
 
 def probabilities_torch(
@@ -99,12 +93,8 @@ def probabilities_torch(
     >>> probabilities_torch(torch.tensor([0.0, 0.0, -float("inf")]), top_p=0.5).tolist()
     [0.5, 0.5, 0.0]
     """
-    torch = _torch()
     prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
-    x, was_1d = _as_logits(logits)
-    z = _scale(x, prm.temperature)
-    out = torch.softmax(torch.where(_kept(x, z, prm), z, torch.full_like(z, -math.inf)), dim=1)
-    return out[0] if was_1d else out  # type: ignore[no-any-return]
+    return _run(logits, prm, "probs")  # type: ignore[no-any-return]
 
 
 def sample_torch(
@@ -130,18 +120,66 @@ def sample_torch(
     >>> sample_torch(x, top_k=2, generator=torch.Generator().manual_seed(0)).tolist()
     [2, 0]
     """
-    torch = _torch()
     prm = resolve_params(params, temperature, top_k, top_p, min_p, order)
-    x, was_1d = _as_logits(logits)
-    z = _scale(x, prm.temperature)
-    keep = _kept(x, z, prm)
-    u = _uniforms(x.shape[0], generator, seeds).to(x.device)
-    zk = torch.where(keep, z, torch.full_like(z, -math.inf))
-    cum = torch.cumsum(torch.exp(zk - zk.amax(dim=1, keepdim=True)), dim=1)
-    idx = (cum <= (u * cum[:, -1])[:, None]).sum(dim=1)
-    last_kept = z.shape[1] - 1 - torch.argmax(keep.flip(1).to(torch.int8), dim=1)
-    tokens = torch.minimum(idx, last_kept).to(torch.int64)
-    return tokens[0] if was_1d else tokens  # type: ignore[no-any-return]
+    _check_tensor(logits)
+    u = _uniforms(logits.shape[0] if logits.dim() == 2 else 1, generator, seeds)
+    return _run(logits, prm, "sample", u)  # type: ignore[no-any-return]
+
+
+def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
+    """Run the pipeline over row chunks on the tensor's device (chunks only on CPU; see ``CHUNK_VALUES``)."""
+    torch = _torch()
+    _check_tensor(logits)
+    arr = logits.detach()
+    was_1d = arr.dim() == 1
+    if was_1d:
+        arr = arr.unsqueeze(0)
+    b, v = arr.shape
+    dev = arr.device
+    if mode == "mask":
+        out = torch.empty((b, v), dtype=torch.bool, device=dev)
+    elif mode == "sample":
+        out = torch.empty(b, dtype=torch.int64, device=dev)
+    else:
+        out = torch.empty((b, v), dtype=torch.float64, device=dev)
+    step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
+    for s in range(0, b, step):
+        e = min(b, s + step)
+        x = arr[s:e].to(torch.float64)
+        x_max = x.amax(dim=1)
+        if not bool(torch.isfinite(x_max).all()):
+            flags = torch.stack([torch.isnan(x).any(1), torch.isposinf(x).any(1), torch.isneginf(x).all(1)])
+            f = flags.cpu().numpy()
+            check_rows(f[0], f[1], f[2], first_row=s)
+        z = _scale(x, prm.temperature, s)
+        keep = _kept(x, z, x_max, prm)
+        if mode == "mask":
+            out[s:e] = keep
+        elif mode == "filter":
+            out[s:e] = z.masked_fill_(~keep, -math.inf)
+        elif mode == "probs":
+            out[s:e] = torch.softmax(z.masked_fill_(~keep, -math.inf), dim=1)
+        else:
+            zk = z.masked_fill_(~keep, -math.inf)
+            cum = torch.cumsum(torch.exp(zk - zk.amax(dim=1, keepdim=True)), dim=1)
+            idx = (cum <= (u[s:e].to(dev) * cum[:, -1])[:, None]).sum(dim=1)
+            last_kept = v - 1 - torch.argmax(keep.flip(1).to(torch.int8), dim=1)
+            out[s:e] = torch.minimum(idx, last_kept)  # u * total rounded up to the total: the last kept token
+    if was_1d:
+        return out[0]
+    return out
+
+
+def _check_tensor(logits: Any) -> None:
+    torch = _torch()
+    if not isinstance(logits, torch.Tensor):
+        raise InvalidInputError("logits", "must be a torch.Tensor (use parity.sampling for arrays)", type(logits))
+    if not logits.is_floating_point():
+        raise InvalidInputError("logits", "must be a real floating-point tensor", f"dtype {logits.dtype}")
+    if logits.dim() not in (1, 2):
+        raise InvalidInputError("logits", "must be a 1-D [V] or 2-D [B, V] tensor", f"shape {tuple(logits.shape)}")
+    if logits.shape[-1] == 0:
+        raise InvalidInputError("logits", "must have a non-empty vocabulary axis", f"shape {tuple(logits.shape)}")
 
 
 def _uniforms(n_rows: int, generator: Any, seeds: ArrayLike | None) -> Any:
@@ -163,34 +201,16 @@ def _uniforms(n_rows: int, generator: Any, seeds: ArrayLike | None) -> Any:
     return torch.cat(draws) if draws else torch.zeros(0, dtype=torch.float64)
 
 
-def _as_logits(logits: Any) -> tuple[Any, bool]:
-    """Upcast to float64 ``[B, V]`` on the same device (exact for bf16/fp16/fp32) and check every row."""
-    torch = _torch()
-    if not isinstance(logits, torch.Tensor):
-        raise InvalidInputError("logits", "must be a torch.Tensor (use parity.sampling for arrays)", type(logits))
-    if not logits.is_floating_point():
-        raise InvalidInputError("logits", "must be a real floating-point tensor", f"dtype {logits.dtype}")
-    if logits.dim() not in (1, 2):
-        raise InvalidInputError("logits", "must be a 1-D [V] or 2-D [B, V] tensor", f"shape {tuple(logits.shape)}")
-    if logits.shape[-1] == 0:
-        raise InvalidInputError("logits", "must have a non-empty vocabulary axis", f"shape {tuple(logits.shape)}")
-    x = logits.detach().to(torch.float64)
-    was_1d = x.dim() == 1
-    if was_1d:
-        x = x.unsqueeze(0)
-    flags = torch.stack([torch.isnan(x).any(1), torch.isposinf(x).any(1), torch.isneginf(x).all(1)]).cpu().numpy()
-    check_rows(flags[0], flags[1], flags[2])
-    return x, was_1d
-
-
-def _scale(x: Any, temperature: float) -> Any:
+def _scale(x: Any, temperature: float, first_row: int) -> Any:
     torch = _torch()
     if temperature in (0.0, 1.0):
         return x
     z = x / temperature
+    if temperature > 1.0:
+        return z
     overflow = torch.isinf(z) & torch.isfinite(x)
     if bool(overflow.any()):
-        row = int(torch.nonzero(overflow.any(dim=1))[0, 0])
+        row = first_row + int(torch.nonzero(overflow.any(dim=1))[0, 0])
         raise InvalidInputError(
             "temperature",
             "is too small for these logits (logits / temperature overflows float64)",
@@ -200,14 +220,14 @@ def _scale(x: Any, temperature: float) -> Any:
     return z
 
 
-def _kept(x: Any, z: Any, prm: SamplingParams) -> Any:
+def _kept(x: Any, z: Any, x_max: Any, prm: SamplingParams) -> Any:
     torch = _torch()
     b, v = z.shape
     if prm.greedy:
         keep = torch.zeros((b, v), dtype=torch.bool, device=z.device)
         keep[torch.arange(b, device=z.device), torch.argmax(x, dim=1)] = True
         return keep
-    z_max = z.amax(dim=1)
+    z_max = x_max if prm.temperature == 1.0 else x_max / prm.temperature  # division is monotone
     thr = torch.full((b,), -math.inf, dtype=torch.float64, device=z.device)
     for name in prm.order:
         if name == "top_k" and prm.top_k_enabled and prm.top_k < v:
@@ -217,7 +237,10 @@ def _kept(x: Any, z: Any, prm: SamplingParams) -> Any:
             thr = torch.maximum(thr, torch.where(ok, z, torch.full_like(z, math.inf)).amin(dim=1))
         elif name == "top_p" and prm.top_p_enabled:
             thr = _topp_thresholds(z, z_max, thr, prm.top_p)
-    return torch.isfinite(z) & (z >= thr[:, None])
+    keep = z >= thr[:, None]
+    if bool((thr == -math.inf).any()):
+        keep &= z > -math.inf
+    return keep
 
 
 def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
