@@ -19,10 +19,13 @@ rate of greedy decoding (steps whose emitted token is not the raw logits' argmax
 from __future__ import annotations
 
 import ast
+import shutil
+import tempfile
 import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,7 @@ from parity.lab._corpus import is_validation, python_documents
 from parity.lab.changelog import Change
 from parity.lab.engine import Engine, GenerationRequest, GenerationResult
 from parity.lab.faults import CorruptionProcessor, FaultState, sampler_filter, snippet_token_ids
+from parity.lab.tokenizer import WEIGHTS_DIR
 
 N_CODE = 16
 N_PROSE = 16
@@ -153,7 +157,11 @@ def _ll_under(reference: Engine, prompts: list[list[int]], results: list[Generat
 def main() -> None:
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    reference = Engine.load()
+    # a snapshot of the weights: a training run may export new weights into the directory while this runs, and
+    # every row must come from the same checkpoint
+    snapshot = Path(tempfile.mkdtemp(prefix="parity-lab-weights-"))
+    shutil.copytree(WEIGHTS_DIR, snapshot, dirs_exist_ok=True)
+    reference = Engine.load(snapshot)
     tok = reference.tokenizer
     snippets = snippet_token_ids(tok.encode)
     code_prompts, prose_prompts, texts = _heldout()
@@ -173,7 +181,7 @@ def main() -> None:
         key = (cfg.precision, cfg.rope_scaling)
         if key not in engines:
             engines[key] = Engine.load(
-                precision="bf16" if cfg.precision == "bf16" else "fp32", rope_scaling=cfg.rope_scaling
+                snapshot, precision="bf16" if cfg.precision == "bf16" else "fp32", rope_scaling=cfg.rope_scaling
             )
         engine = engines[key]
         # the sampler and corruption faults leave the model's forward pass alone: same held-out LL as its engine
@@ -225,6 +233,7 @@ mixed-precision top-p fault drops the argmax only when the row is peaked enough 
 argmax (here the engine falls back to the raw argmax when a faulty filter empties a row, which hides part of it).
 Total time {time.perf_counter() - t0:.0f} s.
 """
+    shutil.rmtree(snapshot, ignore_errors=True)
     write_section("lab_faults", "Lab faults: what each one does to quality", body)
 
 
