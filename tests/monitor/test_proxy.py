@@ -357,3 +357,46 @@ def test_lab_fleet_behind_the_proxy(tmp_path: Path, serve_app: Callable[[Any], A
     assert [r.status_code for r in records if r.status_code != 200] == [400]
     assert any(ch.kind == "deploy" for ch in store.changes())
     store.close()
+
+
+class FlagAlertHook:
+    """A monitor hook (the plug point SegmentMonitor fills) that opens one alert per flagged platform."""
+
+    def __init__(self) -> None:
+        self.alerts: list[Alert] = []
+        self.feedback: list[Any] = []
+
+    def observe(self, record: Record) -> list[Alert]:
+        if not record.flagged("unexpected_script") or any(
+            a.segment["platform"] == record.platform for a in self.alerts
+        ):
+            return []
+        alert = Alert(f"a-{record.platform}", "unexpected_script", {"platform": record.platform}, record.time,
+                      record.time, 1.0, 0.0, 1.0, 1)  # fmt: skip
+        self.alerts.append(alert)
+        return [alert]
+
+    def observe_feedback(self, event: Any) -> list[Alert]:
+        self.feedback.append(event)
+        return []
+
+
+def test_monitor_hook_alerts_reach_store_endpoint_and_metrics(
+    upstream: ServerHandle, tmp_path: Path, start_proxy: StartProxy, client: Client
+) -> None:
+    store = DuckDBStore(tmp_path / "alerts.duckdb")
+    hook = FlagAlertHook()
+    proxy, handle = start_proxy(upstream.url, store, hook=hook, flush_interval_s=0.05)
+    c = client(handle.url)
+    for text in ("hello", "thai", "thai again"):
+        c.chat.completions.create(model="S", messages=[{"role": "user", "content": text}])
+    httpx.post(handle.url + "/v1/feedback", json={"response_id": "chatcmpl-1", "kind": "thumbs_down"})
+    assert proxy.wait_idle()
+    body = httpx.get(handle.url + "/parity/alerts", params={"open_only": "true"}).json()
+    assert [a["id"] for a in body["alerts"]] == ["a-gpu"]
+    assert body["alerts"][0]["segment"] == {"platform": "gpu"}
+    assert HTTPStore(handle.url).alerts(open_only=True) == store.alerts() == hook.alerts
+    assert 'parity_monitor_open_alerts{signal="unexpected_script"} 1.0' in httpx.get(handle.url + "/metrics").text
+    assert [e.kind for e in hook.feedback] == ["thumbs_down"]
+    handle.stop()
+    store.close()
