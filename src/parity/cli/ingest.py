@@ -21,6 +21,8 @@ from parity._exceptions import InvalidInputError
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None, help="Salt for session hashes.")
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--no-monitor", is_flag=True, help="Store records without running the segment monitor.")
+@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
+              help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
 def command(
     source: str,
     store_path: str,
@@ -31,6 +33,7 @@ def command(
     salt: str | None,
     no_detectors: bool,
     no_monitor: bool,
+    long_context_tokens: int | None,
 ) -> None:
     """Ingest FILE (or - for stdin) into the store: one exchange (or OTLP export) per line.
 
@@ -52,7 +55,7 @@ def command(
     total = os.path.getsize(source) if source != "-" else None
     with DuckDBStore(store_path) as store:
         scorer = None if no_detectors else default_scorer()
-        hook = None if no_monitor else default_hook()
+        hook = None if no_monitor else default_hook(long_context_tokens=long_context_tokens)
         with Progress(
             TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
             BarColumn(),

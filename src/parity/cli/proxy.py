@@ -66,6 +66,8 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
+@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
+              help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
 def command(
     upstream: str,
     listen: str,
@@ -79,6 +81,7 @@ def command(
     spool_path: str | None,
     queue_size: int,
     no_detectors: bool,
+    long_context_tokens: int | None,
 ) -> None:
     """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
 
@@ -116,7 +119,7 @@ def command(
             config,
             store,
             builder,
-            hook=default_hook(webhook=webhook),
+            hook=default_hook(webhook=webhook, long_context_tokens=long_context_tokens),
             changes_source=changes_loader(changes, changes_token) if changes else None,
         )
         console.print(

@@ -675,9 +675,10 @@ class ParityProxy:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
 
 
-def default_hook(*, webhook: str | None = None) -> MonitorHook | None:
+def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook | None:
     """The stats engineer's ``SegmentMonitor`` (with a log notifier, plus a webhook one when ``webhook`` is
-    given) when this build has it; ``None`` (records stored, not monitored; logged) otherwise."""
+    given; ``long_context_tokens`` sets where the fleet's router splits short from long context) when this build
+    has it; ``None`` (records stored, not monitored; logged) otherwise."""
     try:
         pipeline = importlib.import_module("parity.monitor.pipeline")
         monitor_cls = pipeline.SegmentMonitor
@@ -692,5 +693,9 @@ def default_hook(*, webhook: str | None = None) -> MonitorHook | None:
             notifiers.append(alerts_mod.WebhookNotifier(webhook))
     except (ImportError, AttributeError, TypeError) as err:
         log.warning("alert notifiers unavailable: %s", err)
-    hook: MonitorHook = monitor_cls(notifiers=tuple(notifiers))
+    config = None
+    if long_context_tokens is not None:
+        segments = importlib.import_module("parity.monitor.segments")
+        config = pipeline.MonitorConfig(stats=segments.StatsConfig(long_context_threshold=long_context_tokens))
+    hook: MonitorHook = monitor_cls(config=config, notifiers=tuple(notifiers))
     return hook
