@@ -116,3 +116,9 @@ def test_long_conversations_are_not_cached_but_still_read() -> None:
     long_prompt = "Background. " * 1000 + "Now answer in Thai."
     assert not flagged("สวัสดีครับ", long_prompt)
     assert flagged("你好", long_prompt)
+
+
+def test_translations_inside_markup_in_a_code_block_are_data() -> None:
+    xml = '```xml\n<mime-type>\n  <comment xml:lang="sr">ГМЛ документ</comment>\n  <!-- 注释 -->\n</mime-type>\n```'
+    assert not flagged(xml, "Show me a MIME definition.")
+    assert flagged("```xml\n<a>\n  ГМЛ документ\n</a>\n```", "Show me a MIME definition.")  # bare text line

@@ -17,7 +17,8 @@ Order of operations, for every response:
 4. Unexpected runs separated by at most :data:`MERGE_GAP` characters merge into one span; spans that are a
    parenthesised or quoted gloss ("Tokyo (東京)") are tolerated up to :data:`MAX_GLOSS_CHARS` characters;
    short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters;
-   spans inside a string literal of a fenced code block are tolerated (test strings, i18n examples).
+   spans inside a string literal or a one-line markup element of a fenced code block are tolerated (test
+   strings, i18n examples, translated ``<comment xml:lang="sr">`` entries).
 5. Flag when at least :data:`MIN_FLAG_CHARS` unexpected characters remain; the score is the share of the
    response's characters that are unexpected; the evidence is the longest unexpected span.
 
@@ -215,13 +216,19 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
 
 
 def _in_code_string(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` sits inside a string literal on its line, inside a fenced code block."""
+    """Whether ``text[start:end]`` sits inside a string literal or a markup element's text on its line, inside a
+    fenced code block."""
     if text.count("```", 0, start) % 2 == 0:
         return False
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     before, after = text[line_start:start], text[end : line_end if line_end >= 0 else len(text)]
-    return any(before.count(q) % 2 == 1 and q in after for q in ('"', "'"))
+    if any(before.count(q) % 2 == 1 and q in after for q in ('"', "'")):
+        return True
+    # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
+    return (">" in before and "<" in after and before.rfind(">") > before.rfind("<")) or (
+        "<!--" in before and "-->" in after
+    )
 
 
 class UnexpectedScriptDetector:
