@@ -395,7 +395,9 @@ def test_monitor_hook_alerts_reach_store_endpoint_and_metrics(
     body = httpx.get(handle.url + "/parity/alerts", params={"open_only": "true"}).json()
     assert [a["id"] for a in body["alerts"]] == ["a-gpu"]
     assert body["alerts"][0]["segment"] == {"platform": "gpu"}
-    assert HTTPStore(handle.url).alerts(open_only=True) == store.alerts() == hook.alerts
+    view = HTTPStore(handle.url)
+    assert view.alerts(open_only=True) == store.alerts() == hook.alerts
+    view.close()
     assert 'parity_monitor_open_alerts{signal="unexpected_script"} 1.0' in httpx.get(handle.url + "/metrics").text
     assert [e.kind for e in hook.feedback] == ["thumbs_down"]
     handle.stop()
