@@ -502,9 +502,9 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
             "Read with care: this is an interim checkpoint of a model still training. At T=0.8 it mixes Thai, "
             "Chinese and Japanese into English answers by itself (its sampled tail is still flat), so the clean "
             "baseline is high and the corruption fault adds only a few points; with a flat distribution the "
-            "top-20 alternatives never hold top_p of the mass, so sampling consistency can prove nothing here "
-            "(compare the simulated model above). Greedy output is clean (0 flags). Rerun with the final "
-            "weights: `python -m benchmarks detectors`.",
+            "top-20 alternatives seldom hold top_p of the mass, so sampling consistency can rarely prove anything "
+            "here (compare the simulated model above); its greedy output loops and mixes scripts too. Rerun "
+            "with the final weights: `python -m benchmarks detectors`.",
         ]
     if examples:
         rows += ["", "Flags on clean lab output (false alarms, or the lab model's own degeneration):", "", *examples]
