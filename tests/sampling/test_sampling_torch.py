@@ -81,3 +81,16 @@ def test_one_dim_input_and_generator_draws() -> None:
     assert counts[3] == 0
     assert 1200 < counts[2] < 1700  # expected 2000 * e / (1 + e) = 1462, sd about 20
     assert sample_torch(x, temperature=0.0, seeds=[5]).shape == ()
+
+
+def test_inputs_are_never_modified() -> None:
+    x = torch.randn(3, 50, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    before = x.clone()
+    filter_logits_torch(x, top_p=0.5)
+    probabilities_torch(x, top_k=3)
+    sample_torch(x, top_p=0.5, seeds=[1, 2, 3])
+    assert torch.equal(x, before)
+    xn = x.numpy().copy()
+    filter_logits(xn, top_p=0.5)
+    probabilities(xn, top_k=3)
+    assert np.array_equal(xn, before.numpy())

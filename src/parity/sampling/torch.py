@@ -156,11 +156,11 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
         if mode == "mask":
             out[s:e] = keep
         elif mode == "filter":
-            out[s:e] = z.masked_fill_(~keep, -math.inf)
+            out[s:e] = z.masked_fill(keep.logical_not_(), -math.inf)
         elif mode == "probs":
-            out[s:e] = torch.softmax(z.masked_fill_(~keep, -math.inf), dim=1)
+            out[s:e] = torch.softmax(z.masked_fill(~keep, -math.inf), dim=1)
         else:
-            zk = z.masked_fill_(~keep, -math.inf)
+            zk = z.masked_fill(~keep, -math.inf)
             cum = torch.cumsum(torch.exp(zk - zk.amax(dim=1, keepdim=True)), dim=1)
             idx = (cum <= (u[s:e].to(dev) * cum[:, -1])[:, None]).sum(dim=1)
             last_kept = v - 1 - torch.argmax(keep.flip(1).to(torch.int8), dim=1)
@@ -248,11 +248,11 @@ def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
     b, v = z.shape
     d = z - z_max[:, None]
     if bool((thr > -math.inf).any()):
-        d = torch.where(z >= thr[:, None], d, torch.full_like(d, -math.inf))
+        d.masked_fill_(z < thr[:, None], -math.inf)  # non-survivors weigh nothing and land in the last bucket
     w = torch.exp(d)
     total = w.sum(dim=1)
     last = hist_buckets(v)  # the open-ended last bucket
-    key = torch.clamp(d * -HIST_SCALE, max=float(last)).to(torch.int64)
+    key = d.mul(-HIST_SCALE).clamp_(max=float(last)).to(torch.int64)
     mass = torch.zeros((b, last + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)
     cum = torch.cumsum(mass, dim=1)
     target = top_p * total
@@ -260,8 +260,10 @@ def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
     lo = (cum < (target - guard)[:, None]).sum(dim=1)
     hi = torch.clamp((cum < (target + guard)[:, None]).sum(dim=1), max=last)
     above = torch.where(lo > 0, cum.gather(1, torch.clamp(lo - 1, min=0)[:, None])[:, 0], torch.zeros_like(total))
-    cand = (key >= lo[:, None]) & (key <= hi[:, None]) & (d > -math.inf)
+    cand = key.ge(lo[:, None]).logical_and_(key.le(hi[:, None]))
     rows, cols = torch.nonzero(cand, as_tuple=True)
+    live = d[rows, cols] > -math.inf  # -inf logits and non-survivors are never boundary candidates
+    rows, cols = rows[live], cols[live]
     thr_np = thr.cpu().numpy()
     levels = boundary_levels(
         rows.cpu().numpy(),
