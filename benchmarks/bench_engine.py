@@ -42,7 +42,7 @@ def _never_stop(logits: np.ndarray, step: int, rng: np.random.Generator) -> np.n
 def lab_tokens_per_s(engine: Engine, batch: int) -> float:
     prompts = [engine.tokenizer.encode(PROMPTS[i % len(PROMPTS)]) for i in range(batch)]
     times = []
-    for repeat in range(REPEATS):
+    for repeat in range(-1, REPEATS):  # repeat -1 warms up (oneDNN primitives, allocator); it is not timed
         requests = [
             GenerationRequest(
                 prompt_ids=p,
@@ -56,7 +56,8 @@ def lab_tokens_per_s(engine: Engine, batch: int) -> float:
         ]
         start = time.perf_counter()
         results = engine.generate(requests)
-        times.append(time.perf_counter() - start)
+        if repeat >= 0:
+            times.append(time.perf_counter() - start)
         assert sum(r.completion_tokens for r in results) == batch * NEW_TOKENS
     return batch * NEW_TOKENS / statistics.median(times)
 
@@ -114,8 +115,8 @@ def hf_tokens_per_s(model: Any, engine: Engine, batch: int) -> float:
         ids[i, longest - len(p) :] = torch.tensor(p)
         mask[i, longest - len(p) :] = 1
     times = []
-    for repeat in range(REPEATS):
-        torch.manual_seed(repeat)
+    for repeat in range(-1, REPEATS):  # repeat -1 warms up; it is not timed
+        torch.manual_seed(repeat + 1)
         start = time.perf_counter()
         with torch.no_grad():
             out = model.generate(
@@ -129,7 +130,8 @@ def hf_tokens_per_s(model: Any, engine: Engine, batch: int) -> float:
                 top_k=0,
                 pad_token_id=0,
             )
-        times.append(time.perf_counter() - start)
+        if repeat >= 0:
+            times.append(time.perf_counter() - start)
         assert out.shape[1] == longest + NEW_TOKENS
     return batch * NEW_TOKENS / statistics.median(times)
 
@@ -232,7 +234,9 @@ def main() -> None:
         f"Decode throughput of `parity.lab.engine` (the committed 9M-parameter model, sampling at temperature 0.8 / "
         f"top-p 0.95 through the exact numpy reference `parity.sampling`, {NEW_TOKENS} new tokens per request, "
         f"prompts of 4-20 tokens, prefill included) against Hugging Face `transformers` `LlamaForCausalLM` "
-        f"`generate()` on the same weights, same process, same threads. Median of {REPEATS} runs.\n\n"
+        f"`generate()` on the same weights, same process, same threads. Median of {REPEATS} runs after one untimed "
+        "warm-up run. The machine's 2 cores were shared with other jobs (load average 4-9) while this ran, so "
+        "single figures can be off by 2x; compare within a row rather than across runs.\n\n"
         "| precision | batch | lab engine tokens/s | transformers tokens/s | ratio |\n|---|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n\nThe two implementations as an engine pair (independent code, same weights):\n\n"

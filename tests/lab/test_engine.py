@@ -67,6 +67,8 @@ def test_seeded_sampling_is_reproducible_and_independent_of_the_batch(engine: En
         [_req(engine, PROSE, max_tokens=4, temperature=0.7, seed=1), request, _req(engine, "x", max_tokens=3)]
     )
     assert alone.token_ids == again.token_ids == batched[1].token_ids
+    [negative] = engine.generate([_req(engine, CODE, max_tokens=3, seed=-5)])  # any integer seed is accepted
+    assert negative.completion_tokens >= 1 or negative.finish_reason == "stop"
     other = engine.generate([_req(engine, CODE, max_tokens=10, temperature=1.0, top_p=0.95, seed=8)])[0]
     assert len({tuple(alone.token_ids), tuple(other.token_ids)}) in (1, 2)  # different seeds may still agree
 
@@ -161,6 +163,7 @@ def test_bf16_and_rope_scaling_load(engine: Engine) -> None:
         ({"min_p": 1.5}, r"`requests\[0\]\.min_p` must be in \[0, 1\]"),
         ({"top_logprobs": 21}, r"`requests\[0\]\.top_logprobs` must be an integer in \[0, 20\]"),
         ({"stop": ("",)}, r"`requests\[0\]\.stop` must hold non-empty strings"),
+        ({"seed": 1.5}, r"`requests\[0\]\.seed` must be an integer or None"),
     ],
 )
 def test_bad_requests_name_the_argument(engine: Engine, change: dict[str, Any], match: str) -> None:

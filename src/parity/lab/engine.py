@@ -117,6 +117,11 @@ def _log_softmax(logits: np.ndarray) -> np.ndarray:
     return out
 
 
+def _generator(seed: int | None) -> np.random.Generator:
+    """The request's own generator; any integer seed works (negative ones wrap modulo 2**64, as a uint64)."""
+    return np.random.default_rng(None if seed is None else seed % 2**64)
+
+
 class Engine:
     """The lab model behind a batched, cached generation API. Build it with :meth:`load`."""
 
@@ -211,6 +216,8 @@ class Engine:
             raise InvalidInputError(f"{name}.min_p", "must be in [0, 1]", request.min_p)
         if not isinstance(request.top_logprobs, int) or not 0 <= request.top_logprobs <= 20:
             raise InvalidInputError(f"{name}.top_logprobs", "must be an integer in [0, 20]", request.top_logprobs)
+        if request.seed is not None and (not isinstance(request.seed, int) or isinstance(request.seed, bool)):
+            raise InvalidInputError(f"{name}.seed", "must be an integer or None", request.seed)
         if any(not isinstance(s, str) or not s for s in request.stop):
             raise InvalidInputError(f"{name}.stop", "must hold non-empty strings", request.stop)
 
@@ -305,7 +312,7 @@ class Engine:
             return []
         for index, request in enumerate(requests):
             self._validate(request, index)
-        rows = [_Running(request=r, rng=np.random.default_rng(r.seed), prompt_len=len(r.prompt_ids)) for r in requests]
+        rows = [_Running(request=r, rng=_generator(r.seed), prompt_len=len(r.prompt_ids)) for r in requests]
         batch = len(rows)
         longest = max(r.prompt_len for r in rows)
         steps = max(r.request.max_tokens for r in rows)
