@@ -216,6 +216,9 @@ def main() -> None:
             model = hf_model(engine, dtype)
         except ImportError:
             model = None
+        lab_tokens_per_s(engine, 1)  # the first generation of a process runs ~5x slower (allocator, oneDNN caches)
+        if model is not None:
+            hf_tokens_per_s(model, engine, 1)
         for batch in BATCHES:
             ours = lab_tokens_per_s(engine, batch)
             theirs = hf_tokens_per_s(model, engine, batch) if model is not None else float("nan")
@@ -235,8 +238,9 @@ def main() -> None:
         f"top-p 0.95 through the exact numpy reference `parity.sampling`, {NEW_TOKENS} new tokens per request, "
         f"prompts of 4-20 tokens, prefill included) against Hugging Face `transformers` `LlamaForCausalLM` "
         f"`generate()` on the same weights, same process, same threads. Median of {REPEATS} runs after one untimed "
-        "warm-up run. The machine's 2 cores were shared with other jobs (load average 4-9) while this ran, so "
-        "single figures can be off by 2x; compare within a row rather than across runs.\n\n"
+        "warm-up run. The machine's 2 cores were shared with other jobs while this ran, so single figures "
+        "can be off by 2x; compare within a row rather than across runs. bf16 is no faster than fp32 here: this "
+        "CPU has no native bf16 matrix unit, so bf16 matmuls convert on the fly.\n\n"
         "| precision | batch | lab engine tokens/s | transformers tokens/s | ratio |\n|---|---|---|---|---|\n"
         + "\n".join(rows)
         + "\n\nThe two implementations as an engine pair (independent code, same weights):\n\n"
