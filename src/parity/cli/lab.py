@@ -148,6 +148,8 @@ def serve_command(
 @click.option("--follow-up", type=float, default=0.5, show_default=True, help="Chance a request continues its session.")
 @click.option("--models", default=None, help="Model shares, e.g. S=0.6,O=0.3,H=0.1 (default: all served, equal).")
 @click.option("--feedback/--no-feedback", default=False, show_default=True, help="Send thumbs up/down to /v1/feedback.")
+@click.option("--top-logprobs", type=click.IntRange(0, 20), default=0, show_default=True,
+              help="Ask for token logprobs and this many alternatives (0: none).")  # fmt: skip
 @click.option(
     "--json",
     "json_path",
@@ -166,6 +168,7 @@ def traffic_command(
     follow_up: float,
     models: str | None,
     feedback: bool,
+    top_logprobs: int,
     json_path: Path | None,
 ) -> None:
     """Send a bounded Poisson stream of realistic requests, then print a summary."""
@@ -190,6 +193,7 @@ def traffic_command(
         max_requests=max_requests,
         follow_up=follow_up,
         feedback=feedback,
+        top_logprobs=top_logprobs,
     )
     console = Console(stderr=True)
     with Progress(

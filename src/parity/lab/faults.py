@@ -12,7 +12,10 @@ to it. The kinds and their ``params``:
                     or tokens that break code syntax; ``sets`` picks among ``thai``, ``cjk``, ``code``.
 ``sampler``         ``sampler``: ``approx-topk-10240`` or ``mixed-precision-topp`` (the faulty filters of
                     :mod:`parity.conformance.faulty`); optional ``affected_batch_sizes`` (list of ints or ``"all"``)
-                    for the approximate top-k.
+                    and ``cutoff`` (column index, default 10240) for the approximate top-k; ``empty_rows``: what the
+                    faulty server draws from when the filter removed every token of a row: ``"uniform"`` (default:
+                    the postmortem's ``where(keep, logits, -50000)`` sets every logit to -50000, so every token is
+                    equally likely) or ``"argmax"`` (a server that guards against empty rows).
 ``precision``       ``precision``: ``bf16`` or ``fp32``: the engine precision of the scoped servers.
 ``load_balancing``  ``shares`` ({platform: share}) replaces the platform shares; ``misroute_multiplier`` (>= 0)
                     scales the routing faults in scope (a rebalancing that sends more traffic to the misconfigured
@@ -47,6 +50,7 @@ from parity.lab.changelog import OFF_KINDS, Change
 __all__ = [
     "CORRUPTION_SETS",
     "CORRUPTION_SNIPPETS",
+    "EMPTY_ROW_POLICIES",
     "SAMPLER_FAULTS",
     "CorruptionProcessor",
     "CorruptionSpec",
@@ -58,6 +62,9 @@ __all__ = [
 
 #: the faulty samplers a ``sampler`` change may name.
 SAMPLER_FAULTS = ("approx-topk-10240", "mixed-precision-topp")
+
+#: what a faulty sampler draws from when its filter removed every token of a row (``params.empty_rows``).
+EMPTY_ROW_POLICIES = ("uniform", "argmax")
 
 #: text the corruption fault injects, by set: tokens that should almost never appear in an English answer or in
 #: Python code (Thai and Chinese words as in the postmortem's examples, and fragments that break code syntax).
@@ -121,6 +128,11 @@ def validate_change(change: Change, *, models: Collection[str], platforms: Colle
     elif kind == "sampler":
         if p.get("sampler") not in SAMPLER_FAULTS:
             raise InvalidInputError("params.sampler", f"must be one of {list(SAMPLER_FAULTS)}", p.get("sampler"))
+        if p.get("empty_rows", "uniform") not in EMPTY_ROW_POLICIES:
+            raise InvalidInputError("params.empty_rows", f"must be one of {list(EMPTY_ROW_POLICIES)}", p["empty_rows"])
+        cutoff = p.get("cutoff", 10240)
+        if isinstance(cutoff, bool) or not isinstance(cutoff, int) or cutoff < 1:
+            raise InvalidInputError("params.cutoff", "must be an integer column index >= 1", cutoff)
         sizes = p.get("affected_batch_sizes")
         bad_list = not isinstance(sizes, list) or not sizes or any(not isinstance(b, int) or b < 1 for b in sizes)
         if sizes is not None and sizes != "all" and bad_list:
@@ -246,15 +258,47 @@ class FaultState:
 
 
 def sampler_filter(change: Change) -> Callable[..., NDArray[Any]]:
-    """The numpy filter a ``sampler`` change names (built with its ``affected_batch_sizes``)."""
+    """The numpy filter a ``sampler`` change names (with its ``cutoff``, ``affected_batch_sizes`` and
+    ``empty_rows``).
+
+    With ``empty_rows="uniform"`` (the default) a row the faulty filter emptied comes back with every logit equal,
+    as the incident's ``where(keep, logits, -50000)`` leaves it: the engine then draws a token uniformly from the
+    whole vocabulary, which is what users saw. ``"argmax"`` leaves the row empty for the engine's own guard (the
+    raw argmax).
+
+    >>> import numpy as np
+    >>> from parity.lab.changelog import Change
+    >>> f = sampler_filter(Change.new("sampler", {}, {"sampler": "mixed-precision-topp"}))
+    >>> row = np.array([[4.0, 0.0, 0.0]], dtype=np.float32)  # p(argmax) 0.964 rounds up in bf16: row emptied
+    >>> f(row, temperature=1.0, top_k=0, top_p=0.9, min_p=0.0).tolist()
+    [[0.0, 0.0, 0.0]]
+    """
     from parity.conformance import faulty
 
-    name = str(change.params["sampler"])
-    sizes = change.params.get("affected_batch_sizes")
-    if name == "approx-topk-10240" and sizes is not None:
-        affected = range(1, 4097) if sizes == "all" else [int(b) for b in sizes]
-        return faulty.make_approx_topk(cutoff=10240, affected_batch_sizes=affected)
-    return faulty.BUILTINS[name]
+    params = change.params
+    name = str(params["sampler"])
+    sizes = params.get("affected_batch_sizes")
+    base: Callable[..., NDArray[Any]] = faulty.BUILTINS[name]
+    if name == "approx-topk-10240" and (sizes is not None or "cutoff" in params):
+        affected = (
+            faulty.DEFAULT_AFFECTED_BATCH_SIZES
+            if sizes is None
+            else (range(1, 4097) if sizes == "all" else [int(b) for b in sizes])
+        )
+        base = faulty.make_approx_topk(cutoff=int(params.get("cutoff", 10240)), affected_batch_sizes=affected)
+    if params.get("empty_rows", "uniform") == "argmax":
+        return base
+
+    def filled(logits: Any, **kwargs: Any) -> NDArray[Any]:
+        out = np.asarray(base(logits, **kwargs), dtype=np.float64)
+        empty = ~np.isfinite(out).any(axis=1)
+        if empty.any():
+            out = out.copy()
+            out[empty] = 0.0
+        return out
+
+    filled.__doc__ = f"{name} with emptied rows drawn uniformly (the -50000 fill)"
+    return filled
 
 
 class CorruptionProcessor:

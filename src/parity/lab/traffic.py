@@ -133,13 +133,26 @@ class TrafficPrompt:
         user: str | None,
         temperature: float | None = None,
         sampling: dict[str, float] | None = None,
+        top_logprobs: int = 0,
     ) -> dict[str, Any]:
-        """The OpenAI request body (``sampling``: extra parameters such as ``top_p``; ``temperature`` wins)."""
+        """The OpenAI request body (``sampling``: extra parameters such as ``top_p``; ``temperature`` wins;
+        ``top_logprobs`` > 0 asks for each token's logprob and that many alternatives, in the endpoint's shape).
+
+        >>> TrafficPrompt("prose", "chat", messages=(("user", "Hi"),)).body(model="S", max_tokens=4, user=None,
+        ...                                                                 top_logprobs=5)
+        {'model': 'S', 'max_tokens': 4, 'messages': [{'role': 'user', 'content': 'Hi'}], 'logprobs': True, \
+'top_logprobs': 5}
+        """
         out: dict[str, Any] = {"model": model, "max_tokens": max_tokens, **(sampling or {})}
         if self.endpoint == "chat":
             out["messages"] = [{"role": r, "content": c} for r, c in self.messages]
+            if top_logprobs:
+                out["logprobs"] = True
+                out["top_logprobs"] = top_logprobs
         else:
             out["prompt"] = self.prompt
+            if top_logprobs:
+                out["logprobs"] = top_logprobs
         if user:
             out["user"] = user
         if temperature is not None:
@@ -364,6 +377,7 @@ class TrafficGenerator:
         max_concurrency: int = 64,
         timeout: float = 120.0,
         temperature: float | None = None,
+        top_logprobs: int = 0,
         on_result: Callable[[RequestOutcome], None] | None = None,
     ) -> None:
         self.target = check_loopback(target)
@@ -379,6 +393,8 @@ class TrafficGenerator:
             raise InvalidInputError("max_tokens", "must be >= 1", max_tokens)
         if max_concurrency < 1:
             raise InvalidInputError("max_concurrency", "must be >= 1", max_concurrency)
+        if isinstance(top_logprobs, bool) or not isinstance(top_logprobs, int) or not 0 <= top_logprobs <= 20:
+            raise InvalidInputError("top_logprobs", "must be an integer in [0, 20] (0: no logprobs)", top_logprobs)
         if models is not None and (not models or any(v < 0 for v in models.values()) or sum(models.values()) <= 0):
             raise InvalidInputError("models", "must map model names to shares >= 0, not all 0", models)
         self.rate = float(rate)
@@ -396,6 +412,7 @@ class TrafficGenerator:
         self.max_concurrency = max_concurrency
         self.timeout = timeout
         self.temperature = temperature
+        self.top_logprobs = top_logprobs
         self.on_result = on_result
         if shares is not None:
             prompt_mix(np.random.default_rng(0), shares=shares)  # validates
@@ -494,6 +511,7 @@ class TrafficGenerator:
             user=session.name,
             temperature=self.temperature,
             sampling=session.sampling,
+            top_logprobs=self.top_logprobs,
         )
         path = "/v1/chat/completions" if prompt.endpoint == "chat" else "/v1/completions"
         t0 = time.monotonic()  # latency includes waiting for a connection slot (open-loop arrivals)
