@@ -301,7 +301,7 @@ def test_lab_fleet_behind_the_proxy(tmp_path: Path, serve_app: Callable[[Any], A
     torch = pytest.importorskip("torch")
     lab_server = pytest.importorskip("parity.lab.server")
     fleet = pytest.importorskip("parity.lab.fleet")
-    from parity.monitor.proxy import load_changes
+    from parity.monitor.changes import load_changes
     from parity.monitor.scoring import DetectorScorer
 
     torch.set_num_threads(1)

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
 
 import click
 
@@ -41,12 +39,9 @@ def parse_labels(values: Sequence[str]) -> dict[str, str]:
 
 def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]:
     """A function re-reading the change log at ``source`` (URL or JSONL file)."""
-    try:
-        load: Any = importlib.import_module("parity.monitor.changes").load_changes
-    except (ImportError, AttributeError):
-        from parity.monitor.proxy import load_changes as load
-    result: Callable[[], list[Change]] = partial(load, source, token=token)
-    return result
+    from parity.monitor.changes import load_changes
+
+    return partial(load_changes, source, token=token)
 
 
 @click.command(name="proxy")

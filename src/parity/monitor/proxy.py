@@ -22,7 +22,6 @@ because DuckDB lets no other process open the file while the proxy writes it: ``
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import logging
 import queue
@@ -41,12 +40,15 @@ import httpx
 
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
-from parity.monitor._codec import change_from_dict, feedback_to_dict
+from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_protocol import Store
+from parity.monitor.alerts import LogNotifier, Notifier, WebhookNotifier
 from parity.monitor.capture import CapturePolicy, safe_request_headers
 from parity.monitor.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder, utcnow
+from parity.monitor.segments import StatsConfig
 from parity.monitor.spool import Spool
 
 log = logging.getLogger("parity.monitor")
@@ -345,33 +347,6 @@ class MonitorWorker:
             add(list(changes))
 
 
-def load_changes(source: str, *, timeout: float = 10.0, token: str | None = None) -> list[Change]:
-    """Changes from a change log: an ``http(s)://`` URL answering a JSON list (the lab's ``/admin/changes``)
-    or a JSONL file of ``{"id"|"change_id", "time", "kind", "scope", "description"}`` lines."""
-    if source.startswith(("http://", "https://")):
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        try:
-            resp = httpx.get(source, timeout=timeout, headers=headers)
-        except httpx.HTTPError as err:
-            from parity._exceptions import EndpointError
-
-            raise EndpointError(f"cannot fetch the change log: {err}", url=source) from err
-        data = resp.json()
-        items = data.get("changes", []) if isinstance(data, dict) else data
-        return [change_from_dict(d) for d in items]
-    path = Path(source)
-    if not path.exists():
-        raise InvalidInputError("changes", "must be a URL or an existing JSONL file", source)
-    out = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if line.strip():
-            try:
-                out.append(change_from_dict(json.loads(line)))
-            except (ValueError, ParityError) as err:
-                raise InvalidInputError("changes", f"line {n} of {source} is not a change", detail=str(err)) from err
-    return out
-
-
 class _Forward:
     """An ASGI response that streams the upstream response through, then hands the exchange to the worker."""
 
@@ -413,7 +388,8 @@ _RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}
 
 class ParityProxy:
     """The proxy application: ``app`` is the ASGI app (starlette); :meth:`startup`/:meth:`shutdown` run in its
-    lifespan. ``store`` is owned by the caller (closed by the caller after shutdown)."""
+    lifespan. ``store`` is owned by the caller (closed by the caller after shutdown). ``clock`` stamps each
+    exchange and feedback event when it arrives (default: the wall clock; a replay passes its simulated clock)."""
 
     def __init__(
         self,
@@ -425,8 +401,10 @@ class ParityProxy:
         metrics: ProxyMetrics | None = None,
         changes: Sequence[Change] = (),
         changes_source: Callable[[], Sequence[Change]] | None = None,
+        clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.config = config
+        self.clock = clock
         self.store = store
         self.metrics = metrics or ProxyMetrics()
         spool = Spool(config.spool_path) if config.spool_path is not None else None
@@ -538,7 +516,7 @@ class ParityProxy:
 
     async def _open_upstream(self, request: Any) -> Any:
         t0 = time.perf_counter()
-        now = utcnow()
+        now = self.clock()
         path = request.url.path
         body = await request.body()
         headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
@@ -602,7 +580,7 @@ class ParityProxy:
             rid = data.get("response_id")
             if not isinstance(rid, str) or not rid:
                 raise InvalidInputError("response_id", "must be a non-empty string", rid)
-            event = FeedbackEvent(response_id=rid, time=data.get("time") or utcnow(), kind=str(data.get("kind")))
+            event = FeedbackEvent(response_id=rid, time=data.get("time") or self.clock(), kind=str(data.get("kind")))
         except (ValueError, ParityError) as err:
             payload = {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": None}}
             return responses.JSONResponse(payload, status_code=400)
@@ -675,27 +653,14 @@ class ParityProxy:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
 
 
-def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook | None:
-    """The stats engineer's ``SegmentMonitor`` (with a log notifier, plus a webhook one when ``webhook`` is
-    given; ``long_context_tokens`` sets where the fleet's router splits short from long context) when this build
-    has it; ``None`` (records stored, not monitored; logged) otherwise."""
-    try:
-        pipeline = importlib.import_module("parity.monitor.pipeline")
-        monitor_cls = pipeline.SegmentMonitor
-    except (ImportError, AttributeError) as err:
-        log.warning("parity.monitor.pipeline unavailable (%s); records are stored but not monitored", err)
-        return None
-    notifiers: list[Any] = []
-    try:
-        alerts_mod = importlib.import_module("parity.monitor.alerts")
-        notifiers.append(alerts_mod.LogNotifier())
-        if webhook:
-            notifiers.append(alerts_mod.WebhookNotifier(webhook))
-    except (ImportError, AttributeError, TypeError) as err:
-        log.warning("alert notifiers unavailable: %s", err)
+def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook:
+    """The default monitor pipeline: a :class:`~parity.monitor.pipeline.SegmentMonitor` with a log notifier, plus
+    a webhook one when ``webhook`` is given; ``long_context_tokens`` sets where the fleet's router splits short
+    from long context."""
+    notifiers: list[Notifier] = [LogNotifier()]
+    if webhook:
+        notifiers.append(WebhookNotifier(webhook))
     config = None
     if long_context_tokens is not None:
-        segments = importlib.import_module("parity.monitor.segments")
-        config = pipeline.MonitorConfig(stats=segments.StatsConfig(long_context_threshold=long_context_tokens))
-    hook: MonitorHook = monitor_cls(config=config, notifiers=tuple(notifiers))
-    return hook
+        config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
+    return SegmentMonitor(config=config, notifiers=tuple(notifiers))
