@@ -223,3 +223,69 @@ def test_clock_stamps_detection_time(rng: np.random.Generator) -> None:
     records = fleet(rng, 40_000, corrupt=lambda i, m, p: i >= FAULT_AT and m == "O" and p == "tpu")
     alert, _ = first_alert(mon, records, "unexpected_script")
     assert alert.detected_at == stamp
+
+
+def _misrouting(rng: np.random.Generator, shares: list[tuple[int, float]]) -> Iterator[Record]:
+    """Models S and O, 10% long-context requests on the long pool; in each (count, share) period that share of
+    model S's short requests is served by the long pool."""
+    i = 0
+    for n, share in shares:
+        for _ in range(n):
+            model = ("S", "O")[int(rng.random() < 0.3)]
+            long_ctx = rng.random() < 0.1
+            misrouted = model == "S" and not long_ctx and rng.random() < share
+            yield Record(
+                record_id=f"m{i}",
+                time=T0 + timedelta(seconds=i),
+                model=model,
+                pool="long" if long_ctx or misrouted else "short",
+                platform=("gpu", "tpu")[i % 2],
+                context_tokens=20_000 if long_ctx else 500,
+            )
+            i += 1
+
+
+def test_an_invariant_rule_alerts_after_a_handful_of_violations(rng: np.random.Generator) -> None:
+    """Short requests on the long pool never happen in a correct fleet: its baseline is the stated tolerance, not
+    learned, so a 0.8% share alarms within a few violations even on a small segment."""
+    mon, _memory = monitor()
+    records = list(_misrouting(rng, [(500, 0.0), (5000, 0.008)]))
+    alert, i = first_alert(mon, iter(records), "routing.short_on_long_pool")
+    violations = sum(r.pool == "long" and r.context_tokens == 500 for r in records[: i + 1])
+    assert 3 <= violations <= 8
+    assert alert.baseline == pytest.approx(1e-5)
+    # short requests on the long pool: only model S's reach it, so the model adds no contrast (no sibling there)
+    assert alert.segment == {"pool": "long", "context_class": "short"}
+
+
+def test_a_worse_level_on_an_open_alert_is_a_new_alert_that_escalates_it(rng: np.random.Generator) -> None:
+    mon, _memory = monitor()
+    mon.add_changes(
+        [
+            Change("route-bug", T0 + timedelta(seconds=499), "routing", {"model": "S"}, "misrouting"),
+            Change("lb", T0 + timedelta(seconds=4999), "load_balancing", {"model": "S"}, "rebalance"),
+        ]
+    )
+    for rec in _misrouting(rng, [(500, 0.0), (4500, 0.008), (3000, 0.16)]):
+        mon.observe(rec)
+    routing = [a for a in mon.alerts if a.signal == "routing.short_on_long_pool"]
+    first, worse = routing[0], routing[-1]
+    assert first.status == "superseded"
+    assert first.worsens is None
+    assert worse.status == "open"
+    assert worse.worsens == first.alert_id
+    assert worse.started_at >= T0 + timedelta(seconds=4990)
+    assert worse.current >= 3 * worse.baseline  # the level rose several-fold over the alerted level
+    assert first.attributed_changes[0].change_id == "route-bug"
+    assert worse.attributed_changes[0].change_id == "lb"
+    assert [a.alert_id for a in mon.open_alerts if a.signal == first.signal] == [worse.alert_id]
+
+
+def test_a_steady_level_on_an_open_alert_is_absorbed(rng: np.random.Generator) -> None:
+    mon, _ = monitor()
+    for rec in _misrouting(rng, [(500, 0.0), (8000, 0.02)]):
+        mon.observe(rec)
+    routing = [a for a in mon.alerts if a.signal == "routing.short_on_long_pool"]
+    assert len(routing) == 1
+    assert routing[0].status == "open"
+    assert mon.n_absorbed > 0

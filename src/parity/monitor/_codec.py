@@ -49,6 +49,7 @@ def alert_from_dict(data: Any) -> Alert:
             for c in d.get("attributed_changes", ())
         ),
         status=str(d.get("status", "open")),
+        worsens=str(d["worsens"]) if d.get("worsens") else None,
         schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
     )
 

@@ -197,7 +197,13 @@ class AttributedChange:
 
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """A detected change in one signal on one segment, with the changes ranked as its likely cause."""
+    """A detected change in one signal on one segment, with the changes ranked as its likely cause.
+
+    ``status`` is ``open`` or ``superseded`` (a more specific or a worse alert replaced it). ``worsens`` names the
+    open alert this one escalates when the same signal rose again on the same segment to several times the level
+    that alert reported (a second change on top of the first, such as a load-balancing change that multiplies a
+    routing fault); its attributed changes are then ranked for the new start.
+    """
 
     alert_id: str
     signal: str
@@ -210,6 +216,7 @@ class Alert:
     n_after: int  # affected-segment requests between estimated start and detection
     attributed_changes: tuple[AttributedChange, ...] = ()
     status: str = "open"
+    worsens: str | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
@@ -229,5 +236,6 @@ class Alert:
             "current": self.current,
             "n_after": self.n_after,
             "status": self.status,
+            "worsens": self.worsens,
             "attributed_changes": [asdict(c) for c in self.attributed_changes],
         }

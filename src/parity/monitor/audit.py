@@ -11,7 +11,9 @@ Two rules ship, both configurable:
   owned by the shard of the session hash when the audit is distributed.
 
 A rule is any object with a ``name`` and ``check(record, context) -> str | None`` (the finding's detail, or
-``None`` when the record complies).
+``None`` when the record complies). A rule whose ``invariant`` attribute is true states something a correct fleet
+never does (``PoolContextRule``); the monitor then watches its violations against a fixed tolerance instead of a
+learned baseline (``StatsConfig.invariant_rate``), so a few violations suffice to alert.
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import Record
@@ -81,7 +83,9 @@ class RoutingRule(Protocol):
 
 class PoolContextRule:
     """Requests of ``context_class`` (split at ``long_context_threshold`` tokens, the router's own split) must not
-    be served by any pool in ``forbidden_pools``."""
+    be served by any pool in ``forbidden_pools``. An invariant: a correctly configured router never breaks it."""
+
+    invariant = True
 
     def __init__(
         self,
@@ -113,7 +117,10 @@ class PoolContextRule:
 
 class StickySessionRule:
     """A session's ``min_run``-th and later consecutive requests on one server, while that server's segment is
-    alerting, violate the rule. Records without a session hash or server are not checked."""
+    alerting, violate the rule. Records without a session hash or server are not checked. Not an invariant: its
+    violations follow the alerts, so their baseline is learned."""
+
+    invariant = False
 
     def __init__(self, *, name: str = "sticky_degraded_session", min_run: int = 3, max_sessions: int = 100_000) -> None:
         if min_run < 2:

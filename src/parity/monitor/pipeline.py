@@ -28,6 +28,15 @@ post-change level; a stream in its warm-up otherwise counts as having no traffic
 segment or a refinement of it, the alarm is absorbed (no new alert); if open alerts name a coarser segment that
 contains the target, they are marked ``superseded`` and re-sent, and the new, more specific alert replaces them.
 
+**Worsening.** Once an alert is raised, its *level* is watched: the signal's rate on the alert's segment (or, when
+the signal defines that segment - short requests on the long pool are all violations - on the parent with the most
+traffic, where the rate is the share that matters). The first ``MonitorConfig.worsening_window`` observations after
+the alert calibrate the level (an upper confidence bound, as for baselines); from then on a CUSUM with that level
+as its *known* baseline and alternatives :data:`WORSENING_RATIOS` times it watches for a further rise. When it
+alarms, a new alert is raised that ``worsens`` the old one (which becomes ``superseded``), attributed for its own
+start: a second change on top of the first gets ranked on its own (the incident's load-balancing change of 08-29
+took a 0.8% routing fault to 16% and was not tied to it for days).
+
 >>> from datetime import datetime, timedelta, timezone
 >>> import numpy as np
 >>> from parity.monitor import DetectorObservation, Record
@@ -54,6 +63,7 @@ contains the target, they are marked ``superseded`` and re-sent, and the new, mo
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -66,6 +76,7 @@ from parity.monitor.attribution import AttributionConfig, rank_changes
 from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
 from parity.monitor.segments import (
     FEEDBACK_SIGNAL,
+    NEGATIVE_FEEDBACK,
     WILDCARD,
     Firing,
     SegmentKey,
@@ -79,18 +90,36 @@ from parity.monitor.segments import (
     segment_dict,
     segment_label,
 )
-from parity.stats.sequential import ChangeEstimate
+from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate
 
 __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
-
-#: Feedback kinds that count as a negative signal.
-NEGATIVE_FEEDBACK = frozenset({"thumbs_down", "bug_report"})
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
 
 #: Default local evidence for "degraded" during localisation: a CUSUM of log(100).
 EVIDENCE_THRESHOLD = 4.605
+
+#: Alternatives of the worsening watch, as multiples of the alert's calibrated level: 3x is the smallest rise
+#: reported as a new development (the level is an upper confidence bound, so a steady fault stays below it), 12x is
+#: within a factor of 2 of the incident's 20x escalation.
+WORSENING_RATIOS: tuple[float, ...] = (3.0, 6.0, 12.0)
+
+#: A segment where the signal's mean is at least this is one the signal defines (its rate says nothing); the
+#: worsening watch then reads the level on a parent segment.
+DEGENERATE_LEVEL = 0.9
+
+
+@dataclass
+class _Watch:
+    """The worsening watch of one alert: calibration counts, then a known-baseline CUSUM on ``key``."""
+
+    alert_id: str
+    signal: str
+    key: SegmentKey
+    n: int = 0
+    s: float = 0.0
+    cusum: BernoulliCUSUM | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,6 +132,7 @@ class MonitorConfig:
     long_pools: tuple[str, ...] = ("long", "long-context", "long_context", "1m")
     sticky_min_run: int = 3
     evidence_threshold: float = EVIDENCE_THRESHOLD
+    worsening_window: int = 1000
     max_tracked_responses: int = 200_000
     shard: int = 0
     n_shards: int = 1
@@ -110,6 +140,8 @@ class MonitorConfig:
     def __post_init__(self) -> None:
         if not self.evidence_threshold > 0:
             raise InvalidInputError("evidence_threshold", "must be > 0", self.evidence_threshold)
+        if self.worsening_window < 1:
+            raise InvalidInputError("worsening_window", "must be >= 1", self.worsening_window)
         if self.max_tracked_responses < 0:
             raise InvalidInputError("max_tracked_responses", "must be >= 0", self.max_tracked_responses)
 
@@ -155,6 +187,7 @@ class SegmentMonitor:
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
         self._alerts: dict[str, Alert] = {}
         self._keys: dict[str, SegmentKey] = {}
+        self._watches: dict[str, _Watch] = {}  # open alert id -> its worsening watch
         self._changes: dict[str, Change] = {}
         self._values: list[set[str]] = [set() for _ in self.dimensions]
         self._responses: OrderedDict[str, SegmentKey] = OrderedDict()
@@ -204,15 +237,22 @@ class SegmentMonitor:
         if self.audit is not None:
             violated = {f.rule for f in self.audit.check(record, self._audit_ctx)}
             signals.extend(
-                SignalValue(audit_signal(rule), "rate", 1.0 if rule in violated else 0.0)
-                for rule in self.audit.rule_names
+                SignalValue(
+                    audit_signal(rule.name),
+                    "invariant" if getattr(rule, "invariant", False) else "rate",
+                    1.0 if rule.name in violated else 0.0,
+                )
+                for rule in self.audit.rules
             )
         if self.config.max_tracked_responses:
             self._responses[record.record_id] = values
             if len(self._responses) > self.config.max_tracked_responses:
                 self._responses.popitem(last=False)
         fired = self.stats.observe(values, signals, t)
-        return self._raise(fired, record.time)
+        out = self._raise(fired, record.time)
+        if self._watches:
+            out.extend(self._watch(values, signals, t, record.time))
+        return out
 
     def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
         """Process one feedback event; negative feedback on a remembered response updates ``feedback``."""
@@ -334,6 +374,54 @@ class SegmentMonitor:
             config=self.config.attribution,
         )
 
+    def _level_key(self, signal: str, key: SegmentKey) -> SegmentKey:
+        """Where an alert's level is watched: its own segment, unless the signal is (almost) always on there - a
+        segment the signal defines, such as short requests on the long pool - then the parent (one fixed
+        dimension released) with the most traffic whose rate is not degenerate."""
+        det = self.stats.detector(signal, key)
+        if det is None or det.mean < DEGENERATE_LEVEL:
+            return key
+        best: tuple[int, SegmentKey] | None = None
+        for i, value in enumerate(key):
+            if value == WILDCARD:
+                continue
+            parent = (*key[:i], WILDCARD, *key[i + 1 :])
+            pdet = self.stats.detector(signal, parent)
+            if pdet is not None and pdet.mean < DEGENERATE_LEVEL and (best is None or pdet.n > best[0]):
+                best = (pdet.n, parent)
+        return best[1] if best is not None else key
+
+    def _watch(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, when: datetime) -> list[Alert]:
+        """Feed one record to the worsening watches of the open alerts (see the module docstring)."""
+        out: list[Alert] = []
+        by_signal = {sig.signal: sig.value for sig in signals}
+        for watch in list(self._watches.values()):
+            if watch.signal not in by_signal or not is_refinement(values, watch.key):
+                continue
+            x = by_signal[watch.signal]
+            if watch.cusum is None:
+                watch.n += 1
+                watch.s += x
+                if watch.n >= self.config.worsening_window:
+                    level = (watch.s + 1.0 + 0.5 * math.sqrt(watch.s + 1.0)) / (watch.n + 1.0)
+                    if level * max(WORSENING_RATIOS) < 1.0:
+                        watch.cusum = BernoulliCUSUM(
+                            threshold=self.stats.rate_threshold, baseline=max(level, 1e-6), ratios=WORSENING_RATIOS
+                        )
+                    else:
+                        del self._watches[watch.alert_id]  # already near 1: there is no worse to watch for
+                continue
+            watch.cusum.update(x, t)
+            if not watch.cusum.drift_detected:
+                continue
+            est = watch.cusum.estimate()
+            old = self._alerts.get(watch.alert_id)
+            del self._watches[watch.alert_id]
+            if est is None or old is None or old.status != "open":
+                continue
+            out.extend(self._new_alert(watch.signal, self._keys[old.alert_id], est, when, worsens=old))
+        return out
+
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
         out: list[Alert] = []
         for firing in fired:
@@ -347,7 +435,13 @@ class SegmentMonitor:
         if any(is_refinement(self._keys[a.alert_id], target) for a in same):
             self.n_absorbed += 1
             return []
-        est = self._estimate(signal, target, firing.estimate)
+        return self._new_alert(signal, target, self._estimate(signal, target, firing.estimate), event_time)
+
+    def _new_alert(
+        self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, worsens: Alert | None = None
+    ) -> list[Alert]:
+        """Raise an alert on ``target`` (superseding the open alerts it refines, and ``worsens``); start its watch."""
+        same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         detected_at = self.clock() if self.clock is not None else event_time
         started_at = min(_ts(est.change_time, detected_at), detected_at)
         label = segment_label(target, self.dimensions)
@@ -362,16 +456,20 @@ class SegmentMonitor:
             baseline=est.baseline,
             current=est.current,
             n_after=est.n_after,
+            worsens=worsens.alert_id if worsens is not None else None,
         )
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target
+        self._watches[alert.alert_id] = _Watch(alert.alert_id, signal, self._level_key(signal, target))
         alert = replace(alert, attributed_changes=self._attribute(alert))
         self._alerts[alert.alert_id] = alert
+        escalated = {worsens.alert_id} if worsens is not None else set()
         out: list[Alert] = []
         for old in same:
-            if is_refinement(target, self._keys[old.alert_id]):
+            if is_refinement(target, self._keys[old.alert_id]) or old.alert_id in escalated:
                 superseded = replace(old, status="superseded")
                 self._alerts[old.alert_id] = superseded
+                self._watches.pop(old.alert_id, None)
                 self._notify(superseded)
                 out.append(superseded)
         self._notify(alert)

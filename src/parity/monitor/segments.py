@@ -16,7 +16,11 @@ order, e.g. ``("S", "*", "tpu", "*", "*", "*")``.
   ``parity.stats.sequential``), on segments with at most ``score_max_order`` fixed dimensions (a score is rarely
   exactly 0, so it costs ~10x a rate update);
 - ``feedback``: negative user feedback (thumbs-down, bug report) per request;
-- ``routing.<rule>``: routing-audit violations per request (``parity.monitor.audit``).
+- ``routing.<rule>``: routing-audit violations per request (``parity.monitor.audit``). A rule that states an
+  *invariant* (``PoolContextRule``: a correct fleet never serves a short request from the long pool) is an
+  ``"invariant"`` signal: its baseline is not learned but fixed at ``StatsConfig.invariant_rate``, the tolerance a
+  correct fleet stays under, so a handful of violations alarm even on a segment with little traffic, and the
+  false-alarm bound holds as derived for a known baseline.
 
 **Sharding.** Each (signal, segment) stream is owned by exactly one shard, ``shard_of(key, n_shards)``, a stable
 hash of the segment key, so a fleet of workers each running :class:`SegmentStatistics` with its own ``shard``
@@ -45,6 +49,7 @@ from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_thresh
 
 __all__ = [
     "FEEDBACK_SIGNAL",
+    "NEGATIVE_FEEDBACK",
     "WILDCARD",
     "Firing",
     "SegmentKey",
@@ -70,6 +75,10 @@ KEY_CACHE_SIZE = 4096
 
 #: The negative-feedback signal.
 FEEDBACK_SIGNAL = "feedback"
+
+#: Feedback kinds that count as a 1 of the feedback signal (here, below the pipeline and the dashboard, which both
+#: read it).
+NEGATIVE_FEEDBACK = frozenset({"thumbs_down", "bug_report"})
 
 SegmentKey = tuple[str, ...]
 
@@ -194,10 +203,11 @@ class SegmentLattice:
 
 @dataclass(frozen=True, slots=True)
 class SignalValue:
-    """One observation of one signal: ``kind`` ``"rate"`` (value 0 or 1) or ``"mean"`` (a score)."""
+    """One observation of one signal: ``kind`` ``"rate"`` (value 0 or 1, baseline learned), ``"invariant"`` (0 or
+    1, baseline fixed at :attr:`StatsConfig.invariant_rate`) or ``"mean"`` (a score)."""
 
     signal: str
-    kind: Literal["rate", "mean"]
+    kind: Literal["rate", "invariant", "mean"]
     value: float
 
 
@@ -228,7 +238,9 @@ class StatsConfig:
     ``alpha`` is the family-wise false-alarm probability over ``horizon`` observations per stream, split
     (Bonferroni) across ``max_streams`` streams and each detector's alternatives; streams beyond ``max_streams``
     are not tracked (counted in ``SegmentStatistics.untracked``). ``warmup`` is the number of baseline
-    observations a stream needs before it may alarm.
+    observations a stream needs before it may alarm. ``invariant_rate`` is the known baseline of invariant signals
+    (a routing rule a correct fleet never breaks: at most one violation in 100,000 requests by default) and
+    ``invariant_ratios`` their post-change alternatives.
     """
 
     dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
@@ -241,6 +253,8 @@ class StatsConfig:
     rate_warmup: int = 1000
     mean_warmup: int = 200
     threshold: float | None = None
+    invariant_rate: float = 1e-5
+    invariant_ratios: tuple[float, ...] = (10.0, 100.0, 1000.0)
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
@@ -253,6 +267,12 @@ class StatsConfig:
             raise InvalidInputError("rate_warmup/mean_warmup", "must be >= 1", (self.rate_warmup, self.mean_warmup))
         if self.score_max_order < 0:
             raise InvalidInputError("score_max_order", "must be >= 0", self.score_max_order)
+        if not 1e-6 <= self.invariant_rate < 1e-2:
+            raise InvalidInputError("invariant_rate", "must be in [1e-6, 0.01)", self.invariant_rate)
+        if not self.invariant_ratios or any(r <= 1 or r * self.invariant_rate >= 1 for r in self.invariant_ratios):
+            raise InvalidInputError(
+                "invariant_ratios", "must be > 1 with ratio * invariant_rate < 1", self.invariant_ratios
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -297,7 +317,7 @@ class SegmentStatistics:
             alpha=self.config.alpha,
             horizon=self.config.horizon,
             n_streams=self.config.max_streams,
-            n_alternatives=len(BernoulliCUSUM(threshold=1.0).ratios),
+            n_alternatives=max(len(BernoulliCUSUM(threshold=1.0).ratios), len(self.config.invariant_ratios)),
         )
         self._streams: dict[tuple[str, SegmentKey], Detector] = {}
         # Lazy zeros: a record's zero observations are not fed one by one. Each segment counts its records per
@@ -315,6 +335,11 @@ class SegmentStatistics:
 
     def __len__(self) -> int:
         return len(self._streams)
+
+    @property
+    def rate_threshold(self) -> float:
+        """The alarm threshold of every rate stream (the family-wise bound of ``StatsConfig``)."""
+        return self._rate_threshold
 
     def owns(self, key: SegmentKey) -> bool:
         """Whether this shard owns segment ``key``."""
@@ -338,6 +363,12 @@ class SegmentStatistics:
     def _new(self, kind: str) -> Detector:
         if kind == "rate":
             return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
+        if kind == "invariant":
+            return BernoulliCUSUM(
+                threshold=self._rate_threshold,
+                baseline=self.config.invariant_rate,
+                ratios=self.config.invariant_ratios,
+            )
         return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
 
     def _sync(self, sk: tuple[str, SegmentKey], det: Detector) -> None:
@@ -397,7 +428,7 @@ class SegmentStatistics:
         keys = self.lattice.keys(values)
         score_order = self.config.score_max_order
         full = self._signature(tuple((s.signal, s.kind) for s in signals))
-        rates = self._signature(tuple((s.signal, s.kind) for s in signals if s.kind == "rate"))
+        rates = self._signature(tuple((s.signal, s.kind) for s in signals if s.kind != "mean"))
         nonzero = [s for s in signals if s.value != 0.0]
         fired: list[Firing] = []
         streams, synced_all, clocks_all = self._streams, self._synced, self._clocks

@@ -163,6 +163,21 @@ class BernoulliCUSUM:
     ``ratios``. No alarm is raised before ``warmup`` baseline observations. After an alarm the next
     :meth:`update` starts over (the post-change level becomes the new baseline to learn).
 
+    ``baseline`` fixes the pre-change rate instead of learning it: for *invariants*, events that a correct system
+    never produces (a short request served by the long-context pool), whose rate is known to be at most a stated
+    tolerance. Then there is no warm-up, alarms may come from the first observation, the baseline never moves,
+    and the false-alarm bound of :func:`cusum_threshold` holds as derived (it assumes a known baseline). Large
+    ``ratios`` suit it: with ``baseline=1e-5`` and ratios up to 1000, four events within a few hundred requests
+    cross a threshold of 20.
+
+    >>> det = BernoulliCUSUM(threshold=20.0, baseline=1e-5, ratios=(10.0, 100.0, 1000.0))
+    >>> for i in range(400):
+    ...     det.update(i % 100 == 99)  # a 1% violation rate from the first request on
+    ...     if det.drift_detected:
+    ...         break
+    >>> i, round(det.baseline, 6)
+    (399, 1e-05)
+
     >>> det = BernoulliCUSUM(alpha=0.01, horizon=10**6, n_streams=100)
     >>> round(det.threshold, 2)
     24.41
@@ -184,8 +199,14 @@ class BernoulliCUSUM:
         prior_rate: float = 0.0,
         prior_weight: float = 1.0,
         baseline_z: float = BASELINE_Z,
+        baseline: float | None = None,
     ) -> None:
         _check_common(threshold, alpha, horizon, n_streams, warmup)
+        if baseline is not None and not MIN_RATE <= baseline <= MAX_RATE:
+            raise InvalidInputError("baseline", f"must be in [{MIN_RATE}, {MAX_RATE}] (or None to learn it)", baseline)
+        self.fixed_baseline = baseline
+        if baseline is not None:
+            warmup = 1  # nothing to learn
         ratios = tuple(float(r) for r in ratios)
         if not ratios or any(not r > 1 for r in ratios):
             raise InvalidInputError("ratios", "must all be > 1", ratios)
@@ -231,10 +252,15 @@ class BernoulliCUSUM:
         self._fired: int | None = None
 
     def _set_baseline(self) -> None:
+        if self.fixed_baseline is not None:
+            self._set_rates(self.fixed_baseline)
+            return
         n = self._base_n + self.prior_weight
         s = self._base_s + self.prior_rate * self.prior_weight
         rate = (s + 1.0 + self.baseline_z * math.sqrt(s + 1.0)) / (n + 1.0)  # an upper confidence bound
-        p0 = min(max(rate, MIN_RATE), MAX_RATE)
+        self._set_rates(min(max(rate, MIN_RATE), MAX_RATE))
+
+    def _set_rates(self, p0: float) -> None:
         self._p0 = p0
         qs = [min(r * p0, (1.0 + p0) / 2) for r in self.ratios]
         self._jumps = [math.log(q / p0) for q in qs]
@@ -244,6 +270,8 @@ class BernoulliCUSUM:
         """Baseline = every observation before the earliest start of a *suspicious* excursion (a CUSUM at or above
         ``SUSPICION_FRACTION * threshold``), or every observation when none is, but never less than the first
         quarter to half of the history (a checkpoint). Cumulative sums make this O(G)."""
+        if self.fixed_baseline is not None:
+            return
         if self._n >= 2 * self._ck_next[0]:
             self._ck, self._ck_next = self._ck_next, (self._n, self._s)
         cut_n, cut_s = self._n, self._s
@@ -336,7 +364,7 @@ class BernoulliCUSUM:
                 self._start_s[i] = self._s - x
             w += x * jump - (1.0 - x) * self._decays[i]
             self._stats[i] = w if w > 0.0 else 0.0
-        if self._base_n >= self.warmup:
+        if self._base_n >= self.warmup or self.fixed_baseline is not None:
             top = max(range(len(self._stats)), key=self._stats.__getitem__)
             if self._stats[top] >= self.threshold:
                 self._drift = True
