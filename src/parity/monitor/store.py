@@ -25,7 +25,9 @@ from parity.monitor._memory_store import MemoryStore
 from parity.monitor._store_summary import StoreSummary, summarize
 
 __all__ = [
+    "LONG_CONTEXT_KEY",
     "MIGRATIONS",
+    "SALT_KEY",
     "STORE_SCHEMA_VERSION",
     "DuckDBStore",
     "HTTPStore",
@@ -38,6 +40,10 @@ __all__ = [
 
 #: ``meta`` key under which the session-hash salt is persisted.
 SALT_KEY = "session_salt"
+
+#: ``meta`` key under which a writer records the fleet router's short/long split in context tokens (the lab's is
+#: 192), so readers such as the dashboard classify ``context_class`` the way the monitor did.
+LONG_CONTEXT_KEY = "long_context_tokens"
 
 
 def open_store(location: str | Path | None, *, read_only: bool = False) -> DuckDBStore | MemoryStore | HTTPStore:
