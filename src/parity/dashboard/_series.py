@@ -1,0 +1,237 @@
+"""Segment views as numbers: each rate signal per time bin with its control band, the segment's traffic share and
+the fraction of its traffic that a live regression affected.
+
+**Signals of a record** are the monitor's own (no re-derivation): ``parity.monitor.segments.record_signals``
+gives each detector's flag and the ``feedback`` signal; a record's ``feedback`` is 1 when a negative feedback
+event (:data:`~parity.monitor.segments.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the
+request, not of the feedback); the routing audit's rules (:class:`~parity.monitor.audit.PoolContextRule`,
+:class:`~parity.monitor.audit.StickySessionRule`) give ``routing.<rule>`` (``audit_signal``), the sticky rule
+counting a segment as alerting from the detection of a non-superseded alert on it or on a marginal of it.
+``context_class`` is split at the dashboard's ``long_context_tokens``. Score signals (``<detector>.score``) are
+not drawn.
+
+**Per bin** ``i`` of a segment: ``n[i]`` requests carrying the signal, ``k[i]`` of them 1, rate ``k/n``
+(``None`` when ``n`` is 0); ``traffic_share = requests / all requests`` in the bin; ``affected_fraction`` = the
+share of the segment's requests that fall in a segment row of the timeline while it is live (from when its signal
+moved until its fix, see ``_timeline``): e.g. for ``model=S``, the share of model S requests that were short
+requests served by the long pool while the routing bug was live, the postmortem's "16% of requests".
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from parity.monitor import DetectorObservation, Record
+>>> from parity.dashboard._bins import bins_for
+>>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
+>>> recs = [Record(record_id=f"r{i}", time=t + timedelta(hours=i), model="S", platform=("gpu", "tpu")[i % 2],
+...                observations=(DetectorObservation("unexpected_script", i == 3, 0.0),)) for i in range(4)]
+>>> bins = bins_for(recs[0].time, recs[-1].time, max_bins=4)
+>>> table = signal_table(recs, bins=bins, long_context_tokens=192)
+>>> tpu = segment_series(table, {"platform": "tpu"})
+>>> tpu.requests, tpu.traffic_share(), tpu.signal("unexpected_script").rates()
+((0, 1, 0, 1), [0.0, 1.0, 0.0, 1.0], [None, 0.0, None, 1.0])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from parity._exceptions import InvalidInputError
+from parity.dashboard._bins import TimeBins
+from parity.dashboard._control import MIN_BASELINE_REQUESTS, ControlBand, baseline_end, baseline_rate, control_band
+from parity.dashboard._segment import contains, overlaps
+from parity.dashboard._timeline import TimelineRow
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record, context_class_of
+from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.segments import NEGATIVE_FEEDBACK, audit_signal, record_signals
+
+__all__ = ["SegmentSeries", "SignalSeries", "SignalTable", "segment_series", "signal_table"]
+
+
+@dataclass(frozen=True, slots=True)
+class SignalTable:
+    """Every record reduced to what the views need: its bin, finest segment, the rate signals it carries and
+    those that are 1. ``signals`` lists every signal carried, sorted."""
+
+    bins: TimeBins
+    times: tuple[datetime, ...]
+    bin_of: tuple[int, ...]
+    finest: tuple[dict[str, str], ...]
+    carried: tuple[frozenset[str], ...]
+    positive: tuple[frozenset[str], ...]
+    record_ids: tuple[str, ...]
+    signals: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.times)
+
+
+def _finest(record: Record, threshold: int) -> dict[str, str]:
+    seg = record.segment()
+    seg["context_class"] = context_class_of(record.context_tokens, threshold)
+    return seg
+
+
+def signal_table(
+    records: Sequence[Record],
+    feedback: Iterable[FeedbackEvent] = (),
+    alerts: Iterable[Alert] = (),
+    *,
+    bins: TimeBins,
+    long_context_tokens: int,
+    sticky_min_run: int = 3,
+) -> SignalTable:
+    """Reduce ``records`` (in time order) to a :class:`SignalTable` (see the module docstring)."""
+    negative = {e.response_id for e in feedback if e.kind in NEGATIVE_FEEDBACK}
+    alerting = sorted((a for a in alerts if a.status != "superseded"), key=lambda a: a.detected_at)
+    now: list[datetime] = [bins.start]
+
+    def is_alerting(segment: dict[str, str]) -> bool:
+        return any(a.detected_at <= now[0] and contains(a.segment, segment) for a in alerting)
+
+    audit = RoutingAudit(
+        [PoolContextRule(long_context_threshold=long_context_tokens), StickySessionRule(min_run=sticky_min_run)]
+    )
+    rule_signals = {name: audit_signal(name) for name in audit.rule_names}
+    context = AuditContext(is_alerting=is_alerting, segment_of=lambda r: _finest(r, long_context_tokens))
+    bin_of: list[int] = []
+    finest: list[dict[str, str]] = []
+    carried: list[frozenset[str]] = []
+    positive: list[frozenset[str]] = []
+    seen: set[str] = set()
+    for record in records:
+        now[0] = record.time
+        values = record_signals(record, scores=False)
+        names = {v.signal for v in values} | set(rule_signals.values())
+        ones = {v.signal for v in values if v.value != 0.0}
+        if record.record_id in negative:
+            ones.add("feedback")
+        ones.update(rule_signals[f.rule] for f in audit.check(record, context))
+        bin_of.append(bins.index(record.time))
+        finest.append(_finest(record, long_context_tokens))
+        carried.append(frozenset(names))
+        positive.append(frozenset(ones))
+        seen.update(names)
+    return SignalTable(
+        bins=bins,
+        times=tuple(r.time for r in records),
+        bin_of=tuple(bin_of),
+        finest=tuple(finest),
+        carried=tuple(carried),
+        positive=tuple(positive),
+        record_ids=tuple(r.record_id for r in records),
+        signals=tuple(sorted(seen)),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SignalSeries:
+    """One signal of one segment per bin: ``n`` requests carrying it, ``k`` of them 1; the control ``band``
+    around the baseline from ``baseline_source`` (``"segment"``, ``"fleet"`` or ``"fleet, whole store"``) before
+    ``baseline_until``; ``alerted`` when an alert on this signal names an overlapping segment."""
+
+    signal: str
+    n: tuple[int, ...]
+    k: tuple[int, ...]
+    band: ControlBand
+    baseline_source: str
+    baseline_until: datetime | None
+    alerted: bool
+
+    def rates(self) -> list[float | None]:
+        """``k / n`` per bin, ``None`` where ``n`` is 0."""
+        return [k / n if n else None for n, k in zip(self.n, self.k, strict=True)]
+
+    def outside(self) -> list[int]:
+        """Bins whose rate lies outside the control band."""
+        return [i for i, r in enumerate(self.rates()) if r is not None and self.band.outside(r, i)]
+
+    @property
+    def total(self) -> int:
+        """Requests that were 1, over all bins."""
+        return sum(self.k)
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentSeries:
+    """A segment's traffic and signals per bin (see the module docstring)."""
+
+    segment: dict[str, str]
+    bins: TimeBins
+    requests: tuple[int, ...]
+    total: tuple[int, ...]
+    affected: tuple[int, ...]
+    signals: tuple[SignalSeries, ...]
+
+    def traffic_share(self) -> list[float | None]:
+        """The segment's share of all requests per bin (``None`` in empty bins)."""
+        return [r / t if t else None for r, t in zip(self.requests, self.total, strict=True)]
+
+    def affected_fraction(self) -> list[float | None]:
+        """The share of the segment's requests in a live regression per bin (``None`` where it has none)."""
+        return [a / r if r else None for a, r in zip(self.affected, self.requests, strict=True)]
+
+    def signal(self, name: str) -> SignalSeries:
+        """The series of signal ``name``."""
+        for s in self.signals:
+            if s.signal == name:
+                return s
+        raise InvalidInputError("signal", f"must be one of {[s.signal for s in self.signals]}", name)
+
+
+def _rate(table: SignalTable, idx: Sequence[int], signal: str) -> tuple[int, int]:
+    n = k = 0
+    for i in idx:
+        if signal in table.carried[i]:
+            n += 1
+            k += signal in table.positive[i]
+    return n, k
+
+
+def segment_series(
+    table: SignalTable,
+    segment: Mapping[str, str],
+    *,
+    alerts: Sequence[Alert] = (),
+    changes: Sequence[Change] = (),
+    rows: Sequence[TimelineRow] = (),
+) -> SegmentSeries:
+    """The :class:`SegmentSeries` of ``segment``; ``alerts`` and ``changes`` set the baseline period
+    (:func:`~parity.dashboard._control.baseline_end`), the segment ``rows`` of the timeline the affected traffic."""
+    count = table.bins.count
+    members = [i for i, seg in enumerate(table.finest) if contains(segment, seg)]
+    requests, total, affected = [0] * count, [0] * count, [0] * count
+    for b in table.bin_of:
+        total[b] += 1
+    windows = [(r.segment, r.moved_at, r.fixed_at) for r in rows if r.kind == "segment"]
+    for i in members:
+        b = table.bin_of[i]
+        requests[b] += 1
+        t, seg = table.times[i], table.finest[i]
+        if any(start <= t and (end is None or t < end) and contains(w, seg) for w, start, end in windows):
+            affected[b] += 1
+    until = baseline_end(segment, alerts, changes)
+    before = [i for i in members if until is None or table.times[i] < until]
+    fleet_before = [i for i in range(len(table)) if until is None or table.times[i] < until]
+    alerted = {a.signal for a in alerts if overlaps(a.segment, segment)}
+    series: list[SignalSeries] = []
+    for signal in table.signals:
+        n, k = [0] * count, [0] * count
+        for i in members:
+            if signal in table.carried[i]:
+                b = table.bin_of[i]
+                n[b] += 1
+                k[b] += signal in table.positive[i]
+        if not sum(n):
+            continue
+        nb, kb = _rate(table, before, signal)
+        source = "segment"
+        if nb < MIN_BASELINE_REQUESTS:
+            nb, kb = _rate(table, fleet_before, signal)
+            source = "fleet"
+        if nb < MIN_BASELINE_REQUESTS:
+            nb, kb = _rate(table, range(len(table)), signal)
+            source = "fleet, whole store"
+        p0 = baseline_rate(kb, nb)
+        series.append(SignalSeries(signal, tuple(n), tuple(k), control_band(p0, n), source, until, signal in alerted))
+    series.sort(key=lambda s: (not s.alerted, s.total == 0, s.signal))
+    return SegmentSeries(dict(segment), table.bins, tuple(requests), tuple(total), tuple(affected), tuple(series))
