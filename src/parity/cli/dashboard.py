@@ -1,0 +1,173 @@
+"""``parity dashboard``: serve the read-only dashboard over a store.
+
+Reads a DuckDB store file (``--store``, opened read-only; default ``parity.duckdb``) or a running proxy
+(``--proxy URL``, through its read-only ``/parity/*`` endpoints: DuckDB lets one process open a file while it is
+written, so this is how to watch a store a proxy is writing). On ``127.0.0.1`` no token is needed unless one is
+given; bound to any other address a token is required: ``--token`` (or ``PARITY_DASHBOARD_TOKEN``), else one is
+generated and printed with the URL. Errors (no store, an unreadable one, a port in use) are one line, exit 2.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from pathlib import Path
+from typing import Any
+
+import click
+
+from parity._exceptions import InvalidInputError, ParityError, StoreError
+from parity._optional import import_optional
+
+__all__ = ["DEFAULT_PORT", "DEFAULT_STORE", "bind", "command", "open_source", "resolve_token"]
+
+DEFAULT_STORE = "parity.duckdb"
+DEFAULT_PORT = 8050
+
+#: A DuckDB database file has these bytes at offset 8 (after the header checksum).
+DUCKDB_MAGIC = b"DUCK"
+
+
+def _is_duckdb_file(path: Path) -> bool:
+    with path.open("rb") as f:
+        return f.read(12)[8:12] == DUCKDB_MAGIC
+
+
+def open_source(store: str | None, proxy: str | None) -> Any:
+    """The store to read: a DuckDB file opened read-only, or an HTTPStore over a proxy (exactly one), checked to be
+    readable now rather than at the first page view."""
+    from parity.monitor.store import HTTPStore, open_store
+
+    if store is not None and proxy is not None:
+        raise InvalidInputError("--store/--proxy", "are exclusive: give one source")
+    source: Any
+    if proxy is not None:
+        if not proxy.startswith(("http://", "https://")):
+            raise InvalidInputError("--proxy", "must be an http(s) URL", proxy)
+        source = HTTPStore(proxy)
+    else:
+        path = store or DEFAULT_STORE
+        if not Path(path).is_file():
+            raise StoreError(f"no store at {path}: pass --store FILE, or --proxy URL for a running proxy")
+        try:
+            duckdb_file = _is_duckdb_file(Path(path))
+        except OSError as err:
+            raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
+        if not duckdb_file:
+            raise StoreError(f"{path} is not a DuckDB store file (written by `parity proxy`, `ingest` or `demo`)")
+        try:
+            source = open_store(path, read_only=True)
+        except ParityError:
+            raise
+        except Exception as err:  # duckdb raises its own errors for a file that is not a database
+            raise StoreError(f"cannot open {path} as a parity store ({err})") from err
+    try:
+        source.alerts()
+    except ParityError:
+        source.close()
+        raise
+    except Exception as err:
+        source.close()
+        raise StoreError(f"cannot read {store or proxy} ({err})") from err
+    return source
+
+
+def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token to require and whether it was generated: ``token`` when given; else a new one when ``host`` is not
+    a loopback address; else none.
+
+    >>> resolve_token("127.0.0.1", None), resolve_token("127.0.0.1", "t")
+    ((None, False), ('t', False))
+    >>> token, generated = resolve_token("0.0.0.0", None)
+    >>> len(token), generated
+    (32, True)
+    """
+    from parity.dashboard import is_loopback, new_token
+
+    if token is not None:
+        if not token.strip():
+            raise InvalidInputError("--token", "must be a non-empty string", token)
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return new_token(), True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``, or a one-line error naming ``--host``/``--port``."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except OSError as err:
+        raise InvalidInputError("--host", "must be an address of this machine", host, detail=str(err)) from err
+    family, kind, proto, _, address = infos[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+    except OSError as err:
+        sock.close()
+        raise InvalidInputError(
+            "--port", f"must be free to listen on at {host}", port, detail=err.strerror or str(err)
+        ) from err
+    sock.set_inheritable(True)
+    return sock
+
+
+@click.command(name="dashboard")
+@click.option(
+    "--store", "store_path", default=None, help=f"DuckDB store file, opened read-only (default {DEFAULT_STORE})."
+)
+@click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read the store through.")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (beyond loopback a token is required)."
+)
+@click.option(
+    "--port", type=click.IntRange(1, 65535), default=DEFAULT_PORT, show_default=True, help="Port to listen on."
+)
+@click.option(
+    "--token",
+    envvar="PARITY_DASHBOARD_TOKEN",
+    default=None,
+    help="Require this token (Bearer header or ?token=); generated when binding beyond 127.0.0.1.",
+)
+@click.option(
+    "--long-context-tokens",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Context length above which a request is 'long' (default: the store's setting, else 8192; lab: 192).",
+)
+@click.option("--title", default=None, help="Title of the page.")
+def command(
+    store_path: str | None,
+    proxy_url: str | None,
+    host: str,
+    port: int,
+    token: str | None,
+    long_context_tokens: int | None,
+    title: str | None,
+) -> None:
+    """Serve the read-only dashboard: incident timeline, alerts, segment views, routing audit, change log."""
+    from rich.console import Console
+
+    from parity.dashboard import DEFAULT_TITLE, create_app
+
+    uvicorn = import_optional("uvicorn", extra="dashboard")
+    required, generated = resolve_token(host, token)
+    source = open_source(store_path, proxy_url)
+    try:
+        app = create_app(source, token=required, long_context_tokens=long_context_tokens, title=title or DEFAULT_TITLE)
+        sock = bind(host, port)
+        shown = f"[{host}]" if ":" in host else host
+        url = f"http://{shown}:{port}/" + (f"?token={required}" if required else "")
+        console = Console(stderr=True, highlight=False)
+        what = f"--proxy {proxy_url}" if proxy_url else f"--store {store_path or DEFAULT_STORE} (read-only)"
+        console.print(f"[bold]parity dashboard[/] {url}  {what}")
+        if generated:
+            console.print(f"token (generated; pass --token to choose one): {required}")
+        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+        with contextlib.suppress(KeyboardInterrupt):  # uvicorn re-raises the Ctrl-C it stopped on: a normal stop
+            server.run(sockets=[sock])
+        console.print("parity dashboard stopped")
+    finally:
+        source.close()
