@@ -4,9 +4,10 @@
 What the page shows, top to bottom:
 
 - **Incident timeline**, drawn like the postmortem's illustration: one row per alerted segment and per
-  fault-bearing change, each a bar in three phases - *worsening* (the signal moved, parity had not alerted yet),
-  *detected* (alerted, not yet fixed) and *fixed* (the rollback or fix landed) - with every change of the change
-  log as a labelled dotted line on the shared time axis.
+  fault-bearing change, each a bar in phases - *undetected* (the signal moved, parity had not alerted yet),
+  *detected* (alerted, not yet fixed), *worsening* (it escalated again after detection, e.g. after a
+  load-balancing change) and *fixed* (the rollback or fix landed) - with a tick at each detection and every change
+  of the change log as a labelled dotted line on the shared time axis.
 - **Alerts**: every alert with its segment, when the signal moved and when parity detected it, baseline and
   current rate, the changes it is attributed to with their evidence, and the change that fixed it; a drill-down
   to the requests behind it (metadata; the redacted text when the proxy ran with ``--capture flagged``).

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from parity._optional import import_optional
-from parity.dashboard._segment import overlaps, scope_overlaps
+from parity.dashboard._segment import nested, scope_overlaps
 from parity.dashboard._series import SegmentSeries
 from parity.dashboard._timeline import OFF_KINDS, PHASES, TimelineRow
 from parity.monitor._records import Alert, Change
@@ -339,7 +339,7 @@ def segment_figure(series: SegmentSeries, alerts: Sequence[Alert], changes: Sequ
             col=1,
         )
         for alert in alerts:
-            if alert.signal == s.signal and alert.status != "superseded" and overlaps(alert.segment, series.segment):
+            if alert.signal == s.signal and alert.status != "superseded" and nested(alert.segment, series.segment):
                 alert_lines.append(_vline(plot_time(alert.started_at), r, "#d62728", 1, "dash"))
                 alert_lines.append(_vline(plot_time(alert.detected_at), r, "#ff7f0e", 2))
         fig.update_yaxes(tickformat=".1%", rangemode="tozero", row=r, col=1)

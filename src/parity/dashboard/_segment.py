@@ -22,7 +22,7 @@ from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
 from parity.monitor.attribution import scope_values
 
-__all__ = ["contains", "overlaps", "parse_segment", "scope_overlaps", "segment_text"]
+__all__ = ["contains", "nested", "overlaps", "parse_segment", "scope_overlaps", "segment_text"]
 
 #: How the segment that fixes no dimension is written.
 ALL = "all"
@@ -58,6 +58,16 @@ def segment_text(segment: Mapping[str, str]) -> str:
 def contains(segment: Mapping[str, str], finest: Mapping[str, str]) -> bool:
     """Whether a record whose finest segment is ``finest`` belongs to ``segment``."""
     return all(finest.get(d) == v for d, v in segment.items())
+
+
+def nested(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
+    """Whether one segment contains the other (an alert on ``platform=tpu`` concerns ``model=S,platform=tpu``
+    and ``all``, not ``pool=long``).
+
+    >>> nested({"platform": "tpu"}, {"model": "S", "platform": "tpu"}), nested({"platform": "tpu"}, {"pool": "long"})
+    (True, False)
+    """
+    return contains(a, b) or contains(b, a)
 
 
 def overlaps(a: Mapping[str, str], b: Mapping[str, str]) -> bool:

@@ -38,7 +38,7 @@ from datetime import datetime
 from parity._exceptions import InvalidInputError
 from parity.dashboard._bins import TimeBins
 from parity.dashboard._control import MIN_BASELINE_REQUESTS, ControlBand, baseline_end, baseline_rate, control_band
-from parity.dashboard._segment import contains, overlaps
+from parity.dashboard._segment import contains, nested
 from parity.dashboard._timeline import TimelineRow
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record, context_class_of
 from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
@@ -127,7 +127,8 @@ def signal_table(
 class SignalSeries:
     """One signal of one segment per bin: ``n`` requests carrying it, ``k`` of them 1; the control ``band``
     around the baseline from ``baseline_source`` (``"segment"``, ``"fleet"`` or ``"fleet, whole store"``) before
-    ``baseline_until``; ``alerted`` when an alert on this signal names an overlapping segment."""
+    ``baseline_until``; ``alerted`` when an alert (not superseded) on this signal names this segment, one containing
+    it or one inside it."""
 
     signal: str
     n: tuple[int, ...]
@@ -212,7 +213,7 @@ def segment_series(
     until = baseline_end(segment, alerts, changes)
     before = [i for i in members if until is None or table.times[i] < until]
     fleet_before = [i for i in range(len(table)) if until is None or table.times[i] < until]
-    alerted = {a.signal for a in alerts if overlaps(a.segment, segment)}
+    alerted = {a.signal for a in alerts if a.status != "superseded" and nested(a.segment, segment)}
     series: list[SignalSeries] = []
     for signal in table.signals:
         n, k = [0] * count, [0] * count

@@ -116,12 +116,15 @@ class DashboardViews:
         }
 
     def segments(self) -> list[dict[str, Any]]:
-        """Segments worth a view: all traffic, each alerted segment (timeline order), then each value of the
-        picker dimensions that has traffic."""
+        """Segments worth a view: all traffic, each alerted segment (newest alert first: the page opens on it),
+        then each value of the picker dimensions that has traffic."""
         out: dict[str, dict[str, Any]] = {"all": {"segment": "all", "alerted": False}}
-        for row in self.rows:
-            if row.kind == "segment":
-                out.setdefault(segment_text(row.segment), {"segment": segment_text(row.segment), "alerted": True})
+        newest_first = sorted(
+            (a for a in self.snapshot.alerts if a.status != "superseded"), key=lambda a: a.detected_at, reverse=True
+        )
+        for alert in newest_first:
+            text = segment_text(alert.segment)
+            out.setdefault(text, {"segment": text, "alerted": True})
         values: dict[str, set[str]] = {d: set() for d in PICKER_DIMENSIONS}
         for seg in self.table.finest:
             for d in PICKER_DIMENSIONS:

@@ -59,6 +59,11 @@
     return (Math.abs(v) >= 10 ? v.toFixed(1) : v.toPrecision(2)) + "%";
   }
 
+  // A zero-width space after commas and dots lets long segment and signal names wrap in narrow columns.
+  function breakable(text) {
+    return String(text).replace(/([,.])/g, "$1\u200b");
+  }
+
   function segText(seg) {
     const parts = Object.keys(seg).map((k) => k + "=" + seg[k]);
     return parts.length ? parts.join(",") : "all";
@@ -177,8 +182,8 @@
       const idCell = cell(tr, id);
       if (a.status !== "open") idCell.appendChild(el("span", a.status, "badge"));
       if (a.worsens) idCell.appendChild(el("div", "worsens " + a.worsens, "note"));
-      cell(tr, a.signal, "mono");
-      const link = el("a", a.segment_text);
+      cell(tr, breakable(a.signal), "mono wrap");
+      const link = el("a", breakable(a.segment_text));
       link.href = "#segment-section";
       link.addEventListener("click", () => showSegment(a.segment_text));
       cell(tr, link);
