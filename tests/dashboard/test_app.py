@@ -234,3 +234,44 @@ def test_a_real_server_on_loopback(replay_store: MemoryStore, serve_app: Callabl
         assert http.get("/").status_code == 200
         alerts = http.get("/api/alerts").json()["alerts"]
     assert len(alerts) == len(replay_store.alerts())
+
+
+def test_over_an_http_store_reading_a_proxys_endpoints(
+    replay_store: MemoryStore, serve_app: Callable[[Any], ServerHandle]
+) -> None:
+    """The read-only JSON a running proxy serves (/parity/records, /alerts, /changes, /feedback), faked here from the
+    replay with the monitor's codecs, read through HTTPStore: the way to watch a store a proxy is writing."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from parity.monitor import HTTPStore
+    from parity.monitor._codec import feedback_to_dict
+
+    def view(payload: Callable[[], dict[str, Any]]) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> JSONResponse:
+            return JSONResponse(payload())
+
+        return endpoint
+
+    records = replay_store.records()[:1500]  # the plumbing, not the volume
+    fake = Starlette(
+        routes=[
+            Route("/parity/records", view(lambda: {"records": [r.to_dict() for r in records]})),
+            Route("/parity/alerts", view(lambda: {"alerts": [a.to_dict() for a in replay_store.alerts()]})),
+            Route("/parity/changes", view(lambda: {"changes": [c.to_dict() for c in replay_store.changes()]})),
+            Route(
+                "/parity/feedback", view(lambda: {"feedback": [feedback_to_dict(e) for e in replay_store.feedback()]})
+            ),
+        ]
+    )
+    store = HTTPStore(serve_app(fake).url)
+    try:
+        with TestClient(create_app(store, long_context_tokens=192)) as c:
+            overview = c.get("/api/overview").json()
+            alerts = c.get("/api/alerts").json()["alerts"]
+    finally:
+        store.close()
+    assert overview["records"] == len(records)
+    assert overview["long_context_tokens"] == 192
+    assert len(alerts) == len(replay_store.alerts())
