@@ -28,7 +28,6 @@ import contextlib
 import functools
 import hmac
 import json
-import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
@@ -632,36 +631,22 @@ class ServerThread:
     """
 
     def __init__(self, server: LabServer, *, host: str = "127.0.0.1", port: int = 0) -> None:
-        import socket
+        from parity._background_server import BackgroundServer
 
         self.server = server
         self.host = host
-        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self._sock.bind((host, port))
-        self.port = int(self._sock.getsockname()[1])
-        self.url = f"http://{host}:{self.port}"
-        uvicorn = import_optional("uvicorn", extra="lab")
-        config = uvicorn.Config(server.app, log_level="warning", access_log=False, lifespan="off")
-        self._uvicorn = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._background = BackgroundServer(server.app, host=host, port=port, lifespan="off", name="lab server")
+        self.port = self._background.port
+        self.url = self._background.url
 
     def start(self, timeout: float = 30.0) -> ServerThread:
         """Start serving; wait until uvicorn is accepting connections."""
-        self._thread.start()
-        deadline = time.monotonic() + timeout
-        while not self._uvicorn.started:
-            if time.monotonic() > deadline or not self._thread.is_alive():
-                raise ParityError(f"the lab server did not start on {self.url}")
-            time.sleep(0.02)
+        self._background.start(timeout)
         return self
 
     def stop(self) -> None:
         """Stop uvicorn and the server's worker."""
-        self._uvicorn.should_exit = True
-        self._thread.join(timeout=15)
-        with contextlib.suppress(OSError):
-            self._sock.close()
+        self._background.stop(timeout=15)
         self.server.close()
 
     def __enter__(self) -> ServerThread:
