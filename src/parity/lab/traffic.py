@@ -14,7 +14,8 @@ Sessions: a request continues one of ``sessions`` sessions (the same ``user``) w
 carrying the previous turn, else starts a new one. Each session keeps one model and one sampling setting of
 :data:`SAMPLING_MIX` (greedy, top-p 0.99 / 0.999, or none), as a client application would. Arrivals are a
 Poisson process at ``rate`` per second for ``duration`` seconds, bounded by ``max_requests`` and
-``max_concurrency``; targets must be loopback addresses.
+``max_concurrency``; targets must be loopback addresses. With ``seeded`` every request carries a ``seed`` drawn
+from the generator's own, so a run's text is reproducible on a server that honours seeds (the lab does).
 With ``feedback`` set, a simulated user sends ``thumbs_down`` / ``thumbs_up`` to ``POST {target}/v1/feedback``
 (the monitoring proxy's feedback route), more often down when an English answer contains Thai/CJK text.
 
@@ -378,6 +379,7 @@ class TrafficGenerator:
         timeout: float = 120.0,
         temperature: float | None = None,
         top_logprobs: int = 0,
+        seeded: bool = False,
         on_result: Callable[[RequestOutcome], None] | None = None,
     ) -> None:
         self.target = check_loopback(target)
@@ -413,6 +415,7 @@ class TrafficGenerator:
         self.timeout = timeout
         self.temperature = temperature
         self.top_logprobs = top_logprobs
+        self.seeded = seeded
         self.on_result = on_result
         if shares is not None:
             prompt_mix(np.random.default_rng(0), shares=shares)  # validates
@@ -469,9 +472,12 @@ class TrafficGenerator:
                     )
                 session.turns += 1
                 fb_draw = float(rng.random())
+                request_seed = int(rng.integers(2**31)) if self.seeded else None
                 tasks.append(
                     asyncio.ensure_future(
-                        self._one(client, semaphore, session, prompt, fb_draw, outcomes, progress, len(arrivals))
+                        self._one(
+                            client, semaphore, session, prompt, fb_draw, request_seed, outcomes, progress, len(arrivals)
+                        )
                     )
                 )
             if tasks:
@@ -499,6 +505,7 @@ class TrafficGenerator:
         session: _Session,
         prompt: TrafficPrompt,
         fb_draw: float,
+        request_seed: int | None,
         outcomes: list[RequestOutcome],
         progress: Callable[[int, int], None] | None,
         planned: int,
@@ -513,6 +520,8 @@ class TrafficGenerator:
             sampling=session.sampling,
             top_logprobs=self.top_logprobs,
         )
+        if request_seed is not None:
+            body["seed"] = request_seed
         path = "/v1/chat/completions" if prompt.endpoint == "chat" else "/v1/completions"
         t0 = time.monotonic()  # latency includes waiting for a connection slot (open-loop arrivals)
         async with semaphore:

@@ -389,7 +389,9 @@ _RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}
 class ParityProxy:
     """The proxy application: ``app`` is the ASGI app (starlette); :meth:`startup`/:meth:`shutdown` run in its
     lifespan. ``store`` is owned by the caller (closed by the caller after shutdown). ``clock`` stamps each
-    exchange and feedback event when it arrives (default: the wall clock; a replay passes its simulated clock)."""
+    exchange and feedback event when it arrives (default: the wall clock; a replay passes its simulated clock).
+    ``mounts`` maps path prefixes to more ASGI apps served beside the proxy's own routes (the dashboard at
+    ``/dashboard``)."""
 
     def __init__(
         self,
@@ -402,9 +404,11 @@ class ParityProxy:
         changes: Sequence[Change] = (),
         changes_source: Callable[[], Sequence[Change]] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        mounts: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
+        self.mounts = dict(mounts or {})
         self.store = store
         self.metrics = metrics or ProxyMetrics()
         spool = Spool(config.spool_path) if config.spool_path is not None else None
@@ -500,6 +504,7 @@ class ParityProxy:
             routing.Route(
                 "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
             ),
+            *(routing.Mount(prefix, app=app) for prefix, app in self.mounts.items()),
         ]
         return starlette.Starlette(routes=routes, lifespan=lifespan)
 

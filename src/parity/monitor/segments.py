@@ -240,7 +240,9 @@ class StatsConfig:
     are not tracked (counted in ``SegmentStatistics.untracked``). ``warmup`` is the number of baseline
     observations a stream needs before it may alarm. ``invariant_rate`` is the known baseline of invariant signals
     (a routing rule a correct fleet never breaks: at most one violation in 100,000 requests by default) and
-    ``invariant_ratios`` their post-change alternatives.
+    ``invariant_ratios`` their post-change alternatives: up to 10,000x, so that on a segment the violation itself
+    defines (short requests on the long pool, where every request is one) three violations cross a threshold of
+    27, the production one, while on a busy segment a 1% share still alarms within a few violations.
     """
 
     dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
@@ -254,7 +256,7 @@ class StatsConfig:
     mean_warmup: int = 200
     threshold: float | None = None
     invariant_rate: float = 1e-5
-    invariant_ratios: tuple[float, ...] = (10.0, 100.0, 1000.0)
+    invariant_ratios: tuple[float, ...] = (10.0, 100.0, 1000.0, 10_000.0)
 
     def __post_init__(self) -> None:
         if not 0 < self.alpha < 1:
