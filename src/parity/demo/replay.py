@@ -1,0 +1,329 @@
+"""The incident replay: the lab fleet, the proxy and the monitor on an embedded store, driven day by simulated day.
+
+Order of one run (:meth:`IncidentReplay.run`):
+
+1. a fresh DuckDB store; the lab fleet (``incident.toml``) as a child process on 127.0.0.1
+   (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it, in this process, with a
+   :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the lab's change log as its
+   change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
+2. for each simulated day: the day is cut at the times of its scripted changes; each piece gets its share of the
+   day's requests from the lab's traffic generator (sessions, follow-ups, the prompt mix, feedback, logprobs)
+   *through the proxy*, with the clock moved along the piece as requests complete; at each cut the change is posted
+   to the lab's ``POST /admin/changes`` (stamped with its simulated time) and reaches the monitor through the
+   proxy's change-log poll;
+3. when the last day is done and the proxy idle: the summary (:mod:`parity.demo.summary`) from the store.
+
+Nothing here looks inside the lab: faults are configuration posted over HTTP, records come from the proxy's view of
+the traffic, and the monitor learns about changes from the change log like any deploy system's.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from parity._background_server import BackgroundServer
+from parity._exceptions import InvalidInputError, ParityError
+from parity.demo.clock import SimulatedClock
+from parity.demo.lab_process import LabProcess
+from parity.demo.summary import DemoSummary, summarize
+from parity.demo.timeline import ScriptedChange, Timeline, incident_timeline
+from parity.monitor import Alert
+from parity.monitor.changes import load_changes
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.proxy import ParityProxy, ProxyConfig
+from parity.monitor.scoring import RecordBuilder, default_scorer
+from parity.monitor.segments import StatsConfig
+from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+
+__all__ = ["DayReport", "IncidentReplay", "ReplayConfig", "replay_stats_config"]
+
+#: The lab router's short/long split (``incident.toml``: ``router.long_context_threshold``).
+LAB_LONG_CONTEXT_TOKENS = 192
+
+#: Segment dimensions of the replay: the lab fleet has no regions, so ``region`` (always "unknown") is left out.
+REPLAY_DIMENSIONS = ("model", "pool", "platform", "context_class", "config_version")
+
+
+def replay_stats_config(total_requests: int, *, alpha: float = 0.05) -> StatsConfig:
+    """Per-segment statistics sized for a replay of ``total_requests``.
+
+    The production defaults bound false alarms over 20,000 streams of 10^6 requests each and learn each stream's
+    baseline from 1,000 requests; a replay of a few thousand requests would never leave the warm-up on the smaller
+    segments. Here the family-wise bound covers the replay itself: ``horizon`` = its requests, ``max_streams`` =
+    what its lattice actually creates (about 4,000 with five dimensions and the signals of the default detectors),
+    ``alpha`` over the whole replay; baselines need 100 requests (rates) and 60 (scores).
+    """
+    if total_requests < 1:
+        raise InvalidInputError("total_requests", "must be >= 1", total_requests)
+    return StatsConfig(
+        dimensions=REPLAY_DIMENSIONS,
+        long_context_threshold=LAB_LONG_CONTEXT_TOKENS,
+        alpha=alpha,
+        horizon=max(1000, total_requests),
+        max_streams=4000,
+        rate_warmup=100,
+        mean_warmup=60,
+        score_max_order=1,
+    )
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Settings of one replay. ``days`` restricts it to some of the timeline's days (a shortened replay)."""
+
+    store_path: Path = Path("runs/demo/parity.duckdb")
+    requests_per_day: int = 110
+    days: Sequence[date] | None = None
+    model_shares: Mapping[str, float] = field(default_factory=lambda: {"S": 0.6, "O": 0.15, "H": 0.25})
+    max_tokens: int = 16
+    top_logprobs: int = 5
+    concurrency: int = 16
+    sessions: int = 40
+    seed: int = 0
+    lab_threads: int = 1
+    capture: str = "flagged"
+    host: str = "127.0.0.1"
+    port: int = 0
+    alpha: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.requests_per_day < 10:
+            raise InvalidInputError("requests_per_day", "must be >= 10", self.requests_per_day)
+        if not 1 <= self.max_tokens <= 256:
+            raise InvalidInputError("max_tokens", "must be in [1, 256]", self.max_tokens)
+        if not 1 <= self.concurrency <= 256:
+            raise InvalidInputError("concurrency", "must be in [1, 256]", self.concurrency)
+        if not 1 <= self.lab_threads <= 64:
+            raise InvalidInputError("lab_threads", "must be in [1, 64]", self.lab_threads)
+
+
+@dataclass(frozen=True)
+class DayReport:
+    """What one simulated day did (for progress output)."""
+
+    day: date
+    index: int
+    n_days: int
+    requests: int
+    errors: int
+    wall_seconds: float
+    changes: list[str]
+    new_alerts: list[Alert]
+    total_requests: int
+
+
+class IncidentReplay:
+    """Replays ``timeline`` (default: :func:`~parity.demo.timeline.incident_timeline`) under ``config``.
+
+    ``on_day(report)`` is called after each simulated day; ``on_ready(url)`` once the proxy (and the dashboard at
+    ``url + "/dashboard"``) serves. After :meth:`run` the proxy keeps serving until :meth:`close`, so the
+    dashboard can be looked at.
+    """
+
+    def __init__(
+        self,
+        config: ReplayConfig | None = None,
+        timeline: Timeline | None = None,
+        *,
+        on_day: Callable[[DayReport], None] | None = None,
+        on_ready: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config or ReplayConfig()
+        self.timeline = timeline or incident_timeline()
+        self.on_day = on_day
+        self.on_ready = on_ready
+        days = list(self.config.days) if self.config.days is not None else self.timeline.days
+        unknown = [d.isoformat() for d in days if d not in self.timeline.days]
+        if unknown or not days:
+            raise InvalidInputError("days", "must be days of the timeline", unknown or days)
+        self.days = sorted(days)
+        self.clock = SimulatedClock(datetime.combine(self.days[0], datetime.min.time(), tzinfo=UTC))
+        self.store: DuckDBStore | None = None
+        self.lab: LabProcess | None = None
+        self.proxy: ParityProxy | None = None
+        self.server: BackgroundServer | None = None
+        self.url: str | None = None
+
+    # -- set-up ------------------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        from parity.lab.fleet import default_config_path
+
+        cfg = self.config
+        path = Path(cfg.store_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for stale in (path, Path(f"{path}.wal"), Path(f"{path}.spool.jsonl")):
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            elif stale.exists():
+                stale.unlink()
+        self.store = DuckDBStore(path)
+        self.store.set_meta(LONG_CONTEXT_KEY, str(LAB_LONG_CONTEXT_TOKENS))
+        self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads).start()
+        total = cfg.requests_per_day * len(self.days)
+        monitor = SegmentMonitor(
+            config=MonitorConfig(stats=replay_stats_config(total, alpha=cfg.alpha), worsening_window=150)
+        )
+        builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture)
+        proxy_config = ProxyConfig(
+            upstream=self.lab.url,
+            capture=cfg.capture,
+            spool_path=f"{path}.spool.jsonl",
+            changes_poll_s=0.25,
+            flush_interval_s=0.25,
+        )
+        self.proxy = ParityProxy(
+            proxy_config,
+            self.store,
+            builder,
+            hook=monitor,
+            changes_source=partial(load_changes, self.lab.url, token=self.lab.admin_token),
+            clock=self.clock,
+            mounts=self._dashboard_mount(self.store),
+        )
+        self.server = BackgroundServer(self.proxy.app, host=cfg.host, port=cfg.port, name="proxy").start()
+        self.url = self.server.url
+        if self.on_ready is not None:
+            self.on_ready(self.url)
+
+    @staticmethod
+    def _dashboard_mount(store: DuckDBStore) -> dict[str, Any]:
+        try:
+            from parity.dashboard import create_app
+        except ImportError:  # the dashboard extra is not installed: the replay runs without it
+            return {}
+        return {"/dashboard": create_app(store, long_context_tokens=LAB_LONG_CONTEXT_TOKENS, title="parity demo")}
+
+    # -- the replay ----------------------------------------------------------------------------------------
+
+    def _pieces(self, day: date) -> list[tuple[datetime, datetime, list[ScriptedChange]]]:
+        """The day cut at its scripted changes: (start, end, changes posted at start)."""
+        start = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        end = start + timedelta(days=1)
+        cuts: list[tuple[datetime, list[ScriptedChange]]] = [(start, [])]
+        for change in self.timeline.changes_on(day):
+            if change.at == cuts[-1][0]:
+                cuts[-1][1].append(change)
+            else:
+                cuts.append((change.at, [change]))
+        return [(t, cuts[i + 1][0] if i + 1 < len(cuts) else end, c) for i, (t, c) in enumerate(cuts)]
+
+    def _traffic(self, start: datetime, end: datetime, n: int, seed: int) -> tuple[int, int]:
+        from parity.lab.traffic import TrafficGenerator
+
+        assert self.url is not None
+        if n <= 0:
+            return 0, 0
+        cfg = self.config
+        span = end - start
+        self.clock.set(start)
+
+        def progress(done: int, planned: int) -> None:
+            self.clock.set(start + span * (done / max(planned, 1)))
+
+        generator = TrafficGenerator(
+            self.url,
+            rate=10_000.0,
+            duration=max(1.0, n / 1000.0),
+            sessions=cfg.sessions,
+            seed=seed,
+            models=dict(cfg.model_shares),
+            max_tokens=cfg.max_tokens,
+            follow_up=0.5,
+            feedback=True,
+            max_requests=n,
+            max_concurrency=cfg.concurrency,
+            top_logprobs=cfg.top_logprobs,
+            seeded=True,
+            timeout=300.0,
+        )
+        summary = generator.run(progress=progress)
+        return summary.ok, summary.sent - summary.ok
+
+    def _known_alerts(self) -> dict[str, Alert]:
+        assert self.store is not None
+        return {a.alert_id: a for a in self.store.alerts()}
+
+    def run(self) -> DemoSummary:
+        """Run the whole replay and return its summary (the proxy keeps serving until :meth:`close`)."""
+        t0 = time.monotonic()
+        self._start()
+        assert self.lab is not None
+        assert self.proxy is not None
+        assert self.store is not None
+        total = 0
+        seen = self._known_alerts()
+        per_day = self.config.requests_per_day
+        for index, day in enumerate(self.days):
+            t_day = time.monotonic()
+            done = errors = 0
+            posted: list[str] = []
+            pieces = self._pieces(day)
+            for p, (start, end, changes) in enumerate(pieces):
+                for change in changes:
+                    self.lab.post_change(change.to_json())
+                    posted.append(change.change_id)
+                if changes:
+                    time.sleep(0.6)  # two polls of the proxy's change-log reader: the monitor knows before traffic
+                share = (end - start) / timedelta(days=1)
+                n = round(per_day * share) if p < len(pieces) - 1 else per_day - done - errors
+                ok, bad = self._traffic(start, end, n, seed=self.config.seed * 100_003 + index * 101 + p)
+                done += ok
+                errors += bad
+            self.clock.set(datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(days=1))
+            if not self.proxy.wait_idle(timeout=120):
+                raise ParityError("the monitor did not keep up with the replay (records still queued after 120 s)")
+            total += done
+            now = self._known_alerts()
+            new = [a for i, a in now.items() if i not in seen]
+            seen = now
+            if errors > max(5, 0.05 * per_day):
+                raise ParityError(f"{errors} of {per_day} requests failed on {day.isoformat()}: {self.lab.output()}")
+            if self.on_day is not None:
+                self.on_day(
+                    DayReport(day, index, len(self.days), done, errors, time.monotonic() - t_day, posted, new, total)
+                )
+        time.sleep(0.6)  # the last changes (fixes) reach the store through the change-log poll
+        self.proxy.wait_idle(timeout=60)
+        records = self.store.records()
+        summary = summarize(
+            self.timeline,
+            self.store.alerts(),
+            records,
+            long_context_tokens=LAB_LONG_CONTEXT_TOKENS,
+            wall_seconds=time.monotonic() - t0,
+        )
+        summary.extra.update(
+            {
+                "days": [self.days[0].isoformat(), self.days[-1].isoformat()],
+                "requests_per_day": per_day,
+                "lab_url": self.lab.url,
+                "store": str(self.config.store_path),
+            }
+        )
+        return summary
+
+    def close(self) -> None:
+        """Stop the proxy and the lab; close the store."""
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+        if self.lab is not None:
+            self.lab.stop()
+            self.lab = None
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+    def __enter__(self) -> IncidentReplay:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

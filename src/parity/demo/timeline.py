@@ -1,0 +1,306 @@
+"""The August-September 2025 incident as a script: the changes the replay posts to the lab, and the faults it expects
+parity to find (see ``../shared/INCIDENT.md`` in the project workspace, and the postmortem it summarises).
+
+Every entry is a change the lab fleet understands (``parity.lab.faults``), stamped with its simulated date and
+posted to ``POST /admin/changes`` when the replay reaches that date, so the monitor learns it the way it would
+learn a deploy log: from the lab's ``GET /admin/changes``. The shares are the postmortem's where it gives them;
+where it does not (how often corruption struck, how peaked a row must be for the sampler to drop its argmax), the
+lab's fault models set them and the choice is stated here.
+
+=========  ============================  ================================================  =======================
+date       change id                     what the lab does                                 scope
+=========  ============================  ================================================  =======================
+08-05      ``routing-1p``                0.8% of short-context sessions sticky to the      model S, gpu
+                                         long-context (RoPE x8) pool
+08-12      ``routing-partner-a``         the same at 0.18%                                 model S, tpu (partner A)
+08-19      ``release-0819``              the weekly release: a new config version, no      whole fleet
+                                         behaviour change (a change that must *not* be
+                                         blamed)
+08-25      ``corruption-O``,             2% of decoding steps start a burst of Thai,       platform tpu, models O
+           ``corruption-S``              Chinese or code-breaking tokens                   and S
+08-26      ``sampler-H``                 the sampler rewrite: top-p threshold rounded to   model H, tpu
+                                         bf16, compared in fp32; a row left empty is
+                                         drawn uniformly (the ``-50000`` fill)
+08-27      ``routing-partner-b``         misrouting at 0.0004% (below what the replay's    model S, trainium
+                                         traffic can show: expected 0 events)
+08-28      ``fix-corruption-O``          corruption rolled back for O                      platform tpu, model O
+08-29      ``lb-0829``                   load-balancing change: misrouting x20, 0.8% ->    model S
+                                         16% (the postmortem's worst hour, held)
+09-02      ``rollback-corruption-S``     corruption rolled back for S                      platform tpu, model S
+09-04      ``fix-routing-1p``,           routing fix deployed; model H's sampler rolled
+           ``rollback-sampler-H``        back
+09-16      ``fix-routing-partners``      routing fix complete on the partner platforms
+=========  ============================  ================================================  =======================
+
+The postmortem's model O3 (sampler rolled back 09-12) has no counterpart among the lab's three models.
+
+>>> timeline = incident_timeline()
+>>> [f.name for f in timeline.faults]
+['routing', 'routing-growth', 'corruption', 'sampler']
+>>> timeline.days[0].isoformat(), len(timeline.days)
+('2025-08-01', 49)
+>>> [c.change_id for c in timeline.changes_on(timeline.days[4])]
+['routing-1p']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from parity._exceptions import InvalidInputError
+
+__all__ = ["Fault", "ScriptedChange", "Timeline", "incident_timeline"]
+
+
+@dataclass(frozen=True)
+class ScriptedChange:
+    """One change of the script: posted to the lab at ``at`` (simulated time) as ``to_json()``."""
+
+    at: datetime
+    change_id: str
+    kind: str
+    scope: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """The body of ``POST /admin/changes`` (the simulated time included)."""
+        return {
+            "time": self.at.isoformat().replace("+00:00", "Z"),
+            "id": self.change_id,
+            "kind": self.kind,
+            "scope": dict(self.scope),
+            "params": dict(self.params),
+            "description": self.description,
+        }
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A fault the replay injects and parity should find.
+
+    An alert is *about* this fault when its signal is one of ``signals`` (a prefix ending in ``.`` matches a family,
+    e.g. ``routing.``), its segment agrees with ``scope`` on every dimension both name, and it started no earlier
+    than a day before ``onset`` (``worsening=True``: only alerts that worsen an earlier one). Its attribution is
+    correct when the top-ranked change is one of ``causes``.
+    """
+
+    name: str
+    title: str
+    onset: datetime
+    causes: tuple[str, ...]
+    signals: tuple[str, ...]
+    scope: Mapping[str, str]
+    postmortem: str
+    worsening: bool = False
+
+    def matches_signal(self, signal: str) -> bool:
+        """Whether ``signal`` is one this fault shows in."""
+        return any(signal.startswith(s) if s.endswith(".") else signal == s for s in self.signals)
+
+    def agrees_with(self, segment: Mapping[str, str]) -> bool:
+        """Whether ``segment`` agrees with this fault's scope on every dimension both fix."""
+        return all(segment[k] == v for k, v in self.scope.items() if k in segment)
+
+    def specificity(self, segment: Mapping[str, str]) -> int:
+        """How many of this fault's scope dimensions ``segment`` fixes (to prefer the closest fault)."""
+        return sum(1 for k in self.scope if k in segment)
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """The script: simulated ``days`` (one replay day each), the ``changes`` to post, the ``faults`` to find."""
+
+    start: date
+    end: date
+    changes: tuple[ScriptedChange, ...]
+    faults: tuple[Fault, ...]
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise InvalidInputError("end", "must not be before start", self.end.isoformat())
+        ids = [c.change_id for c in self.changes]
+        if len(set(ids)) != len(ids):
+            raise InvalidInputError("changes", "must have distinct ids", ids)
+
+    @property
+    def days(self) -> list[date]:
+        """Every simulated day, first to last."""
+        return [self.start + timedelta(days=i) for i in range((self.end - self.start).days + 1)]
+
+    def changes_on(self, day: date) -> list[ScriptedChange]:
+        """The changes scripted on ``day``, in time order."""
+        return sorted((c for c in self.changes if c.at.date() == day), key=lambda c: c.at)
+
+    def change(self, change_id: str) -> ScriptedChange:
+        """The scripted change with this id."""
+        for c in self.changes:
+            if c.change_id == change_id:
+                return c
+        raise InvalidInputError("change_id", "must name a scripted change", change_id)
+
+
+def _at(day: str, hour: int = 9) -> datetime:
+    return datetime.combine(date.fromisoformat(f"2025-{day}"), time(hour), tzinfo=UTC)
+
+
+def incident_timeline(*, misroute_growth: float = 20.0, corruption_fraction: float = 0.02) -> Timeline:
+    """The incident's script (the table in the module docstring); the two free parameters are the load-balancing
+    change's multiplier of the misrouted share and the share of decoding steps the corruption starts a burst at."""
+    changes = (
+        ScriptedChange(
+            _at("08-05"),
+            "routing-1p",
+            "routing",
+            {"model": "S", "platform": "gpu"},
+            {"fraction": 0.008},
+            "routing bug: 0.8% of short-context requests to the 1M-context pool, sticky per session",
+        ),
+        ScriptedChange(
+            _at("08-12"),
+            "routing-partner-a",
+            "routing",
+            {"model": "S", "platform": "tpu"},
+            {"fraction": 0.0018},
+            "routing bug reaches partner A (0.18%)",
+        ),
+        ScriptedChange(
+            _at("08-19", 3),
+            "release-0819",
+            "deploy",
+            {},
+            {"config_version": "2025-08-19.1"},
+            "weekly release (no behaviour change)",
+        ),
+        ScriptedChange(
+            _at("08-25"),
+            "corruption-O",
+            "corruption",
+            {"model": "O", "platform": "tpu"},
+            {"fraction": corruption_fraction, "config_version": "2025-08-25.tpu-perf"},
+            "runtime performance optimisation misconfigured on tpu servers (model O)",
+        ),
+        ScriptedChange(
+            _at("08-25", 10),
+            "corruption-S",
+            "corruption",
+            {"model": "S", "platform": "tpu"},
+            {"fraction": corruption_fraction, "config_version": "2025-08-25.tpu-perf"},
+            "runtime performance optimisation misconfigured on tpu servers (model S)",
+        ),
+        ScriptedChange(
+            _at("08-26"),
+            "sampler-H",
+            "sampler",
+            {"model": "H", "platform": "tpu"},
+            {"sampler": "mixed-precision-topp", "empty_rows": "uniform", "config_version": "2025-08-26.sampler"},
+            "sampler rewrite on tpu: top-p threshold in bf16 compared in fp32 (December workaround removed)",
+        ),
+        ScriptedChange(
+            _at("08-27"),
+            "routing-partner-b",
+            "routing",
+            {"model": "S", "platform": "trainium"},
+            {"fraction": 0.000004},
+            "routing bug reaches partner B (<0.0004%)",
+        ),
+        ScriptedChange(
+            _at("08-28"),
+            "fix-corruption-O",
+            "rollback",
+            {"model": "O", "platform": "tpu"},
+            {"change_id": "corruption-O"},
+            "corruption fixed for model O",
+        ),
+        ScriptedChange(
+            _at("08-29"),
+            "lb-0829",
+            "load_balancing",
+            {"model": "S"},
+            {"misroute_multiplier": misroute_growth},
+            "routine load-balancing change (sends more short requests to the misconfigured servers)",
+        ),
+        ScriptedChange(
+            _at("09-02"),
+            "rollback-corruption-S",
+            "rollback",
+            {"model": "S", "platform": "tpu"},
+            {"change_id": "corruption-S"},
+            "corruption rolled back for model S",
+        ),
+        ScriptedChange(
+            _at("09-04"),
+            "fix-routing-1p",
+            "fix",
+            {"model": "S", "platform": "gpu"},
+            {"change_id": "routing-1p"},
+            "routing logic fixed (first party)",
+        ),
+        ScriptedChange(
+            _at("09-04", 11),
+            "rollback-sampler-H",
+            "rollback",
+            {"model": "H", "platform": "tpu"},
+            {"change_id": "sampler-H"},
+            "model H sampler rolled back",
+        ),
+        ScriptedChange(
+            _at("09-16"),
+            "fix-routing-partner-a",
+            "fix",
+            {"model": "S", "platform": "tpu"},
+            {"change_id": "routing-partner-a"},
+            "routing fix complete on partner A",
+        ),
+        ScriptedChange(
+            _at("09-16", 10),
+            "fix-routing-partner-b",
+            "fix",
+            {"model": "S", "platform": "trainium"},
+            {"change_id": "routing-partner-b"},
+            "routing fix complete on partner B",
+        ),
+    )
+    faults = (
+        Fault(
+            name="routing",
+            title="Bug 1: short requests sticky-routed to the 1M-context pool",
+            onset=_at("08-05"),
+            causes=("routing-1p", "routing-partner-a", "routing-partner-b"),
+            signals=("routing.",),
+            scope={"model": "S", "context_class": "short"},
+            postmortem="started 08-05; fix deployed 09-04, complete 09-16",
+        ),
+        Fault(
+            name="routing-growth",
+            title="Bug 1 grows: the 08-29 load-balancing change (0.8% -> 16%)",
+            onset=_at("08-29"),
+            causes=("lb-0829",),
+            signals=("routing.",),
+            scope={"model": "S", "context_class": "short"},
+            postmortem="08-29 spike not tied to the change at once; worst hour 08-31",
+            worsening=True,
+        ),
+        Fault(
+            name="corruption",
+            title="Bug 2: output corruption on one platform",
+            onset=_at("08-25"),
+            causes=("corruption-O", "corruption-S"),
+            signals=("unexpected_script", "code_integrity", "degeneration", "feedback"),
+            scope={"platform": "tpu", "config_version": "2025-08-25.tpu-perf"},
+            postmortem="08-25 to 09-02 (model O fixed 08-28); rolled back 09-02",
+        ),
+        Fault(
+            name="sampler",
+            title="Bug 3: sampler precision mismatch drops the top token",
+            onset=_at("08-26"),
+            causes=("sampler-H",),
+            signals=("sampling_consistency", "unexpected_script", "code_integrity", "degeneration", "feedback"),
+            scope={"platform": "tpu", "model": "H", "config_version": "2025-08-26.sampler"},
+            postmortem="08-25/26 onward; rolled back 09-04 (model O3: 09-12)",
+        ),
+    )
+    return Timeline(start=date(2025, 8, 1), end=date(2025, 9, 18), changes=changes, faults=faults)
