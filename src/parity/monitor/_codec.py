@@ -15,6 +15,7 @@ True
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -56,7 +57,15 @@ def alert_from_dict(data: Any) -> Alert:
 
 def change_from_dict(data: Any) -> Change:
     """A :class:`Change` from ``Change.to_dict()`` or from a lab change-log entry (``id`` instead of
-    ``change_id``; extra keys such as ``params`` ignored)."""
+    ``change_id``; extra keys such as ``params`` ignored). The one parameter kept is the change a rollback or fix
+    turns off (a lab entry's ``params.change_id``): the description gains ``(reverts ID)`` unless it already names
+    it, so the link survives the store (whose changes have no params) and the dashboard can tell which rollback
+    fixed which fault.
+
+    >>> change_from_dict({"time": "2025-09-02T00:00:00Z", "id": "rb-1", "kind": "rollback",
+    ...                   "description": "rolled back for S", "params": {"change_id": "corruption-S"}}).description
+    'rolled back for S (reverts corruption-S)'
+    """
     d = _require(data, ("time", "kind"), "change")
     change_id = d.get("change_id", d.get("id"))
     if change_id is None:
@@ -69,8 +78,17 @@ def change_from_dict(data: Any) -> Change:
         time=d["time"],
         kind=str(d["kind"]),
         scope={str(k): str(v) for k, v in scope.items() if v is not None},
-        description=str(d.get("description", "")),
+        description=_with_reverts(str(d.get("description", "")), d.get("params")),
     )
+
+
+def _with_reverts(description: str, params: Any) -> str:
+    reverts = params.get("change_id") if isinstance(params, dict) else None
+    if not isinstance(reverts, str) or not reverts:
+        return description
+    if re.search(rf"(?<![\w-]){re.escape(reverts)}(?![\w-])", description):  # already named (as a whole id)
+        return description
+    return f"{description} (reverts {reverts})" if description else f"reverts {reverts}"
 
 
 def feedback_to_dict(event: FeedbackEvent) -> dict[str, Any]:
