@@ -126,3 +126,40 @@ def test_a_detection_after_the_fix_is_not_drawn_as_live() -> None:
     assert row.fixed_at == t(28)
     assert row.detected_at == t(28.5)
     assert [p.state for p in row.phases(t(31))] == ["undetected", "fixed"]
+
+
+def test_a_lab_change_log_links_rollbacks_through_params_change_id() -> None:
+    """The lab's rollbacks name what they undo in ``params.change_id`` only; ``change_from_dict`` keeps it in the
+    description, so a corruption rollback on model S is not taken for the fix of a load-balancing change on S."""
+    from parity.monitor._codec import change_from_dict
+
+    def entry(day: int, change_id: str, kind: str, scope: dict[str, str], reverts: str | None = None) -> Change:
+        params = {"change_id": reverts} if reverts else {}
+        return change_from_dict(
+            {
+                "time": t(day).isoformat(),
+                "id": change_id,
+                "kind": kind,
+                "scope": scope,
+                "description": f"{kind} {change_id}",
+                "params": params,
+            }
+        )
+
+    log = [
+        entry(5, "routing-1p", "routing", {"model": "S", "platform": "gpu"}),
+        entry(25, "corruption-S", "corruption", {"model": "S", "platform": "tpu"}),
+        entry(29, "lb-0829", "load_balancing", {"model": "S"}),
+        entry(30, "rollback-corruption-S", "rollback", {"model": "S", "platform": "tpu"}, "corruption-S"),
+        entry(31, "fix-routing-1p", "fix", {"model": "S", "platform": "gpu"}, "routing-1p"),
+    ]
+    assert log[3].description == "rollback rollback-corruption-S (reverts corruption-S)"
+    segment = {"model": "S", "context_class": "short"}
+    first = alert("r1", "routing.short_on_long_pool", segment, 6, 8, "routing-1p", status="superseded")
+    worse = alert("r2", "routing.short_on_long_pool", segment, 29, 29.5, "lb-0829", worsens="r1")
+    rows = {r.change_id if r.kind == "change" else "segment": r for r in timeline_rows([first, worse], log)}
+    assert set(rows) == {"routing-1p", "lb-0829", "corruption-S", "segment"}
+    assert (rows["segment"].fix_change_id, rows["segment"].fixed_at) == ("fix-routing-1p", t(31))
+    assert (rows["lb-0829"].fix_change_id, rows["lb-0829"].detected_at) == ("fix-routing-1p", t(29.5))
+    assert rows["corruption-S"].fix_change_id == "rollback-corruption-S"  # named by a rollback, never alerted
+    assert rows["corruption-S"].detected_at is None

@@ -9,8 +9,9 @@ moved (the earliest ``started_at`` of the lineage), is detected at the earliest 
 ``started_at`` of its first escalation, and is fixed when the rollback or fix of the change its root alert (the
 first detected) is attributed to landed. One *change row* per fault-bearing change: a change that a row's root
 alert or escalation is attributed to, or that a later rollback/fix names. It starts when the change landed, is
-detected when the first alert attributed to it was, and is fixed when the last of its segment rows was (or, with
-none, at its first rollback/fix).
+detected when the first alert attributed to it was, and is fixed when the last of its segment rows was (a change
+that only escalated a fault, like a load-balancing change that multiplied misrouting, when that fault was; with no
+row at all, at its first rollback/fix).
 
 **Phases.** Each row is drawn as consecutive bars: ``undetected`` (moved, parity had not alerted yet),
 ``detected`` (alerted, not yet fixed), ``worsening`` (escalated after detection, not yet fixed) and ``fixed``
@@ -19,7 +20,8 @@ none, at its first rollback/fix).
 **Which change fixes which.** The monitor's change log keeps ``change_id``, ``time``, ``kind``, ``scope`` and
 ``description`` only. A change of a kind in :data:`OFF_KINDS` landing after change ``c`` resolves it for a
 segment when its scope overlaps the segment and either its description names ``c.change_id`` (preferred; e.g.
-``"rollback of c-0825"``) or, when no later rollback names it, its scope overlaps ``c``'s. The earliest such
+``"rollback of c-0825"``, or the ``"(reverts c-0825)"`` that ``change_from_dict`` adds for a lab change-log entry
+whose ``params.change_id`` names it) or, when no later rollback names it, its scope overlaps ``c``'s. The earliest such
 change counts.
 
 >>> from datetime import datetime, timezone
@@ -256,13 +258,14 @@ def _change_row(change: Change, rows: Sequence[TimelineRow], changes: Sequence[C
         if all(r.fixed_at is not None for r in roots):
             last = max(roots, key=lambda r: r.fixed_at or change.time)
             fixed_at, fix_id = last.fixed_at, last.fix_change_id
+    elif escalated:  # it made a fault worse: its effect ends when that fault is fixed
+        if all(r.fixed_at is not None for r in escalated):
+            last = max(escalated, key=lambda r: r.fixed_at or change.time)
+            fixed_at, fix_id = last.fixed_at, last.fix_change_id
     else:
-        fixes = [resolving_change(change, changes, r.segment, after=r.worsened_at) for r in escalated] or [
-            resolving_change(change, changes)
-        ]
-        if all(f is not None for f in fixes):
-            last_fix = max((f for f in fixes if f is not None), key=lambda f: f.time)
-            fixed_at, fix_id = last_fix.time, last_fix.change_id
+        fix = resolving_change(change, changes)
+        if fix is not None:
+            fixed_at, fix_id = fix.time, fix.change_id
     worsened = [r.worsened_at for r in roots if r.worsened_at is not None]
     return TimelineRow(
         kind="change",
