@@ -163,3 +163,9 @@ def test_a_lab_change_log_links_rollbacks_through_params_change_id() -> None:
     assert (rows["lb-0829"].fix_change_id, rows["lb-0829"].detected_at) == ("fix-routing-1p", t(29.5))
     assert rows["corruption-S"].fix_change_id == "rollback-corruption-S"  # named by a rollback, never alerted
     assert rows["corruption-S"].detected_at is None
+
+
+def test_a_rollback_blamed_by_attribution_is_not_a_fault_row() -> None:
+    blamed = alert("a", "unexpected_script", {"model": "O", "platform": "tpu"}, 28.5, 29, "r-O")
+    rows = timeline_rows([blamed], CHANGES)
+    assert [(r.kind, r.change_id) for r in rows] == [("change", "c-corrupt"), ("segment", "r-O")]

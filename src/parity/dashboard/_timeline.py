@@ -7,11 +7,11 @@ that parity alerted on first, and the alerts it (transitively) ``worsens`` (an e
 same segment, e.g. the load-balancing change that multiplied the routing fault). The row starts when the signal
 moved (the earliest ``started_at`` of the lineage), is detected at the earliest ``detected_at``, worsens from the
 ``started_at`` of its first escalation, and is fixed when the rollback or fix of the change its root alert (the
-first detected) is attributed to landed. One *change row* per fault-bearing change: a change that a row's root
-alert or escalation is attributed to, or that a later rollback/fix names. It starts when the change landed, is
-detected when the first alert attributed to it was, and is fixed when the last of its segment rows was (a change
-that only escalated a fault, like a load-balancing change that multiplied misrouting, when that fault was; with no
-row at all, at its first rollback/fix).
+first detected) is attributed to landed. One *change row* per fault-bearing change: a change (not itself a
+rollback or fix) that a row's root alert or escalation is attributed to, or that a later rollback/fix names. It
+starts when the change landed, is detected when the first alert attributed to it was, and is fixed when the last
+of its segment rows was (a change that only escalated a fault, like a load-balancing change that multiplied
+misrouting, when that fault was; with no row at all, at its first rollback/fix).
 
 **Phases.** Each row is drawn as consecutive bars: ``undetected`` (moved, parity had not alerted yet),
 ``detected`` (alerted, not yet fixed), ``worsening`` (escalated after detection, not yet fixed) and ``fixed``
@@ -284,17 +284,19 @@ def _change_row(change: Change, rows: Sequence[TimelineRow], changes: Sequence[C
 
 def timeline_rows(alerts: Sequence[Alert], changes: Sequence[Change]) -> list[TimelineRow]:
     """The timeline's rows: each change row (by landing time) followed by the segment rows whose root alert is
-    attributed to it (by detection), then the segment rows with no known cause."""
+    attributed to it (by detection), then the segment rows with no known cause (or one that is itself a rollback
+    or fix)."""
     by_id = {c.change_id: c for c in changes}
     segment_rows = _segment_rows(alerts, changes)
     off = [c for c in changes if c.kind in OFF_KINDS]
     named = {c.change_id for c in changes if c.kind not in OFF_KINDS and any(_names(o, c.change_id) for o in off)}
     causes = {r.change_id for r in segment_rows} | {r.escalation_change_id for r in segment_rows}
-    fault_ids = {i for i in causes if i is not None} | named
+    # a rollback or fix blamed by attribution stays a dotted line: rows are for changes that bring faults
+    fault_ids = {i for i in causes if i is not None and i in by_id and by_id[i].kind not in OFF_KINDS} | named
     segment_rows.sort(key=lambda r: (r.detected_at or r.moved_at, r.label))
     out: list[TimelineRow] = []
     for change in sorted((by_id[i] for i in fault_ids), key=lambda c: (c.time, c.change_id)):
         out.append(_change_row(change, segment_rows, changes))
         out.extend(r for r in segment_rows if r.change_id == change.change_id)
-    out.extend(r for r in segment_rows if r.change_id is None)
+    out.extend(r for r in segment_rows if r.change_id not in fault_ids)
     return out
