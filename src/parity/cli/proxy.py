@@ -6,6 +6,7 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import click
 
@@ -63,6 +64,8 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@click.option("--dashboard-token", envvar="PARITY_DASHBOARD_TOKEN", default=None,
+              help="Token for /dashboard (generated when listening beyond 127.0.0.1).")  # fmt: skip
 def command(
     upstream: str,
     listen: str,
@@ -77,17 +80,19 @@ def command(
     queue_size: int,
     no_detectors: bool,
     long_context_tokens: int | None,
+    dashboard_token: str | None,
 ) -> None:
     """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
 
     Read-only views for `parity status --proxy URL` and the dashboard: /parity/alerts, /parity/records,
-    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback.
+    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; the dashboard at
+    /dashboard/ (token-protected when listening beyond 127.0.0.1).
     """
     from rich.console import Console
 
     from parity.monitor.proxy import ParityProxy, ProxyConfig, default_hook
     from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import DuckDBStore, session_salt
+    from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
@@ -103,7 +108,10 @@ def command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
     store = DuckDBStore(store_path)
+    if long_context_tokens is not None:
+        store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
+        mounts, dashboard_note = _dashboard(store, host, port, dashboard_token, long_context_tokens)
         builder = RecordBuilder(
             salt=session_salt(store, salt),
             labels=label_map,
@@ -116,11 +124,13 @@ def command(
             builder,
             hook=default_hook(webhook=webhook, long_context_tokens=long_context_tokens),
             changes_source=changes_loader(changes, changes_token) if changes else None,
+            mounts=mounts,
         )
         console.print(
             f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={store_path}  capture={capture}"
             f"  (pid {os.getpid()})"
         )
+        console.print(dashboard_note)
         server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning", access_log=False))
         server.run()
     except ParityError:
@@ -129,3 +139,18 @@ def command(
         raise InvalidInputError("--listen", "must be a free address to bind", listen, detail=str(err)) from err
     finally:
         store.close()
+
+
+def _dashboard(
+    store: Any, host: str, port: int, token: str | None, long_context_tokens: int | None
+) -> tuple[dict[str, Any], str]:
+    """The dashboard mounted at ``/dashboard`` (token-protected beyond loopback), and a line saying where."""
+    try:
+        from parity.cli.dashboard import resolve_token
+        from parity.dashboard import create_app
+    except ImportError:
+        return {}, "dashboard: not installed (pip install 'parity[dashboard]')"
+    required, generated = resolve_token(host, token)
+    app = create_app(store, token=required, long_context_tokens=long_context_tokens)
+    url = f"http://{host}:{port}/dashboard/" + (f"?token={required}" if required else "")
+    return {"/dashboard": app}, f"dashboard: {url}" + (" (token generated)" if generated else "")

@@ -3,7 +3,7 @@
 An alert is *about* a fault (:meth:`parity.demo.timeline.Fault`) when its signal is one the fault shows in, its
 segment agrees with the fault's scope, and it started no earlier than a day before the fault's onset. When several
 faults fit (an alert on ``platform=tpu`` fits both tpu faults), the one whose scope the segment names most of wins,
-then the one whose onset came last before the alert started. A worsening alert (``worsens`` set) can only be about
+then the one whose onset came last before the alert started (the segment cannot tell them apart; the time can). A worsening alert (``worsens`` set) can only be about
 a worsening fault and the other way round. Every alert about no fault is a false alert and is listed.
 
 >>> from datetime import datetime, timedelta, timezone
@@ -139,7 +139,7 @@ def _in_scope(record: Record, scope: Mapping[str, str], long_context_tokens: int
 
 
 def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
-    best: tuple[int, datetime, Fault] | None = None
+    best: tuple[tuple[int, bool, float], Fault] | None = None
     for fault in faults:
         if fault.worsening != (alert.worsens is not None):
             continue
@@ -147,10 +147,14 @@ def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
             continue
         if alert.started_at < fault.onset - ONSET_SLACK:
             continue
-        rank = (fault.specificity(alert.segment), fault.onset, fault)
-        if best is None or rank[:2] > best[:2]:
-            best = rank
-    return best[2] if best is not None else None
+        # most scope named; then a fault already under way when the alert started, the latest such; else the
+        # soonest to come
+        under_way = fault.onset <= alert.started_at
+        gap = (alert.started_at - fault.onset).total_seconds()
+        rank = (fault.specificity(alert.segment), under_way, -gap if under_way else gap)
+        if best is None or rank > best[0]:
+            best = (rank, fault)
+    return best[1] if best is not None else None
 
 
 def summarize(
