@@ -3,7 +3,10 @@
 A bigram "model" over a 24-word vocabulary: the next-token logits depend on the previous token through a
 seeded table, so sampling, echo scoring and top logprobs are all exact and cheap. Knobs make a candidate
 differ (``skew``: logits moved along a fixed direction; ``corrupt``: a share of steps emit a Thai token) or
-misbehave (no logprobs, no echo, another tokenizer, rate limits, server errors).
+misbehave (no logprobs, no echo, another tokenizer, rate limits, server errors), or behave as llama-cpp-python's
+server does (``zero_means_unlimited``: ``max_tokens=0`` generates to the context limit; ``echo_shift``: each prompt
+token's logprob is read from the position after it; ``default_top_p``: the top-p applied when a request names
+none).
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ class FakeModel:
     tokenizer: str = "words"
     rate_limit_first: int = 0
     fail_status: int | None = None
+    zero_means_unlimited: bool = False
+    echo_shift: bool = False
+    default_top_p: float = 1.0
+    context_limit: int = 64
     calls: int = field(default=0)
+    bodies: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         table = np.random.default_rng(7).normal(0.0, 1.5, size=(len(VOCAB) + 1, len(VOCAB)))
@@ -65,6 +73,7 @@ class FakeModel:
             return httpx.Response(200, json={"object": "list", "data": [{"id": self.name, "object": "model"}]})
         if request.url.path.endswith("/completions"):
             body = json.loads(request.content)
+            self.bodies.append(body)
             if body.get("model") != self.name:
                 return httpx.Response(404, json={"error": {"message": f"unknown model {body.get('model')}"}})
             if body.get("echo") and not self.echo:
@@ -84,18 +93,22 @@ class FakeModel:
         token_lps: list[float | None] = []
         tops: list[dict[str, float] | None] = []
         if body.get("echo"):
-            prev: str | None = None
-            for i, tok in enumerate(self.tokenize(prompt)):
-                lp = self.logprobs_after(prev)
+            words = self.tokenize(prompt)
+            for i, tok in enumerate(words):
+                # echo_shift: the distribution after this token, not before it (llama-cpp-python without BOS)
+                lp = self.logprobs_after(tok if self.echo_shift else (words[i - 1] if i else None))
                 tokens.append(tok)
                 token_lps.append(None if i == 0 else (float(lp[VOCAB.index(tok)]) if tok in VOCAB else -12.0))
                 tops.append(None if i == 0 else self._top(lp, int(k or 1)))
-                prev = tok
         rng = np.random.default_rng(body.get("seed"))
         text = ""
         prev = self.tokenize(prompt)[-1] if prompt else None
         temperature = float(body.get("temperature", 1.0))
-        for _ in range(int(body.get("max_tokens", 16))):
+        top_p = float(body.get("top_p", self.default_top_p))
+        max_tokens = int(body.get("max_tokens", 16))
+        if max_tokens == 0 and self.zero_means_unlimited:
+            max_tokens = self.context_limit - len(self.tokenize(prompt))
+        for _ in range(max_tokens):
             lp = self.logprobs_after(prev)
             if temperature == 0.0:
                 idx = int(np.argmax(lp))
@@ -103,12 +116,20 @@ class FakeModel:
                 idx = len(VOCAB) - 1
             else:
                 p = np.exp(lp / temperature)
-                idx = int(rng.choice(len(VOCAB), p=p / p.sum()))
+                p /= p.sum()
+                if top_p < 1.0:
+                    order = np.argsort(-p)
+                    cut = int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1
+                    p[order[cut:]] = 0.0
+                    p /= p.sum()
+                idx = int(rng.choice(len(VOCAB), p=p))
             tokens.append(VOCAB[idx])
             token_lps.append(float(lp[idx]))
             tops.append(self._top(lp, int(k or 1)))
             text += VOCAB[idx]
             prev = VOCAB[idx]
+            if any(stop in text for stop in body.get("stop") or []):
+                break
         offsets, pos = [], 0
         for tok in tokens:
             offsets.append(pos)

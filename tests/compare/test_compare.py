@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 from parity._exceptions import EndpointError, InvalidInputError
 from parity.cli._main import main
 from parity.compare import CompareConfig, EndpointClient, compare_endpoints, load_prompts, write_html
+from parity.compare._client import PROBE_PROMPT, PROBE_TEXT
 
 REF, CAND = "http://reference.test", "http://candidate.test"
 PROMPTS = ["the cat", "a dog ran", "we ate", "the sun was", "it was very", "then we"]
@@ -185,3 +187,74 @@ def test_cli_bad_option_exits_2() -> None:
     result = CliRunner().invoke(main, ["compare", "--reference", "http://a", "--candidate", "http://b", "--alpha", "2"])
     assert result.exit_code == 2
     assert "`alpha` must be in (0, 1)" in result.output
+
+
+# --- servers that behave like llama-cpp-python's (found running parity compare against it) ---------------------
+
+
+def test_zero_max_tokens_read_as_no_limit_is_detected_and_scores_cover_the_text_only() -> None:
+    ref, cand = FakeModel(zero_means_unlimited=True), FakeModel(zero_means_unlimited=True)
+    report = run(ref, cand)
+    assert [t.name for t in report.tests][-1] == "next-token-divergence"  # fingerprints match once trimmed
+    assert any("max_tokens=0 generated" in note for note in report.candidate.notes)
+    scoring = [b for b in ref.bodies if b.get("echo") and b["prompt"] != PROBE_TEXT]
+    assert scoring
+    assert all(b["max_tokens"] == 1 for b in scoring)
+    assert report.test("next-token-divergence").result.effect == pytest.approx(0.0, abs=1e-9)
+
+
+def test_score_drops_generated_tokens() -> None:
+    async def scored() -> tuple[int, int]:
+        fake = FakeModel(zero_means_unlimited=True)
+        async with EndpointClient("http://fake.test", transport=transport(fake)) as client:
+            await client.probe()
+            result = await client.score("the cat", " sat on a mat")
+            return len(result.tokens), len(result.logprobs)
+
+    assert asyncio.run(scored()) == (4, 4)
+
+
+def test_shifted_prompt_logprobs_skip_the_tests_on_them() -> None:
+    report = run(FakeModel(), FakeModel(echo_shift=True))
+    assert not report.candidate.echo_consistent
+    assert any("disagree with sampled logprobs" in note for note in report.candidate.notes)
+    assert "disagree" in dict(report.skipped)["next-token-divergence"]
+    assert {"loglik-shift", "argmax-rate"} <= {t.name for t in report.tests}  # scored under the reference
+    assert report.equivalent  # the same sampler: nothing else differs
+
+    report = run(FakeModel(echo_shift=True), FakeModel())
+    assert {"loglik-shift", "argmax-rate", "next-token-divergence"} <= set(dict(report.skipped))
+    assert "reference's prompt logprobs" in dict(report.skipped)["loglik-shift"]
+
+
+def test_top_p_is_always_sent_so_a_server_default_cannot_apply() -> None:
+    cand = FakeModel(default_top_p=0.3)
+    run(FakeModel(), cand)
+    sampling = [b for b in cand.bodies if not b.get("echo") and b["prompt"] != PROBE_PROMPT]
+    assert sampling
+    assert all(b["top_p"] == 1.0 for b in sampling)
+
+
+def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None:
+    ref, cand = FakeModel(), FakeModel()
+    compare_endpoints(
+        REF,
+        CAND,
+        prompts=PROMPTS,
+        config=FAST,
+        transports={REF: transport(ref), CAND: transport(cand)},
+        candidate_extra_body={"top_k": 0, "repeat_penalty": 1.0},
+    )
+    assert all(b["top_k"] == 0 and b["repeat_penalty"] == 1.0 for b in cand.bodies)
+    assert not any("top_k" in b for b in ref.bodies)
+    with pytest.raises(InvalidInputError, match=r"`extra_body` may not set fields parity sends itself, got \['seed'\]"):
+        EndpointClient("http://x.test", extra_body={"seed": 1})
+
+
+def test_cli_extra_body_must_be_a_json_object() -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    args = ["compare", "--reference", url, "--candidate", url, "--budget", "8", "--candidate-extra-body", "[1]"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert "`candidate_extra_body` must be a JSON object" in result.output
+    assert "Traceback" not in result.output

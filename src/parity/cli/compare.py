@@ -9,13 +9,27 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
-from parity._exceptions import ParityError
+from parity._exceptions import InvalidInputError, ParityError
 from parity.compare import CompareConfig, compare_endpoints, load_prompts, plan_budget, render_table, write_html
+
+
+def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
+    """``text`` parsed as a JSON object (``None`` stays ``None``)."""
+    if text is None:
+        return None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        raise InvalidInputError(argument, "must be a JSON object", text, detail=str(err)) from err
+    if not isinstance(value, dict):
+        raise InvalidInputError(argument, "must be a JSON object", text)
+    return value
 
 
 @click.command(name="compare")
@@ -23,6 +37,19 @@ from parity.compare import CompareConfig, compare_endpoints, load_prompts, plan_
 @click.option("--candidate", required=True, metavar="URL", help="Base URL of the candidate deployment.")
 @click.option("--model", default=None, help="Model name on both endpoints (default: the first each serves).")
 @click.option("--candidate-model", default=None, help="Model name on the candidate, when it differs.")
+@click.option(
+    "--extra-body",
+    default=None,
+    metavar="JSON",
+    help="Fields merged into every completions request to both endpoints, e.g. '{\"top_k\": 0}'.",
+)
+@click.option(
+    "--candidate-extra-body",
+    default=None,
+    metavar="JSON",
+    help="Fields for the candidate only, when they differ (llama-cpp-python: "
+    '\'{"top_k": 0, "min_p": 0, "repeat_penalty": 1}\' switches off its sampler defaults).',
+)
 @click.option("--prompts", "prompts_file", type=click.Path(dir_okay=False), default=None, help="Prompt file.")
 @click.option("--budget", type=int, default=300, show_default=True, help="Completions sampled per endpoint.")
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level.")
@@ -41,6 +68,8 @@ def command(
     candidate: str,
     model: str | None,
     candidate_model: str | None,
+    extra_body: str | None,
+    candidate_extra_body: str | None,
     prompts_file: str | None,
     budget: int,
     alpha: float,
@@ -69,6 +98,8 @@ def command(
             max_concurrency=concurrency,
         )
         prompts = load_prompts(prompts_file)
+        reference_extra = _json_object("extra_body", extra_body)
+        candidate_extra = _json_object("candidate_extra_body", candidate_extra_body) or reference_extra
         if plan_only:
             click.echo(plan_budget(budget, len(prompts), alpha=alpha).describe())
             sys.exit(0)
@@ -94,6 +125,8 @@ def command(
                 config=config,
                 reference_model=model,
                 candidate_model=candidate_model or model,
+                reference_extra_body=reference_extra,
+                candidate_extra_body=candidate_extra,
                 api_key=api_key,
                 progress=progress,
                 on_plan=lambda plan: console.print(plan.describe()),

@@ -4,12 +4,27 @@ Only ``/v1/models`` and ``/v1/completions`` are used (the legacy completions API
 logprobs with ``echo``). Concurrency is bounded by a semaphore; 429 and 5xx answers and connection errors are
 retried with exponential backoff (honouring ``Retry-After``); anything else becomes an :class:`EndpointError`
 with the URL and status, never a traceback.
+
+Servers differ in how they score a prompt, and :meth:`EndpointClient.probe` finds out rather than assuming:
+
+- ``max_tokens=0`` with ``echo`` scores without generating on the lab and OpenAI's legacy API, but means "no
+  limit" to llama-cpp-python. When the probe's echo answer comes back longer than the text sent, scoring asks for
+  one token instead; whatever a server generated past the text is dropped from a score.
+- Prompt logprobs must describe the same distribution as the logprobs of sampled tokens. The probe samples
+  :data:`PROBE_TOKENS` greedy tokens with logprobs, teacher-forces the prompt plus those tokens, and compares the
+  two logprobs of each; llama-cpp-python, on a model without a BOS token, reports each prompt token's logprob from
+  the position after it. Capabilities then say ``echo_consistent=False`` and the comparison runs no test on
+  those numbers.
+
+Sampling requests always name ``top_p`` (1.0 included), since a server may apply its own default otherwise;
+other server-specific sampling fields go in ``extra_body``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +39,21 @@ __all__ = ["Capabilities", "Completion", "EndpointClient", "ScoredText"]
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 #: Text teacher-forced by :meth:`EndpointClient.probe` to fingerprint the tokenizer.
 PROBE_TEXT = "The quick brown fox, 42 times: def f(x): return x * 2  # ok"
+#: Prompt of the probe's greedy sample, and how many tokens it asks for: their logprobs are checked against the
+#: same tokens teacher-forced (echo).
+PROBE_PROMPT = "Hello"
+PROBE_TOKENS = 8
+#: Largest median |sampled - teacher-forced| logprob over the probe's tokens (nats) still read as the same numbers.
+#: Both come from one model at the same positions, by the decode and by the prefill path: they differ by rounding
+#: (exactly 0 on the lab server; 1e-4 between llama.cpp's f16 decode and the lab's fp32 on the probe token). A
+#: logprob read from the position after its token is another conditional: over the lab model's default prompts
+#: 94% of tokens move by more than 0.1 nats that way (median 1.2), so the median over 8 tokens of a shifted echo
+#: falls under 0.1 with probability well under 1%; llama-cpp-python's (no BOS) is 2.5-2.7 nats off on the lab export.
+ECHO_CONSISTENCY_NATS = 0.1
+#: Request fields parity sets itself; ``extra_body`` may not replace them.
+RESERVED_FIELDS = frozenset(
+    {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "echo", "logprobs", "n", "stream", "best_of"}
+)
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,8 @@ class Capabilities:
     echo: bool
     tokens: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    #: False when the prompt logprobs (echo) disagree with the logprob of the same token sampled at that position.
+    echo_consistent: bool = True
 
 
 @dataclass(frozen=True)
@@ -78,6 +110,9 @@ class EndpointClient:
     """Talks to one OpenAI-compatible server at ``base_url`` (with or without a trailing ``/v1``).
 
     Use as an async context manager. ``transport`` replaces the network (tests pass an ``httpx.MockTransport``).
+    ``extra_body`` is merged into every ``/v1/completions`` request, for a server's own sampling fields (for
+    llama-cpp-python, ``{"top_k": 0, "min_p": 0, "repeat_penalty": 1}`` switches off its default top-k 40, min-p
+    0.05 and repetition penalty 1.1); it may not set the fields parity controls (:data:`RESERVED_FIELDS`).
     """
 
     def __init__(
@@ -91,9 +126,13 @@ class EndpointClient:
         backoff_s: float = 0.25,
         timeout_s: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
+        extra_body: Mapping[str, Any] | None = None,
     ) -> None:
         if not base_url.startswith(("http://", "https://")):
             raise InvalidInputError("base_url", "must be an http:// or https:// URL", base_url)
+        extra = dict(extra_body or {})
+        if clash := sorted(RESERVED_FIELDS & set(extra)):
+            raise InvalidInputError("extra_body", "may not set fields parity sends itself", clash)
         if max_concurrency < 1:
             raise InvalidInputError("max_concurrency", "must be >= 1", max_concurrency)
         if max_retries < 0:
@@ -105,8 +144,11 @@ class EndpointClient:
         self.max_retries = max_retries
         self.backoff_s = backoff_s
         self.timeout_s = timeout_s
+        self.extra_body = extra
         self.retries_used = 0
         self.requests_sent = 0
+        #: ``max_tokens`` of a scoring (echo) request: 0, or 1 on servers that read 0 as "no limit" (see probe).
+        self.echo_max_tokens = 0
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         self._client = httpx.AsyncClient(
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
@@ -173,7 +215,7 @@ class EndpointClient:
 
     async def complete(self, payload: Mapping[str, Any]) -> Mapping[str, Any]:
         """POST ``/v1/completions`` with ``payload`` (the model is filled in) and return the first choice."""
-        body = await self._request("POST", "/completions", {"model": self.model, **payload})
+        body = await self._request("POST", "/completions", {"model": self.model, **self.extra_body, **payload})
         try:
             choice: Mapping[str, Any] = body["choices"][0]
         except (KeyError, IndexError, TypeError) as err:
@@ -181,7 +223,8 @@ class EndpointClient:
         return choice
 
     async def probe(self) -> Capabilities:
-        """Find the model and whether the endpoint returns logprobs and echoes prompt logprobs."""
+        """Find the model, whether the endpoint returns logprobs and prompt logprobs (echo), and whether the two
+        agree (see the module docstring)."""
         models = await self.models()
         if self.model is None:
             if not models:
@@ -194,10 +237,14 @@ class EndpointClient:
         notes: list[str] = []
         logprobs = echo = False
         tokens: tuple[str, ...] = ()
+        sampled: Mapping[str, Any] = {}
         try:
-            choice = await self.complete({"prompt": "Hello", "max_tokens": 1, "temperature": 0.0, "logprobs": 1})
+            choice = await self.complete(
+                {"prompt": PROBE_PROMPT, "max_tokens": PROBE_TOKENS, "temperature": 0.0, "logprobs": 1}
+            )
             lp = choice.get("logprobs") or {}
             logprobs = bool(lp.get("token_logprobs"))
+            sampled = lp if logprobs else {}
         except EndpointError as err:
             if err.status_code is None or err.status_code >= 500:
                 raise
@@ -205,7 +252,13 @@ class EndpointClient:
         if not logprobs:
             notes.append("no logprobs in /v1/completions answers")
         try:
-            scored = await self._echo(PROBE_TEXT, top_logprobs=1)
+            # `stop` bounds the answer of a server that reads max_tokens=0 as "no limit"
+            choice = await self._echo_choice(PROBE_TEXT, top_logprobs=1, max_tokens=0, stop=["\n"])
+            text = choice.get("text")
+            if isinstance(text, str) and len(text) > len(PROBE_TEXT):
+                self.echo_max_tokens = 1
+                notes.append("echo with max_tokens=0 generated text; scoring asks for 1 token and drops it")
+            scored = _teacher_forced(choice, PROBE_TEXT, self.base_url)
             toks = scored.get("tokens") or []
             values = scored.get("token_logprobs") or []
             echo = len(toks) > 1 and any(v is not None for v in values[1:])
@@ -216,6 +269,11 @@ class EndpointClient:
             notes.append(f"echo refused: {err}")
         if not echo:
             notes.append("no prompt logprobs (echo); teacher-forced tests unavailable")
+        consistent = True
+        if echo and sampled:
+            consistent, note = await self._check_echo(sampled)
+            if note:
+                notes.append(note)
         return Capabilities(
             url=self.base_url,
             model=self.model,
@@ -224,16 +282,52 @@ class EndpointClient:
             echo=echo,
             tokens=tokens,
             notes=tuple(notes),
+            echo_consistent=consistent,
         )
 
-    async def _echo(self, text: str, *, top_logprobs: int) -> Mapping[str, Any]:
-        choice = await self.complete(
-            {"prompt": text, "max_tokens": 0, "echo": True, "logprobs": max(top_logprobs, 1), "temperature": 0.0}
+    async def _check_echo(self, sampled: Mapping[str, Any]) -> tuple[bool, str | None]:
+        """Teacher-force the probe prompt plus its greedy tokens; their logprobs must match the sampled ones."""
+        toks = [str(t) for t in sampled.get("tokens") or []]
+        values = list(sampled.get("token_logprobs") or [])
+        lp = await self._echo(PROBE_PROMPT + "".join(toks), top_logprobs=1)
+        forced_tokens = [str(t) for t in lp.get("tokens") or []]
+        forced_values = list(lp.get("token_logprobs") or [])
+        start = _continuation_start(forced_tokens, lp.get("text_offset"), len(PROBE_PROMPT))
+        diffs: list[float] = []
+        pairs = zip(toks, values, forced_tokens[start:], forced_values[start:], strict=False)
+        for tok, value, forced_tok, forced in pairs:
+            if tok != forced_tok or value is None or forced is None:
+                break  # compare only while both passes hold the same tokens
+            diffs.append(abs(float(value) - float(forced)))
+        if not diffs:
+            return True, f"echo consistency not checked: {PROBE_PROMPT!r} + its sample re-tokenized differently"
+        gap = statistics.median(diffs)
+        if gap <= ECHO_CONSISTENCY_NATS:
+            return True, None
+        return False, (
+            f"prompt logprobs (echo) disagree with sampled logprobs: the {len(diffs)} greedy tokens after "
+            f"{PROBE_PROMPT!r} differ by {gap:.2f} nats (median) when teacher-forced (logprobs read from the wrong "
+            "position?); tests on its prompt logprobs skipped"
         )
-        lp = choice.get("logprobs")
-        if not isinstance(lp, Mapping):
-            raise EndpointError("echo answer carries no `logprobs`", url=self.base_url)
-        return lp
+
+    async def _echo_choice(
+        self, text: str, *, top_logprobs: int, max_tokens: int, stop: list[str] | None = None
+    ) -> Mapping[str, Any]:
+        payload: dict[str, Any] = {
+            "prompt": text,
+            "max_tokens": max_tokens,
+            "echo": True,
+            "logprobs": max(top_logprobs, 1),
+            "temperature": 0.0,
+        }
+        if stop:
+            payload["stop"] = stop
+        return await self.complete(payload)
+
+    async def _echo(self, text: str, *, top_logprobs: int) -> Mapping[str, Any]:
+        """The logprobs of ``text`` teacher-forced, with anything generated past it dropped."""
+        choice = await self._echo_choice(text, top_logprobs=top_logprobs, max_tokens=self.echo_max_tokens)
+        return _teacher_forced(choice, text, self.base_url)
 
     async def sample(
         self,
@@ -245,10 +339,17 @@ class EndpointClient:
         top_p: float = 1.0,
         seed: int | None = None,
     ) -> Completion:
-        """Sample one completion of ``prompt`` (``top_p`` is sent only when below 1)."""
-        payload: dict[str, Any] = {"prompt": prompt, "max_tokens": max_tokens, "temperature": temperature}
-        if top_p < 1.0:
-            payload["top_p"] = top_p
+        """Sample one completion of ``prompt``.
+
+        ``top_p`` is always sent, 1.0 included: llama-cpp-python's server, for one, applies top-p 0.95 to a
+        request that names none.
+        """
+        payload: dict[str, Any] = {
+            "prompt": prompt,
+            "max_tokens": max_tokens,
+            "temperature": temperature,
+            "top_p": top_p,
+        }
         if seed is not None:
             payload["seed"] = seed
         choice = await self.complete(payload)
@@ -273,6 +374,45 @@ class EndpointClient:
             kept_values.append(float(value) if value is not None and math.isfinite(float(value)) else -100.0)
             kept_tops.append({str(k): float(v) for k, v in (top or {}).items()})
         return ScoredText(tokens=tuple(tokens[start:]), logprobs=tuple(kept_values), top_logprobs=tuple(kept_tops))
+
+
+def _teacher_forced(choice: Mapping[str, Any], text: str, url: str) -> Mapping[str, Any]:
+    """The logprobs of an echo answer for ``text``; when the answer's text runs past ``text`` (the server generated
+    as well), the generated tokens are dropped."""
+    lp = choice.get("logprobs")
+    if not isinstance(lp, Mapping):
+        raise EndpointError("echo answer carries no `logprobs`", url=url)
+    answer = choice.get("text")
+    if isinstance(answer, str) and len(answer) > len(text):
+        return _drop_generated(lp, len(text))
+    return lp
+
+
+def _drop_generated(lp: Mapping[str, Any], text_chars: int) -> Mapping[str, Any]:
+    """``lp`` without the tokens that start at or after ``text_chars`` (what a server generated past the text).
+
+    Cut by ``text_offset``, and only where every offset is an integer; without offsets nothing is cut.
+
+    >>> lp = {"tokens": ["a", "b", "c"], "token_logprobs": [None, -1.0, -2.0], "top_logprobs": [None, {}, {}],
+    ...       "text_offset": [0, 1, 2]}
+    >>> _drop_generated(lp, 2)["tokens"]
+    ['a', 'b']
+    """
+    offsets = lp.get("text_offset")
+    tokens = lp.get("tokens")
+    if not isinstance(offsets, list) or not isinstance(tokens, list) or len(offsets) != len(tokens):
+        return lp
+    if not all(isinstance(off, int) for off in offsets):
+        return lp
+    keep = next((i for i, off in enumerate(offsets) if off >= text_chars), len(offsets))
+    if keep == len(offsets):
+        return lp
+    out = dict(lp)
+    for key in ("tokens", "token_logprobs", "top_logprobs", "text_offset"):
+        values = lp.get(key)
+        if isinstance(values, list) and len(values) == len(offsets):
+            out[key] = values[:keep]
+    return out
 
 
 def _continuation_start(tokens: Sequence[str], offsets: Any, prompt_chars: int) -> int:

@@ -324,8 +324,12 @@ async def _compare(
 
     position_tv: list[float] = []
     noise_tv: list[float] = []
-    if not ref_caps.echo:
-        reason = "reference returns no prompt logprobs (echo)"
+    if not ref_caps.echo or not ref_caps.echo_consistent:
+        reason = (
+            "reference returns no prompt logprobs (echo)"
+            if not ref_caps.echo
+            else "reference's prompt logprobs (echo) disagree with its sampled logprobs"
+        )
         skipped.append(("loglik-shift", reason))
         skipped.append(("argmax-rate", reason))
         skipped.append(("next-token-divergence", reason))
@@ -357,6 +361,10 @@ async def _compare(
             skipped.append(("next-token-divergence", "--contexts 0"))
         elif not cand_caps.echo:
             skipped.append(("next-token-divergence", "candidate returns no prompt logprobs (echo)"))
+        elif not cand_caps.echo_consistent:
+            skipped.append(
+                ("next-token-divergence", "candidate's prompt logprobs (echo) disagree with its sampled logprobs")
+            )
         elif ref_caps.tokens != cand_caps.tokens:
             skipped.append(("next-token-divergence", "tokenizers differ (probe text tokenised differently)"))
         else:
@@ -453,8 +461,11 @@ def compare_endpoints(
     progress: ProgressFn | None = None,
     on_plan: Callable[[BudgetPlan], None] | None = None,
     transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+    reference_extra_body: Mapping[str, Any] | None = None,
+    candidate_extra_body: Mapping[str, Any] | None = None,
 ) -> ComparisonReport:
-    """Compare two OpenAI-compatible endpoints; blocking. ``transports`` maps a URL to a test transport."""
+    """Compare two OpenAI-compatible endpoints; blocking. ``transports`` maps a URL to a test transport;
+    ``*_extra_body`` are merged into every completions request to that side (a server's own sampling fields)."""
     cfg = config or CompareConfig()
     if not prompts:
         raise InvalidInputError("prompts", "must contain at least one prompt", len(prompts))
@@ -468,6 +479,7 @@ def compare_endpoints(
             max_concurrency=cfg.max_concurrency,
             max_retries=cfg.max_retries,
             transport=transports.get(reference_url),
+            extra_body=reference_extra_body,
         )
         cand = EndpointClient(
             candidate_url,
@@ -476,6 +488,7 @@ def compare_endpoints(
             max_concurrency=cfg.max_concurrency,
             max_retries=cfg.max_retries,
             transport=transports.get(candidate_url),
+            extra_body=candidate_extra_body,
         )
         async with ref, cand:
             return await _compare(ref, cand, prompts, cfg, progress, on_plan)
