@@ -169,3 +169,16 @@ def test_a_rollback_blamed_by_attribution_is_not_a_fault_row() -> None:
     blamed = alert("a", "unexpected_script", {"model": "O", "platform": "tpu"}, 28.5, 29, "r-O")
     rows = timeline_rows([blamed], CHANGES)
     assert [(r.kind, r.change_id) for r in rows] == [("change", "c-corrupt"), ("segment", "r-O")]
+
+
+def test_every_escalation_ties_its_change_to_the_row() -> None:
+    segment = {"model": "S", "pool": "long"}
+    a1 = alert("r1", "routing.short_on_long_pool", segment, 6, 8, "c-route", status="superseded")
+    a2 = alert("r2", "routing.short_on_long_pool", segment, 20, 21, "c-route", status="superseded", worsens="r1")
+    a3 = alert("r3", "routing.short_on_long_pool", segment, 29, 29.5, "c-lb", worsens="r2")
+    rows = timeline_rows([a1, a2, a3], CHANGES)
+    route = next(r for r in rows if r.kind == "segment")
+    assert route.escalated_by == (("c-route", t(21)), ("c-lb", t(29.5)))
+    assert route.worsened_at == t(20)
+    lb = next(r for r in rows if r.change_id == "c-lb" and r.kind == "change")
+    assert (lb.detected_at, lb.fixed_at) == (t(29.5), route.fixed_at)

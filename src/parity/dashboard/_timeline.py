@@ -91,6 +91,7 @@ class TimelineRow:
     change_id: str | None = None
     escalation_change_id: str | None = None
     fix_change_id: str | None = None
+    escalated_by: tuple[tuple[str, datetime], ...] = ()
 
     def phases(self, end: datetime) -> list[Phase]:
         """The row's bars up to ``end`` (the end of the store's span), empty ones dropped. A detection or
@@ -131,6 +132,7 @@ class TimelineRow:
             "change_id": self.change_id,
             "escalation_change_id": self.escalation_change_id,
             "fix_change_id": self.fix_change_id,
+            "escalated_by": [[c, t.isoformat()] for c, t in self.escalated_by],
         }
 
 
@@ -226,6 +228,7 @@ def _segment_rows(alerts: Sequence[Alert], changes: Sequence[Change]) -> list[Ti
         escalations = sorted((a for a in group if _worsens(a) in members), key=lambda a: a.started_at)
         first_up = escalations[0] if escalations else None
         escalation_cause = _cause(first_up, by_id) if first_up is not None else None
+        escalated_by = tuple((c.change_id, a.detected_at) for a in escalations if (c := _cause(a, by_id)) is not None)
         signals = tuple(dict.fromkeys(a.signal for a in shown[key]))
         rows.append(
             TimelineRow(
@@ -242,6 +245,7 @@ def _segment_rows(alerts: Sequence[Alert], changes: Sequence[Change]) -> list[Ti
                 change_id=cause.change_id if cause is not None else None,
                 escalation_change_id=escalation_cause.change_id if escalation_cause is not None else None,
                 fix_change_id=fix.change_id if fix is not None else None,
+                escalated_by=escalated_by,
             )
         )
     return rows
@@ -249,9 +253,9 @@ def _segment_rows(alerts: Sequence[Alert], changes: Sequence[Change]) -> list[Ti
 
 def _change_row(change: Change, rows: Sequence[TimelineRow], changes: Sequence[Change]) -> TimelineRow:
     roots = [r for r in rows if r.change_id == change.change_id]
-    escalated = [r for r in rows if r.escalation_change_id == change.change_id and r not in roots]
+    escalated = [r for r in rows if r not in roots and any(c == change.change_id for c, _ in r.escalated_by)]
     detections = [r.detected_at for r in roots if r.detected_at is not None]
-    detections += [r.escalated_at for r in escalated if r.escalated_at is not None]
+    detections += [t for r in escalated for c, t in r.escalated_by if c == change.change_id]
     fixed_at: datetime | None = None
     fix_id: str | None = None
     if roots:
@@ -290,7 +294,7 @@ def timeline_rows(alerts: Sequence[Alert], changes: Sequence[Change]) -> list[Ti
     segment_rows = _segment_rows(alerts, changes)
     off = [c for c in changes if c.kind in OFF_KINDS]
     named = {c.change_id for c in changes if c.kind not in OFF_KINDS and any(_names(o, c.change_id) for o in off)}
-    causes = {r.change_id for r in segment_rows} | {r.escalation_change_id for r in segment_rows}
+    causes = {r.change_id for r in segment_rows} | {c for r in segment_rows for c, _ in r.escalated_by}
     # a rollback or fix blamed by attribution stays a dotted line: rows are for changes that bring faults
     fault_ids = {i for i in causes if i is not None and i in by_id and by_id[i].kind not in OFF_KINDS} | named
     segment_rows.sort(key=lambda r: (r.detected_at or r.moved_at, r.label))
