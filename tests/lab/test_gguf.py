@@ -12,10 +12,11 @@ gguf = pytest.importorskip("gguf")
 
 from parity._exceptions import InvalidInputError  # noqa: E402
 from parity.lab.engine import Engine  # noqa: E402
-from parity.lab.gguf_export import export_gguf, gguf_name  # noqa: E402
+from parity.lab.gguf_export import CHAT_TEMPLATE, export_gguf, gguf_name  # noqa: E402
 
 #: llama.cpp runs the f16 weights with its own kernels (f16 matmuls, its own softmax/RMSNorm order); on this
-#: model logits agree to a few hundredths. 0.25 still catches a transposed or mispermuted tensor (errors of ~1-10).
+#: model logits agree to a few thousandths (0.0018 max on the prompt below, llama-cpp-python 0.3.36, where the
+#: logits span -9..9). 0.25 still catches a transposed or mispermuted tensor (errors of ~1-10).
 LLAMA_CPP_LOGIT_ATOL = 0.25
 
 
@@ -41,6 +42,23 @@ def test_export_writes_a_llama_model_with_every_tensor(engine: Engine, f16_path:
     embd = next(t for t in reader.tensors if t.name == "token_embd.weight")
     expected = engine.model.tok_embeddings.weight.detach().numpy().astype(np.float16)
     np.testing.assert_array_equal(np.asarray(embd.data).reshape(expected.shape), expected)
+
+
+CONVERSATION = [
+    {"role": "system", "content": "Answer briefly."},
+    {"role": "user", "content": "Write this in Thai: Open file"},
+    {"role": "assistant", "content": "เปิดไฟล์"},
+    {"role": "user", "content": "And `os.path.join`?"},
+]
+
+
+def test_export_carries_the_lab_chat_format(engine: Engine, f16_path: Path) -> None:
+    jinja2 = pytest.importorskip("jinja2")
+    reader = gguf.GGUFReader(str(f16_path))
+    field = reader.fields["tokenizer.chat_template"]
+    assert bytes(field.parts[field.data[0]]).decode() == CHAT_TEMPLATE
+    rendered = jinja2.Environment().from_string(CHAT_TEMPLATE).render(messages=CONVERSATION)
+    assert rendered == engine.chat_prompt(CONVERSATION)
 
 
 def test_quantized_export_is_smaller_and_carries_rope_scaling(tmp_path: Path, f16_path: Path) -> None:
@@ -70,3 +88,8 @@ def test_llama_cpp_runs_the_export_like_the_lab_engine(engine: Engine, f16_path:
         ours = engine.model(torch.tensor([ids]))[0].float().numpy()
     np.testing.assert_allclose(theirs, ours, atol=LLAMA_CPP_LOGIT_ATOL, rtol=0)
     assert (theirs.argmax(-1) == ours.argmax(-1)).mean() >= 0.9
+    # the chat endpoint formats messages as the lab does (not llama-cpp-python's llama-2 fallback)
+    llm.reset()
+    chat = llm.create_chat_completion(messages=CONVERSATION, max_tokens=1, temperature=0.0)
+    assert chat["usage"]["prompt_tokens"] == len(engine.tokenizer.encode(engine.chat_prompt(CONVERSATION)))
+    llm.close()

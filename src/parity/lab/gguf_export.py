@@ -2,7 +2,9 @@
 
 The lab model already uses the GGUF llama layout: rotary embeddings on adjacent channel pairs (so q/k need no
 permutation), RMSNorm, SwiGLU, tied embeddings (no ``output.weight``; llama.cpp reuses ``token_embd``). The
-tokenizer is byte-level BPE with the GPT-2 split pattern, written as ``tokenizer.ggml.model = gpt2``. Quantised
+tokenizer is byte-level BPE with the GPT-2 split pattern, written as ``tokenizer.ggml.model = gpt2``. The lab's
+chat format goes in as ``tokenizer.chat_template`` (:data:`CHAT_TEMPLATE`): without one, llama-cpp-python's chat
+endpoint falls back to the llama-2 ``[INST]`` format and answers a different prompt than the lab does. Quantised
 types are produced with the ``gguf`` package's own reference quantisers (2-D weights only; norms stay f32).
 ``parity lab export-gguf OUT --quantization q8_0`` runs it from the command line.
 """
@@ -17,11 +19,21 @@ import numpy as np
 
 from parity._exceptions import ConfigError, InvalidInputError
 from parity._optional import import_optional
-from parity.lab._corpus import END, END_OF_TEXT, SPECIAL_TOKENS
+from parity.lab._corpus import ASSISTANT, END, END_OF_TEXT, SPECIAL_TOKENS
 from parity.lab.tokenizer import WEIGHTS_DIR
 
 Quantization = Literal["f16", "q8_0", "q4_0"]
 QUANTIZATIONS: tuple[str, ...] = ("f16", "q8_0", "q4_0")
+
+#: ``Engine.chat_prompt`` as a Jinja chat template: ``<|role|>content<|end|>\n`` per message, then
+#: ``<|assistant|>`` (always, as the lab does); ``developer`` is read as ``system``, as the lab server does.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% set role = 'system' if message['role'] == 'developer' else message['role'] %}"
+    f"{{{{ '<|' + role + '|>' + message['content'] + '{END}' + '\\n' }}}}"
+    "{% endfor %}"
+    f"{{{{ '{ASSISTANT}' }}}}"
+)
 
 #: lab parameter name -> GGUF tensor name ({i} is the layer).
 TENSOR_NAMES: dict[str, str] = {
@@ -125,6 +137,7 @@ def export_gguf(
     writer.add_eot_token_id(vocab[END])
     writer.add_pad_token_id(vocab[END_OF_TEXT])
     writer.add_add_bos_token(False)
+    writer.add_chat_template(CHAT_TEMPLATE)
 
     for name, tensor in state.items():
         data = tensor.astype(np.float32)
@@ -141,4 +154,4 @@ def export_gguf(
     return out_path
 
 
-__all__ = ["QUANTIZATIONS", "export_gguf", "gguf_name"]
+__all__ = ["CHAT_TEMPLATE", "QUANTIZATIONS", "export_gguf", "gguf_name"]
