@@ -51,14 +51,14 @@ LAB_LONG_CONTEXT_TOKENS = 192
 REPLAY_DIMENSIONS = ("model", "pool", "platform", "context_class", "config_version")
 
 
-def replay_stats_config(total_requests: int, *, alpha: float = 0.05) -> StatsConfig:
+def replay_stats_config(total_requests: int, *, alpha: float = 0.05, warmup: int = 100) -> StatsConfig:
     """Per-segment statistics sized for a replay of ``total_requests``.
 
     The production defaults bound false alarms over 20,000 streams of 10^6 requests each and learn each stream's
     baseline from 1,000 requests; a replay of a few thousand requests would never leave the warm-up on the smaller
     segments. Here the family-wise bound covers the replay itself: ``horizon`` = its requests, ``max_streams`` =
     what its lattice actually creates (about 4,000 with five dimensions and the signals of the default detectors),
-    ``alpha`` over the whole replay; baselines need 100 requests (rates) and 60 (scores).
+    ``alpha`` over the whole replay; a stream's baseline needs ``warmup`` requests (scores: 60% of that).
     """
     if total_requests < 1:
         raise InvalidInputError("total_requests", "must be >= 1", total_requests)
@@ -68,8 +68,8 @@ def replay_stats_config(total_requests: int, *, alpha: float = 0.05) -> StatsCon
         alpha=alpha,
         horizon=max(1000, total_requests),
         max_streams=4000,
-        rate_warmup=100,
-        mean_warmup=60,
+        rate_warmup=warmup,
+        mean_warmup=max(1, round(0.6 * warmup)),
         score_max_order=1,
     )
 
@@ -92,6 +92,8 @@ class ReplayConfig:
     host: str = "127.0.0.1"
     port: int = 0
     alpha: float = 0.05
+    warmup: int = 100
+    worsening_window: int = 150
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
@@ -169,7 +171,10 @@ class IncidentReplay:
         self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads).start()
         total = cfg.requests_per_day * len(self.days)
         monitor = SegmentMonitor(
-            config=MonitorConfig(stats=replay_stats_config(total, alpha=cfg.alpha), worsening_window=150)
+            config=MonitorConfig(
+                stats=replay_stats_config(total, alpha=cfg.alpha, warmup=cfg.warmup),
+                worsening_window=cfg.worsening_window,
+            )
         )
         builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture)
         proxy_config = ProxyConfig(

@@ -3,8 +3,9 @@
 An alert is *about* a fault (:meth:`parity.demo.timeline.Fault`) when its signal is one the fault shows in, its
 segment agrees with the fault's scope, and it started no earlier than a day before the fault's onset. When several
 faults fit (an alert on ``platform=tpu`` fits both tpu faults), the one whose scope the segment names most of wins,
-then the one whose onset came last before the alert started (the segment cannot tell them apart; the time can). A worsening alert (``worsens`` set) can only be about
-a worsening fault and the other way round. Every alert about no fault is a false alert and is listed.
+then the one whose onset came last before the alert started (the segment cannot tell them apart; the time can). A
+worsening alert (``worsens`` set) can only be about a worsening fault and the other way round. Every alert about no
+fault is a false alert and is listed.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.demo.timeline import incident_timeline

@@ -147,17 +147,24 @@ def _at(day: str, hour: int = 9) -> datetime:
     return datetime.combine(date.fromisoformat(f"2025-{day}"), time(hour), tzinfo=UTC)
 
 
-def incident_timeline(*, misroute_growth: float = 20.0, corruption_fraction: float = 0.02) -> Timeline:
-    """The incident's script (the table in the module docstring); the two free parameters are the load-balancing
-    change's multiplier of the misrouted share and the share of decoding steps the corruption starts a burst at."""
+def incident_timeline(
+    *, misroute_fraction: float = 0.008, misroute_growth: float = 20.0, corruption_fraction: float = 0.02
+) -> Timeline:
+    """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction``
+    of sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
+    bursts starting at ``corruption_fraction`` of decoding steps (the postmortem gives no rate; 2% is the lab's
+    default). A shortened replay raises them so that its few hundred requests hold enough events."""
+    if not 0 < misroute_fraction * misroute_growth <= 1:
+        raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)
     changes = (
         ScriptedChange(
             _at("08-05"),
             "routing-1p",
             "routing",
             {"model": "S", "platform": "gpu"},
-            {"fraction": 0.008},
-            "routing bug: 0.8% of short-context requests to the 1M-context pool, sticky per session",
+            {"fraction": misroute_fraction},
+            f"routing bug: {misroute_fraction:.1%} of short-context requests to the 1M-context pool, sticky per "
+            "session",
         ),
         ScriptedChange(
             _at("08-12"),
@@ -221,7 +228,8 @@ def incident_timeline(*, misroute_growth: float = 20.0, corruption_fraction: flo
             "load_balancing",
             {"model": "S"},
             {"misroute_multiplier": misroute_growth},
-            "routine load-balancing change (sends more short requests to the misconfigured servers)",
+            f"routine load-balancing change (misrouting x{misroute_growth:g}: more short requests reach the "
+            "misconfigured servers)",
         ),
         ScriptedChange(
             _at("09-02"),

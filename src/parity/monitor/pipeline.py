@@ -133,6 +133,7 @@ class MonitorConfig:
     sticky_min_run: int = 3
     evidence_threshold: float = EVIDENCE_THRESHOLD
     worsening_window: int = 1000
+    versioned_dimensions: tuple[str, ...] = ("config_version",)
     max_tracked_responses: int = 200_000
     shard: int = 0
     n_shards: int = 1
@@ -376,16 +377,30 @@ class SegmentMonitor:
 
     def _level_key(self, signal: str, key: SegmentKey) -> SegmentKey:
         """Where an alert's level is watched: its own segment, unless the signal is (almost) always on there - a
-        segment the signal defines, such as short requests on the long pool - then the parent (one fixed
-        dimension released) with the most traffic whose rate is not degenerate."""
+        segment the signal defines, such as short requests on the long pool. Then: fix every free dimension
+        on which the segment's traffic has a single value (only model S's short requests reach the long
+        pool, all from gpu) - except versions, which the next deploy changes - and release the fixed
+        dimension whose parent has the most traffic at a non-degenerate rate (the pool): the share of model
+        S's short gpu requests that were misrouted."""
         det = self.stats.detector(signal, key)
         if det is None or det.mean < DEGENERATE_LEVEL:
             return key
+        implied = list(key)
+        for i, value in enumerate(key):
+            if value != WILDCARD or self.dimensions[i] in self.config.versioned_dimensions:
+                continue
+            present = []
+            for v in self._values[i]:
+                child = self.stats.detector(signal, (*key[:i], v, *key[i + 1 :]))
+                if child is not None and child.n > 0:
+                    present.append(v)
+            if len(present) == 1:
+                implied[i] = present[0]
         best: tuple[int, SegmentKey] | None = None
         for i, value in enumerate(key):
             if value == WILDCARD:
                 continue
-            parent = (*key[:i], WILDCARD, *key[i + 1 :])
+            parent = (*implied[:i], WILDCARD, *implied[i + 1 :])
             pdet = self.stats.detector(signal, parent)
             if pdet is not None and pdet.mean < DEGENERATE_LEVEL and (best is None or pdet.n > best[0]):
                 best = (pdet.n, parent)
