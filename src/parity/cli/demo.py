@@ -13,12 +13,16 @@ import json
 import time
 from datetime import date
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 from rich.table import Table
 
 from parity._exceptions import InvalidInputError
+
+if TYPE_CHECKING:
+    from parity.demo import DemoSummary
 
 __all__ = ["command"]
 
@@ -129,10 +133,7 @@ def _segment(segment: dict[str, str]) -> str:
     return ",".join(f"{k}={v}" for k, v in segment.items()) or "all traffic"
 
 
-def _table(summary: object) -> Table:
-    from parity.demo import DemoSummary
-
-    assert isinstance(summary, DemoSummary)
+def _table(summary: DemoSummary) -> Table:
     table = Table(title="parity demo: the incident, replayed", show_lines=True)
     for name in ("fault", "onset", "parity alerted", "requests after onset", "segment", "blamed change", "postmortem"):
         table.add_column(name, overflow="fold")
@@ -153,10 +154,7 @@ def _table(summary: object) -> Table:
     return table
 
 
-def _false_table(summary: object) -> Table:
-    from parity.demo import DemoSummary
-
-    assert isinstance(summary, DemoSummary)
+def _false_table(summary: DemoSummary) -> Table:
     table = Table(title="false alerts (about none of the scripted faults)")
     for name in ("alert", "signal", "segment", "detected", "blamed change"):
         table.add_column(name)
