@@ -234,7 +234,9 @@ def make_prompt(kind: str, rng: np.random.Generator) -> TrafficPrompt:
         # writes the rest
         summary = fn.doc.split("\n\n")[0][:300].replace("\n", f"\n{fn.indent}")
         body = list(fn.body[: int(rng.integers(0, 4))])
-        text = textwrap.dedent("\n".join([fn.header, f'{fn.indent}"""{summary}"""', *body]) + "\n")
+        # no trailing newline: the model's next token is then the newline-and-indent it saw in training, where a
+        # prompt ending on a bare "\n" splits that token and reads as the end of a block
+        text = textwrap.dedent("\n".join([fn.header, f'{fn.indent}"""{summary}"""', *body]))
         return TrafficPrompt(kind, "completions", prompt=text)
     if kind == "prose":
         if rng.random() < 0.7:
