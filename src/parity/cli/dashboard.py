@@ -11,65 +11,16 @@ from __future__ import annotations
 
 import contextlib
 import socket
-from pathlib import Path
-from typing import Any
 
 import click
 
-from parity._exceptions import InvalidInputError, ParityError, StoreError
+from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
+from parity.cli._read_source import DEFAULT_STORE, open_read_source
 
-__all__ = ["DEFAULT_PORT", "DEFAULT_STORE", "bind", "command", "open_source", "resolve_token"]
+__all__ = ["DEFAULT_PORT", "DEFAULT_STORE", "bind", "command", "resolve_token"]
 
-DEFAULT_STORE = "parity.duckdb"
 DEFAULT_PORT = 8050
-
-#: A DuckDB database file has these bytes at offset 8 (after the header checksum).
-DUCKDB_MAGIC = b"DUCK"
-
-
-def _is_duckdb_file(path: Path) -> bool:
-    with path.open("rb") as f:
-        return f.read(12)[8:12] == DUCKDB_MAGIC
-
-
-def open_source(store: str | None, proxy: str | None) -> Any:
-    """The store to read: a DuckDB file opened read-only, or an HTTPStore over a proxy (exactly one), checked to be
-    readable now rather than at the first page view."""
-    from parity.monitor.store import HTTPStore, open_store
-
-    if store is not None and proxy is not None:
-        raise InvalidInputError("--store/--proxy", "are exclusive: give one source")
-    source: Any
-    if proxy is not None:
-        if not proxy.startswith(("http://", "https://")):
-            raise InvalidInputError("--proxy", "must be an http(s) URL", proxy)
-        source = HTTPStore(proxy)
-    else:
-        path = store or DEFAULT_STORE
-        if not Path(path).is_file():
-            raise StoreError(f"no store at {path}: pass --store FILE, or --proxy URL for a running proxy")
-        try:
-            duckdb_file = _is_duckdb_file(Path(path))
-        except OSError as err:
-            raise StoreError(f"cannot read {path}: {err.strerror or err}") from err
-        if not duckdb_file:
-            raise StoreError(f"{path} is not a DuckDB store file (written by `parity proxy`, `ingest` or `demo`)")
-        try:
-            source = open_store(path, read_only=True)
-        except ParityError:
-            raise
-        except Exception as err:  # duckdb raises its own errors for a file that is not a database
-            raise StoreError(f"cannot open {path} as a parity store ({err})") from err
-    try:
-        source.alerts()
-    except ParityError:
-        source.close()
-        raise
-    except Exception as err:
-        source.close()
-        raise StoreError(f"cannot read {store or proxy} ({err})") from err
-    return source
 
 
 def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
@@ -154,7 +105,7 @@ def command(
 
     uvicorn = import_optional("uvicorn", extra="dashboard")
     required, generated = resolve_token(host, token)
-    source = open_source(store_path, proxy_url)
+    source = open_read_source(store=store_path, proxy=proxy_url)
     try:
         app = create_app(source, token=required, long_context_tokens=long_context_tokens, title=title or DEFAULT_TITLE)
         sock = bind(host, port)

@@ -8,41 +8,20 @@ Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from parity._exceptions import InvalidInputError, StoreError
+from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
 
 __all__ = ["alerts_table", "command", "load_alerts"]
 
-DEFAULT_STORE = "parity.duckdb"
-
 
 def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
     """Alerts from a store file or a proxy URL (exactly one of them), newest first."""
-    from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, open_store
-
-    if store is not None and proxy is not None:
-        raise InvalidInputError("--store/--proxy", "are exclusive: give one source")
-    source: DuckDBStore | MemoryStore | HTTPStore
-    if proxy is not None:
-        if not proxy.startswith(("http://", "https://")):
-            raise InvalidInputError("--proxy", "must be an http(s) URL", proxy)
-        source = HTTPStore(proxy)
-    else:
-        path = store or DEFAULT_STORE
-        if not Path(path).exists():
-            raise StoreError(f"no store at {path}: pass --store FILE, or --proxy URL for a running proxy")
-        try:
-            source = open_store(path, read_only=True)
-        except StoreError:
-            raise
-        except Exception as err:  # duckdb raises its own IOException when a writer holds the file
-            raise StoreError(f"cannot open {path} ({err}); if a proxy is writing it, use --proxy URL") from err
+    source = open_read_source(store=store, proxy=proxy)
     try:
         alerts = source.alerts(open_only=open_only)
     finally:
