@@ -8,6 +8,7 @@ implementation: the section reports the max logit difference and greedy agreemen
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from typing import Any
@@ -155,59 +156,120 @@ def agreement(engine: Engine, model: Any) -> tuple[float, float, int, int]:
     return max_diff, agree / max(1, total), agree, total
 
 
-def llama_cpp_rows(engine: Engine) -> list[str]:
-    """Logit difference, greedy agreement and batch-1 decode speed of llama.cpp on the GGUF exports."""
+#: llama.cpp threads, for decoding and for prompt evaluation. Its OpenMP threads spin-wait at a barrier after every
+#: op, as do torch's idle ones in the same process: with 2 llama.cpp threads, or torch still holding 2, llama.cpp
+#: decoded 2-40 tokens/s on these 2 shared cores, against 300-500 with one thread each. So both engines are timed on
+#: one thread here.
+LLAMA_CPP_THREADS = 1
+
+LLAMA_CPP_NOTES = (
+    "llama.cpp runs the `parity lab export-gguf` files through `llama-cpp-python` (its `Llama` class, in this "
+    "process, `logits_all=True`); logits are compared position by position with the lab engine's fp32 forward "
+    "pass on the same token ids. For q8_0 / q4_0 the row also gives the difference from the lab model run in "
+    "torch on the dequantised GGUF weights: that part is llama.cpp's kernels, the rest is what the quantisation "
+    "itself costs. Speed: batch 1, one thread each, llama.cpp's own sampler, the lab engine timed right after it. "
+    "`parity compare` against llama.cpp's OpenAI server is in the compare section."
+)
+
+
+def _dequantized_model(engine: Engine, path: Any) -> Any:
+    """The lab model with the weights read back from the GGUF file and dequantised (gguf's reference code)."""
+    import copy
+
+    import gguf
+
+    from parity.lab.gguf_export import gguf_name
+
+    tensors = {t.name: t for t in gguf.GGUFReader(str(path)).tensors}
+    model = copy.deepcopy(engine.model)
+    state = {}
+    for name, param in model.state_dict().items():
+        t = tensors[gguf_name(name)]
+        values = np.asarray(gguf.quants.dequantize(t.data, t.tensor_type), dtype=np.float32)
+        state[name] = torch.from_numpy(values.reshape(tuple(param.shape)).copy())
+    model.load_state_dict(state)
+    return model
+
+
+def llama_cpp_rows(engine: Engine) -> tuple[list[str], list[float]]:
+    """Logit difference, greedy agreement and batch-1 decode speed of llama.cpp on the GGUF exports, and the lab
+    engine's one-thread batch-1 speeds timed beside them."""
     try:
         import llama_cpp
     except ImportError:
-        return ["- llama.cpp: `llama_cpp` is not installed (`pip install 'parity[bench]'`); not measured."]
+        return ["- llama.cpp: `llama_cpp` is not installed (`pip install 'parity[bench]'`); not measured."], []
     import tempfile
     from pathlib import Path
 
     from parity.lab.gguf_export import export_gguf
 
-    rows = []
+    rows = [f"- llama.cpp: `llama-cpp-python` {llama_cpp.__version__} (built from source on this machine)."]
+    lab_speeds: list[float] = []
+    threads = torch.get_num_threads()
+    # torch's idle OpenMP threads would spin beside llama.cpp's in this process: one thread for both engines here
+    torch.set_num_threads(LLAMA_CPP_THREADS)
     with tempfile.TemporaryDirectory() as tmp:
         for quant in ("f16", "q8_0", "q4_0"):
             path = export_gguf(Path(tmp) / f"lab-{quant}.gguf", quantization=quant)  # type: ignore[arg-type]
-            llm = llama_cpp.Llama(model_path=str(path), n_ctx=512, n_threads=2, logits_all=True, verbose=False)
-            max_diff, agree, total = 0.0, 0, 0
+            llm = llama_cpp.Llama(
+                model_path=str(path),
+                n_ctx=512,
+                n_threads=LLAMA_CPP_THREADS,
+                n_threads_batch=LLAMA_CPP_THREADS,  # prompt evaluation; llama-cpp-python's default is every core
+                logits_all=True,
+                verbose=False,
+            )
+            dequantized = _dequantized_model(engine, path) if quant != "f16" else None
+            max_diff, max_kernel, agree, total = 0.0, 0.0, 0, 0
             for text in PROMPTS:
                 ids = engine.tokenizer.encode(text)
                 [lab] = engine.generate([GenerationRequest(prompt_ids=ids, max_tokens=NEW_TOKENS, temperature=0.0)])
                 full = ids + lab.token_ids
                 llm.reset()
                 llm.eval(full)
-                theirs = np.asarray(llm.scores[: len(full)], dtype=np.float32)
+                theirs = np.array(llm.scores[: len(full)], dtype=np.float32)  # a copy: the next eval overwrites
                 with torch.no_grad():
                     ours = engine.model(torch.tensor([full]))[0].float().numpy()
+                    if dequantized is not None:
+                        same_weights = dequantized(torch.tensor([full]))[0].float().numpy()
+                        max_kernel = max(max_kernel, float(np.abs(theirs - same_weights).max()))
                 max_diff = max(max_diff, float(np.abs(theirs - ours).max()))
                 greedy = theirs[len(ids) - 1 : -1].argmax(-1)
                 agree += int((greedy == np.asarray(lab.token_ids)).sum())
                 total += len(lab.token_ids)
             prompt = engine.tokenizer.encode(PROMPTS[0])
             times = []
-            for _ in range(REPEATS):
+            for repeat in range(-1, REPEATS):  # repeat -1 warms up; it is not timed
                 llm.reset()
                 start = time.perf_counter()
-                for produced, _token in enumerate(llm.generate(prompt, temp=0.0, reset=True), start=1):
+                # the lab's sampling settings (temperature 0.8, top-p 0.95, no top-k / min-p), llama.cpp's sampler
+                tokens = llm.generate(prompt, temp=0.8, top_p=0.95, top_k=0, min_p=0.0, reset=True)
+                for produced, _token in enumerate(tokens, start=1):
                     if produced == NEW_TOKENS:
                         break
-                times.append(time.perf_counter() - start)
+                if repeat >= 0:
+                    times.append(time.perf_counter() - start)
             speed = NEW_TOKENS / statistics.median(times)
+            lab_speed = lab_tokens_per_s(engine, 1)  # right after, under the same machine load
+            lab_speeds.append(lab_speed)
             size = path.stat().st_size / 1e6
+            kernel = f" ({max_kernel:.4f} vs the lab model on the dequantised {quant} weights)" if dequantized else ""
             rows.append(
-                f"- llama.cpp {quant} ({size:.1f} MB): max |logit difference| {max_diff:.3f} vs the lab engine "
-                f"(fp32); greedy agreement {agree}/{total} ({agree / max(1, total):.1%}); batch-1 decode "
-                f"{speed:,.0f} tokens/s."
+                f"- llama.cpp {quant} ({size:.1f} MB): max |logit difference| {max_diff:.4f} vs the lab engine "
+                f"(fp32){kernel} over the {len(PROMPTS)} prompts + the lab's greedy completions; llama.cpp's "
+                f"argmax agrees with the lab's greedy token on {agree}/{total} positions "
+                f"({agree / max(1, total):.1%}); batch-1 decode {speed:,.0f} tokens/s vs the lab engine's "
+                f"{lab_speed:,.0f} timed right after ({speed / lab_speed:.1f}x)."
             )
             print(rows[-1], flush=True)
             llm.close()
-    return rows
+    torch.set_num_threads(threads)
+    return rows, lab_speeds
 
 
 def main() -> None:
     torch.set_num_threads(2)
+    load_before = os.getloadavg()[0]
     rows = []
     lines = []
     for precision, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
@@ -232,20 +294,31 @@ def main() -> None:
                 f"positions ({rate:.1%})."
             )
             print(lines[-1], flush=True)
-    lines += llama_cpp_rows(Engine.load())
+    llama_lines, one_thread = llama_cpp_rows(Engine.load())
+    lines += llama_lines
+    threads_note = (
+        f" On one thread, timed beside llama.cpp at the end of the run, the same engine decoded "
+        f"{statistics.median(one_thread):,.0f} tokens/s at batch 1 (fp32): under load, the 2-thread figures in the "
+        "table lose more to threads waiting on each other than they gain."
+        if one_thread
+        else ""
+    )
+    load = f"load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
     body = (
         f"Decode throughput of `parity.lab.engine` (the committed 9M-parameter model, sampling at temperature 0.8 / "
         f"top-p 0.95 through the exact numpy reference `parity.sampling`, {NEW_TOKENS} new tokens per request, "
         f"prompts of 4-20 tokens, prefill included) against Hugging Face `transformers` `LlamaForCausalLM` "
         f"`generate()` on the same weights, same process, same threads. Median of {REPEATS} runs after one untimed "
-        "warm-up run. The machine's 2 cores were shared with other jobs while this ran, so single figures "
-        "can be off by 2x; compare within a row rather than across runs. bf16 is no faster than fp32 here: this "
-        "CPU has no native bf16 matrix unit, so bf16 matmuls convert on the fly.\n\n"
+        f"warm-up run. The machine's 2 cores were shared with other jobs while this ran ({load}; run under "
+        "`nice`), so absolute figures swing by an order of magnitude between runs: compare within a row rather "
+        "than across runs. bf16 is no faster than fp32 here: this CPU has no native bf16 matrix unit, so bf16 "
+        "matmuls convert on the fly." + threads_note + "\n\n"
         "| precision | batch | lab engine tokens/s | transformers tokens/s | ratio |\n|---|---|---|---|---|\n"
         + "\n".join(rows)
-        + "\n\nThe two implementations as an engine pair (independent code, same weights):\n\n"
+        + "\n\nThe implementations as engine pairs (independent code, same weights):\n\n"
         + "\n".join(lines)
-        + "\n"
+        + "\n\n"
+        + LLAMA_CPP_NOTES
     )
     write_section("engine", "Lab engine throughput", body)
 
