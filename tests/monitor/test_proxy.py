@@ -402,3 +402,19 @@ def test_monitor_hook_alerts_reach_store_endpoint_and_metrics(
     assert [e.kind for e in hook.feedback] == ["thumbs_down"]
     handle.stop()
     store.close()
+
+
+def test_an_alert_on_the_last_record_leaves_the_proxy_idle(
+    upstream: ServerHandle, start_proxy: StartProxy, client: Client
+) -> None:
+    """An alert flushes the pending batch from inside the monitor hook; the record that raised it must be counted
+    as stored then, or the proxy never reports idle (the replay waited on it)."""
+    store = MemoryStore()
+    proxy, handle = start_proxy(upstream.url, store, hook=FlagAlertHook(), flush_interval_s=30.0)
+    c = client(handle.url)
+    for text in ("hello", "thai"):
+        c.chat.completions.create(model="S", messages=[{"role": "user", "content": text}])
+    assert proxy.wait_idle(10)
+    assert len(store.records()) == 2
+    assert [a.alert_id for a in store.alerts()] == ["a-gpu"]
+    handle.stop()

@@ -218,6 +218,11 @@ class MonitorWorker:
         self._thread = None
 
     @property
+    def outstanding(self) -> int:
+        """Items submitted and not yet done (stored, or handled when they store nothing)."""
+        return self._outstanding
+
+    @property
     def idle(self) -> bool:
         """Nothing queued, spooled, pending or being written."""
         return (
@@ -244,9 +249,7 @@ class MonitorWorker:
                 item = None
             if item is not None:
                 self._busy = True
-                if self._handle(item):
-                    self._queued_in_pending += 1
-                else:
+                if not self._handle(item, queued=True):
                     self._done(1)
                 self.metrics.queue_depth.set(self._queue.qsize())
             empty = self._queue.empty()
@@ -266,8 +269,10 @@ class MonitorWorker:
         with self._count_lock:
             self._outstanding -= n
 
-    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes) -> bool:
-        """Process one item; True when it left a record in the pending batch."""
+    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes, *, queued: bool) -> bool:
+        """Process one item; True when it left a record in the pending batch. ``queued``: it came from the queue,
+        so it counts as outstanding until that batch is stored (counted before the monitor hook runs: an alert
+        flushes the batch, this record included)."""
         if isinstance(item, _Changes):
             self._guard("changes", lambda: self.add_changes(item.changes))
             return False
@@ -286,6 +291,8 @@ class MonitorWorker:
             return False
         self.metrics.count_flags(o.detector for o in record.observations if o.flagged)
         self._pending.append(record)
+        if queued:
+            self._queued_in_pending += 1
         if self.hook is not None:
             hook = self.hook
             self._guard("monitor", lambda: self._alerts(hook.observe(record)))
@@ -318,7 +325,7 @@ class MonitorWorker:
         self._flush()
         for data in self.spool.drain():
             try:
-                self._handle(Exchange.from_dict(data))
+                self._handle(Exchange.from_dict(data), queued=False)
             except (KeyError, ValueError, TypeError) as err:
                 self.metrics.worker_errors.labels(stage="spool").inc()
                 log.warning("spooled exchange unreadable: %s", err)
@@ -344,7 +351,7 @@ class MonitorWorker:
         self.store.write_changes(list(changes))
         add = getattr(self.hook, "add_changes", None)
         if add is not None:
-            add(list(changes))
+            self._alerts(add(list(changes)))  # open alerts re-attributed in the light of the new changes
 
 
 class _Forward:
@@ -461,6 +468,11 @@ class ParityProxy:
                 self._seen_changes.update(c.change_id for c in fresh)
                 self.worker.submit(_Changes(fresh))
             await asyncio.sleep(self.config.changes_poll_s)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered and handed to the worker."""
+        return self._in_flight
 
     def wait_idle(self, timeout: float = 10.0) -> bool:
         """Block until every request received so far has been answered, handed off and stored."""
