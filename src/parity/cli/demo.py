@@ -59,6 +59,8 @@ def _parse_days(text: str | None) -> list[date] | None:
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lab-threads", type=click.IntRange(1, 64), default=1, show_default=True,
               help="torch threads of the lab fleet.")  # fmt: skip
+@click.option("--weights", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Serve these lab weights instead of the committed ones.")  # fmt: skip
 def command(
     json_path: Path | None,
     store_path: Path,
@@ -67,6 +69,7 @@ def command(
     days: str | None,
     seed: int,
     lab_threads: int,
+    weights: Path | None,
 ) -> None:
     """Replay the August-September 2025 incident on the lab fleet through the monitor, then summarise."""
     from parity.demo import DayReport, IncidentReplay, ReplayConfig
@@ -80,6 +83,7 @@ def command(
         seed=seed,
         port=port,
         lab_threads=lab_threads,
+        weights=weights,
     )
 
     def ready(url: str) -> None:

@@ -31,7 +31,8 @@ def _free_port() -> int:
 
 
 class LabProcess:
-    """``parity lab serve --config CONFIG`` on 127.0.0.1 in a child process; a context manager.
+    """``parity lab serve --config CONFIG`` on 127.0.0.1 in a child process; a context manager (``weights``: another
+    weights directory than the committed one).
 
     :attr:`url` is the base URL, :attr:`admin_token` the bearer token of ``POST /admin/changes``.
     """
@@ -43,9 +44,11 @@ class LabProcess:
         threads: int = 1,
         max_batch: int = 16,
         port: int | None = None,
+        weights: str | Path | None = None,
         startup_timeout_s: float = 120.0,
     ) -> None:
         self.config = Path(config)
+        self.weights = Path(weights) if weights is not None else None
         self.threads = threads
         self.max_batch = max_batch
         self.port = port or _free_port()
@@ -75,6 +78,7 @@ class LabProcess:
             str(self.threads),
             "--max-batch",
             str(self.max_batch),
+            *(["--weights", str(self.weights)] if self.weights is not None else []),
         ]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed in stop()
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}

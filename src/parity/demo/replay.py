@@ -94,6 +94,7 @@ class ReplayConfig:
     alpha: float = 0.05
     warmup: int = 100
     worsening_window: int = 150
+    weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
@@ -168,7 +169,7 @@ class IncidentReplay:
                 stale.unlink()
         self.store = DuckDBStore(path)
         self.store.set_meta(LONG_CONTEXT_KEY, str(LAB_LONG_CONTEXT_TOKENS))
-        self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads).start()
+        self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads, weights=cfg.weights).start()
         total = cfg.requests_per_day * len(self.days)
         monitor = SegmentMonitor(
             config=MonitorConfig(
@@ -284,7 +285,12 @@ class IncidentReplay:
                 errors += bad
             self.clock.set(datetime.combine(day, datetime.min.time(), tzinfo=UTC) + timedelta(days=1))
             if not self.proxy.wait_idle(timeout=120):
-                raise ParityError("the monitor did not keep up with the replay (records still queued after 120 s)")
+                w = self.proxy.worker
+                raise ParityError(
+                    "the monitor did not keep up with the replay (still busy after 120 s: "
+                    f"{self.proxy.in_flight} requests in flight, {w.outstanding} exchanges queued, "
+                    f"{w.spool.pending if w.spool else 0} spooled)"
+                )
             total += done
             now = self._known_alerts()
             new = [a for i, a in now.items() if i not in seen]
