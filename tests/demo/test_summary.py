@@ -33,7 +33,9 @@ def alert(
 
 def test_each_alert_goes_to_the_fault_it_is_about() -> None:
     alerts = [
-        alert("a1", "routing.short_on_long_pool", {"pool": "long", "context_class": "short"}, "08-09T10:00", "routing-1p"),
+        alert(
+            "a1", "routing.short_on_long_pool", {"pool": "long", "context_class": "short"}, "08-09T10:00", "routing-1p"
+        ),
         alert("a2", "routing.short_on_long_pool", {"pool": "long"}, "08-29T12:00", "lb-0829", worsens="a1"),
         alert("a3", "unexpected_script", {"platform": "tpu"}, "08-25T11:00", "corruption-S"),
         alert("a4", "sampling_consistency", {"platform": "tpu", "model": "H"}, "08-26T15:00", "corruption-S"),
