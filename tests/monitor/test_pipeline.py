@@ -289,3 +289,33 @@ def test_a_steady_level_on_an_open_alert_is_absorbed(rng: np.random.Generator) -
     assert len(routing) == 1
     assert routing[0].status == "open"
     assert mon.n_absorbed > 0
+
+
+def test_a_stream_restarted_by_its_own_alarm_still_counts_as_degraded(rng: np.random.Generator) -> None:
+    """A detector restarts after alarming; until its new baseline is learned, the alarm itself says the segment is
+    degraded, so a later alarm on a marginal still drills down to it instead of stopping above it."""
+    mon, _ = monitor()
+    records = fleet(rng, 30_000, corrupt=lambda i, model, platform: i >= FAULT_AT and platform == "tpu")
+    alert, _ = first_alert(mon, records, "unexpected_script")
+    assert alert.segment == {"platform": "tpu"}
+    for _, rec in zip(range(20), records, strict=False):  # a few more requests: the alarmed detectors restart
+        mon.observe(rec)
+    restarted = [key for signal, key in mon.stats.alarmed if signal == "unexpected_script"]
+    assert restarted
+    for key in restarted:
+        det = mon.stats.detector("unexpected_script", key)
+        assert det is not None
+        assert det.n < det.warmup  # it restarted when it alarmed
+        assert mon._degraded("unexpected_script", key) is True
+
+
+def test_sticky_sessions_are_counted_but_do_not_alert_by_default(make_record: Callable[..., Record]) -> None:
+    mon, memory = monitor()
+    mon._keys["all"] = ("*", "*", "*", "*")
+    mon._alerts["all"] = Alert("all", "unexpected_script", {}, T0, T0, 0.01, 0.002, 0.012, 100)
+    for i in range(2000):
+        mon.observe(make_record(i, server="gpu-1", session_hash="one-session"))
+    assert mon.audit is not None
+    assert mon.audit.counts["sticky_degraded_session"] == 1998
+    assert not [a for a in memory.alerts if a.signal == "routing.sticky_degraded_session"]
+    assert mon.stats.detector("routing.sticky_degraded_session", ("*", "*", "*", "*")) is None

@@ -3,9 +3,11 @@
 An alert is *about* a fault (:meth:`parity.demo.timeline.Fault`) when its signal is one the fault shows in, its
 segment agrees with the fault's scope, and it started no earlier than a day before the fault's onset. When several
 faults fit (an alert on ``platform=tpu`` fits both tpu faults), the one whose scope the segment names most of wins,
-then the one whose onset came last before the alert started (the segment cannot tell them apart; the time can). A
-worsening alert (``worsens`` set) can only be about a worsening fault and the other way round. Every alert about no
-fault is a false alert and is listed.
+then - the segment cannot tell them apart - the one whose change the alert blames (an alert on platform=tpu blaming
+the tpu sampler change is about the sampler fault; this makes such an alert's attribution right by construction,
+which the summary accepts because the segment alone is ambiguous), then the one whose onset came last before the
+alert started. A worsening alert (``worsens`` set) can only be about a worsening fault and the other way round.
+Every alert about no fault is a false alert and is listed.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.demo.timeline import incident_timeline
@@ -140,7 +142,8 @@ def _in_scope(record: Record, scope: Mapping[str, str], long_context_tokens: int
 
 
 def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
-    best: tuple[tuple[int, bool, float], Fault] | None = None
+    top = alert.attributed_changes[0].change_id if alert.attributed_changes else None
+    best: tuple[tuple[int, bool, bool, float], Fault] | None = None
     for fault in faults:
         if fault.worsening != (alert.worsens is not None):
             continue
@@ -148,11 +151,11 @@ def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
             continue
         if alert.started_at < fault.onset - ONSET_SLACK:
             continue
-        # most scope named; then a fault already under way when the alert started, the latest such; else the
-        # soonest to come
+        # most scope named; then (the segment cannot tell them apart) the fault whose change the alert blames; then
+        # one already under way when the alert started, the latest such; else the soonest to come
         under_way = fault.onset <= alert.started_at
         gap = (alert.started_at - fault.onset).total_seconds()
-        rank = (fault.specificity(alert.segment), under_way, -gap if under_way else gap)
+        rank = (fault.specificity(alert.segment), top in fault.causes, under_way, -gap if under_way else gap)
         if best is None or rank > best[0]:
             best = (rank, fault)
     return best[1] if best is not None else None

@@ -18,9 +18,10 @@ date       change id                     what the lab does                      
                                          blamed)
 08-25      ``corruption-O``,             2% of decoding steps start a burst of Thai,       platform tpu, models O
            ``corruption-S``              Chinese or code-breaking tokens                   and S
-08-26      ``sampler-H``                 the sampler rewrite: top-p threshold rounded to   model H, tpu
-                                         bf16, compared in fp32; a row left empty is
-                                         drawn uniformly (the ``-50000`` fill)
+08-26      ``sampler-H``                 the sampler rewrite exposes the approximate       model H, tpu
+                                         top-k miscompile: at odd batch sizes it never
+                                         sees token ids >= 1024, so the top token is
+                                         dropped whenever it lies there (see below)
 08-27      ``routing-partner-b``         misrouting at 0.0004% (below what the replay's    model S, trainium
                                          traffic can show: expected 0 events)
 08-28      ``fix-corruption-O``          corruption rolled back for O                      platform tpu, model O
@@ -33,6 +34,15 @@ date       change id                     what the lab does                      
 =========  ============================  ================================================  =======================
 
 The postmortem's model O3 (sampler rolled back 09-12) has no counterpart among the lab's three models.
+
+**The approximate top-k's cut-off.** The postmortem's repro misses the maximum at indices >= 10240 of a 12,000-wide
+row. The lab's vocabulary is in BPE merge order, so its ids >= 10240 are the rare tail: the lab model's argmax
+never lies there (0 of 2,135 greedy steps measured), and the incident's cut-off would change nothing. The replay
+scales the cut-off to where the lab's argmax does lie: ids >= 1024 hold it in about 9% of decoding steps, so the
+fault drops the most likely token "occasionally", as the postmortem says. It strikes at odd batch sizes only (the
+postmortem: "for some batch sizes"): the lab batches a model's requests on one platform mostly one or two at a
+time, so most, not all, of model H's requests on tpu are affected, and a request's fate depends on what it was
+batched with. At temperature 0 a dropped argmax is a sampling-consistency violation the served logprobs prove.
 
 >>> timeline = incident_timeline()
 >>> [f.name for f in timeline.faults]
@@ -148,12 +158,17 @@ def _at(day: str, hour: int = 9) -> datetime:
 
 
 def incident_timeline(
-    *, misroute_fraction: float = 0.008, misroute_growth: float = 20.0, corruption_fraction: float = 0.02
+    *,
+    misroute_fraction: float = 0.008,
+    misroute_growth: float = 20.0,
+    corruption_fraction: float = 0.02,
+    sampler_cutoff: int = 1024,
 ) -> Timeline:
     """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction``
     of sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
     bursts starting at ``corruption_fraction`` of decoding steps (the postmortem gives no rate; 2% is the lab's
-    default). A shortened replay raises them so that its few hundred requests hold enough events."""
+    default), and the approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A
+    shortened replay raises the shares so that its few hundred requests hold enough events."""
     if not 0 < misroute_fraction * misroute_growth <= 1:
         raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)
     changes = (
@@ -203,8 +218,14 @@ def incident_timeline(
             "sampler-H",
             "sampler",
             {"model": "H", "platform": "tpu"},
-            {"sampler": "mixed-precision-topp", "empty_rows": "uniform", "config_version": "2025-08-26.sampler"},
-            "sampler rewrite on tpu: top-p threshold in bf16 compared in fp32 (December workaround removed)",
+            {
+                "sampler": "approx-topk-10240",
+                "cutoff": sampler_cutoff,
+                "affected_batch_sizes": list(range(1, 257, 2)),
+                "config_version": "2025-08-26.sampler",
+            },
+            f"sampler rewrite on tpu (December workaround removed) exposes the approximate top-k miscompile: ids >= "
+            f"{sampler_cutoff} unseen at odd batch sizes",
         ),
         ScriptedChange(
             _at("08-27"),
@@ -297,13 +318,13 @@ def incident_timeline(
             title="Bug 2: output corruption on one platform",
             onset=_at("08-25"),
             causes=("corruption-O", "corruption-S"),
-            signals=("unexpected_script", "code_integrity", "degeneration", "feedback"),
+            signals=("unexpected_script", "code_integrity", "degeneration", "sampling_consistency", "feedback"),
             scope={"platform": "tpu", "config_version": "2025-08-25.tpu-perf"},
             postmortem="08-25 to 09-02 (model O fixed 08-28); rolled back 09-02",
         ),
         Fault(
             name="sampler",
-            title="Bug 3: sampler precision mismatch drops the top token",
+            title="Bug 3: approximate top-k miscompile drops the top token",
             onset=_at("08-26"),
             causes=("sampler-H",),
             signals=("sampling_consistency", "unexpected_script", "code_integrity", "degeneration", "feedback"),

@@ -60,11 +60,17 @@ def change_from_dict(data: Any) -> Change:
     ``change_id``; extra keys such as ``params`` ignored). The one parameter kept is the change a rollback or fix
     turns off (a lab entry's ``params.change_id``): the description gains ``(reverts ID)`` unless it already names
     it, so the link survives the store (whose changes have no params) and the dashboard can tell which rollback
-    fixed which fault.
+    fixed which fault. A change that deploys a configuration version (``params.config_version``, or a top-level
+    ``config_version``) has it added to its scope: the records served under that version are its footprint, so an
+    alert on ``config_version=X`` points at the change that introduced X, and a change cannot explain traffic served
+    under another version.
 
     >>> change_from_dict({"time": "2025-09-02T00:00:00Z", "id": "rb-1", "kind": "rollback",
     ...                   "description": "rolled back for S", "params": {"change_id": "corruption-S"}}).description
     'rolled back for S (reverts corruption-S)'
+    >>> change_from_dict({"time": "2025-08-26T09:00:00Z", "id": "s-1", "kind": "sampler", "scope": {"model": "H"},
+    ...                   "params": {"config_version": "2025-08-26.sampler"}}).scope
+    {'model': 'H', 'config_version': '2025-08-26.sampler'}
     """
     d = _require(data, ("time", "kind"), "change")
     change_id = d.get("change_id", d.get("id"))
@@ -73,6 +79,11 @@ def change_from_dict(data: Any) -> Change:
     scope = d.get("scope") or {}
     if not isinstance(scope, dict):
         raise InvalidInputError("change.scope", "must be a JSON object", scope)
+    raw_params = d.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
+    version = d.get("config_version") or params.get("config_version")
+    if isinstance(version, str) and version and "config_version" not in scope:
+        scope = {**scope, "config_version": version}
     return Change(
         change_id=str(change_id),
         time=d["time"],

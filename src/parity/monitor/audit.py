@@ -13,7 +13,11 @@ Two rules ship, both configurable:
 A rule is any object with a ``name`` and ``check(record, context) -> str | None`` (the finding's detail, or
 ``None`` when the record complies). A rule whose ``invariant`` attribute is true states something a correct fleet
 never does (``PoolContextRule``); the monitor then watches its violations against a fixed tolerance instead of a
-learned baseline (``StatsConfig.invariant_rate``), so a few violations suffice to alert.
+learned baseline (``StatsConfig.invariant_rate``), so a few violations suffice to alert. A rule whose ``alerts``
+attribute is false is checked and counted (``RoutingAudit.counts``, the dashboard's routing view) but is not a
+signal the monitor alerts on: ``StickySessionRule`` by default, because it fires on every session that stays on
+its server - which sticky routing makes all of them - as soon as a coarse segment alerts, so its alerts would only
+echo that alert.
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import Record
@@ -86,6 +90,7 @@ class PoolContextRule:
     be served by any pool in ``forbidden_pools``. An invariant: a correctly configured router never breaks it."""
 
     invariant = True
+    alerts = True
 
     def __init__(
         self,
@@ -117,17 +122,25 @@ class PoolContextRule:
 
 class StickySessionRule:
     """A session's ``min_run``-th and later consecutive requests on one server, while that server's segment is
-    alerting, violate the rule. Records without a session hash or server are not checked. Not an invariant: its
-    violations follow the alerts, so their baseline is learned."""
+    alerting, violate the rule. Records without a session hash or server are not checked. Not an invariant, and by
+    default not alerting (``alerts=True`` to alert on it): its violations follow the alerts."""
 
     invariant = False
 
-    def __init__(self, *, name: str = "sticky_degraded_session", min_run: int = 3, max_sessions: int = 100_000) -> None:
+    def __init__(
+        self,
+        *,
+        name: str = "sticky_degraded_session",
+        min_run: int = 3,
+        max_sessions: int = 100_000,
+        alerts: bool = False,
+    ) -> None:
         if min_run < 2:
             raise InvalidInputError("min_run", "must be >= 2", min_run)
         if max_sessions < 1:
             raise InvalidInputError("max_sessions", "must be >= 1", max_sessions)
         self._name = name
+        self.alerts = alerts
         self.min_run = min_run
         self.max_sessions = max_sessions
         self._runs: OrderedDict[str, tuple[str, int]] = OrderedDict()

@@ -21,9 +21,10 @@ segment ``S`` alarms, the monitor looks for the most specific segment that expla
   largest statistic when several dimensions qualify).
 
 "Degraded" means the child's CUSUM statistic is above ``evidence_threshold`` (default ``log 100``, i.e. locally
-significant at 1% without the family-wise correction), or it has an open alert, or it is still in its warm-up (a
-segment that appeared with the change, like short requests on the long pool) and its mean is at least the alarm's
-post-change level; a stream in its warm-up otherwise counts as having no traffic. A dimension with a single value in
+significant at 1% without the family-wise correction), or it has an open alert, or it is in the warm-up that
+follows its own alarm (a detector restarts after alarming), or it is still in its first warm-up (a segment that
+appeared with the change, like short requests on the long pool) and its mean is at least the alarm's post-change
+level; a stream in its first warm-up otherwise counts as having no traffic. A dimension with a single value in
 ``S`` is never fixed: it adds no contrast. Then, for the same signal: if an open alert already names the target
 segment or a refinement of it, the alarm is absorbed (no new alert); if open alerts name a coarser segment that
 contains the target, they are marked ``superseded`` and re-sent, and the new, more specific alert replaces them.
@@ -244,6 +245,7 @@ class SegmentMonitor:
                     1.0 if rule.name in violated else 0.0,
                 )
                 for rule in self.audit.rules
+                if getattr(rule, "alerts", True)
             )
         if self.config.max_tracked_responses:
             self._responses[record.record_id] = values
@@ -299,7 +301,11 @@ class SegmentMonitor:
             return None
         if det.statistic >= self.config.evidence_threshold:
             return True
-        if det.n < det.warmup:  # no baseline yet: evidence only from a high mean, otherwise no information
+        if det.n < det.warmup:
+            # restarted by its own alarm: that alarm is the evidence; otherwise no baseline yet, so evidence only
+            # from a high mean, else no information
+            if (signal, key) in self.stats.alarmed:
+                return True
             return True if level is not None and det.n >= MIN_YOUNG and det.mean >= level else None
         return any(
             a.status == "open" and a.signal == signal and is_refinement(self._keys[a.alert_id], key)
@@ -355,9 +361,18 @@ class SegmentMonitor:
         return current
 
     def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
+        """The change estimate of segment ``key``: its own detector's when that holds evidence; else the alarm's
+        (``fallback``, from a marginal), started no earlier than ``key``'s own excursion. A marginal pools other
+        segments, whose events (another fault) may have begun its excursion earlier; blaming changes by that start
+        would rule out the change that began ``key``'s trouble."""
         det = self.stats.detector(signal, key)
         est = det.estimate() if det is not None else None
-        return est if est is not None and est.statistic >= self.config.evidence_threshold else fallback
+        if est is not None and est.statistic >= self.config.evidence_threshold:
+            return est
+        own = est.change_time if est is not None else None
+        if own is not None and (fallback.change_time is None or own > fallback.change_time):
+            return replace(fallback, change_time=own)
+        return fallback
 
     def _attribute(self, alert: Alert) -> tuple[AttributedChange, ...]:
         key = self._keys[alert.alert_id]

@@ -334,6 +334,8 @@ class SegmentStatistics:
         self._owned: dict[SegmentKey, bool] = {}
         #: streams not created because ``max_streams`` was reached
         self.untracked = 0
+        #: streams that have alarmed at least once (a detector restarts after its alarm; this keeps the fact)
+        self.alarmed: set[tuple[str, SegmentKey]] = set()
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -407,6 +409,7 @@ class SegmentStatistics:
 
     def _fire(self, sk: tuple[str, SegmentKey], det: Detector, fired: list[Firing]) -> None:
         if det.drift_detected:
+            self.alarmed.add(sk)
             est = det.estimate()
             if est is not None:
                 fired.append(Firing(sk[0], sk[1], est))
