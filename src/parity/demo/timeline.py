@@ -16,7 +16,7 @@ date       change id                     what the lab does                      
 08-19      ``release-0819``              the weekly release: a new config version, no      whole fleet
                                          behaviour change (a change that must *not* be
                                          blamed)
-08-25      ``corruption-O``,             2% of decoding steps start a burst of Thai,       platform tpu, models O
+08-25      ``corruption-O``,             5% of decoding steps start a burst of Thai,       platform tpu, models O
            ``corruption-S``              Chinese or code-breaking tokens                   and S
 08-26      ``sampler-H``                 the sampler rewrite exposes the approximate       model H, tpu
                                          top-k miscompile: at odd batch sizes it never
@@ -161,13 +161,13 @@ def incident_timeline(
     *,
     misroute_fraction: float = 0.008,
     misroute_growth: float = 20.0,
-    corruption_fraction: float = 0.02,
+    corruption_fraction: float = 0.05,
     sampler_cutoff: int = 1024,
 ) -> Timeline:
     """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction``
     of sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
-    bursts starting at ``corruption_fraction`` of decoding steps (the postmortem gives no rate; 2% is the lab's
-    default), and the approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A
+    bursts starting at ``corruption_fraction`` of decoding steps (the postmortem says "occasionally" and gives no
+    rate; at 5% about half of the 16-token answers from the misconfigured servers carry a burst), and the approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A
     shortened replay raises the shares so that its few hundred requests hold enough events."""
     if not 0 < misroute_fraction * misroute_growth <= 1:
         raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)

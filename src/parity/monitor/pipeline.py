@@ -374,15 +374,31 @@ class SegmentMonitor:
             return replace(fallback, change_time=own)
         return fallback
 
+    def _implied(self, key: SegmentKey, *, versions: bool = True) -> SegmentKey:
+        """``key`` with every free dimension fixed on which its traffic has a single value (``versions=False``:
+        except the versioned dimensions, which the next deploy changes): all of config version X's traffic is model
+        H's on tpu, so a change to model S cannot explain an alert on X."""
+        out = list(key)
+        for i, value in enumerate(key):
+            if value != WILDCARD or (not versions and self.dimensions[i] in self.config.versioned_dimensions):
+                continue
+            present = [v for v in self._values[i] if self.stats.has_traffic((*key[:i], v, *key[i + 1 :]))]
+            if len(present) == 1:
+                out[i] = present[0]
+        return tuple(out)
+
     def _attribute(self, alert: Alert) -> tuple[AttributedChange, ...]:
+        """Rank the change log for ``alert``, on its segment with the values its traffic implies (see
+        :meth:`_implied`): a change whose scope contradicts them cannot be the cause."""
         key = self._keys[alert.alert_id]
+        implied = self._implied(key)
 
         def siblings(dim: str) -> list[tuple[dict[str, str], bool]]:
             i = self.dimensions.index(dim)
             return [(segment_dict(k, self.dimensions), bad) for k, bad in self._siblings(alert.signal, key, i)]
 
         return rank_changes(
-            alert.segment,
+            segment_dict(implied, self.dimensions),
             alert.started_at,
             alert.detected_at,
             self._changes.values(),
@@ -400,17 +416,7 @@ class SegmentMonitor:
         det = self.stats.detector(signal, key)
         if det is None or det.mean < DEGENERATE_LEVEL:
             return key
-        implied = list(key)
-        for i, value in enumerate(key):
-            if value != WILDCARD or self.dimensions[i] in self.config.versioned_dimensions:
-                continue
-            present = []
-            for v in self._values[i]:
-                child = self.stats.detector(signal, (*key[:i], v, *key[i + 1 :]))
-                if child is not None and child.n > 0:
-                    present.append(v)
-            if len(present) == 1:
-                implied[i] = present[0]
+        implied = self._implied(key, versions=False)
         best: tuple[int, SegmentKey] | None = None
         for i, value in enumerate(key):
             if value == WILDCARD:

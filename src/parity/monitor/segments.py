@@ -345,6 +345,10 @@ class SegmentStatistics:
         """The alarm threshold of every rate stream (the family-wise bound of ``StatsConfig``)."""
         return self._rate_threshold
 
+    def has_traffic(self, key: SegmentKey) -> bool:
+        """Whether segment ``key`` (owned by this shard) has seen a record."""
+        return key in self._clocks
+
     def owns(self, key: SegmentKey) -> bool:
         """Whether this shard owns segment ``key``."""
         owned = self._owned.get(key)
