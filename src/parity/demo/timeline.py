@@ -164,11 +164,12 @@ def incident_timeline(
     corruption_fraction: float = 0.05,
     sampler_cutoff: int = 1024,
 ) -> Timeline:
-    """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction``
-    of sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
-    bursts starting at ``corruption_fraction`` of decoding steps (the postmortem says "occasionally" and gives no
-    rate; at 5% about half of the 16-token answers from the misconfigured servers carry a burst), and the approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A
-    shortened replay raises the shares so that its few hundred requests hold enough events."""
+    """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction`` of
+    sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
+    bursts starting at ``corruption_fraction`` of decoding steps (the postmortem says "occasionally" and gives
+    no rate; at 5% about half of the 16-token answers from the misconfigured servers carry a burst), and the
+    approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A shortened
+    replay raises the shares so that its few hundred requests hold enough events."""
     if not 0 < misroute_fraction * misroute_growth <= 1:
         raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)
     changes = (
