@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -59,6 +60,19 @@ def test_an_alert_before_the_fault_is_not_about_it() -> None:
     summary = summarize(TL, [early], [])
     assert not any(f.caught for f in summary.faults)
     assert summary.false_alerts[0].attributed_change == "release-0819"
+
+
+def test_an_early_start_whose_support_reaches_the_onset_is_about_the_fault() -> None:
+    """A rare signal's start estimate can land days early (a chance burst before the onset); the alert is about the
+    fault when the latest start its data support reaches the onset's slack."""
+    early = alert("a1", "unexpected_script", {"platform": "tpu", "model": "S"}, "08-23T06:00", "corruption-S")
+    assert summarize(TL, [early], []).false_alerts
+    supported = replace(early, latest_start=datetime(2025, 8, 25, 12, tzinfo=UTC))
+    summary = summarize(TL, [supported], [])
+    assert not summary.false_alerts
+    rows = {f.name: f for f in summary.faults}
+    assert rows["corruption"].alert_id == "a1"
+    assert rows["corruption"].attribution_correct
 
 
 def test_a_worsening_is_only_about_the_growth_fault() -> None:

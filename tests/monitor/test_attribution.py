@@ -51,6 +51,19 @@ def test_changes_after_detection_or_well_after_the_start_are_excluded() -> None:
     assert ranked[0].score < 0.5
 
 
+def test_a_change_inside_the_start_support_interval_is_a_candidate() -> None:
+    late = Change("late", T + timedelta(hours=20), "config", SEG)
+    before = Change("before", T - timedelta(hours=1), "deploy", {})
+    assert ids(rank_changes(SEG, T, T + timedelta(days=2), [late, before])) == ["before"]
+    ranked = rank_changes(SEG, T, T + timedelta(days=2), [late, before], latest_start=T + timedelta(hours=24))
+    assert ids(ranked) == ["late", "before"]  # exact scope beats a fleet-wide change just before the start
+    assert 0.5 < ranked[0].score < 1
+    assert "before the latest start the data support" in ranked[0].evidence
+    # past the interval's end only lead_tolerance applies; an interval ending before the start is no interval
+    assert rank_changes(SEG, T, T + timedelta(days=2), [late], latest_start=T + timedelta(hours=10)) == ()
+    assert rank_changes(SEG, T, T + timedelta(days=2), [late], latest_start=T - timedelta(hours=1)) == ()
+
+
 def test_disjoint_scope_scores_zero() -> None:
     changes = [Change("gpu", T - timedelta(minutes=1), "config", {"platform": "gpu"})]
     assert rank_changes(SEG, T, T, changes) == ()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
@@ -75,6 +76,8 @@ def test_codecs_round_trip() -> None:
     cause = (AttributedChange("c1", 0.8, "routing change 10 min before"),)
     alert = Alert("a", "feedback_rate", {"model": "S"}, T0, T0 + timedelta(hours=1), 0.05, 0.01, 0.06, 120, cause)
     assert alert_from_dict(json.loads(json.dumps(alert.to_dict()))) == alert
+    uncertain = replace(alert, latest_start=T0 + timedelta(minutes=30))
+    assert alert_from_dict(json.loads(json.dumps(uncertain.to_dict()))) == uncertain
     change = Change("c1", T0, "routing", {"model": "S"}, "share 0.8%")
     assert change_from_dict(change.to_dict()) == change
     event = FeedbackEvent("r1", T0, "thumbs_up")

@@ -82,6 +82,44 @@ def test_rare_rate_shift_is_detected_quickly_with_estimates(rng: np.random.Gener
     assert abs(float(np.median(starts)) - 15_000) < 300
 
 
+def test_latest_change_time_covers_a_start_masked_by_a_burst_before_it() -> None:
+    """A chance burst of events just before the change starts the excursion early; the support interval's end
+    still reaches the true change, which a change-point estimate alone would rule out."""
+    det = BernoulliCUSUM(threshold=10.0, warmup=200)
+    xs = [i % 10 == 0 for i in range(2000)]  # 10% baseline
+    xs += [True, True, False, True, True] + [False] * 5  # a burst (5 in 10), then the change at 2010
+    xs += [i % 3 == 0 for i in range(600)]  # 33%
+    t_alarm = None
+    for i, x in enumerate(xs):
+        det.update(x, t=float(i))
+        if det.drift_detected:
+            t_alarm = i
+            break
+    assert t_alarm is not None
+    assert t_alarm > 2010
+    est = det.estimate()
+    assert est is not None
+    assert est.change_time is not None
+    assert est.latest_change_time is not None
+    assert est.change_time < 2010 <= est.latest_change_time <= t_alarm
+    assert est.latest_change_point is not None
+    assert est.change_point <= est.latest_change_point
+
+
+def test_latest_change_time_is_tight_for_a_clear_change(rng: np.random.Generator) -> None:
+    det = GaussianCUSUM(threshold=12.0, warmup=500)
+    xs = np.r_[rng.normal(0.0, 1.0, 2000), rng.normal(3.0, 1.0, 200)]
+    for i, x in enumerate(xs):
+        det.update(float(x), t=float(i))
+        if det.drift_detected:
+            break
+    est = det.estimate()
+    assert est is not None
+    assert est.change_time is not None
+    assert est.latest_change_time is not None
+    assert 1990 <= est.change_time <= est.latest_change_time <= 2005
+
+
 def test_false_alarm_rate_on_clean_traffic(rng: np.random.Generator) -> None:
     """100 clean streams of 20,000 requests at a 0.1% flag rate under a family-wise alpha of 0.05: the bound is for
     a known baseline, so measure. Expected false alarms ~0 (the bound is conservative)."""

@@ -1,7 +1,8 @@
 """What the replay found: for each scripted fault, the first alert about it, where, and which change it blamed.
 
 An alert is *about* a fault (:meth:`parity.demo.timeline.Fault`) when its signal is one the fault shows in, its
-segment agrees with the fault's scope, and it started no earlier than a day before the fault's onset. When several
+segment agrees with the fault's scope, and the latest start its data support (``Alert.latest_start``) is no earlier
+than a day before the fault's onset. When several
 faults fit (an alert on ``platform=tpu`` fits both tpu faults), the one whose scope the segment names most of wins,
 then - the segment cannot tell them apart - the one whose change the alert blames (an alert on platform=tpu blaming
 the tpu sampler change is about the sampler fault; this makes such an alert's attribution right by construction,
@@ -149,8 +150,8 @@ def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
             continue
         if not fault.matches_signal(alert.signal) or not fault.agrees_with(alert.segment):
             continue
-        if alert.started_at < fault.onset - ONSET_SLACK:
-            continue
+        if (alert.latest_start or alert.started_at) < fault.onset - ONSET_SLACK:
+            continue  # the data rule out a start at the onset
         # most scope named; then (the segment cannot tell them apart) the fault whose change the alert blames; then
         # one already under way when the alert started, the latest such; else the soonest to come
         under_way = fault.onset <= alert.started_at

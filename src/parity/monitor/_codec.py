@@ -51,6 +51,7 @@ def alert_from_dict(data: Any) -> Alert:
         ),
         status=str(d.get("status", "open")),
         worsens=str(d["worsens"]) if d.get("worsens") else None,
+        latest_start=d.get("latest_start") or None,
         schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
     )
 

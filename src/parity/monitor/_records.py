@@ -217,11 +217,17 @@ class Alert:
     attributed_changes: tuple[AttributedChange, ...] = ()
     status: str = "open"
     worsens: str | None = None
+    #: The latest start the data still support (the end of the start estimate's 1/8 likelihood support interval,
+    #: see :mod:`parity.stats.sequential`); ``None`` means ``started_at``. A rare signal's start is uncertain by
+    #: days of traffic, and a change landing inside ``[started_at, latest_start]`` may still be its cause.
+    latest_start: datetime | None = None
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "started_at", _utc(self.started_at))
         object.__setattr__(self, "detected_at", _utc(self.detected_at))
+        if self.latest_start is not None:
+            object.__setattr__(self, "latest_start", _utc(self.latest_start))
 
     def to_dict(self) -> dict[str, Any]:
         """The ``parity status --json`` shape of one alert."""
@@ -237,5 +243,6 @@ class Alert:
             "n_after": self.n_after,
             "status": self.status,
             "worsens": self.worsens,
+            "latest_start": self.latest_start.isoformat() if self.latest_start is not None else None,
             "attributed_changes": [asdict(c) for c in self.attributed_changes],
         }

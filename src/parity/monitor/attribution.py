@@ -1,11 +1,13 @@
 """Change attribution: rank the changes in a change log as the likely cause of an alert, with the evidence.
 
-For an alert on segment ``A`` with estimated start ``t0`` and detection time ``t1``, each change ``c`` scores
-``time(c) * scope(c) * siblings(c)`` in [0, 1]:
+For an alert on segment ``A`` with estimated start ``t0``, latest plausible start ``t0' >= t0`` (the end of the
+start estimate's support interval: a rare signal's start is uncertain) and detection time ``t1``, each change ``c``
+scores ``time(c) * scope(c) * siblings(c)`` in [0, 1]:
 
-- **time**: a change after ``t1``, or more than ``lead_tolerance`` after ``t0``, cannot be the cause (score 0).
-  Before ``t0``: ``exp(-(t0 - c.time) / recency_scale)``, so the most recent change before the start wins. Within
-  ``lead_tolerance`` after ``t0`` (the start is an estimate): falls linearly from 1/2 to 0.
+- **time**: a change after ``t1``, or more than ``lead_tolerance`` after ``t0'``, cannot be the cause (score 0).
+  Before ``t0``: ``exp(-(t0 - c.time) / recency_scale)``, so the most recent change before the start wins. Between
+  ``t0`` and ``t0'`` (consistent with the data, if less likely than ``t0``): falls linearly from 1 to 1/2. Within
+  ``lead_tolerance`` after ``t0'`` (the times are estimates): falls linearly from 1/2 to 0.
 - **scope**: a scope fixing a dimension to a value other than the segment's cannot touch the segment (score 0).
   Otherwise ``(1 + matched) / (1 + matched + broader + narrower)``, where ``matched`` counts the dimensions both
   fix to the same value, ``broader`` those the segment fixes but the change does not, ``narrower`` those the change
@@ -29,6 +31,20 @@ close to 1 and ranks first.
 [('lb-7', 0.99), ('fleet', 0.33), ('tpu', 0.25)]
 >>> print(ranked[0].evidence)
 landed 10 min before the estimated start; scope model=S,pool=long matches the segment exactly
+
+A change a day after the estimated start is ruled out, unless the data support a start as late as that:
+
+>>> late = [Change("tpu-config", t0 + timedelta(hours=24), "config", {"model": "S", "pool": "long"})]
+>>> rank_changes({"model": "S", "pool": "long"}, t0, t0 + timedelta(days=3), late)
+()
+>>> ranked = rank_changes({"model": "S", "pool": "long"}, t0, t0 + timedelta(days=3), late,
+...                       latest_start=t0 + timedelta(hours=30))
+>>> [(c.change_id, round(c.score, 2)) for c in ranked]
+[('tpu-config', 0.6)]
+>>> for part in ranked[0].evidence.split("; "):
+...     print(part)
+landed 24.0 h after the estimated start, before the latest start the data support (30.0 h after it)
+scope model=S,pool=long matches the segment exactly
 """
 
 from __future__ import annotations
@@ -95,28 +111,37 @@ def rank_changes(
     changes: Iterable[Change],
     *,
     siblings: Callable[[str], Sequence[tuple[dict[str, str], bool]]] | None = None,
+    latest_start: datetime | None = None,
     config: AttributionConfig | None = None,
 ) -> tuple[AttributedChange, ...]:
-    """Rank ``changes`` as causes of a change on ``segment`` that began about ``started_at`` and was detected at
-    ``detected_at``; best first, zero scores dropped, at most ``config.max_candidates``.
+    """Rank ``changes`` as causes of a change on ``segment`` that began about ``started_at`` (and no later than
+    ``latest_start``, by default ``started_at``) and was detected at ``detected_at``; best first, zero scores
+    dropped, at most ``config.max_candidates``.
 
     ``siblings(dimension)`` lists the segment's siblings along ``dimension`` that have traffic, each with whether
     it is alerting; without it the sibling factor is 1.
     """
     cfg = config or AttributionConfig()
+    window = max(latest_start - started_at, timedelta(0)) if latest_start is not None else timedelta(0)
     scored: list[AttributedChange] = []
     for change in changes:
         if change.time > detected_at:
             continue
         lead = change.time - started_at  # > 0: landed after the estimated start
-        if lead > cfg.lead_tolerance:
+        if lead > window + cfg.lead_tolerance:
             continue
         if lead <= timedelta(0):
             time_score = math.exp(-(-lead / cfg.recency_scale))
             when = f"landed {_fmt_delta(lead)} before the estimated start"
+        elif lead <= window:
+            time_score = 1 - 0.5 * (lead / window)
+            when = (
+                f"landed {_fmt_delta(lead)} after the estimated start, before the latest start the data support "
+                f"({_fmt_delta(window)} after it)"
+            )
         else:
             tol = cfg.lead_tolerance.total_seconds()
-            time_score = 0.5 * (1 - lead.total_seconds() / tol) if tol > 0 else 0.0
+            time_score = 0.5 * (1 - (lead - window).total_seconds() / tol) if tol > 0 else 0.0
             when = f"landed {_fmt_delta(lead)} after the estimated start (within its uncertainty)"
         matched: list[str] = []
         broader: list[str] = []

@@ -371,7 +371,8 @@ class SegmentMonitor:
             return est
         own = est.change_time if est is not None else None
         if own is not None and (fallback.change_time is None or own > fallback.change_time):
-            return replace(fallback, change_time=own)
+            latest = fallback.latest_change_time
+            return replace(fallback, change_time=own, latest_change_time=own if latest is None else max(latest, own))
         return fallback
 
     def _implied(self, key: SegmentKey, *, versions: bool = True) -> SegmentKey:
@@ -402,6 +403,7 @@ class SegmentMonitor:
             alert.started_at,
             alert.detected_at,
             self._changes.values(),
+            latest_start=alert.latest_start,
             siblings=siblings,
             config=self.config.attribution,
         )
@@ -480,6 +482,7 @@ class SegmentMonitor:
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         detected_at = self.clock() if self.clock is not None else event_time
         started_at = min(_ts(est.change_time, detected_at), detected_at)
+        latest_start = min(max(_ts(est.latest_change_time, started_at), started_at), detected_at)
         label = segment_label(target, self.dimensions)
         digest = hashlib.sha1(f"{signal}|{label}|{detected_at.isoformat()}".encode()).hexdigest()[:10]
         alert = Alert(
@@ -493,6 +496,7 @@ class SegmentMonitor:
             current=est.current,
             n_after=est.n_after,
             worsens=worsens.alert_id if worsens is not None else None,
+            latest_start=latest_start,
         )
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target

@@ -36,7 +36,13 @@ which the bound does not cover, so the false-alarm rate on clean traffic is *mea
 
 **Estimates.** When a CUSUM alarms, the change point is the first observation after it last left zero (the
 CUSUM maximum-likelihood estimate of the change point for its alternative), ``current`` is the rate or mean since
-then, and ``effect = current - baseline``.
+then, and ``effect = current - baseline``. A rare signal pins its start down poorly: one pre-change event a few
+dozen observations before the change starts the excursion there. So the estimate also carries the *latest*
+plausible start: the last observation before which the CUSUM stood at most ``SUPPORT_LEVEL`` = log 8 above zero.
+A change there has a likelihood at least 1/8 of the best one's (the CUSUM at ``tau`` is the log-likelihood ratio
+of "the change began at the start" against "it began at ``tau``"), the end of Royall's 1/8 likelihood support
+interval. Change attribution treats every start in ``[change_time, latest_change_time]`` as consistent with the
+data.
 
 **Distribution.** A detector's state is owned by one process (the shard of its segment key); it is not merged.
 
@@ -101,6 +107,10 @@ BASELINE_Z = 0.5
 #: (flags start excursions); 1/3 gave the measured false-alarm rates in the tests and the benchmark.
 SUSPICION_FRACTION = 1 / 3
 
+#: A change point is plausible when the CUSUM stood at most this far (in nats) above zero just before it: its
+#: likelihood is then at least 1/8 of the maximum-likelihood start's (Royall's 1/8 support interval).
+SUPPORT_LEVEL = math.log(32.0)
+
 #: Largest baseline used; an alternative is at most halfway from the baseline to 1, so likelihood ratios stay
 #: finite.
 MAX_RATE = 0.99
@@ -128,7 +138,8 @@ def cusum_threshold(*, alpha: float, horizon: int, n_streams: int = 1, n_alterna
 @dataclass(frozen=True, slots=True)
 class ChangeEstimate:
     """What a detector knows about a change: where it began (observation index, and the time label given to
-    :meth:`update` there), how many observations since, and the baseline and current levels."""
+    :meth:`update` there), the latest start the data still support (see the module docstring; ``None``: the
+    same as ``change_time``), how many observations since, and the baseline and current levels."""
 
     change_point: int
     change_time: float | None
@@ -136,6 +147,8 @@ class ChangeEstimate:
     baseline: float
     current: float
     statistic: float
+    latest_change_point: int | None = None
+    latest_change_time: float | None = None
 
     @property
     def effect(self) -> float:
@@ -244,6 +257,8 @@ class BernoulliCUSUM:
         self._starts = [0] * len(self.ratios)  # index of the first observation of each excursion
         self._start_times: list[float | None] = [None] * len(self.ratios)
         self._start_s = [0.0] * len(self.ratios)  # sum of x before each excursion started
+        self._late = [0] * len(self.ratios)  # latest observation before which the CUSUM was <= SUPPORT_LEVEL
+        self._late_times: list[float | None] = [None] * len(self.ratios)
         self._p0 = 0.0
         self._jumps: list[float] = []
         self._decays: list[float] = []
@@ -362,6 +377,9 @@ class BernoulliCUSUM:
                 self._starts[i] = idx
                 self._start_times[i] = t
                 self._start_s[i] = self._s - x
+            if w <= SUPPORT_LEVEL:  # zeros only lower the CUSUM, so before this event is where it was lowest
+                self._late[i] = idx
+                self._late_times[i] = t
             w += x * jump - (1.0 - x) * self._decays[i]
             self._stats[i] = w if w > 0.0 else 0.0
         if self._base_n >= self.warmup or self.fixed_baseline is not None:
@@ -386,6 +404,8 @@ class BernoulliCUSUM:
             baseline=self._p0,
             current=ones / n_after,
             statistic=self._stats[i],
+            latest_change_point=self._late[i],
+            latest_change_time=self._late_times[i],
         )
 
     @property
@@ -460,6 +480,8 @@ class GaussianCUSUM:
         self._starts = [0] * len(self._signed)
         self._start_times: list[float | None] = [None] * len(self._signed)
         self._sums = [0.0] * len(self._signed)  # sum of observations since each excursion started
+        self._late = [0] * len(self._signed)  # latest observation before which the CUSUM was <= SUPPORT_LEVEL
+        self._late_times: list[float | None] = [None] * len(self._signed)
         self._drift = False
         self._fired: int | None = None
 
@@ -511,6 +533,9 @@ class GaussianCUSUM:
                 self._starts[i] = idx
                 self._start_times[i] = t
                 self._sums[i] = 0.0
+            if w <= SUPPORT_LEVEL:
+                self._late[i] = idx
+                self._late_times[i] = t
             w = w + d * (x - mu) / var - d * d / (2 * var)
             if w <= 0.0:
                 w = 0.0
@@ -549,6 +574,8 @@ class GaussianCUSUM:
             baseline=self._base_mean,
             current=self._sums[i] / n_after,
             statistic=self._stats[i],
+            latest_change_point=self._late[i],
+            latest_change_time=self._late_times[i],
         )
 
     @property
