@@ -217,7 +217,7 @@ class Alert:
     attributed_changes: tuple[AttributedChange, ...] = ()
     status: str = "open"
     worsens: str | None = None
-    #: The latest start the data still support (the end of the start estimate's 1/8 likelihood support interval,
+    #: The latest start the data still support (the end of the start estimate's 1/32 likelihood support interval,
     #: see :mod:`parity.stats.sequential`); ``None`` means ``started_at``. A rare signal's start is uncertain by
     #: days of traffic, and a change landing inside ``[started_at, latest_start]`` may still be its cause.
     latest_start: datetime | None = None
