@@ -447,6 +447,7 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
         "|---|" + "---|" * (len(detectors) + 1),
     ]
     examples: list[str] = []
+    rates: dict[str, list[float]] = {}
     for label, cfg in configs:
         requests = []
         for k in range(per_config):
@@ -495,17 +496,25 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
                         examples.append(f"- {label}, {det.name}: evidence {str(obs.evidence)[:60]!r}")
             counts[-1] += any_flag
         n = len(results)
+        rates[label] = [100 * c / n for c in counts]
         rows.append(f"| {label} | " + " | ".join(f"{100 * c / n:.0f}%" for c in counts) + " |")
-    if card.get("step") != card.get("max_steps"):
-        rows += [
-            "",
-            "Read with care: this is an interim checkpoint of a model still training. At T=0.8 it mixes Thai, "
-            "Chinese and Japanese into English answers by itself (its sampled tail is still flat), so the clean "
-            "baseline is high and the corruption fault adds only a few points; with a flat distribution the "
-            "top-20 alternatives seldom hold top_p of the mass, so sampling consistency can rarely prove anything "
-            "here (compare the simulated model above); its greedy output loops and mixes scripts too. Rerun "
-            "with the final weights: `python -m benchmarks detectors`.",
-        ]
+    clean_script = [rates[k][0] for k in rates if k.startswith("clean")]
+    low, high = min(clean_script), max(clean_script)
+    span = f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%"
+    corrupt = rates.get("corruption fault (2% of steps, boost 30)", [0.0] * (len(detectors) + 1))
+    rows += [
+        "",
+        f"Reading it: on English questions this 9M-parameter model often answers partly in Chinese, Japanese or "
+        f"Thai by itself (most of its chat training turns are gettext translations, `Write this in Thai: ...`, and "
+        f"it does not reliably keep to the question's language), so unexpected_script flags {span} of its "
+        f"clean answers: the evidence below is fluent text in those scripts, the "
+        "model's behaviour rather than a misreading by the detector (on real English text the same detector flags "
+        "0-0.4%, the table above). On this model the flag is therefore a weak signal: the corruption fault raises "
+        f"it to {corrupt[0]:.0f}%. Sampling consistency is the lab's sharp signal: "
+        f"{max(rates[k][3] for k in rates if k.startswith('clean')):.0f}% on clean output, {corrupt[3]:.0f}% under "
+        "corruption (it needs the served alternatives to prove a choice wrong; the demo's corruption and sampler "
+        "alerts come from it).",
+    ]
     if examples:
         rows += ["", "Flags on clean lab output (false alarms, or the lab model's own degeneration):", "", *examples]
     return rows

@@ -56,15 +56,20 @@ uvicorn.run(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST
 """
 
 
+#: What the runs said (written from them; the A/B of uvicorn's two HTTP parsers was measured by hand: httptools
+#: uninstalled, then reinstalled, two interleaved pairs of this benchmark).
 ANALYSIS = (
-    "\n\n**Goal missed here.** Profiling the proxy process (cProfile, 400 sequential requests, worker "
-    "disabled) puts the wall time in 4 `socket.send` calls per request (request headers and body upstream, "
-    "response headers and body to the client), ~1.7 ms each while 10+ runnable tasks share 2 cores; the CPU "
-    "goes to the HTTP stacks on both sides (uvicorn/h11 serving, httpcore/h11/anyio forwarding; httpx's "
-    "AsyncClient was replaced by a bare httpcore pool, ~30% less client CPU in a microbenchmark). Scoring, the "
-    "segment monitor and DuckDB writes add little (<= 0.5 ms CPU per record, off the request path; store "
-    "writes are batched by size/age so none lands between two user requests). Next steps: fewer writes per "
-    "request (headers and body in one send), httptools instead of h11, and measuring on an uncontended machine."
+    "Where the time goes: the proxy's own histogram (above) counts only its on-path handling; the rest of what "
+    "it adds is a second Python HTTP server and client on the path (parse the request, forward it through "
+    "httpcore, parse the response, write it back), CPU that competes with the upstream and the load generator for "
+    "the same 2 cores. Profiling on 2026-11-22 (cProfile, 400 sequential requests, worker disabled) put the wall "
+    "time in the 4 `socket.send` calls per request; scoring, the segment monitor and DuckDB writes add <= 0.5 ms "
+    "CPU per record, off the request path. uvicorn's C parser httptools (a dependency of the `monitor` extra since "
+    "2026-12-01) against h11, two interleaved pairs of runs on 2026-12-01: added p50 at concurrency 1 2.43 / 2.52 "
+    "ms against 2.87 / 2.72 ms (JSON) and 2.77 / 2.61 against 3.57 / 3.64 ms (SSE). At concurrency 8 the added "
+    "tail is queueing on the shared cores. Next steps if the < 2 ms p99 goal matters more than a Python-only "
+    "deployment: keep the request path out of Python (a mirror in the load balancer, nginx or Envoy, whose logs "
+    "`parity ingest` reads: the same records, nothing added on the path), or a raw asyncio forwarder without ASGI."
 )
 
 
@@ -147,6 +152,7 @@ def main() -> None:
     direct, proxy = f"http://127.0.0.1:{up_port}", f"http://127.0.0.1:{px_port}"
     procs: list[subprocess.Popen[bytes]] = []
     rows = []
+    added99: dict[tuple[bool, int], float] = {}
     with tempfile.TemporaryDirectory() as d:
         try:
             procs.append(subprocess.Popen([sys.executable, "-c", UPSTREAM, str(up_port)]))
@@ -167,6 +173,7 @@ def main() -> None:
                     row = (f"| {'SSE (last byte)' if stream else 'JSON'} | {conc} | {d50:.2f} / {d99:.2f} | "
                            f"{p50:.2f} / {p99:.2f} | **{p50 - d50:.2f}** / **{p99 - d99:.2f}** |")  # fmt: skip
                     rows.append(row)
+                    added99[(stream, conc)] = p99 - d99
                     print(row, flush=True)
             httpx.get(proxy + "/parity/health")  # let the worker finish the last batch
             time.sleep(1.0)
@@ -184,6 +191,13 @@ def main() -> None:
                 p.terminate()
                 p.wait(timeout=30)
     load = os.getloadavg()
+    serial = {k: v for k, v in added99.items() if k[1] == 1}
+    worst = max(serial.values(), default=float("nan"))
+    verdict = (
+        f"**Goal met** at concurrency 1: at most {worst:.2f} ms p99 added."
+        if worst < 2.0
+        else f"**Goal missed here**: {worst:.2f} ms p99 added at concurrency 1 (JSON and SSE), against < 2 ms."
+    )
     body = (
         f"{REQUESTS_PER_ARM} requests per arm and setting, alternating blocks of {BLOCK} direct / through the "
         "proxy; latency to the last byte at the client. Load average during the run "
@@ -198,7 +212,10 @@ def main() -> None:
         f"{i99 * 1e3:.2f} ms (bucket bounds, {n_int:,} requests). Records stored: {summary['records']:,} "
         f"(every proxied request, scored by the default detectors off the request path); spooled: {spooled:.0f}.\n"
         "Goal: < 2 ms p99 added. The difference of end-to-end percentiles also counts the extra loopback hop, "
-        "HTTP parsing in a second server and the scoring worker competing for the same 2 cores." + ANALYSIS
+        "HTTP parsing in a second server and the scoring worker competing for the same 2 cores.\n\n"
+        + verdict
+        + " "
+        + ANALYSIS
     )
     write_section("proxy", "Proxy overhead", body)
 
