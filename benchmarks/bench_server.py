@@ -104,8 +104,9 @@ Poisson arrivals for {DURATION_S:g} s per run, the realistic prompt mix (code co
 Thai/Chinese requests, ~8% long prompts of 340-800 tokens that go to the RoPE-scaled long pool), `max_tokens`
 {MAX_TOKENS}, 20 sessions with follow-ups. Median of {REPEATS} runs per cell; "served" counts successful
 requests over the run's wall time (arrivals plus draining). The competitor is the same server without
-micro-batching (`--max-batch 1`), measured in the same session. The machine's 2 cores were shared with other
-work (a training run), so absolute figures are pessimistic; the comparison between rows is the point.
+micro-batching (`--max-batch 1`), measured in the same session. The traffic generator shares the machine's 2
+cores with the server (1-minute load average {os.getloadavg()[0]:.1f} at the end of the run); the comparison
+between rows is the point.
 
 {chr(10).join(lines)}
 
