@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -61,6 +62,24 @@ def test_table_shows_segment_and_change(store_file: Path) -> None:
     assert result.exit_code == 0, result.output
     for text in ("a-open", "unexpected_script", "platform=tpu", "cfg-tpu-O", "0.97"):
         assert text in result.output
+
+
+def test_table_shows_the_latest_start_the_data_support(tmp_path: Path) -> None:
+    path = tmp_path / "parity.duckdb"
+    store = open_store(path)
+    store.write_alerts([replace(OPEN, latest_start=T + timedelta(hours=27))])
+    store.close()
+    result = CliRunner().invoke(main, ["status", "--store", str(path)], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    assert "(or as late as 2025-08-26 15:00)" in result.output
+    certain = tmp_path / "certain.duckdb"
+    store = open_store(certain)
+    store.write_alerts([OPEN])  # no support interval: the start alone
+    store.close()
+    plain = CliRunner().invoke(main, ["status", "--store", str(certain)], env={"COLUMNS": "240"})
+    assert plain.exit_code == 0, plain.output
+    assert "a-open" in plain.output
+    assert "or as late as" not in plain.output
 
 
 def test_empty_store_says_so(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 
 import click
 from rich.console import Console
@@ -44,11 +45,14 @@ def alerts_table(alerts: list[Alert]) -> Table:
         else:
             cause = "no candidate change in the log"
         status = "" if a.status == "open" else f" [{a.status}]"
+        started = f"{a.started_at:%Y-%m-%d %H:%M:%S}"
+        if a.latest_start is not None and a.latest_start - a.started_at >= timedelta(minutes=1):
+            started += f"\n(or as late as {a.latest_start:%Y-%m-%d %H:%M})"
         table.add_row(
             a.alert_id + status,
             a.signal,
             seg,
-            f"{a.started_at:%Y-%m-%d %H:%M:%S}\n{a.detected_at:%Y-%m-%d %H:%M:%S}",
+            f"{started}\n{a.detected_at:%Y-%m-%d %H:%M:%S}",
             f"{a.baseline:.4g} -> {a.current:.4g}\n({a.effect:+.4g})",
             str(a.n_after),
             cause,
