@@ -5,6 +5,8 @@ screenshot of the timeline has the phase colours in it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,7 @@ from parity.monitor import MemoryStore
 
 from ._chromium import CHROMIUM_ARGS
 from ._png import read_png
-from .conftest import Replay, ServerHandle
+from .conftest import Replay, ServerHandle, fill_store
 
 TOKEN = "browser-test-token"
 
@@ -33,13 +35,17 @@ def colour_pixels(image: np.ndarray[Any, Any], hex_colour: str, tolerance: int =
 def test_the_dashboard_in_headless_chromium(
     chromium: Path,
     replay: Replay,
-    replay_store: MemoryStore,
     serve_app: Callable[[Any], ServerHandle],
     tmp_path: Path,
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    handle = serve_app(create_app(replay_store, token=TOKEN))
+    # one alert whose start the data pin down only to a span (Alert.latest_start): the list shows the span's end
+    uncertain = next(a for a in replay.alerts if a.status == "open")
+    store = MemoryStore()
+    fill_store(store, replay)
+    store.write_alerts([replace(uncertain, latest_start=uncertain.started_at + timedelta(hours=27))])
+    handle = serve_app(create_app(store, token=TOKEN))
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=list(CHROMIUM_ARGS))
@@ -64,6 +70,9 @@ def test_the_dashboard_in_headless_chromium(
                 if alert.attributed_changes:
                     assert alert.attributed_changes[0].change_id in table
             assert str(len(replay.records)) in page.inner_text("#summary").replace(",", "")
+            row = page.inner_text(f'#alerts tr[data-alert-id="{uncertain.alert_id}"]')
+            assert "or as late as" in row
+            assert table.count("or as late as") == 1
 
             # plotly drew the timeline bars and the segment panels; the change log and routing audit are filled
             assert page.locator("#timeline .main-svg").count() > 0

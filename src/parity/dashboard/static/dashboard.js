@@ -188,6 +188,10 @@
       link.addEventListener("click", () => showSegment(a.segment_text));
       cell(tr, link);
       const when = cell(tr, shortUtc(a.started_at), "nowrap");
+      if (a.latest_start && Date.parse(a.latest_start) - Date.parse(a.started_at) >= 60000) {
+        // a rare signal's start is uncertain: the latest start its data support (see parity.stats.sequential)
+        when.appendChild(el("div", "or as late as " + shortUtc(a.latest_start), "note"));
+      }
       when.appendChild(el("div", shortUtc(a.detected_at)));
       cell(tr, pct(a.baseline) + " → " + pct(a.current) + " (" + (a.effect >= 0 ? "+" : "") + pct(a.effect) + ")");
       cell(tr, a.n_after);
