@@ -3,6 +3,7 @@ ranked first, de-duplication, feedback, sharding and the false-alarm rate on cle
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -289,6 +290,24 @@ def test_a_steady_level_on_an_open_alert_is_absorbed(rng: np.random.Generator) -
     assert len(routing) == 1
     assert routing[0].status == "open"
     assert mon.n_absorbed > 0
+
+
+def test_worsening_watches_spend_their_own_alpha_one_share_per_watch() -> None:
+    """The k-th watch gets alpha * 6 / (pi^2 k^2): thresholds rise with k, the first lies well below a segment
+    stream's (a handful of watches, not thousands of streams), and the shares sum to at most alpha."""
+    stats = StatsConfig(alpha=0.05, horizon=5_000, max_streams=4_000)
+    mon = SegmentMonitor(config=MonitorConfig(stats=stats))
+    thresholds = [mon._watch_threshold(k) for k in range(1, 200)]
+    assert thresholds == sorted(thresholds)
+    assert thresholds[0] < mon.stats.rate_threshold - 5
+    # back out each watch's alpha from its threshold h = log(G * horizon / alpha_k), G = 3 alternatives
+    spent = sum(3 * 5_000 / math.exp(h) for h in thresholds)
+    assert spent == pytest.approx(0.05 * sum(6 / (math.pi**2 * k**2) for k in range(1, 200)))
+    assert spent < 0.05
+    sharded = SegmentMonitor(config=MonitorConfig(stats=stats, shard=0, n_shards=4))
+    assert sharded._watch_threshold(1) == pytest.approx(thresholds[0] + math.log(4))
+    fixed = SegmentMonitor(config=MonitorConfig(stats=StatsConfig(threshold=9.0)))
+    assert fixed._watch_threshold(7) == 9.0
 
 
 def test_a_stream_restarted_by_its_own_alarm_still_counts_as_degraded(rng: np.random.Generator) -> None:

@@ -33,7 +33,12 @@ contains the target, they are marked ``superseded`` and re-sent, and the new, mo
 the signal defines that segment - short requests on the long pool are all violations - on the parent with the most
 traffic, where the rate is the share that matters). The first ``MonitorConfig.worsening_window`` observations after
 the alert calibrate the level (an upper confidence bound, as for baselines); from then on a CUSUM with that level
-as its *known* baseline and alternatives :data:`WORSENING_RATIOS` times it watches for a further rise. When it
+as its *known* baseline and alternatives :data:`WORSENING_RATIOS` times it watches for a further rise. The watches
+are their own family of tests, few next to the segment streams, so they get their own false-alarm budget: the
+``k``-th watch this monitor starts spends ``alpha * 6 / (pi**2 k**2)`` of it (the sum over every ``k`` is
+``alpha``, with no cap on how many alerts there may be), so its threshold is ``log(G * horizon / alpha_k)`` - about
+13 for the first watch of the replay against 21 for a segment stream. Streams and watches together stay below
+``2 * alpha``; with ``n_shards`` monitors each spends ``alpha / n_shards``. When it
 alarms, a new alert is raised that ``worsens`` the old one (which becomes ``superseded``), attributed for its own
 start: a second change on top of the first gets ranked on its own (the incident's load-balancing change of 08-29
 took a 0.8% routing fault to 16% and was not tied to it for days).
@@ -91,7 +96,7 @@ from parity.monitor.segments import (
     segment_dict,
     segment_label,
 )
-from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate
+from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
 
@@ -118,6 +123,7 @@ class _Watch:
     alert_id: str
     signal: str
     key: SegmentKey
+    number: int  # k: this is the k-th watch the monitor started (its share of the watches' alpha)
     n: int = 0
     s: float = 0.0
     cusum: BernoulliCUSUM | None = None
@@ -190,6 +196,7 @@ class SegmentMonitor:
         self._alerts: dict[str, Alert] = {}
         self._keys: dict[str, SegmentKey] = {}
         self._watches: dict[str, _Watch] = {}  # open alert id -> its worsening watch
+        self._watches_started = 0
         self._changes: dict[str, Change] = {}
         self._values: list[set[str]] = [set() for _ in self.dimensions]
         self._responses: OrderedDict[str, SegmentKey] = OrderedDict()
@@ -429,6 +436,15 @@ class SegmentMonitor:
                 best = (pdet.n, parent)
         return best[1] if best is not None else key
 
+    def _watch_threshold(self, number: int) -> float:
+        """The threshold of the ``number``-th worsening watch (see the module docstring): its share
+        ``alpha * 6 / (pi**2 number**2)`` of the watches' budget, or ``StatsConfig.threshold`` when one is fixed."""
+        stats = self.config.stats
+        if stats.threshold is not None:
+            return stats.threshold
+        share = stats.alpha / self.config.n_shards * 6.0 / (math.pi**2 * number**2)
+        return cusum_threshold(alpha=share, horizon=stats.horizon, n_alternatives=len(WORSENING_RATIOS))
+
     def _watch(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, when: datetime) -> list[Alert]:
         """Feed one record to the worsening watches of the open alerts (see the module docstring)."""
         out: list[Alert] = []
@@ -444,7 +460,9 @@ class SegmentMonitor:
                     level = (watch.s + 1.0 + 0.5 * math.sqrt(watch.s + 1.0)) / (watch.n + 1.0)
                     if level * max(WORSENING_RATIOS) < 1.0:
                         watch.cusum = BernoulliCUSUM(
-                            threshold=self.stats.rate_threshold, baseline=max(level, 1e-6), ratios=WORSENING_RATIOS
+                            threshold=self._watch_threshold(watch.number),
+                            baseline=max(level, 1e-6),
+                            ratios=WORSENING_RATIOS,
                         )
                     else:
                         del self._watches[watch.alert_id]  # already near 1: there is no worse to watch for
@@ -500,7 +518,10 @@ class SegmentMonitor:
         )
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target
-        self._watches[alert.alert_id] = _Watch(alert.alert_id, signal, self._level_key(signal, target))
+        self._watches_started += 1
+        self._watches[alert.alert_id] = _Watch(
+            alert.alert_id, signal, self._level_key(signal, target), self._watches_started
+        )
         alert = replace(alert, attributed_changes=self._attribute(alert))
         self._alerts[alert.alert_id] = alert
         escalated = {worsens.alert_id} if worsens is not None else set()
