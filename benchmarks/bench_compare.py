@@ -30,7 +30,6 @@ import contextlib
 import json
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import tempfile
@@ -46,6 +45,7 @@ import httpx
 import numpy as np
 
 from benchmarks._results import write_section
+from parity._loopback import free_port
 from parity.compare import DEFAULT_PROMPTS, EndpointClient, ScoredText
 from parity.stats.twosample import (
     PositionDivergence,
@@ -141,16 +141,10 @@ def llama_cpp_available() -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextlib.contextmanager
 def llama_server(gguf: Path) -> Iterator[str]:
     """llama-cpp-python's OpenAI server on ``gguf`` (a subprocess on 127.0.0.1, one thread); yields its URL."""
-    port = _free_port()
+    port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "512", "--n_threads", "1", "--n_threads_batch", "1"]
     command += ["--verbose", "False"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -24,6 +23,7 @@ import httpx
 import numpy as np
 
 from benchmarks._results import write_section
+from parity._loopback import free_port
 
 REQUESTS_PER_ARM = int(os.environ.get("BENCH_PROXY_REQUESTS", "1200"))
 BLOCK = 100
@@ -71,12 +71,6 @@ ANALYSIS = (
     "deployment: keep the request path out of Python (a mirror in the load balancer, nginx or Envoy, whose logs "
     "`parity ingest` reads: the same records, nothing added on the path), or a raw asyncio forwarder without ASGI."
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:

@@ -10,7 +10,6 @@ Each cell is the median of ``REPEATS`` runs.
 from __future__ import annotations
 
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,6 +19,7 @@ from pathlib import Path
 import httpx
 
 from benchmarks._results import write_section
+from parity._loopback import free_port
 from parity.lab.traffic import TrafficGenerator
 
 RATES = (1.0, 2.0, 4.0, 8.0, 16.0)
@@ -31,14 +31,8 @@ SATURATED = 0.7
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _start(max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     cmd = [
         sys.executable, "-m", "parity", "lab", "serve", "--port", str(port), "--threads", "1",
         "--max-batch", str(max_batch), "--admin-token", "bench",

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 
 import pytest
 from _compare_fake import FakeModel, transport
 from click.testing import CliRunner
 
 from parity._exceptions import EndpointError, InvalidInputError
+from parity._loopback import free_port
 from parity.cli._main import main
 from parity.compare import CompareConfig, EndpointClient, compare_endpoints, load_prompts, write_html
 from parity.compare._client import PROBE_PROMPT, PROBE_TEXT
@@ -158,14 +158,8 @@ def test_load_prompts_formats(tmp_path) -> None:
         load_prompts(tmp_path / "bad.jsonl")
 
 
-def _closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_cli_unreachable_endpoint_exits_2_with_one_line() -> None:
-    port = _closed_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     result = CliRunner().invoke(main, ["compare", "--reference", url, "--candidate", url, "--budget", "8"])
     assert result.exit_code == 2
@@ -175,7 +169,7 @@ def test_cli_unreachable_endpoint_exits_2_with_one_line() -> None:
 
 
 def test_cli_plan_only_sends_nothing() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     result = CliRunner().invoke(
         main, ["compare", "--reference", url, "--candidate", url, "--budget", "100", "--plan-only"]
     )
@@ -252,7 +246,7 @@ def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None
 
 
 def test_cli_extra_body_must_be_a_json_object() -> None:
-    url = f"http://127.0.0.1:{_closed_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     args = ["compare", "--reference", url, "--candidate", url, "--budget", "8", "--candidate-extra-body", "[1]"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2

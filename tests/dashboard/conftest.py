@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ from typing import Any
 
 import pytest
 
+from parity._loopback import free_port
 from parity.monitor import Alert, Change, FeedbackEvent, MemoryStore, Record
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
 from parity.monitor.store import DuckDBStore
@@ -100,12 +100,6 @@ def replay_file(tmp_path: Path, replay: Replay) -> Path:
     finally:
         store.close()
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

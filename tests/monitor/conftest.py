@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -13,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from parity._loopback import free_port
 from parity.monitor import DetectorObservation, Record
 
 T0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
@@ -42,12 +42,6 @@ def make_record() -> Callable[..., Record]:
         return Record(**values)
 
     return build
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -13,14 +12,14 @@ from typing import Any
 import httpx
 import pytest
 
+from parity._loopback import free_port
+
 pytest.importorskip("duckdb")
 
 
 @pytest.fixture
 def proxy_process(tmp_path: Path, upstream: Any) -> Iterator[str]:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     command = [sys.executable, "-m", "parity", "proxy", "--upstream", upstream.url, "--listen", f"127.0.0.1:{port}",
                "--store", str(tmp_path / "p.duckdb"), "--long-context-tokens", "192"]  # fmt: skip
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

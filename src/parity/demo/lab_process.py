@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,14 +19,9 @@ from typing import IO, Any
 import httpx
 
 from parity._exceptions import ParityError
+from parity._loopback import free_port
 
 __all__ = ["LabProcess"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class LabProcess:
@@ -51,7 +45,7 @@ class LabProcess:
         self.weights = Path(weights) if weights is not None else None
         self.threads = threads
         self.max_batch = max_batch
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.admin_token = secrets.token_urlsafe(16)
         self.startup_timeout_s = startup_timeout_s
