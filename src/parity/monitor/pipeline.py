@@ -74,6 +74,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
@@ -203,6 +204,40 @@ class SegmentMonitor:
         #: records observed, and alarms absorbed by an existing alert
         self.n_records = 0
         self.n_absorbed = 0
+        #: the latest record time observed (a checkpoint's replay starts from it)
+        self.newest_record_time: datetime | None = None
+
+    # -- state -----------------------------------------------------------------------------------------------
+
+    #: Attributes that belong to this process, not to the statistics: never part of a checkpoint.
+    _PROCESS_LOCAL = ("notifiers", "clock", "_audit_ctx")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything the statistics learned (streams, baselines, open alerts and their watches, the change log,
+        remembered responses), without the notifiers, the clock or the audit's callbacks (see
+        :mod:`parity.monitor.checkpoint`)."""
+        return {k: v for k, v in self.__dict__.items() if k not in self._PROCESS_LOCAL}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.notifiers = ()
+        self.clock = None
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
+
+    def adopt_state(self, other: SegmentMonitor) -> None:
+        """Take over ``other``'s learned state (a checkpoint's), keeping this monitor's notifiers and clock.
+
+        ``other.config`` must equal this monitor's: thresholds, lattice and shard all derive from it, so a state
+        learned under another configuration would be judged by the wrong rules.
+        """
+        if other.config != self.config:
+            raise InvalidInputError("state", "was learned under another monitor configuration", detail="start fresh")
+        self.__dict__.update(other.__getstate__())
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
+
+    def remembers(self, record_id: str) -> bool:
+        """Whether this monitor has observed ``record_id`` among its last ``max_tracked_responses`` records."""
+        return record_id in self._responses
 
     # -- reading ---------------------------------------------------------------------------------------------
 
@@ -238,6 +273,8 @@ class SegmentMonitor:
         ``superseded``), so a caller that writes the returned alerts to a store (insert or replace by id) keeps
         the store in step."""
         self.n_records += 1
+        if self.newest_record_time is None or record.time > self.newest_record_time:
+            self.newest_record_time = record.time
         t = record.time.timestamp()
         values = self.stats.lattice.values_of(record)
         for i, v in enumerate(values):

@@ -1,0 +1,221 @@
+"""Monitor checkpoints: what the statistics learned survives a restart.
+
+A monitor that forgets on restart is dangerous in three ways: it re-alerts an incident that is already open (a
+second page for the same fault), it forgets an open one (the page is never resolved or escalated), and it learns
+its baselines afresh, possibly from the faulty traffic that is flowing right now, so the fault becomes "normal".
+:class:`Checkpointer` prevents all three, the way Prometheus restores its head block: a *snapshot* plus a *replay*
+of what came after it.
+
+- **Snapshot.** The whole learned state of a :class:`~parity.monitor.pipeline.SegmentMonitor` (every stream's
+  detector and baseline, open alerts and their worsening watches, the change log, the ids of the last
+  ``max_tracked_responses`` records it observed) is pickled, compressed and written to the store's ``meta`` table
+  under ``monitor_checkpoint.<shard>of<n>``, every ``interval_s`` (default 60 s) and at shutdown. It lives beside
+  the records it summarises, so it moves with the store (a DuckDB file, or a shared PostgreSQL). The snapshot is
+  as trusted as the store itself: anyone who can write the store can already forge its alerts.
+- **Replay.** On start the snapshot is restored (only when it was taken under the same monitor configuration:
+  thresholds and lattice derive from it; otherwise the monitor starts fresh and says so) and every stored record
+  it has not seen is fed through the monitor in time order: records no older than the snapshot's newest record
+  minus ``lag_s`` (records are stamped when a request arrives and stored when it completes, so a long request can
+  land after newer ones) whose id the monitor does not remember. Alerts this replay raises that the store
+  already holds were sent before the restart and are not sent again; new ones are.
+
+What a crash can still cost: records observed after the last snapshot are replayed from the store, so the only
+loss is what the store itself lost (see the proxy's write-ahead buffer).
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from parity.monitor import DetectorObservation, MemoryStore, Record
+>>> from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+>>> from parity.monitor.segments import StatsConfig
+>>> config = MonitorConfig(stats=StatsConfig(dimensions=("model",), horizon=1000))
+>>> store, t0 = MemoryStore(), datetime(2025, 8, 5, tzinfo=timezone.utc)
+>>> records = [Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S",
+...                   observations=(DetectorObservation("degeneration", False, 0.0),)) for i in range(30)]
+>>> first = SegmentMonitor(config=config)
+>>> for r in records[:20]:
+...     _ = first.observe(r)
+>>> store.write_records(records)          # all 30 were stored; the process died after observing 20
+>>> Checkpointer(store).save(first)
+>>> second = SegmentMonitor(config=config)
+>>> Checkpointer(store).restore(second).replayed
+10
+>>> second.n_records
+30
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import pickle
+import time
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from parity._exceptions import ParityError, StoreError
+from parity._version import __version__
+from parity.monitor._records import Alert, Record
+from parity.monitor.pipeline import SegmentMonitor
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointer", "RestoreResult"]
+
+log = logging.getLogger("parity.monitor")
+
+#: Version of the checkpoint payload; a checkpoint of another format is ignored (with a warning), never misread.
+CHECKPOINT_FORMAT = 1
+
+_PREFIX = f"parity-checkpoint-v{CHECKPOINT_FORMAT}:"
+
+
+class CheckpointStore(Protocol):
+    """What a checkpoint needs of a store: its ``meta`` table, its records and its alerts."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...
+
+    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
+
+    def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
+
+    def write_alerts(self, alerts: Sequence[Alert]) -> None: ...
+
+
+@dataclass(frozen=True)
+class RestoreResult:
+    """What :meth:`Checkpointer.restore` did: whether a snapshot was restored (and when it was taken), how many
+    stored records were replayed after it, and which alerts the replay raised that the store did not hold yet
+    (they were sent to the monitor's notifiers and written to the store)."""
+
+    restored: bool
+    taken_at: datetime | None = None
+    replayed: int = 0
+    new_alerts: tuple[Alert, ...] = field(default=())
+    reason: str = ""
+
+
+class Checkpointer:
+    """Save and restore one :class:`SegmentMonitor`'s learned state in ``store`` (see the module docstring).
+
+    ``interval_s`` is how often :meth:`maybe_save` writes a snapshot; ``lag_s`` how far before a snapshot's newest
+    record the replay looks for records that completed late (default: 10 minutes, the proxy's upstream timeout).
+    """
+
+    def __init__(self, store: CheckpointStore, *, interval_s: float = 60.0, lag_s: float = 600.0) -> None:
+        self.store = store
+        self.interval_s = interval_s
+        self.lag_s = lag_s
+        self._last_save = time.monotonic()
+        self.saves = 0
+        self.failures = 0
+
+    @staticmethod
+    def key(monitor: SegmentMonitor) -> str:
+        """The ``meta`` key of ``monitor``'s shard."""
+        return f"monitor_checkpoint.{monitor.config.shard}of{monitor.config.n_shards}"
+
+    # -- saving ------------------------------------------------------------------------------------------
+    def save(self, monitor: SegmentMonitor) -> None:
+        """Write a snapshot of ``monitor`` now (raises :class:`~parity.StoreError` when the store refuses)."""
+        newest = monitor.newest_record_time
+        payload: dict[str, Any] = {
+            "format": CHECKPOINT_FORMAT,
+            "parity_version": __version__,
+            "taken_at": datetime.now(UTC),
+            "newest_record_time": newest,
+            "monitor": monitor,
+        }
+        blob = base64.b64encode(zlib.compress(pickle.dumps(payload, protocol=pickle.HIGHEST_PROTOCOL), 6))
+        self.store.set_meta(self.key(monitor), _PREFIX + blob.decode("ascii"))
+        self._last_save = time.monotonic()
+        self.saves += 1
+
+    def maybe_save(self, monitor: SegmentMonitor) -> bool:
+        """Save when ``interval_s`` has passed since the last save; True when it saved. A failure is logged and
+        counted (``failures``), never raised: the next interval tries again."""
+        if time.monotonic() - self._last_save < self.interval_s:
+            return False
+        try:
+            self.save(monitor)
+        except (ParityError, OSError) as err:
+            self.failures += 1
+            self._last_save = time.monotonic()
+            log.error("monitor checkpoint failed (will retry in %.0f s): %s", self.interval_s, err)
+            return False
+        return True
+
+    # -- restoring ---------------------------------------------------------------------------------------
+    def load(self, monitor: SegmentMonitor) -> tuple[SegmentMonitor, dict[str, Any]] | None:
+        """The snapshot stored for ``monitor``'s shard and its payload, or ``None`` (none, or unreadable)."""
+        text = self.store.get_meta(self.key(monitor))
+        if not text:
+            return None
+        if not text.startswith(_PREFIX):
+            log.warning("monitor checkpoint %s has an unknown format; starting fresh", self.key(monitor))
+            return None
+        try:
+            payload = pickle.loads(zlib.decompress(base64.b64decode(text[len(_PREFIX) :])))
+        except Exception as err:  # a corrupt or incompatible snapshot must never stop the monitor from starting
+            log.warning("monitor checkpoint %s is unreadable (%s); starting fresh", self.key(monitor), err)
+            return None
+        state = payload.get("monitor") if isinstance(payload, dict) else None
+        if not isinstance(state, SegmentMonitor):
+            log.warning("monitor checkpoint %s holds no monitor; starting fresh", self.key(monitor))
+            return None
+        return state, payload
+
+    def restore(self, monitor: SegmentMonitor) -> RestoreResult:
+        """Restore ``monitor`` from its shard's snapshot, then replay the stored records it has not seen (see the
+        module docstring). Without a usable snapshot, the monitor is left as it is."""
+        loaded = self.load(monitor)
+        if loaded is None:
+            return RestoreResult(restored=False, reason="no checkpoint")
+        state, payload = loaded
+        try:
+            monitor.adopt_state(state)
+        except ParityError:
+            log.warning(
+                "monitor checkpoint %s was taken under another monitor configuration; starting fresh",
+                self.key(monitor),
+            )
+            return RestoreResult(restored=False, reason="configuration changed")
+        taken_at = payload.get("taken_at")
+        newest = payload.get("newest_record_time")
+        since = newest - timedelta(seconds=self.lag_s) if isinstance(newest, datetime) else None
+        try:
+            stored = self.store.records(since=since)
+            known = {a.alert_id for a in self.store.alerts()}
+        except ParityError as err:
+            raise StoreError(f"cannot replay records after the monitor checkpoint: {err}") from err
+        notifiers, monitor.notifiers = monitor.notifiers, ()  # decide what to send once the replay is done
+        raised: dict[str, Alert] = {}
+        replayed = 0
+        try:
+            for record in stored:
+                if monitor.remembers(record.record_id):
+                    continue
+                if not monitor.config.max_tracked_responses and newest is not None and record.time <= newest:
+                    continue  # nothing remembered to tell seen from unseen: trust the snapshot's newest time
+                for alert in monitor.observe(record):
+                    raised[alert.alert_id] = alert
+                replayed += 1
+        finally:
+            monitor.notifiers = notifiers
+        fresh = tuple(a for a in raised.values() if a.alert_id not in known)
+        if raised:
+            self.store.write_alerts(list(raised.values()))
+        for alert in fresh:
+            for notifier in notifiers:
+                try:
+                    notifier.send(alert)
+                except Exception:  # a notifier must not stop a restart; the shipped ones never raise
+                    continue
+        self._last_save = time.monotonic()
+        return RestoreResult(
+            restored=True,
+            taken_at=taken_at if isinstance(taken_at, datetime) else None,
+            replayed=replayed,
+            new_alerts=fresh,
+        )
