@@ -61,6 +61,8 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
 @click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
+@click.option("--wal-flush-ms", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Write-ahead log flush (write + fsync) interval: the most a hard kill can lose.")  # fmt: skip
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
@@ -78,6 +80,7 @@ def command(
     salt: str | None,
     spool_path: str | None,
     queue_size: int,
+    wal_flush_ms: int,
     no_detectors: bool,
     long_context_tokens: int | None,
     dashboard_token: str | None,
@@ -90,9 +93,10 @@ def command(
     """
     from rich.console import Console
 
-    from parity.monitor.proxy import ParityProxy, ProxyConfig, default_hook
+    from parity.monitor.proxy import ParityProxy, ProxyConfig
     from parity.monitor.scoring import RecordBuilder, default_scorer
     from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+    from parity.monitor.worker import default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
@@ -103,6 +107,8 @@ def command(
         capture=capture,
         queue_size=queue_size,
         spool_path=spool_path or f"{store_path}.spool.jsonl",
+        wal_path=f"{store_path}.wal",
+        wal_flush_s=wal_flush_ms / 1000.0,
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -122,7 +128,8 @@ def command(
             config,
             store,
             builder,
-            hook=default_hook(webhook=webhook, long_context_tokens=long_context_tokens),
+            hook=default_monitor(long_context_tokens=long_context_tokens),
+            notifiers=default_notifiers(webhook=webhook),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,
         )
