@@ -49,7 +49,7 @@ class Spool:
         self.skipped = 0
         offset = self._read_offset()
         for p in (self._draining, self.path):  # left over from a previous run
-            if p.exists():
+            if p.is_file():
                 with p.open("rb") as f:
                     if p == self._draining:
                         f.seek(offset)

@@ -247,6 +247,7 @@ class MonitorWorker:
         self._outstanding = 0  # submitted to the queue and not yet done
         self._queued_in_pending = 0  # of those, how many sit in the pending batch
         self._busy = False
+        self._in_hand = False
         self._pending: list[Record] = []
         self._last_flush = clock()
         # counts (read by health and `parity status`)
@@ -359,7 +360,17 @@ class MonitorWorker:
                 item = None
             if item is not None:
                 self._busy = True
-                if not self._handle(item, queued=True):
+                self._in_hand = True  # until the item is done or its record sits in the pending batch
+                try:
+                    self._handle(item, queued=True)
+                except BaseException as err:
+                    if self._in_hand:  # it failed before it became a record: counted as a rejection, then done
+                        self._in_hand = False
+                        self._done(1)
+                        self._reject("worker", err)
+                    raise
+                if self._in_hand:  # handled without leaving a record (feedback, changes, rejected, unscored path)
+                    self._in_hand = False
                     self._done(1)
                 self.metrics.queue_depth.set(self._queue.qsize())
             if self.wal is not None:
@@ -449,6 +460,7 @@ class MonitorWorker:
         self._pending.append(record)
         if queued:
             self._queued_in_pending += 1
+            self._in_hand = False
         if self.hook is not None:
             hook = self.hook
             self._guard("monitor", lambda: self.publish(hook.observe(record)))
@@ -589,8 +601,6 @@ class MonitorWorker:
         if self.spool is None:
             return
         self._flush()
-        if self.store_error is not None:
-            return
         for batch in self.spool.drain(self.batch_size):
             records: list[Record] = []
             alerts: list[Alert] = []
@@ -622,6 +632,7 @@ class MonitorWorker:
             except Exception as err:
                 self._store_failed(err)
                 return  # this batch was not taken: it stays in the spool
+            self._store_recovered()
             self.records_written += len(records)
             self.metrics.records_written.inc(len(records))
             self._flush(dedupe=True)  # records built from spooled exchanges
