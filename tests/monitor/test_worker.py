@@ -254,7 +254,7 @@ def test_when_the_spool_cannot_be_written_drops_are_counted_and_health_fails(tmp
 def test_write_ahead_log_replays_a_crashed_run_once(tmp_path: Path) -> None:
     path = tmp_path / "s.duckdb"
     with DuckDBStore(path) as store:
-        wal = WriteAheadLog(tmp_path / "s.wal", flush_interval_s=0.01)
+        wal = WriteAheadLog(tmp_path / "s.parity-wal.jsonl", flush_interval_s=0.01)
         worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), wal=wal, batch_size=100)
         for i in range(3):
             worker.process(exchange(i))
@@ -265,10 +265,12 @@ def test_write_ahead_log_replays_a_crashed_run_once(tmp_path: Path) -> None:
         assert stored_ids(store) == [0, 1, 2]
     for _ in range(2):  # replaying twice stores each record once
         with DuckDBStore(path) as store:
-            again = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), wal=WriteAheadLog(tmp_path / "s.wal"))
+            again = MonitorWorker(
+                store, RecordBuilder(salt="s", scorer=None), wal=WriteAheadLog(tmp_path / "s.parity-wal.jsonl")
+            )
             again.recover()
             assert stored_ids(store) == list(range(8))
-    assert (tmp_path / "s.wal").stat().st_size == 0
+    assert (tmp_path / "s.parity-wal.jsonl").stat().st_size == 0
 
 
 # -- health -------------------------------------------------------------------------------------------------------
@@ -304,3 +306,26 @@ def test_health_reports_a_worker_behind_its_bound() -> None:
     health = worker.health(behind_bound=3)
     assert health.status == "degraded"
     assert health.reasons == ("4 exchange(s) wait for the worker (bound 3)",)
+
+
+def test_status_reports_what_waits_beside_a_store(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from parity.cli._main import main
+
+    path = tmp_path / "s.duckdb"
+    store = FlakyStore(DuckDBStore(path))
+    worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), spool=Spool(f"{path}.spool.jsonl"),
+                           wal=WriteAheadLog(f"{path}.parity-wal.jsonl"))  # fmt: skip
+    store.error = OSError(errno.EROFS, "Read-only file system")
+    for i in range(3):
+        worker.process(exchange(i))
+    worker.flush()  # spooled
+    worker.process(exchange(3))
+    assert worker.wal is not None
+    worker.wal.sync()  # logged ahead, then the run is killed
+    store.inner.close()
+    out = CliRunner().invoke(main, ["status", "--store", str(path)]).output
+    assert "monitor: degraded (spool pending 3, wal 1)" in out
+    assert "3 item(s) wait in" in out
+    assert "1 record(s) in" in out

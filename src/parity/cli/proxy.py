@@ -107,7 +107,7 @@ def command(
         capture=capture,
         queue_size=queue_size,
         spool_path=spool_path or f"{store_path}.spool.jsonl",
-        wal_path=f"{store_path}.wal",
+        wal_path=f"{store_path}.parity-wal.jsonl",
         wal_flush_s=wal_flush_ms / 1000.0,
     )
     console = Console(stderr=True)

@@ -11,7 +11,7 @@ crash hit mid-write) is skipped and counted in ``skipped``. The file is created 
 >>> import tempfile, os
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import Record
->>> path = os.path.join(tempfile.mkdtemp(), "parity.wal")
+>>> path = os.path.join(tempfile.mkdtemp(), "parity-wal.jsonl")
 >>> wal = WriteAheadLog(path)
 >>> wal.append(Record(record_id="r1", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S"))
 >>> wal.sync()
