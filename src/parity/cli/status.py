@@ -8,8 +8,8 @@ alerts.
 Health: from a proxy, its ``/parity/health`` (``ok`` / ``degraded`` / ``failing``, reasons, and the records
 pending, spooled and dropped); from a store file, what waits beside it: records in the spool
 (``STORE.spool.jsonl``, a store that failed) and in the write-ahead log (``STORE.parity-wal.jsonl``, a run that
-was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``, ``/metrics``,
-and the last line of ``parity ingest``).
+was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``,
+``/metrics``, and the last line of ``parity ingest``).
 """
 
 from __future__ import annotations
