@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -13,6 +14,28 @@ import click
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._records import Change
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived, and uvicorn has shut down gracefully (the worker flushed) before passing it on."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+def _run_until_signalled(server: Any) -> None:
+    """Run uvicorn; a SIGTERM/SIGINT ends it gracefully and returns here, so the caller closes the store and the
+    process exits 0. (uvicorn re-raises the signal it caught after its shutdown; with the default handlers that
+    killed the process before the store was closed, or printed "Aborted!" for SIGINT.)"""
+    previous = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    except _Stopped:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -139,7 +162,7 @@ def command(
         )
         console.print(dashboard_note)
         server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning", access_log=False))
-        server.run()
+        _run_until_signalled(server)
     except ParityError:
         raise
     except OSError as err:
