@@ -5,6 +5,7 @@ may lose at most the write-ahead log's flush interval of records, and the drill 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -236,3 +237,48 @@ def test_disk_full_spools_then_drains_when_space_returns(
     assert sorted(ids) == sorted(traffic.ids)  # stored + spooled (0 left) + dropped (0) == answered
     assert proxy.worker.dropped == 0
     store.close()
+
+
+def _log_line(i: int) -> str:
+    return json.dumps(
+        {
+            "request": {"model": "S", "messages": [{"role": "user", "content": f"q{i}"}]},
+            "response": {"id": f"chatcmpl-{i}", "created": 1754395200 + i, "model": "S",
+                         "choices": [{"index": 0, "message": {"content": "fine"}, "finish_reason": "stop"}],
+                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}},
+        }
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "kill-9"])
+def test_ingest_stopped_mid_stream_then_rerun_stores_200_of_200(tmp_path: Path, sig: int) -> None:
+    """``parity ingest -`` reading a stream is stopped after 100 lines; the re-run reads the same 100 lines and 100
+    more: each record is stored exactly once (a graceful stop keeps what it read; kill -9 loses only the unwritten
+    batch, which the re-run stores)."""
+    store = tmp_path / "s.duckdb"
+    command = [sys.executable, "-m", "parity", "ingest", "-", "--store", str(store), "--no-detectors"]
+    proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    assert proc.stdin is not None
+    proc.stdin.write("".join(_log_line(i) + "\n" for i in range(100)).encode())
+    proc.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not store.exists() and time.monotonic() < deadline:  # the store opens right before lines are read
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    out = proc.communicate(timeout=30)[0].decode(errors="replace")
+    if sig == signal.SIGKILL:
+        assert proc.returncode == -signal.SIGKILL
+    else:
+        assert proc.returncode == 130, out
+        assert "interrupted after line 100" in out
+        with DuckDBStore(store, read_only=True) as s:
+            assert len(s.records()) == 100  # a graceful stop stores what it read
+    src = tmp_path / "all.jsonl"
+    src.write_text("".join(_log_line(i) + "\n" for i in range(200)))
+    again = subprocess.run([*command[:4], str(src), *command[5:]], capture_output=True, timeout=120)
+    assert again.returncode == 0, again.stdout + again.stderr
+    with DuckDBStore(store, read_only=True) as s:
+        ids = [r.record_id for r in s.records()]
+    assert len(ids) == 200
+    assert set(ids) == {f"chatcmpl-{i}" for i in range(200)}

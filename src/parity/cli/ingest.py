@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -54,6 +55,7 @@ def command(
         raise InvalidInputError("FILE", "must be an existing file or -", source)
     label_map = parse_labels(labels)
     total = os.path.getsize(source) if source != "-" else None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: what was read is stored
     with DuckDBStore(store_path) as store:
         scorer = None if no_detectors else default_scorer()
         hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
@@ -113,6 +115,10 @@ def command(
             markup=False,
             highlight=False,
         )
+    if result.interrupted:
+        console.print(f"interrupted after line {result.lines:,}: what was read is stored; run again to go on "
+                      "(records already stored are skipped)", markup=False, highlight=False)  # fmt: skip
+        sys.exit(130)
     if result.dropped:
         sys.exit(1)
     if result.records == 0 and result.rejected:

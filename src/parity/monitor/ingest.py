@@ -89,6 +89,8 @@ class IngestResult:
     spool_pending: int = 0
     dropped: int = 0
     store_error: str | None = None
+    #: the run was interrupted (SIGINT/SIGTERM) after ``lines`` lines; what was read is stored
+    interrupted: bool = False
 
     @property
     def records_per_s(self) -> float:
@@ -298,32 +300,37 @@ def ingest_lines(
         raise InvalidInputError("format", f"must be one of {list(FORMATS)}", fmt)
     builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}")
     result = IngestResult(reject_path=reject_path)
-    worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH)
+    # dedupe: a re-run after a crash (or of an overlapping file) stores each record once
+    worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH,
+                           dedupe=True)  # fmt: skip
     worker.recover()  # what a previous run spooled
     t0 = time.perf_counter()
     n = 0
-    for n, line in enumerate(lines, start=1):
-        if on_line is not None:
-            on_line(n, len(line))
-        if not line.strip():
-            continue
-        try:
-            if (
-                line.count("[") + line.count("{") > MAX_JSON_DEPTH
-                and (depth := json_depth(line.encode())) > MAX_JSON_DEPTH
-            ):
-                raise InvalidInputError("line", f"must not nest JSON deeper than {MAX_JSON_DEPTH} levels", depth)
-            obj = json.loads(line)
-            if fmt == "jsonl":
-                _ingest_jsonl(obj, builder, worker, result)
-            else:
-                _ingest_otlp(obj, builder, worker, result)
-        except (ValueError, TypeError, KeyError, ParityError, RecursionError) as err:
-            result.rejected += 1
-            if len(result.errors) < MAX_REPORTED_ERRORS:
-                result.errors.append((n, _describe(err)))
-            if reject is not None:
-                reject.write(line if line.endswith("\n") else line + "\n")
+    try:
+        for n, line in enumerate(lines, start=1):
+            if on_line is not None:
+                on_line(n, len(line))
+            if not line.strip():
+                continue
+            try:
+                if (
+                    line.count("[") + line.count("{") > MAX_JSON_DEPTH
+                    and (depth := json_depth(line.encode())) > MAX_JSON_DEPTH
+                ):
+                    raise InvalidInputError("line", f"must not nest JSON deeper than {MAX_JSON_DEPTH} levels", depth)
+                obj = json.loads(line)
+                if fmt == "jsonl":
+                    _ingest_jsonl(obj, builder, worker, result)
+                else:
+                    _ingest_otlp(obj, builder, worker, result)
+            except (ValueError, TypeError, KeyError, ParityError, RecursionError) as err:
+                result.rejected += 1
+                if len(result.errors) < MAX_REPORTED_ERRORS:
+                    result.errors.append((n, _describe(err)))
+                if reject is not None:
+                    reject.write(line if line.endswith("\n") else line + "\n")
+    except KeyboardInterrupt:  # SIGINT (and SIGTERM in the CLI): keep what was read, say where it stopped
+        result.interrupted = True
     worker.flush()
     worker.drain()
     result.alerts = worker.alerts_published

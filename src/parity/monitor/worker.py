@@ -211,7 +211,9 @@ class MonitorWorker:
     Driven two ways: :meth:`start` a thread and :meth:`submit` items (the proxy; ``submit`` never blocks: a full
     queue sends the exchange to the spool), or call :meth:`process` / :meth:`accept` / :meth:`flush` on the
     caller's thread (``parity ingest``). ``spool`` takes what the queue or the store cannot; ``wal`` bounds what a
-    hard kill can lose. ``notifiers`` receive every alert the hook returns, after it is stored.
+    hard kill can lose. ``notifiers`` receive every alert the hook returns, after it is stored. ``dedupe``: every
+    batch skips records the store already holds (by id; one range read per batch), so re-reading a source after a
+    crash stores each record once (``parity ingest`` sets it; replays of the spool and log always do).
     """
 
     def __init__(
@@ -227,6 +229,7 @@ class MonitorWorker:
         queue_size: int = 10_000,
         batch_size: int = 512,
         flush_interval_s: float = 0.5,
+        dedupe: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
@@ -239,6 +242,7 @@ class MonitorWorker:
         self.queue_size = queue_size
         self.batch_size = batch_size
         self.flush_interval_s = flush_interval_s
+        self.dedupe = dedupe
         self._clock = clock
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
@@ -513,6 +517,7 @@ class MonitorWorker:
             return
         batch = self._pending
         self._pending = []
+        dedupe = dedupe or self.dedupe
         if self._write("records", batch, lambda: self._write_records(batch, dedupe=dedupe)):
             self.records_written += len(batch)
             self.metrics.records_written.inc(len(batch))
