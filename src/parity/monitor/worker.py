@@ -324,11 +324,15 @@ class MonitorWorker:
         if self._thread is None:
             return
         self._stop.set()
-        self._thread.join(timeout)
-        self._thread = None
-        self._flush()
+        thread = self._thread
+        thread.join(timeout)
+        if thread.is_alive():  # still busy after `timeout`: it keeps the batch; the log keeps what it built
+            log.error("monitor worker did not finish within %.0f s; %d items not stored", timeout, self.outstanding)
+        else:
+            self._thread = None
+            self._flush()
         if self.wal is not None:
-            self.wal.sync()
+            self._guard("wal", self.wal.sync)
         self.metrics.worker_alive.set(0)
 
     def ensure_alive(self) -> bool:
@@ -736,7 +740,7 @@ class MonitorWorker:
         self.metrics.health.set(HEALTH_STATES.index(status))
         counts = {
             "queue_depth": self._queue.qsize(),
-            "pending": self._outstanding + len(self._pending),
+            "pending": self._outstanding + len(self._pending) - self._queued_in_pending,  # not yet stored
             "spool_pending": spool_pending,
             "spooled": self.spooled + self.store_spooled,
             "records_written": self.records_written,
