@@ -6,7 +6,8 @@ stored records can be matched to answers), ``parity proxy`` (its own process, Du
 flushed every 100 ms) or, for the store-failure drills, the same proxy app served in this process (so a store can
 fail on cue), and load from this process (httpx, threads). After each drill the store is read: stored + spooled
 (still waiting) + lost == answered, and every answer that did not come from the upstream is counted as failed by
-parity. ``kill -9`` is repeated 3 times: it may lose what the write-ahead log had not flushed.
+parity. ``kill -9`` is repeated 3 times: it may lose what the write-ahead log had not flushed (the health read
+that reports the worker's queue delays each kill by one loopback round trip).
 """
 
 from __future__ import annotations

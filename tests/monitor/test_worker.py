@@ -12,7 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from parity.cli._main import main
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor.proxy import ParityProxy, ProxyConfig
 from parity.monitor.scoring import Exchange, RecordBuilder
@@ -295,6 +297,9 @@ def test_health_endpoint_reports_behind_and_change_log_conditions(
         'parity_monitor_health_condition{condition="changes_unavailable"} 1.0'
         in httpx.get(handle.url + "/metrics").text
     )
+    out = CliRunner().invoke(main, ["status", "--proxy", handle.url]).output
+    assert "monitor: degraded (pending 0, spool pending 0, dropped 0)" in out
+    assert "  - the change log cannot be polled (change log host unreachable)" in out
 
 
 def test_health_reports_a_worker_behind_its_bound() -> None:
@@ -309,10 +314,6 @@ def test_health_reports_a_worker_behind_its_bound() -> None:
 
 
 def test_status_reports_what_waits_beside_a_store(tmp_path: Path) -> None:
-    from click.testing import CliRunner
-
-    from parity.cli._main import main
-
     path = tmp_path / "s.duckdb"
     store = FlakyStore(DuckDBStore(path))
     worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), spool=Spool(f"{path}.spool.jsonl"),
