@@ -330,3 +330,19 @@ def test_status_reports_what_waits_beside_a_store(tmp_path: Path) -> None:
     assert "monitor: degraded (spool pending 3, wal 1)" in out
     assert "3 item(s) wait in" in out
     assert "1 record(s) in" in out
+
+
+def test_ingest_rejects_a_1000_deep_line_by_number_and_stores_the_rest() -> None:
+    import io
+    import json
+
+    from parity.monitor.ingest import ingest_lines
+
+    good = [json.dumps({"request": {"model": "S", "messages": []}, "response": json.loads(exchange(i).response_body)})
+            for i in range(6)]  # fmt: skip
+    deep = '{"request": {"model": "S", "x": ' + "[" * 1000 + "]" * 1000 + '}, "response": {}}'
+    store = MemoryStore()
+    result = ingest_lines(io.StringIO("\n".join([*good[:3], deep, *good[3:]]) + "\n"), store, salt="s", scorer=None)
+    assert (result.records, result.rejected) == (6, 1)
+    assert result.errors == [(4, f"`line` must not nest JSON deeper than {MAX_JSON_DEPTH} levels, got 1002")]
+    assert len(store.records()) == 6
