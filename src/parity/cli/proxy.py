@@ -82,7 +82,12 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
-@click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
+@click.option(
+    "--spool",
+    "spool_path",
+    default=None,
+    help="Disk spool for a full queue or a failing store [default: STORE.spool.jsonl].",
+)
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
 @click.option("--wal-flush-ms", type=click.IntRange(min=1), default=100, show_default=True,
               help="Write-ahead log flush (write + fsync) interval: the most a hard kill can lose.")  # fmt: skip
