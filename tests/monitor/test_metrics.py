@@ -21,7 +21,7 @@ def test_names_follow_the_conventions() -> None:
     text = m.render().decode()
     names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")}
     for name in names:
-        assert re.fullmatch(r"parity_(proxy|detector|monitor)_[a-z_]+", name), name
+        assert re.fullmatch(r"parity_(proxy|detector|monitor|store|spool)_[a-z_]+", name), name
     for family in m.registry.collect():
         if family.type == "counter":
             assert all(s.name.endswith(("_total", "_created")) for s in family.samples), family.name

@@ -42,6 +42,16 @@ class BlockingHook:
         self.seen.append(record)
         return []
 
+    def observe_feedback(self, event: Any) -> list[Alert]:
+        return []
+
+    def add_changes(self, changes: Any) -> list[Alert]:
+        return []
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        return []
+
 
 ServerHandle = Any  # tests/monitor/conftest.py: a running uvicorn server with .url and .stop()
 
@@ -379,6 +389,13 @@ class FlagAlertHook:
     def observe_feedback(self, event: Any) -> list[Alert]:
         self.feedback.append(event)
         return []
+
+    def add_changes(self, changes: Any) -> list[Alert]:
+        return []
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        return [a for a in self.alerts if a.status == "open"]
 
 
 def test_monitor_hook_alerts_reach_store_endpoint_and_metrics(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from typing import Any
 
@@ -44,18 +45,20 @@ def command(
 
     from parity.cli.proxy import parse_labels
     from parity.monitor.ingest import ingest_file
-    from parity.monitor.proxy import default_hook
     from parity.monitor.scoring import default_scorer
+    from parity.monitor.spool import Spool
     from parity.monitor.store import DuckDBStore, session_salt
+    from parity.monitor.worker import default_monitor, default_notifiers
 
     console = Console(stderr=True)
     if source != "-" and not os.path.isfile(source):
         raise InvalidInputError("FILE", "must be an existing file or -", source)
     label_map = parse_labels(labels)
     total = os.path.getsize(source) if source != "-" else None
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: what was read is stored
     with DuckDBStore(store_path) as store:
         scorer = None if no_detectors else default_scorer()
-        hook = None if no_monitor else default_hook(long_context_tokens=long_context_tokens)
+        hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
         with Progress(
             TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
             BarColumn(),
@@ -84,6 +87,8 @@ def command(
                 labels=label_map,
                 capture=capture,
                 hook=hook,
+                notifiers=default_notifiers(),
+                spool=Spool(f"{store_path}.spool.jsonl"),
                 on_line=on_line,
             )
     for line_no, message in result.errors:
@@ -103,5 +108,18 @@ def command(
         f"{summary['lines']:,} lines in {summary['seconds']} s into {store_path}; rejected {summary['rejected']}"
         + (f" -> {result.reject_path}" if result.reject_path else "")
     )
+    if result.spooled or result.dropped or result.spool_pending:
+        console.print(
+            f"store: {result.store_error or 'ok'}; {result.spooled} records spooled this run, {result.spool_pending} "
+            f"waiting in {store_path}.spool.jsonl (drained into the store on the next run), {result.dropped} dropped",
+            markup=False,
+            highlight=False,
+        )
+    if result.interrupted:
+        console.print(f"interrupted after line {result.lines:,}: what was read is stored; run again to go on "
+                      "(records already stored are skipped)", markup=False, highlight=False)  # fmt: skip
+        sys.exit(130)
+    if result.dropped:
+        sys.exit(1)
     if result.records == 0 and result.rejected:
         sys.exit(1)

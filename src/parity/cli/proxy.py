@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any
@@ -13,6 +14,28 @@ import click
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._records import Change
+
+
+class _Stopped(Exception):
+    """SIGTERM or SIGINT arrived, and uvicorn has shut down gracefully (the worker flushed) before passing it on."""
+
+
+def _stopped(signum: int, frame: Any) -> None:
+    raise _Stopped(signum)
+
+
+def _run_until_signalled(server: Any) -> None:
+    """Run uvicorn; a SIGTERM/SIGINT ends it gracefully and returns here, so the caller closes the store and the
+    process exits 0. (uvicorn re-raises the signal it caught after its shutdown; with the default handlers that
+    killed the process before the store was closed, or printed "Aborted!" for SIGINT.)"""
+    previous = {s: signal.signal(s, _stopped) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run()
+    except _Stopped:
+        pass
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def parse_listen(value: str) -> tuple[str, int]:
@@ -59,8 +82,15 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
-@click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
+@click.option(
+    "--spool",
+    "spool_path",
+    default=None,
+    help="Disk spool for a full queue or a failing store [default: STORE.spool.jsonl].",
+)
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
+@click.option("--wal-flush-ms", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Write-ahead log flush (write + fsync) interval: the most a hard kill can lose.")  # fmt: skip
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
@@ -78,6 +108,7 @@ def command(
     salt: str | None,
     spool_path: str | None,
     queue_size: int,
+    wal_flush_ms: int,
     no_detectors: bool,
     long_context_tokens: int | None,
     dashboard_token: str | None,
@@ -90,9 +121,10 @@ def command(
     """
     from rich.console import Console
 
-    from parity.monitor.proxy import ParityProxy, ProxyConfig, default_hook
+    from parity.monitor.proxy import ParityProxy, ProxyConfig
     from parity.monitor.scoring import RecordBuilder, default_scorer
     from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+    from parity.monitor.worker import default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
@@ -103,6 +135,8 @@ def command(
         capture=capture,
         queue_size=queue_size,
         spool_path=spool_path or f"{store_path}.spool.jsonl",
+        wal_path=f"{store_path}.parity-wal.jsonl",
+        wal_flush_s=wal_flush_ms / 1000.0,
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -122,7 +156,8 @@ def command(
             config,
             store,
             builder,
-            hook=default_hook(webhook=webhook, long_context_tokens=long_context_tokens),
+            hook=default_monitor(long_context_tokens=long_context_tokens),
+            notifiers=default_notifiers(webhook=webhook),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,
         )
@@ -132,7 +167,7 @@ def command(
         )
         console.print(dashboard_note)
         server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning", access_log=False))
-        server.run()
+        _run_until_signalled(server)
     except ParityError:
         raise
     except OSError as err:

@@ -1,14 +1,23 @@
-"""``parity status``: the open alerts and the changes they are attributed to.
+"""``parity status``: the monitor's health, the open alerts and the changes they are attributed to.
 
 Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``--proxy URL``: its
 ``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
-``--json`` prints ``{"alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed alerts.
+``--json`` prints ``{"health": {...}, "alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed
+alerts.
+
+Health: from a proxy, its ``/parity/health`` (``ok`` / ``degraded`` / ``failing``, reasons, and the records
+pending, spooled and dropped); from a store file, what waits beside it: records in the spool
+(``STORE.spool.jsonl``, a store that failed) and in the write-ahead log (``STORE.parity-wal.jsonl``, a run that
+was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``,
+``/metrics``, and the last line of ``parity ingest``).
 """
 
 from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
+from typing import Any
 
 import click
 from rich.console import Console
@@ -17,7 +26,7 @@ from rich.table import Table
 from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
 
-__all__ = ["alerts_table", "command", "load_alerts"]
+__all__ = ["alerts_table", "command", "health_line", "load_alerts", "load_health"]
 
 
 def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
@@ -28,6 +37,53 @@ def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only
     finally:
         source.close()
     return sorted(alerts, key=lambda a: a.detected_at, reverse=True)
+
+
+def _count_lines(path: Path) -> int:
+    if not path.is_file():
+        return 0
+    with path.open("rb") as f:
+        return sum(1 for _ in f)
+
+
+def load_health(*, store: str | None = None, proxy: str | None = None) -> dict[str, Any]:
+    """The monitor's health (``{"status", "reasons", ...counts}``) from a running proxy or beside a store file."""
+    if proxy is not None:
+        import httpx
+
+        url = proxy.rstrip("/") + "/parity/health"
+        try:
+            resp = httpx.get(url, timeout=5.0)
+            data = resp.json()
+        except (httpx.HTTPError, ValueError) as err:
+            return {"status": "unknown", "reasons": [f"cannot read {url}: {type(err).__name__}"]}
+        if not isinstance(data, dict) or "status" not in data:
+            return {"status": "unknown", "reasons": [f"{url} answered {resp.status_code} without a health status"]}
+        return data
+    from parity.monitor.spool import Spool
+
+    path = Path(store or DEFAULT_STORE)
+    spool_file = path.with_name(path.name + ".spool.jsonl")
+    spooled = Spool(spool_file).pending if spool_file.is_file() or spool_file.with_name(
+        spool_file.name + ".draining").is_file() else 0  # fmt: skip
+    wal = _count_lines(path.with_name(path.name + ".parity-wal.jsonl"))
+    reasons = []
+    if spooled:
+        reasons.append(f"{spooled} item(s) wait in {spool_file} (the store failed); stored on the next start")
+    if wal:
+        reasons.append(
+            f"{wal} record(s) in {path}.parity-wal.jsonl (a run ended before storing them); stored on the next start"
+        )
+    return {"status": "degraded" if reasons else "ok", "reasons": reasons, "spool_pending": spooled, "wal": wal}
+
+
+def health_line(health: dict[str, Any]) -> str:
+    """One line (plus one per reason) for the terminal."""
+    counts = ", ".join(f"{k.replace('_', ' ')} {health[k]}" for k in ("pending", "spool_pending", "dropped", "wal")
+                       if k in health)  # fmt: skip
+    lines = [f"monitor: {health['status']}" + (f" ({counts})" if counts else "")]
+    lines += [f"  - {r}" for r in health.get("reasons", [])]
+    return "\n".join(lines)
 
 
 def alerts_table(alerts: list[Alert]) -> Table:
@@ -66,12 +122,14 @@ def alerts_table(alerts: list[Alert]) -> Table:
 @click.option("--json", "as_json", is_flag=True, help='Print {"alerts": [...]} as JSON.')
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and closed alerts.")
 def command(store_path: str | None, proxy_url: str | None, as_json: bool, show_all: bool) -> None:
-    """Show open alerts and the changes they are attributed to."""
+    """Show the monitor's health, open alerts and the changes they are attributed to."""
     alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all)
+    health = load_health(store=store_path, proxy=proxy_url)
     if as_json:
-        click.echo(json.dumps({"alerts": [a.to_dict() for a in alerts]}, indent=2))
+        click.echo(json.dumps({"health": health, "alerts": [a.to_dict() for a in alerts]}, indent=2))
         return
     console = Console()
+    console.print(health_line(health), markup=False, highlight=False)
     if not alerts:
         console.print("parity: no open alerts")
         return

@@ -162,7 +162,7 @@ class IncidentReplay:
         cfg = self.config
         path = Path(cfg.store_path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        for stale in (path, Path(f"{path}.wal"), Path(f"{path}.spool.jsonl")):
+        for stale in (path, Path(f"{path}.parity-wal.jsonl"), Path(f"{path}.spool.jsonl")):
             if stale.is_dir():
                 shutil.rmtree(stale)
             elif stale.exists():

@@ -138,7 +138,13 @@ class DuckDBStore:
     """A :class:`~parity.monitor.Store` in one DuckDB file (``":memory:"`` for a throwaway one).
 
     ``read_only=True`` opens an existing file without taking the write lock (fails while a writer holds it).
-    Thread-safe: one connection guarded by a lock.
+
+    Thread-safe, following DuckDB's concurrency model: the database is opened once (one connection, which holds
+    the file), and every operation runs on its own short-lived cursor (``connection.cursor()``, a connection of
+    its own to the same database), fully fetched and closed before the operation returns, serialized by a lock.
+    A shared connection is never left holding a result: a result not read to its end (``fetchone()`` of a row)
+    blocks every later ``register``/``execute`` on that connection with "connection has an unfinished result",
+    which is how a store reopened on an existing file (the salt read back with ``fetchone``) once stored nothing.
     """
 
     def __init__(self, path: str | Path, *, read_only: bool = False) -> None:
@@ -155,18 +161,24 @@ class DuckDBStore:
                 "`parity proxy` writes it, read through the proxy instead (e.g. --proxy http://127.0.0.1:PORT)"
             ) from err
         self._lock = threading.Lock()
-        self._con.execute("SET TimeZone = 'UTC'")
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")  # GLOBAL: every cursor sees it
         self.schema_version = self._migrate()
 
     # -- schema -------------------------------------------------------------------------------------------
     def _migrate(self) -> int:
-        con = self._con
+        con = self._con.cursor()
+        try:
+            return self._migrate_on(con)
+        finally:
+            con.close()
+
+    def _migrate_on(self, con: Any) -> int:
         has_table = con.execute(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
-        ).fetchone()[0]
+        ).fetchall()[0][0]
         current = 0
         if has_table:
-            current = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchone()[0]
+            current = con.execute("SELECT coalesce(max(version), 0) FROM schema_migrations").fetchall()[0][0]
         if current > STORE_SCHEMA_VERSION:
             raise StoreError(
                 f"store {self.path} has schema version {current}, newer than this parity supports "
@@ -200,14 +212,19 @@ class DuckDBStore:
         with self._lock:
             if self._con is None:
                 raise StoreError(f"store {self.path} is closed")
+            cursor = None
             try:
-                return fn(self._con)
+                cursor = self._con.cursor()  # one cursor per operation, closed below: nothing left unfetched
+                return fn(cursor)
             except StoreError:
                 raise
             except Exception as err:
                 if type(err).__module__.startswith(("duckdb", "_duckdb")):
                     raise StoreError(f"store {self.path}: {err}") from err
                 raise
+            finally:
+                if cursor is not None:
+                    cursor.close()
 
     # -- writes -------------------------------------------------------------------------------------------
     def write_records(self, records: Sequence[Record]) -> None:
@@ -348,8 +365,8 @@ class DuckDBStore:
 
     def get_meta(self, key: str) -> str | None:
         """A persisted setting (e.g. the session-hash salt), or ``None``."""
-        row = self._run(lambda con: con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchone())
-        return None if row is None else str(row[0])
+        rows = self._run(lambda con: con.execute("SELECT value FROM meta WHERE key = ?", [key]).fetchall())
+        return None if not rows else str(rows[0][0])
 
     def set_meta(self, key: str, value: str) -> None:
         self._run(lambda con: con.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", [key, value]))
@@ -360,7 +377,7 @@ class DuckDBStore:
         def go(con: Any) -> StoreSummary:
             n, first, last = con.execute(
                 "SELECT count(*), epoch_us(min(time)), epoch_us(max(time)) FROM records"
-            ).fetchone()
+            ).fetchall()[0]
             flags = con.execute(
                 "SELECT o[1]::VARCHAR AS detector, sum(CASE WHEN o[2]::BOOLEAN THEN 1 ELSE 0 END) FROM ("
                 " SELECT unnest(from_json(observations, '[\"JSON\"]')) AS j FROM records) t,"
@@ -370,9 +387,9 @@ class DuckDBStore:
                 "SELECT model, pool, platform, count(*) AS c FROM records GROUP BY ALL ORDER BY c DESC, model, pool,"
                 " platform"
             ).fetchall()
-            n_fb = con.execute("SELECT count(*) FROM feedback").fetchone()[0]
-            n_ch = con.execute("SELECT count(*) FROM changes").fetchone()[0]
-            n_al = con.execute("SELECT count(*) FROM alerts WHERE status = 'open'").fetchone()[0]
+            n_fb = con.execute("SELECT count(*) FROM feedback").fetchall()[0][0]
+            n_ch = con.execute("SELECT count(*) FROM changes").fetchall()[0][0]
+            n_al = con.execute("SELECT count(*) FROM alerts WHERE status = 'open'").fetchall()[0][0]
             return StoreSummary(
                 records=int(n),
                 feedback=int(n_fb),

@@ -44,7 +44,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,10 +52,13 @@ from typing import IO, Any
 
 from parity._exceptions import InvalidInputError, ParityError
 from parity.monitor._codec import feedback_from_dict
-from parity.monitor._records import Alert, FeedbackEvent, Record
+from parity.monitor._records import Record
 from parity.monitor._store_protocol import Store
+from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy
 from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer
+from parity.monitor.spool import Spool
+from parity.monitor.worker import MAX_JSON_DEPTH, MonitorHook, MonitorWorker, json_depth
 
 #: Input formats.
 FORMATS: tuple[str, ...] = ("jsonl", "otlp")
@@ -80,6 +83,14 @@ class IngestResult:
     seconds: float = 0.0
     reject_path: str | None = None
     errors: list[tuple[int, str]] = field(default_factory=list)
+    #: records the store refused that went to the spool (all of this run's, pending ones included), records still
+    #: waiting in the spool after the run, records lost (neither store nor spool took them), the store's error
+    spooled: int = 0
+    spool_pending: int = 0
+    dropped: int = 0
+    store_error: str | None = None
+    #: the run was interrupted (SIGINT/SIGTERM) after ``lines`` lines; what was read is stored
+    interrupted: bool = False
 
     @property
     def records_per_s(self) -> float:
@@ -262,40 +273,6 @@ def iter_otlp_spans(doc: Any) -> Iterator[tuple[Mapping[str, Any], dict[str, Any
 
 
 # -- the run -----------------------------------------------------------------------------------------------
-class _Batcher:
-    def __init__(self, store: Store, hook: Any, result: IngestResult) -> None:
-        self.store = store
-        self.hook = hook
-        self.result = result
-        self.pending: list[Record] = []
-
-    def add(self, record: Record) -> None:
-        self.pending.append(record)
-        self.result.records += 1
-        if self.hook is not None:
-            self._alerts(self.hook.observe(record))
-        if len(self.pending) >= INGEST_BATCH:
-            self.flush()
-
-    def feedback(self, event: FeedbackEvent) -> None:
-        self.flush()
-        self.store.write_feedback([event])
-        self.result.feedback += 1
-        if self.hook is not None and hasattr(self.hook, "observe_feedback"):
-            self._alerts(self.hook.observe_feedback(event))
-
-    def _alerts(self, alerts: list[Alert] | None) -> None:
-        if alerts:
-            self.flush()
-            self.store.write_alerts(alerts)
-            self.result.alerts += len(alerts)
-
-    def flush(self) -> None:
-        if self.pending:
-            self.store.write_records(self.pending)
-            self.pending = []
-
-
 def ingest_lines(
     lines: Iterable[str],
     store: Store,
@@ -305,7 +282,9 @@ def ingest_lines(
     scorer: ResponseScorer | None,
     labels: Mapping[str, str] | None = None,
     capture: CapturePolicy | str = "none",
-    hook: Any = None,
+    hook: MonitorHook | None = None,
+    notifiers: Sequence[Notifier] = (),
+    spool: Spool | None = None,
     reject: IO[str] | None = None,
     reject_path: str | None = None,
     on_line: Callable[[int, int], None] | None = None,
@@ -313,33 +292,52 @@ def ingest_lines(
     """Ingest ``lines`` (``fmt`` in :data:`FORMATS`) into ``store``; returns an :class:`IngestResult`.
 
     Rejected lines are copied verbatim to ``reject`` when given. ``on_line(line_number, n_bytes)`` reports
-    progress. ``hook`` is the monitor pipeline (``observe(record) -> alerts``), alerts go to the store.
+    progress. Records go through the monitor's one worker (:class:`~parity.monitor.worker.MonitorWorker`, driven
+    on this thread): ``hook`` is the monitor pipeline, its alerts are stored and sent to ``notifiers``; what the
+    store refuses goes to ``spool`` (drained on the next run) or is counted in ``dropped``.
     """
     if fmt not in FORMATS:
         raise InvalidInputError("format", f"must be one of {list(FORMATS)}", fmt)
     builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}")
     result = IngestResult(reject_path=reject_path)
-    batcher = _Batcher(store, hook, result)
+    # dedupe: a re-run after a crash (or of an overlapping file) stores each record once
+    worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH,
+                           dedupe=True)  # fmt: skip
+    worker.recover()  # what a previous run spooled
     t0 = time.perf_counter()
     n = 0
-    for n, line in enumerate(lines, start=1):
-        if on_line is not None:
-            on_line(n, len(line))
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-            if fmt == "jsonl":
-                _ingest_jsonl(obj, builder, batcher)
-            else:
-                _ingest_otlp(obj, builder, batcher)
-        except (ValueError, TypeError, KeyError, ParityError) as err:
-            result.rejected += 1
-            if len(result.errors) < MAX_REPORTED_ERRORS:
-                result.errors.append((n, _describe(err)))
-            if reject is not None:
-                reject.write(line if line.endswith("\n") else line + "\n")
-    batcher.flush()
+    try:
+        for n, line in enumerate(lines, start=1):
+            if on_line is not None:
+                on_line(n, len(line))
+            if not line.strip():
+                continue
+            try:
+                if (
+                    line.count("[") + line.count("{") > MAX_JSON_DEPTH
+                    and (depth := json_depth(line.encode())) > MAX_JSON_DEPTH
+                ):
+                    raise InvalidInputError("line", f"must not nest JSON deeper than {MAX_JSON_DEPTH} levels", depth)
+                obj = json.loads(line)
+                if fmt == "jsonl":
+                    _ingest_jsonl(obj, builder, worker, result)
+                else:
+                    _ingest_otlp(obj, builder, worker, result)
+            except (ValueError, TypeError, KeyError, ParityError, RecursionError) as err:
+                result.rejected += 1
+                if len(result.errors) < MAX_REPORTED_ERRORS:
+                    result.errors.append((n, _describe(err)))
+                if reject is not None:
+                    reject.write(line if line.endswith("\n") else line + "\n")
+    except KeyboardInterrupt:  # SIGINT (and SIGTERM in the CLI): keep what was read, say where it stopped
+        result.interrupted = True
+    worker.flush()
+    worker.drain()
+    result.alerts = worker.alerts_published
+    result.spooled = worker.store_spooled
+    result.spool_pending = spool.pending if spool is not None else 0
+    result.dropped = worker.dropped
+    result.store_error = worker.store_error
     result.lines = n
     result.seconds = time.perf_counter() - t0
     return result
@@ -350,32 +348,38 @@ def _describe(err: Exception) -> str:
         return f"not JSON: {err.msg} at column {err.colno}"
     if isinstance(err, KeyError):
         return f"missing field {err}"
+    if isinstance(err, RecursionError):
+        return "nested too deeply to parse"
     return str(err)
 
 
-def _ingest_jsonl(obj: Any, builder: RecordBuilder, batcher: _Batcher) -> None:
+def _ingest_jsonl(obj: Any, builder: RecordBuilder, worker: MonitorWorker, result: IngestResult) -> None:
     if not isinstance(obj, dict):
         raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
     if "record_id" in obj:
-        batcher.add(Record.from_dict(obj))
+        worker.accept(Record.from_dict(obj))
+        result.records += 1
     elif "feedback" in obj:
         data = dict(obj["feedback"]) if isinstance(obj["feedback"], dict) else {}
         data.setdefault("time", datetime.now(UTC).isoformat())
-        batcher.feedback(feedback_from_dict(data))
+        worker.feedback(feedback_from_dict(data))
+        result.feedback += 1
     else:
-        batcher.add(builder.build(exchange_from_log(obj)))
+        worker.accept(builder.build(exchange_from_log(obj)))
+        result.records += 1
 
 
-def _ingest_otlp(doc: Any, builder: RecordBuilder, batcher: _Batcher) -> None:
+def _ingest_otlp(doc: Any, builder: RecordBuilder, worker: MonitorWorker, result: IngestResult) -> None:
     built: list[Record] = []
     for span, resource in iter_otlp_spans(doc):
         pair = span_to_parsed(span, resource)
         if pair is None:
-            batcher.result.skipped_spans += 1
+            result.skipped_spans += 1
             continue
         built.append(builder.build_parsed(*pair))
     for record in built:  # all spans of a line parse before any is stored: a bad line is rejected whole
-        batcher.add(record)
+        worker.accept(record)
+        result.records += 1
 
 
 def ingest_file(

@@ -64,6 +64,35 @@ class ProxyMetrics:
         self.worker_errors = prom.Counter(
             "parity_proxy_worker_errors", "Exchanges the worker could not turn into records.", ["stage"], registry=r
         )
+        self.store_errors = prom.Counter(
+            "parity_store_errors", "Store writes that failed (the batch went to the spool).", registry=r
+        )
+        self.spool_records = prom.Gauge(
+            "parity_spool_records", "Items waiting in the disk spool (queue overflow and store failures).", registry=r
+        )
+        self.dropped = prom.Counter(
+            "parity_monitor_dropped_records",
+            "Records (or exchanges) lost because neither the store nor the spool could take them.",
+            registry=r,
+        )
+        self.rejected = prom.Counter(
+            "parity_monitor_rejected_exchanges",
+            "Exchanges the worker could not parse or score (counted and logged, never stored).",
+            registry=r,
+        )
+        self.worker_restarts = prom.Counter(
+            "parity_monitor_worker_restarts", "Times the supervisor restarted the monitor worker.", registry=r
+        )
+        self.worker_alive = prom.Gauge("parity_monitor_worker_alive", "1 while the monitor worker runs.", registry=r)
+        self.health = prom.Gauge(
+            "parity_monitor_health_status", "Health of the monitor: 0 ok, 1 degraded, 2 failing.", registry=r
+        )
+        self.health_condition = prom.Gauge(
+            "parity_monitor_health_condition",
+            "1 while a health condition holds (see /parity/health for its reason).",
+            ["condition"],
+            registry=r,
+        )
         self.feedback = prom.Counter("parity_proxy_feedback_events", "Feedback events received.", ["kind"], registry=r)
         self.detector_flags = prom.Counter(
             "parity_detector_flags", "Responses flagged, per detector.", ["detector"], registry=r

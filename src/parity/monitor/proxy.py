@@ -1,22 +1,23 @@
-"""The monitoring reverse proxy: forwards ``/v1/*`` to an OpenAI-compatible upstream untouched, and scores every
-exchange off the request path.
+"""The monitoring reverse proxy: forwards ``/v1/*`` to an OpenAI-compatible upstream untouched, and hands every
+exchange to the monitor's worker (:mod:`parity.monitor.worker`) off the request path.
 
 Request path (never changed, delayed or failed because of parity): the request body and headers go upstream
 as received (hop-by-hop headers aside); the upstream's status, headers and body bytes come back as they arrive,
 chunk by chunk (SSE included); upstream errors pass through unchanged. Only after the last byte has been sent
-does the proxy hand the exchange (credentials stripped) to :class:`MonitorWorker` with a non-blocking put on a
-bounded queue; when that queue is full the exchange is spooled to disk (:class:`~parity.monitor.spool.Spool`)
-and counted in ``parity_proxy_spooled_records_total``, never dropped.
+does the proxy hand the exchange (credentials stripped) to :class:`~parity.monitor.worker.MonitorWorker` with a
+non-blocking put on a bounded queue; when that queue is full the exchange is spooled to disk
+(:class:`~parity.monitor.spool.Spool`) and counted in ``parity_proxy_spooled_records_total``, never dropped.
 
-Worker thread: parse and score (``parity.detectors``), build the :class:`~parity.monitor.Record`, write records
-to the store in batches, hand each to the monitor hook (``SegmentMonitor.observe``: new alerts are written with
-``store.write_alerts``, counted per signal, and sent by the monitor's notifiers), then drain the spool.
+The worker parses, scores, builds the :class:`~parity.monitor.Record`, logs it ahead (write-ahead log), runs the
+monitor, publishes alerts (store, then notifiers) and writes records in batches, spooling what the store refuses;
+see :mod:`parity.monitor.worker` for what a crash or a failing store can cost.
 
 Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id),
 ``GET /metrics`` (Prometheus), and read-only JSON views of the store for ``parity status`` and the dashboard,
 because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
 (``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
-``/parity/feedback``, ``/parity/changes``, ``/parity/health``.
+``/parity/feedback``, ``/parity/changes``, ``/parity/health`` (``{"status": "ok" | "degraded" | "failing",
+"reasons": [...], counts}``: 200 unless failing, then 503).
 """
 
 from __future__ import annotations
@@ -24,16 +25,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import queue
-import threading
 import time
-import zlib
-from collections import Counter
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import httpcore
 import httpx
@@ -41,15 +38,15 @@ import httpx
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._codec import feedback_to_dict
-from parity.monitor._records import Alert, Change, FeedbackEvent, Record
+from parity.monitor._records import Change, FeedbackEvent
 from parity.monitor._store_protocol import Store
-from parity.monitor.alerts import LogNotifier, Notifier, WebhookNotifier
+from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy, safe_request_headers
 from parity.monitor.metrics import ProxyMetrics, endpoint_kind
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder, utcnow
-from parity.monitor.segments import StatsConfig
+from parity.monitor.scoring import SCORED_PATHS, RecordBuilder, utcnow
 from parity.monitor.spool import Spool
+from parity.monitor.wal import DEFAULT_WAL_FLUSH_S, WriteAheadLog
+from parity.monitor.worker import MAX_SCORED_BODY_BYTES, ChangeBatch, MonitorHook, MonitorWorker, RawExchange
 
 log = logging.getLogger("parity.monitor")
 
@@ -58,61 +55,6 @@ HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
      "upgrade", "host", "content-length"}
 )  # fmt: skip
-
-#: Response bodies kept for scoring are capped (bytes); the client still gets every byte.
-MAX_SCORED_BODY_BYTES = 8 * 1024 * 1024
-
-
-class MonitorHook(Protocol):
-    """Where records go after the store: one method (``SegmentMonitor`` implements it)."""
-
-    def observe(self, record: Record) -> list[Alert]: ...
-
-
-@dataclass
-class _Raw:
-    """An exchange as captured on the request path: bytes only; parsed on the worker thread."""
-
-    path: str
-    time: datetime
-    request_body: bytes
-    request_headers: dict[str, str]
-    status_code: int
-    response_headers: dict[str, str]
-    chunks: list[bytes]
-    latency_ms: float
-    streamed: bool
-
-    def to_exchange(self) -> Exchange:
-        body = b"".join(self.chunks)
-        encoding = self.response_headers.get("content-encoding", "").lower()
-        if encoding in ("gzip", "deflate"):
-            try:
-                body = zlib.decompress(body, wbits=47)  # 47: auto-detect gzip or zlib header
-            except zlib.error:
-                body = b""
-        try:
-            request = json.loads(self.request_body) if self.request_body else None
-        except ValueError:
-            request = None
-        return Exchange(
-            path=self.path,
-            time=self.time,
-            request=request if isinstance(request, dict) else None,
-            status_code=self.status_code,
-            response_headers={k: v for k, v in self.response_headers.items() if k.startswith("x-parity-")},
-            response_body=body.decode("utf-8", errors="replace"),
-            request_headers=self.request_headers,
-            latency_ms=self.latency_ms,
-            streamed=self.streamed,
-        )
-
-
-@dataclass(frozen=True)
-class _Changes:
-    """A batch of change-log entries on its way to the worker."""
-
-    changes: list[Change]
 
 
 @dataclass(frozen=True)
@@ -126,6 +68,8 @@ class ProxyConfig:
     batch_size: int = 512
     flush_interval_s: float = 0.5
     spool_path: str | Path | None = None
+    wal_path: str | Path | None = None
+    wal_flush_s: float = DEFAULT_WAL_FLUSH_S
     upstream_timeout_s: float = 600.0
     changes_poll_s: float = 10.0
 
@@ -138,226 +82,15 @@ class ProxyConfig:
             raise InvalidInputError("batch_size", "must be >= 1", self.batch_size)
         if self.flush_interval_s <= 0:
             raise InvalidInputError("flush_interval_s", "must be > 0", self.flush_interval_s)
+        if self.wal_flush_s <= 0:
+            raise InvalidInputError("wal_flush_s", "must be > 0", self.wal_flush_s)
         CapturePolicy(self.capture)
-
-
-class MonitorWorker:
-    """The off-path half of the proxy: a bounded queue and one thread that scores, stores and monitors.
-
-    ``submit`` never blocks: a full queue sends the exchange to the spool. ``hook`` is the monitor pipeline
-    (any object with ``observe(record) -> list[Alert]``; ``observe_feedback(event)`` and ``add_changes(changes)``
-    are called when present).
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        builder: RecordBuilder,
-        *,
-        metrics: ProxyMetrics | None = None,
-        hook: MonitorHook | None = None,
-        spool: Spool | None = None,
-        queue_size: int = 10_000,
-        batch_size: int = 512,
-        flush_interval_s: float = 0.5,
-    ) -> None:
-        self.store = store
-        self.builder = builder
-        self.metrics = metrics or ProxyMetrics()
-        self.hook = hook
-        self.spool = spool
-        self.batch_size = batch_size
-        self.flush_interval_s = flush_interval_s
-        self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
-        self._thread: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._count_lock = threading.Lock()
-        self._outstanding = 0  # submitted to the queue and not yet stored
-        self._queued_in_pending = 0  # of those, how many sit in the pending batch
-        self._busy = False
-        self._pending: list[Record] = []
-        self._last_flush = time.monotonic()
-        self.records_written = 0
-        self.spooled = 0
-
-    # -- request path ------------------------------------------------------------------------------------
-    def submit(self, item: _Raw | Exchange | FeedbackEvent | _Changes) -> None:
-        """Queue an exchange, feedback event or change batch without blocking; spool exchanges when full."""
-        with self._count_lock:
-            self._outstanding += 1
-        try:
-            self._queue.put_nowait(item)
-        except queue.Full:
-            if self.spool is None or isinstance(item, FeedbackEvent | _Changes):
-                self._queue.put(item)  # no spool configured: wait rather than drop (feedback is tiny)
-            else:
-                with self._count_lock:
-                    self._outstanding -= 1
-                exchange = item.to_exchange() if isinstance(item, _Raw) else item
-                self.spool.append(exchange.to_dict())
-                self.spooled += 1
-                self.metrics.spooled.inc()
-                self.metrics.spool_pending.set(self.spool.pending)
-        self.metrics.queue_depth.set(self._queue.qsize())
-
-    # -- worker thread -----------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the worker thread (idempotent)."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="parity-monitor-worker", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Process what is queued (and spooled), flush, and end the thread."""
-        if self._thread is None:
-            return
-        self._stop.set()
-        self._thread.join(timeout)
-        self._thread = None
-
-    @property
-    def outstanding(self) -> int:
-        """Items submitted and not yet done (stored, or handled when they store nothing)."""
-        return self._outstanding
-
-    @property
-    def idle(self) -> bool:
-        """Nothing queued, spooled, pending or being written."""
-        return (
-            self._outstanding == 0
-            and not self._busy
-            and not self._pending
-            and (self.spool is None or self.spool.pending == 0)
-        )
-
-    def wait_idle(self, timeout: float = 10.0) -> bool:
-        """Block until everything submitted so far is stored (for tests and shutdown); False on timeout."""
-        deadline = time.monotonic() + timeout
-        while not self.idle:
-            if time.monotonic() > deadline:
-                return False
-            time.sleep(0.005)
-        return True
-
-    def _run(self) -> None:
-        while True:
-            try:
-                item = self._queue.get(timeout=min(0.05, self.flush_interval_s))
-            except queue.Empty:
-                item = None
-            if item is not None:
-                self._busy = True
-                if not self._handle(item, queued=True):
-                    self._done(1)
-                self.metrics.queue_depth.set(self._queue.qsize())
-            empty = self._queue.empty()
-            due = time.monotonic() - self._last_flush >= self.flush_interval_s
-            # batch by size or age, never per record: each store write holds the GIL for milliseconds, which the
-            # event loop serving user traffic would wait for
-            if self._pending and (len(self._pending) >= self.batch_size or due or self._stop.is_set()):
-                self._flush()
-            if empty and self.spool is not None and self.spool.pending:
-                self._busy = True
-                self._drain_spool()
-            self._busy = False
-            if self._stop.is_set() and self.idle:
-                return
-
-    def _done(self, n: int) -> None:
-        with self._count_lock:
-            self._outstanding -= n
-
-    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes, *, queued: bool) -> bool:
-        """Process one item; True when it left a record in the pending batch. ``queued``: it came from the queue,
-        so it counts as outstanding until that batch is stored (counted before the monitor hook runs: an alert
-        flushes the batch, this record included)."""
-        if isinstance(item, _Changes):
-            self._guard("changes", lambda: self.add_changes(item.changes))
-            return False
-        if isinstance(item, FeedbackEvent):
-            self._flush()
-            self._guard("feedback", lambda: self.store.write_feedback([item]))
-            observe_feedback = getattr(self.hook, "observe_feedback", None)
-            if observe_feedback is not None:
-                self._guard("monitor", lambda: self._alerts(observe_feedback(item)))
-            return False
-        exchange = item.to_exchange() if isinstance(item, _Raw) else item
-        if exchange.path not in SCORED_PATHS:
-            return False
-        record = self._guard("score", lambda: self.builder.build(exchange))
-        if record is None:
-            return False
-        self.metrics.count_flags(o.detector for o in record.observations if o.flagged)
-        self._pending.append(record)
-        if queued:
-            self._queued_in_pending += 1
-        if self.hook is not None:
-            hook = self.hook
-            self._guard("monitor", lambda: self._alerts(hook.observe(record)))
-        return True
-
-    def _alerts(self, alerts: Sequence[Alert] | None) -> None:
-        if not alerts:
-            return
-        self._flush()
-        self.store.write_alerts(list(alerts))
-        current = getattr(self.hook, "alerts", None)
-        pool = list(current) if current is not None else self.store.alerts(open_only=True)
-        self.metrics.set_open_alerts(Counter(a.signal for a in pool if a.status == "open"))
-
-    def _flush(self) -> None:
-        if not self._pending:
-            return
-        batch = self._pending
-        if self._guard("store", lambda: self.store.write_records(batch)) is not None:
-            self.records_written += len(batch)
-            self.metrics.records_written.inc(len(batch))
-        self._pending = []
-        queued, self._queued_in_pending = self._queued_in_pending, 0
-        self._done(queued)
-        self._last_flush = time.monotonic()
-
-    def _drain_spool(self) -> None:
-        if self.spool is None:
-            return
-        self._flush()
-        for data in self.spool.drain():
-            try:
-                self._handle(Exchange.from_dict(data), queued=False)
-            except (KeyError, ValueError, TypeError) as err:
-                self.metrics.worker_errors.labels(stage="spool").inc()
-                log.warning("spooled exchange unreadable: %s", err)
-            if len(self._pending) >= self.batch_size:
-                self._flush()
-            self.metrics.spool_pending.set(self.spool.pending)
-        self._flush()
-
-    def _guard(self, stage: str, fn: Callable[[], Any]) -> Any:
-        try:
-            result = fn()
-        except Exception as err:  # the worker must outlive any bad exchange, detector or store hiccup
-            self.metrics.worker_errors.labels(stage=stage).inc()
-            log.warning("monitor worker: %s failed: %s", stage, err)
-            return None
-        return result if result is not None else True
-
-    def add_changes(self, changes: Sequence[Change]) -> None:
-        """Persist changes and pass them to the monitor hook (for attribution). Call it on the worker thread
-        (``submit(_Changes(...))``) or before :meth:`start`."""
-        if not changes:
-            return
-        self.store.write_changes(list(changes))
-        add = getattr(self.hook, "add_changes", None)
-        if add is not None:
-            self._alerts(add(list(changes)))  # open alerts re-attributed in the light of the new changes
 
 
 class _Forward:
     """An ASGI response that streams the upstream response through, then hands the exchange to the worker."""
 
-    def __init__(self, proxy: ParityProxy, upstream: httpcore.Response, raw: _Raw, t_start: float) -> None:
+    def __init__(self, proxy: ParityProxy, upstream: httpcore.Response, raw: RawExchange, t_start: float) -> None:
         self.proxy = proxy
         self.upstream = upstream
         self.raw = raw
@@ -407,6 +140,7 @@ class ParityProxy:
         builder: RecordBuilder,
         *,
         hook: MonitorHook | None = None,
+        notifiers: Sequence[Notifier] = (),
         metrics: ProxyMetrics | None = None,
         changes: Sequence[Change] = (),
         changes_source: Callable[[], Sequence[Change]] | None = None,
@@ -419,12 +153,15 @@ class ParityProxy:
         self.store = store
         self.metrics = metrics or ProxyMetrics()
         spool = Spool(config.spool_path) if config.spool_path is not None else None
+        wal = WriteAheadLog(config.wal_path, flush_interval_s=config.wal_flush_s) if config.wal_path else None
         self.worker = MonitorWorker(
             store,
             builder,
             metrics=self.metrics,
             hook=hook,
+            notifiers=notifiers,
             spool=spool,
+            wal=wal,
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
@@ -449,8 +186,8 @@ class ParityProxy:
         # per forwarded request, measured)
         self._pool = httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=200,
                                                   keepalive_expiry=30.0)  # fmt: skip
-        self.worker.add_changes(self._initial_changes)
-        self.worker.start()
+        self.worker.start()  # replays what a previous run left (write-ahead log, spool) first
+        self.worker.submit(ChangeBatch(self._initial_changes))
         if self._changes_source is not None:
             self._poller = asyncio.create_task(self._poll_changes())
 
@@ -462,11 +199,17 @@ class ParityProxy:
             try:
                 fresh = [c for c in await asyncio.to_thread(source) if c.change_id not in self._seen_changes]
             except (ParityError, httpx.HTTPError, OSError) as err:
-                log.warning("change log unavailable: %s", err)
+                if self.worker.changes_error is None:
+                    log.warning("change log unavailable: %s", err)
+                self.worker.changes_error = str(err)[:200]
                 fresh = []
+            else:
+                if self.worker.changes_error is not None:
+                    log.warning("change log available again")
+                self.worker.changes_error = None
             if fresh:
                 self._seen_changes.update(c.change_id for c in fresh)
-                self.worker.submit(_Changes(fresh))
+                self.worker.submit(ChangeBatch(fresh))
             await asyncio.sleep(self.config.changes_poll_s)
 
     @property
@@ -564,7 +307,7 @@ class ParityProxy:
         self.metrics.requests.labels(endpoint=kind, code_class=f"{code // 100}xx").inc()
         if code >= 400:
             self.metrics.upstream_errors.labels(reason=f"status_{code // 100}xx").inc()
-        raw = _Raw(
+        raw = RawExchange(
             path=path,
             time=now,
             request_body=body,
@@ -618,15 +361,11 @@ class ParityProxy:
         return responses.JSONResponse(payload)
 
     async def _health(self, request: Any) -> Any:
-        return await self._json(
-            lambda: {
-                "status": "ok",
-                "upstream": self.upstream,
-                "queue_depth": self.worker._queue.qsize(),
-                "spool_pending": self.worker.spool.pending if self.worker.spool else 0,
-                "records_written": self.worker.records_written,
-            }
-        )
+        responses = import_optional("starlette.responses", extra="monitor")
+        self.worker.ensure_alive()
+        health = self.worker.health()
+        payload = health.to_dict() | {"upstream": self.upstream}
+        return responses.JSONResponse(payload, status_code=503 if health.status == "failing" else 200)
 
     async def _alerts(self, request: Any) -> Any:
         open_only = request.query_params.get("open_only", "false").lower() in ("1", "true", "yes")
@@ -668,16 +407,3 @@ class ParityProxy:
 
     async def _changes(self, request: Any) -> Any:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
-
-
-def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook:
-    """The default monitor pipeline: a :class:`~parity.monitor.pipeline.SegmentMonitor` with a log notifier, plus
-    a webhook one when ``webhook`` is given; ``long_context_tokens`` sets where the fleet's router splits short
-    from long context."""
-    notifiers: list[Notifier] = [LogNotifier()]
-    if webhook:
-        notifiers.append(WebhookNotifier(webhook))
-    config = None
-    if long_context_tokens is not None:
-        config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
-    return SegmentMonitor(config=config, notifiers=tuple(notifiers))
