@@ -54,6 +54,9 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
 @click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
 @click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
+@click.option("--webhook-format", type=click.Choice(["parity", "alertmanager"]), default="parity", show_default=True,
+              help="Webhook body: parity's alert JSON, or Alertmanager's /api/v2/alerts array "
+                   "(--webhook http://ALERTMANAGER:9093/api/v2/alerts).")  # fmt: skip
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE when responses lack x-parity-*.")
 @click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True,
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
@@ -73,6 +76,7 @@ def command(
     changes: str | None,
     changes_token: str | None,
     webhook: str | None,
+    webhook_format: str,
     labels: tuple[str, ...],
     capture: str,
     salt: str | None,
@@ -122,7 +126,12 @@ def command(
             config,
             store,
             builder,
-            hook=default_hook(webhook=webhook, long_context_tokens=long_context_tokens),
+            hook=default_hook(
+                webhook=webhook,
+                long_context_tokens=long_context_tokens,
+                webhook_format=webhook_format,
+                generator_url=f"http://{host}:{port}/dashboard/",
+            ),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,
         )

@@ -670,13 +670,20 @@ class ParityProxy:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
 
 
-def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook:
+def default_hook(
+    *,
+    webhook: str | None = None,
+    long_context_tokens: int | None = None,
+    webhook_format: str = "parity",
+    generator_url: str = "",
+) -> MonitorHook:
     """The default monitor pipeline: a :class:`~parity.monitor.pipeline.SegmentMonitor` with a log notifier, plus
-    a webhook one when ``webhook`` is given; ``long_context_tokens`` sets where the fleet's router splits short
+    a webhook one when ``webhook`` is given (``webhook_format``: ``parity`` JSON or ``alertmanager``, with
+    ``generator_url`` as each alert's link); ``long_context_tokens`` sets where the fleet's router splits short
     from long context."""
     notifiers: list[Notifier] = [LogNotifier()]
     if webhook:
-        notifiers.append(WebhookNotifier(webhook))
+        notifiers.append(WebhookNotifier(webhook, format=webhook_format, generator_url=generator_url))
     config = None
     if long_context_tokens is not None:
         config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
