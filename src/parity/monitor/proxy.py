@@ -13,6 +13,7 @@ to the store in batches, hand each to the monitor hook (``SegmentMonitor.observe
 ``store.write_alerts``, counted per signal, and sent by the monitor's notifiers), then drain the spool.
 
 Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id),
+``POST /v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.otlp_receiver`),
 ``GET /metrics`` (Prometheus), and read-only JSON views of the store for ``parity status`` and the dashboard,
 because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
 (``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
@@ -46,6 +47,7 @@ from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import LogNotifier, Notifier, WebhookNotifier
 from parity.monitor.capture import CapturePolicy, safe_request_headers
 from parity.monitor.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.otlp_receiver import OTLPReceiver
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder, utcnow
 from parity.monitor.segments import StatsConfig
@@ -200,6 +202,17 @@ class MonitorWorker:
                 self.metrics.spool_pending.set(self.spool.pending)
         self.metrics.queue_depth.set(self._queue.qsize())
 
+    def submit_record(self, record: Record) -> None:
+        """Queue a ready-made record (the OTLP receiver's); it is stored and monitored like a proxied exchange's.
+
+        A record cannot go to the exchange spool, so a full queue makes the caller wait (the receiver calls this
+        off the event loop): nothing is dropped, and the sender sees the back-pressure as a slower answer.
+        """
+        with self._count_lock:
+            self._outstanding += 1
+        self._queue.put(record)
+        self.metrics.queue_depth.set(self._queue.qsize())
+
     # -- worker thread -----------------------------------------------------------------------------------
     def start(self) -> None:
         """Start the worker thread (idempotent)."""
@@ -269,7 +282,7 @@ class MonitorWorker:
         with self._count_lock:
             self._outstanding -= n
 
-    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes, *, queued: bool) -> bool:
+    def _handle(self, item: _Raw | Exchange | FeedbackEvent | _Changes | Record, *, queued: bool) -> bool:
         """Process one item; True when it left a record in the pending batch. ``queued``: it came from the queue,
         so it counts as outstanding until that batch is stored (counted before the monitor hook runs: an alert
         flushes the batch, this record included)."""
@@ -283,10 +296,13 @@ class MonitorWorker:
             if observe_feedback is not None:
                 self._guard("monitor", lambda: self._alerts(observe_feedback(item)))
             return False
-        exchange = item.to_exchange() if isinstance(item, _Raw) else item
-        if exchange.path not in SCORED_PATHS:
-            return False
-        record = self._guard("score", lambda: self.builder.build(exchange))
+        if isinstance(item, Record):
+            record: Record | None = item
+        else:
+            exchange = item.to_exchange() if isinstance(item, _Raw) else item
+            if exchange.path not in SCORED_PATHS:
+                return False
+            record = self._guard("score", lambda: self.builder.build(exchange))
         if record is None:
             return False
         self.metrics.count_flags(o.detector for o in record.observations if o.flagged)
@@ -429,6 +445,9 @@ class ParityProxy:
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
         )
+        otlp_builder = RecordBuilder(salt=builder.salt, labels=builder.labels, scorer=builder.scorer,
+                                     capture=builder.capture, source="otlp")  # fmt: skip
+        self.otlp = OTLPReceiver(otlp_builder, self.worker, registry=self.metrics.registry)
         self._initial_changes = list(changes)
         self._changes_source = changes_source
         self._seen_changes = {c.change_id for c in changes}
@@ -506,6 +525,7 @@ class ParityProxy:
 
         routes = [
             routing.Route("/v1/feedback", self._feedback, methods=["POST"]),
+            routing.Route("/v1/traces", self.otlp.endpoint, methods=["POST"]),  # OTLP/HTTP spans -> records
             routing.Route("/metrics", self._metrics, methods=["GET"]),
             routing.Route("/parity/health", self._health, methods=["GET"]),
             routing.Route("/parity/alerts", self._alerts, methods=["GET"]),
