@@ -89,8 +89,9 @@ def command(
     """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
 
     Read-only views for `parity status --proxy URL` and the dashboard: /parity/alerts, /parity/records,
-    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; the dashboard at
-    /dashboard/ (token-protected when listening beyond 127.0.0.1).
+    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; OpenTelemetry
+    GenAI spans (OTLP/HTTP) at POST /v1/traces; the dashboard at /dashboard/ (token-protected when listening
+    beyond 127.0.0.1).
     """
     from rich.console import Console
 
