@@ -16,6 +16,8 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from parity.monitor.metrics import ProxyMetrics
+from parity.monitor.otlp_receiver import ListSink, OTLPReceiver
+from parity.monitor.scoring import RecordBuilder
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "parity-dashboard.json"
@@ -28,9 +30,10 @@ _IDENT = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 
 
 def exported() -> dict[str, set[str]]:
-    """Every series name a proxy renders, with its label names."""
+    """Every series name a proxy renders (its OTLP receiver's included), with its label names."""
     metrics = ProxyMetrics()
-    for value in vars(metrics).values():
+    receiver = OTLPReceiver(RecordBuilder(salt="s"), ListSink(), registry=metrics.registry)
+    for value in [*vars(metrics).values(), receiver.spans]:
         labelnames = getattr(value, "_labelnames", None)
         if labelnames is None:
             continue
@@ -127,7 +130,7 @@ def test_dashboard_queries_name_only_exported_metrics() -> None:
     ids = [p["id"] for p in board["panels"]]
     assert len(ids) == len(set(ids))
     titles = " ".join(p["title"].lower() for p in board["panels"])
-    for topic in ("open alerts", "detector", "spool", "worker", "latency"):
+    for topic in ("open alerts", "detector", "spool", "worker", "latency", "otlp"):
         assert topic in titles
 
 

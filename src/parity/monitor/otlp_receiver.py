@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -101,16 +102,17 @@ class OTLPReceiver:
     """``POST /v1/traces`` as an ASGI app (:attr:`app`), or mounted in another app as the :meth:`endpoint` route.
 
     ``builder`` makes the records (give it ``source="otlp"``); ``sink`` receives them; ``registry`` is a
-    prometheus_client registry to count spans in (the proxy's), or ``None``.
+    prometheus_client registry to count spans in (the proxy's), or ``None``; :attr:`spans` is that counter.
     """
 
     def __init__(self, builder: RecordBuilder, sink: RecordSink, *, registry: Any = None) -> None:
         self.builder = builder
         self.sink = sink
-        self._spans = None
+        self._build_lock = threading.Lock()
+        self.spans = None
         if registry is not None:
             prom = import_optional("prometheus_client", extra="monitor")
-            self._spans = prom.Counter(
+            self.spans = prom.Counter(
                 "parity_otlp_spans",
                 "OTLP spans received: recorded (gen_ai.* spans), ignored (other spans) or rejected (unreadable).",
                 ["outcome"],
@@ -176,6 +178,12 @@ class OTLPReceiver:
         return pairs, outcome
 
     def _record(self, pairs: Sequence[tuple[Exchange, ParsedExchange]], outcome: ExportOutcome) -> None:
+        # one export is scored at a time: concurrent exporters queue here instead of each taking a thread that
+        # competes for the GIL with the event loop serving proxied traffic
+        with self._build_lock:
+            self._record_unlocked(pairs, outcome)
+
+    def _record_unlocked(self, pairs: Sequence[tuple[Exchange, ParsedExchange]], outcome: ExportOutcome) -> None:
         for exchange, parsed in pairs:
             try:
                 record = self.builder.build_parsed(exchange, parsed)
@@ -197,11 +205,11 @@ class OTLPReceiver:
     def _count(self, outcome: ExportOutcome) -> None:
         if outcome.rejected:
             log.warning("OTLP export: %d span(s) rejected: %s", outcome.rejected, outcome.error_message)
-        if self._spans is not None:
+        if self.spans is not None:
             for name in ("recorded", "ignored", "rejected"):
                 n = getattr(outcome, name)
                 if n:
-                    self._spans.labels(outcome=name).inc(n)
+                    self.spans.labels(outcome=name).inc(n)
 
     # -- HTTP --------------------------------------------------------------------------------------------
     async def endpoint(self, request: Any) -> Any:
