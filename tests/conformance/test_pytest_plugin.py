@@ -33,8 +33,14 @@ def test_approx_topk_fails_with_the_shrunk_repro(pytester: pytest.Pytester) -> N
         "check_greedy",
         "--parity-only",
         "top_k_properties",
+        "--parity-only",
+        "edge_parameters",
+        "-k",
+        "not edge_parameters",  # the items are selectable like any other
     )
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=2, deselected=1)
+    result.stdout.fnmatch_lines(["collected 4 items / 1 deselected / 3 selected"])
+    result.stdout.fnmatch_lines(["FAILED parity-conformance[[]builtin:approx-topk-10240[]]::check_greedy*"])
     out = result.stdout.str()
     assert "smallest failing input" in out
     assert "all 0 except [10240]=1" in out  # the postmortem's one-hot repro, shrunk

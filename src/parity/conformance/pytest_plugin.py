@@ -136,7 +136,7 @@ class ConformanceCheckItem(pytest.Item):
         return str(super().repr_failure(excinfo, style=style))
 
     def reportinfo(self) -> tuple[str, int | None, str]:
-        return "parity conformance", None, f"{self.parent.name if self.parent else ''}::{self.name}"
+        return self.parent.name if self.parent else "parity-conformance", None, self.name
 
 
 def _checks_from_options(config: pytest.Config) -> list[Check]:
@@ -161,6 +161,7 @@ def _checks_from_options(config: pytest.Config) -> list[Check]:
     return [c for c in checks if not only or c.__name__ in only]
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest's own -k/-m deselection, which then applies to these items too
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     if config.getoption("parity_sampler", None) is None:
         return
@@ -169,8 +170,11 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     except ParityError as err:
         raise pytest.UsageError(f"--parity-sampler: {err}") from None
     name = f"parity-conformance[{config.getoption('parity_sampler')}]"
-    collector = _ConformanceCollector.from_parent(session, name=name, checks=checks)
-    items.extend(collector.collect())
+    collector = _ConformanceCollector.from_parent(session, name=name, nodeid=name, checks=checks)
+    # collected through the hooks, so that the terminal counts the items and -k/-m/--deselect see them
+    report = collector.ihook.pytest_make_collect_report(collector=collector)
+    collector.ihook.pytest_collectreport(report=report)
+    items.extend(item for item in report.result if isinstance(item, pytest.Item))
 
 
 @pytest.fixture
