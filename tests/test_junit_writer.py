@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from parity._exceptions import InvalidInputError
-from parity._junit import JUnitCase, write_junit
+from parity._junit import JUnitCase, write_junit, write_junit_error
 
 
 def check_junit_structure(path: Path) -> ET.Element:
@@ -21,12 +21,13 @@ def check_junit_structure(path: Path) -> ET.Element:
     suite = suites[0]
     cases = suite.findall("testcase")
     failed = [c for c in cases if c.find("failure") is not None]
+    errored = [c for c in cases if c.find("error") is not None]
     skipped = [c for c in cases if c.find("skipped") is not None]
     for node in (root, suite):
         assert int(node.get("tests", "-1")) == len(cases)
         assert int(node.get("failures", "-1")) == len(failed)
         assert int(node.get("skipped", "-1")) == len(skipped)
-        assert int(node.get("errors", "-1")) == 0
+        assert int(node.get("errors", "-1")) == len(errored)
         assert float(node.get("time", "nan")) >= 0
     for case in cases:
         assert case.get("name")
@@ -64,3 +65,11 @@ def test_counts_properties_and_escaping(tmp_path: Path) -> None:
 def test_unwritable_path_is_named(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match="`junit_xml` must be a writable file path"):
         write_junit(tmp_path / "missing" / "out.xml", "suite", [])
+
+
+def test_an_error_case_counts_as_an_error(tmp_path: Path) -> None:
+    write_junit_error(tmp_path / "err.xml", "parity compare", "parity.compare", "endpoint unreachable")
+    suite = check_junit_structure(tmp_path / "err.xml")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "1")
+    assert suite.find("testcase/error").get("message") == "endpoint unreachable"  # type: ignore[union-attr]
+    write_junit_error(tmp_path / "missing" / "err.xml", "s", "c", "m")  # an unwritable path: nothing raised

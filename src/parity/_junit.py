@@ -3,7 +3,8 @@
 One :class:`JUnitCase` per statistical test or conformance check; :func:`junit_xml` renders a ``<testsuites>``
 document with one ``<testsuite>`` whose ``tests``/``failures``/``skipped`` counts are computed from the cases,
 and :func:`write_junit` writes it (UTF-8, with an XML declaration). A failed case carries a ``<failure>`` element
-with a one-line ``message`` and the full text; numbers such as p-values go in ``<properties>``.
+with a one-line ``message`` and the full text, a case that could not run an ``<error>``; numbers such as p-values
+go in ``<properties>``.
 
 >>> ok = JUnitCase("check_greedy", "parity.conform", properties={"rows": 40})
 >>> bad = JUnitCase("loglik-shift", "parity.compare", failure="differs", failure_text="p=0.001 < alpha")
@@ -18,6 +19,7 @@ with a one-line ``message`` and the full text; numbers such as p-values go in ``
 
 from __future__ import annotations
 
+import contextlib
 import math
 import socket
 import xml.etree.ElementTree as ET
@@ -26,9 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parity._exceptions import InvalidInputError
+from parity._exceptions import InvalidInputError, ParityError
 
-__all__ = ["JUnitCase", "junit_xml", "write_junit"]
+__all__ = ["JUnitCase", "junit_xml", "write_junit", "write_junit_error"]
 
 Scalar = str | int | float | bool | None
 
@@ -45,6 +47,8 @@ class JUnitCase:
     failure_text: str = ""
     #: Why the case was skipped; ``None`` when it ran.
     skipped: str | None = None
+    #: Why the case could not run at all (an unreachable endpoint, a bad target): an ``<error>``, not a finding.
+    error: str | None = None
     time_s: float = 0.0
     properties: Mapping[str, Scalar] = field(default_factory=dict)
     #: Text for the case's ``<system-out>`` (details of a pass).
@@ -78,9 +82,10 @@ def junit_xml(
     timestamp: datetime | None = None,
 ) -> str:
     """The JUnit XML document of one suite, as text."""
-    failures = sum(1 for c in cases if c.failure is not None)
-    skipped = sum(1 for c in cases if c.skipped is not None and c.failure is None)
-    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": "0", "skipped": str(skipped)}
+    errors = sum(1 for c in cases if c.error is not None)
+    failures = sum(1 for c in cases if c.failure is not None and c.error is None)
+    skipped = sum(1 for c in cases if c.skipped is not None and c.failure is None and c.error is None)
+    counts = {"tests": str(len(cases)), "failures": str(failures), "errors": str(errors), "skipped": str(skipped)}
     total = f"{max(time_s, 0.0):.3f}"
     root = ET.Element("testsuites", {"name": suite, "time": total, **counts})
     stamp = (timestamp or datetime.now(UTC)).isoformat(timespec="seconds")
@@ -93,7 +98,9 @@ def junit_xml(
             node, "testcase", name=case.name, classname=case.classname, time=f"{max(case.time_s, 0.0):.3f}"
         )
         _properties(element, case.properties)
-        if case.failure is not None:
+        if case.error is not None:
+            ET.SubElement(element, "error", message=case.error, type="parity").text = case.error
+        elif case.failure is not None:
             failure = ET.SubElement(element, "failure", message=case.failure, type="parity")
             failure.text = case.failure_text or case.failure
         elif case.skipped is not None:
@@ -123,3 +130,13 @@ def write_junit(
     except OSError as err:
         raise InvalidInputError("junit_xml", "must be a writable file path", str(target), detail=str(err)) from err
     return target
+
+
+def write_junit_error(path: str | Path, suite: str, classname: str, message: str) -> None:
+    """Write a one-case suite whose case is an ``<error>`` (the run could not happen); never raises.
+
+    Used by the CLI on exit status 2 so that a pipeline's test report shows why, instead of a missing file.
+    """
+    # an unwritable path is ignored: the one-line error on stderr already says why the run stopped
+    with contextlib.suppress(ParityError):
+        write_junit(path, suite, [JUnitCase(suite, classname, error=message)])

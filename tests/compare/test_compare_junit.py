@@ -17,6 +17,7 @@ from _compare_fake import FakeModel
 from click.testing import CliRunner
 
 from parity._background_server import BackgroundServer
+from parity._loopback import free_port
 from parity.cli._main import main
 
 
@@ -93,3 +94,14 @@ def test_deploy_gate_junit(endpoints: tuple[str, str, str], tmp_path: Path) -> N
     suite_props = {p.get("name"): p.get("value") for p in suite.find("properties").iter("property")}  # type: ignore[union-attr]
     assert suite_props["equivalent"] == "false"
     assert suite_props["candidate_url"] == skewed
+
+
+def test_unreachable_endpoint_is_an_error_case(tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    out = tmp_path / "gate.xml"
+    args = ["compare", "--reference", url, "--candidate", url, "--budget", "8", "--junit-xml", str(out)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    suite = _suite(out)
+    assert (suite.get("tests"), suite.get("errors")) == ("1", "1")
+    assert "unreachable" in suite.find("testcase/error").get("message", "")  # type: ignore[union-attr]

@@ -52,3 +52,15 @@ def test_conform_junit_xml_unwritable_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.exit_code == 2
     assert result.stderr.startswith("parity: error: `junit_xml` must be a writable file path")
+
+
+def test_conform_junit_xml_reports_a_usage_error_as_an_error_case(tmp_path: Path) -> None:
+    out = tmp_path / "conform.xml"
+    result = CliRunner().invoke(main, ["conform", "builtin:nothing", "--junit-xml", str(out)])
+    assert result.exit_code == 2
+    suite = ET.parse(out).getroot().find("testsuite")
+    assert suite is not None
+    assert (suite.get("tests"), suite.get("failures"), suite.get("errors")) == ("1", "0", "1")
+    error = suite.find("testcase/error")
+    assert error is not None
+    assert "unknown builtin 'nothing'" in error.get("message", "")

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from parity._exceptions import InvalidInputError, ParityError
+from parity._junit import write_junit_error
 from parity.compare import (
     CompareConfig,
     compare_endpoints,
@@ -153,6 +154,8 @@ def command(
             write_junit_report(report, Path(junit_path))
     except ParityError as err:
         click.echo(f"parity: error: {err}", err=True)
+        if junit_path:  # the pipeline's test report shows the error instead of missing
+            write_junit_error(junit_path, "parity compare", "parity.compare", str(err))
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("parity: interrupted", err=True)

@@ -23,6 +23,7 @@ from rich.progress import (
 )
 
 from parity._exceptions import ParityError
+from parity._junit import write_junit_error
 
 _ORDERS = {"default": ("top_k", "top_p", "min_p"), "vllm": ("min_p", "top_k", "top_p")}
 
@@ -114,6 +115,8 @@ def command(
             write_junit_report(report, junit_path, time_s=time.monotonic() - started, scale=scale, seed=seed)
     except ParityError as err:
         click.echo(f"parity: error: {err}", err=True)
+        if junit_path:  # the pipeline's test report shows the error instead of missing
+            write_junit_error(junit_path, "parity conform", f"parity.conform.{target}", str(err))
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))
