@@ -16,7 +16,16 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
 from parity._exceptions import InvalidInputError, ParityError
-from parity.compare import CompareConfig, compare_endpoints, load_prompts, plan_budget, render_table, write_html
+from parity._junit import write_junit_error
+from parity.compare import (
+    CompareConfig,
+    compare_endpoints,
+    load_prompts,
+    plan_budget,
+    render_table,
+    write_html,
+    write_junit_report,
+)
 
 
 def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
@@ -61,6 +70,13 @@ def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print the verdict as JSON on stdout.")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None, help="Write an HTML report.")
+@click.option(
+    "--junit-xml",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write JUnit XML: one test case per statistical test (failed when the candidate differs).",
+)
 @click.option("--plan-only", is_flag=True, help="Print what the budget can detect, send nothing, exit 0.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for sampling and permutations.")
 def command(
@@ -81,6 +97,7 @@ def command(
     api_key: str | None,
     as_json: bool,
     report_path: str | None,
+    junit_path: str | None,
     plan_only: bool,
     seed: int,
 ) -> None:
@@ -133,8 +150,12 @@ def command(
             )
         if report_path:
             write_html(report, Path(report_path))
+        if junit_path:
+            write_junit_report(report, Path(junit_path))
     except ParityError as err:
         click.echo(f"parity: error: {err}", err=True)
+        if junit_path:  # the pipeline's test report shows the error instead of missing
+            write_junit_error(junit_path, "parity compare", "parity.compare", str(err))
         sys.exit(2)
     except KeyboardInterrupt:
         click.echo("parity: interrupted", err=True)

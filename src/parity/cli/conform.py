@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 
 import click
 from rich.console import Console
@@ -22,6 +23,7 @@ from rich.progress import (
 )
 
 from parity._exceptions import ParityError
+from parity._junit import write_junit_error
 
 _ORDERS = {"default": ("top_k", "top_p", "min_p"), "vllm": ("min_p", "top_k", "top_p")}
 
@@ -55,6 +57,13 @@ def _parse_order(text: str) -> tuple[str, ...]:
     help="Size of the statistical checks; 1.0 is the full-strength kit.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of every generated case.")
+@click.option(
+    "--junit-xml",
+    "junit_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write JUnit XML: one test case per check (a failure holds the shrunk counterexample).",
+)
 def command(
     target: str,
     kind: str | None,
@@ -64,14 +73,16 @@ def command(
     only: tuple[str, ...],
     scale: float,
     seed: int,
+    junit_path: str | None,
 ) -> None:
     """Check a sampler implementation (MODULE:CALLABLE or builtin:NAME) against the exact reference."""
-    from parity.conformance import check_sampler
+    from parity.conformance import check_sampler, write_junit_report
 
     if os.getcwd() not in sys.path:  # MODULE:CALLABLE may name a module in the working directory, as uvicorn's does
         sys.path.insert(0, os.getcwd())
     wanted = [name if name.startswith("check_") else f"check_{name}" for name in only] or None
     console = Console(stderr=True)
+    started = time.monotonic()
     try:
         with Progress(
             SpinnerColumn(),
@@ -100,8 +111,12 @@ def command(
                 only=wanted,
                 progress=progress,
             )
+        if junit_path:
+            write_junit_report(report, junit_path, time_s=time.monotonic() - started, scale=scale, seed=seed)
     except ParityError as err:
         click.echo(f"parity: error: {err}", err=True)
+        if junit_path:  # the pipeline's test report shows the error instead of missing
+            write_junit_error(junit_path, "parity conform", f"parity.conform.{target}", str(err))
         sys.exit(2)
     if as_json:
         click.echo(json.dumps(report.to_dict(), indent=2))

@@ -77,6 +77,9 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
 @click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
 @click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
+@click.option("--webhook-format", type=click.Choice(["parity", "alertmanager"]), default="parity", show_default=True,
+              help="Webhook body: parity's alert JSON, or Alertmanager's /api/v2/alerts array "
+                   "(--webhook http://ALERTMANAGER:9093/api/v2/alerts).")  # fmt: skip
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE when responses lack x-parity-*.")
 @click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True,
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
@@ -103,6 +106,7 @@ def command(
     changes: str | None,
     changes_token: str | None,
     webhook: str | None,
+    webhook_format: str,
     labels: tuple[str, ...],
     capture: str,
     salt: str | None,
@@ -116,8 +120,9 @@ def command(
     """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
 
     Read-only views for `parity status --proxy URL` and the dashboard: /parity/alerts, /parity/records,
-    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; the dashboard at
-    /dashboard/ (token-protected when listening beyond 127.0.0.1).
+    /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; OpenTelemetry
+    GenAI spans (OTLP/HTTP) at POST /v1/traces; the dashboard at /dashboard/ (token-protected when listening
+    beyond 127.0.0.1).
     """
     from rich.console import Console
 
@@ -157,7 +162,9 @@ def command(
             store,
             builder,
             hook=default_monitor(long_context_tokens=long_context_tokens),
-            notifiers=default_notifiers(webhook=webhook),
+            notifiers=default_notifiers(
+                webhook=webhook, webhook_format=webhook_format, generator_url=f"http://{host}:{port}/dashboard/"
+            ),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,
         )

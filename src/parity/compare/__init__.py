@@ -9,6 +9,7 @@ Talks to both endpoints over HTTP only, samples completions on a shared prompt s
 """
 
 from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
+from parity.compare._junit import junit_cases, write_junit_report
 from parity.compare._prompts import DEFAULT_PROMPTS, load_prompts
 from parity.compare._report import render_table, write_html
 from parity.compare._runner import (
@@ -31,8 +32,10 @@ __all__ = [
     "Outcome",
     "ScoredText",
     "compare_endpoints",
+    "junit_cases",
     "load_prompts",
     "plan_budget",
     "render_table",
     "write_html",
+    "write_junit_report",
 ]

@@ -32,6 +32,7 @@ from parity.conformance._checks import (
     yield_checks,
 )
 from parity.conformance._gof import GOF_ALPHA, GOF_POWER, GoodnessOfFitResult, chi_square_gof, detectable_tv
+from parity.conformance._junit import junit_cases, write_junit_report
 from parity.conformance._oracle import (
     DEFAULT_ORDER,
     SUM_ULPS,
@@ -75,6 +76,7 @@ __all__ = [
     "hf_warpers_filter",
     "jax_approx_max_k_filter",
     "jax_top_k_filter",
+    "junit_cases",
     "load_target",
     "mass_tolerance",
     "replay",
@@ -82,5 +84,6 @@ __all__ = [
     "run_builtin_verdicts",
     "sampler_check_names",
     "tie_tolerance",
+    "write_junit_report",
     "yield_checks",
 ]

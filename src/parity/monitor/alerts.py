@@ -17,15 +17,24 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
 from parity._exceptions import InvalidInputError
+from parity.monitor._alertmanager import alertmanager_alerts
 from parity.monitor._records import Alert
 from parity.monitor._store_protocol import Store
 
-__all__ = ["LogNotifier", "MemoryNotifier", "Notifier", "StoreNotifier", "WebhookNotifier", "describe_alert"]
+__all__ = [
+    "WEBHOOK_FORMATS",
+    "LogNotifier",
+    "MemoryNotifier",
+    "Notifier",
+    "StoreNotifier",
+    "WebhookNotifier",
+    "describe_alert",
+]
 
 log = logging.getLogger("parity.monitor.alerts")
 
@@ -92,12 +101,18 @@ class StoreNotifier:
             log.error("could not store alert %s: %s", alert.alert_id, err)
 
 
+#: Payload formats of :class:`WebhookNotifier`.
+WEBHOOK_FORMATS: tuple[str, ...] = ("parity", "alertmanager")
+
+
 class WebhookNotifier:
     """POSTs ``alert.to_dict()`` as JSON to ``url``; retries ``retries`` times with exponential backoff on
     connection errors and 5xx/429 answers, then logs and counts the failure (``failures``); never raises.
 
     ``headers`` are sent with each request (e.g. an ``Authorization`` for the receiver); ``client`` may be
-    given (tests pass one with ``httpx.MockTransport``).
+    given (tests pass one with ``httpx.MockTransport``). ``format="alertmanager"`` sends Alertmanager's
+    ``/api/v2/alerts`` body instead (point ``url`` at ``http://ALERTMANAGER:9093/api/v2/alerts``; see
+    :mod:`parity.monitor._alertmanager`), with ``generator_url`` as each alert's link back.
     """
 
     def __init__(
@@ -109,9 +124,13 @@ class WebhookNotifier:
         backoff: float = 0.5,
         headers: dict[str, str] | None = None,
         client: httpx.Client | None = None,
+        format: str = "parity",
+        generator_url: str = "",
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidInputError("url", "must be an http(s) URL", url)
+        if format not in WEBHOOK_FORMATS:
+            raise InvalidInputError("format", f"must be one of {', '.join(WEBHOOK_FORMATS)}", format)
         if retries < 0:
             raise InvalidInputError("retries", "must be >= 0", retries)
         if backoff < 0:
@@ -121,12 +140,20 @@ class WebhookNotifier:
         self.timeout = timeout
         self.backoff = backoff
         self.headers = dict(headers or {})
+        self.format = format
+        self.generator_url = generator_url
         self._client = client or httpx.Client(timeout=timeout)
         self.sent = 0
         self.failures = 0
 
+    def payload(self, alert: Alert) -> Any:
+        """The JSON body sent for ``alert`` in this notifier's format."""
+        if self.format == "alertmanager":
+            return alertmanager_alerts(alert, generator_url=self.generator_url)
+        return alert.to_dict()
+
     def send(self, alert: Alert) -> None:
-        payload = alert.to_dict()
+        payload = self.payload(alert)
         last = ""
         for attempt in range(self.retries + 1):
             try:

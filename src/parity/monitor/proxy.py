@@ -13,6 +13,7 @@ monitor, publishes alerts (store, then notifiers) and writes records in batches,
 see :mod:`parity.monitor.worker` for what a crash or a failing store can cost.
 
 Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id),
+``POST /v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.otlp_receiver`),
 ``GET /metrics`` (Prometheus), and read-only JSON views of the store for ``parity status`` and the dashboard,
 because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
 (``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
@@ -43,6 +44,7 @@ from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy, safe_request_headers
 from parity.monitor.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.otlp_receiver import OTLPReceiver
 from parity.monitor.scoring import SCORED_PATHS, RecordBuilder, utcnow
 from parity.monitor.spool import Spool
 from parity.monitor.wal import DEFAULT_WAL_FLUSH_S, WriteAheadLog
@@ -166,6 +168,9 @@ class ParityProxy:
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
         )
+        otlp_builder = RecordBuilder(salt=builder.salt, labels=builder.labels, scorer=builder.scorer,
+                                     capture=builder.capture, source="otlp")  # fmt: skip
+        self.otlp = OTLPReceiver(otlp_builder, self.worker, registry=self.metrics.registry)
         self._initial_changes = list(changes)
         self._changes_source = changes_source
         self._seen_changes = {c.change_id for c in changes}
@@ -249,6 +254,7 @@ class ParityProxy:
 
         routes = [
             routing.Route("/v1/feedback", self._feedback, methods=["POST"]),
+            routing.Route("/v1/traces", self.otlp.endpoint, methods=["POST"]),  # OTLP/HTTP spans -> records
             routing.Route("/metrics", self._metrics, methods=["GET"]),
             routing.Route("/parity/health", self._health, methods=["GET"]),
             routing.Route("/parity/alerts", self._alerts, methods=["GET"]),

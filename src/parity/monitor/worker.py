@@ -202,7 +202,7 @@ class Health:
         return {"status": self.status, "reasons": list(self.reasons), **self.counts}
 
 
-Item = RawExchange | Exchange | FeedbackEvent | ChangeBatch
+Item = RawExchange | Exchange | FeedbackEvent | ChangeBatch | Record
 
 
 class MonitorWorker:
@@ -280,12 +280,24 @@ class MonitorWorker:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            if self.spool is None or isinstance(item, FeedbackEvent | ChangeBatch):
+            if self.spool is None or isinstance(item, FeedbackEvent | ChangeBatch | Record):
                 self._queue.put(item)  # no spool configured: wait rather than drop (feedback is tiny)
             else:
                 with self._count_lock:
                     self._outstanding -= 1
                 self._overflow(item)
+        self.metrics.queue_depth.set(self._queue.qsize())
+
+    def submit_record(self, record: Record) -> None:
+        """Queue a ready-made record (the OTLP receiver's); it is stored and monitored like a proxied exchange's.
+
+        A record cannot go to the exchange spool, so a full queue makes the caller wait (the receiver calls this
+        off the event loop): nothing is dropped, and the sender sees the back-pressure as a slower answer.
+        """
+        self.ensure_alive()
+        with self._count_lock:
+            self._outstanding += 1
+        self._queue.put(record)
         self.metrics.queue_depth.set(self._queue.qsize())
 
     def _overflow(self, item: RawExchange | Exchange) -> None:
@@ -442,6 +454,9 @@ class MonitorWorker:
         if isinstance(item, FeedbackEvent):
             self.feedback(item)
             return False
+        if isinstance(item, Record):
+            self._accept(item, queued=queued)
+            return True
         try:
             exchange = item.to_exchange() if isinstance(item, RawExchange) else item
         except Exception as err:  # RecursionError, MemoryError-free bounded parse, anything: a rejection
@@ -764,11 +779,14 @@ def default_monitor(*, long_context_tokens: int | None = None) -> MonitorHook:
     return SegmentMonitor(config=config)
 
 
-def default_notifiers(*, webhook: str | None = None) -> list[Notifier]:
-    """A log notifier, plus a webhook one when ``webhook`` is given."""
+def default_notifiers(
+    *, webhook: str | None = None, webhook_format: str = "parity", generator_url: str = ""
+) -> list[Notifier]:
+    """A log notifier, plus a webhook one when ``webhook`` is given (``webhook_format``: ``parity`` JSON or
+    ``alertmanager``, with ``generator_url`` as each alert's link)."""
     from parity.monitor.alerts import LogNotifier, WebhookNotifier
 
     notifiers: list[Notifier] = [LogNotifier()]
     if webhook:
-        notifiers.append(WebhookNotifier(webhook))
+        notifiers.append(WebhookNotifier(webhook, format=webhook_format, generator_url=generator_url))
     return notifiers
