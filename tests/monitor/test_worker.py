@@ -346,3 +346,27 @@ def test_ingest_rejects_a_1000_deep_line_by_number_and_stores_the_rest() -> None
     assert (result.records, result.rejected) == (6, 1)
     assert result.errors == [(4, f"`line` must not nest JSON deeper than {MAX_JSON_DEPTH} levels, got 1002")]
     assert len(store.records()) == 6
+
+
+def test_a_drain_the_store_refuses_leaves_the_batch_in_the_spool(tmp_path: Path) -> None:
+    clock = Clock()
+    store = FlakyStore(MemoryStore())
+    worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), spool=Spool(tmp_path / "spool.jsonl"),
+                           batch_size=10, clock=clock)  # fmt: skip
+    store.error = ENOSPC
+    for i in range(25):
+        worker.process(exchange(i))
+    worker.flush()
+    assert worker.spool is not None
+    assert worker.spool.pending == 25
+    clock.t += 60
+    worker.drain()  # the retry fails on the first batch: nothing is taken, nothing is duplicated
+    assert worker.spool.pending == 25
+    assert store.inner.records() == []
+    store.error = None
+    clock.t += 60
+    worker.drain()
+    assert stored_ids(store.inner) == list(range(25))
+    assert len(store.inner.records()) == 25
+    assert worker.spool.pending == 0
+    assert not (tmp_path / "spool.jsonl.draining").exists()
