@@ -94,6 +94,9 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
 @click.option("--wal-flush-ms", type=click.IntRange(min=1), default=100, show_default=True,
               help="Write-ahead log flush (write + fsync) interval: the most a hard kill can lose.")  # fmt: skip
+@click.option("--checkpoint-interval", "checkpoint_s", type=click.IntRange(min=0), default=60, show_default=True,
+              help="Seconds between snapshots of the monitor's state in the store (0: none); a restart restores "
+                   "open alerts and baselines from it.")  # fmt: skip
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
@@ -113,6 +116,7 @@ def command(
     spool_path: str | None,
     queue_size: int,
     wal_flush_ms: int,
+    checkpoint_s: int,
     no_detectors: bool,
     long_context_tokens: int | None,
     dashboard_token: str | None,
@@ -142,6 +146,7 @@ def command(
         spool_path=spool_path or f"{store_path}.spool.jsonl",
         wal_path=f"{store_path}.parity-wal.jsonl",
         wal_flush_s=wal_flush_ms / 1000.0,
+        checkpoint_interval_s=float(checkpoint_s) if checkpoint_s else None,
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")

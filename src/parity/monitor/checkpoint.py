@@ -17,7 +17,8 @@ of what came after it.
   it has not seen is fed through the monitor in time order: records no older than the snapshot's newest record
   minus ``lag_s`` (records are stamped when a request arrives and stored when it completes, so a long request can
   land after newer ones) whose id the monitor does not remember. Alerts this replay raises that the store
-  already holds were sent before the restart and are not sent again; new ones are.
+  already holds were sent before the restart and are not sent again; new ones are (the caller publishes them:
+  the proxy's and ingest's :class:`~parity.monitor.worker.MonitorWorker` does, on start).
 
 What a crash can still cost: records observed after the last snapshot are replayed from the store, so the only
 loss is what the store itself lost (see the proxy's write-ahead buffer).
@@ -49,7 +50,6 @@ import logging
 import pickle
 import time
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -80,18 +80,17 @@ class CheckpointStore(Protocol):
 
     def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
 
-    def write_alerts(self, alerts: Sequence[Alert]) -> None: ...
-
 
 @dataclass(frozen=True)
 class RestoreResult:
     """What :meth:`Checkpointer.restore` did: whether a snapshot was restored (and when it was taken), how many
-    stored records were replayed after it, and which alerts the replay raised that the store did not hold yet
-    (they were sent to the monitor's notifiers and written to the store)."""
+    stored records were replayed after it, the alerts that replay raised or updated (``alerts``: to be written
+    to the store) and, of those, the ones the store did not hold yet (``new_alerts``: never sent, to be sent)."""
 
     restored: bool
     taken_at: datetime | None = None
     replayed: int = 0
+    alerts: tuple[Alert, ...] = field(default=())
     new_alerts: tuple[Alert, ...] = field(default=())
     reason: str = ""
 
@@ -173,6 +172,7 @@ class Checkpointer:
         if loaded is None:
             return RestoreResult(restored=False, reason="no checkpoint")
         state, payload = loaded
+        known_changes = monitor.changes  # the change log given at start is newer than the snapshot's
         try:
             monitor.adopt_state(state)
         except ParityError:
@@ -189,10 +189,10 @@ class Checkpointer:
             known = {a.alert_id for a in self.store.alerts()}
         except ParityError as err:
             raise StoreError(f"cannot replay records after the monitor checkpoint: {err}") from err
-        notifiers, monitor.notifiers = monitor.notifiers, ()  # decide what to send once the replay is done
-        raised: dict[str, Alert] = {}
-        replayed = 0
+        notifiers, monitor.notifiers = monitor.notifiers, ()  # the caller decides what to send (new_alerts)
         try:
+            raised: dict[str, Alert] = {a.alert_id: a for a in monitor.add_changes(known_changes)}
+            replayed = 0
             for record in stored:
                 if monitor.remembers(record.record_id):
                     continue
@@ -203,19 +203,11 @@ class Checkpointer:
                 replayed += 1
         finally:
             monitor.notifiers = notifiers
-        fresh = tuple(a for a in raised.values() if a.alert_id not in known)
-        if raised:
-            self.store.write_alerts(list(raised.values()))
-        for alert in fresh:
-            for notifier in notifiers:
-                try:
-                    notifier.send(alert)
-                except Exception:  # a notifier must not stop a restart; the shipped ones never raise
-                    continue
         self._last_save = time.monotonic()
         return RestoreResult(
             restored=True,
             taken_at=taken_at if isinstance(taken_at, datetime) else None,
             replayed=replayed,
-            new_alerts=fresh,
+            alerts=tuple(raised.values()),
+            new_alerts=tuple(a for a in raised.values() if a.alert_id not in known),
         )

@@ -66,6 +66,10 @@ FORMATS: tuple[str, ...] = ("jsonl", "otlp")
 #: Records written to the store per batch.
 INGEST_BATCH = 5000
 
+#: How often (seconds) a long ingest snapshots the monitor's state into the store (and once at its end), so the
+#: next run into the same store continues from it (:mod:`parity.monitor.checkpoint`).
+CHECKPOINT_INTERVAL_S = 60.0
+
 #: Error messages kept in the result (all rejected lines still go to the reject file).
 MAX_REPORTED_ERRORS = 100
 
@@ -302,7 +306,7 @@ def ingest_lines(
     result = IngestResult(reject_path=reject_path)
     # dedupe: a re-run after a crash (or of an overlapping file) stores each record once
     worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH,
-                           dedupe=True)  # fmt: skip
+                           dedupe=True, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)  # fmt: skip
     worker.recover()  # what a previous run spooled
     t0 = time.perf_counter()
     n = 0
@@ -333,6 +337,7 @@ def ingest_lines(
         result.interrupted = True
     worker.flush()
     worker.drain()
+    worker.checkpoint()
     result.alerts = worker.alerts_published
     result.spooled = worker.store_spooled
     result.spool_pending = spool.pending if spool is not None else 0

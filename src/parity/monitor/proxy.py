@@ -74,6 +74,7 @@ class ProxyConfig:
     wal_flush_s: float = DEFAULT_WAL_FLUSH_S
     upstream_timeout_s: float = 600.0
     changes_poll_s: float = 10.0
+    checkpoint_interval_s: float | None = 60.0
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -86,6 +87,8 @@ class ProxyConfig:
             raise InvalidInputError("flush_interval_s", "must be > 0", self.flush_interval_s)
         if self.wal_flush_s <= 0:
             raise InvalidInputError("wal_flush_s", "must be > 0", self.wal_flush_s)
+        if self.checkpoint_interval_s is not None and self.checkpoint_interval_s <= 0:
+            raise InvalidInputError("checkpoint_interval_s", "must be > 0 (or None: no checkpoints)")
         CapturePolicy(self.capture)
 
 
@@ -167,6 +170,7 @@ class ParityProxy:
             queue_size=config.queue_size,
             batch_size=config.batch_size,
             flush_interval_s=config.flush_interval_s,
+            checkpoint_interval_s=config.checkpoint_interval_s,
         )
         otlp_builder = RecordBuilder(salt=builder.salt, labels=builder.labels, scorer=builder.scorer,
                                      capture=builder.capture, source="otlp")  # fmt: skip

@@ -49,17 +49,19 @@ import threading
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
+from parity.monitor.checkpoint import Checkpointer, CheckpointStore, RestoreResult
 from parity.monitor.metrics import ProxyMetrics
+from parity.monitor.pipeline import SegmentMonitor
 from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder
 from parity.monitor.spool import Spool
 from parity.monitor.wal import WriteAheadLog
@@ -231,6 +233,7 @@ class MonitorWorker:
         flush_interval_s: float = 0.5,
         dedupe: bool = False,
         clock: Callable[[], float] = time.monotonic,
+        checkpoint_interval_s: float | None = None,
     ) -> None:
         self.store = store
         self.builder = builder
@@ -244,6 +247,10 @@ class MonitorWorker:
         self.flush_interval_s = flush_interval_s
         self.dedupe = dedupe
         self._clock = clock
+        self.checkpointer: Checkpointer | None = None
+        if checkpoint_interval_s is not None and isinstance(hook, SegmentMonitor) and _has_meta(store):
+            self.checkpointer = Checkpointer(cast(CheckpointStore, store), interval_s=checkpoint_interval_s)
+        self.restored: RestoreResult | None = None
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
@@ -343,6 +350,7 @@ class MonitorWorker:
         else:
             self._thread = None
             self._flush()
+            self.checkpoint()
         if self.wal is not None:
             self._guard("wal", self.wal.sync)
         self.metrics.worker_alive.set(0)
@@ -508,9 +516,10 @@ class MonitorWorker:
         if self.hook is not None:
             self.publish(self.hook.add_changes(batch))  # open alerts re-attributed in the light of the changes
 
-    def publish(self, alerts: Sequence[Alert] | None) -> None:
+    def publish(self, alerts: Sequence[Alert] | None, *, notify: Collection[str] | None = None) -> None:
         """The one exit for alerts: the pending records first (an alert never refers to an unstored record), then
-        the alerts (insert or replace by id; spooled if the store fails), then every notifier."""
+        the alerts (insert or replace by id; spooled if the store fails), then every notifier (only the alerts
+        whose ids are in ``notify`` when given: a restart's replay re-raises alerts that were sent before it)."""
         if not alerts:
             return
         self._flush()
@@ -518,6 +527,8 @@ class MonitorWorker:
         self.alerts_published += len(batch)
         self._write("alerts", batch, lambda: self.store.write_alerts(batch))
         for alert in batch:
+            if notify is not None and alert.alert_id not in notify:
+                continue
             for notifier in self.notifiers:
                 try:
                     notifier.send(alert)
@@ -545,6 +556,8 @@ class MonitorWorker:
         self._last_flush = self._clock()
         if self.wal is not None and not self._pending:
             self._guard("wal", self.wal.clear)  # every record it held is stored or spooled
+        if self.checkpointer is not None and self.restored is not None:
+            self._checkpoint(force=False)  # after the restore only: never overwrite a snapshot not yet read
 
     def _write_records(self, batch: list[Record], *, dedupe: bool) -> None:
         if dedupe:
@@ -665,6 +678,12 @@ class MonitorWorker:
                 return
         self._spool_gauges()
 
+    def checkpoint(self) -> None:
+        """Snapshot the monitor now, if checkpoints are on (a synchronous driver's last step; ``stop`` does it for
+        the thread). Never raises."""
+        if self.restored is not None:
+            self._checkpoint(force=True)
+
     def drain(self) -> None:
         """Drain the spool into the store now, if the store takes writes (for a synchronous driver's last step)."""
         if self.spool is not None and self.spool.pending and self._store_ready():
@@ -680,6 +699,38 @@ class MonitorWorker:
                 self._flush(dedupe=True)
         if self.spool is not None and self.spool.pending:
             self._guard("spool", self._drain_spool)
+        self._restore()
+
+    def _restore(self) -> None:
+        """Restore the monitor's checkpoint and replay the stored records it has not seen (the write-ahead log's
+        included); publish the alerts that replay raised, sending only those the store did not hold."""
+        if self.checkpointer is None or self.restored is not None:
+            return
+        monitor = cast(SegmentMonitor, self.hook)
+        result = self._guard("checkpoint", lambda: self.checkpointer.restore(monitor) if self.checkpointer else None)
+        if not isinstance(result, RestoreResult):
+            self.restored = RestoreResult(restored=False, reason="restore failed")
+            return
+        self.restored = result
+        if result.restored:
+            log.info(
+                "monitor state restored from the checkpoint of %s; %d stored records replayed, %d new alerts",
+                result.taken_at.isoformat() if result.taken_at else "?",
+                result.replayed,
+                len(result.new_alerts),
+            )
+        self.publish(result.alerts, notify={a.alert_id for a in result.new_alerts})
+
+    def _checkpoint(self, *, force: bool) -> None:
+        """Snapshot the monitor (every ``checkpoint_interval_s``, or now when ``force``); never raises."""
+        checkpointer = self.checkpointer
+        if checkpointer is None:
+            return
+        monitor = cast(SegmentMonitor, self.hook)
+        if force:
+            self._guard("checkpoint", lambda: checkpointer.save(monitor))
+        else:
+            checkpointer.maybe_save(monitor)
 
     def _spool_gauges(self) -> None:
         pending = self.spool.pending if self.spool is not None else 0
@@ -777,6 +828,10 @@ def default_monitor(*, long_context_tokens: int | None = None) -> MonitorHook:
     if long_context_tokens is not None:
         config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
     return SegmentMonitor(config=config)
+
+
+def _has_meta(store: object) -> bool:
+    return callable(getattr(store, "get_meta", None)) and callable(getattr(store, "set_meta", None))
 
 
 def default_notifiers(
