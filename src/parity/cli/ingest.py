@@ -13,7 +13,8 @@ from parity._exceptions import InvalidInputError
 
 @click.command(name="ingest")
 @click.argument("source", metavar="FILE|-")
-@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True,
+              help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp"]), default="jsonl", show_default=True)
 @click.option("--rejects", "reject_path", default=None, help="Where rejected lines go [default: FILE.rejects].")
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for lines without it.")
@@ -46,14 +47,14 @@ def command(
     from parity.monitor.ingest import ingest_file
     from parity.monitor.proxy import default_hook
     from parity.monitor.scoring import default_scorer
-    from parity.monitor.store import DuckDBStore, session_salt
+    from parity.monitor.store import open_writable_store, redact_url, session_salt
 
     console = Console(stderr=True)
     if source != "-" and not os.path.isfile(source):
         raise InvalidInputError("FILE", "must be an existing file or -", source)
     label_map = parse_labels(labels)
     total = os.path.getsize(source) if source != "-" else None
-    with DuckDBStore(store_path) as store:
+    with open_writable_store(store_path) as store:
         scorer = None if no_detectors else default_scorer()
         hook = None if no_monitor else default_hook(long_context_tokens=long_context_tokens)
         with Progress(
@@ -100,8 +101,8 @@ def command(
     }
     click.echo(
         f"ingested {summary['records']:,} records ({summary['feedback']} feedback, {summary['alerts']} alerts) from "
-        f"{summary['lines']:,} lines in {summary['seconds']} s into {store_path}; rejected {summary['rejected']}"
-        + (f" -> {result.reject_path}" if result.reject_path else "")
+        f"{summary['lines']:,} lines in {summary['seconds']} s into {redact_url(store_path)}; "
+        f"rejected {summary['rejected']}" + (f" -> {result.reject_path}" if result.reject_path else "")
     )
     if result.records == 0 and result.rejected:
         sys.exit(1)

@@ -50,7 +50,8 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
     "--upstream", required=True, help="Base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8000)."
 )
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
-@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True,
+              help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
 @click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
 @click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
@@ -92,7 +93,13 @@ def command(
 
     from parity.monitor.proxy import ParityProxy, ProxyConfig, default_hook
     from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+    from parity.monitor.store import (
+        LONG_CONTEXT_KEY,
+        default_spool_path,
+        open_writable_store,
+        redact_url,
+        session_salt,
+    )
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
@@ -102,12 +109,12 @@ def command(
         labels=label_map,
         capture=capture,
         queue_size=queue_size,
-        spool_path=spool_path or f"{store_path}.spool.jsonl",
+        spool_path=spool_path or default_spool_path(store_path),
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
-    store = DuckDBStore(store_path)
+    store = open_writable_store(store_path)
     if long_context_tokens is not None:
         store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
@@ -127,7 +134,8 @@ def command(
             mounts=mounts,
         )
         console.print(
-            f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={store_path}  capture={capture}"
+            f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={redact_url(store_path)}"
+            f"  capture={capture}"
             f"  (pid {os.getpid()})"
         )
         console.print(dashboard_note)
