@@ -127,6 +127,11 @@ class PostgresStore:
                 conn.execute("SET default_transaction_read_only = on")
             conn.commit()
 
+        # one direct connection first: a wrong URL or a server that is down fails now, not after the pool's retries
+        try:
+            self._psycopg.connect(url, connect_timeout=int(CONNECT_TIMEOUT_S)).close()
+        except self._psycopg.Error as err:
+            raise StoreError(f"cannot connect to PostgreSQL store {self.path}: {err}") from err
         try:
             self._pool: Any = pool_mod.ConnectionPool(
                 url,
