@@ -282,7 +282,7 @@ class ShardedMonitor:
         else:
             self._local = [ShardWorker(self.config, i, workers) for i in range(workers)]
         self._pending: list[_Op] = []
-        self._in_flight: tuple[list[_Op], Any] | None = None
+        self._in_flight: Any = None
         self._numbers: dict[int, dict[str, int]] = {i: {} for i in range(workers)}
         self._owner: dict[str, int] = {}
         self._watches_started = 0
@@ -375,14 +375,13 @@ class ShardedMonitor:
         else:
             futures = [w.run(ops, numbers[i]) for i, w in enumerate(self._local)]
         out = self._collect()
-        self._in_flight = (ops, futures)
+        self._in_flight = futures
         return out
 
     def _collect(self) -> list[Alert]:
         if self._in_flight is None:
             return []
-        ops, futures = self._in_flight
-        self._in_flight = None
+        futures, self._in_flight = self._in_flight, None
         results: list[BatchResult] = self._ray.get(futures) if self._ray is not None else futures
         created: list[tuple[tuple[int, ...], str, int]] = []
         emitted: list[tuple[int, int, int, Alert]] = []

@@ -339,6 +339,8 @@ def ingest_lines(
                 result.errors.append((n, _describe(err)))
             if reject is not None:
                 reject.write(line if line.endswith("\n") else line + "\n")
+    if hook is not None and hasattr(hook, "drain"):  # a batching monitor (ShardedMonitor): its last alerts
+        batcher._alerts(hook.drain())
     batcher.flush()
     result.lines = n
     result.seconds = time.perf_counter() - t0
