@@ -136,9 +136,10 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def start_postgres(bin_dir: Path) -> PostgresServer:
+def start_postgres(bin_dir: Path, *, fsync: bool = False) -> PostgresServer:
     """``initdb`` into a temporary folder and ``pg_ctl start`` on a free loopback port (as ``postgres`` when
-    root). Raises :class:`PostgresInstallError` with the server log when it does not come up."""
+    root; without fsync unless ``fsync``, as test data needs no durability). Raises :class:`PostgresInstallError`
+    with the server log when it does not come up."""
     root = Path(tempfile.mkdtemp(prefix="parity-pg-"))
     as_user: list[str] = []
     if os.geteuid() == 0:
@@ -155,7 +156,7 @@ def start_postgres(bin_dir: Path) -> PostgresServer:
         raise PostgresInstallError(f"initdb failed:\n{(init.stdout + init.stderr)[-3000:]}")
     for _ in range(5):  # the port may be taken between free_port() and the bind: retry on another
         port = free_port()
-        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -F -c max_connections=100"
+        opts = f"-p {port} -c listen_addresses=127.0.0.1 -k {root} -c max_connections=100" + ("" if fsync else " -F")
         start = run(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", opts, "-w", "-t", "60", "start")
         if start.returncode == 0:
             server = PostgresServer(bin_dir, root, port, as_user)
