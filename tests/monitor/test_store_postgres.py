@@ -9,13 +9,17 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from parity import StoreError
+from parity._loopback import free_port
 from parity.cli._main import main
 from parity.monitor import Record
 from parity.monitor.store import PG_MIGRATIONS, PostgresStore, open_store, open_writable_store, session_salt
@@ -164,3 +168,65 @@ def test_cli_ingest_into_postgres_then_status(postgres_url: str, tmp_path: Path)
     assert {a["id"] for a in alerts} == {a.alert_id for a in stored}
     assert alerts
     assert all(a["signal"].startswith("unexpected_script") for a in alerts), alerts
+
+
+def _start_proxy(upstream_url: str, store: str, spool: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = free_port()
+    command = [sys.executable, "-m", "parity", "proxy", "--upstream", upstream_url, "--listen", f"127.0.0.1:{port}",
+               "--store", store, "--spool", str(spool), "--no-detectors"]  # fmt: skip
+    proc = subprocess.Popen(
+        command, env=dict(os.environ, PYTHONPATH=SRC), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _wait_healthy(proc: subprocess.Popen[bytes], url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/parity/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"parity proxy did not start: {out}")
+        time.sleep(0.1)
+
+
+def test_two_proxies_write_one_store_while_status_reads_it(postgres_url: str, upstream: Any, tmp_path: Path) -> None:
+    """Two `parity proxy` processes in front of one upstream write one PostgreSQL store; while both run, `parity
+    status --store postgresql://...` answers and the store holds every exchange of both."""
+    procs = [_start_proxy(upstream.url, postgres_url, tmp_path / f"spool-{i}.jsonl") for i in range(2)]
+    try:
+        for proc, url in procs:
+            _wait_healthy(proc, url)
+        body = {"model": "S", "messages": [{"role": "user", "content": "hello"}]}
+        for _ in range(10):
+            for _, url in procs:
+                assert httpx.post(f"{url}/v1/chat/completions", json=body, timeout=30).status_code == 200
+        deadline = time.monotonic() + 30
+        for _, url in procs:
+            while httpx.get(f"{url}/parity/health", timeout=5).json()["records_written"] < 10:
+                assert time.monotonic() < deadline, "exchanges were never stored"
+                time.sleep(0.1)
+        status = subprocess.run(
+            [sys.executable, "-m", "parity", "status", "--store", postgres_url, "--json"],
+            env=dict(os.environ, PYTHONPATH=SRC),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert status.returncode == 0, status.stderr
+        assert json.loads(status.stdout) == {"alerts": []}
+        with open_store(postgres_url, read_only=True) as s:
+            assert s.summary().records == 20
+            assert len({r.record_id for r in s.records()}) == 20
+        assert all(proc.poll() is None for proc, _ in procs)  # both still running and writing
+    finally:
+        for proc, _ in procs:
+            proc.terminate()
+        for proc, _ in procs:
+            proc.wait(timeout=30)
+            if proc.stdout is not None:
+                proc.stdout.close()
