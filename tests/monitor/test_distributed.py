@@ -18,7 +18,7 @@ from parity import InvalidInputError
 from parity.cli._main import main
 from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
-from parity.monitor.distributed import ShardedMonitor, signal_shard
+from parity.monitor.distributed import ShardedMonitor
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import StatsConfig
 from parity.monitor.store import open_store
@@ -112,9 +112,10 @@ def test_worsening_watches_are_numbered_globally_across_workers() -> None:
         ("b", False),
         ("b", True),
     ]
-    assert signal_shard("a", 3) != signal_shard("b", 3)  # the case that needs the coordinator's numbering
     with ShardedMonitor(config=config, workers=3) as mon:
         mon.observe_all(records)
+        assert mon.assignment is not None
+        assert mon.assignment["a"] != mon.assignment["b"]  # the case that needs the coordinator's numbering
         assert sorted(mon.alerts, key=lambda a: a.alert_id) == want
 
 

@@ -2,7 +2,10 @@
 identical to one :class:`~parity.monitor.pipeline.SegmentMonitor`.
 
 **What is sharded.** A stream is one (signal, segment) pair. :class:`ShardedMonitor` gives each worker the streams
-of a subset of the *signals* (``signal_shard(signal, n)``, a CRC-32 of the signal's name), over every segment key.
+of a subset of the *signals*, over every segment key. The signals of the first batch are balanced across workers by
+their estimated cost in that batch (non-zero observations times the segments they update: a score is rarely 0, a
+flag usually is), largest first onto the least loaded worker; a signal first seen later goes to
+``signal_shard(signal, n)``, a CRC-32 of its name. The assignment is fixed once made and sent to every worker.
 A worker is a ``SegmentMonitor`` that sees every record and feedback event but updates, localises and alerts only
 on its signals. Sharding by signal rather than by segment key is what keeps the result exact and the traffic
 small: every step after a detector alarms - localisation across nested segments (climb to a marginal, drill down to
@@ -73,10 +76,19 @@ from parity._optional import import_optional
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import Firing, SegmentKey, SegmentStatistics, SignalValue, StatsConfig
+from parity.monitor.segments import (
+    FEEDBACK_SIGNAL,
+    Firing,
+    SegmentKey,
+    SegmentStatistics,
+    SignalValue,
+    StatsConfig,
+    audit_signal,
+    record_signals,
+)
 from parity.stats.sequential import ChangeEstimate
 
-__all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "signal_shard"]
+__all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
 
 #: Where the workers run: ``local`` (in this process, one after the other) or ``ray`` (one actor each).
 ENGINES = ("local", "ray")
@@ -101,6 +113,40 @@ def signal_shard(signal: str, n: int) -> int:
     return zlib.crc32(signal.encode()) % n
 
 
+def balance_signals(ops: Sequence[_Op], config: MonitorConfig, workers: int) -> dict[str, int]:
+    """Assign the signals seen in ``ops`` to workers, balancing their estimated cost: per signal, its non-zero
+    observations times the segments each updates (a score signal only updates segments with at most
+    ``score_max_order`` fixed dimensions); largest first onto the least loaded worker (ties by name).
+
+    >>> from datetime import datetime, timezone
+    >>> from parity.monitor import DetectorObservation
+    >>> r = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
+    ...            observations=(DetectorObservation("a", True, 0.5), DetectorObservation("b", False, 0.0)))
+    >>> sorted(balance_signals([("r", r)], MonitorConfig(), 2).items())
+    [('a', 0), ('a.score', 1), ('b', 1), ('b.score', 1), ('feedback', 1), ('routing.short_on_long_pool', 1)]
+    """
+    lattice = SegmentStatistics(config.stats).lattice
+    n_keys = len(lattice.masks)
+    n_score_keys = sum(1 for m in lattice.masks if sum(m) <= config.stats.score_max_order)
+    cost: dict[str, float] = {FEEDBACK_SIGNAL: 0.0}
+    for rule in SegmentMonitor(config=config).audit.rules if config.routing_audit else ():  # type: ignore[union-attr]
+        if getattr(rule, "alerts", True):
+            cost[audit_signal(rule.name)] = 0.0
+    for kind, item in ops:
+        if kind != "r":
+            continue
+        for sig in record_signals(item, scores=True):
+            keys = n_score_keys if sig.kind == "mean" else n_keys
+            cost[sig.signal] = cost.get(sig.signal, 0.0) + (keys if sig.value != 0.0 else 0.0)
+    load = [0.0] * workers
+    out: dict[str, int] = {}
+    for signal, c in sorted(cost.items(), key=lambda kv: (-kv[1], kv[0])):
+        w = min(range(workers), key=lambda i: (load[i], i))
+        out[signal] = w
+        load[w] += c
+    return out
+
+
 class _SignalStatistics(SegmentStatistics):
     """:class:`SegmentStatistics` that keeps the streams of its worker's signals only, and remembers where each
     alarm of the current record stands in the order one monitor would handle them (segment, then signal)."""
@@ -110,13 +156,16 @@ class _SignalStatistics(SegmentStatistics):
         self.worker = worker
         self.workers = workers
         self._owned_signals: dict[str, bool] = {}
+        self.assignment: dict[str, int] = {}
         self.key_rank: dict[SegmentKey, int] = {}
         self.signal_rank: dict[str, int] = {}
 
     def owns_signal(self, signal: str) -> bool:
         owned = self._owned_signals.get(signal)
         if owned is None:
-            owned = self._owned_signals[signal] = signal_shard(signal, self.workers) == self.worker
+            owner = self.assignment.get(signal)
+            owner = signal_shard(signal, self.workers) if owner is None else owner
+            owned = self._owned_signals[signal] = owner == self.worker
         return owned
 
     def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
@@ -210,9 +259,13 @@ class ShardWorker:
     def __init__(self, config: MonitorConfig, worker: int, workers: int) -> None:
         self.monitor = _WorkerMonitor(config, worker=worker, workers=workers)
 
-    def run(self, ops: Sequence[_Op], numbers: dict[str, int]) -> BatchResult:
-        """Apply the global watch numbers, then the batch's ops in order."""
+    def run(self, ops: Sequence[_Op], numbers: dict[str, int], assignment: dict[str, int] | None = None) -> BatchResult:
+        """Apply the signal assignment (first batch only) and the global watch numbers, then the batch's ops."""
         mon = self.monitor
+        if assignment is not None:
+            if mon.n_records or mon.stats.assignment:
+                raise RuntimeError("internal: the signal assignment is fixed by the first batch")
+            mon.stats.assignment = dict(assignment)
         mon.set_numbers(numbers)
         mon.created = []
         out = BatchResult()
@@ -283,6 +336,8 @@ class ShardedMonitor:
             self._local = [ShardWorker(self.config, i, workers) for i in range(workers)]
         self._pending: list[_Op] = []
         self._in_flight: Any = None
+        #: signal -> worker, fixed by the first batch (:func:`balance_signals`)
+        self.assignment: dict[str, int] | None = None
         self._numbers: dict[int, dict[str, int]] = {i: {} for i in range(workers)}
         self._owner: dict[str, int] = {}
         self._watches_started = 0
@@ -369,11 +424,14 @@ class ShardedMonitor:
         ops, self._pending = self._pending, []
         numbers = self._numbers
         self._numbers = {i: {} for i in range(self.workers)}
+        assignment = None
+        if self.assignment is None:
+            assignment = self.assignment = balance_signals(ops, self.config, self.workers)
         if self._ray is not None:
             ref = self._ray.put(ops)
-            futures: Any = [a.run.remote(ref, numbers[i]) for i, a in enumerate(self._actors)]
+            futures: Any = [a.run.remote(ref, numbers[i], assignment) for i, a in enumerate(self._actors)]
         else:
-            futures = [w.run(ops, numbers[i]) for i, w in enumerate(self._local)]
+            futures = [w.run(ops, numbers[i], assignment) for i, w in enumerate(self._local)]
         out = self._collect()
         self._in_flight = futures
         return out
