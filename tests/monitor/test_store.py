@@ -143,3 +143,15 @@ def test_large_batch_insert(tmp_path: Path, make_record: Callable[..., Record]) 
     with DuckDBStore(tmp_path / "big.duckdb") as s:
         s.write_records(records)
         assert s.summary().records == 5000
+
+
+def test_odd_detector_names_round_trip(store: AnyStore, make_record: Callable[..., Record]) -> None:
+    """Quotes, backslashes, commas and braces in a detector's name survive every backend (PostgreSQL writes them
+    into an array literal)."""
+    from parity.monitor import DetectorObservation
+
+    odd = 'my "det",\\x{1}'
+    records = [make_record(i, observations=(DetectorObservation(odd, i % 2 == 0, 0.5),)) for i in range(4)]
+    store.write_records(records)
+    assert store.records() == records
+    assert store.summary().flags == {odd: 2}
