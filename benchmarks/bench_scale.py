@@ -253,7 +253,8 @@ all the work in one worker: with N workers the slowest one still pays {per_worke
 machine the speed-up is capped twice: by 2 cores (4 actors only add contention), and by the lattice floor, which
 no number of signal shards removes (at most {one / floor:.1f}x with unlimited cores), and by the signals'
 uneven costs (the balance is by the first batch's estimate; one worker still gets most of the work). Shipping
-costs {ship * 1e6:,.0f} µs of wall time per record at 4 actors - as much as monitoring the record in one process:
+costs {ship * 1e6:,.0f} µs of wall time per record at 4 actors, {ship / one:.0%} of the CPU that monitoring it
+in one process takes:
 **the bottleneck of the Ray mode today is getting every record to every actor**, not the statistics. A columnar
 batch (Arrow) instead of pickled `Record` objects is the fix that would pay first.
 
@@ -276,7 +277,8 @@ settings), one connection.
 |---|---:|
 | `DuckDBStore.write_records` (one columnar insert per batch) | {stores["duckdb"]:,.0f} |
 {pg_rows}
-`COPY` streams a batch in one round trip; the row-by-row `INSERT` pays a round trip (and a parse/plan) per row.
+`COPY` streams a batch as one data stream; `executemany` (pipelined by psycopg 3) still binds and executes one
+`INSERT` per row, with fewer columns here.
 PostgreSQL's value is not speed: several proxies and monitors append to it at once and `parity status` or the
 dashboard read it meanwhile, which a DuckDB file (one writer process, no concurrent reader) cannot do.
 """
