@@ -43,9 +43,9 @@ def ray_cluster() -> Iterator[Any]:
     ray.shutdown()
 
 
-#: The replay up to here holds three of its four faults (routing, unexpected script, sampling consistency): two
-#: thirds of the records, every kind of alert.
-REPLAY_UNTIL = datetime(2025, 9, 3, tzinfo=UTC)
+#: The replay up to here holds two of its four faults (a routing invariant on the long pool, an unexpected-script
+#: rate on one platform), both alerted and attributed: half of the records, to keep the test within its budget.
+REPLAY_UNTIL = datetime(2025, 8, 28, tzinfo=UTC)
 
 
 def _replay(until: datetime = REPLAY_UNTIL) -> tuple[list[Record | FeedbackEvent], list[Change]]:
@@ -71,7 +71,7 @@ def _single(config: MonitorConfig, events: list[Record | FeedbackEvent], changes
 def test_ray_workers_raise_the_single_process_alerts_on_the_replay(ray_cluster: Any) -> None:
     events, changes = _replay()
     want = _single(REPLAY_CONFIG, events, changes)
-    assert {a.signal for a in want} >= {"routing.short_on_long_pool", "unexpected_script", "sampling_consistency"}
+    assert {a.signal for a in want} == {"routing.short_on_long_pool", "unexpected_script"}
     assert all(a.attributed_changes for a in want)
     for workers in (1, 2, 4):
         with ShardedMonitor(config=REPLAY_CONFIG, workers=workers, engine="ray") as mon:

@@ -96,7 +96,7 @@ def test_several_processes_write_one_store_while_status_reads_it(postgres_url: s
     script = tmp_path / "writer.py"
     script.write_text(WRITER)
     env = dict(os.environ, PYTHONPATH=SRC)
-    n = 600
+    n = 300
     writers = [
         subprocess.Popen([sys.executable, str(script), postgres_url, name, str(n)], env=env, stderr=subprocess.PIPE)
         for name in ("gpu", "tpu", "trainium")
