@@ -60,7 +60,12 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
-@click.option("--spool", "spool_path", default=None, help="Overflow spool file [default: STORE.spool.jsonl].")
+@click.option(
+    "--spool",
+    "spool_path",
+    default=None,
+    help="Overflow spool file [default: STORE.spool.jsonl; parity.spool.jsonl for a URL].",
+)
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
