@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from _pg_server import PostgresServer, ensure_postgres, start_postgres
 
 from parity._loopback import free_port
 from parity.monitor import DetectorObservation, Record
@@ -205,3 +206,22 @@ def upstream() -> Iterator[ServerHandle]:
     handle.state = state
     yield handle
     handle.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One real PostgreSQL cluster on 127.0.0.1 for the whole session (Debian's package, installed when missing),
+    stopped and deleted at the end. Skips only when the package cannot be installed here (see ``_pg_server``)."""
+    pytest.importorskip("psycopg", reason="psycopg is in the `dist` extra: pip install 'parity[dist]'")
+    bin_dir, why_not = ensure_postgres()
+    if bin_dir is None:
+        pytest.skip(why_not or "PostgreSQL is not available")
+    server = start_postgres(bin_dir)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """A ``postgresql://`` URL of a fresh, empty store (its own schema) on the session's server."""
+    return postgres_server.new_url()

@@ -1,4 +1,4 @@
-"""``parity status``: alerts from a DuckDB store file or from a running proxy's ``/parity/alerts``."""
+"""``parity status``: alerts from a DuckDB store file, a PostgreSQL store, or a running proxy's ``/parity/alerts``."""
 
 from __future__ import annotations
 
@@ -148,9 +148,13 @@ def test_unreachable_proxy_is_one_line_and_exit_2() -> None:
     assert "cannot reach the proxy" in result.output
 
 
-def test_end_to_end_replay_shows_the_right_segment_and_change(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["duckdb", "postgres"])
+def test_end_to_end_replay_shows_the_right_segment_and_change(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
     """Records of a fleet where one platform starts corrupting model O's output after a config change: the
-    monitor writes its alert to a DuckDB store through ``StoreNotifier``; ``parity status`` reads it back."""
+    monitor writes its alert to the store (a DuckDB file, or PostgreSQL) through ``StoreNotifier`` and the records
+    in batches; ``parity status`` reads it back."""
     import numpy as np
 
     from parity.monitor import Change, DetectorObservation, Record
@@ -158,7 +162,7 @@ def test_end_to_end_replay_shows_the_right_segment_and_change(tmp_path: Path) ->
     from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
     from parity.monitor.segments import StatsConfig
 
-    path = tmp_path / "parity.duckdb"
+    path = str(tmp_path / "parity.duckdb") if backend == "duckdb" else request.getfixturevalue("postgres_url")
     store = open_store(path)
     stats = StatsConfig(dimensions=("model", "platform", "pool"), score_max_order=0)
     monitor = SegmentMonitor(config=MonitorConfig(stats=stats), notifiers=[StoreNotifier(store)])
@@ -170,6 +174,7 @@ def test_end_to_end_replay_shows_the_right_segment_and_change(tmp_path: Path) ->
         ]
     )
     rng = np.random.default_rng(11)
+    batch: list[Record] = []
     for i in range(40_000):
         model, platform = ("S", "O")[i % 2], ("gpu", "tpu", "trainium")[(i // 2) % 3]
         bad = i >= fault and model == "O" and platform == "tpu"
@@ -182,8 +187,14 @@ def test_end_to_end_replay_shows_the_right_segment_and_change(tmp_path: Path) ->
             pool="short",
             observations=(DetectorObservation("unexpected_script", flagged, 0.0),),
         )
+        batch.append(rec)
+        if len(batch) == 2000:
+            store.write_records(batch)
+            batch.clear()
         if monitor.observe(rec):
             break
+    store.write_records(batch)
+    assert store.summary().records == i + 1
     store.close()
     result = CliRunner().invoke(main, ["status", "--store", str(path), "--json"])
     assert result.exit_code == 0, result.output

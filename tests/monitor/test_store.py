@@ -1,4 +1,5 @@
-"""The stores: DuckDB and memory behave the same; DuckDB migrates, persists, and batches."""
+"""The stores: memory, DuckDB and a real PostgreSQL behave the same; DuckDB and PostgreSQL migrate, persist, and
+batch; several processes write one PostgreSQL store at once."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from parity.monitor.store import (
     STORE_SCHEMA_VERSION,
     DuckDBStore,
     MemoryStore,
+    PostgresStore,
     open_store,
     session_salt,
     summarize,
@@ -22,9 +24,18 @@ from parity.monitor.store import (
 T0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
 
 
-@pytest.fixture(params=["memory", "duckdb"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[MemoryStore | DuckDBStore]:
-    s: MemoryStore | DuckDBStore = MemoryStore() if request.param == "memory" else DuckDBStore(tmp_path / "s.duckdb")
+AnyStore = MemoryStore | DuckDBStore | PostgresStore
+
+
+@pytest.fixture(params=["memory", "duckdb", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[AnyStore]:
+    s: AnyStore
+    if request.param == "memory":
+        s = MemoryStore()
+    elif request.param == "duckdb":
+        s = DuckDBStore(tmp_path / "s.duckdb")
+    else:
+        s = PostgresStore(request.getfixturevalue("postgres_url"))
     yield s
     s.close()
 
@@ -33,7 +44,7 @@ def test_stores_implement_the_protocol(store: Store) -> None:
     assert isinstance(store, Store)
 
 
-def test_records_round_trip_exactly(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+def test_records_round_trip_exactly(store: AnyStore, make_record: Callable[..., Record]) -> None:
     records = [make_record(i) for i in range(25)]
     records.append(make_record(99, captured_text="redacted [EMAIL]", latency_ms=12.5, max_tokens=64, region="eu"))
     store.write_records(records[:10])
@@ -41,13 +52,13 @@ def test_records_round_trip_exactly(store: MemoryStore | DuckDBStore, make_recor
     assert store.records() == sorted(records, key=lambda r: r.time)
 
 
-def test_records_time_window(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+def test_records_time_window(store: AnyStore, make_record: Callable[..., Record]) -> None:
     store.write_records([make_record(i) for i in range(10)])
     got = store.records(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=6))
     assert [r.record_id for r in got] == ["cmpl-3", "cmpl-4", "cmpl-5"]
 
 
-def test_feedback_changes_alerts(store: MemoryStore | DuckDBStore) -> None:
+def test_feedback_changes_alerts(store: AnyStore) -> None:
     store.write_feedback([FeedbackEvent("cmpl-1", T0, "thumbs_down"), FeedbackEvent("cmpl-2", T0, "bug_report")])
     assert [e.kind for e in store.feedback()] == ["thumbs_down", "bug_report"]
     c1 = Change("c1", T0, "deploy", {"platform": "tpu"}, "sampler rewrite")
@@ -74,7 +85,7 @@ def test_feedback_changes_alerts(store: MemoryStore | DuckDBStore) -> None:
     assert store.alerts() == [closed]
 
 
-def test_summary_matches_reference(store: MemoryStore | DuckDBStore, make_record: Callable[..., Record]) -> None:
+def test_summary_matches_reference(store: AnyStore, make_record: Callable[..., Record]) -> None:
     records = [make_record(i) for i in range(30)]
     store.write_records(records)
     store.write_feedback([FeedbackEvent("cmpl-1", T0, "thumbs_down")])
@@ -132,3 +143,15 @@ def test_large_batch_insert(tmp_path: Path, make_record: Callable[..., Record]) 
     with DuckDBStore(tmp_path / "big.duckdb") as s:
         s.write_records(records)
         assert s.summary().records == 5000
+
+
+def test_odd_detector_names_round_trip(store: AnyStore, make_record: Callable[..., Record]) -> None:
+    """Quotes, backslashes, commas and braces in a detector's name survive every backend (PostgreSQL writes them
+    into an array literal)."""
+    from parity.monitor import DetectorObservation
+
+    odd = 'my "det",\\x{1}'
+    records = [make_record(i, observations=(DetectorObservation(odd, i % 2 == 0, 0.5),)) for i in range(4)]
+    store.write_records(records)
+    assert store.records() == records
+    assert store.summary().flags == {odd: 2}

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "proxy": ("parity.cli.proxy", "Run the monitoring reverse proxy in front of an OpenAI-compatible server."),
     "ingest": ("parity.cli.ingest", "Ingest JSONL logs or OTLP JSON GenAI spans into the monitor's store."),
     "receive": ("parity.cli.receive", "Receive OpenTelemetry traces over OTLP/HTTP and monitor GenAI spans."),
+    "monitor": ("parity.cli.monitor", "Run the segment monitor over logs, in-process or on a Ray cluster."),
     "status": ("parity.cli.status", "Show open alerts and the changes they are attributed to."),
     "dashboard": ("parity.cli.dashboard", "Serve the read-only dashboard over a store."),
     "demo": ("parity.cli.demo", "Replay the August-September 2025 incident on the lab fleet."),

@@ -1,5 +1,6 @@
 """Where the read-only commands (``parity status``, ``parity dashboard``) read a store from: a DuckDB file opened
-read-only, or a running proxy's read-only endpoints (DuckDB lets no other process open a file a proxy writes).
+read-only, a ``postgresql://`` URL (read while other processes write it), or a running proxy's read-only endpoints
+(DuckDB lets no other process open a file a proxy writes).
 
 Every failure is one :class:`~parity.StoreError` or :class:`~parity.InvalidInputError` line naming the source.
 
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING
 from parity._exceptions import InvalidInputError, ParityError, StoreError
 
 if TYPE_CHECKING:
-    from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore
+    from parity.monitor.store import AnyStore
 
 __all__ = ["DEFAULT_STORE", "open_read_source"]
 
@@ -33,18 +34,20 @@ def _is_duckdb_file(path: Path) -> bool:
         return f.read(12)[8:12] == DUCKDB_MAGIC
 
 
-def open_read_source(*, store: str | None, proxy: str | None) -> DuckDBStore | MemoryStore | HTTPStore:
+def open_read_source(*, store: str | None, proxy: str | None) -> AnyStore:
     """The store to read (exactly one of ``store``, ``proxy``; neither: :data:`DEFAULT_STORE`), checked to answer
     now rather than at the first read. The caller closes it."""
-    from parity.monitor.store import HTTPStore, open_store
+    from parity.monitor.store import HTTPStore, is_postgres_url, open_store
 
     if store is not None and proxy is not None:
         raise InvalidInputError("--store/--proxy", "are exclusive: give one source")
-    source: DuckDBStore | MemoryStore | HTTPStore
+    source: AnyStore
     if proxy is not None:
         if not proxy.startswith(("http://", "https://")):
             raise InvalidInputError("--proxy", "must be an http(s) URL", proxy)
         source = HTTPStore(proxy)
+    elif store is not None and is_postgres_url(store):
+        source = open_store(store, read_only=True)
     else:
         path = store or DEFAULT_STORE
         if not Path(path).is_file():

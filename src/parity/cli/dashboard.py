@@ -1,6 +1,7 @@
 """``parity dashboard``: serve the read-only dashboard over a store.
 
-Reads a DuckDB store file (``--store``, opened read-only; default ``parity.duckdb``) or a running proxy
+Reads a DuckDB store file (``--store``, opened read-only; default ``parity.duckdb``), a PostgreSQL store
+(``--store postgresql://...``, read while others write it) or a running proxy
 (``--proxy URL``, through its read-only ``/parity/*`` endpoints: DuckDB lets one process open a file while it is
 written, so this is how to watch a store a proxy is writing). On ``127.0.0.1`` no token is needed unless one is
 given; bound to any other address a token is required: ``--token`` (or ``PARITY_DASHBOARD_TOKEN``), else one is
@@ -67,7 +68,10 @@ def bind(host: str, port: int) -> socket.socket:
 
 @click.command(name="dashboard")
 @click.option(
-    "--store", "store_path", default=None, help=f"DuckDB store file, opened read-only (default {DEFAULT_STORE})."
+    "--store",
+    "store_path",
+    default=None,
+    help=f"DuckDB store file, opened read-only (default {DEFAULT_STORE}), or postgresql:// URL.",
 )
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read the store through.")
 @click.option(
@@ -102,6 +106,7 @@ def command(
     from rich.console import Console
 
     from parity.dashboard import DEFAULT_TITLE, create_app
+    from parity.monitor.store import redact_url
 
     uvicorn = import_optional("uvicorn", extra="dashboard")
     required, generated = resolve_token(host, token)
@@ -112,7 +117,8 @@ def command(
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/" + (f"?token={required}" if required else "")
         console = Console(stderr=True, highlight=False)
-        what = f"--proxy {proxy_url}" if proxy_url else f"--store {store_path or DEFAULT_STORE} (read-only)"
+        shown_store = redact_url(store_path or DEFAULT_STORE)
+        what = f"--proxy {proxy_url}" if proxy_url else f"--store {shown_store} (read-only)"
         console.print(f"[bold]parity dashboard[/] {url}  {what}")
         if generated:
             console.print(f"token (generated; pass --token to choose one): {required}")

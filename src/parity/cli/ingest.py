@@ -14,7 +14,8 @@ from parity._exceptions import InvalidInputError
 
 @click.command(name="ingest")
 @click.argument("source", metavar="FILE|-")
-@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True,
+              help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp"]), default="jsonl", show_default=True)
 @click.option("--rejects", "reject_path", default=None, help="Where rejected lines go [default: FILE.rejects].")
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for lines without it.")
@@ -47,7 +48,7 @@ def command(
     from parity.monitor.ingest import ingest_file
     from parity.monitor.scoring import default_scorer
     from parity.monitor.spool import Spool
-    from parity.monitor.store import DuckDBStore, session_salt
+    from parity.monitor.store import default_spool_path, open_writable_store, redact_url, session_salt
     from parity.monitor.worker import default_monitor, default_notifiers
 
     console = Console(stderr=True)
@@ -56,7 +57,7 @@ def command(
     label_map = parse_labels(labels)
     total = os.path.getsize(source) if source != "-" else None
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: what was read is stored
-    with DuckDBStore(store_path) as store:
+    with open_writable_store(store_path) as store:
         scorer = None if no_detectors else default_scorer()
         hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
         with Progress(
@@ -88,7 +89,7 @@ def command(
                 capture=capture,
                 hook=hook,
                 notifiers=default_notifiers(),
-                spool=Spool(f"{store_path}.spool.jsonl"),
+                spool=Spool(default_spool_path(store_path)),
                 on_line=on_line,
             )
     for line_no, message in result.errors:
@@ -105,13 +106,14 @@ def command(
     }
     click.echo(
         f"ingested {summary['records']:,} records ({summary['feedback']} feedback, {summary['alerts']} alerts) from "
-        f"{summary['lines']:,} lines in {summary['seconds']} s into {store_path}; rejected {summary['rejected']}"
-        + (f" -> {result.reject_path}" if result.reject_path else "")
+        f"{summary['lines']:,} lines in {summary['seconds']} s into {redact_url(store_path)}; "
+        f"rejected {summary['rejected']}" + (f" -> {result.reject_path}" if result.reject_path else "")
     )
     if result.spooled or result.dropped or result.spool_pending:
         console.print(
             f"store: {result.store_error or 'ok'}; {result.spooled} records spooled this run, {result.spool_pending} "
-            f"waiting in {store_path}.spool.jsonl (drained into the store on the next run), {result.dropped} dropped",
+            f"waiting in {default_spool_path(store_path)} (drained into the store on the next run), "
+            f"{result.dropped} dropped",
             markup=False,
             highlight=False,
         )

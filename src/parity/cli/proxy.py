@@ -73,7 +73,8 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
     "--upstream", required=True, help="Base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8000)."
 )
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, help="HOST:PORT to listen on.")
-@click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
+@click.option("--store", "store_path", default="parity.duckdb", show_default=True,
+              help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
 @click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
 @click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
@@ -89,7 +90,7 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
     "--spool",
     "spool_path",
     default=None,
-    help="Disk spool for a full queue or a failing store [default: STORE.spool.jsonl].",
+    help="Disk spool for a full queue or a failing store [default: STORE.spool.jsonl; parity.spool.jsonl for a URL].",
 )
 @click.option("--queue-size", default=10_000, show_default=True, help="Exchanges queued before spooling to disk.")
 @click.option("--wal-flush-ms", type=click.IntRange(min=1), default=100, show_default=True,
@@ -132,7 +133,14 @@ def command(
 
     from parity.monitor.proxy import ParityProxy, ProxyConfig
     from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+    from parity.monitor.store import (
+        LONG_CONTEXT_KEY,
+        default_spool_path,
+        default_wal_path,
+        open_writable_store,
+        redact_url,
+        session_salt,
+    )
     from parity.monitor.worker import default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
@@ -143,15 +151,15 @@ def command(
         labels=label_map,
         capture=capture,
         queue_size=queue_size,
-        spool_path=spool_path or f"{store_path}.spool.jsonl",
-        wal_path=f"{store_path}.parity-wal.jsonl",
+        spool_path=spool_path or default_spool_path(store_path),
+        wal_path=default_wal_path(store_path, port),
         wal_flush_s=wal_flush_ms / 1000.0,
         checkpoint_interval_s=float(checkpoint_s) if checkpoint_s else None,
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
-    store = DuckDBStore(store_path)
+    store = open_writable_store(store_path)
     if long_context_tokens is not None:
         store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
@@ -174,7 +182,8 @@ def command(
             mounts=mounts,
         )
         console.print(
-            f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={store_path}  capture={capture}"
+            f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={redact_url(store_path)}"
+            f"  capture={capture}"
             f"  (pid {os.getpid()})"
         )
         console.print(dashboard_note)

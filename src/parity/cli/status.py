@@ -1,6 +1,7 @@
 """``parity status``: the monitor's health, the open alerts and the changes they are attributed to.
 
-Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``--proxy URL``: its
+Reads a DuckDB store file (``--store``, opened read-only), a PostgreSQL store (``--store postgresql://...``, read
+while proxies and monitors write it) or a running proxy (``--proxy URL``: its
 ``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
 ``--json`` prints ``{"health": {...}, "alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed
 alerts.
@@ -117,7 +118,9 @@ def alerts_table(alerts: list[Alert]) -> Table:
 
 
 @click.command(name="status")
-@click.option("--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}).")
+@click.option(
+    "--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}) or postgresql:// URL."
+)
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read alerts from.")
 @click.option("--json", "as_json", is_flag=True, help='Print {"alerts": [...]} as JSON.')
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and closed alerts.")

@@ -18,7 +18,7 @@ from parity.monitor._records import (
     context_class_of,
 )
 from parity.monitor._store_protocol import Store
-from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, StoreSummary, open_store
+from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, PostgresStore, StoreSummary, open_store
 
 __all__ = [
     "LONG_CONTEXT_THRESHOLD_TOKENS",
@@ -32,6 +32,7 @@ __all__ = [
     "FeedbackEvent",
     "HTTPStore",
     "MemoryStore",
+    "PostgresStore",
     "Record",
     "Store",
     "StoreSummary",

@@ -335,6 +335,9 @@ def ingest_lines(
                     reject.write(line if line.endswith("\n") else line + "\n")
     except KeyboardInterrupt:  # SIGINT (and SIGTERM in the CLI): keep what was read, say where it stopped
         result.interrupted = True
+    drain = getattr(hook, "drain", None)
+    if callable(drain):  # a batching monitor (parity.monitor.distributed.ShardedMonitor): its last alerts
+        worker.publish(drain())
     worker.flush()
     worker.drain()
     worker.checkpoint()

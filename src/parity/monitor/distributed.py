@@ -1,0 +1,470 @@
+"""Scale-out of the segment monitor: its streams split across workers (Ray actors, or in-process), with alerts
+identical to one :class:`~parity.monitor.pipeline.SegmentMonitor`.
+
+**What is sharded.** A stream is one (signal, segment) pair. :class:`ShardedMonitor` gives each worker the streams
+of a subset of the *signals*, over every segment key. The signals of the first batch are balanced across workers by
+their estimated cost in that batch (non-zero observations times the segments they update: a score is rarely 0, a
+flag usually is), largest first onto the least loaded worker; a signal first seen later goes to
+``signal_shard(signal, n)``, a CRC-32 of its name. The assignment is fixed once made and sent to every worker.
+A worker is a ``SegmentMonitor`` that sees every record and feedback event but updates, localises and alerts only
+on its signals. Sharding by signal rather than by segment key is what keeps the result exact and the traffic
+small: every step after a detector alarms - localisation across nested segments (climb to a marginal, drill down to
+a child), the de-duplication against open alerts, the worsening watch of an alert, the ranking of changes - reads
+streams *of the alarm's own signal only*, so it runs inside the worker that owns the signal, on its state at that
+very record. Sharding by segment key would split one signal's lattice across workers, and each alarm would need a
+synchronous round trip to all of them at the record that raised it: the incident replay's 9,000 records raise
+9,972 alarms (all but four absorbed by an open alert, with the lab's long-context split of 192 tokens), so that
+design would be a round trip per record.
+
+**What is global, and how it is merged.**
+
+- *Records, feedback and the change log* go to every worker, in order, in batches (one serialisation per batch,
+  shared by the workers). The change log is global: every worker ranks it for its own alerts.
+- *Alerts* are merged by id: an alert id belongs to one signal, so to one worker; the coordinator keeps the latest
+  version of each (status changes included) and sends every update to the notifiers and the store in record order.
+- *The worsening watches' false-alarm budget* is global: the ``k``-th watch the whole monitor starts spends
+  ``alpha * 6 / (pi**2 k**2)`` (``parity.monitor.pipeline``). Workers number their new watches provisionally;
+  after each batch the coordinator orders the new alerts of all workers the way one monitor would have raised them
+  (record, then alarm order within the record: segment, then signal; alarms before worsenings) and sends the global
+  numbers back. A watch needs ``worsening_window`` records before its threshold is used, so batches are kept to a
+  quarter of that window (with one batch in flight); a watch that would calibrate before its number arrived raises
+  an error instead of using a wrong threshold.
+- *Counts* (records, absorbed alarms) are summed.
+
+Everything per stream - the detectors, their lazy zeros, their alarms and restarts - is owned by one worker and never
+merged. The routing audit runs in every worker (it is cheap, and its only alerting rule, the pool/context
+invariant, does not depend on alerts); a worker's ``max_streams`` caps its own streams, so the cap binds later
+than in one process (the only case where the results can differ, reported as ``untracked``).
+
+What it costs: each worker walks the segment lattice of every record (the lattice is per record, not per signal),
+so the speed-up is bounded by the share of per-signal work; ``benchmarks/bench_scale.py`` measures it.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> import numpy as np
+>>> from parity.monitor import DetectorObservation, Record
+>>> from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+>>> from parity.monitor.segments import StatsConfig
+>>> rng = np.random.default_rng(3)
+>>> t0 = datetime(2025, 8, 25, tzinfo=timezone.utc)
+>>> records = [Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S", platform=("gpu", "tpu")[i % 2],
+...                   observations=(DetectorObservation("unexpected_script",
+...                                                     bool(rng.random() < (0.05 if i % 2 and i >= 4000 else 0.002)),
+...                                                     0.0),))
+...            for i in range(6000)]
+>>> config = MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), horizon=100_000))
+>>> single = SegmentMonitor(config=config)
+>>> for r in records:
+...     _ = single.observe(r)
+>>> sharded = ShardedMonitor(config=config, workers=3)  # in-process workers; engine="ray" for actors
+>>> sharded.observe_all(records)
+>>> [(a.signal, a.segment) for a in sharded.alerts]
+[('unexpected_script', {'platform': 'tpu'})]
+>>> sharded.alerts == single.alerts
+True
+>>> sharded.close()
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from parity._exceptions import InvalidInputError
+from parity._optional import import_optional
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record
+from parity.monitor.alerts import Notifier
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.segments import (
+    FEEDBACK_SIGNAL,
+    Firing,
+    SegmentKey,
+    SegmentStatistics,
+    SignalValue,
+    StatsConfig,
+    audit_signal,
+    record_signals,
+)
+from parity.stats.sequential import ChangeEstimate
+
+__all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
+
+#: Where the workers run: ``local`` (in this process, one after the other) or ``ray`` (one actor each).
+ENGINES = ("local", "ray")
+
+#: Records (and feedback events, change-log updates) per batch sent to the workers, at most; capped at a quarter
+#: of ``MonitorConfig.worsening_window`` (see the module docstring).
+DEFAULT_BATCH = 250
+
+#: Provisional watch numbers are negative (a worker's own count minus this), so one used by mistake is caught.
+_PROVISIONAL = 10**12
+
+_Op = tuple[str, Any]  # ("r", Record) | ("f", FeedbackEvent) | ("c", tuple[Change, ...])
+
+
+def signal_shard(signal: str, n: int) -> int:
+    """The worker (``0 <= worker < n``) that owns every stream of ``signal``: CRC-32 of its name, stable across
+    processes and runs.
+
+    >>> signal_shard("unexpected_script", 4) == signal_shard("unexpected_script", 4) < 4
+    True
+    """
+    return zlib.crc32(signal.encode()) % n
+
+
+def balance_signals(ops: Sequence[_Op], config: MonitorConfig, workers: int) -> dict[str, int]:
+    """Assign the signals seen in ``ops`` to workers, balancing their estimated cost: per signal, its non-zero
+    observations times the segments each updates (a score signal only updates segments with at most
+    ``score_max_order`` fixed dimensions); largest first onto the least loaded worker (ties by name).
+
+    >>> from datetime import datetime, timezone
+    >>> from parity.monitor import DetectorObservation
+    >>> r = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
+    ...            observations=(DetectorObservation("a", True, 0.5), DetectorObservation("b", False, 0.0)))
+    >>> sorted(balance_signals([("r", r)], MonitorConfig(), 2).items())
+    [('a', 0), ('a.score', 1), ('b', 1), ('b.score', 1), ('feedback', 1), ('routing.short_on_long_pool', 1)]
+    """
+    lattice = SegmentStatistics(config.stats).lattice
+    n_keys = len(lattice.masks)
+    n_score_keys = sum(1 for m in lattice.masks if sum(m) <= config.stats.score_max_order)
+    cost: dict[str, float] = {FEEDBACK_SIGNAL: 0.0}
+    for rule in SegmentMonitor(config=config).audit.rules if config.routing_audit else ():  # type: ignore[union-attr]
+        if getattr(rule, "alerts", True):
+            cost[audit_signal(rule.name)] = 0.0
+    for kind, item in ops:
+        if kind != "r":
+            continue
+        for sig in record_signals(item, scores=True):
+            keys = n_score_keys if sig.kind == "mean" else n_keys
+            cost[sig.signal] = cost.get(sig.signal, 0.0) + (keys if sig.value != 0.0 else 0.0)
+    load = [0.0] * workers
+    out: dict[str, int] = {}
+    for signal, c in sorted(cost.items(), key=lambda kv: (-kv[1], kv[0])):
+        w = min(range(workers), key=lambda i: (load[i], i))
+        out[signal] = w
+        load[w] += c
+    return out
+
+
+class _SignalStatistics(SegmentStatistics):
+    """:class:`SegmentStatistics` that keeps the streams of its worker's signals only, and remembers where each
+    alarm of the current record stands in the order one monitor would handle them (segment, then signal)."""
+
+    def __init__(self, config: StatsConfig, *, worker: int, workers: int) -> None:
+        super().__init__(config)
+        self.worker = worker
+        self.workers = workers
+        self._owned_signals: dict[str, bool] = {}
+        self.assignment: dict[str, int] = {}
+        self.key_rank: dict[SegmentKey, int] = {}
+        self.signal_rank: dict[str, int] = {}
+
+    def owns_signal(self, signal: str) -> bool:
+        owned = self._owned_signals.get(signal)
+        if owned is None:
+            owner = self.assignment.get(signal)
+            owner = signal_shard(signal, self.workers) if owner is None else owner
+            owned = self._owned_signals[signal] = owner == self.worker
+        return owned
+
+    def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
+        mine = [s for s in signals if self.owns_signal(s.signal)]
+        fired = super().observe(values, mine, t)
+        if fired:
+            self.key_rank = {k: i for i, k in enumerate(self.lattice.keys(values))}
+            self.signal_rank = {s.signal: i for i, s in enumerate(signals)}
+        return fired
+
+    def update(self, signal: SignalValue, keys: Sequence[SegmentKey], t: float) -> list[Firing]:
+        if not self.owns_signal(signal.signal):
+            return []
+        fired = super().update(signal, keys, t)
+        if fired:
+            self.key_rank = {k: i for i, k in enumerate(keys)}
+            self.signal_rank = {signal.signal: 0}
+        return fired
+
+
+class _WorkerMonitor(SegmentMonitor):
+    """One worker's monitor: the signals it owns, provisional watch numbers, and the origin of each new alert."""
+
+    stats: _SignalStatistics
+
+    def __init__(self, config: MonitorConfig, *, worker: int, workers: int) -> None:
+        super().__init__(config=config)
+        self.stats = _SignalStatistics(self.config.stats, worker=worker, workers=workers)
+        self._watches_started = -_PROVISIONAL
+        self.op = 0
+        self._firing: Firing | None = None
+        self.numbers: dict[str, int] = {}
+        #: new alerts of the current batch: (op, phase, rank...) -> alert id, phase 0 = alarm, 1 = worsening
+        self.created: list[tuple[tuple[int, ...], str]] = []
+
+    def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
+        self._firing = firing
+        try:
+            return super()._handle(firing, event_time)
+        finally:
+            self._firing = None
+
+    def _new_alert(
+        self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, worsens: Alert | None = None
+    ) -> list[Alert]:
+        out = super()._new_alert(signal, target, est, event_time, worsens)
+        new = out[-1]
+        if worsens is None and self._firing is not None:
+            f = self._firing
+            origin = (self.op, 0, self.stats.key_rank.get(f.key, -1), self.stats.signal_rank.get(f.signal, -1))
+        else:
+            old = self.numbers.get(worsens.alert_id, -1) if worsens is not None else -1
+            origin = (self.op, 1, old, 0)
+        self.created.append((origin, new.alert_id))
+        return out
+
+    def _watch_threshold(self, number: int) -> float:
+        if number < 0:
+            raise RuntimeError(
+                "internal: a worsening watch calibrated before the coordinator numbered it; "
+                "lower the batch size below MonitorConfig.worsening_window / 4"
+            )
+        return super()._watch_threshold(number)
+
+    def set_numbers(self, numbers: dict[str, int]) -> None:
+        for alert_id, number in numbers.items():
+            self.numbers[alert_id] = number
+            watch = self._watches.get(alert_id)
+            if watch is not None:
+                watch.number = number
+
+
+@dataclass
+class BatchResult:
+    """What one worker returns for a batch: alerts emitted (op index, alert), new alerts' origins, counts."""
+
+    emitted: list[tuple[int, Alert]] = field(default_factory=list)
+    created: list[tuple[tuple[int, ...], str]] = field(default_factory=list)
+    n_absorbed: int = 0
+    streams: int = 0
+    untracked: int = 0
+
+
+class ShardWorker:
+    """One worker: a :class:`SegmentMonitor` over the signals ``signal_shard(signal, workers) == worker``.
+
+    Runs in this process (``engine="local"``) or as a Ray actor (``engine="ray"``); :meth:`run` is its only call
+    per batch.
+    """
+
+    def __init__(self, config: MonitorConfig, worker: int, workers: int) -> None:
+        self.monitor = _WorkerMonitor(config, worker=worker, workers=workers)
+
+    def run(self, ops: Sequence[_Op], numbers: dict[str, int], assignment: dict[str, int] | None = None) -> BatchResult:
+        """Apply the signal assignment (first batch only) and the global watch numbers, then the batch's ops."""
+        mon = self.monitor
+        if assignment is not None:
+            if mon.n_records or mon.stats.assignment:
+                raise RuntimeError("internal: the signal assignment is fixed by the first batch")
+            mon.stats.assignment = dict(assignment)
+        mon.set_numbers(numbers)
+        mon.created = []
+        out = BatchResult()
+        for i, (kind, item) in enumerate(ops):
+            mon.op = i
+            if kind == "r":
+                alerts = mon.observe(item)
+            elif kind == "f":
+                alerts = mon.observe_feedback(item)
+            else:
+                alerts = mon.add_changes(item)
+            out.emitted.extend((i, a) for a in alerts)
+        out.created = mon.created
+        out.n_absorbed = mon.n_absorbed
+        out.streams = len(mon.stats)
+        out.untracked = mon.stats.untracked
+        return out
+
+
+class ShardedMonitor:
+    """The segment monitor on ``workers`` workers (see the module docstring): the same alerts as one
+    :class:`SegmentMonitor` with ``config``.
+
+    Feed it with :meth:`observe` / :meth:`observe_feedback` / :meth:`add_changes` (the monitor hook of
+    ``parity ingest`` and the proxy: alerts come back batch by batch, so an alert is returned up to two batches
+    after the record that raised it) or :meth:`observe_all`; :meth:`drain` processes what is buffered and returns
+    its alerts. ``engine="ray"`` starts one actor per worker on the Ray cluster at ``address`` (``None``: the one
+    this process already joined, else a new local one).
+    """
+
+    def __init__(
+        self,
+        *,
+        config: MonitorConfig | None = None,
+        workers: int = 2,
+        engine: str = "local",
+        address: str | None = None,
+        notifiers: Sequence[Notifier] = (),
+        batch: int = DEFAULT_BATCH,
+    ) -> None:
+        if workers < 1:
+            raise InvalidInputError("workers", "must be >= 1", workers)
+        if engine not in ENGINES:
+            raise InvalidInputError("engine", f"must be one of {list(ENGINES)}", engine)
+        if batch < 1:
+            raise InvalidInputError("batch", "must be >= 1", batch)
+        self.config = config or MonitorConfig()
+        if self.config.n_shards != 1:
+            raise InvalidInputError("config.n_shards", "must be 1: ShardedMonitor shards by signal itself")
+        self.workers = workers
+        self.engine = engine
+        self.notifiers = tuple(notifiers)
+        self.batch = max(1, min(batch, self.config.worsening_window // 4))
+        self._ray: Any = None
+        self._started_ray = False
+        self._actors: list[Any] = []
+        self._local: list[ShardWorker] = []
+        if engine == "ray":
+            ray = self._ray = import_optional("ray", extra="dist")
+            if not ray.is_initialized():
+                self._started_ray = True
+                if address is not None:
+                    ray.init(address=address, log_to_driver=False)
+                else:  # a local cluster for this run, on loopback only, stopped by close()
+                    ray.init(include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+            cpus = float(ray.cluster_resources().get("CPU", 1.0))
+            actor = ray.remote(num_cpus=min(1.0, cpus / workers))(ShardWorker)
+            self._actors = [actor.remote(self.config, i, workers) for i in range(workers)]
+        else:
+            self._local = [ShardWorker(self.config, i, workers) for i in range(workers)]
+        self._pending: list[_Op] = []
+        self._in_flight: Any = None
+        #: signal -> worker, fixed by the first batch (:func:`balance_signals`)
+        self.assignment: dict[str, int] | None = None
+        self._numbers: dict[int, dict[str, int]] = {i: {} for i in range(workers)}
+        self._owner: dict[str, int] = {}
+        self._watches_started = 0
+        self._alerts: dict[str, Alert] = {}
+        self._absorbed = [0] * workers
+        self._streams = [0] * workers
+        self._untracked = [0] * workers
+        #: records observed
+        self.n_records = 0
+
+    # -- reading ---------------------------------------------------------------------------------------------
+    @property
+    def alerts(self) -> list[Alert]:
+        """Every alert raised so far (open and superseded), oldest first (the batches sent so far)."""
+        return sorted(self._alerts.values(), key=lambda a: (a.detected_at, a.alert_id))
+
+    @property
+    def open_alerts(self) -> list[Alert]:
+        return [a for a in self.alerts if a.status == "open"]
+
+    @property
+    def n_absorbed(self) -> int:
+        """Alarms absorbed by an existing alert, summed over the workers."""
+        return sum(self._absorbed)
+
+    @property
+    def n_streams(self) -> int:
+        """Streams tracked, summed over the workers."""
+        return sum(self._streams)
+
+    @property
+    def untracked(self) -> int:
+        """Streams not created because a worker reached ``max_streams``."""
+        return sum(self._untracked)
+
+    # -- writing ---------------------------------------------------------------------------------------------
+    def observe(self, record: Record) -> list[Alert]:
+        """Buffer one record; returns the alerts of batches completed meanwhile."""
+        self.n_records += 1
+        return self._add(("r", record))
+
+    def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
+        return self._add(("f", event))
+
+    def add_changes(self, changes: Iterable[Change]) -> list[Alert]:
+        return self._add(("c", tuple(changes)))
+
+    def observe_all(self, records: Iterable[Record | FeedbackEvent]) -> None:
+        """Process records and feedback events in order, and drain."""
+        for item in records:
+            if isinstance(item, Record):
+                self.observe(item)
+            else:
+                self.observe_feedback(item)
+        self.drain()
+
+    def drain(self) -> list[Alert]:
+        """Process everything buffered; return its alerts."""
+        out = self._send() if self._pending else []
+        out.extend(self._collect())
+        return out
+
+    def close(self) -> None:
+        """Stop the workers: Ray actors are killed, and the cluster too when this monitor started it."""
+        if self._ray is not None:
+            for actor in self._actors:
+                self._ray.kill(actor)
+            if self._started_ray:
+                self._ray.shutdown()
+                self._started_ray = False
+        self._actors = []
+        self._local = []
+
+    def __enter__(self) -> ShardedMonitor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals -------------------------------------------------------------------------------------------
+    def _add(self, op: _Op) -> list[Alert]:
+        self._pending.append(op)
+        return self._send() if len(self._pending) >= self.batch else []
+
+    def _send(self) -> list[Alert]:
+        """Send the pending batch (with the watch numbers known so far); collect the one in flight before it."""
+        ops, self._pending = self._pending, []
+        numbers = self._numbers
+        self._numbers = {i: {} for i in range(self.workers)}
+        assignment = None
+        if self.assignment is None:
+            assignment = self.assignment = balance_signals(ops, self.config, self.workers)
+        if self._ray is not None:
+            ref = self._ray.put(ops)
+            futures: Any = [a.run.remote(ref, numbers[i], assignment) for i, a in enumerate(self._actors)]
+        else:
+            futures = [w.run(ops, numbers[i], assignment) for i, w in enumerate(self._local)]
+        out = self._collect()
+        self._in_flight = futures
+        return out
+
+    def _collect(self) -> list[Alert]:
+        if self._in_flight is None:
+            return []
+        futures, self._in_flight = self._in_flight, None
+        results: list[BatchResult] = self._ray.get(futures) if self._ray is not None else futures
+        created: list[tuple[tuple[int, ...], str, int]] = []
+        emitted: list[tuple[int, int, int, Alert]] = []
+        for w, res in enumerate(results):
+            created.extend((origin, alert_id, w) for origin, alert_id in res.created)
+            emitted.extend((op, w, j, alert) for j, (op, alert) in enumerate(res.emitted))
+            self._absorbed[w] = res.n_absorbed
+            self._streams[w] = res.streams
+            self._untracked[w] = res.untracked
+        for _, alert_id, w in sorted(created):
+            self._watches_started += 1
+            self._numbers[w][alert_id] = self._watches_started
+        out: list[Alert] = []
+        for _, _, _, alert in sorted(emitted, key=lambda e: e[:3]):
+            self._alerts[alert.alert_id] = alert
+            for notifier in self.notifiers:
+                try:
+                    notifier.send(alert)
+                except Exception:  # a notifier must not break the pipeline (as in SegmentMonitor)
+                    continue
+            out.append(alert)
+        return out

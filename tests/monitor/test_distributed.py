@@ -1,0 +1,170 @@
+"""Scale-out: the monitor on N workers (in-process and Ray actors on a local cluster) raises exactly the alerts of
+one ``SegmentMonitor``, with the same attribution; ``parity monitor`` runs it over logs into a store."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from parity import InvalidInputError
+from parity.cli._main import main
+from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
+from parity.monitor._codec import change_from_dict, feedback_from_dict
+from parity.monitor.distributed import ShardedMonitor
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.segments import StatsConfig
+from parity.monitor.store import open_store
+
+REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
+
+#: The replay's lattice without two dimensions (16 segments per record instead of 64): a quarter of the work, and
+#: still every alert of the full lattice (the same four, on the same segments, attributed to the same changes).
+REPLAY_CONFIG = MonitorConfig(
+    stats=StatsConfig(
+        long_context_threshold=192, dimensions=("model", "pool", "platform", "context_class"), score_max_order=0
+    )
+)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """A local Ray cluster for the session: 2 CPUs, no dashboard, on 127.0.0.1 only; shut down at the end."""
+    ray = pytest.importorskip("ray", reason="ray is in the `dist` extra (pip install 'parity[dist]') and not installed")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _node_ip_address="127.0.0.1")
+    yield ray
+    ray.shutdown()
+
+
+#: The replay up to here holds two of its four faults (a routing invariant on the long pool, an unexpected-script
+#: rate on one platform), both alerted and attributed: half of the records, to keep the test within its budget.
+REPLAY_UNTIL = datetime(2025, 8, 28, tzinfo=UTC)
+
+
+def _replay(until: datetime = REPLAY_UNTIL) -> tuple[list[Record | FeedbackEvent], list[Change]]:
+    data = json.loads(gzip.decompress(REPLAY.read_bytes()))
+    records: list[Record | FeedbackEvent] = [Record.from_dict(r) for r in data["records"]]
+    records = [r for r in records if r.time < until]
+    feedback = [f for f in map(feedback_from_dict, data["feedback"]) if f.time < until]
+    events = sorted(records + feedback, key=lambda e: e.time)
+    return events, [change_from_dict(c) for c in data["changes"]]
+
+
+def _single(config: MonitorConfig, events: list[Record | FeedbackEvent], changes: list[Change]) -> list[Alert]:
+    mon = SegmentMonitor(config=config)
+    mon.add_changes(changes)
+    for e in events:
+        if isinstance(e, Record):
+            mon.observe(e)
+        else:
+            mon.observe_feedback(e)
+    return sorted(mon.alerts, key=lambda a: a.alert_id)
+
+
+def test_ray_workers_raise_the_single_process_alerts_on_the_replay(ray_cluster: Any) -> None:
+    events, changes = _replay()
+    want = _single(REPLAY_CONFIG, events, changes)
+    assert {a.signal for a in want} == {"routing.short_on_long_pool", "unexpected_script"}
+    assert all(a.attributed_changes for a in want)
+    for workers in (1, 2, 4):
+        with ShardedMonitor(config=REPLAY_CONFIG, workers=workers, engine="ray") as mon:
+            mon.add_changes(changes)
+            mon.observe_all(events)
+            got = sorted(mon.alerts, key=lambda a: a.alert_id)
+        assert got == want, f"{workers} workers"  # every field: segment, times, effect, attributed changes
+
+
+def _two_faults() -> list[Record]:
+    """Signal ``a`` breaks on tpu first; ``b`` breaks on gpu later and then worsens: the worsening watch of ``b``'s
+    alert is the monitor's second, whichever worker owns ``b``."""
+    rng = np.random.default_rng(5)
+    t0 = datetime(2025, 8, 25, tzinfo=UTC)
+    out = []
+    for i in range(16_000):
+        platform = ("gpu", "tpu")[i % 2]
+        ra = 0.05 if platform == "tpu" and i >= 2000 else 0.002
+        rb = 0.002 if platform == "tpu" or i < 5000 else (0.02 if i < 11_000 else 0.3)
+        obs = (
+            DetectorObservation("a", bool(rng.random() < ra), 0.0),
+            DetectorObservation("b", bool(rng.random() < rb), 0.0),
+        )
+        out.append(
+            Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S", platform=platform, observations=obs)
+        )
+    return out
+
+
+def test_worsening_watches_are_numbered_globally_across_workers() -> None:
+    config = MonitorConfig(
+        stats=StatsConfig(dimensions=("model", "platform"), horizon=100_000, score_max_order=0), worsening_window=400
+    )
+    records = _two_faults()
+    want = _single(config, list(records), [])
+    assert [(a.signal, a.worsens is not None) for a in sorted(want, key=lambda a: a.detected_at)] == [
+        ("a", False),
+        ("b", False),
+        ("b", True),
+    ]
+    with ShardedMonitor(config=config, workers=3) as mon:
+        mon.observe_all(records)
+        assert mon.assignment is not None
+        assert mon.assignment["a"] != mon.assignment["b"]  # the case that needs the coordinator's numbering
+        assert sorted(mon.alerts, key=lambda a: a.alert_id) == want
+
+
+def test_bad_arguments_name_what_is_wrong() -> None:
+    with pytest.raises(InvalidInputError, match="workers"):
+        ShardedMonitor(workers=0)
+    with pytest.raises(InvalidInputError, match="engine"):
+        ShardedMonitor(engine="spark")
+    with pytest.raises(InvalidInputError, match="n_shards"):
+        ShardedMonitor(config=MonitorConfig(n_shards=2, shard=1))
+
+
+def test_cli_monitor_on_ray_matches_local_into_postgres(ray_cluster: Any, postgres_url: str, tmp_path: Path) -> None:
+    """`parity monitor DIR --engine ray --workers 2 --store postgresql://...` stores the records and the same
+    alerts as `--engine local` into DuckDB."""
+    events, changes = _replay()
+    records = [e for e in events if isinstance(e, Record)][:1400]  # the routing fault's alert comes at ~1,300
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for part, chunk in enumerate((records[:700], records[700:])):
+        (logs / f"part-{part}.jsonl").write_text("".join(json.dumps(r.to_dict()) + "\n" for r in chunk))
+    change_file = tmp_path / "changes.jsonl"
+    change_file.write_text("".join(json.dumps(c.to_dict()) + "\n" for c in changes))
+    common = ["--no-detectors", "--long-context-tokens", "192", "--changes", str(change_file)]
+    duck = tmp_path / "local.duckdb"
+    local = CliRunner().invoke(main, ["monitor", str(logs), "--store", str(duck), *common])
+    assert local.exit_code == 0, local.output
+    assert "monitored 1,400 records" in local.output
+    distributed = CliRunner().invoke(
+        main, ["monitor", str(logs), "--engine", "ray", "--workers", "2", "--store", postgres_url, *common]
+    )
+    assert distributed.exit_code == 0, distributed.output
+    assert "2 worker(s) on ray" in distributed.output
+    with open_store(duck, read_only=True) as a, open_store(postgres_url, read_only=True) as b:
+        assert b.summary().records == a.summary().records == 1400
+        want = sorted(a.alerts(), key=lambda x: x.alert_id)
+        assert want
+        assert sorted(b.alerts(), key=lambda x: x.alert_id) == want
+
+
+def test_cli_monitor_errors_are_one_line(tmp_path: Path) -> None:
+    missing = CliRunner().invoke(main, ["monitor", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code == 2
+    assert "SOURCE" in missing.output
+    (tmp_path / "empty").mkdir()
+    empty = CliRunner().invoke(main, ["monitor", str(tmp_path / "empty")])
+    assert empty.exit_code == 2
+    assert "no *.jsonl file" in empty.output
+    address = CliRunner().invoke(main, ["monitor", "-", "--address", "127.0.0.1:6379"])
+    assert address.exit_code == 2
+    assert "--address" in address.output
+    assert "needs --engine ray" in address.output
