@@ -50,7 +50,7 @@ class ChatFormat:
         parts = []
         for index, message in enumerate(turns):
             role = message.get("role") if isinstance(message, Mapping) else None
-            if role not in self.turn_open:
+            if not isinstance(role, str) or role not in self.turn_open:
                 raise InvalidInputError(f"messages[{index}].role", f"must be one of {sorted(self.turn_open)}", role)
             content = message.get("content", "")
             if not isinstance(content, str):

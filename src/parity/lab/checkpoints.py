@@ -20,12 +20,14 @@ import functools
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from parity._exceptions import ConfigError
 from parity._optional import import_optional
-from parity.lab.model import ModelConfig
 from parity.lab.tokenizer import WEIGHTS_DIR, Tokenizer
+
+if TYPE_CHECKING:
+    from parity.lab.model import ModelConfig
 
 __all__ = ["LAB_9M_WEIGHTS", "WEIGHTS_NAMES", "Checkpoint", "load_checkpoint", "resolve_weights"]
 
@@ -95,6 +97,8 @@ def _load_named(key: str) -> Checkpoint:
 
 
 def _load(key: str) -> Checkpoint:
+    from parity.lab.model import ModelConfig
+
     if key == "smollm2-135m":
         from parity.lab.smollm2 import read_smollm2
 
