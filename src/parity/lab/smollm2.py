@@ -42,6 +42,7 @@ __all__ = [
     "SmolLM2",
     "SmolLM2MissingError",
     "gguf_path",
+    "hf_model",
     "hf_state_dict",
     "read_smollm2",
     "wheel_version",
@@ -218,3 +219,28 @@ def hf_state_dict(model: SmolLM2) -> dict[str, Any]:
                 w = unpermute(w, cfg.kv_heads)
             out[f"model.layers.{layer}.{theirs}"] = w.contiguous()
     return out
+
+
+def hf_model(model: SmolLM2) -> Any:
+    """Hugging Face ``LlamaForCausalLM`` (fp32, eval mode) on the same dequantised weights: the reference the lab
+    engine is checked against (``transformers`` is a test dependency; no hub name is used)."""
+    transformers = import_optional("transformers", extra="dev")
+    cfg = model.config
+    hf_config = transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size,
+        hidden_size=cfg.d_model,
+        intermediate_size=cfg.d_ff,
+        num_hidden_layers=cfg.n_layers,
+        num_attention_heads=cfg.n_heads,
+        num_key_value_heads=cfg.kv_heads,
+        max_position_embeddings=cfg.max_context,
+        rope_theta=cfg.rope_theta,
+        rms_norm_eps=cfg.norm_eps,
+        tie_word_embeddings=True,
+        bos_token_id=model.tokenizer.special_id("<|im_start|>"),
+        eos_token_id=model.tokenizer.special_id("<|im_end|>"),
+        pad_token_id=model.tokenizer.special_id("<|im_end|>"),
+    )
+    reference = transformers.LlamaForCausalLM(hf_config)
+    reference.load_state_dict(hf_state_dict(model))
+    return reference.float().eval()
