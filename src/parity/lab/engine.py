@@ -146,6 +146,7 @@ class Engine:
         self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self._stop_ids = set(tokenizer.stop_ids)
         self._token_text = tokenizer.token_texts()
+        self._prefix: tuple[list[int], torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def load(
@@ -300,6 +301,41 @@ class Engine:
         row.emitted = row.emitted + delta
         return TokenEvent(len(row.token_ids) - 1, token, delta, row.logprobs[-1], top)
 
+    def _prefix_kv(self) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
+        """The chat format's default system turn, its ids and its keys/values [layers, kv_heads, P, head_dim].
+
+        Every chat request without its own system message starts with it (SmolLM2's template), so its keys and
+        values are computed once per engine and copied into each such request's cache instead of recomputed.
+        """
+        if self._prefix is None:
+            prefix_ids = self.tokenizer.encode(self.tokenizer.chat.system_prefix)
+            if not prefix_ids:
+                self._prefix = ([], torch.empty(0), torch.empty(0))
+            else:
+                cache = KVCache(self.config, 1, len(prefix_ids), dtype=self._dtype)
+                self.model(torch.tensor([prefix_ids]), cache=cache, last_only=True)
+                self._prefix = (prefix_ids, cache.keys[:, 0].clone(), cache.values[:, 0].clone())
+        return self._prefix if self._prefix[0] else None
+
+    def _reuse_prefix(self, rows: list[_Running], cache: KVCache, longest: int) -> int:
+        """Copy the shared system prefix's keys/values into ``cache`` when every row starts with it; return the
+        column the prefill starts at (0 when nothing is reused). Rows are left-padded: row i's prompt starts at
+        ``longest - len``, so a shorter row's prefix tail past the start column is simply computed again."""
+        prefix = self._prefix_kv()
+        if prefix is None:
+            return 0
+        prefix_ids, keys, values = prefix
+        size = len(prefix_ids)
+        if any(r.prompt_len <= size or r.request.prompt_ids[:size] != prefix_ids for r in rows):
+            return 0
+        for i, row in enumerate(rows):
+            pad = longest - row.prompt_len
+            cache.keys[:, i, :, pad : pad + size] = keys
+            cache.values[:, i, :, pad : pad + size] = values
+        start = min(longest - r.prompt_len for r in rows) + size
+        cache.length = start
+        return start
+
     @torch.no_grad()
     def generate(
         self,
@@ -325,7 +361,14 @@ class Engine:
             key_valid[i, pad:] = True
             positions[i, pad:] = torch.arange(row.prompt_len)
         cache = KVCache(self.config, batch, longest + steps, dtype=self._dtype)
-        logits = self.model(ids, positions=positions, cache=cache, key_valid=key_valid[:, :longest], last_only=True)
+        start = self._reuse_prefix(rows, cache, longest)
+        logits = self.model(
+            ids[:, start:],
+            positions=positions[:, start:],
+            cache=cache,
+            key_valid=key_valid[:, :longest],
+            last_only=True,
+        )
         next_pos = torch.tensor([r.prompt_len for r in rows])
         for step in range(steps):
             raw = logits[:, -1].float().numpy()
