@@ -181,7 +181,8 @@ def main() -> None:
     prose_ids = [tok.encode(p) for p in prose_prompts]
     all_ids = code_ids + prose_ids
     stream = [t for text in texts[:200] for t in tok.encode(text)]
-    windows = [stream[i * WINDOW : (i + 1) * WINDOW] for i in range(HELDOUT_WINDOWS)]
+    n_windows = 8 if smol else HELDOUT_WINDOWS
+    windows = [stream[i * WINDOW : (i + 1) * WINDOW] for i in range(n_windows)]
     rows = []
     engines: dict[tuple[str, float], Engine] = {("fp32", 1.0): reference}
     heldout_by_engine: dict[tuple[str, float], float] = {}
@@ -239,7 +240,7 @@ def main() -> None:
 {about} Prompts from the validation split of the lab corpus (never trained on by the 9M model):
 {len(code_prompts)} code prompts (a function's header and docstring) and {len(prose_prompts)} chat questions
 ("What does `name` do?"), each decoded twice: sampled (temperature 0.8, top-p 0.99, fixed seeds) and greedy
-(temperature 0, top-p 0.99), {max_tokens} tokens at most, in batches of {BATCH}. Held-out LL: {HELDOUT_WINDOWS}
+(temperature 0, top-p 0.99), {max_tokens} tokens at most, in batches of {BATCH}. Held-out LL: {n_windows}
 windows of {WINDOW} tokens of validation text. Faults are the fleet's own objects (`parity.lab.faults`).
 
 {chr(10).join(lines)}

