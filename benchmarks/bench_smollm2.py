@@ -157,9 +157,58 @@ def script_rate(engine: Engine, n: int = 64, max_tokens: int = 40) -> tuple[int,
     return flagged, n, examples
 
 
+def llama_cpp_part(engine: Engine) -> str:
+    """llama.cpp (llama-cpp-python) on the wheel's Q4_1 GGUF itself, one thread: batch-1 decode speed beside the
+    lab engine's (timed right after), and agreement of its logits with the engine's dequantised fp32 model."""
+    import llama_cpp
+
+    from parity.lab.smollm2 import gguf_path
+
+    llm = llama_cpp.Llama(
+        model_path=str(gguf_path()), n_ctx=512, n_threads=1, n_threads_batch=1, logits_all=True, verbose=False
+    )
+    prompts = _prompts(engine, len(QUESTIONS))
+    worst, agree, total = 0.0, 0, 0
+    for ids in prompts[:4]:
+        [lab] = engine.generate([GenerationRequest(prompt_ids=ids, max_tokens=16, temperature=0.0)])
+        full = ids + lab.token_ids
+        llm.reset()
+        llm.eval(full)
+        theirs = np.array(llm.scores[: len(full)], dtype=np.float32)
+        with torch.no_grad():
+            ours = engine.model(torch.tensor([full]))[0].numpy()
+        worst = max(worst, float(np.abs(theirs - ours).max()))
+        greedy = theirs[len(ids) - 1 : -1].argmax(-1)
+        agree += int((greedy == np.asarray(lab.token_ids)).sum())
+        total += len(lab.token_ids)
+    times = []
+    for _ in range(REPEATS):
+        llm.reset()
+        start = time.perf_counter()
+        for produced, _token in enumerate(
+            llm.generate(prompts[0], temp=0.8, top_p=0.95, top_k=0, min_p=0.0, reset=True), start=1
+        ):
+            if produced == NEW_TOKENS:
+                break
+        times.append(time.perf_counter() - start)
+    theirs_speed = NEW_TOKENS / statistics.median(times)
+    ours_speed = lab_tokens_per_s(engine, 1)
+    llm.close()
+    return (
+        f"llama.cpp (`llama-cpp-python` {llama_cpp.__version__}, built from source on this machine) on the same "
+        f"Q4_1 GGUF, run natively (Q4_1 kernels), 1 thread: batch-1 decode with prefill of the "
+        f"{len(prompts[0])}-token chat prompt, {NEW_TOKENS} tokens, {theirs_speed:,.1f} tokens/s against the lab "
+        f"engine's {ours_speed:,.1f} timed right after ({theirs_speed / ours_speed:.1f}x; median of {REPEATS}). "
+        f"Its logits against the engine's (fp32 on the dequantised weights; llama.cpp quantises activations to "
+        f"Q8 for its Q4_1 dot products) over 4 chat prompts + 16-token greedy answers: max |difference| "
+        f"{worst:.3f}; llama.cpp's argmax equals the engine's greedy token at {agree}/{total} positions."
+    )
+
+
 def main() -> None:
     """Engine throughput and agreement (section ``smollm2``); ``PARITY_BENCH_PART=script`` measures the
-    unexpected_script rate instead (section ``smollm2_script``), so the two can run side by side."""
+    unexpected_script rate instead (section ``smollm2_script``) and ``PARITY_BENCH_PART=llama_cpp`` llama.cpp
+    (section ``smollm2_llama_cpp``), so that they can run side by side."""
     from parity.lab.smollm2 import hf_model, read_smollm2, wheel_version
 
     torch.set_num_threads(THREADS)
@@ -171,6 +220,11 @@ def main() -> None:
         "benchmarks ({load}); one torch thread, because under that load 2 threads spend most of their time "
         "waiting on each other (an 8x576x1536 matmul took 38 ms on 2 threads vs 1.2 ms on 1)."
     )
+    if os.environ.get("PARITY_BENCH_PART") == "llama_cpp":
+        body = llama_cpp_part(engine) + " " + contended.format(load=load())
+        print(body, flush=True)
+        write_section("smollm2_llama_cpp", "SmolLM2: the lab engine beside llama.cpp on the same GGUF", body)
+        return
     if os.environ.get("PARITY_BENCH_PART") == "script":
         flagged, n, examples = script_rate(engine)
         print(flagged, n, examples, flush=True)
