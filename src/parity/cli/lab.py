@@ -84,9 +84,8 @@ def command() -> None:
 @click.option(
     "--weights",
     "weights_dir",
-    type=click.Path(file_okay=False, path_type=Path),
     default=None,
-    help="Weights directory.",
+    help="Weights for every model: smollm2-135m, parity-lab-9m or a directory (default: each model's in the TOML).",
 )
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--max-batch", type=int, default=16, show_default=True, help="Largest engine batch.")
@@ -97,7 +96,7 @@ def serve_command(
     port: int,
     admin_token: str | None,
     changelog_path: Path | None,
-    weights_dir: Path | None,
+    weights_dir: str | None,
     threads: int | None,
     max_batch: int,
     max_queue: int,

@@ -1,4 +1,4 @@
-"""The lab engine: batched generation with a KV cache over the committed lab model.
+"""The lab engine: batched generation with a KV cache over a lab checkpoint (SmolLM2-135M-Instruct or the 9M model).
 
 Per decoding step and request, in this order (the canonical pipeline; every fault plugs into one named step):
 
@@ -12,7 +12,8 @@ Per decoding step and request, in this order (the canonical pipeline; every faul
    the same tokens whatever else is in the batch; at temperature 0 the filter keeps the maximal logit (the
    protocol's greedy) and the engine takes the argmax of what it kept, so a filter that loses the maximum shows.
 
-A request stops at ``<|endoftext|>`` or ``<|end|>`` (not included in the output), at one of its ``stop`` strings
+A request stops at a stop token of the checkpoint's chat format (the 9M model's ``<|endoftext|>`` and ``<|end|>``,
+SmolLM2's ``<|im_end|>`` and ``<|endoftext|>``; not included in the output), at one of its ``stop`` strings
 (the text is cut before it) or after ``max_tokens`` (``finish_reason`` "length").
 
 >>> import torch; torch.set_num_threads(1)
@@ -25,7 +26,6 @@ True
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -35,11 +35,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from parity._exceptions import ConfigError, InvalidInputError
+from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
-from parity.lab._corpus import ASSISTANT, END, END_OF_TEXT, SYSTEM, USER
+from parity.lab._corpus import ASSISTANT, SYSTEM, USER
 from parity.lab.model import KVCache, ModelConfig, Transformer
-from parity.lab.tokenizer import WEIGHTS_DIR, Tokenizer
+from parity.lab.tokenizer import Tokenizer
 
 Precision = Literal["fp32", "bf16"]
 
@@ -144,50 +144,51 @@ class Engine:
         #: longest prompt + completion, in tokens: the trained context times the RoPE interpolation factor.
         self.max_context = int(model.config.max_context * model.config.rope_scaling)
         self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
-        self._stop_ids = {tokenizer.special_id(END_OF_TEXT), tokenizer.special_id(END)}
-        self._token_text = [tokenizer.decode([i]) for i in range(tokenizer.vocab_size)]
+        self._stop_ids = set(tokenizer.stop_ids)
+        self._token_text = tokenizer.token_texts()
+        self._prefix: tuple[list[int], torch.Tensor, torch.Tensor] | None = None
 
     @classmethod
     def load(
-        cls, weights_dir: Path | None = None, *, precision: Precision = "fp32", rope_scaling: float = 1.0
+        cls,
+        weights: str | Path | None = None,
+        *,
+        precision: Precision = "fp32",
+        rope_scaling: float = 1.0,
     ) -> Engine:
-        """Load weights (default: the committed ones) at ``precision`` with a RoPE interpolation factor."""
+        """Load a checkpoint at ``precision`` with a RoPE interpolation factor.
+
+        ``weights`` is a name of :data:`parity.lab.checkpoints.WEIGHTS_NAMES` (``"smollm2-135m"``,
+        ``"parity-lab-9m"``) or a weights directory; None is the committed 9M model. Engines of one checkpoint
+        and precision share its tensors, whatever their RoPE scaling.
+        """
+        from parity.lab.checkpoints import load_checkpoint
+
         if precision not in ("fp32", "bf16"):
             raise InvalidInputError("precision", "must be 'fp32' or 'bf16'", precision)
         if not isinstance(rope_scaling, int | float) or not rope_scaling >= 1.0:
             raise InvalidInputError("rope_scaling", "must be a number >= 1.0", rope_scaling)
-        safetensors_torch = import_optional("safetensors.torch", extra="lab")
-        directory = WEIGHTS_DIR if weights_dir is None else Path(weights_dir)
-        config_path, weights_path = directory / "config.json", directory / "model.safetensors"
-        if not config_path.is_file() or not weights_path.is_file():
-            raise ConfigError("must hold config.json, model.safetensors and tokenizer.json", source=str(directory))
-        raw: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
-        config = ModelConfig.from_dict(raw).with_rope_scaling(float(rope_scaling))
-        model = Transformer(config)
-        state = safetensors_torch.load_file(str(weights_path))
-        model.load_state_dict({k: v.float() for k, v in state.items()})
-        model = model.to(torch.bfloat16 if precision == "bf16" else torch.float32).eval()
+        checkpoint = load_checkpoint(weights)
+        config = checkpoint.config.with_rope_scaling(float(rope_scaling))
+        model = Transformer.from_state(config, checkpoint.state_at(precision)).eval()
         model.requires_grad_(False)
-        model_id = str(raw.get("model_id", directory.name))
-        return cls(model, Tokenizer.load(directory), model_id=model_id, precision=precision, weights_dir=directory)
+        return cls(
+            model,
+            checkpoint.tokenizer,
+            model_id=checkpoint.model_id,
+            precision=precision,
+            weights_dir=checkpoint.source,
+        )
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """The prompt text for chat ``messages`` (``role`` system/user/assistant, ``content``).
+        """The prompt text for chat ``messages`` (``role`` system/user/assistant, ``content``), in the
+        checkpoint's chat format.
 
         >>> import torch; torch.set_num_threads(1)
         >>> Engine.load().chat_prompt([{"role": "user", "content": "Hi"}])
         '<|user|>Hi<|end|>\\n<|assistant|>'
         """
-        parts = []
-        for index, message in enumerate(messages):
-            role = message.get("role") if isinstance(message, dict) else None
-            if role not in ROLE_TOKENS:
-                raise InvalidInputError(f"messages[{index}].role", f"must be one of {sorted(ROLE_TOKENS)}", role)
-            content = message.get("content", "")
-            if not isinstance(content, str):
-                raise InvalidInputError(f"messages[{index}].content", "must be a string", type(content).__name__)
-            parts.append(f"{ROLE_TOKENS[role]}{content}{END}\n")
-        return "".join(parts) + ASSISTANT
+        return self.tokenizer.chat.render(messages)
 
     # -- validation -------------------------------------------------------------------------------------------
 
@@ -300,6 +301,41 @@ class Engine:
         row.emitted = row.emitted + delta
         return TokenEvent(len(row.token_ids) - 1, token, delta, row.logprobs[-1], top)
 
+    def _prefix_kv(self) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
+        """The chat format's default system turn, its ids and its keys/values [layers, kv_heads, P, head_dim].
+
+        Every chat request without its own system message starts with it (SmolLM2's template), so its keys and
+        values are computed once per engine and copied into each such request's cache instead of recomputed.
+        """
+        if self._prefix is None:
+            prefix_ids = self.tokenizer.encode(self.tokenizer.chat.system_prefix)
+            if not prefix_ids:
+                self._prefix = ([], torch.empty(0), torch.empty(0))
+            else:
+                cache = KVCache(self.config, 1, len(prefix_ids), dtype=self._dtype)
+                self.model(torch.tensor([prefix_ids]), cache=cache, last_only=True)
+                self._prefix = (prefix_ids, cache.keys[:, 0].clone(), cache.values[:, 0].clone())
+        return self._prefix if self._prefix[0] else None
+
+    def _reuse_prefix(self, rows: list[_Running], cache: KVCache, longest: int) -> int:
+        """Copy the shared system prefix's keys/values into ``cache`` when every row starts with it; return the
+        column the prefill starts at (0 when nothing is reused). Rows are left-padded: row i's prompt starts at
+        ``longest - len``, so a shorter row's prefix tail past the start column is simply computed again."""
+        prefix = self._prefix_kv()
+        if prefix is None:
+            return 0
+        prefix_ids, keys, values = prefix
+        size = len(prefix_ids)
+        if any(r.prompt_len <= size or r.request.prompt_ids[:size] != prefix_ids for r in rows):
+            return 0
+        for i, row in enumerate(rows):
+            pad = longest - row.prompt_len
+            cache.keys[:, i, :, pad : pad + size] = keys
+            cache.values[:, i, :, pad : pad + size] = values
+        start = min(longest - r.prompt_len for r in rows) + size
+        cache.length = start
+        return start
+
     @torch.no_grad()
     def generate(
         self,
@@ -325,7 +361,14 @@ class Engine:
             key_valid[i, pad:] = True
             positions[i, pad:] = torch.arange(row.prompt_len)
         cache = KVCache(self.config, batch, longest + steps, dtype=self._dtype)
-        logits = self.model(ids, positions=positions, cache=cache, key_valid=key_valid[:, :longest], last_only=True)
+        start = self._reuse_prefix(rows, cache, longest)
+        logits = self.model(
+            ids[:, start:],
+            positions=positions[:, start:],
+            cache=cache,
+            key_valid=key_valid[:, :longest],
+            last_only=True,
+        )
         next_pos = torch.tensor([r.prompt_len for r in rows])
         for step in range(steps):
             raw = logits[:, -1].float().numpy()

@@ -1,6 +1,7 @@
 """The lab fleet described in TOML: models, pools, platforms and the logical servers they make.
 
-A fleet serves several named models that share one set of weights with different configurations, on several
+A fleet serves several named models, each with its weights (``smollm2-135m``, the real SmolLM2-135M-Instruct;
+``parity-lab-9m``, the lab's own small model; or a weights directory) and its configuration, on several
 platforms (labels such as ``gpu``, ``tpu``, ``trainium``), each running a few logical servers per pool (a
 short-context pool at the trained RoPE configuration and a long-context pool whose RoPE positions are scaled for
 a much larger window, as a 1M-token server would). All servers run in one process; a server is a label plus the
@@ -9,7 +10,7 @@ engine configuration it uses (precision, RoPE scaling, config version).
 The TOML shape (every key optional except ``[models.*]``, ``[pools.*]`` and ``[platforms.*]``)::
 
     config_version = "2025-08-01.1"
-    weights = ""                          # a weights directory; "" = the committed lab weights
+    weights = "smollm2-135m"              # "smollm2-135m", "parity-lab-9m" or a directory; "" = parity-lab-9m
 
     [router]
     long_context_threshold = 192          # prompt tokens above this go to the pool marked long = true
@@ -26,6 +27,7 @@ The TOML shape (every key optional except ``[models.*]``, ``[pools.*]`` and ``[p
     servers_per_pool = 2
 
     [models.S]
+    weights = "parity-lab-9m"             # this model's weights ("" or absent: the fleet's `weights`)
     precision = "fp32"                    # "fp32" or "bf16"
     temperature = 1.0                     # the default when a request names none
 
@@ -85,13 +87,14 @@ def default_config_path(name: str = "fleet") -> Path:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One served model name: all share the fleet's weights, each with its own defaults."""
+    """One served model name: its weights ("" = the fleet's) and its defaults."""
 
     name: str
     precision: str = "fp32"
     temperature: float = 1.0
     max_tokens: int = 256
     description: str = ""
+    weights: str = ""
 
 
 @dataclass(frozen=True)
@@ -179,6 +182,14 @@ class FleetConfig:
                 return name
         return self.long_pool
 
+    def weights_of(self, model: str) -> str:
+        """The weights selection of ``model``: its own, else the fleet's ("" = the committed 9M model).
+
+        >>> FleetConfig.from_toml('weights = "smollm2-135m"\\n[pools.p]\\n[platforms.x]\\n[models.a]').weights_of("a")
+        'smollm2-135m'
+        """
+        return self.models[model].weights or self.weights
+
     def server(self, platform: str, pool: str, index: int) -> ServerSpec:
         """The server ``index`` of ``(platform, pool)``."""
         return ServerSpec(
@@ -214,7 +225,7 @@ class FleetConfig:
         v = _Validator(source)
         v.keys(data, "", {"config_version", "weights", "router", "pools", "platforms", "models"})
         config_version = v.string(data, "config_version", "", default="1")
-        weights = v.string(data, "weights", "", default="")
+        weights = v.weights(data, "weights", "")
         router_t = v.table(data, "router", "", required=False)
         v.keys(router_t, "router.", {"long_context_threshold", "session_header"})
         router = RouterSpec(
@@ -244,7 +255,7 @@ class FleetConfig:
         models: dict[str, ModelSpec] = {}
         for name, t in v.named_tables(data, "models").items():
             p = f"models.{name}."
-            v.keys(t, p, {"precision", "temperature", "max_tokens", "description"})
+            v.keys(t, p, {"weights", "precision", "temperature", "max_tokens", "description"})
             precision = v.string(t, "precision", p, default="fp32")
             if precision not in PRECISIONS:
                 raise ConfigError(f"`{p}precision` must be one of {list(PRECISIONS)}, got {precision!r}", source=source)
@@ -254,6 +265,7 @@ class FleetConfig:
                 v.number(t, "temperature", p, default=1.0, minimum=0.0),
                 v.integer(t, "max_tokens", p, default=256, minimum=1),
                 v.string(t, "description", p),
+                v.weights(t, "weights", p),
             )
         return cls(models, pools, platforms, router, config_version, weights, source)
 
@@ -299,6 +311,16 @@ class _Validator:
         value = t.get(key, default)
         if not isinstance(value, str):
             raise self.fail(f"`{prefix}{key}` must be a string, got {value!r}")
+        return value
+
+    def weights(self, t: Mapping[str, Any], key: str, prefix: str) -> str:
+        from parity.lab.checkpoints import WEIGHTS_NAMES
+
+        value = self.string(t, key, prefix)
+        if value and value not in WEIGHTS_NAMES and not Path(value).is_dir():
+            raise self.fail(
+                f"`{prefix}{key}` must be one of {list(WEIGHTS_NAMES)} or a weights directory, got {value!r}"
+            )
         return value
 
     def boolean(self, t: Mapping[str, Any], key: str, prefix: str, *, default: bool) -> bool:

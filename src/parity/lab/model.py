@@ -41,6 +41,8 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_scaling: float = 1.0
     norm_eps: float = 1e-5
+    #: key/value heads (grouped-query attention: each serves n_heads / n_kv_heads query heads); 0 = n_heads.
+    n_kv_heads: int = 0
 
     def __post_init__(self) -> None:
         for name in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "max_context"):
@@ -48,6 +50,8 @@ class ModelConfig:
                 raise InvalidInputError(name, "must be >= 1", getattr(self, name))
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise InvalidInputError("d_model", "must be a multiple of 2 * n_heads", self.d_model)
+        if self.n_kv_heads < 0 or self.n_heads % self.kv_heads:
+            raise InvalidInputError("n_kv_heads", "must be 0 (= n_heads) or divide n_heads", self.n_kv_heads)
         if self.rope_scaling < 1.0:
             raise InvalidInputError("rope_scaling", "must be >= 1.0 (a linear interpolation factor)", self.rope_scaling)
 
@@ -55,6 +59,11 @@ class ModelConfig:
     def head_dim(self) -> int:
         """Channels per attention head."""
         return self.d_model // self.n_heads
+
+    @property
+    def kv_heads(self) -> int:
+        """Key/value heads (``n_heads`` without grouped-query attention)."""
+        return self.n_kv_heads or self.n_heads
 
     def to_dict(self) -> dict[str, Any]:
         """The config as JSON-ready data."""
@@ -105,22 +114,22 @@ class KVCache:
     """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim]."""
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, *, dtype: torch.dtype) -> None:
-        shape = (config.n_layers, batch, config.n_heads, max_len, config.head_dim)
+        shape = (config.n_layers, batch, config.kv_heads, max_len, config.head_dim)
         self.keys = torch.zeros(shape, dtype=dtype)
         self.values = torch.zeros(shape, dtype=dtype)
         self.length = 0
 
 
 class Attention(nn.Module):
-    """Multi-head causal self-attention with rotary embeddings."""
+    """Multi-head causal self-attention with rotary embeddings (grouped-query when ``n_kv_heads < n_heads``)."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        d = config.d_model
+        d, kv = config.d_model, config.kv_heads * config.head_dim
         self.wq = nn.Linear(d, d, bias=False)
-        self.wk = nn.Linear(d, d, bias=False)
-        self.wv = nn.Linear(d, d, bias=False)
+        self.wk = nn.Linear(d, kv, bias=False)
+        self.wv = nn.Linear(d, kv, bias=False)
         self.wo = nn.Linear(d, d, bias=False)
 
     def forward(
@@ -133,20 +142,21 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        h, hd = self.config.n_heads, self.config.head_dim
+        h, kvh, hd = self.config.n_heads, self.config.kv_heads, self.config.head_dim
+        gqa = kvh != h
         q = self.wq(x).view(b, t, h, hd).transpose(1, 2)
-        k = self.wk(x).view(b, t, h, hd).transpose(1, 2)
-        v = self.wv(x).view(b, t, h, hd).transpose(1, 2)
+        k = self.wk(x).view(b, t, kvh, hd).transpose(1, 2)
+        v = self.wv(x).view(b, t, kvh, hd).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is None:
-            out = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
             start = cache.length
             cache.keys[layer, :, :, start : start + t] = k
             cache.values[layer, :, :, start : start + t] = v
             keys = cache.keys[layer, :, :, : start + t]
             values = cache.values[layer, :, :, : start + t]
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask)
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
         return self.wo(out.transpose(1, 2).reshape(b, t, h * hd))  # type: ignore[no-any-return]
 
 
@@ -196,7 +206,25 @@ class Transformer(nn.Module):
         self.tok_embeddings = nn.Embedding(config.vocab_size, config.d_model)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.norm_eps)
-        self._init_weights()
+        if self.tok_embeddings.weight.device.type != "meta":
+            self._init_weights()
+
+    @classmethod
+    def from_state(cls, config: ModelConfig, state: dict[str, torch.Tensor]) -> Transformer:
+        """A model that uses the tensors of ``state`` as its parameters (no copy, no random init).
+
+        Models built from one state share its memory: several RoPE configurations of one checkpoint cost one copy.
+
+        >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, n_kv_heads=2, d_ff=64)
+        >>> state = Transformer(cfg).state_dict()
+        >>> twin = Transformer.from_state(cfg.with_rope_scaling(4.0), state)
+        >>> twin.tok_embeddings.weight.data_ptr() == state["tok_embeddings.weight"].data_ptr()
+        True
+        """
+        with torch.device("meta"):
+            model = cls(config)
+        model.load_state_dict(state, assign=True)
+        return model
 
     def _init_weights(self) -> None:
         gen = torch.Generator().manual_seed(0)

@@ -11,7 +11,8 @@ Every generation response carries ``x-parity-server``, ``x-parity-pool``, ``x-pa
 unknown model, 401 a missing or wrong admin token, 503 a saturated server).
 
 Per request: parse and validate -> route (:mod:`parity.lab.router`) under the active changes
-(:mod:`parity.lab.faults`) -> pick the engine for the server's (precision, RoPE scaling) -> attach the server's
+(:mod:`parity.lab.faults`) -> pick the engine for the model's weights and the server's (precision, RoPE scaling)
+-> attach the server's
 faults (sampler, corruption) -> the micro-batcher runs it in a batch on the worker thread.
 
 >>> from parity.lab.fleet import FleetConfig, default_config_path
@@ -35,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from parity._exceptions import InvalidInputError, ParityError
+from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
 from parity.lab._batcher import MicroBatcher, QueueFullError
 from parity.lab._openai import APIError, ParsedRequest, error_body, parse_request
@@ -49,12 +50,13 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
+    from parity.lab.checkpoints import Checkpoint
     from parity.lab.engine import Engine, GenerationRequest, GenerationResult, TokenEvent
 
 __all__ = ["LabServer", "ServerThread", "serve"]
 
-#: the engine a request runs on: (precision, RoPE scaling).
-EngineKey = tuple[str, float]
+#: the engine a request runs on: (weights, precision, RoPE scaling).
+EngineKey = tuple[str, str, float]
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,9 @@ class _Plan:
 class LabServer:
     """The fleet behind one ASGI app (:attr:`app`); call :meth:`close` when done (stops the worker thread).
 
-    ``weights_dir`` None uses the fleet's ``weights`` or else the committed lab weights; ``admin_token`` None
+    Each model runs on its fleet ``weights`` (:meth:`FleetConfig.weights_of`); ``weights_dir`` (a weights name or
+    directory) overrides them for every model. Checkpoints are read when the server is built (SmolLM2: a few
+    seconds, once per process). ``admin_token`` None
     disables ``POST /admin/changes`` (every call answers 401); ``changelog_path`` mirrors the log to JSONL.
     """
 
@@ -98,26 +102,30 @@ class LabServer:
         max_queue: int = 256,
         max_wait_s: float = 0.004,
     ) -> None:
-        from parity.lab.tokenizer import WEIGHTS_DIR, Tokenizer
+        from parity.lab.checkpoints import load_checkpoint, resolve_weights
 
         if max_batch < 1:
             raise InvalidInputError("max_batch", "must be >= 1", max_batch)
         if max_queue < 1:
             raise InvalidInputError("max_queue", "must be >= 1", max_queue)
         self.fleet = fleet
-        chosen = weights_dir if weights_dir is not None else (fleet.weights or None)
-        self.weights_dir = Path(chosen) if chosen else WEIGHTS_DIR
+        #: each served model's weights key (a name of parity.lab.checkpoints.WEIGHTS_NAMES or a directory).
+        self.weights_of = {
+            name: resolve_weights(weights_dir if weights_dir is not None else fleet.weights_of(name))
+            for name in fleet.models
+        }
+        self.checkpoints = {key: load_checkpoint(key) for key in dict.fromkeys(self.weights_of.values())}
+        first = self.checkpoints[self.weights_of[next(iter(fleet.models))]]
+        self.weights_dir = first.source
         self.admin_token = admin_token
         self.changelog = ChangeLog(changelog_path)
         self.router = Router(fleet)
-        self.tokenizer = Tokenizer.load(self.weights_dir)
-        try:
-            config = json.loads((self.weights_dir / "config.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            raise ParityError(f"cannot read {self.weights_dir / 'config.json'}: {err}") from err
-        self.base_context = int(config.get("max_context", 512))
-        self.model_id = str(config.get("model_id", "parity-lab"))
-        self.snippets = snippet_token_ids(self.tokenizer.encode)
+        #: the first model's tokenizer, context and id (every model's: :meth:`checkpoint`).
+        self.tokenizer = first.tokenizer
+        self.base_context = first.config.max_context
+        self.model_id = first.model_id
+        self._snippets = {key: snippet_token_ids(c.tokenizer.encode) for key, c in self.checkpoints.items()}
+        self.snippets = self._snippets[first.name]
         self.started = time.time()
         self._engines: dict[EngineKey, Engine] = {}
         self._samplers: dict[str, Callable[..., Any]] = {}
@@ -127,22 +135,28 @@ class LabServer:
 
     # -- engines -------------------------------------------------------------------------------------------
 
+    def checkpoint(self, model: str) -> Checkpoint:
+        """The checkpoint a served model runs on (its tokenizer, chat format and config)."""
+        return self.checkpoints[self.weights_of[model]]
+
     def _engine_for(self, key: Hashable) -> Engine:
-        """The engine for ``(precision, rope_scaling)``, loaded on first use (runs on the worker thread)."""
+        """The engine for ``(weights, precision, rope_scaling)``, loaded on first use (runs on the worker thread)."""
         from parity.lab.engine import Engine
 
-        precision, scaling = str(key[0]), float(key[1])  # type: ignore[index]
-        engine = self._engines.get((precision, scaling))
+        weights, precision, scaling = str(key[0]), str(key[1]), float(key[2])  # type: ignore[index]
+        engine = self._engines.get((weights, precision, scaling))
         if engine is None:
-            engine = Engine.load(
-                self.weights_dir, precision="bf16" if precision == "bf16" else "fp32", rope_scaling=scaling
-            )
-            self._engines[(precision, scaling)] = engine
+            engine = Engine.load(weights, precision="bf16" if precision == "bf16" else "fp32", rope_scaling=scaling)
+            self._engines[(weights, precision, scaling)] = engine
         return engine
 
     async def warm_up(self) -> None:
         """Load the engines the fleet's configured servers use (else each loads on its first request)."""
-        keys = {(m.precision, p.rope_scaling) for m in self.fleet.models.values() for p in self.fleet.pools.values()}
+        keys = {
+            (self.weights_of[m.name], m.precision, p.rope_scaling)
+            for m in self.fleet.models.values()
+            for p in self.fleet.pools.values()
+        }
         for key in sorted(keys):
             await self.batcher.call(functools.partial(self._engine_for, key))
 
@@ -151,12 +165,6 @@ class LabServer:
         self.batcher.close()
 
     # -- planning ------------------------------------------------------------------------------------------
-
-    def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        from parity.lab._corpus import ASSISTANT, END
-        from parity.lab.engine import ROLE_TOKENS
-
-        return "".join(f"{ROLE_TOKENS[m['role']]}{m['content']}{END}\n" for m in messages) + ASSISTANT
 
     def _plan(self, req: ParsedRequest, session: str | None, request_id: str) -> _Plan:
         spec = self.fleet.models.get(req.model)
@@ -167,24 +175,26 @@ class LabServer:
                 param="model",
                 code="model_not_found",
             )
+        checkpoint = self.checkpoint(req.model)
+        tokenizer = checkpoint.tokenizer
         if req.chat:
             assert req.messages is not None
-            prompt_text = self._chat_prompt(req.messages)
-            prompt_ids = self.tokenizer.encode(prompt_text)
+            prompt_text = tokenizer.chat.render(req.messages)
+            prompt_ids = tokenizer.encode(prompt_text)
         elif req.prompt_ids is not None:
             prompt_ids = req.prompt_ids
-            bad = next((t for t in prompt_ids if not 0 <= t < self.tokenizer.vocab_size), None)
+            bad = next((t for t in prompt_ids if not 0 <= t < tokenizer.vocab_size), None)
             if bad is not None:
                 raise APIError(
                     400,
-                    f"`prompt` token ids must be in [0, {self.tokenizer.vocab_size}), got {bad}",
+                    f"`prompt` token ids must be in [0, {tokenizer.vocab_size}), got {bad}",
                     param="prompt",
                     code="invalid_value",
                 )
-            prompt_text = self.tokenizer.decode(prompt_ids)
+            prompt_text = tokenizer.decode(prompt_ids)
         else:
             prompt_text = req.prompt or ""
-            prompt_ids = self.tokenizer.encode(prompt_text)
+            prompt_ids = tokenizer.encode(prompt_text)
         if not prompt_ids:
             raise APIError(
                 400, "`prompt` must not be empty", param="messages" if req.chat else "prompt", code="invalid_value"
@@ -195,8 +205,8 @@ class LabServer:
         )
         where = {"model": req.model, "platform": route.platform, "pool": route.pool, "server": route.server.name}
         precision = faults.precision(spec.precision, **where)
-        key: EngineKey = (precision, route.server.rope_scaling)
-        context = int(self.base_context * route.server.rope_scaling)
+        key: EngineKey = (checkpoint.name, precision, route.server.rope_scaling)
+        context = int(checkpoint.config.max_context * route.server.rope_scaling)
         room = context - len(prompt_ids)
         param = "messages" if req.chat else "prompt"
         if room < 1:
@@ -240,7 +250,7 @@ class LabServer:
         processor = None
         corruption = plan.faults.corruption(**where)
         if corruption is not None:
-            processor = CorruptionProcessor(corruption, self.snippets)
+            processor = CorruptionProcessor(corruption, self._snippets[plan.key[0]])
         seed = None if req.seed is None else (req.seed + index) % (1 << 64)
         return GenerationRequest(
             prompt_ids=list(plan.prompt_ids),
@@ -296,7 +306,8 @@ class LabServer:
         return _json({"object": "list", "data": data})
 
     def _model_card(self, name: str) -> dict[str, Any]:
-        return {"id": name, "object": "model", "created": int(self.started), "owned_by": f"parity-lab/{self.model_id}"}
+        owner = f"parity-lab/{self.checkpoint(name).model_id}"
+        return {"id": name, "object": "model", "created": int(self.started), "owned_by": owner}
 
     async def _model(self, request: Request) -> Response:
         name = request.path_params["model"]
@@ -473,7 +484,7 @@ class LabServer:
                 token_lps: list[float | None] = []
                 tops: list[dict[str, float] | None] = []
                 if req.echo:
-                    tokens = [self.tokenizer.token_text(t) for t in plan.prompt_ids]
+                    tokens = [self.checkpoint(req.model).tokenizer.token_text(t) for t in plan.prompt_ids]
                     token_lps = [None, *(lp for lp, _ in (prompt_scores or []))]
                     tops = [None, *(dict(top) if req.top_logprobs else None for _, top in (prompt_scores or []))]
                 if res is not None:
@@ -572,20 +583,19 @@ class LabServer:
         )
 
     def _stream_choice(self, req: ParsedRequest, event: TokenEvent) -> dict[str, Any]:
+        tokenizer = self.checkpoint(req.model).tokenizer
         if req.chat:
             logprobs = None
             if req.logprobs:
                 logprobs = {
-                    "content": [
-                        _chat_logprob(self.tokenizer.token_text(event.token_id), event.logprob, event.top_logprobs)
-                    ]
+                    "content": [_chat_logprob(tokenizer.token_text(event.token_id), event.logprob, event.top_logprobs)]
                 }
             return {"index": 0, "delta": {"content": event.text}, "logprobs": logprobs, "finish_reason": None}
         lp = None
         if req.logprobs:
             top = dict(event.top_logprobs) if req.top_logprobs else None
             lp = {
-                "tokens": [self.tokenizer.token_text(event.token_id)],
+                "tokens": [tokenizer.token_text(event.token_id)],
                 "token_logprobs": [event.logprob],
                 "top_logprobs": [top],
                 "text_offset": [0],

@@ -15,13 +15,14 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
 from parity.lab._corpus import SPECIAL_TOKENS
+from parity.lab.chat import LAB_CHAT, ChatFormat
 
 #: the committed weights directory (tokenizer.json, config.json, model.safetensors, MODEL_CARD.md).
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -31,12 +32,27 @@ VOCAB_SIZE = 16384
 
 
 class Tokenizer:
-    """A thin typed wrapper over a ``tokenizers.Tokenizer``."""
+    """A thin typed wrapper over a ``tokenizers.Tokenizer`` with its special tokens and chat format.
 
-    def __init__(self, backend: Any) -> None:
+    ``special_tokens`` default to the lab's (:data:`parity.lab._corpus.SPECIAL_TOKENS`), ``chat`` to the lab's
+    chat format; a checkpoint with another vocabulary (SmolLM2) passes its own.
+    """
+
+    def __init__(
+        self, backend: Any, *, special_tokens: Sequence[str] = SPECIAL_TOKENS, chat: ChatFormat = LAB_CHAT
+    ) -> None:
         self._backend = backend
         self.vocab_size: int = int(backend.get_vocab_size(with_added_tokens=True))
-        self._special = {token: int(backend.token_to_id(token)) for token in SPECIAL_TOKENS}
+        self.chat = chat
+        self._special: dict[str, int] = {}
+        for token in special_tokens:
+            token_id = backend.token_to_id(token)
+            if token_id is None:
+                raise InvalidInputError("special_tokens", "must all be in the vocabulary", token)
+            self._special[token] = int(token_id)
+        missing = [token for token in chat.stop_tokens if token not in self._special]
+        if missing:
+            raise InvalidInputError("chat", "stop tokens must be special tokens of the tokenizer", missing)
 
     @classmethod
     def load(cls, path: Path | None = None) -> Tokenizer:
@@ -71,8 +87,18 @@ class Tokenizer:
             raise InvalidInputError("token_id", f"must be in [0, {self.vocab_size})", token_id)
         return self.decode([token_id])
 
+    @property
+    def stop_ids(self) -> frozenset[int]:
+        """Ids of the chat format's stop tokens (a generation ends at any of them)."""
+        return frozenset(self._special[token] for token in self.chat.stop_tokens)
+
+    def token_texts(self) -> list[str]:
+        """The text of every token id, in id order (one batched decode)."""
+        ids = [[i] for i in range(self.vocab_size)]
+        return [str(text) for text in self._backend.decode_batch(ids, skip_special_tokens=False)]
+
     def special_id(self, token: str) -> int:
-        """The id of one of :data:`parity.lab._corpus.SPECIAL_TOKENS`."""
+        """The id of one of the tokenizer's special tokens (the lab's: :data:`parity.lab._corpus.SPECIAL_TOKENS`)."""
         if token not in self._special:
             raise InvalidInputError("token", f"must be one of {list(self._special)}", token)
         return self._special[token]
