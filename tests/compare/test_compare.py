@@ -18,7 +18,7 @@ from parity.compare._client import PROBE_PROMPT, PROBE_TEXT
 REF, CAND = "http://reference.test", "http://candidate.test"
 PROMPTS = ["the cat", "a dog ran", "we ate", "the sun was", "it was very", "then we"]
 #: Small enough to keep each comparison well under a second; 6 prompts x 8 completions.
-FAST = CompareConfig(budget=48, contexts=12, n_resamples=300, max_tokens=12, seed=3)
+FAST = CompareConfig(budget=48, contexts=12, n_resamples=300, max_tokens=12, seed=3, greedy_probes=12)
 
 
 def run(ref: FakeModel, cand: FakeModel, config: CompareConfig = FAST):
@@ -36,6 +36,9 @@ def test_same_model_is_equivalent_and_runs_every_test() -> None:
         "detector-rate",
         "loglik-shift",
         "argmax-rate",
+        "support",
+        "calibration",
+        "greedy",
         "next-token-divergence",
     ]
     assert report.equivalent
@@ -226,7 +229,7 @@ def test_top_p_is_always_sent_so_a_server_default_cannot_apply() -> None:
     run(FakeModel(), cand)
     sampling = [b for b in cand.bodies if not b.get("echo") and b["prompt"] != PROBE_PROMPT]
     assert sampling
-    assert all(b["top_p"] == 1.0 for b in sampling)
+    assert all(b["top_p"] == (1.0 if b["temperature"] == 0.0 else FAST.top_p) for b in sampling)
 
 
 def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None:
@@ -239,8 +242,10 @@ def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None
         transports={REF: transport(ref), CAND: transport(cand)},
         candidate_extra_body={"top_k": 0, "repeat_penalty": 1.0},
     )
-    assert all(b["top_k"] == 0 and b["repeat_penalty"] == 1.0 for b in cand.bodies)
-    assert not any("top_k" in b for b in ref.bodies)
+    assert all(b["repeat_penalty"] == 1.0 for b in cand.bodies)
+    # parity's own top-k goes with every sampled completion; the extra body's stays on the other requests
+    assert all(b["top_k"] == (FAST.top_k if b["temperature"] > 0.0 else 0) for b in cand.bodies)
+    assert all(("top_k" in b) == (b["temperature"] > 0.0) for b in ref.bodies)
     with pytest.raises(InvalidInputError, match=r"`extra_body` may not set fields parity sends itself, got \['seed'\]"):
         EndpointClient("http://x.test", extra_body={"seed": 1})
 
