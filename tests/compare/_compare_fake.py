@@ -30,7 +30,7 @@ WORDS = [
 ]  # fmt: skip
 THAI = " สวัสดี"
 VOCAB = [*WORDS, THAI]
-_TOKEN = re.compile(r"\s*\S+")
+_TOKEN = re.compile(r"\s*[^\s.]+|\s*\.")
 
 
 @dataclass
@@ -133,7 +133,7 @@ class FakeModel:
         for _ in range(max_tokens):
             lp = self.logprobs_after(prev)
             if temperature == 0.0:
-                idx = int(np.argmax(lp))
+                idx = int(np.argmax(lp if self.approx_cutoff is None else lp[: self.approx_cutoff]))
             elif self.corrupt and rng.random() < self.corrupt:
                 idx = len(VOCAB) - 1
             else:

@@ -178,6 +178,8 @@ def test_cli_plan_only_sends_nothing() -> None:
     )
     assert result.exit_code == 0
     assert "budget 100 completions per endpoint (25 prompts x 4)" in result.output
+    assert "support - a sampler that draws a token the reference never keeps in" in result.output
+    assert "top-k 20, top-p 0.9, min-p 0 (every token decided exactly)" in result.output
 
 
 def test_cli_bad_option_exits_2() -> None:

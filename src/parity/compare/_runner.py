@@ -605,7 +605,7 @@ async def _sampler_tests(
         )
     else:
         own = pit_uniformity_test(ref_pits, alpha=config.alpha)
-        if own.pvalue <= config.alpha:
+        if own.pvalue <= config.alpha / 10:  # a systematic mismatch, not the 1-in-20 chance of a fair check
             skipped.append(
                 (
                     "calibration",

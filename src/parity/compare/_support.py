@@ -129,9 +129,8 @@ def _bounded(nudged: np.ndarray, raw: np.ndarray, listed: bool, params: Sampling
         if not listed:
             undecided = True
     if params.top_p_enabled:
-        p_listed = float(np.exp(raw[1:] if listed else raw).sum()) if raw.size else 0.0
-        tail = max(0.0, 1.0 - p_listed)
-        p_n = float(np.exp(raw[1:].min())) if raw.size > 1 else float(np.exp(raw[0]))
+        tail = max(0.0, 1.0 - float(np.exp(raw).sum()))  # raw holds the token and every listed alternative
+        p_n = float(np.exp(raw.min() if listed or raw.size == 1 else raw[1:].min()))  # the least listed one
         scale = math.exp(-a * float(raw.max()))  # tail weights in the units of exp(a * (lp - lp_max))
         if a == 1.0:
             tail_hi = tail * scale
