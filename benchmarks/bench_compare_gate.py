@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -28,7 +29,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 import httpx
 import numpy as np
 
-from benchmarks._results import write_section
+from benchmarks._results import RESULTS_DIR, write_section
 from parity._loopback import free_port
 from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, compare_endpoints
 
@@ -167,10 +168,13 @@ def main() -> None:
 def _write(cells: dict[tuple[str, int], list[dict[str, float]]], load: list[float], elapsed: float) -> None:
     header = "| candidate | budget | parity (Holm) | black-box (Bonferroni) | MET mmd_hamming | " + " | ".join(COLUMNS)
     lines = [header + " |", "|" + "---|" * (5 + len(COLUMNS))]
+    rows = []
     for (name, budget), results in sorted(cells.items(), key=lambda kv: (_order(kv[0][0]), kv[0][1])):
         row = [name, str(budget), _rate(results, "parity"), _rate(results, "black-box"), _rate(results, "MET")]
         row += [_rate(results, c) for c in COLUMNS]
+        rows.append(row)
         lines.append("| " + " | ".join(row) + " |")
+    lines += ["", reading(rows)]
     seconds = [r["seconds"] for results in cells.values() for r in results]
     requests = [r["requests"] for results in cells.values() for r in results]
     body = f"""
@@ -200,6 +204,58 @@ estimated, below budget 64. Median run {np.median(seconds) if seconds else 0:.0f
 {chr(10).join(lines)}
 """
     write_section("compare_gate", "parity compare as a deploy gate: whole runs against the lab", body)
+
+
+def _hits(cell: str) -> tuple[int, int]:
+    k, n = cell.split("/")
+    return int(k), int(n)
+
+
+def reading(rows: list[list[str]]) -> str:
+    """Which test catches which candidate at which budget, computed from the table's cells (``k/n``).
+
+    >>> print(reading([["bf16", "32", "2/2", "0/2", "0/2", *["0/2"] * 5, "2/2", *["0/2"] * 3]]))
+    Reading the table (computed from it; "caught" = rejected in every run of the cell):
+    - bf16: parity catches it from budget 32 (32: 2/2), by next-token-divergence; black-box: never caught here;
+      MET: never caught here.
+    """
+    lines = ['Reading the table (computed from it; "caught" = rejected in every run of the cell):']
+    names = list(dict.fromkeys(row[0] for row in rows))
+    for name in names:
+        mine = [row for row in rows if row[0] == name]
+        if name == "reference vs itself":
+            worst = max((_hits(r[2]) for r in mine), key=lambda kn: kn[0] / kn[1])
+            detail = ", ".join(f"{r[1]}: {r[2]}" for r in mine)
+            lines.append(f"- {name}: parity says differs in {detail} (false positives; worst {worst[0]}/{worst[1]}).")
+            continue
+        caught = [r for r in mine if r[2] != "n/a" and _hits(r[2])[0] == _hits(r[2])[1]]
+        if caught:
+            first = caught[0]
+            by = [c for c, cell in zip(COLUMNS, first[5:], strict=True) if cell != "n/a" and _hits(cell)[0] >= 1]
+            text = f"parity catches it from budget {first[1]} ({first[1]}: {first[2]}), by {', '.join(by) or 'Holm'}"
+        else:
+            text = (
+                "parity does not catch it in every run at any budget here ("
+                + ", ".join(f"{r[1]}: {r[2]}" for r in mine)
+                + ")"
+            )
+        for label, col in (("black-box", 3), ("MET", 4)):
+            full = [r[1] for r in mine if r[col] != "n/a" and _hits(r[col])[0] == _hits(r[col])[1]]
+            text += f"; {label}: " + (f"caught from {full[0]}" if full else "never caught here")
+        lines.append(f"- {name}: {text}.")
+    return "\n".join(lines)
+
+
+def rewrite_reading(path: Path = RESULTS_DIR / "compare_gate.md") -> None:
+    """Recompute the reading of an existing section from its table (for a run stopped between cells)."""
+    text = path.read_text()
+    head = text.split("\nReading the table")[0].rstrip()
+    rows = [
+        [c.strip() for c in line.strip("|").split("|")]
+        for line in head.splitlines()
+        if line.startswith("| ") and not line.startswith("| candidate")
+    ]
+    path.write_text(head + "\n\n" + reading(rows) + "\n")
 
 
 def _order(name: str) -> int:
