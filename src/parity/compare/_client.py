@@ -78,8 +78,6 @@ class Completion:
     prompt_index: int
     text: str
     finish_reason: str | None = None
-    #: the sampled tokens, when the sampling request asked for logprobs and the server returned them
-    tokens: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -342,14 +340,12 @@ class EndpointClient:
         seed: int | None = None,
         top_k: int = 0,
         min_p: float = 0.0,
-        tokens: bool = False,
     ) -> Completion:
         """Sample one completion of ``prompt``.
 
         ``top_p`` is always sent, 1.0 included: llama-cpp-python's server, for one, applies top-p 0.95 to a
         request that names none. ``top_k`` and ``min_p`` (not in OpenAI's API; vLLM, llama.cpp and the lab read
-        them) are sent when enabled, and then replace any ``extra_body`` value. ``tokens``: ask for ``logprobs: 1``
-        so the answer names the sampled tokens (:attr:`Completion.tokens`).
+        them) are sent when enabled, and then replace any ``extra_body`` value.
         """
         payload: dict[str, Any] = {
             "prompt": prompt,

@@ -381,7 +381,6 @@ async def _compare(
                         seed=seed,
                         top_k=config.top_k,
                         min_p=config.min_p,
-                        tokens=True,
                     )
                 )
         return jobs
@@ -458,8 +457,8 @@ async def _compare(
             reference,
             candidate,
             used_prompts,
-            _as_sampled(ref_scored, ref_done),
-            _as_sampled(cand_scored, cand_done),
+            ref_scored,
+            cand_scored,
             per,
             config,
             tolerance,
@@ -557,29 +556,6 @@ def _tolerance(base: Sequence[ScoredText], again: Sequence[ScoredText]) -> float
     return worst
 
 
-def _as_sampled(scored: Sequence[ScoredText], done: Sequence[Completion]) -> list[ScoredText]:
-    """Each score cut to the tokens the server says it sampled (where the answer names them).
-
-    Re-encoding a completion's text can tokenise it differently from how it was sampled (a BPE sampler may draw
-    a non-canonical split); past the first such token the echo's positions are not the sampler's decisions, and
-    would count as violations on both sides, raising the floor. Without sampled tokens the score is kept whole.
-
-    >>> s = ScoredText(("a", "bc"), (-1.0, -2.0), ({}, {}))
-    >>> _as_sampled([s], [Completion(0, "abc", tokens=("a", "b", "c"))])[0].tokens
-    ('a',)
-    """
-    out = []
-    for s, c in zip(scored, done, strict=True):
-        if c.tokens is None:
-            out.append(s)
-            continue
-        n = 0
-        while n < min(len(s.tokens), len(c.tokens)) and s.tokens[n] == c.tokens[n]:
-            n += 1
-        out.append(ScoredText(s.tokens[:n], s.logprobs[:n], s.top_logprobs[:n]))
-    return out
-
-
 def _counts(checks: Sequence[TokenCheck]) -> tuple[int, int]:
     """(violations, decided tokens) of one completion."""
     violations = sum(c.status == VIOLATION for c in checks)
@@ -647,15 +623,13 @@ async def _sampler_tests(
 
     async def greedy(client: EndpointClient, label: str) -> list[ScoredText]:
         done = await _gather(
-            [
-                client.sample(i, text, max_tokens=config.max_tokens, temperature=0.0, tokens=True)
-                for i, text in enumerate(probes)
-            ],
+            [client.sample(i, text, max_tokens=config.max_tokens, temperature=0.0) for i, text in enumerate(probes)],
             f"greedy probes ({label})",
             progress,
         )
-        scored = await asyncio.gather(*(reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done))
-        return _as_sampled(scored, done)
+        return list(
+            await asyncio.gather(*(reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done))
+        )
 
     ref_greedy, cand_greedy = await asyncio.gather(greedy(reference, "reference"), greedy(candidate, "candidate"))
     argmax = SamplingParams(temperature=0.0)
