@@ -93,6 +93,9 @@ def main() -> None:
                     "ref numpy": lambda x_np=x_np: filter_logits(x_np, top_p=TOP_P),
                     "ref torch": lambda x_t=x_t: filter_logits_torch(x_t, top_p=TOP_P),
                     "sort top-p": lambda x_t=x_t: sort_top_p(x_t.float()),
+                    # the physical floor: one max pass over the same logits (what any exact top-p must read)
+                    "max numpy": lambda x_np=x_np: x_np.max(axis=1),
+                    "max torch": lambda x_t=x_t: x_t.amax(dim=1),
                 }
                 if hf is not None:
                     fns["HF warper"] = lambda x_t=x_t, hf=hf: hf(x_t.float())
@@ -122,8 +125,8 @@ def _table(rows: list[tuple[str, int, int, dict[str, float]]], with_hf: bool, ag
     if with_hf:
         head += " HF warper ms |"
         sep += "---:|"
-    head += " sort / ref numpy | sort / ref torch |"
-    sep += "---:|---:|"
+    head += " max numpy ms | max torch ms | sort / ref numpy | sort / ref torch | ref numpy / max | ref torch / max |"
+    sep += "---:|---:|---:|---:|---:|---:|"
     lines = [head, sep]
     target = []
     ratios: list[tuple[float, float]] = []
@@ -134,10 +137,16 @@ def _table(rows: list[tuple[str, int, int, dict[str, float]]], with_hf: bool, ag
             cells.append(f"{med['HF warper']:.1f}")
         r_np = med["sort top-p"] / med["ref numpy"]
         r_t = med["sort top-p"] / med["ref torch"]
-        cells += [f"{r_np:.2f}x", f"{r_t:.2f}x"]
+        f_np = med["ref numpy"] / med["max numpy"]
+        f_t = med["ref torch"] / med["max torch"]
+        cells += [f"{med['max numpy']:.2f}", f"{med['max torch']:.2f}"]
+        cells += [f"{r_np:.2f}x", f"{r_t:.2f}x", f"{f_np:.1f}x", f"{f_t:.1f}x"]
         lines.append("| " + " | ".join(cells) + " |")
         if batch == 64 and vocab >= 128256:
-            target.append(f"{dtype} vocab {vocab}: numpy {r_np:.2f}x, torch {r_t:.2f}x")
+            target.append(
+                f"{dtype} vocab {vocab}: numpy {r_np:.2f}x the sort ({f_np:.0f}x its max pass), torch {r_t:.2f}x "
+                f"({f_t:.0f}x its max pass)"
+            )
             ratios.append((r_np, r_t))
             if dtype == "float32" and vocab == 128256:
                 sort_ms = med["sort top-p"]
@@ -147,9 +156,9 @@ def _table(rows: list[tuple[str, int, int, dict[str, float]]], with_hf: bool, ag
         f"numpy and torch reference kept sets identical on every input here: {agree}.\n\n"
     )
     verdict = (
-        "\n\nTarget (batch 64, vocab >= 128256, reference >= 3x faster than the sort-based filter): "
-        + "; ".join(target)
-        + ".\n"
+        "\n\nTargets at batch 64, vocab >= 128256: the old one, reference >= 3x faster than the sort-based filter, "
+        "and issue 14's, >= 10x faster and within 5x of one max pass over the same logits (measured in the same run "
+        "as the floor; the fast float32 path that goal needs is not built yet): " + "; ".join(target) + ".\n"
     )
     if ratios:
         met_np = sum(r >= 3 for r, _ in ratios)

@@ -6,7 +6,10 @@ differ (``skew``: logits moved along a fixed direction; ``corrupt``: a share of 
 misbehave (no logprobs, no echo, another tokenizer, rate limits, server errors), or behave as llama-cpp-python's
 server does (``zero_means_unlimited``: ``max_tokens=0`` generates to the context limit; ``echo_shift``: each prompt
 token's logprob is read from the position after it; ``default_top_p``: the top-p applied when a request names
-none).
+none), or sample with a faulty sampler (``approx_cutoff``: an approximate top-k that never sees the columns at
+or past the cut-off; ``drop_boundary``: a top-p that drops the boundary token, emptying a row - then drawn
+uniformly - when that token is the argmax). Sampling follows :mod:`parity.sampling` (temperature, top-k, top-p,
+min-p), so the reference's kept sets are exact.
 """
 
 from __future__ import annotations
@@ -19,13 +22,15 @@ from typing import Any
 import httpx
 import numpy as np
 
+from parity.sampling import kept_mask
+
 WORDS = [
     " the", " cat", " sat", " on", " mat", " and", " dog", " ran", " to", " a", " big", " red",
     " house", " in", " sun", " it", " was", " very", " warm", ".", " then", " we", " ate", " pie",
 ]  # fmt: skip
 THAI = " สวัสดี"
 VOCAB = [*WORDS, THAI]
-_TOKEN = re.compile(r"\s*\S+")
+_TOKEN = re.compile(r"\s*[^\s.]+|\s*\.")
 
 
 @dataclass
@@ -43,6 +48,8 @@ class FakeModel:
     zero_means_unlimited: bool = False
     echo_shift: bool = False
     default_top_p: float = 1.0
+    approx_cutoff: int | None = None
+    drop_boundary: bool = False
     context_limit: int = 64
     calls: int = field(default=0)
     bodies: list[dict[str, Any]] = field(default_factory=list)
@@ -81,6 +88,21 @@ class FakeModel:
             return httpx.Response(200, json=self._complete(body))
         return httpx.Response(404, json={"error": {"message": "not found"}})
 
+    def _draw(
+        self, lp: np.ndarray, body: dict[str, Any], temperature: float, top_p: float, rng: np.random.Generator
+    ) -> int:
+        top_k, min_p = int(body.get("top_k", 0)), float(body.get("min_p", 0.0))
+        seen = lp.copy()
+        if self.approx_cutoff is not None and (top_k > 0 or top_p < 1.0 or min_p > 0.0):
+            seen[self.approx_cutoff :] = -np.inf
+        keep = kept_mask(seen, temperature=temperature, top_k=top_k, top_p=top_p, min_p=min_p)
+        if self.drop_boundary and top_p < 1.0:
+            keep[np.flatnonzero(keep)[np.argmin(seen[keep])]] = False
+        if not keep.any():
+            return int(rng.integers(len(VOCAB)))  # the emptied row: every token equally likely
+        p = np.where(keep, np.exp((seen - seen[keep].max()) / temperature), 0.0)
+        return int(rng.choice(len(VOCAB), p=p / p.sum()))
+
     def _top(self, lp: np.ndarray, k: int) -> dict[str, float]:
         order = np.argsort(-lp)[:k]
         return {VOCAB[i]: float(lp[i]) for i in order}
@@ -111,18 +133,11 @@ class FakeModel:
         for _ in range(max_tokens):
             lp = self.logprobs_after(prev)
             if temperature == 0.0:
-                idx = int(np.argmax(lp))
+                idx = int(np.argmax(lp if self.approx_cutoff is None else lp[: self.approx_cutoff]))
             elif self.corrupt and rng.random() < self.corrupt:
                 idx = len(VOCAB) - 1
             else:
-                p = np.exp(lp / temperature)
-                p /= p.sum()
-                if top_p < 1.0:
-                    order = np.argsort(-p)
-                    cut = int(np.searchsorted(np.cumsum(p[order]), top_p)) + 1
-                    p[order[cut:]] = 0.0
-                    p /= p.sum()
-                idx = int(rng.choice(len(VOCAB), p=p))
+                idx = self._draw(lp, body, temperature, top_p, rng)
             tokens.append(VOCAB[idx])
             token_lps.append(float(lp[idx]))
             tops.append(self._top(lp, int(k or 1)))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import replace
 
 import pytest
 from _compare_fake import FakeModel, transport
@@ -18,7 +19,7 @@ from parity.compare._client import PROBE_PROMPT, PROBE_TEXT
 REF, CAND = "http://reference.test", "http://candidate.test"
 PROMPTS = ["the cat", "a dog ran", "we ate", "the sun was", "it was very", "then we"]
 #: Small enough to keep each comparison well under a second; 6 prompts x 8 completions.
-FAST = CompareConfig(budget=48, contexts=12, n_resamples=300, max_tokens=12, seed=3)
+FAST = CompareConfig(budget=48, contexts=12, n_resamples=300, max_tokens=12, seed=3, greedy_probes=6)
 
 
 def run(ref: FakeModel, cand: FakeModel, config: CompareConfig = FAST):
@@ -36,6 +37,9 @@ def test_same_model_is_equivalent_and_runs_every_test() -> None:
         "detector-rate",
         "loglik-shift",
         "argmax-rate",
+        "support",
+        "calibration",
+        "greedy",
         "next-token-divergence",
     ]
     assert report.equivalent
@@ -44,7 +48,8 @@ def test_same_model_is_equivalent_and_runs_every_test() -> None:
 
 
 def test_skewed_candidate_differs_in_the_logprob_tests() -> None:
-    report = run(FakeModel(), FakeModel(skew=1.0))
+    # twice the usual budget: among nine Holm-corrected tests the log-likelihood shift needs it at this skew
+    report = run(FakeModel(), FakeModel(skew=1.0), replace(FAST, budget=96))
     assert not report.equivalent
     assert report.test("next-token-divergence").rejected
     assert report.test("loglik-shift").rejected
@@ -175,6 +180,8 @@ def test_cli_plan_only_sends_nothing() -> None:
     )
     assert result.exit_code == 0
     assert "budget 100 completions per endpoint (25 prompts x 4)" in result.output
+    assert "support - a sampler that draws a token the reference never keeps in" in result.output
+    assert "top-k 20, top-p 0.9, min-p 0 (every token decided exactly)" in result.output
 
 
 def test_cli_bad_option_exits_2() -> None:
@@ -226,7 +233,7 @@ def test_top_p_is_always_sent_so_a_server_default_cannot_apply() -> None:
     run(FakeModel(), cand)
     sampling = [b for b in cand.bodies if not b.get("echo") and b["prompt"] != PROBE_PROMPT]
     assert sampling
-    assert all(b["top_p"] == 1.0 for b in sampling)
+    assert all(b["top_p"] == (1.0 if b["temperature"] == 0.0 else FAST.top_p) for b in sampling)
 
 
 def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None:
@@ -239,8 +246,10 @@ def test_extra_body_goes_to_one_side_and_may_not_replace_parity_fields() -> None
         transports={REF: transport(ref), CAND: transport(cand)},
         candidate_extra_body={"top_k": 0, "repeat_penalty": 1.0},
     )
-    assert all(b["top_k"] == 0 and b["repeat_penalty"] == 1.0 for b in cand.bodies)
-    assert not any("top_k" in b for b in ref.bodies)
+    assert all(b["repeat_penalty"] == 1.0 for b in cand.bodies)
+    # parity's own top-k goes with every sampled completion; the extra body's stays on the other requests
+    assert all(b["top_k"] == (FAST.top_k if b["temperature"] > 0.0 else 0) for b in cand.bodies)
+    assert all(("top_k" in b) == (b["temperature"] > 0.0) for b in ref.bodies)
     with pytest.raises(InvalidInputError, match=r"`extra_body` may not set fields parity sends itself, got \['seed'\]"):
         EndpointClient("http://x.test", extra_body={"seed": 1})
 

@@ -43,6 +43,7 @@ def _cli(ref: str, cand: str, tmp_path) -> tuple[int, dict[str, object]]:
     prompts.write_text("The history of the printing press begins\ndef fibonacci(n):\\n    \n")
     args = ["compare", "--reference", ref, "--candidate", cand, "--prompts", str(prompts), "--budget", "12"]
     args += ["--max-tokens", "8", "--contexts", "12", "--json", "--seed", "1", "--report", str(tmp_path / "r.html")]
+    args += ["--greedy-probes", "4"]
     result = CliRunner().invoke(main, args)
     assert "Traceback" not in result.output
     return result.exit_code, json.loads(result.stdout)
@@ -60,6 +61,7 @@ def test_lab_fault_is_detected_and_rollback_restores(servers: tuple[str, str], t
     assert payload["equivalent"] is False
     names = {t["name"] for t in payload["tests"]}  # type: ignore[attr-defined]
     assert {"mmd-hamming", "token-frequency", "loglik-shift", "next-token-divergence"} <= names
+    assert {"support", "greedy"} <= names  # the sampler tests run on the lab's echo (20 alternatives per position)
     assert (tmp_path / "r.html").stat().st_size > 100_000  # plotly.js is embedded: the report works offline
 
     rollback = {"kind": "rollback", "params": {"change_id": posted.json()["id"]}, "description": "undo"}
@@ -68,3 +70,5 @@ def test_lab_fault_is_detected_and_rollback_restores(servers: tuple[str, str], t
     per_position = next(t for t in payload["tests"] if t["name"] == "next-token-divergence")  # type: ignore[attr-defined]
     assert per_position["effect"] == pytest.approx(0.0, abs=1e-6)  # same weights, same config: no divergence
     assert code in (0, 1)
+    support = next(t for t in payload["tests"] if t["name"] == "support")  # type: ignore[attr-defined]
+    assert not support["rejected"]  # same weights, same sampler: the kept sets hold as often as on the reference

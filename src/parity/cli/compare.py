@@ -64,7 +64,10 @@ def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
 @click.option("--alpha", type=float, default=0.05, show_default=True, help="Family-wise significance level.")
 @click.option("--max-tokens", type=int, default=32, show_default=True, help="Tokens per sampled completion.")
 @click.option("--temperature", type=float, default=1.0, show_default=True, help="Sampling temperature (> 0).")
-@click.option("--top-p", type=float, default=1.0, show_default=True, help="Nucleus sampling threshold sent.")
+@click.option("--top-p", type=float, default=0.9, show_default=True, help="Nucleus sampling threshold sent.")
+@click.option("--top-k", type=int, default=20, show_default=True, help="Top-k sent (0: off; <= 20 keeps PITs exact).")
+@click.option("--min-p", type=float, default=0.0, show_default=True, help="Min-p sent (0: off).")
+@click.option("--greedy-probes", type=int, default=32, show_default=True, help="Greedy requests per endpoint.")
 @click.option("--contexts", type=int, default=24, show_default=True, help="Shared contexts teacher-forced.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent requests per endpoint.")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY).")
@@ -92,6 +95,9 @@ def command(
     max_tokens: int,
     temperature: float,
     top_p: float,
+    top_k: int,
+    min_p: float,
+    greedy_probes: int,
     contexts: int,
     concurrency: int,
     api_key: str | None,
@@ -110,6 +116,9 @@ def command(
             max_tokens=max_tokens,
             temperature=temperature,
             top_p=top_p,
+            top_k=top_k,
+            min_p=min_p,
+            greedy_probes=greedy_probes,
             seed=seed,
             contexts=contexts,
             max_concurrency=concurrency,
@@ -118,7 +127,7 @@ def command(
         reference_extra = _json_object("extra_body", extra_body)
         candidate_extra = _json_object("candidate_extra_body", candidate_extra_body) or reference_extra
         if plan_only:
-            click.echo(plan_budget(budget, len(prompts), alpha=alpha).describe())
+            click.echo(plan_budget(budget, len(prompts), alpha=alpha, config=config).describe())
             sys.exit(0)
         with Progress(
             TextColumn("{task.description}"),

@@ -338,11 +338,14 @@ class EndpointClient:
         temperature: float,
         top_p: float = 1.0,
         seed: int | None = None,
+        top_k: int = 0,
+        min_p: float = 0.0,
     ) -> Completion:
         """Sample one completion of ``prompt``.
 
         ``top_p`` is always sent, 1.0 included: llama-cpp-python's server, for one, applies top-p 0.95 to a
-        request that names none.
+        request that names none. ``top_k`` and ``min_p`` (not in OpenAI's API; vLLM, llama.cpp and the lab read
+        them) are sent when enabled, and then replace any ``extra_body`` value.
         """
         payload: dict[str, Any] = {
             "prompt": prompt,
@@ -350,6 +353,10 @@ class EndpointClient:
             "temperature": temperature,
             "top_p": top_p,
         }
+        if top_k > 0:
+            payload["top_k"] = top_k
+        if min_p > 0.0:
+            payload["min_p"] = min_p
         if seed is not None:
             payload["seed"] = seed
         choice = await self.complete(payload)

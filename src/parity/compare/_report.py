@@ -43,6 +43,14 @@ def render_table(report: ComparisonReport, console: Console) -> None:
         )
     console.print(table)
     console.print("  MDE: minimum detectable effect at 80% power, in the effect's units")
+    for t in report.tests:
+        d = t.result.details
+        if t.name in ("support", "greedy") and "candidate_decided" in d:
+            console.print(
+                f"  {t.name}: candidate {d['candidate_violations']} tokens outside the reference's kept sets of "
+                f"{d['candidate_decided']} decided, reference's own samples {d['reference_violations']} of "
+                f"{d['reference_decided']} (tolerance {d.get('tolerance_nats', 0.0):.2g} nats)"
+            )
     for name, reason in report.skipped:
         console.print(f"  skipped {name}: {reason}")
     for side, caps in (("reference", report.reference), ("candidate", report.candidate)):

@@ -9,10 +9,20 @@ The order of operations (each step uses only what the endpoints offer):
 5. detector-rate test, when ``parity.detectors`` is installed: the share of completions any detector flags;
 6. with prompt logprobs on the reference: score every completion under the reference (log-likelihood shift, and
    how often the sampled token was the reference's argmax);
-7. with prompt logprobs on both and the same tokenizer: teacher-force shared contexts through the candidate and a
+7. with prompt logprobs on the reference: the sampler tests of :mod:`parity.compare._support`: whether each
+   sampled token lies in the set the reference's sampler keeps there (support violations, against the rate of the
+   reference's own samples), the randomised PIT of each token under the reference's filtered distribution
+   (calibration), and greedy probes (temperature 0 on both endpoints from shared prefixes: the candidate's token
+   must be the reference's argmax, ties within the reference's noise allowed);
+8. with prompt logprobs on both and the same tokenizer: teacher-force shared contexts through the candidate and a
    second time, one request at a time (another batch size), through the reference; per-position divergence
-   against that noise floor;
-8. combine every test that ran with Holm's correction at ``alpha``.
+   against that noise floor (the same re-scored contexts give the noise tolerance of step 7);
+9. combine every test that ran with Holm's correction at ``alpha``.
+
+The sampling settings are chosen to expose sampler faults: by default every sampled completion uses temperature
+1, top-k 20 and top-p 0.9 (a nucleus that usually ends inside the 20 alternatives the reference lists, so every
+kept set and PIT is exact; see :mod:`parity.compare._support` for what looser settings leave undecided), and
+``greedy_probes`` greedy requests per endpoint test the argmax path.
 """
 
 from __future__ import annotations
@@ -22,7 +32,7 @@ import importlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import httpx
@@ -30,7 +40,10 @@ import numpy as np
 
 from parity._exceptions import EndpointError, InvalidInputError
 from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
-from parity.stats.power import mean_shift_mde, proportion_budget, proportion_mde
+from parity.compare._support import KEPT, VIOLATION, TokenCheck, check_completion, check_completions, exactly_decidable
+from parity.sampling import DEFAULT_ORDER, SamplingParams
+from parity.stats.calibration import pit_uniformity_test, violation_rate_test
+from parity.stats.power import mean_shift_mde, proportion_budget, proportion_mde, rare_event_mde
 from parity.stats.twosample import (
     PositionDivergence,
     TwoSampleResult,
@@ -50,6 +63,9 @@ T = TypeVar("T")
 #: progress callback: (task description, completed, total)
 ProgressFn = Callable[[str, int, int], None]
 
+#: The tests that judge the candidate's sampler against the reference's kept sets (:mod:`parity.compare._support`).
+SAMPLER_TESTS = ("support", "calibration", "greedy")
+
 #: Fewest completions per prompt per side: below this a within-prompt permutation has too few arrangements.
 MIN_PER_PROMPT = 4
 
@@ -59,18 +75,27 @@ class CompareConfig:
     """Settings of one comparison (the CLI's options).
 
     ``contexts``: shared contexts teacher-forced for the per-position test; its exact sign-flip p-value cannot go
-    below ``2**-contexts``, so use at least 10 for it to reject after a Holm correction over five tests.
-    ``top_p`` below 1 is sent with every sampling request (sampler faults only show inside a nucleus).
+    below ``2**-contexts``, so use at least 10 for it to reject after a Holm correction over the family.
+    Sampling requests carry ``temperature``, ``top_p`` and, when enabled, ``top_k`` and ``min_p`` (sampler faults
+    only show inside a nucleus; the defaults keep the nucleus inside the ``top_logprobs`` alternatives the reference
+    lists, so the support and calibration tests decide every token exactly). ``sampler_order`` is the order in
+    which the reference applies its filters (:data:`parity.sampling.DEFAULT_ORDER`; vLLM's is
+    :data:`parity.sampling.VLLM_ORDER`). ``greedy_probes``: greedy requests per endpoint, on prefixes of the
+    reference's samples.
     """
 
     budget: int = 300
     alpha: float = 0.05
     max_tokens: int = 32
     temperature: float = 1.0
-    top_p: float = 1.0
+    top_p: float = 0.9
+    top_k: int = 20
+    min_p: float = 0.0
+    sampler_order: tuple[str, ...] = DEFAULT_ORDER
+    greedy_probes: int = 32
     seed: int = 0
     contexts: int = 24
-    top_logprobs: int = 5
+    top_logprobs: int = 20
     n_resamples: int = 1000
     max_concurrency: int = 8
     max_retries: int = 4
@@ -88,15 +113,33 @@ class CompareConfig:
             )
         if not 0.0 < self.top_p <= 1.0:
             raise InvalidInputError("top_p", "must be in (0, 1]", self.top_p)
+        if self.top_k < 0:
+            raise InvalidInputError("top_k", "must be >= 0 (0 disables it)", self.top_k)
+        if not 0.0 <= self.min_p < 1.0:
+            raise InvalidInputError("min_p", "must be in [0, 1) (0 disables it)", self.min_p)
+        if self.greedy_probes < 0:
+            raise InvalidInputError("greedy_probes", "must be >= 0", self.greedy_probes)
         if self.contexts < 0:
             raise InvalidInputError("contexts", "must be >= 0", self.contexts)
         if not 1 <= self.top_logprobs <= 20:
             raise InvalidInputError("top_logprobs", "must be in [1, 20]", self.top_logprobs)
+        self.sampling_params  # noqa: B018 - validates the order
+
+    @property
+    def sampling_params(self) -> SamplingParams:
+        """The reference sampler's settings for the sampled completions."""
+        return SamplingParams(
+            temperature=self.temperature,
+            top_k=self.top_k,
+            top_p=self.top_p,
+            min_p=self.min_p,
+            order=self.sampler_order,
+        )
 
 
 @dataclass(frozen=True)
 class BudgetPlan:
-    """What a budget buys, stated before sending."""
+    """What a budget buys, stated before sending: each test's smallest detectable effect at 80% power."""
 
     budget: int
     prompts: int
@@ -104,6 +147,12 @@ class BudgetPlan:
     detector_rate_mde: float
     loglik_mde_sd: float
     budget_for_rate_1_to_3_percent: int
+    greedy_probes: int = 0
+    support_violation_mde: float = math.nan
+    greedy_violation_mde: float = math.nan
+    pit_shift_mde: float = math.nan
+    tests: int = 9
+    settings: str = ""
 
     def describe(self) -> str:
         """One paragraph for the terminal.
@@ -111,33 +160,76 @@ class BudgetPlan:
         >>> print(plan_budget(300, 32, alpha=0.05).describe())
         budget 288 completions per endpoint (32 prompts x 9); detects a flag rate rising from 0 to 2.7%, ...
         """
-        return (
+        text = (
             f"budget {self.budget} completions per endpoint ({self.prompts} prompts x {self.per_prompt}); detects a "
             f"flag rate rising from 0 to {self.detector_rate_mde:.1%}, a log-likelihood shift of "
             f"{self.loglik_mde_sd:.2f} sd (80% power); a flag rate 1% -> 3% needs "
             f"{self.budget_for_rate_1_to_3_percent} per endpoint"
         )
+        if math.isfinite(self.support_violation_mde):
+            text += (
+                f". Sampler tests (80% power, Holm over {self.tests} tests, reference floor 0): support - a sampler "
+                f"that draws a token the reference never keeps in {self.support_violation_mde:.1%} of completions; "
+                f"calibration - a mean PIT shift of {self.pit_shift_mde:.3f} (uniform: 0.5); greedy - an argmax "
+                f"missed in {self.greedy_violation_mde:.1%} of {self.greedy_probes} greedy probes"
+            )
+        if self.settings:
+            text += f". Sampling: {self.settings}"
+        return text
 
 
-def plan_budget(budget: int, n_prompts: int, *, alpha: float = 0.05) -> BudgetPlan:
+def plan_budget(
+    budget: int,
+    n_prompts: int,
+    *,
+    alpha: float = 0.05,
+    config: CompareConfig | None = None,
+) -> BudgetPlan:
     """Spread ``budget`` over up to ``n_prompts`` prompts (at least :data:`MIN_PER_PROMPT` each) and state the
-    smallest effects it detects with 80% power (analytic, normal approximation).
+    smallest effects it detects with 80% power (analytic: normal approximations; for the support and greedy tests,
+    the number of violating completions a zero floor needs to reach Holm's smallest threshold).
 
     >>> plan_budget(40, 32).prompts, plan_budget(40, 32).per_prompt
     (10, 4)
+    >>> p = plan_budget(64, 32, config=CompareConfig(budget=64))
+    >>> round(p.support_violation_mde, 3), p.greedy_probes
+    (0.156, 32)
     """
     if n_prompts < 1:
         raise InvalidInputError("prompts", "must contain at least one prompt", n_prompts)
     prompts = max(1, min(n_prompts, budget // MIN_PER_PROMPT))
     per_prompt = max(1, budget // prompts)
     used = prompts * per_prompt
-    return BudgetPlan(
+    plan = BudgetPlan(
         budget=used,
         prompts=prompts,
         per_prompt=per_prompt,
         detector_rate_mde=proportion_mde(0.0, used, alpha=alpha),
         loglik_mde_sd=mean_shift_mde(1.0, used, alpha=alpha),
         budget_for_rate_1_to_3_percent=proportion_budget(0.01, 0.03, alpha=alpha),
+    )
+    if config is None:
+        return plan
+    tests = 9
+    holm_alpha = alpha / tests  # the smallest Holm threshold: what a test must reach when every test is run
+    tokens = used * config.max_tokens
+    exact = exactly_decidable(config.sampling_params, config.top_logprobs)
+    settings = (
+        f"temperature {config.temperature:g}, top-k {config.top_k or 'off'}, top-p {config.top_p:g}, min-p "
+        f"{config.min_p:g} ("
+        + ("every token decided exactly" if exact else "kept sets decided by bounds: some tokens undecided, no PITs")
+        + f"); {config.greedy_probes} greedy probes of {config.max_tokens} tokens per endpoint"
+    )
+    return replace(
+        plan,
+        greedy_probes=config.greedy_probes,
+        support_violation_mde=rare_event_mde(used, alpha=holm_alpha),
+        greedy_violation_mde=rare_event_mde(config.greedy_probes, alpha=holm_alpha)
+        if config.greedy_probes
+        else math.nan,
+        pit_shift_mde=mean_shift_mde(math.sqrt(1 / 12), max(tokens, 1), alpha=holm_alpha / 2),
+        tests=tests,
+        settings=settings,
     )
 
 
@@ -267,7 +359,7 @@ async def _compare(
 ) -> ComparisonReport:
     started = time.perf_counter()
     ref_caps, cand_caps = await asyncio.gather(reference.probe(), candidate.probe())
-    plan = plan_budget(config.budget, len(prompts), alpha=config.alpha)
+    plan = plan_budget(config.budget, len(prompts), alpha=config.alpha, config=config)
     if on_plan:
         on_plan(plan)
     rng = np.random.default_rng(config.seed)
@@ -287,6 +379,8 @@ async def _compare(
                         temperature=config.temperature,
                         top_p=config.top_p,
                         seed=seed,
+                        top_k=config.top_k,
+                        min_p=config.min_p,
                     )
                 )
         return jobs
@@ -330,9 +424,8 @@ async def _compare(
             if not ref_caps.echo
             else "reference's prompt logprobs (echo) disagree with its sampled logprobs"
         )
-        skipped.append(("loglik-shift", reason))
-        skipped.append(("argmax-rate", reason))
-        skipped.append(("next-token-divergence", reason))
+        for name in ("loglik-shift", "argmax-rate", *SAMPLER_TESTS, "next-token-divergence"):
+            skipped.append((name, reason))
     else:
 
         def score_jobs(client: EndpointClient, groups: list[list[str]]) -> list[Awaitable[ScoredText]]:
@@ -357,6 +450,23 @@ async def _compare(
         tests["argmax-rate"] = argmax_rate_test(
             ref_top1, cand_top1, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(seeds[4])
         )
+        picked = _pick_contexts(ref_groups, ref_scored, config.contexts, int(seeds[3]))
+        noise_scored = await _noise_floor(reference, used_prompts, picked, config, progress)
+        tolerance = _tolerance([s for _, _, s in picked], noise_scored)
+        await _sampler_tests(
+            reference,
+            candidate,
+            used_prompts,
+            ref_scored,
+            cand_scored,
+            per,
+            config,
+            tolerance,
+            int(seeds[5]),
+            progress,
+            tests,
+            skipped,
+        )
         if config.contexts == 0:
             skipped.append(("next-token-divergence", "--contexts 0"))
         elif not cand_caps.echo:
@@ -369,7 +479,7 @@ async def _compare(
             skipped.append(("next-token-divergence", "tokenizers differ (probe text tokenised differently)"))
         else:
             result, position_tv, noise_tv = await _divergence(
-                reference, candidate, used_prompts, ref_groups, ref_scored, config, int(seeds[3]), progress
+                candidate, used_prompts, picked, noise_scored, config, int(seeds[3]), progress
             )
             if result is None:
                 skipped.append(("next-token-divergence", "no shared context tokenised the same on both endpoints"))
@@ -402,29 +512,164 @@ async def _compare(
     )
 
 
-async def _divergence(
-    reference: EndpointClient,
-    candidate: EndpointClient,
-    prompts: Sequence[str],
-    ref_groups: Sequence[Sequence[str]],
-    ref_scored: Sequence[ScoredText],
-    config: CompareConfig,
-    seed: int,
-    progress: ProgressFn | None,
-) -> tuple[TwoSampleResult | None, list[float], list[float]]:
-    """Teacher-forced per-position comparison on reference completions used as shared contexts."""
+def _pick_contexts(
+    ref_groups: Sequence[Sequence[str]], ref_scored: Sequence[ScoredText], contexts: int, seed: int
+) -> list[tuple[int, str, ScoredText]]:
+    """Up to ``contexts`` reference completions (prompt index, text, reference score), chosen at random."""
     flat = [(p, text) for p, group in enumerate(ref_groups) for text in group]
-    order = np.random.default_rng(seed).permutation(len(flat))[: config.contexts]
-    picked = [(flat[i][0], flat[i][1], ref_scored[i]) for i in sorted(order.tolist())]
-    cand_jobs = [candidate.score(prompts[p], t, top_logprobs=config.top_logprobs) for p, t, _ in picked]
-    cand_scored = await _gather(cand_jobs, "teacher-forcing candidate", progress)
+    order = np.random.default_rng(seed).permutation(len(flat))[:contexts]
+    return [(flat[i][0], flat[i][1], ref_scored[i]) for i in sorted(order.tolist())]
+
+
+async def _noise_floor(
+    reference: EndpointClient,
+    prompts: Sequence[str],
+    picked: Sequence[tuple[int, str, ScoredText]],
+    config: CompareConfig,
+    progress: ProgressFn | None,
+) -> list[ScoredText]:
+    """The picked contexts scored again by the reference, one request at a time (another batch composition)."""
     noise_scored: list[ScoredText] = []
-    if progress:
+    if progress and picked:
         progress("reference noise floor (one at a time)", 0, len(picked))
     for k, (p, text, _) in enumerate(picked):
         noise_scored.append(await reference.score(prompts[p], text, top_logprobs=config.top_logprobs))
         if progress:
             progress("reference noise floor (one at a time)", k + 1, len(picked))
+    return noise_scored
+
+
+def _tolerance(base: Sequence[ScoredText], again: Sequence[ScoredText]) -> float:
+    """The largest change of any log-probability (chosen tokens and shared alternatives) between two reference
+    scorings of the same texts: the noise within which the sampler tests call two values tied.
+
+    >>> a = ScoredText(("x",), (-1.0,), ({"x": -1.0, "y": -2.0},))
+    >>> _tolerance([a], [ScoredText(("x",), (-1.0,), ({"x": -1.0, "y": -2.25},))])
+    0.25
+    """
+    worst = 0.0
+    for one, two in zip(base, again, strict=True):
+        if one.tokens != two.tokens:
+            continue
+        for x, y, tx, ty in zip(one.logprobs, two.logprobs, one.top_logprobs, two.top_logprobs, strict=False):
+            worst = max(worst, abs(x - y), *(abs(tx[k] - ty[k]) for k in tx.keys() & ty.keys()))
+    return worst
+
+
+def _counts(checks: Sequence[TokenCheck]) -> tuple[int, int]:
+    """(violations, decided tokens) of one completion."""
+    violations = sum(c.status == VIOLATION for c in checks)
+    return violations, violations + sum(c.status == KEPT for c in checks)
+
+
+async def _sampler_tests(
+    reference: EndpointClient,
+    candidate: EndpointClient,
+    prompts: Sequence[str],
+    ref_scored: Sequence[ScoredText],
+    cand_scored: Sequence[ScoredText],
+    per: int,
+    config: CompareConfig,
+    tolerance: float,
+    seed: int,
+    progress: ProgressFn | None,
+    tests: dict[str, TwoSampleResult],
+    skipped: list[tuple[str, str]],
+) -> None:
+    """Support, calibration and greedy tests (see :mod:`parity.compare._support`); results go into ``tests``."""
+    params = config.sampling_params
+    n = config.top_logprobs
+    rng = np.random.default_rng(seed)
+    ref_checks = check_completions(ref_scored, params, alternatives=n, tolerance=tolerance, rng=rng)
+    cand_checks = check_completions(cand_scored, params, alternatives=n, tolerance=tolerance, rng=rng)
+    n_prompts = len(ref_scored) // per
+    ref_items = [[_counts(c) for c in ref_checks[p * per : (p + 1) * per]] for p in range(n_prompts)]
+    cand_items = [[_counts(c) for c in cand_checks[p * per : (p + 1) * per]] for p in range(n_prompts)]
+    decided = sum(d for g in cand_items for _, d in g), sum(d for g in ref_items for _, d in g)
+    if min(decided) == 0:
+        skipped.append(("support", "no sampled token's membership in the reference's kept set could be decided"))
+    else:
+        result = violation_rate_test(
+            ref_items, cand_items, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(rng.integers(2**31))
+        )
+        tests["support"] = replace(result, details={**result.details, "tolerance_nats": tolerance})
+    ref_pits = [
+        [c.pit for s in ref_checks[p * per : (p + 1) * per] for c in s if c.pit is not None] for p in range(n_prompts)
+    ]
+    cand_pits = [
+        [c.pit for s in cand_checks[p * per : (p + 1) * per] for c in s if c.pit is not None] for p in range(n_prompts)
+    ]
+    if sum(map(len, ref_pits)) < 2 or sum(map(len, cand_pits)) < 2:
+        skipped.append(
+            ("calibration", "no PIT is exact at these settings (needs top-k <= top_logprobs applied before top-p)")
+        )
+    else:
+        own = pit_uniformity_test(ref_pits, alpha=config.alpha)
+        if own.pvalue <= config.alpha / 10:  # a systematic mismatch, not the 1-in-20 chance of a fair check
+            skipped.append(
+                (
+                    "calibration",
+                    f"the reference's own PITs are not uniform (p = {own.pvalue:.2g}): its echo does not describe "
+                    "its sampler (re-tokenisation, another sampler order?)",
+                )
+            )
+        else:
+            result = pit_uniformity_test(cand_pits, alpha=config.alpha)
+            tests["calibration"] = replace(result, details={**result.details, "reference_pvalue": own.pvalue})
+    if config.greedy_probes == 0:
+        skipped.append(("greedy", "--greedy-probes 0"))
+        return
+    probes = _greedy_prefixes(prompts, ref_scored, per, config.greedy_probes, rng)
+
+    async def greedy(client: EndpointClient, label: str) -> list[ScoredText]:
+        done = await _gather(
+            [client.sample(i, text, max_tokens=config.max_tokens, temperature=0.0) for i, text in enumerate(probes)],
+            f"greedy probes ({label})",
+            progress,
+        )
+        return list(
+            await asyncio.gather(*(reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done))
+        )
+
+    ref_greedy, cand_greedy = await asyncio.gather(greedy(reference, "reference"), greedy(candidate, "candidate"))
+    argmax = SamplingParams(temperature=0.0)
+    g_ref = [[_counts(check_completion(s, argmax, alternatives=n, tolerance=tolerance))] for s in ref_greedy]
+    g_cand = [[_counts(check_completion(s, argmax, alternatives=n, tolerance=tolerance))] for s in cand_greedy]
+    if sum(d for g in g_cand for _, d in g) == 0:
+        skipped.append(("greedy", "the greedy probes produced no scorable token"))
+        return
+    result = violation_rate_test(
+        g_ref, g_cand, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(rng.integers(2**31))
+    )
+    tests["greedy"] = replace(result, method="greedy-argmax", details={**result.details, "tolerance_nats": tolerance})
+
+
+def _greedy_prefixes(
+    prompts: Sequence[str], ref_scored: Sequence[ScoredText], per: int, count: int, rng: np.random.Generator
+) -> list[str]:
+    """``count`` greedy probe texts: each prompt in turn, extended by a random-length token prefix of one of the
+    reference's completions for it (new contexts at no extra cost, the same ones on both endpoints)."""
+    out = []
+    for i in range(count):
+        p = i % len(prompts)
+        scored = ref_scored[p * per + int(rng.integers(per))]
+        cut = int(rng.integers(len(scored.tokens) + 1)) if i >= len(prompts) else 0
+        out.append(prompts[p] + "".join(scored.tokens[:cut]))
+    return out
+
+
+async def _divergence(
+    candidate: EndpointClient,
+    prompts: Sequence[str],
+    picked: Sequence[tuple[int, str, ScoredText]],
+    noise_scored: Sequence[ScoredText],
+    config: CompareConfig,
+    seed: int,
+    progress: ProgressFn | None,
+) -> tuple[TwoSampleResult | None, list[float], list[float]]:
+    """Teacher-forced per-position comparison on reference completions used as shared contexts."""
+    cand_jobs = [candidate.score(prompts[p], t, top_logprobs=config.top_logprobs) for p, t, _ in picked]
+    cand_scored = await _gather(cand_jobs, "teacher-forcing candidate", progress)
     cand_div: list[PositionDivergence] = []
     noise_div: list[PositionDivergence] = []
     for (_, _, base), cand, noise in zip(picked, cand_scored, noise_scored, strict=True):

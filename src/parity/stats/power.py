@@ -36,6 +36,7 @@ __all__ = [
     "permutation_mde",
     "proportion_budget",
     "proportion_mde",
+    "rare_event_mde",
     "simulate_power",
 ]
 
@@ -112,6 +113,33 @@ def proportion_mde(
 
     root = optimize.brentq(gap, p_reference + 1e-12, upper, xtol=1e-10)
     return float(root) - p_reference
+
+
+def rare_event_mde(n: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest per-unit probability of an event the reference never shows that ``n`` units detect.
+
+    For a within-prompt permutation test against a reference floor of 0 (the support and greedy tests of
+    ``parity compare``): each unit (a completion) with the event halves the p-value, so rejecting at ``alpha``
+    takes ``ceil(log2(1 / alpha))`` such units; returns the probability ``pi`` at which ``Binomial(n, pi)``
+    reaches that count with probability ``power``.
+
+    >>> round(rare_event_mde(64, alpha=0.05), 3)
+    0.103
+    """
+    if n < 1:
+        raise InvalidInputError("n", "must be >= 1", n)
+    _check_level("alpha", alpha)
+    _check_level("power", power)
+    need = math.ceil(math.log2(1.0 / alpha))
+    if need > n:
+        return 1.0
+
+    def gap(pi: float) -> float:
+        return float(stats.binom.sf(need - 1, n, pi)) - power
+
+    if gap(1.0 - 1e-12) < 0:
+        return 1.0
+    return float(optimize.brentq(gap, 1e-12, 1.0 - 1e-12, xtol=1e-10))
 
 
 def mean_shift_mde(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True) -> float:
