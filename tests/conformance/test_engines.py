@@ -11,11 +11,11 @@ import importlib.metadata
 import numpy as np
 import pytest
 
+from parity import ConformanceError, InvalidInputError
 from parity.conformance import Params, check_sampler, replay, row_bounds
 from parity.conformance._cases import Case
 from parity.conformance._engines import ENGINES, engine_function
 from parity.conformance._oracle import LLAMACPP_ORDER, VLLM_ORDER
-from parity import ConformanceError, InvalidInputError
 
 torch = pytest.importorskip("torch")
 
