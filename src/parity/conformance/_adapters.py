@@ -211,12 +211,12 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
 
         if attr in ENGINES:
             engine = ENGINES[attr]
-            framework: Framework = "torch" if engine.framework == "torch" else "numpy"
+            natural: Framework = "torch" if engine.framework == "torch" else "numpy"
             if kind == "sampler" or engine.filter is None:
                 if engine.sampler is None:
                     raise ConformanceError(f"builtin {attr!r} has no sampler adapter; run it as a filter")
-                return LoadedTarget(engine.sampler, spec, "sampler", framework)
-            return LoadedTarget(engine.filter, spec, "filter", framework)
+                return LoadedTarget(engine.sampler, spec, "sampler", natural)
+            return LoadedTarget(engine.filter, spec, "filter", natural)
         if kind == "sampler" and attr in SAMPLERS:
             return LoadedTarget(SAMPLERS[attr], spec, "sampler", "numpy")
         if attr in BUILTINS:

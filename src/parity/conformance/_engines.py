@@ -201,8 +201,11 @@ def _llamacpp_run(
             )
             llama_cpp.llama_sampler_apply(chain, ctypes.byref(arr))
             size = int(arr.size)
-            address = ctypes.cast(arr.data, ctypes.c_void_p).value
-            kept = np.frombuffer(ctypes.string_at(address, size * _TOKEN_DATA.itemsize), dtype=_TOKEN_DATA)
+            address = ctypes.cast(arr.data, ctypes.c_void_p).value or 0
+            if size and not address:
+                raise ConformanceError("llama.cpp left a null candidate array")
+            raw = ctypes.string_at(address, size * _TOKEN_DATA.itemsize) if size else b""
+            kept = np.frombuffer(raw, dtype=_TOKEN_DATA)
             if size and (kept["id"].min() < 0 or kept["id"].max() >= vocab):
                 raise ConformanceError(f"llama.cpp left a token id outside [0, {vocab}) in the candidates")
             out[r, kept["id"]] = kept["logit"]
