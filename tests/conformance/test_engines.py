@@ -7,11 +7,14 @@ the reason otherwise. Sized down: the full-strength verdicts are in docs/conform
 from __future__ import annotations
 
 import importlib.metadata
+import json
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from parity import ConformanceError, InvalidInputError
+from parity.cli import main
 from parity.conformance import Params, check_sampler, replay, row_bounds
 from parity.conformance._cases import Case
 from parity.conformance._engines import ENGINES, engine_function
@@ -105,3 +108,32 @@ def test_flashinfer_without_cuda_says_why() -> None:
     assert ENGINES["flashinfer"].filter is None
     with pytest.raises(ConformanceError, match="needs a CUDA GPU"):
         ENGINES["flashinfer"].sampler(np.zeros((1, 4), np.float32), seed=0)  # type: ignore[misc]
+    code, _, err = _conform("builtin:flashinfer")
+    assert code == 2
+    assert "builtin:flashinfer needs a CUDA GPU" in err
+
+
+def _conform(*args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, ["conform", *args])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_cli_runs_llamacpp_to_a_verdict() -> None:
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python not installed (pip install 'parity[engines]')")
+    code, out, _ = _conform("builtin:llamacpp", "--order", "llamacpp", "--only", "top_k_properties", "--scale", "0.02")
+    assert code == 0, out
+    assert "PASS check_top_k_properties" in out
+    code, out, _ = _conform(
+        "builtin:llamacpp",
+        "--kind",
+        "sampler",
+        "--order",
+        "llamacpp",
+        "--json",
+        "--only",
+        "sampler_support",
+        "--scale",
+        "0.02",
+    )
+    assert code == 0, out
+    assert json.loads(out)["conformant"] is True

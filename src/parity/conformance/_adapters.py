@@ -211,6 +211,10 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
 
         if attr in ENGINES:
             engine = ENGINES[attr]
+            if engine.needs_cuda:
+                from parity.conformance._engines import require_cuda
+
+                require_cuda(attr)
             natural: Framework = "torch" if engine.framework == "torch" else "numpy"
             if kind == "sampler" or engine.filter is None:
                 if engine.sampler is None:

@@ -73,6 +73,7 @@ __all__ = [
     "flashinfer_sampler",
     "llamacpp_filter",
     "llamacpp_sampler",
+    "require_cuda",
     "sglang_filter",
     "sglang_sampler",
     "vllm_filter",
@@ -368,16 +369,22 @@ def sglang_sampler(
 # -------------------------------------------------------------------------------------------------- FlashInfer
 
 
+def require_cuda(name: str) -> None:
+    """Raise :class:`ConformanceError` saying why when the engine ``name`` needs CUDA and none is here."""
+    torch = import_optional("torch", extra="torch")
+    if not torch.cuda.is_available():
+        raise ConformanceError(
+            f"builtin:{name} needs a CUDA GPU: FlashInfer's sampling kernels run on CUDA only "
+            "(torch.cuda.is_available() is False on this machine); run it on a GPU machine"
+        )
+
+
 def flashinfer_sampler(
     logits: Any, *, seed: int, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0
 ) -> Any:
     """FlashInfer's ``top_k_top_p_sampling_from_logits`` on CUDA (min-p via renorm + ``min_p_sampling_from_probs``)."""
     torch = import_optional("torch", extra="torch")
-    if not torch.cuda.is_available():
-        raise ConformanceError(
-            "builtin:flashinfer needs a CUDA GPU: FlashInfer's sampling kernels run on CUDA only "
-            "(torch.cuda.is_available() is False on this machine)"
-        )
+    require_cuda("flashinfer")
     flashinfer = import_optional("flashinfer", extra="engines")
     x = logits.to("cuda", dtype=torch.float32)
     if temperature == 0.0:
@@ -411,6 +418,7 @@ class Engine:
     order: tuple[str, ...]
     distributions: tuple[str, ...]
     entry_points: str
+    needs_cuda: bool = False
 
     def describe(self) -> str:
         versions = ", ".join(f"{d} {_version(d)}" for d in self.distributions)
@@ -456,6 +464,7 @@ ENGINES: dict[str, Engine] = {
         _DEFAULT,
         ("flashinfer-python",),
         "flashinfer.sampling.top_k_top_p_sampling_from_logits (CUDA only)",
+        needs_cuda=True,
     ),
 }
 
