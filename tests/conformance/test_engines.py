@@ -137,3 +137,11 @@ def test_cli_runs_llamacpp_to_a_verdict() -> None:
     )
     assert code == 0, out
     assert json.loads(out)["conformant"] is True
+
+
+@needs_sglang
+def test_finding_sglang_torch_path_runs_top_p_before_top_k() -> None:
+    """Its cumulative sum is taken on the full distribution before the top-k mask: top-p, then top-k."""
+    case = Case(np.array([[3.0, 2.0, 1.0, 0.0]], dtype=np.float32), Params(1.0, 3, 0.9, 0.0), "oracle").encode()
+    assert not replay("builtin:sglang", case, echo=False)  # top-k then top-p keeps 2; SGLang keeps 3
+    assert replay("builtin:sglang", case, order=("top_p", "top_k", "min_p"), echo=False)
