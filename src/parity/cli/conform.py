@@ -25,7 +25,11 @@ from rich.progress import (
 from parity._exceptions import ParityError
 from parity._junit import write_junit_error
 
-_ORDERS = {"default": ("top_k", "top_p", "min_p"), "vllm": ("min_p", "top_k", "top_p")}
+_ORDERS = {
+    "default": ("top_k", "top_p", "min_p"),
+    "vllm": ("min_p", "top_k", "top_p"),
+    "llamacpp": ("top_k", "top_p", "min_p", "temperature"),
+}
 
 
 def _parse_order(text: str) -> tuple[str, ...]:
@@ -45,7 +49,8 @@ def _parse_order(text: str) -> tuple[str, ...]:
     default="default",
     show_default=True,
     help="The implementation's filter order after temperature: 'default' (top_k,top_p,min_p), 'vllm' "
-    "(min_p,top_k,top_p) or a comma-separated permutation.",
+    "(min_p,top_k,top_p), 'llamacpp' (top_k,top_p,min_p,temperature: temperature last) or a comma-separated "
+    "permutation (with 'temperature' to place it).",
 )
 @click.option("--json", "as_json", is_flag=True, help='Print {"conformant": bool, "checks": [...]} as JSON.')
 @click.option("--only", multiple=True, metavar="CHECK", help="Run only this check (repeatable).")

@@ -31,10 +31,12 @@ from parity.conformance._checks import (
     sampler_check_names,
     yield_checks,
 )
+from parity.conformance._engines import ENGINES, Engine, engine_versions
 from parity.conformance._gof import GOF_ALPHA, GOF_POWER, GoodnessOfFitResult, chi_square_gof, detectable_tv
 from parity.conformance._junit import junit_cases, write_junit_report
 from parity.conformance._oracle import (
     DEFAULT_ORDER,
+    LLAMACPP_ORDER,
     SUM_ULPS,
     TIE_ULPS,
     VLLM_ORDER,
@@ -50,10 +52,12 @@ from parity.conformance.faulty import BUILTINS, SAMPLERS
 __all__ = [
     "BUILTINS",
     "DEFAULT_ORDER",
+    "ENGINES",
     "GOF_ALPHA",
     "GOF_DRAWS",
     "GOF_POWER",
     "HEAVY_CHECKS",
+    "LLAMACPP_ORDER",
     "ONE_HOT_VOCAB",
     "REMOVED_GAP",
     "SAMPLERS",
@@ -65,6 +69,7 @@ __all__ = [
     "CheckResult",
     "ConformanceReport",
     "Counterexample",
+    "Engine",
     "GoodnessOfFitResult",
     "Implementation",
     "Params",
@@ -72,6 +77,7 @@ __all__ = [
     "check_sampler",
     "chi_square_gof",
     "detectable_tv",
+    "engine_versions",
     "filter_check_names",
     "hf_warpers_filter",
     "jax_approx_max_k_filter",

@@ -205,9 +205,22 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
         raise ConformanceError(f"`target` must be MODULE:CALLABLE or builtin:NAME, got {spec!r}")
     module_name, _, attr = spec.partition(":")
     if module_name == "builtin":
+        from parity.conformance._engines import ENGINES
         from parity.conformance._thirdparty import THIRD_PARTY
         from parity.conformance.faulty import BUILTINS, SAMPLERS
 
+        if attr in ENGINES:
+            engine = ENGINES[attr]
+            if engine.needs_cuda:
+                from parity.conformance._engines import require_cuda
+
+                require_cuda(attr)
+            natural: Framework = "torch" if engine.framework == "torch" else "numpy"
+            if kind == "sampler" or engine.filter is None:
+                if engine.sampler is None:
+                    raise ConformanceError(f"builtin {attr!r} has no sampler adapter; run it as a filter")
+                return LoadedTarget(engine.sampler, spec, "sampler", natural)
+            return LoadedTarget(engine.filter, spec, "filter", natural)
         if kind == "sampler" and attr in SAMPLERS:
             return LoadedTarget(SAMPLERS[attr], spec, "sampler", "numpy")
         if attr in BUILTINS:
@@ -217,7 +230,7 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
                 raise ConformanceError(f"builtin {attr!r} is a filter; samplers are: {', '.join(sorted(SAMPLERS))}")
             fn, framework = THIRD_PARTY[attr]
             return LoadedTarget(fn, spec, "filter", "torch" if framework == "torch" else "numpy")
-        names = ", ".join(sorted({*BUILTINS, *THIRD_PARTY}))
+        names = ", ".join(sorted({*BUILTINS, *THIRD_PARTY, *ENGINES}))
         raise ConformanceError(f"unknown builtin {attr!r}; builtins are: {names}")
     if not module_name or not attr:
         raise ConformanceError(f"`target` must be MODULE:CALLABLE or builtin:NAME, got {spec!r}")

@@ -614,8 +614,13 @@ def _implementation(impl: Any, kind: Kind | None, framework: Framework | None, t
 
 def _validate(order: Sequence[str], scale: float) -> tuple[str, ...]:
     order = tuple(order)
-    if sorted(order) != sorted(DEFAULT_ORDER):
-        raise InvalidInputError("order", "must be a permutation of ('top_k', 'top_p', 'min_p')", order)
+    filters = tuple(stage for stage in order if stage != "temperature")
+    if sorted(filters) != sorted(DEFAULT_ORDER) or len(order) - len(filters) > 1:
+        raise InvalidInputError(
+            "order", "must be a permutation of ('top_k', 'top_p', 'min_p'), optionally with 'temperature' once", order
+        )
+    if order[0] == "temperature":  # temperature first is the default
+        order = order[1:]
     if not (0.0 < scale <= 10.0):
         raise InvalidInputError("scale", "must be in (0, 10]", scale)
     return order
@@ -635,7 +640,8 @@ def yield_checks(
     ``"builtin:NAME"``), as plain callables named ``check_*`` that return a :class:`CheckResult`.
 
     ``kind`` picks the protocol (filter or sampler), ``framework`` numpy or torch, ``order`` the order of the
-    implementation's filters after temperature. ``scale`` sizes the statistical checks (rows and draws): 1.0 is
+    implementation's filters after temperature (a ``"temperature"`` stage in it places the temperature elsewhere,
+    as llama.cpp's chain does). ``scale`` sizes the statistical checks (rows and draws): 1.0 is
     the full-strength kit the CLI runs, tests use less; the goodness-of-fit power printed is always for the draws
     actually made. ``seed`` seeds every generated case.
 

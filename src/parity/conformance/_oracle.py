@@ -16,6 +16,11 @@ the float64 scaled logits ``z = logits / temperature`` sorted in decreasing orde
   within the tie tolerance. Count plus order fixes the kept set up to ties, so "mass reaches p" and "dropping
   the smallest member falls below p" (minimality) are both enforced by the interval.
 
+Temperature is applied first unless ``order`` names a ``"temperature"`` stage: llama.cpp's default chain
+(:data:`LLAMACPP_ORDER`) runs top-k, top-p and min-p on the unscaled logits and divides by the temperature last,
+so its top-p mass and min-p ratio are those of ``softmax(logits)``, not of ``softmax(logits / T)``; the kept set
+is still an upper set of ``z`` (a positive temperature does not reorder), so only the count interval changes.
+
 Temperature 0 is greedy: exactly one token (or several exactly tied ones) with the maximal logit, compared
 without tolerance because greedy needs no arithmetic.
 
@@ -51,6 +56,8 @@ from numpy.typing import NDArray
 
 __all__ = [
     "DEFAULT_ORDER",
+    "FILTER_STAGES",
+    "LLAMACPP_ORDER",
     "SUM_ULPS",
     "TIE_ULPS",
     "UNIT_ROUNDOFF",
@@ -72,6 +79,11 @@ SUM_ULPS = 16
 DEFAULT_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p")
 #: vLLM's documented order (min-p first).
 VLLM_ORDER: tuple[str, ...] = ("min_p", "top_k", "top_p")
+#: llama.cpp's default sampler chain (``common/sampling``, llama-cpp-python's ``Llama._init_sampler``): the filters
+#: on the unscaled logits, temperature last.
+LLAMACPP_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p", "temperature")
+#: The stages an order permutes; ``"temperature"`` may also appear once (absent means first).
+FILTER_STAGES: tuple[str, ...] = ("top_k", "top_p", "min_p")
 
 
 def tie_tolerance(a: float, b: float, z_max: float) -> float:
@@ -210,24 +222,32 @@ def row_bounds(
     if greedy:
         ties = int((zs == z_max).sum())
         return RowBounds(z, ranked, 1, ties, True, ("temperature 0: greedy",))
-    weights = np.exp(zs - z_max)
-    cumulative = np.cumsum(weights)
+    stages = tuple(order)
+    temperature_at = stages.index("temperature") if "temperature" in stages else -1
+    cumulatives: dict[float, NDArray[np.float64]] = {}
     lo, hi = n, n
     reasons: list[str] = []
-    for stage in order:
+    for position, stage in enumerate(stages):
+        # A stage before the temperature sees x = z * T: its masses and log-ratios are in units of x.
+        unit = float(temperature) if position < temperature_at else 1.0
         if stage == "top_k" and top_k > 0:
             lo, hi = min(lo, top_k), min(hi, _tie_end(zs, min(top_k, n), z_max))
             reasons.append(f"top_k={top_k}")
         elif stage == "top_p" and top_p < 1.0:
+            if unit not in cumulatives:
+                cumulatives[unit] = np.cumsum(np.exp((zs - z_max) * unit))
+            cumulative = cumulatives[unit]
             lo = _prefix_reaching(cumulative, lo, top_p - mass_tolerance(lo))
             hi = min(hi, _tie_end(zs, _prefix_reaching(cumulative, hi, top_p + mass_tolerance(hi)), z_max))
-            reasons.append(f"top_p={top_p}")
+            reasons.append(f"top_p={top_p}" + (" (before temperature)" if unit != 1.0 else ""))
         elif stage == "min_p" and min_p > 0.0:
-            cut = z_max + math.log(min_p)
-            slack = tie_tolerance(cut, z_max, z_max)
+            cut = z_max + math.log(min_p) / unit
+            slack = tie_tolerance(cut * unit, z_max * unit, z_max * unit) / unit
             lo = min(lo, int((zs >= cut + slack).sum()))
             hi = min(hi, _tie_end(zs, int((zs >= cut - slack).sum()), z_max))
-            reasons.append(f"min_p={min_p}")
+            reasons.append(f"min_p={min_p}" + (" (before temperature)" if unit != 1.0 else ""))
+        else:
+            continue
         lo, hi = max(lo, 1), max(hi, 1)
     return RowBounds(z, ranked, lo, max(hi, lo), False, tuple(reasons))
 
