@@ -122,3 +122,30 @@ def test_translations_inside_markup_in_a_code_block_are_data() -> None:
     xml = '```xml\n<mime-type>\n  <comment xml:lang="sr">ГМЛ документ</comment>\n  <!-- 注释 -->\n</mime-type>\n```'
     assert not flagged(xml, "Show me a MIME definition.")
     assert flagged("```xml\n<a>\n  ГМЛ документ\n</a>\n```", "Show me a MIME definition.")  # bare text line
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        '```python\ndef total(xs):\n    """Return the สวัสดี sum of xs."""\n    return sum(xs)\n```',
+        "```python\ndef total(xs):\n    # add up 的 every item\n    return sum(xs)\n```",
+        '```python\nprint("Saved the 文件 to disk")\n```',
+        "```python\nresult = compute(สวัสดี)\n```",  # a "gloss" in code is a call's argument: not excused
+        '```python\nx = ("数据")\ny = x + "ok"  # done ข้อมูล here\n```',
+    ],
+)
+def test_foreign_words_in_english_code_text_are_flagged(response: str) -> None:
+    assert flagged("Here is the function:\n\n" + response, "Write a Python function that sums a list.")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        '```python\nGREETINGS = {"en": "Hello", "th": "สวัสดี", "zh": "你好", "ja": "こんにちは"}\n```',
+        "```python\ndef test_upper():\n    assert 'straße'.upper() == 'STRASSE'\n"
+        "    assert 'привет'.upper() == 'ПРИВЕТ'\n```",
+        '```xml\n<name xml:lang="ru">Документ</name>\n```',
+    ],
+)
+def test_non_latin_data_in_code_is_not_flagged(response: str) -> None:
+    assert not flagged("Sure:\n\n" + response, "Show me an example.")

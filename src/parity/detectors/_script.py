@@ -16,9 +16,11 @@ Order of operations, for every response:
    at all, the scripts that write at least :data:`DOMINANT_SHARE` of the response are its language.
 4. Unexpected runs separated by at most :data:`MERGE_GAP` characters merge into one span; spans that are a
    parenthesised or quoted gloss ("Tokyo (東京)") are tolerated up to :data:`MAX_GLOSS_CHARS` characters;
-   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters;
-   spans inside a string literal or a one-line markup element of a fenced code block are tolerated (test
-   strings, i18n examples, translated ``<comment xml:lang="sr">`` entries).
+   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters.
+   Inside a fenced code block, brackets and quotes are syntax, not glosses: there a span is tolerated only when
+   it is *data* - a string literal or a one-line markup element whose text has no Latin word (an i18n table
+   entry ``"th": "สวัสดี"``, a test fixture, a translated ``<comment xml:lang="sr">``). Comments, docstrings
+   and string literals written in English are English text: a Thai or CJK word inside them is flagged.
 5. Flag when at least :data:`MIN_FLAG_CHARS` unexpected characters remain; the score is the share of the
    response's characters that are unexpected; the evidence is the longest unexpected span.
 
@@ -215,20 +217,41 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
     return closer is not None and text[j] == closer
 
 
-def _in_code_string(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` sits inside a string literal or a markup element's text on its line, inside a
-    fenced code block."""
-    if text.count("```", 0, start) % 2 == 0:
+_LATIN_WORD = regex.compile(r"\p{sc=Latin}{2,}")
+
+
+def _in_code(text: str, start: int) -> bool:
+    """Whether offset ``start`` lies inside a fenced code block."""
+    return text.count("```", 0, start) % 2 == 1
+
+
+def _in_code_data(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]``, inside a fenced code block, is data: it sits in a string literal or the text
+    of a one-line markup element (or an XML comment), and that literal or text holds no Latin word. An English
+    sentence with a foreign word in it (``"Returns the สวัสดี total"``, ``# sum 的 items``) is not data.
+
+    >>> _in_code_data('```python\\nGREET = {"th": "สวัสดี"}\\n```', 26, 32)
+    True
+    >>> _in_code_data('```python\\nMSG = "Returns the สวัสดี total"\\n```', 29, 35)
+    False
+    """
+    if not _in_code(text, start):
         return False
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
     before, after = text[line_start:start], text[end : line_end if line_end >= 0 else len(text)]
-    if any(before.count(q) % 2 == 1 and q in after for q in ('"', "'")):
-        return True
+    for q in ('"', "'"):
+        if before.count(q) % 2 == 1 and q in after:
+            inside = before[before.rfind(q) + 1 :] + after[: after.find(q)]
+            return _LATIN_WORD.search(inside) is None
     # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
-    return (">" in before and "<" in after and before.rfind(">") > before.rfind("<")) or (
-        "<!--" in before and "-->" in after
-    )
+    if ">" in before and "<" in after and before.rfind(">") > before.rfind("<"):
+        inside = before[before.rfind(">") + 1 :] + after[: after.find("<")]
+        return _LATIN_WORD.search(inside) is None
+    if "<!--" in before and "-->" in after:
+        inside = before[before.rfind("<!--") + 4 :] + after[: after.find("-->")]
+        return _LATIN_WORD.search(inside) is None
+    return False
 
 
 class UnexpectedScriptDetector:
@@ -311,9 +334,10 @@ class UnexpectedScriptDetector:
         best: tuple[int, int] | None = None
         for s, e, n in merged:
             chunk = text[s:e]
-            if n <= self.max_gloss_chars and _is_gloss(text, s, e):
-                continue
-            if _in_code_string(text, s, e):
+            if _in_code(text, s):
+                if _in_code_data(text, s, e):
+                    continue
+            elif n <= self.max_gloss_chars and _is_gloss(text, s, e):
                 continue
             if self._greek_symbols(chunk):
                 continue
