@@ -14,13 +14,13 @@ import pytest
 from parity._exceptions import InvalidInputError
 from parity.monitor import Alert, AttributedChange
 from parity.monitor.alerts import (
-    explain_alert,
     LogNotifier,
     MemoryNotifier,
     Notifier,
     StoreNotifier,
     WebhookNotifier,
     describe_alert,
+    explain_alert,
 )
 from parity.monitor.store import MemoryStore
 

@@ -288,8 +288,9 @@ class DuckDBStore:
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
         """Insert or replace alerts by ``alert_id``."""
         rows = [
-            [a.alert_id, a.signal, a.status, _us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": a.schema_version})]
+            [a.alert_id, a.signal, a.status, _us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": v})]
             for a in alerts
+            for v in (a.schema_version,)
         ]
         if rows:
             self._run(
@@ -312,7 +313,9 @@ class DuckDBStore:
             "SELECT record_id, epoch_us(time), model, pool, platform, region, config_version, server, "
             "context_tokens, output_tokens, session_hash, temperature, top_p, top_k, max_tokens, finish_reason, "
             "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version, "
-            "request_tokens FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, record_id"
+            "request_tokens FROM records"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY time, record_id"
         )
         rows = self._run(lambda con: con.execute(sql, params).fetchall())
         return [_record_from_row(row) for row in rows]

@@ -79,8 +79,8 @@ from parity._exceptions import InvalidInputError
 from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
 from parity.monitor.attribution import AttributionConfig, rank_changes
-from parity.monitor.incidents import related
 from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.incidents import related
 from parity.monitor.segments import (
     FEEDBACK_SIGNAL,
     NEGATIVE_FEEDBACK,

@@ -428,8 +428,8 @@ class RecordBuilder:
         if self.tokenizer is not None:
             texts = [m["content"] for m in parsed.messages] if parsed.messages else [parsed.prompt]
             return sum(len(self.tokenizer(t)) for t in texts)
-        chars = sum(len(m["content"]) + len(m["role"]) for m in parsed.messages) if parsed.messages else len(
-            parsed.prompt
+        chars = (
+            sum(len(m["content"]) + len(m["role"]) for m in parsed.messages) if parsed.messages else len(parsed.prompt)
         )
         return math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE)
 
