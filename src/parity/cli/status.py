@@ -2,7 +2,10 @@
 
 Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``--proxy URL``: its
 ``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
-``--json`` prints ``{"alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed alerts.
+Alerts sharing a cause (one fault) are grouped into incidents (``parity.monitor.incidents``): the incidents table
+comes first, one row per fault with a readable explanation of its strongest evidence and every segment and signal
+involved, then the alerts. ``--json`` prints ``{"incidents": [...], "alerts": [alert.to_dict(), ...]}``;
+``--all`` includes superseded and closed alerts.
 """
 
 from __future__ import annotations
@@ -16,8 +19,10 @@ from rich.table import Table
 
 from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
+from parity.monitor.alerts import explain_alert
+from parity.monitor.incidents import Incident, group_incidents
 
-__all__ = ["alerts_table", "command", "load_alerts"]
+__all__ = ["alerts_table", "command", "incidents_table", "load_alerts"]
 
 
 def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
@@ -60,6 +65,25 @@ def alerts_table(alerts: list[Alert]) -> Table:
     return table
 
 
+def incidents_table(incidents: list[Incident]) -> Table:
+    """A rich table: one row per incident (one fault), its explanation, segments and signals."""
+    table = Table(title=f"parity: {len(incidents)} incident(s)", show_lines=True)
+    for name in ("incident", "what changed", "segments", "signals", "detected", "likely change"):
+        table.add_column(name, overflow="fold")
+    for inc in incidents:
+        top = inc.lead.attributed_changes[0].change_id if inc.lead.attributed_changes else "-"
+        status = "" if inc.status == "open" else f" [{inc.status}]"
+        table.add_row(
+            inc.incident_id + status,
+            explain_alert(inc.lead),
+            "\n".join(inc.segments),
+            "\n".join(inc.signals),
+            f"{inc.detected_at:%Y-%m-%d %H:%M:%S}",
+            top,
+        )
+    return table
+
+
 @click.command(name="status")
 @click.option("--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}).")
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read alerts from.")
@@ -68,11 +92,14 @@ def alerts_table(alerts: list[Alert]) -> Table:
 def command(store_path: str | None, proxy_url: str | None, as_json: bool, show_all: bool) -> None:
     """Show open alerts and the changes they are attributed to."""
     alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all)
+    incidents = group_incidents(alerts)
     if as_json:
-        click.echo(json.dumps({"alerts": [a.to_dict() for a in alerts]}, indent=2))
+        payload = {"incidents": [i.to_dict() for i in incidents], "alerts": [a.to_dict() for a in alerts]}
+        click.echo(json.dumps(payload, indent=2))
         return
     console = Console()
     if not alerts:
         console.print("parity: no open alerts")
         return
+    console.print(incidents_table(incidents))
     console.print(alerts_table(alerts))

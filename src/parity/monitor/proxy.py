@@ -306,6 +306,7 @@ class MonitorWorker:
         current = getattr(self.hook, "alerts", None)
         pool = list(current) if current is not None else self.store.alerts(open_only=True)
         self.metrics.set_open_alerts(Counter(a.signal for a in pool if a.status == "open"))
+        self.metrics.set_open_incidents(len({a.incident or a.alert_id for a in pool if a.status == "open"}))
 
     def _flush(self) -> None:
         if not self._pending:
