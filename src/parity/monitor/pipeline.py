@@ -480,10 +480,11 @@ class SegmentMonitor:
         return out
 
     def _incident_of(self, alert: Alert, worsens: Alert | None) -> str:
-        """The incident of a new alert (see ``parity.monitor.incidents``): the one it worsens, else that of the
-        earliest alert it is related to (open, or superseded by an open one), else a new one (its own id)."""
+        """The incident of a new alert (see ``parity.monitor.incidents``): a worsening is a new development (a
+        second change on top of the first, attributed on its own), so a new incident; else that of the earliest
+        alert it is related to, else a new one (its own id)."""
         if worsens is not None:
-            return worsens.incident or worsens.alert_id
+            return alert.alert_id
         for other in self.alerts:  # oldest first
             if related(alert, other):
                 return other.incident or other.alert_id
