@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
+from tests.lab.conftest import RunningLab
 
 from parity._background_server import BackgroundServer
 from parity.lab.faultbox import FaultBox, FaultPlan
-from tests.lab.conftest import RunningLab
 
 HISTORY = [
     {"role": "user", "content": "Tell me about the history of the city of Lyon and its old silk weaving trade."},

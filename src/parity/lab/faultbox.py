@@ -25,15 +25,16 @@ injected. Streaming (SSE) responses are forwarded as they come, re-encoded chunk
 True
 >>> reencode_text("café")
 'cafÃ©'
->>> FaultPlan("ignore-sampling", share=1.0, segment={"platform": "tpu"})
+>>> FaultPlan("ignore-sampling", share=1.0, segment={"platform": "tpu"})  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-parity._exceptions.InvalidInputError: `segment` must be model=NAME for a request-side fault (ignore-sampling), got {'platform': 'tpu'}
+parity._exceptions.InvalidInputError: `segment` must be model=NAME for a request-side fault (ignore-sampling)...
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 from collections.abc import Mapping
@@ -257,10 +258,8 @@ class FaultBox:
             streamed = out_headers.get("content-type", "").startswith("text/event-stream")
             if reencode and not streamed:
                 content = await upstream.aread()
-                try:
+                with contextlib.suppress(ValueError):  # not JSON: forwarded as it came
                     content = json.dumps(_reencode_choice(json.loads(content)), ensure_ascii=False).encode()
-                except ValueError:
-                    pass
                 await _respond(send, upstream.status_code, out_headers, content)
                 return
             await send(
