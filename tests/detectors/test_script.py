@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,6 +11,7 @@ from parity import InvalidInputError
 from parity.detectors import ResponseContext, UnexpectedScriptDetector, expected_scripts, script_histogram
 
 DET = UnexpectedScriptDetector()
+DATA = Path(__file__).parents[1] / "data" / "detectors"
 
 
 def flagged(response: str, prompt: str = "", messages: list[dict[str, str]] | None = None) -> bool:
@@ -149,3 +153,25 @@ def test_foreign_words_in_english_code_text_are_flagged(response: str) -> None:
 )
 def test_non_latin_data_in_code_is_not_flagged(response: str) -> None:
     assert not flagged("Sure:\n\n" + response, "Show me an example.")
+
+
+#: In the real-code set, the only flags: non-Latin *identifiers* (``蟒 = 3``, ``说明说明 = 1``) and a line of a
+#: multi-line docstring written in Cyrillic - code no English conversation leads one to expect; no string literal.
+EXPECTED_CODE_FLAGS = {
+    "cpython:test/test_doctest2.py:C",
+    "cpython:test/test_traceback.py:test_byte_offset_with_wide_characters_term_highlight",
+    "cpython:test/test_traceback.py:test_byte_offset_with_emojis_term_highlight",
+    "cpython:test/test_traceback.py:f",
+    "cpython:test/test_unicode_identifiers.py:PEP3131Test",
+    "cpython:test/test_unicode_identifiers.py:test_valid",
+    "cpython:test/test_unicode_identifiers.py:T",
+}
+
+
+def test_real_code_with_non_latin_data_bounds_false_alarms() -> None:
+    """52 functions of CPython's test suite that hold non-Latin text (i18n strings, IDNA and codec fixtures,
+    error messages quoting a value), fenced as answers to an English prompt."""
+    rows = [json.loads(line) for line in (DATA / "code_non_latin.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 52
+    flagged_sources = {r["source"] for r in rows if flagged(r["response"], r["prompt"])}
+    assert flagged_sources == EXPECTED_CODE_FLAGS

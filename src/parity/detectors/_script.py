@@ -217,7 +217,10 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
     return closer is not None and text[j] == closer
 
 
-_LATIN_WORD = regex.compile(r"\p{sc=Latin}{2,}")
+_LATIN_WORD = regex.compile(r"\p{sc=Latin}{2,}[.,;:!?]*")
+_NAMED_ESCAPE = regex.compile(r"\\N\{[^}]*\}")  # "\N{LONG RIGHTWARDS SQUIGGLE ARROW}" names a character
+#: A literal or comment is English text (where a foreign word is an intrusion) when it has this many words.
+MIN_ENGLISH_WORDS = 2
 
 
 def _in_code(text: str, start: int) -> bool:
@@ -225,10 +228,32 @@ def _in_code(text: str, start: int) -> bool:
     return text.count("```", 0, start) % 2 == 1
 
 
+def _english(inside: str) -> bool:
+    """Whether a literal's or comment's text reads as English: at least :data:`MIN_ENGLISH_WORDS` space-separated
+    words of Latin letters (``'<ईमेल@wők.com>'``, ``'испытание.pythontest.net'`` and a Japanese sentence naming
+    "Python" are not)."""
+    inside = _NAMED_ESCAPE.sub(" ", inside)
+    return sum(1 for w in inside.split() if _LATIN_WORD.fullmatch(w)) >= MIN_ENGLISH_WORDS
+
+
+def _quoted_value(text: str, start: int, end: int, lo: int, hi: int) -> bool:
+    """Whether the space-delimited token around ``text[start:end]`` (within ``[lo, hi)``) is itself quoted or
+    bracketed: a value an English message quotes (``"bad format '%ЫйЯЧ' for str"``)."""
+    i, j = start, end
+    while i > lo and not text[i - 1].isspace():
+        i -= 1
+    while j < hi and not text[j].isspace():
+        j += 1
+    token = text[i:j].rstrip(".,;:!?")
+    closer = _OPENERS.get(token[:1])
+    return closer is not None and len(token) > 1 and token.endswith(closer)
+
+
 def _in_code_data(text: str, start: int, end: int) -> bool:
     """Whether ``text[start:end]``, inside a fenced code block, is data: it sits in a string literal or the text
-    of a one-line markup element (or an XML comment), and that literal or text holds no Latin word. An English
-    sentence with a foreign word in it (``"Returns the สวัสดี total"``, ``# sum 的 items``) is not data.
+    of a one-line markup element (or an XML comment) that is not English text (:func:`_english`), or it is a value
+    such a text quotes. An English sentence with a foreign word in it (``"Returns the สวัสดี total"``) is not data;
+    neither is anything in a ``#`` comment or outside literals.
 
     >>> _in_code_data('```python\\nGREET = {"th": "สวัสดี"}\\n```', 26, 32)
     True
@@ -239,19 +264,24 @@ def _in_code_data(text: str, start: int, end: int) -> bool:
         return False
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
-    before, after = text[line_start:start], text[end : line_end if line_end >= 0 else len(text)]
+    line_end = len(text) if line_end < 0 else line_end
+    before, after = text[line_start:start], text[end:line_end]
+    inside: str | None = None
+    lo = hi = start
     for q in ('"', "'"):
         if before.count(q) % 2 == 1 and q in after:
-            inside = before[before.rfind(q) + 1 :] + after[: after.find(q)]
-            return _LATIN_WORD.search(inside) is None
-    # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
-    if ">" in before and "<" in after and before.rfind(">") > before.rfind("<"):
-        inside = before[before.rfind(">") + 1 :] + after[: after.find("<")]
-        return _LATIN_WORD.search(inside) is None
-    if "<!--" in before and "-->" in after:
-        inside = before[before.rfind("<!--") + 4 :] + after[: after.find("-->")]
-        return _LATIN_WORD.search(inside) is None
-    return False
+            lo, hi = line_start + before.rfind(q) + 1, end + after.find(q)
+            break
+    else:
+        # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
+        if ">" in before and "<" in after and before.rfind(">") > before.rfind("<"):
+            lo, hi = line_start + before.rfind(">") + 1, end + after.find("<")
+        elif "<!--" in before and "-->" in after:
+            lo, hi = line_start + before.rfind("<!--") + 4, end + after.find("-->")
+        else:
+            return False
+    inside = text[lo:start] + " " + text[end:hi]
+    return not _english(inside) or _quoted_value(text, start, end, lo, hi)
 
 
 class UnexpectedScriptDetector:
