@@ -175,3 +175,38 @@ def test_real_code_with_non_latin_data_bounds_false_alarms() -> None:
     assert len(rows) == 52
     flagged_sources = {r["source"] for r in rows if flagged(r["response"], r["prompt"])}
     assert flagged_sources == EXPECTED_CODE_FLAGS
+
+
+def test_foreign_words_injected_into_comments_and_literals_of_real_code_are_caught() -> None:
+    """A Thai or CJK word at a space inside a comment, docstring or string literal of the real stdlib functions of
+    ``code.jsonl`` (184 seeded injections): the code-aware rule catches at least 95% (the old rule, which excused
+    every string literal and bracket, caught 128, 70%); the misses are literals with under two English words."""
+    import io
+    import random
+    import tokenize
+
+    rows = [json.loads(line) for line in (DATA / "code.jsonl").read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(7)
+    words = ["สวัสดี", "ข้อมูล", "你好", "文件", "数据", "こんにちは", "データ", "ภาษา"]
+    n = caught = 0
+    for row in rows:
+        text = row["response"]
+        if "```python" not in text:
+            continue
+        start = text.index("```python\n") + 10
+        code = text[start : text.index("\n```", start)]
+        lines = code.splitlines(keepends=True)
+        spots: list[int] = []
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+                if tok.type in (tokenize.COMMENT, tokenize.STRING):
+                    offset = sum(len(x) for x in lines[: tok.start[0] - 1]) + tok.start[1]
+                    spots += [offset + i for i, c in enumerate(tok.string) if c == " "]
+        except (tokenize.TokenError, SyntaxError, IndentationError):
+            continue
+        for _ in range(4 if spots else 0):
+            at = start + rng.choice(spots)
+            n += 1
+            caught += flagged(text[:at] + " " + rng.choice(words) + text[at:], row["prompt"])
+    assert n == 184
+    assert caught >= 0.95 * n
