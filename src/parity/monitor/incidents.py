@@ -4,11 +4,13 @@ One fault often alarms more than one stream: its own segment and the marginals t
 ``pool=long``), and related signals (a detector's flag rate ``x`` and its mean score ``x.score``, or two detectors
 seeing the same broken text). Two alerts are *related* (:func:`related`) when
 
-- their segments are nested (one refines the other, or they are equal), and
-- their signals are of one family (``x`` and ``x.score``) and their evidence periods ``[started_at,
-  detected_at]`` widened by :data:`START_SLACK` overlap (one family's streams estimate a start differently, but
-  they watch the same excursion), or their starts are close: the intervals ``[started_at, latest_start]``
-  widened by :data:`START_SLACK` overlap.
+- their segments intersect (no dimension fixed to two different values: ``model=H`` and ``platform=tpu`` share
+  model H's tpu traffic; ``all`` intersects everything), and
+- their signals are of one family (``x`` and ``x.score``, or one signal on two marginals of the faulty segment)
+  and the earlier alert is still open or their evidence periods ``[started_at, detected_at]`` widened by
+  :data:`START_SLACK` overlap (one family's streams estimate a start differently, but they watch the same
+  excursion); or their starts are close: the intervals ``[started_at, latest_start]`` widened by
+  :data:`START_SLACK` overlap.
 
 The pipeline gives every new alert the incident id of the earliest alert it is related to (or its own id), and
 stores it in ``Alert.incident``; :func:`group_incidents` reads the groups back from any list of alerts (a store,
@@ -51,13 +53,13 @@ def signal_family(signal: str) -> str:
     return signal.removesuffix(".score")
 
 
-def _nested(a: dict[str, str], b: dict[str, str]) -> bool:
-    small, large = (a, b) if len(a) <= len(b) else (b, a)
-    return all(large.get(k) == v for k, v in small.items())
+def _intersect(a: dict[str, str], b: dict[str, str]) -> bool:
+    return all(b.get(k, v) == v for k, v in a.items())
 
 
 def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
-    """Whether two alerts share a cause (see the module docstring).
+    """Whether two alerts share a cause (see the module docstring); the pipeline asks it of a new (open) alert
+    against every earlier one.
 
     >>> from datetime import datetime, timezone
     >>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
@@ -67,9 +69,11 @@ def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
     >>> related(x, Alert("c", "degeneration", {"platform": "gpu"}, t, t, 0.1, 0.0, 0.1, 50))
     False
     """
-    if not _nested(a.segment, b.segment):
+    if not _intersect(a.segment, b.segment):
         return False
     if signal_family(a.signal) == signal_family(b.signal):
+        if a.status == "open" and b.status == "open":
+            return True
         return a.started_at - slack <= b.detected_at + slack and b.started_at - slack <= a.detected_at + slack
     a_end, b_end = a.latest_start or a.started_at, b.latest_start or b.started_at
     return a.started_at - slack <= b_end and b.started_at - slack <= a_end
