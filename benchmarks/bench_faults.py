@@ -5,7 +5,7 @@ subprocess, DuckDB store) -> the faultbox -> the lab fleet (incident config, com
 is recorded first; then, for each fault in turn, the faultbox switches it on for one segment (share 1.0) for a
 faulty phase. Each fault's stream is the clean phase followed by its own faulty phase; it is fed to a fresh
 :class:`~parity.monitor.pipeline.SegmentMonitor` (the monitor fed the proxy's records, warm-ups shortened to fit
-the short phases: ``rate_warmup=200``, ``mean_warmup=100``) and, on the fault's own signal, to river's ADWIN and
+the short phases: ``rate_warmup=100``, ``mean_warmup=50``) and, on the fault's own signal, to river's ADWIN and
 PageHinkley (default settings) on the fault's segment and on all traffic.
 
 Per fault: alerts and incidents raised in the faulty phase, the segment of the incident's lead alert, the
@@ -14,7 +14,7 @@ context only changes requests that carry history), false alerts in the clean pha
 the clean phase (false) and in-segment requests until the first detection in the faulty phase.
 
 Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``, ``BENCH_FAULTS_RATE``
-to change the phases: default 50 s clean, 15 s per fault, 6 requests/s).
+to change the phases: default 50 s clean, 40 s per fault, 6 requests/s).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import StatsConfig, record_signals, serving_signals
 
 CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "50"))
-FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "15"))
+FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "40"))
 RATE = float(os.environ.get("BENCH_FAULTS_RATE", "6"))
 #: (fault, segment, the signal it should show in; None: no quality signal should alarm)
 FAULTS: list[tuple[str, dict[str, str], str | None]] = [
@@ -150,7 +150,7 @@ def main() -> None:
     for (fault, segment, signal), (_, t0, t1) in zip(FAULTS, phases[1:], strict=True):
         faulty = [r for r in records if t0 <= r.time <= t1]
         config = MonitorConfig(
-            stats=StatsConfig(long_context_threshold=192, rate_warmup=200, mean_warmup=100), routing_audit=False
+            stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50), routing_audit=False
         )
         mon = SegmentMonitor(config=config)
         false_alerts = 0
