@@ -80,7 +80,7 @@ def test_sampler_kind_and_order_options(pytester: pytest.Pytester) -> None:
 
 def test_fixture_in_a_project_test(pytester: pytest.Pytester) -> None:
     pytester.makepyfile(
-        test_engine="""
+        test_parity_plugin_engine="""
         from parity.conformance.faulty import BUILTINS
 
         def test_reference(parity_conformance):

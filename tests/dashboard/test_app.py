@@ -109,6 +109,8 @@ def test_alerts_are_the_stores_with_cause_evidence_and_fix(client: TestClient, r
         assert {k: got[k] for k in alert.to_dict()} == alert.to_dict()
         assert "fix" in got
         assert "segment_text" in got
+        assert got["incident_id"] == (alert.incident or alert.alert_id)
+        assert got["explanation"].endswith("before")
     assert any(a["attributed_changes"] and a["attributed_changes"][0]["evidence"] for a in alerts)
 
 

@@ -59,6 +59,7 @@ def test_a_shortened_replay_catches_and_attributes_every_fault(tmp_path: Path) -
         assert row.attribution_correct, f"{name} blamed {row.attributed_change}"
         assert row.alerted_at is not None
         assert row.alerted_at >= row.onset
+        assert row.incidents == 1, f"{name}: {row.alerts} alerts in {row.incidents} incidents"
     assert summary.false_alerts == [], [a.to_dict() for a in summary.false_alerts]
     assert summary.requests == 120 * len(SHORT_DAYS)
 

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -8,6 +11,7 @@ from parity import InvalidInputError
 from parity.detectors import ResponseContext, UnexpectedScriptDetector, expected_scripts, script_histogram
 
 DET = UnexpectedScriptDetector()
+DATA = Path(__file__).parents[1] / "data" / "detectors"
 
 
 def flagged(response: str, prompt: str = "", messages: list[dict[str, str]] | None = None) -> bool:
@@ -122,3 +126,87 @@ def test_translations_inside_markup_in_a_code_block_are_data() -> None:
     xml = '```xml\n<mime-type>\n  <comment xml:lang="sr">ГМЛ документ</comment>\n  <!-- 注释 -->\n</mime-type>\n```'
     assert not flagged(xml, "Show me a MIME definition.")
     assert flagged("```xml\n<a>\n  ГМЛ документ\n</a>\n```", "Show me a MIME definition.")  # bare text line
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        '```python\ndef total(xs):\n    """Return the สวัสดี sum of xs."""\n    return sum(xs)\n```',
+        "```python\ndef total(xs):\n    # add up 的 every item\n    return sum(xs)\n```",
+        '```python\nprint("Saved the 文件 to disk")\n```',
+        "```python\nresult = compute(สวัสดี)\n```",  # a "gloss" in code is a call's argument: not excused
+        '```python\nx = ("数据")\ny = x + "ok"  # done ข้อมูล here\n```',
+    ],
+)
+def test_foreign_words_in_english_code_text_are_flagged(response: str) -> None:
+    assert flagged("Here is the function:\n\n" + response, "Write a Python function that sums a list.")
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        '```python\nGREETINGS = {"en": "Hello", "th": "สวัสดี", "zh": "你好", "ja": "こんにちは"}\n```',
+        "```python\ndef test_upper():\n    assert 'straße'.upper() == 'STRASSE'\n"
+        "    assert 'привет'.upper() == 'ПРИВЕТ'\n```",
+        '```xml\n<name xml:lang="ru">Документ</name>\n```',
+    ],
+)
+def test_non_latin_data_in_code_is_not_flagged(response: str) -> None:
+    assert not flagged("Sure:\n\n" + response, "Show me an example.")
+
+
+#: In the real-code set, the only flags: non-Latin *identifiers* (``蟒 = 3``, ``说明说明 = 1``) and a line of a
+#: multi-line docstring written in Cyrillic - code no English conversation leads one to expect; no string literal.
+EXPECTED_CODE_FLAGS = {
+    "cpython:test/test_doctest2.py:C",
+    "cpython:test/test_traceback.py:test_byte_offset_with_wide_characters_term_highlight",
+    "cpython:test/test_traceback.py:test_byte_offset_with_emojis_term_highlight",
+    "cpython:test/test_traceback.py:f",
+    "cpython:test/test_unicode_identifiers.py:PEP3131Test",
+    "cpython:test/test_unicode_identifiers.py:test_valid",
+    "cpython:test/test_unicode_identifiers.py:T",
+}
+
+
+def test_real_code_with_non_latin_data_bounds_false_alarms() -> None:
+    """52 functions of CPython's test suite that hold non-Latin text (i18n strings, IDNA and codec fixtures,
+    error messages quoting a value), fenced as answers to an English prompt."""
+    rows = [json.loads(line) for line in (DATA / "code_non_latin.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(rows) == 52
+    flagged_sources = {r["source"] for r in rows if flagged(r["response"], r["prompt"])}
+    assert flagged_sources == EXPECTED_CODE_FLAGS
+
+
+def test_foreign_words_injected_into_comments_and_literals_of_real_code_are_caught() -> None:
+    """A Thai or CJK word at a space inside a comment, docstring or string literal of the real stdlib functions of
+    ``code.jsonl`` (184 seeded injections): the code-aware rule catches at least 95% (the old rule, which excused
+    every string literal and bracket, caught 128, 70%); the misses are literals with under two English words."""
+    import io
+    import random
+    import tokenize
+
+    rows = [json.loads(line) for line in (DATA / "code.jsonl").read_text(encoding="utf-8").splitlines()]
+    rng = random.Random(7)
+    words = ["สวัสดี", "ข้อมูล", "你好", "文件", "数据", "こんにちは", "データ", "ภาษา"]
+    n = caught = 0
+    for row in rows:
+        text = row["response"]
+        if "```python" not in text:
+            continue
+        start = text.index("```python\n") + 10
+        code = text[start : text.index("\n```", start)]
+        lines = code.splitlines(keepends=True)
+        spots: list[int] = []
+        try:
+            for tok in tokenize.generate_tokens(io.StringIO(code).readline):
+                if tok.type in (tokenize.COMMENT, tokenize.STRING):
+                    offset = sum(len(x) for x in lines[: tok.start[0] - 1]) + tok.start[1]
+                    spots += [offset + i for i, c in enumerate(tok.string) if c == " "]
+        except (tokenize.TokenError, SyntaxError, IndentationError):
+            continue
+        for _ in range(4 if spots else 0):
+            at = start + rng.choice(spots)
+            n += 1
+            caught += flagged(text[:at] + " " + rng.choice(words) + text[at:], row["prompt"])
+    assert n == 184
+    assert caught >= 0.95 * n

@@ -17,7 +17,7 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import Alert, AttributedChange
-from parity.monitor.alerts import WebhookNotifier
+from parity.monitor.alerts import WebhookNotifier, explain_alert
 from parity.monitor.worker import default_notifiers
 
 T = datetime(2025, 8, 25, 6, 30, tzinfo=UTC)
@@ -101,6 +101,7 @@ def test_alertmanager_format_is_accepted(alertmanager: ThreadingHTTPServer) -> N
     hook.send(ALERT)
     hook.send(replace(ALERT, alert_id="a2", worsens="a1", segment={"alertname": "x", "pool-name": "long"}))
     hook.send(replace(ALERT, status="superseded"))
+    hook.close()
     assert (hook.sent, hook.failures) == (3, 0)
     first, worse, superseded = (body[0] for body in alertmanager.received)  # type: ignore[attr-defined]
     assert first["labels"] == {
@@ -127,7 +128,8 @@ def test_alertmanager_format_is_accepted(alertmanager: ThreadingHTTPServer) -> N
 def test_parity_format_is_unchanged(alertmanager: ThreadingHTTPServer) -> None:
     hook = WebhookNotifier(_url(alertmanager), retries=0)
     hook.send(ALERT)
-    assert alertmanager.received == [ALERT.to_dict()]  # type: ignore[attr-defined]
+    hook.close()
+    assert alertmanager.received == [ALERT.to_dict() | {"explanation": explain_alert(ALERT)}]  # type: ignore[attr-defined]
     assert (hook.sent, hook.failures) == (0, 1)  # a real Alertmanager rejects parity's own JSON: 400
 
 

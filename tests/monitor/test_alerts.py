@@ -20,6 +20,7 @@ from parity.monitor.alerts import (
     StoreNotifier,
     WebhookNotifier,
     describe_alert,
+    explain_alert,
 )
 from parity.monitor.store import MemoryStore
 
@@ -56,8 +57,21 @@ def webhook(statuses: Sequence[int | Exception], **kwargs: object) -> tuple[Webh
 def test_webhook_posts_the_status_json_shape() -> None:
     hook, seen = webhook([200])
     hook.send(ALERT)
-    assert seen == [ALERT.to_dict()]
+    assert seen == [ALERT.to_dict() | {"explanation": explain_alert(ALERT)}]
+    assert seen[0]["explanation"].startswith("2% of answers for platform=tpu,model=O are flagged by unexpected_script")
     assert (hook.sent, hook.failures) == (1, 0)
+
+
+def test_webhook_incidents_only_sends_one_message_per_fault() -> None:
+    hook, seen = webhook([200, 200], incidents_only=True)
+    first = replace(ALERT, incident=ALERT.alert_id)
+    same_fault = replace(ALERT, alert_id="a2", segment={}, incident=ALERT.alert_id)
+    hook.send(first)
+    hook.send(same_fault)
+    hook.send(replace(first, status="superseded"))
+    assert [p["id"] for p in seen] == ["a1"]
+    assert seen[0]["incident"] == "a1"
+    assert (hook.sent, hook.skipped) == (1, 2)
 
 
 def test_webhook_retries_server_errors_and_connection_failures() -> None:

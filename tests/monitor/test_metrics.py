@@ -39,6 +39,12 @@ def test_open_alerts_gauge_resets_signals_that_cleared() -> None:
     assert 'parity_monitor_open_alerts{signal="feedback_rate"} 1.0' in text
 
 
+def test_open_incidents_gauge() -> None:
+    m = ProxyMetrics()
+    m.set_open_incidents(2)
+    assert "parity_monitor_open_incidents 2.0" in m.render().decode()
+
+
 def test_endpoint_label_is_bounded() -> None:
     kinds = {endpoint_kind(f"/v1/files/{i}") for i in range(100)}
     assert kinds == {"other"}

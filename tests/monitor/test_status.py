@@ -48,7 +48,11 @@ def test_json_from_a_store_file(store_file: Path) -> None:
     result = CliRunner().invoke(main, ["status", "--store", str(store_file), "--json"])
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data == {"health": {"status": "ok", "reasons": [], "spool_pending": 0, "wal": 0}, "alerts": [OPEN.to_dict()]}
+    assert data["health"] == {"status": "ok", "reasons": [], "spool_pending": 0, "wal": 0}
+    assert data["alerts"] == [OPEN.to_dict()]
+    assert [(i["id"], i["lead"], i["segments"]) for i in data["incidents"]] == [
+        ("a-open", "a-open", ["model=O,platform=tpu"])
+    ]
     assert data["alerts"][0]["attributed_changes"][0]["change_id"] == "cfg-tpu-O"
 
 
@@ -140,6 +144,7 @@ def test_json_from_a_running_proxy(proxy_url: str) -> None:
     data = json.loads(result.output)
     assert data["alerts"] == [OPEN.to_dict()]
     assert data["health"]["status"] == "unknown"  # this stand-in proxy serves no /parity/health
+    assert [i["id"] for i in data["incidents"]] == ["a-open"]
 
 
 def test_unreachable_proxy_is_one_line_and_exit_2() -> None:
@@ -202,3 +207,21 @@ def test_end_to_end_replay_shows_the_right_segment_and_change(
     assert len(alerts) == 1
     assert alerts[0]["segment"] == {"model": "O", "platform": "tpu"}
     assert alerts[0]["attributed_changes"][0]["change_id"] == "cfg-tpu"
+
+
+def test_one_incident_per_fault_with_its_explanation(tmp_path: Path) -> None:
+    path = tmp_path / "parity.duckdb"
+    store = open_store(path)
+    lead = replace(OPEN, signal="output.cut", segment={"model": "H"}, baseline=0.03, current=0.45, incident="a-open")
+    pooled = replace(lead, alert_id="a-all", segment={}, baseline=0.03, current=0.12, incident="a-open")
+    score = replace(OPEN, alert_id="a-score", signal="degeneration.score", segment={"platform": "tpu"})
+    store.write_alerts([lead, pooled, score])
+    store.close()
+    data = json.loads(CliRunner().invoke(main, ["status", "--store", str(path), "--json"]).output)
+    assert [(i["id"], i["lead"], i["segments"]) for i in data["incidents"]] == [
+        ("a-open", "a-open", ["model=H", "all"]),
+        ("a-score", "a-score", ["platform=tpu"]),
+    ]
+    text = CliRunner().invoke(main, ["status", "--store", str(path)], env={"COLUMNS": "240"}).output
+    assert "2 incident(s)" in text
+    assert "45% of answers for model=H end at a length limit below the requested max_tokens, against 3%" in text

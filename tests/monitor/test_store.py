@@ -105,7 +105,7 @@ def test_duckdb_persists_and_records_its_migrations(tmp_path: Path, make_record:
         assert [r.record_id for r in s.records()] == ["cmpl-1"]
         assert session_salt(s) == salt
         versions = s._run(lambda con: con.execute("SELECT version FROM schema_migrations").fetchall())
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]
     with DuckDBStore(path, read_only=True) as s:
         assert len(s.records()) == 1
 
@@ -155,3 +155,16 @@ def test_odd_detector_names_round_trip(store: AnyStore, make_record: Callable[..
     store.write_records(records)
     assert store.records() == records
     assert store.summary().flags == {odd: 2}
+
+
+def test_duckdb_keeps_the_request_token_estimate(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from parity.monitor import Record
+    from parity.monitor.store import DuckDBStore
+
+    rec = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=UTC), model="H", context_tokens=9, request_tokens=41)
+    bare = Record(record_id="s", time=datetime(2025, 8, 5, 1, tzinfo=UTC), model="H")
+    with DuckDBStore(str(tmp_path / "p.duckdb")) as store:
+        store.write_records([rec, bare])
+        assert [r.request_tokens for r in store.records()] == [41, None]

@@ -56,7 +56,10 @@ def command(
         raise InvalidInputError("FILE", "must be an existing file or -", source)
     label_map = parse_labels(labels)
     total = os.path.getsize(source) if source != "-" else None
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops like Ctrl-C: what was read is stored
+    # SIGTERM stops like Ctrl-C, and Ctrl-C stops even when SIGINT was ignored by whoever started us (a background
+    # job of a non-interactive shell inherits SIGINT ignored): what was read is stored, exit 130
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     with open_writable_store(store_path) as store:
         scorer = None if no_detectors else default_scorer()
         hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)

@@ -136,6 +136,33 @@ def serve_command(
     serve(server, host=host, port=port)
 
 
+@command.command(name="faultbox")
+@click.option("--upstream", required=True, help="Base URL of the OpenAI-compatible upstream (any server).")
+@click.option("--listen", default="127.0.0.1:8100", show_default=True, help="HOST:PORT to serve clients on.")
+@click.option("--fault", required=True, type=click.Choice(["ignore-sampling", "max-tokens-cap", "drop-context",
+              "reencode", "latency"]), help="The fault to inject.")  # fmt: skip
+@click.option("--share", type=float, default=1.0, show_default=True, help="Share of the segment's requests hit.")
+@click.option("--segment", default="", help="Where to inject, e.g. model=H or platform=tpu (default: all traffic).")
+@click.option("--cap", type=int, default=4, show_default=True, help="max-tokens-cap: the cap.")
+@click.option("--delay", type=float, default=2.0, show_default=True, help="latency: seconds added.")
+@click.option("--seed", type=int, default=0, show_default=True)
+def faultbox_command(
+    upstream: str, listen: str, fault: str, share: float, segment: str, cap: int, delay: float, seed: int
+) -> None:
+    """Forward OpenAI-compatible traffic to UPSTREAM, injecting one silent fault on a share of one segment."""
+    import uvicorn
+
+    from parity.lab.faultbox import FaultBox, FaultPlan, parse_segment
+
+    host, sep, port_text = listen.rpartition(":")
+    if not sep or not port_text.isdigit():
+        raise InvalidInputError("listen", "must look like 127.0.0.1:8100", listen)
+    plan = FaultPlan(fault, share=share, segment=parse_segment(segment), cap=cap, delay=delay, seed=seed)
+    app = FaultBox(upstream, plan)
+    click.echo(f"faultbox: {fault} on {share:.0%} of {segment or 'all traffic'}, {listen} -> {upstream}", err=True)
+    uvicorn.run(app, host=host, port=int(port_text), log_level="warning", lifespan="on")
+
+
 @command.command(name="traffic")
 @click.option("--target", required=True, help="Base URL of the server (loopback only), e.g. http://127.0.0.1:8000.")
 @click.option("--rate", type=float, required=True, help="Mean arrivals per second (Poisson).")

@@ -3,14 +3,18 @@
 Reads a DuckDB store file (``--store``, opened read-only), a PostgreSQL store (``--store postgresql://...``, read
 while proxies and monitors write it) or a running proxy (``--proxy URL``: its
 ``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
-``--json`` prints ``{"health": {...}, "alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed
-alerts.
+``--json`` prints ``{"health": {...}, "incidents": [...], "alerts": [alert.to_dict(), ...]}``; ``--all`` includes
+superseded and closed alerts.
 
 Health: from a proxy, its ``/parity/health`` (``ok`` / ``degraded`` / ``failing``, reasons, and the records
 pending, spooled and dropped); from a store file, what waits beside it: records in the spool
 (``STORE.spool.jsonl``, a store that failed) and in the write-ahead log (``STORE.parity-wal.jsonl``, a run that
 was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``,
 ``/metrics``, and the last line of ``parity ingest``).
+
+Alerts sharing a cause (one fault) are grouped into incidents (``parity.monitor.incidents``): the incidents table
+comes first, one row per fault with a readable explanation of its strongest evidence and every segment and signal
+involved, then the alerts.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from rich.table import Table
 
 from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
+from parity.monitor.alerts import explain_alert
+from parity.monitor.incidents import Incident, group_incidents
 
-__all__ = ["alerts_table", "command", "health_line", "load_alerts", "load_health"]
+__all__ = ["alerts_table", "command", "health_line", "incidents_table", "load_alerts", "load_health"]
 
 
 def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
@@ -117,6 +123,25 @@ def alerts_table(alerts: list[Alert]) -> Table:
     return table
 
 
+def incidents_table(incidents: list[Incident]) -> Table:
+    """A rich table: one row per incident (one fault), its explanation, segments and signals."""
+    table = Table(title=f"parity: {len(incidents)} incident(s)", show_lines=True)
+    for name in ("incident", "what changed", "segments", "signals", "detected", "likely change"):
+        table.add_column(name, overflow="fold")
+    for inc in incidents:
+        top = inc.lead.attributed_changes[0].change_id if inc.lead.attributed_changes else "-"
+        status = "" if inc.status == "open" else f" [{inc.status}]"
+        table.add_row(
+            inc.incident_id + status,
+            explain_alert(inc.lead),
+            "\n".join(inc.segments),
+            "\n".join(inc.signals),
+            f"{inc.detected_at:%Y-%m-%d %H:%M:%S}",
+            top,
+        )
+    return table
+
+
 @click.command(name="status")
 @click.option(
     "--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}) or postgresql:// URL."
@@ -128,12 +153,19 @@ def command(store_path: str | None, proxy_url: str | None, as_json: bool, show_a
     """Show the monitor's health, open alerts and the changes they are attributed to."""
     alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all)
     health = load_health(store=store_path, proxy=proxy_url)
+    incidents = group_incidents(alerts)
     if as_json:
-        click.echo(json.dumps({"health": health, "alerts": [a.to_dict() for a in alerts]}, indent=2))
+        payload = {
+            "health": health,
+            "incidents": [i.to_dict() for i in incidents],
+            "alerts": [a.to_dict() for a in alerts],
+        }
+        click.echo(json.dumps(payload, indent=2))
         return
     console = Console()
     console.print(health_line(health), markup=False, highlight=False)
     if not alerts:
         console.print("parity: no open alerts")
         return
+    console.print(incidents_table(incidents))
     console.print(alerts_table(alerts))

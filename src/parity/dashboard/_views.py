@@ -37,6 +37,7 @@ from parity.dashboard._snapshot import Snapshot
 from parity.dashboard._timeline import TimelineRow, resolving_change, timeline_rows
 from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Alert
+from parity.monitor.alerts import explain_alert
 from parity.monitor.audit import PoolContextRule
 
 __all__ = ["ROUTING_LIMIT", "DashboardViews"]
@@ -144,11 +145,15 @@ class DashboardViews:
         }
 
     def alerts(self) -> dict[str, Any]:
-        """Every alert (``Alert.to_dict()``, newest detection first) with its segment's URL form and the fix of
-        its attributed change."""
+        """Every alert (``Alert.to_dict()``, newest detection first) with its segment's URL form, the fix of
+        its attributed change, its incident (alerts of one fault share it) and a readable explanation."""
         out = []
         for alert in sorted(self.snapshot.alerts, key=lambda a: a.detected_at, reverse=True):
-            out.append(alert.to_dict() | {"segment_text": segment_text(alert.segment), "fix": self._fix(alert)})
+            out.append(
+                alert.to_dict()
+                | {"segment_text": segment_text(alert.segment), "fix": self._fix(alert)}
+                | {"explanation": explain_alert(alert), "incident_id": alert.incident or alert.alert_id}
+            )
         return {"alerts": out}
 
     def examples(self, alert_id: str) -> dict[str, Any]:

@@ -58,6 +58,8 @@ class FaultResult:
     attributed_change: str | None = None
     attribution_correct: bool = False
     alerts: int = 0
+    #: distinct incidents among this fault's alerts (``Alert.incident``; goal 1: one incident per fault)
+    incidents: int = 0
 
     @property
     def caught(self) -> bool:
@@ -79,6 +81,7 @@ class FaultResult:
             "attributed_change": self.attributed_change,
             "attribution_correct": self.attribution_correct,
             "alerts": self.alerts,
+            "incidents": self.incidents,
             "postmortem": self.postmortem,
         }
 
@@ -212,6 +215,7 @@ def summarize(
                 attributed_change=top,
                 attribution_correct=top in fault.causes,
                 alerts=len(mine),
+                incidents=len({a.incident or a.alert_id for a in mine}),
             )
         )
     return DemoSummary(rows, false_alerts, requests=len(records), wall_seconds=wall_seconds)

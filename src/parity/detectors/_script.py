@@ -16,9 +16,11 @@ Order of operations, for every response:
    at all, the scripts that write at least :data:`DOMINANT_SHARE` of the response are its language.
 4. Unexpected runs separated by at most :data:`MERGE_GAP` characters merge into one span; spans that are a
    parenthesised or quoted gloss ("Tokyo (東京)") are tolerated up to :data:`MAX_GLOSS_CHARS` characters;
-   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters;
-   spans inside a string literal or a one-line markup element of a fenced code block are tolerated (test
-   strings, i18n examples, translated ``<comment xml:lang="sr">`` entries).
+   short Greek runs (math symbols: "α = 0.05") are tolerated up to :data:`MAX_GREEK_SYMBOL_RUN` letters.
+   Inside a fenced code block, brackets and quotes are syntax, not glosses: there a span is tolerated only when
+   it is *data* - a string literal or a one-line markup element whose text has no Latin word (an i18n table
+   entry ``"th": "สวัสดี"``, a test fixture, a translated ``<comment xml:lang="sr">``). Comments, docstrings
+   and string literals written in English are English text: a Thai or CJK word inside them is flagged.
 5. Flag when at least :data:`MIN_FLAG_CHARS` unexpected characters remain; the score is the share of the
    response's characters that are unexpected; the evidence is the longest unexpected span.
 
@@ -215,20 +217,71 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
     return closer is not None and text[j] == closer
 
 
-def _in_code_string(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` sits inside a string literal or a markup element's text on its line, inside a
-    fenced code block."""
-    if text.count("```", 0, start) % 2 == 0:
+_LATIN_WORD = regex.compile(r"\p{sc=Latin}{2,}[.,;:!?]*")
+_NAMED_ESCAPE = regex.compile(r"\\N\{[^}]*\}")  # "\N{LONG RIGHTWARDS SQUIGGLE ARROW}" names a character
+#: A literal or comment is English text (where a foreign word is an intrusion) when it has this many words.
+MIN_ENGLISH_WORDS = 2
+
+
+def _in_code(text: str, start: int) -> bool:
+    """Whether offset ``start`` lies inside a fenced code block."""
+    return text.count("```", 0, start) % 2 == 1
+
+
+def _english(inside: str) -> bool:
+    """Whether a literal's or comment's text reads as English: at least :data:`MIN_ENGLISH_WORDS` space-separated
+    words of Latin letters (``'<ईमेल@wők.com>'``, ``'испытание.pythontest.net'`` and a Japanese sentence naming
+    "Python" are not)."""
+    inside = _NAMED_ESCAPE.sub(" ", inside)
+    return sum(1 for w in inside.split() if _LATIN_WORD.fullmatch(w)) >= MIN_ENGLISH_WORDS
+
+
+def _quoted_value(text: str, start: int, end: int, lo: int, hi: int) -> bool:
+    """Whether the space-delimited token around ``text[start:end]`` (within ``[lo, hi)``) is itself quoted or
+    bracketed: a value an English message quotes (``"bad format '%ЫйЯЧ' for str"``)."""
+    i, j = start, end
+    while i > lo and not text[i - 1].isspace():
+        i -= 1
+    while j < hi and not text[j].isspace():
+        j += 1
+    token = text[i:j].rstrip(".,;:!?")
+    closer = _OPENERS.get(token[:1])
+    return closer is not None and len(token) > 1 and token.endswith(closer)
+
+
+def _in_code_data(text: str, start: int, end: int) -> bool:
+    """Whether ``text[start:end]``, inside a fenced code block, is data: it sits in a string literal or the text
+    of a one-line markup element (or an XML comment) that is not English text (:func:`_english`), or it is a value
+    such a text quotes. An English sentence with a foreign word in it (``"Returns the สวัสดี total"``) is not data;
+    neither is anything in a ``#`` comment or outside literals.
+
+    >>> _in_code_data('```python\\nGREET = {"th": "สวัสดี"}\\n```', 26, 32)
+    True
+    >>> _in_code_data('```python\\nMSG = "Returns the สวัสดี total"\\n```', 29, 35)
+    False
+    """
+    if not _in_code(text, start):
         return False
     line_start = text.rfind("\n", 0, start) + 1
     line_end = text.find("\n", end)
-    before, after = text[line_start:start], text[end : line_end if line_end >= 0 else len(text)]
-    if any(before.count(q) % 2 == 1 and q in after for q in ('"', "'")):
-        return True
-    # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
-    return (">" in before and "<" in after and before.rfind(">") > before.rfind("<")) or (
-        "<!--" in before and "-->" in after
-    )
+    line_end = len(text) if line_end < 0 else line_end
+    before, after = text[line_start:start], text[end:line_end]
+    inside: str | None = None
+    lo = hi = start
+    for q in ('"', "'"):
+        if before.count(q) % 2 == 1 and q in after:
+            lo, hi = line_start + before.rfind(q) + 1, end + after.find(q)
+            break
+    else:
+        # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
+        if ">" in before and "<" in after and before.rfind(">") > before.rfind("<"):
+            lo, hi = line_start + before.rfind(">") + 1, end + after.find("<")
+        elif "<!--" in before and "-->" in after:
+            lo, hi = line_start + before.rfind("<!--") + 4, end + after.find("-->")
+        else:
+            return False
+    inside = text[lo:start] + " " + text[end:hi]
+    return not _english(inside) or _quoted_value(text, start, end, lo, hi)
 
 
 class UnexpectedScriptDetector:
@@ -311,9 +364,10 @@ class UnexpectedScriptDetector:
         best: tuple[int, int] | None = None
         for s, e, n in merged:
             chunk = text[s:e]
-            if n <= self.max_gloss_chars and _is_gloss(text, s, e):
-                continue
-            if _in_code_string(text, s, e):
+            if _in_code(text, s):
+                if _in_code_data(text, s, e):
+                    continue
+            elif n <= self.max_gloss_chars and _is_gloss(text, s, e):
                 continue
             if self._greek_symbols(chunk):
                 continue

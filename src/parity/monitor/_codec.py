@@ -53,6 +53,7 @@ def alert_from_dict(data: Any) -> Alert:
         worsens=str(d["worsens"]) if d.get("worsens") else None,
         latest_start=d.get("latest_start") or None,
         schema_version=int(d.get("schema_version", SCHEMA_VERSION)),
+        incident=str(d["incident"]) if d.get("incident") else None,
     )
 
 

@@ -20,7 +20,7 @@ When no proxy runs, ``open_store(path, read_only=True)`` opens the file directly
 >>> path = os.path.join(tempfile.mkdtemp(), "parity.duckdb")
 >>> store = DuckDBStore(path)
 >>> store.schema_version
-1
+2
 >>> store.write_records([Record(record_id="r1", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
 ...                             observations=(DetectorObservation("degeneration", True, 0.7),))])
 >>> store.records()[0].observations
@@ -68,6 +68,11 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE TABLE alerts (alert_id VARCHAR PRIMARY KEY, signal VARCHAR, status VARCHAR,"
             " detected_at TIMESTAMPTZ, payload VARCHAR NOT NULL)",
         ),
+    ),
+    (
+        2,
+        "records.request_tokens: the proxy's token estimate of the forwarded request",
+        ("ALTER TABLE records ADD COLUMN request_tokens INTEGER",),
     ),
 )
 
@@ -256,6 +261,7 @@ class DuckDBStore:
             "captured_text": _obj([r.captured_text for r in rs]),
             "source": _obj([r.source for r in rs]),
             "schema_version": np.array([r.schema_version for r in rs], dtype=np.int64),
+            "request_tokens": _num([r.request_tokens for r in rs]),
         }
 
         def nullable(col: str, cast: str) -> str:
@@ -267,7 +273,7 @@ class DuckDBStore:
             f"{nullable('temperature', 'DOUBLE')}, {nullable('top_p', 'DOUBLE')}, {nullable('top_k', 'INTEGER')}, "
             f"{nullable('max_tokens', 'INTEGER')}, finish_reason, status_code::INTEGER, "
             f"{nullable('latency_ms', 'DOUBLE')}, observations, logprob_summary, captured_text, source, "
-            "schema_version::INTEGER FROM batch"
+            f"schema_version::INTEGER, {nullable('request_tokens', 'INTEGER')} FROM batch"
         )
 
         def go(con: Any) -> None:
@@ -299,8 +305,9 @@ class DuckDBStore:
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
         """Insert or replace alerts by ``alert_id``."""
         rows = [
-            [a.alert_id, a.signal, a.status, _us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": 1})]
+            [a.alert_id, a.signal, a.status, _us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": v})]
             for a in alerts
+            for v in (a.schema_version,)
         ]
         if rows:
             self._run(
@@ -322,8 +329,10 @@ class DuckDBStore:
         sql = (
             "SELECT record_id, epoch_us(time), model, pool, platform, region, config_version, server, "
             "context_tokens, output_tokens, session_hash, temperature, top_p, top_k, max_tokens, finish_reason, "
-            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version "
-            "FROM records" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY time, record_id"
+            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version, "
+            "request_tokens FROM records"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY time, record_id"
         )
         rows = self._run(lambda con: con.execute(sql, params).fetchall())
         return [_record_from_row(row) for row in rows]
@@ -443,6 +452,7 @@ def _record_from_row(row: tuple[Any, ...]) -> Record:
         captured,
         source,
         sv,
+        request_tokens,
     ) = row
     return Record(
         record_id=rid,
@@ -468,4 +478,5 @@ def _record_from_row(row: tuple[Any, ...]) -> Record:
         captured_text=captured,
         source=source,
         schema_version=sv,
+        request_tokens=request_tokens,
     )

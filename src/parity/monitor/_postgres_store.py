@@ -5,7 +5,7 @@ store) returns one. It holds the same data as :class:`~parity.monitor.DuckDBStor
 :class:`~parity.monitor.Store` protocol plus ``get_meta``/``set_meta``/``summary``; nothing above the store knows
 which engine is behind it.
 
-Layout (schema version 1, :data:`PG_MIGRATIONS`): ``schema_migrations(version, description, applied_at)``,
+Layout (schema version 2, :data:`PG_MIGRATIONS`): ``schema_migrations(version, description, applied_at)``,
 ``meta``, ``records`` (one flat row per :class:`Record`; ``observations`` and ``logprob_summary`` as JSON text -
 text, not ``jsonb``, because scores may be NaN, which JSON proper cannot hold - plus the detectors and their flags
 as two arrays, so :meth:`summary` counts flags in SQL), ``feedback``, ``changes`` and ``alerts`` (upserted by id).
@@ -51,7 +51,7 @@ _RECORD_COLUMNS = """
 _COPY_COLUMNS = (
     "record_id, time, model, pool, platform, region, config_version, server, context_tokens, output_tokens, "
     "session_hash, temperature, top_p, top_k, max_tokens, finish_reason, status_code, latency_ms, observations, "
-    "logprob_summary, captured_text, source, schema_version, detectors, flagged"
+    "logprob_summary, captured_text, source, schema_version, detectors, flagged, request_tokens"
 )
 
 #: Ordered migrations of the PostgreSQL schema: (version, description, SQL statements). The versions and their
@@ -71,6 +71,11 @@ PG_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
             "CREATE TABLE alerts (alert_id TEXT PRIMARY KEY, signal TEXT, status TEXT, detected_at TIMESTAMPTZ,"
             " payload TEXT NOT NULL)",
         ),
+    ),
+    (
+        2,
+        "records.request_tokens: the proxy's token estimate of the forwarded request",
+        ("ALTER TABLE records ADD COLUMN request_tokens INTEGER",),
     ),
 )
 
@@ -267,6 +272,7 @@ class PostgresStore:
                             r.source,
                             r.schema_version,
                             *_array_literals(r.observations),
+                            r.request_tokens,
                         )
                     )
 
@@ -293,7 +299,13 @@ class PostgresStore:
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
         """Insert or replace alerts by ``alert_id`` (several monitors may upsert the same alert)."""
         rows = [
-            (a.alert_id, a.signal, a.status, a.detected_at, json.dumps(a.to_dict() | {"schema_version": 1}))
+            (
+                a.alert_id,
+                a.signal,
+                a.status,
+                a.detected_at,
+                json.dumps(a.to_dict() | {"schema_version": a.schema_version}),
+            )
             for a in alerts
         ]
         if rows:
@@ -327,8 +339,8 @@ class PostgresStore:
         sql = (
             "SELECT record_id, time, model, pool, platform, region, config_version, server, "
             "context_tokens, output_tokens, session_hash, temperature, top_p, top_k, max_tokens, finish_reason, "
-            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version "
-            "FROM records"
+            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version, "
+            "request_tokens FROM records"
             + (" WHERE " + " AND ".join(where) if where else "")
             + ' ORDER BY time, record_id COLLATE "C"'
         )

@@ -26,7 +26,7 @@ from typing import Any
 from parity._exceptions import InvalidInputError
 
 #: Version of the record layout; bump on any change and add a migration in the store.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: The dimensions a segment is made of. A segment is one value per dimension ("*" for all).
 SEGMENT_DIMENSIONS: tuple[str, ...] = ("model", "pool", "platform", "region", "context_class", "config_version")
@@ -94,6 +94,9 @@ class Record:
     captured_text: str | None = None
     source: str = "proxy"
     schema_version: int = SCHEMA_VERSION
+    #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
+    #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
+    request_tokens: int | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", _utc(self.time))
@@ -222,6 +225,10 @@ class Alert:
     #: days of traffic, and a change landing inside ``[started_at, latest_start]`` may still be its cause.
     latest_start: datetime | None = None
     schema_version: int = SCHEMA_VERSION
+    #: The incident this alert belongs to (``parity.monitor.incidents``): alarms sharing a cause - nested
+    #: segments, related signals, a close start - share one id, the first such alert's; ``None`` for alerts
+    #: stored before incidents existed (each is then its own incident).
+    incident: str | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "started_at", _utc(self.started_at))
@@ -245,4 +252,5 @@ class Alert:
             "worsens": self.worsens,
             "latest_start": self.latest_start.isoformat() if self.latest_start is not None else None,
             "attributed_changes": [asdict(c) for c in self.attributed_changes],
+            "incident": self.incident,
         }

@@ -34,6 +34,7 @@ __all__ = [
     "StoreNotifier",
     "WebhookNotifier",
     "describe_alert",
+    "explain_alert",
 ]
 
 log = logging.getLogger("parity.monitor.alerts")
@@ -63,6 +64,45 @@ def describe_alert(alert: Alert) -> str:
         top = alert.attributed_changes[0]
         text += f"; likely cause {top.change_id} ({top.score:.2f}): {top.evidence}"
     return text
+
+
+#: What a rate signal counts, per request, for :func:`explain_alert` (detectors: "flagged by <name>").
+_RATE_WORDING: dict[str, str] = {
+    "output.cut": "answers {seg} end at a length limit below the requested max_tokens",
+    "context.dropped": "requests {seg} reach the model with under 60% of the context the proxy forwarded "
+    "(upstream usage.prompt_tokens against the request's token estimate)",
+    "feedback": "answers {seg} get negative user feedback",
+}
+
+
+def explain_alert(alert: Alert) -> str:
+    """One sentence a person can read: what share changed, where, against what before.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
+    >>> print(explain_alert(Alert("a1", "output.cut", {"model": "H"}, t, t, 0.42, 0.03, 0.45, 40)))
+    45% of answers for model=H end at a length limit below the requested max_tokens, against 3% before
+    >>> print(explain_alert(Alert("a2", "degeneration.score", {}, t, t, 0.02, 0.01, 0.03, 40)))
+    the mean degeneration score of answers on all traffic is 0.03, against 0.01 before
+    """
+    seg = ",".join(f"{k}={v}" for k, v in alert.segment.items())
+    where = f"for {seg}" if seg else "on all traffic"
+    if alert.signal.endswith(".score"):
+        name = alert.signal.removesuffix(".score")
+        return f"the mean {name} score of answers {where} is {alert.current:.2g}, against {alert.baseline:.2g} before"
+    wording = _RATE_WORDING.get(alert.signal)
+    if wording is None:
+        noun = "requests" if alert.signal.startswith("routing.") else "answers"
+        wording = f"{noun} {{seg}} " + (
+            f"break the routing rule {alert.signal.removeprefix('routing.')}"
+            if alert.signal.startswith("routing.")
+            else f"are flagged by {alert.signal}"
+        )
+
+    def pct(x: float) -> str:
+        return f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.2g}%"
+
+    return f"{pct(alert.current)} of " + wording.format(seg=where) + f", against {pct(alert.baseline)} before"
 
 
 class MemoryNotifier:
@@ -112,7 +152,10 @@ class WebhookNotifier:
     ``headers`` are sent with each request (e.g. an ``Authorization`` for the receiver); ``client`` may be
     given (tests pass one with ``httpx.MockTransport``). ``format="alertmanager"`` sends Alertmanager's
     ``/api/v2/alerts`` body instead (point ``url`` at ``http://ALERTMANAGER:9093/api/v2/alerts``; see
-    :mod:`parity.monitor._alertmanager`), with ``generator_url`` as each alert's link back.
+    :mod:`parity.monitor._alertmanager`), with ``generator_url`` as each alert's link back. parity's payload
+    carries ``incident`` (the id shared by the alerts of one fault, see ``parity.monitor.incidents``) and a
+    readable ``explanation``; ``incidents_only`` sends only the alert that opens each incident (one message per
+    fault; later alerts of the incident are skipped and counted in ``skipped``).
     """
 
     def __init__(
@@ -126,6 +169,7 @@ class WebhookNotifier:
         client: httpx.Client | None = None,
         format: str = "parity",
         generator_url: str = "",
+        incidents_only: bool = False,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidInputError("url", "must be an http(s) URL", url)
@@ -145,14 +189,19 @@ class WebhookNotifier:
         self._client = client or httpx.Client(timeout=timeout)
         self.sent = 0
         self.failures = 0
+        self.skipped = 0
+        self.incidents_only = incidents_only
 
     def payload(self, alert: Alert) -> Any:
         """The JSON body sent for ``alert`` in this notifier's format."""
         if self.format == "alertmanager":
             return alertmanager_alerts(alert, generator_url=self.generator_url)
-        return alert.to_dict()
+        return alert.to_dict() | {"explanation": explain_alert(alert)}
 
     def send(self, alert: Alert) -> None:
+        if self.incidents_only and (alert.status != "open" or alert.incident not in (None, alert.alert_id)):
+            self.skipped += 1
+            return
         payload = self.payload(alert)
         last = ""
         for attempt in range(self.retries + 1):

@@ -98,6 +98,9 @@ class ProxyMetrics:
             "parity_detector_flags", "Responses flagged, per detector.", ["detector"], registry=r
         )
         self.open_alerts = prom.Gauge("parity_monitor_open_alerts", "Open alerts, per signal.", ["signal"], registry=r)
+        self.open_incidents = prom.Gauge(
+            "parity_monitor_open_incidents", "Open incidents (alerts sharing a cause count once).", registry=r
+        )
         self.added_latency = prom.Histogram(
             "parity_proxy_added_latency_seconds",
             "Time the proxy adds before the first response byte: handling before the upstream call plus after its"
@@ -119,6 +122,10 @@ class ProxyMetrics:
                     self.open_alerts.labels(signal=signal).set(0)
         for signal, n in counts.items():
             self.open_alerts.labels(signal=signal).set(n)
+
+    def set_open_incidents(self, n: int) -> None:
+        """Set the open-incident gauge (``parity.monitor.incidents``: one per fault)."""
+        self.open_incidents.set(n)
 
     def render(self) -> bytes:
         """The text exposition format."""

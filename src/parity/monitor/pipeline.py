@@ -81,6 +81,7 @@ from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEve
 from parity.monitor.alerts import Notifier
 from parity.monitor.attribution import AttributionConfig, rank_changes
 from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.incidents import related
 from parity.monitor.segments import (
     FEEDBACK_SIGNAL,
     NEGATIVE_FEEDBACK,
@@ -515,6 +516,17 @@ class SegmentMonitor:
             out.extend(self._new_alert(watch.signal, self._keys[old.alert_id], est, when, worsens=old))
         return out
 
+    def _incident_of(self, alert: Alert, worsens: Alert | None) -> str:
+        """The incident of a new alert (see ``parity.monitor.incidents``): a worsening is a new development (a
+        second change on top of the first, attributed on its own), so a new incident; else that of the earliest
+        alert it is related to, else a new one (its own id)."""
+        if worsens is not None:
+            return alert.alert_id
+        for other in self.alerts:  # oldest first
+            if related(alert, other):
+                return other.incident or other.alert_id
+        return alert.alert_id
+
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
         out: list[Alert] = []
         for firing in fired:
@@ -553,6 +565,7 @@ class SegmentMonitor:
             worsens=worsens.alert_id if worsens is not None else None,
             latest_start=latest_start,
         )
+        alert = replace(alert, incident=self._incident_of(alert, worsens))
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target
         self._watches_started += 1

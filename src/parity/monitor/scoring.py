@@ -35,7 +35,7 @@ import json
 import logging
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -350,7 +350,8 @@ class RecordBuilder:
     """Turns exchanges into records: provenance, salted session hash, detector observations, capture policy.
 
     ``labels`` are static provenance (``{"platform": "gpu"}``) used when a response lacks the header; keys
-    must be in :data:`LABEL_FIELDS`. ``scorer=None`` stores no observations.
+    must be in :data:`LABEL_FIELDS`. ``scorer=None`` stores no observations. ``tokenizer`` (text -> tokens)
+    sizes the forwarded request (``Record.request_tokens``); without one, characters / 4.
     """
 
     def __init__(
@@ -361,6 +362,7 @@ class RecordBuilder:
         scorer: ResponseScorer | None = None,
         capture: CapturePolicy | str = "none",
         source: str = "proxy",
+        tokenizer: Callable[[str], Sequence[object]] | None = None,
     ) -> None:
         labels = dict(labels or {})
         bad = sorted(set(labels) - LABEL_FIELDS)
@@ -373,6 +375,7 @@ class RecordBuilder:
         self.scorer = scorer
         self.capture = capture if isinstance(capture, CapturePolicy) else CapturePolicy(capture)
         self.source = source
+        self.tokenizer = tokenizer
 
     def build(self, exchange: Exchange) -> Record:
         """The record of one exchange (errors included: status code kept, no observations)."""
@@ -414,7 +417,21 @@ class RecordBuilder:
             logprob_summary=logprob_summary(parsed.token_logprobs),
             captured_text=self.capture.capture(parsed.text, flagged=flagged),
             source=self.source,
+            request_tokens=self._request_tokens(parsed),
         )
+
+    def _request_tokens(self, parsed: ParsedExchange) -> int | None:
+        """The forwarded request's size in tokens: ``tokenizer`` when one is configured, else characters / 4
+        (each chat message counts its role too); ``None`` for an empty request."""
+        if not parsed.prompt and not parsed.messages:
+            return None
+        if self.tokenizer is not None:
+            texts = [m["content"] for m in parsed.messages] if parsed.messages else [parsed.prompt]
+            return sum(len(self.tokenizer(t)) for t in texts)
+        chars = (
+            sum(len(m["content"]) + len(m["role"]) for m in parsed.messages) if parsed.messages else len(parsed.prompt)
+        )
+        return math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE)
 
 
 def utcnow() -> datetime:

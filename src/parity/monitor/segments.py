@@ -16,6 +16,12 @@ order, e.g. ``("S", "*", "tpu", "*", "*", "*")``.
   ``parity.stats.sequential``), on segments with at most ``score_max_order`` fixed dimensions (a score is rarely
   exactly 0, so it costs ~10x a rate update);
 - ``feedback``: negative user feedback (thumbs-down, bug report) per request;
+- ``output.cut`` (:data:`OUTPUT_CUT_SIGNAL`): the answer ended at a length limit the client did not ask for
+  (``finish_reason="length"`` with fewer output tokens than the requested ``max_tokens``, or no ``max_tokens``
+  requested): a silent ``max_tokens`` cap shows as a rise;
+- ``context.dropped`` (:data:`CONTEXT_DROPPED_SIGNAL`): the upstream's ``usage.prompt_tokens`` is under
+  :data:`SERVED_CONTEXT_RATIO` of the proxy's estimate of the forwarded request (``Record.request_tokens``), on
+  requests of at least :data:`MIN_REQUEST_TOKENS`: a fleet that drops or truncates history shows a rise;
 - ``routing.<rule>``: routing-audit violations per request (``parity.monitor.audit``). A rule that states an
   *invariant* (``PoolContextRule``: a correct fleet never serves a short request from the long pool) is an
   ``"invariant"`` signal: its baseline is not learned but fixed at ``StatsConfig.invariant_rate``, the tolerance a
@@ -48,8 +54,12 @@ from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMEN
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = [
+    "CONTEXT_DROPPED_SIGNAL",
     "FEEDBACK_SIGNAL",
+    "MIN_REQUEST_TOKENS",
     "NEGATIVE_FEEDBACK",
+    "OUTPUT_CUT_SIGNAL",
+    "SERVED_CONTEXT_RATIO",
     "WILDCARD",
     "Firing",
     "SegmentKey",
@@ -64,6 +74,7 @@ __all__ = [
     "score_signal",
     "segment_dict",
     "segment_label",
+    "serving_signals",
     "shard_of",
 ]
 
@@ -75,6 +86,21 @@ KEY_CACHE_SIZE = 4096
 
 #: The negative-feedback signal.
 FEEDBACK_SIGNAL = "feedback"
+
+#: Answers cut at a length limit below the requested ``max_tokens`` (or with none requested).
+OUTPUT_CUT_SIGNAL = "output.cut"
+
+#: Requests whose served context (``usage.prompt_tokens``) is well under what the forwarded request implies.
+CONTEXT_DROPPED_SIGNAL = "context.dropped"
+
+#: ``context.dropped`` counts a request whose reported prompt tokens are under this share of the estimate: a
+#: byte-level BPE on English serves ~1x the characters / 4 estimate (plus its chat template); a request that
+#: lost its history keeps only its last message, a fraction of the estimate.
+SERVED_CONTEXT_RATIO = 0.6
+
+#: Requests smaller than this (estimated tokens) carry no ``context.dropped`` observation: too little text for
+#: the estimate to mean anything.
+MIN_REQUEST_TOKENS = 24
 
 #: Feedback kinds that count as a 1 of the feedback signal (here, below the pipeline and the dashboard, which both
 #: read it).
@@ -228,6 +254,37 @@ def record_signals(record: Record, *, scores: bool = True) -> list[SignalValue]:
         if scores and obs.score == obs.score:  # NaN scores carry no information
             out.append(SignalValue(score_signal(obs.detector), "mean", min(max(float(obs.score), 0.0), 1.0)))
     out.append(SignalValue(FEEDBACK_SIGNAL, "rate", 0.0))
+    out.extend(serving_signals(record))
+    return out
+
+
+def serving_signals(record: Record) -> list[SignalValue]:
+    """The signals read from how the request was served, not from the text: ``output.cut`` when the finish
+    reason is known, ``context.dropped`` when the upstream reported its prompt tokens on a request of at least
+    :data:`MIN_REQUEST_TOKENS` (estimated); none for failed requests.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
+    >>> capped = Record(record_id="r", time=t, model="H", max_tokens=64, output_tokens=4, finish_reason="length",
+    ...                 context_tokens=12, request_tokens=80)
+    >>> [(s.signal, s.value) for s in serving_signals(capped)]
+    [('output.cut', 1.0), ('context.dropped', 1.0)]
+    >>> full = Record(record_id="r", time=t, model="H", max_tokens=64, output_tokens=64, finish_reason="length",
+    ...               context_tokens=90, request_tokens=80)
+    >>> [(s.signal, s.value) for s in serving_signals(full)]
+    [('output.cut', 0.0), ('context.dropped', 0.0)]
+    """
+    if not 200 <= record.status_code < 300:
+        return []
+    out: list[SignalValue] = []
+    finish = record.finish_reason
+    if finish is not None:
+        cut = finish == "length" and (record.max_tokens is None or 0 < record.output_tokens < record.max_tokens)
+        out.append(SignalValue(OUTPUT_CUT_SIGNAL, "rate", 1.0 if cut else 0.0))
+    estimate = record.request_tokens
+    if estimate is not None and estimate >= MIN_REQUEST_TOKENS and record.context_tokens > 0:
+        dropped = record.context_tokens < SERVED_CONTEXT_RATIO * estimate
+        out.append(SignalValue(CONTEXT_DROPPED_SIGNAL, "rate", 1.0 if dropped else 0.0))
     return out
 
 

@@ -12,7 +12,7 @@ same store it writes.
 
 >>> store = open_store(":memory:")
 >>> type(store).__name__, store.schema_version
-('DuckDBStore', 1)
+('DuckDBStore', 2)
 >>> type(open_store(None)).__name__
 'MemoryStore'
 """

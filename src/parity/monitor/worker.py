@@ -535,7 +535,9 @@ class MonitorWorker:
                 except Exception as err:  # a notifier must not break the pipeline; the shipped ones never raise
                     self._log_error("notifier", f"notifier {type(notifier).__name__} failed: {err}")
         if self.hook is not None:
-            self.metrics.set_open_alerts(Counter(a.signal for a in self.hook.open_alerts))
+            open_alerts = self.hook.open_alerts
+            self.metrics.set_open_alerts(Counter(a.signal for a in open_alerts))
+            self.metrics.set_open_incidents(len({a.incident or a.alert_id for a in open_alerts}))
 
     # -- store, spool, write-ahead log -------------------------------------------------------------------
     def flush(self) -> None:

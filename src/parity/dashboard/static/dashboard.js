@@ -182,7 +182,9 @@
       const idCell = cell(tr, id);
       if (a.status !== "open") idCell.appendChild(el("span", a.status, "badge"));
       if (a.worsens) idCell.appendChild(el("div", "worsens " + a.worsens, "note"));
-      cell(tr, breakable(a.signal), "mono wrap");
+      if (a.incident_id && a.incident_id !== a.id) idCell.appendChild(el("div", "incident " + a.incident_id, "note"));
+      const sig = cell(tr, breakable(a.signal), "mono wrap");
+      if (a.explanation) sig.appendChild(el("div", a.explanation, "note"));
       const link = el("a", breakable(a.segment_text));
       link.href = "#segment-section";
       link.addEventListener("click", () => showSegment(a.segment_text));

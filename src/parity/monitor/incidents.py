@@ -1,0 +1,157 @@
+"""Incidents: one per fault, grouping the alerts that share a cause.
+
+One fault often alarms more than one stream: its own segment and the marginals that pool it (``all traffic``,
+``pool=long``), and related signals (a detector's flag rate ``x`` and its mean score ``x.score``, or two detectors
+seeing the same broken text). Two alerts are *related* (:func:`related`) when
+
+- their segments intersect (no dimension fixed to two different values: ``model=H`` and ``platform=tpu`` share
+  model H's tpu traffic; ``all`` intersects everything), and
+- their signals are of one family (``x`` and ``x.score``, or one signal on two marginals of the faulty segment)
+  and the earlier alert is still open or their evidence periods ``[started_at, detected_at]`` widened by
+  :data:`START_SLACK` overlap (one family's streams estimate a start differently, but they watch the same
+  excursion); or their starts are close: the intervals ``[started_at, latest_start]`` widened by
+  :data:`START_SLACK` overlap.
+
+The pipeline gives every new alert the incident id of the earliest alert it is related to (or its own id), and
+stores it in ``Alert.incident``; :func:`group_incidents` reads the groups back from any list of alerts (a store,
+a proxy's ``/parity/alerts``). An incident's *lead* alert is its strongest evidence: a rate signal before a score,
+then the most specific segment, then the largest relative rise.
+
+>>> from datetime import datetime, timedelta, timezone
+>>> from parity.monitor._records import Alert
+>>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
+>>> own = Alert("a-1", "sampling_consistency", {"model": "O"}, t, t + timedelta(seconds=60), 0.4, 0.01, 0.41, 90,
+...             incident="a-1")
+>>> pooled = Alert("a-2", "sampling_consistency", {}, t, t + timedelta(seconds=50), 0.1, 0.01, 0.11, 300,
+...                incident="a-1")
+>>> [(i.incident_id, i.lead.alert_id, i.segments, i.signals) for i in group_incidents([own, pooled])]
+[('a-1', 'a-1', ['model=O', 'all'], ['sampling_consistency'])]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from parity.monitor._records import Alert
+from parity.monitor.alerts import explain_alert
+
+__all__ = ["START_SLACK", "Incident", "group_incidents", "related", "signal_family"]
+
+#: Starts this close (either way) count as one cause for alerts on nested segments with unrelated signals.
+START_SLACK = timedelta(minutes=15)
+
+
+def signal_family(signal: str) -> str:
+    """The signal a derived one belongs to: ``x.score`` -> ``x``; others are their own family.
+
+    >>> signal_family("degeneration.score"), signal_family("routing.short_on_long_pool")
+    ('degeneration', 'routing.short_on_long_pool')
+    """
+    return signal.removesuffix(".score")
+
+
+def _intersect(a: dict[str, str], b: dict[str, str]) -> bool:
+    return all(b.get(k, v) == v for k, v in a.items())
+
+
+def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
+    """Whether two alerts share a cause (see the module docstring); the pipeline asks it of a new (open) alert
+    against every earlier one.
+
+    >>> from datetime import datetime, timezone
+    >>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
+    >>> x = Alert("a", "degeneration", {"platform": "tpu"}, t, t, 0.1, 0.0, 0.1, 50)
+    >>> related(x, Alert("b", "degeneration.score", {"platform": "tpu"}, t, t, 0.1, 0.0, 0.1, 50))
+    True
+    >>> related(x, Alert("c", "degeneration", {"platform": "gpu"}, t, t, 0.1, 0.0, 0.1, 50))
+    False
+    """
+    if not _intersect(a.segment, b.segment):
+        return False
+    if signal_family(a.signal) == signal_family(b.signal):
+        if a.status == "open" and b.status == "open":
+            return True
+        return a.started_at - slack <= b.detected_at + slack and b.started_at - slack <= a.detected_at + slack
+    a_end, b_end = a.latest_start or a.started_at, b.latest_start or b.started_at
+    return a.started_at - slack <= b_end and b.started_at - slack <= a_end
+
+
+def _strength(alert: Alert) -> tuple[bool, int, float]:
+    relative = alert.effect / max(alert.baseline, 1e-3)
+    return (not alert.signal.endswith(".score"), len(alert.segment), relative)
+
+
+def _label(segment: dict[str, str]) -> str:
+    return ",".join(f"{k}={v}" for k, v in segment.items()) or "all"
+
+
+@dataclass(frozen=True, slots=True)
+class Incident:
+    """Alerts sharing a cause: the lead alert (strongest evidence) and every segment and signal involved."""
+
+    incident_id: str
+    lead: Alert
+    alerts: tuple[Alert, ...]
+
+    @property
+    def status(self) -> str:
+        """``open`` while any of its alerts is open, else ``superseded``/``closed`` as its lead."""
+        return "open" if any(a.status == "open" for a in self.alerts) else self.lead.status
+
+    @property
+    def segments(self) -> list[str]:
+        """Segment labels involved, most specific first (``all`` for all traffic)."""
+        seen: dict[str, int] = {}
+        for a in self.alerts:
+            seen.setdefault(_label(a.segment), len(a.segment))
+        return sorted(seen, key=lambda s: (-seen[s], s))
+
+    @property
+    def signals(self) -> list[str]:
+        """Signals involved, sorted."""
+        return sorted({a.signal for a in self.alerts})
+
+    @property
+    def started_at(self) -> datetime:
+        return min(a.started_at for a in self.alerts)
+
+    @property
+    def detected_at(self) -> datetime:
+        return min(a.detected_at for a in self.alerts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (``parity status --json``'s ``incidents[]``)."""
+        return {
+            "id": self.incident_id,
+            "status": self.status,
+            "lead": self.lead.alert_id,
+            "explanation": explain_alert(self.lead),
+            "signal": self.lead.signal,
+            "segment": dict(self.lead.segment),
+            "segments": self.segments,
+            "signals": self.signals,
+            "alerts": [a.alert_id for a in self.alerts],
+            "started_at": self.started_at.isoformat(),
+            "detected_at": self.detected_at.isoformat(),
+            "attributed_changes": [c.change_id for c in self.lead.attributed_changes],
+        }
+
+
+def group_incidents(alerts: Sequence[Alert], *, open_only: bool = False) -> list[Incident]:
+    """Group ``alerts`` by ``Alert.incident`` (an alert without one is its own incident), earliest detection
+    first; ``open_only`` keeps incidents with an open alert. The lead is chosen among the open alerts when there
+    are any (a superseded alert was replaced by a better one)."""
+    groups: dict[str, list[Alert]] = {}
+    for a in sorted(alerts, key=lambda a: a.detected_at):
+        groups.setdefault(a.incident or a.alert_id, []).append(a)
+    out: list[Incident] = []
+    for incident_id, members in groups.items():
+        candidates = [a for a in members if a.status == "open"] or members
+        lead = max(candidates, key=_strength)
+        incident = Incident(incident_id, lead, tuple(members))
+        if not open_only or incident.status == "open":
+            out.append(incident)
+    return out

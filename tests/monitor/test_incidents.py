@@ -1,0 +1,97 @@
+"""Incidents: one per fault, grouping alarms on nested segments and related signals; the serving signals."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from parity.monitor import DetectorObservation, Record
+from parity.monitor.alerts import MemoryNotifier
+from parity.monitor.incidents import group_incidents
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.segments import StatsConfig
+
+T0 = datetime(2026, 12, 1, tzinfo=UTC)
+MODELS = ("S", "H", "O")
+
+
+def run(fault: str, n_clean: int = 3000, n_faulty: int = 1500, seed: int = 5) -> tuple[SegmentMonitor, int, int]:
+    """Clean traffic over three models, then ``fault`` on model H; returns the monitor, the alerts raised in the
+    clean phase, and how many affected requests came before the first alert (-1: none)."""
+    rng = np.random.default_rng(seed)
+    memory = MemoryNotifier()
+    config = MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), rate_warmup=300, mean_warmup=100))
+    mon = SegmentMonitor(config=config, notifiers=[memory])
+    clean_alerts, affected, first = 0, 0, -1
+    for i in range(n_clean + n_faulty):
+        model = MODELS[i % 3]
+        faulty = i >= n_clean and model == "H"
+        history = rng.random() < 0.3
+        request = int(rng.integers(60, 200)) if history else int(rng.integers(10, 60))
+        served = max(1, int(request * rng.uniform(0.9, 1.3)))
+        max_tokens = 32
+        out = int(rng.integers(5, 33))
+        finish = "length" if out == 32 else "stop"
+        flagged = bool(rng.random() < 0.01)
+        if faulty and fault == "cap":
+            out, finish = min(out, 4), "length" if out >= 4 else finish
+            affected += 1
+        if faulty and fault == "context" and history:
+            served = max(1, int(served * 0.25))
+            affected += 1
+        if faulty and fault == "script":
+            flagged = bool(rng.random() < 0.3)
+            affected += 1
+        rec = Record(
+            record_id=f"r{i}",
+            time=T0 + timedelta(seconds=i / 12),
+            model=model,
+            platform=("gpu", "tpu")[i % 2],
+            context_tokens=served,
+            request_tokens=request,
+            output_tokens=out,
+            max_tokens=max_tokens,
+            finish_reason=finish,
+            observations=(DetectorObservation("degeneration", flagged, 0.9 if flagged else 0.05),),
+        )
+        raised = mon.observe(rec)
+        if raised and i < n_clean:
+            clean_alerts += len(raised)
+        if raised and i >= n_clean and first < 0:
+            first = affected
+    return mon, clean_alerts, first
+
+
+def test_a_max_tokens_cap_is_one_incident_on_its_model() -> None:
+    mon, clean, first = run("cap")
+    assert clean == 0
+    incidents = group_incidents(mon.alerts, open_only=True)
+    assert len(incidents) == 1, [a.to_dict() for a in mon.alerts]
+    assert incidents[0].lead.signal == "output.cut"
+    assert incidents[0].lead.segment == {"model": "H"}
+    assert 0 < first <= 300
+
+
+def test_dropped_history_is_one_incident_on_its_model() -> None:
+    mon, clean, first = run("context")
+    assert clean == 0
+    incidents = group_incidents(mon.alerts, open_only=True)
+    assert len(incidents) == 1, [a.to_dict() for a in mon.alerts]
+    assert incidents[0].lead.signal == "context.dropped"
+    assert incidents[0].lead.segment == {"model": "H"}
+    assert 0 < first <= 300
+
+
+def test_a_rate_and_its_score_are_one_incident() -> None:
+    mon, clean, _ = run("script")
+    assert clean == 0
+    incidents = group_incidents(mon.alerts, open_only=True)
+    assert len(incidents) == 1, [a.to_dict() for a in mon.alerts]
+    assert incidents[0].lead.segment == {"model": "H"}
+    assert incidents[0].lead.signal == "degeneration"
+
+
+def test_clean_traffic_raises_nothing() -> None:
+    mon, clean, first = run("none", n_clean=4500, n_faulty=0)
+    assert (clean, first, mon.alerts) == (0, -1, [])
