@@ -70,6 +70,8 @@ def bind(host: str, port: int) -> socket.socket:
     "--store", "store_path", default=None, help=f"DuckDB store file, opened read-only (default {DEFAULT_STORE})."
 )
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read the store through.")
+@click.option("--proxy-token", envvar="PARITY_PROXY_TOKEN", default=None,
+              help="The --proxy's token (needed when it listens beyond 127.0.0.1).")  # fmt: skip
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (beyond loopback a token is required)."
 )
@@ -92,6 +94,7 @@ def bind(host: str, port: int) -> socket.socket:
 def command(
     store_path: str | None,
     proxy_url: str | None,
+    proxy_token: str | None,
     host: str,
     port: int,
     token: str | None,
@@ -105,7 +108,7 @@ def command(
 
     uvicorn = import_optional("uvicorn", extra="dashboard")
     required, generated = resolve_token(host, token)
-    source = open_read_source(store=store_path, proxy=proxy_url)
+    source = open_read_source(store=store_path, proxy=proxy_url, proxy_token=proxy_token)
     try:
         app = create_app(source, token=required, long_context_tokens=long_context_tokens, title=title or DEFAULT_TITLE)
         sock = bind(host, port)

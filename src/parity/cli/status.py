@@ -20,9 +20,11 @@ from parity.monitor._records import Alert
 __all__ = ["alerts_table", "command", "load_alerts"]
 
 
-def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
+def load_alerts(
+    *, store: str | None = None, proxy: str | None = None, open_only: bool = True, proxy_token: str | None = None
+) -> list[Alert]:
     """Alerts from a store file or a proxy URL (exactly one of them), newest first."""
-    source = open_read_source(store=store, proxy=proxy)
+    source = open_read_source(store=store, proxy=proxy, proxy_token=proxy_token)
     try:
         alerts = source.alerts(open_only=open_only)
     finally:
@@ -63,11 +65,15 @@ def alerts_table(alerts: list[Alert]) -> Table:
 @click.command(name="status")
 @click.option("--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}).")
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read alerts from.")
+@click.option("--proxy-token", envvar="PARITY_PROXY_TOKEN", default=None,
+              help="The proxy's token (needed when it listens beyond 127.0.0.1).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help='Print {"alerts": [...]} as JSON.')
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and closed alerts.")
-def command(store_path: str | None, proxy_url: str | None, as_json: bool, show_all: bool) -> None:
+def command(
+    store_path: str | None, proxy_url: str | None, proxy_token: str | None, as_json: bool, show_all: bool
+) -> None:
     """Show open alerts and the changes they are attributed to."""
-    alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all)
+    alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all, proxy_token=proxy_token)
     if as_json:
         click.echo(json.dumps({"alerts": [a.to_dict() for a in alerts]}, indent=2))
         return

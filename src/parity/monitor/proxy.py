@@ -17,6 +17,15 @@ Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to 
 because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
 (``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
 ``/parity/feedback``, ``/parity/changes``, ``/parity/health``.
+
+Exposure: with a ``token`` (``parity proxy`` makes one when it listens beyond loopback), every ``/parity/*`` route,
+``GET /metrics`` and ``POST /v1/feedback`` answer ``401`` unless the request carries ``Authorization: Bearer
+TOKEN``; ``POST /v1/feedback`` also accepts a separate ``feedback_token`` (for clients that should send feedback
+and read nothing). ``/v1/*`` itself is forwarded as it came: the upstream authenticates its own clients.
+Without a token (the loopback default) nothing is asked. Request bodies over ``max_body_bytes`` are refused with
+``413`` before they are read whole or forwarded (counted in ``parity_proxy_refused_requests_total``); every
+answer the proxy makes itself (``400``, ``401``, ``404``, ``413``, ``502``, ``504``) is an OpenAI-style
+``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
@@ -38,8 +47,11 @@ from typing import Any, Protocol
 import httpcore
 import httpx
 
+from parity._body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from parity._exceptions import InvalidInputError, ParityError
+from parity._json_input import loads_bounded
 from parity._optional import import_optional
+from parity._token import TokenCheck
 from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_protocol import Store
@@ -128,6 +140,7 @@ class ProxyConfig:
     spool_path: str | Path | None = None
     upstream_timeout_s: float = 600.0
     changes_poll_s: float = 10.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -138,6 +151,8 @@ class ProxyConfig:
             raise InvalidInputError("batch_size", "must be >= 1", self.batch_size)
         if self.flush_interval_s <= 0:
             raise InvalidInputError("flush_interval_s", "must be > 0", self.flush_interval_s)
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise InvalidInputError("max_body_bytes", "must be a positive integer", self.max_body_bytes)
         CapturePolicy(self.capture)
 
 
@@ -398,7 +413,9 @@ class ParityProxy:
     lifespan. ``store`` is owned by the caller (closed by the caller after shutdown). ``clock`` stamps each
     exchange and feedback event when it arrives (default: the wall clock; a replay passes its simulated clock).
     ``mounts`` maps path prefixes to more ASGI apps served beside the proxy's own routes (the dashboard at
-    ``/dashboard``)."""
+    ``/dashboard``). ``token``: required (as ``Authorization: Bearer``) on ``/parity/*``, ``/metrics`` and
+    ``POST /v1/feedback``; ``feedback_token``: also accepted on ``POST /v1/feedback`` (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -412,8 +429,12 @@ class ParityProxy:
         changes_source: Callable[[], Sequence[Change]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         mounts: Mapping[str, Any] | None = None,
+        token: str | None = None,
+        feedback_token: str | None = None,
     ) -> None:
         self.config = config
+        self._views_check = TokenCheck(token) if token is not None else None
+        self._feedback_checks = tuple(TokenCheck(t) for t in (token, feedback_token) if t is not None)
         self.clock = clock
         self.mounts = dict(mounts or {})
         self.store = store
@@ -504,21 +525,60 @@ class ParityProxy:
             finally:
                 await self.shutdown()
 
+        views = (self._views_check,) if self._views_check is not None else ()
+        feedback = self._feedback_checks
         routes = [
-            routing.Route("/v1/feedback", self._feedback, methods=["POST"]),
-            routing.Route("/metrics", self._metrics, methods=["GET"]),
-            routing.Route("/parity/health", self._health, methods=["GET"]),
-            routing.Route("/parity/alerts", self._alerts, methods=["GET"]),
-            routing.Route("/parity/records", self._records, methods=["GET"]),
-            routing.Route("/parity/records/summary", self._summary, methods=["GET"]),
-            routing.Route("/parity/feedback", self._feedback_list, methods=["GET"]),
-            routing.Route("/parity/changes", self._changes, methods=["GET"]),
+            routing.Route("/v1/feedback", self._authorized(self._feedback, feedback), methods=["POST"]),
+            routing.Route("/metrics", self._authorized(self._metrics, views), methods=["GET"]),
+            routing.Route("/parity/health", self._authorized(self._health, views), methods=["GET"]),
+            routing.Route("/parity/alerts", self._authorized(self._alerts, views), methods=["GET"]),
+            routing.Route("/parity/records", self._authorized(self._records, views), methods=["GET"]),
+            routing.Route("/parity/records/summary", self._authorized(self._summary, views), methods=["GET"]),
+            routing.Route("/parity/feedback", self._authorized(self._feedback_list, views), methods=["GET"]),
+            routing.Route("/parity/changes", self._authorized(self._changes, views), methods=["GET"]),
             routing.Route(
                 "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
             ),
             *(routing.Mount(prefix, app=app) for prefix, app in self.mounts.items()),
         ]
-        return starlette.Starlette(routes=routes, lifespan=lifespan)
+        exceptions = import_optional("starlette.exceptions", extra="monitor")
+        app = starlette.Starlette(
+            routes=routes,
+            lifespan=lifespan,
+            exception_handlers={exceptions.HTTPException: self._http_error, Exception: self._server_error},
+        )
+        refused = self.metrics.refused.labels(reason="body_too_large")
+        return BodyLimit(app, max_bytes=self.config.max_body_bytes, on_refused=refused.inc)
+
+    # -- the proxy's own answers: auth, errors -----------------------------------------------------------
+    def _authorized(self, handler: Callable[[Any], Any], checks: Sequence[TokenCheck]) -> Callable[[Any], Any]:
+        """``handler`` behind the token checks (none: open, the loopback default)."""
+        if not checks:
+            return handler
+
+        async def endpoint(request: Any) -> Any:
+            authorization = request.headers.get("authorization")
+            if any(check.allows(authorization=authorization) for check in checks):
+                return await handler(request)
+            self.metrics.refused.labels(reason="unauthorized").inc()
+            message = (
+                "parity proxy: this route needs the proxy's token: send Authorization: Bearer TOKEN "
+                "(`parity proxy` printed it at start-up; `parity status --proxy-token` / PARITY_PROXY_TOKEN pass it)"
+            )
+            return _error(message, 401, type="authentication_error", code="invalid_token",
+                          headers={"www-authenticate": 'Bearer realm="parity proxy"'})  # fmt: skip
+
+        return endpoint
+
+    async def _http_error(self, request: Any, exc: Any) -> Any:
+        status = int(getattr(exc, "status_code", 500))
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        detail = str(getattr(exc, "detail", "") or "error")
+        return _error(f"parity proxy: {request.method} {request.url.path}: {detail}", status, type=kind)
+
+    async def _server_error(self, request: Any, exc: Exception) -> Any:
+        log.error("parity proxy: %s %s failed: %r", request.method, request.url.path, exc)
+        return _error("parity proxy: internal error (logged)", 500, type="server_error", code="internal_error")
 
     async def _forward(self, request: Any) -> Any:
         self._in_flight += 1
@@ -591,16 +651,28 @@ class ParityProxy:
     async def _feedback(self, request: Any) -> Any:
         responses = import_optional("starlette.responses", extra="monitor")
         try:
-            data = json.loads(await request.body())
+            data = loads_bounded(await request.body())
             if not isinstance(data, dict):
                 raise InvalidInputError("body", "must be a JSON object with response_id and kind")
             rid = data.get("response_id")
             if not isinstance(rid, str) or not rid:
                 raise InvalidInputError("response_id", "must be a non-empty string", rid)
-            event = FeedbackEvent(response_id=rid, time=data.get("time") or self.clock(), kind=str(data.get("kind")))
-        except (ValueError, ParityError) as err:
-            payload = {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": None}}
-            return responses.JSONResponse(payload, status_code=400)
+            kind = data.get("kind")
+            if not isinstance(kind, str):
+                raise InvalidInputError("kind", "must be a string", kind)
+            when = data.get("time")
+            if when is not None and not isinstance(when, str):
+                raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when)
+            try:
+                at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else self.clock()
+            except ValueError:
+                raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when) from None
+            event = FeedbackEvent(response_id=rid, time=at, kind=kind)
+        except (ValueError, TypeError, OverflowError, ParityError) as err:
+            self.metrics.refused.labels(reason="bad_request").inc()
+            param = err.argument if isinstance(err, InvalidInputError) and err.argument != "body" else None
+            code = getattr(err, "code", None) or "invalid_value"
+            return _error(str(err), 400, param=param, code=code)
         self.metrics.feedback.labels(kind=event.kind).inc()
         self.worker.submit(event)
         return responses.JSONResponse({"status": "accepted", "response_id": rid}, status_code=202)
@@ -614,7 +686,8 @@ class ParityProxy:
         try:
             payload = await asyncio.to_thread(fn)
         except ParityError as err:
-            return responses.JSONResponse({"error": {"message": str(err)}}, status_code=400)
+            param = err.argument if isinstance(err, InvalidInputError) else None
+            return _error(str(err), 400, param=param, code="invalid_value")
         return responses.JSONResponse(payload)
 
     async def _health(self, request: Any) -> Any:
@@ -668,6 +741,21 @@ class ParityProxy:
 
     async def _changes(self, request: Any) -> Any:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
+
+
+def _error(
+    message: str,
+    status: int,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """An answer of the proxy's own, in OpenAI's error shape."""
+    responses = import_optional("starlette.responses", extra="monitor")
+    payload = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return responses.JSONResponse(payload, status_code=status, headers=dict(headers or {}))
 
 
 def default_hook(*, webhook: str | None = None, long_context_tokens: int | None = None) -> MonitorHook:
