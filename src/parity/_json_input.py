@@ -52,6 +52,7 @@ class JSONInputError(InvalidInputError):
 
     def __init__(self, argument: str, requirement: str, *, code: str, detail: str | None = None) -> None:
         self.code = code
+        self.detail = detail
         super().__init__(argument, requirement, detail=detail)
 
 
