@@ -387,11 +387,18 @@ class _Forward:
         try:
             await send({"type": "http.response.start", "status": up.status, "headers": headers})
             stream: AsyncIterable[bytes] = up.stream  # type: ignore[assignment]
-            async for chunk in stream:
-                if keep and kept < MAX_SCORED_BODY_BYTES:
-                    self.raw.chunks.append(chunk)
-                    kept += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in stream:
+                    if keep and kept < MAX_SCORED_BODY_BYTES:
+                        self.raw.chunks.append(chunk)
+                        kept += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as err:
+                # the upstream broke off mid-body: the client gets the same bytes and then the same broken
+                # connection (returning without the last message makes the server close it), never a clean end
+                self.proxy.metrics.upstream_errors.labels(reason="broken_body").inc()
+                log.warning("upstream %s broke off mid-body: %s", self.proxy.upstream, err)
+                return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             complete = True
         finally:
@@ -600,7 +607,10 @@ class ParityProxy:
         headers.append((b"host", self._host))
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", str(len(body)).encode()))
-        url = self.upstream + path + (("?" + request.url.query) if request.url.query else "")
+        # the path as the client sent it (percent-escapes kept): the decoded one may hold spaces or bytes no
+        # request line can carry
+        raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
+        url = self.upstream + raw_path + (("?" + request.url.query) if request.url.query else "")
         assert self._pool is not None
         t_read = self.config.upstream_timeout_s
         up_request = httpcore.Request(
