@@ -157,3 +157,15 @@ def test_fuzzed_bodies_never_get_a_500(lab: Any, case: tuple[str, bytes]) -> Non
     assert resp.status_code in (200, 400, 404), (resp.status_code, raw[:300], resp.text[:300])
     if resp.status_code != 200:
         _assert_openai_error(resp, resp.status_code)
+
+
+def test_the_body_limit_is_validated_and_offered_on_the_command_line() -> None:
+    from click.testing import CliRunner
+
+    from parity.cli._main import main
+    from parity.lab.fleet import FleetConfig, default_config_path
+    from parity.lab.server import LabServer
+
+    with pytest.raises(ValueError, match="`max_body_bytes` must be a positive integer"):
+        LabServer(FleetConfig.load(default_config_path("incident")), max_body_bytes=0)
+    assert "--max-body-bytes" in CliRunner().invoke(main, ["lab", "serve", "--help"]).output

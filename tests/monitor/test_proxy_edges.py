@@ -130,3 +130,16 @@ def test_fuzzed_feedback_never_gets_a_500(proxy_at: Callable[..., tuple[ParityPr
             _openai_error(resp, 400)
 
     check()
+
+
+def test_the_command_offers_the_limit_and_the_tokens() -> None:
+    from click.testing import CliRunner
+
+    from parity.cli._main import main
+
+    text = CliRunner().invoke(main, ["proxy", "--help"]).output
+    for option in ("--max-body-bytes", "--token", "--feedback-token", "--dashboard-token"):
+        assert option in text
+    bad = CliRunner().invoke(main, ["proxy", "--upstream", "http://127.0.0.1:9", "--max-body-bytes", "0"])
+    assert bad.exit_code == 2
+    assert "--max-body-bytes" in bad.output
