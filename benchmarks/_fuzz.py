@@ -274,7 +274,7 @@ def upstream_response(mode: str, seed: int, body: bytes) -> UpstreamAnswer:
         payload = payload[:cut] + b"\xff\xfe\xc3(" + payload[cut:]
     elif mode == "gzip_garbage":
         headers.append(("content-encoding", "gzip"))
-        payload = gzip.compress(payload)[: rng.randrange(5, 30)] if rng.random() < 0.5 else b"not gzip at all"
+        payload = gzip.compress(payload, mtime=0)[: rng.randrange(5, 30)] if rng.random() < 0.5 else b"not gzip at all"
     answer = UpstreamAnswer(200, headers, payload)
     if mode == "chunked":
         answer.chunked = True

@@ -118,9 +118,9 @@ def bench_proxy(tmp: Path) -> str:
     modes = Counter(r.mode for r, _ in results)
     bad = [(r, v) for r, v in results if not v.ok]
     proxy_500 = sum(v.proxy_500 for _, v in results)
-    oversize = sum(r.oversize for r, _ in results)
-    failing = sum(r.mode in FAILING and not r.oversize for r, _ in results)
-    cut = sum(r.mode in CUT_SHORT and not r.oversize for r, _ in results)
+    oversize = sum(v.ok and r.oversize for r, v in results)
+    failing = sum(v.ok and r.mode in FAILING and not r.oversize for r, v in results)
+    cut = sum(v.ok and r.mode in CUT_SHORT and not r.oversize for r, v in results)
     complete_scored = sum(
         r.path.split("?")[0] in SCORED and r.mode not in FAILING | CUT_SHORT and not r.oversize for r, _ in results
     )
@@ -129,7 +129,7 @@ def bench_proxy(tmp: Path) -> str:
     worker_errors = _metric(metrics, "parity_proxy_worker_errors_total")
     worker_tracebacks = len(re.findall(r"Exception in thread parity-monitor-worker", text))
     request_tracebacks = text.count("Traceback") - worker_tracebacks
-    reasons = Counter(v.why.split(":")[0] for _, v in bad)
+    reasons = Counter(f"{r.mode}: {re.sub(r'[0-9]+', 'N', v.why)}" for r, v in bad)
     print(f"proxy: {n} requests in {wall:.0f} s, {len(bad)} altered, {proxy_500} proxy 500s", flush=True)
     rows = [
         f"| requests sent (seeded, concurrency {CONCURRENCY}) | {n:,} of {N_REQUESTS:,} planned |",

@@ -26,10 +26,18 @@ LIMIT = 64 * 1024
 @pytest.mark.filterwarnings(
     "ignore:Exception in thread parity-monitor-worker:pytest.PytestUnhandledThreadExceptionWarning"
 )
-def test_fuzzed_requests_are_answered_exactly_as_the_upstream_answered(serve_app: Callable[[Any], Any]) -> None:
+def test_fuzzed_requests_are_answered_exactly_as_the_upstream_answered(
+    serve_app: Callable[[Any], Any], tmp_path: Path
+) -> None:
     with MisbehavingUpstream() as upstream:
-        proxy = ParityProxy(
-            ProxyConfig(upstream=upstream.url, max_body_bytes=LIMIT, upstream_timeout_s=10),
+        proxy = ParityProxy(  # a small queue, so that hand-offs also go the spool's way
+            ProxyConfig(
+                upstream=upstream.url,
+                max_body_bytes=LIMIT,
+                upstream_timeout_s=10,
+                queue_size=20,
+                spool_path=tmp_path / "spool.jsonl",
+            ),
             MemoryStore(),
             RecordBuilder(salt="s", scorer=None),
         )

@@ -406,9 +406,19 @@ class _Forward:
                 await up.aclose()
                 if keep and complete:
                     self.raw.latency_ms = (time.perf_counter() - self.t_start) * 1000.0
-                    self.proxy.worker.submit(self.raw)
+                    self._hand_off()
             finally:
                 self.proxy._in_flight -= 1
+
+    def _hand_off(self) -> None:
+        """Give the exchange to the worker. The user's answer is complete by now: whatever the hand-off raises
+        (a full queue spools, and spooling parses) is counted and logged, never raised into the connection,
+        which the server would then close under the client's next keep-alive request."""
+        try:
+            self.proxy.worker.submit(self.raw)
+        except Exception as err:
+            self.proxy.metrics.worker_errors.labels(stage="handoff").inc()
+            log.warning("monitor: exchange on %s not handed to the worker: %r", self.raw.path, err)
 
 
 #: Response headers not copied: hop-by-hop ones (``content-length`` is kept so sized bodies stay sized).
