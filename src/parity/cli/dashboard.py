@@ -2,7 +2,8 @@
 
 Reads a DuckDB store file (``--store``, opened read-only; default ``parity.duckdb``) or a running proxy
 (``--proxy URL``, through its read-only ``/parity/*`` endpoints: DuckDB lets one process open a file while it is
-written, so this is how to watch a store a proxy is writing). On ``127.0.0.1`` no token is needed unless one is
+written, so this is how to watch a store a proxy is writing; ``--proxy-token`` or ``PARITY_PROXY_TOKEN`` when
+that proxy asks for its token). On ``127.0.0.1`` no token is needed unless one is
 given; bound to any other address a token is required: ``--token`` (or ``PARITY_DASHBOARD_TOKEN``), else one is
 generated and printed with the URL. Errors (no store, an unreadable one, a port in use) are one line, exit 2.
 """

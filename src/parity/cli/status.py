@@ -1,7 +1,8 @@
 """``parity status``: the open alerts and the changes they are attributed to.
 
 Reads a DuckDB store file (``--store``, opened read-only) or a running proxy (``--proxy URL``: its
-``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
+``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process; a
+proxy listening beyond loopback asks for its token: ``--proxy-token`` or ``PARITY_PROXY_TOKEN``).
 ``--json`` prints ``{"alerts": [alert.to_dict(), ...]}``; ``--all`` includes superseded and closed alerts.
 """
 
