@@ -186,6 +186,18 @@ def bench_ingest(tmp: Path, fmt: str, n: int) -> tuple[str, int]:
     return row, n
 
 
+#: What the figures mean on this branch (written from the runs).
+NOTE = (
+    "\n\nOn this branch the monitor worker still dies on the first 1,000-deep request body (its own `_Raw.t"
+    "o_exchange` parsing, issue 18.1, fixed on branch `worker`): after that nothing is written, the queue"
+    " fills (10,000) and the rest is spooled; the 594 worker errors are hand-offs the spool could not par"
+    'se, counted as `worker_errors{stage="handoff"}` and never raised into the user\'s connection. The ear'
+    "lier run of this benchmark (25,483 requests) found that bug: 113 clients got a ReadError on their ne"
+    "xt keep-alive request; fixed before this run. Expect records written to match complete scored exchan"
+    "ges once `worker` is merged.\n"
+)
+
+
 def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
@@ -208,7 +220,7 @@ def main() -> None:
         f"### Records through `parity ingest` ({total_records:,} lines)\n\n"
         "| format | lines | bad by construction | rejected | rejected line numbers == bad ones | kept verbatim in "
         "the reject file | records stored | exit status | tracebacks | wall time |\n"
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n" + "\n".join(ingest_rows) + "\n"
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|\n" + "\n".join(ingest_rows) + "\n" + NOTE
     )
     write_section("fuzz", "Fuzzing: hostile requests and records", body)
 
