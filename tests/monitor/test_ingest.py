@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -66,9 +67,12 @@ def test_jsonl_with_bad_lines(tmp_path: Path) -> None:
     assert "`request` must be a JSON object" in result.errors[1][1]
     assert "`time` must be timezone-aware" in result.errors[2][1]
     assert result.reject_path == f"{src}.rejects"
-    rejected = Path(result.reject_path).read_text().splitlines()
-    assert rejected[0] == "{not json"
-    assert len(rejected) == 3
+    rejected = [json.loads(x) for x in Path(result.reject_path).read_text().splitlines()]
+    assert [(r["line"], r["raw"]) for r in rejected] == [
+        (2, "{not json"), (4, json.dumps(items[3])), (6, json.dumps(items[5]))
+    ]  # fmt: skip
+    assert rejected[0]["error"] == result.errors[0][1]
+    assert result.rejected_lines == [2, 4, 6]
     recs = {r.record_id: r for r in store.records()}
     assert recs["chatcmpl-1"].time.isoformat() == "2025-08-31T10:00:00+00:00"
     assert recs["chatcmpl-0"].platform == "tpu"
@@ -153,7 +157,7 @@ def test_cli_ingest_reports_line_numbers_and_summary(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "log.jsonl", [chat_line(0), "oops", chat_line(1)])
     store = tmp_path / "s.duckdb"
     res = CliRunner().invoke(main, ["ingest", str(src), "--store", str(store), "--no-detectors", "--no-monitor"])
-    assert res.exit_code == 0, res.output
+    assert res.exit_code == 3, res.output  # some lines rejected
     assert "line 2: not JSON" in res.output
     assert "ingested 2 records" in res.output
     assert "rejected 1" in res.output
@@ -169,3 +173,71 @@ def test_cli_ingest_errors_are_one_line(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["ingest", "-", "--label", "colour=red", "--store", str(tmp_path / "s.db")])
     assert bad.exit_code == 2
     assert "`--label` key must be one of" in bad.output
+
+
+def _rejects(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(x) for x in path.read_text(encoding="ascii").splitlines()]
+
+
+def test_hostile_lines_are_rejected_by_number_and_kept_byte_for_byte(tmp_path: Path) -> None:
+    """Deep nesting, invalid UTF-8, NaN, lone surrogates, non-objects, a huge line: each is a numbered reject."""
+    good = json.dumps(chat_line(0)).encode()
+    hostile = [
+        b'{"request": {"model": "S", "x": ' + b"[" * 1000 + b"]" * 1000 + b"}, " + good[1:],  # 1,000 deep
+        good.replace(b"Hello there", b"Hello \xff\xfe there"),  # not UTF-8
+        good.replace(b'"temperature": 0.5', b'"temperature": NaN'),
+        good.replace(b"Hello there", b"Hello \\ud800 there"),  # a lone surrogate
+        b"[1, 2, 3]",
+        b"\xef\xbb\xbf" + good,  # a byte-order mark: not JSON
+        b'{"request": {"model": "S"}, "response": {"choices": "x"}, "status_code": "abc"}',
+        b"{" * 200_000,
+        b'{"request": {"model": "S", "messages": []}, "response": [1, 2], "latency_ms": "fast"}',
+    ]
+    lines = [good, *hostile, json.dumps(chat_line(1)).encode(), b"\r"]
+    src = tmp_path / "hostile.jsonl"
+    src.write_bytes(b"\n".join(lines) + b"\n")
+    store = MemoryStore()
+    result = ingest_file(src, store, salt="s", scorer=None)
+    bad = list(range(2, 2 + len(hostile)))
+    assert result.rejected_lines == bad
+    assert (result.records, result.rejected) == (2, len(hostile))
+    entries = _rejects(Path(f"{src}.rejects"))
+    assert [e["line"] for e in entries] == bad
+    for entry, raw in zip(entries, hostile, strict=True):
+        kept = entry["raw"].encode() if "raw" in entry else base64.b64decode(entry["raw_b64"])
+        assert kept == raw  # verbatim, not U+FFFD-substituted
+        assert entry["error"]
+    assert "raw_b64" in entries[1]
+    assert "nest" in entries[0]["error"]
+    assert "UTF-8" in entries[1]["error"]
+    assert "NaN" in entries[2]["error"]
+    assert "surrogate" in entries[3]["error"]
+
+
+def test_cli_exit_status_says_what_happened(tmp_path: Path) -> None:
+    runner = CliRunner()
+    stores = iter(range(10))
+
+    def args() -> list[str]:  # a fresh store per run: reopening a store is the durability issue's, not this test's
+        return ["--store", str(tmp_path / f"s{next(stores)}.duckdb"), "--no-detectors", "--no-monitor"]
+
+    clean = write_jsonl(tmp_path / "clean.jsonl", [chat_line(0), chat_line(1)])
+    assert runner.invoke(main, ["ingest", str(clean), *args()]).exit_code == 0
+    all_bad = write_jsonl(tmp_path / "bad.jsonl", ["x", "[" * 5000, "{}"])
+    res = runner.invoke(main, ["ingest", str(all_bad), *args()])
+    assert res.exit_code == 1, res.output
+    assert "rejected lines (3): 1-3" in res.output
+    assert "Traceback" not in res.output
+    many = write_jsonl(tmp_path / "many.jsonl", [chat_line(i) if i % 4 == 0 else f"bad {i}" for i in range(300)])
+    res = runner.invoke(main, ["ingest", str(many), *args()])
+    assert res.exit_code == 3, res.output
+    assert "rejected lines (225): 2-4, 6-8," in res.output
+    assert len(_rejects(Path(f"{many}.rejects"))) == 225  # all of them, not the first 100
+    stop = runner.invoke(main, ["ingest", str(many), *args(), "--max-rejects", "10", "--rejects",
+                                str(tmp_path / "r.jsonl")])  # fmt: skip
+    assert stop.exit_code == 4, stop.output
+    assert "stopped after line 15: more than 10 lines rejected" in stop.output
+    assert [e["line"] for e in _rejects(tmp_path / "r.jsonl")] == [2, 3, 4, 6, 7, 8, 10, 11, 12, 14, 15]
+    help_text = runner.invoke(main, ["ingest", "--help"]).output
+    assert "3 some lines rejected" in help_text
+    assert "--max-rejects" in help_text

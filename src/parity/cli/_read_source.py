@@ -34,9 +34,10 @@ def _is_duckdb_file(path: Path) -> bool:
         return f.read(12)[8:12] == DUCKDB_MAGIC
 
 
-def open_read_source(*, store: str | None, proxy: str | None) -> AnyStore:
+def open_read_source(*, store: str | None, proxy: str | None, proxy_token: str | None = None) -> AnyStore:
     """The store to read (exactly one of ``store``, ``proxy``; neither: :data:`DEFAULT_STORE`), checked to answer
-    now rather than at the first read. The caller closes it."""
+    now rather than at the first read; ``proxy_token``: the proxy's token, when it asks for one. The caller
+    closes it."""
     from parity.monitor.store import HTTPStore, is_postgres_url, open_store
 
     if store is not None and proxy is not None:
@@ -45,7 +46,7 @@ def open_read_source(*, store: str | None, proxy: str | None) -> AnyStore:
     if proxy is not None:
         if not proxy.startswith(("http://", "https://")):
             raise InvalidInputError("--proxy", "must be an http(s) URL", proxy)
-        source = HTTPStore(proxy)
+        source = HTTPStore(proxy, token=proxy_token)
     elif store is not None and is_postgres_url(store):
         source = open_store(store, read_only=True)
     else:

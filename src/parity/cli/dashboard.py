@@ -3,7 +3,8 @@
 Reads a DuckDB store file (``--store``, opened read-only; default ``parity.duckdb``), a PostgreSQL store
 (``--store postgresql://...``, read while others write it) or a running proxy
 (``--proxy URL``, through its read-only ``/parity/*`` endpoints: DuckDB lets one process open a file while it is
-written, so this is how to watch a store a proxy is writing). On ``127.0.0.1`` no token is needed unless one is
+written, so this is how to watch a store a proxy is writing; ``--proxy-token`` or ``PARITY_PROXY_TOKEN`` when
+that proxy asks for its token). On ``127.0.0.1`` no token is needed unless one is
 given; bound to any other address a token is required: ``--token`` (or ``PARITY_DASHBOARD_TOKEN``), else one is
 generated and printed with the URL. Errors (no store, an unreadable one, a port in use) are one line, exit 2.
 """
@@ -74,6 +75,8 @@ def bind(host: str, port: int) -> socket.socket:
     help=f"DuckDB store file, opened read-only (default {DEFAULT_STORE}), or postgresql:// URL.",
 )
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read the store through.")
+@click.option("--proxy-token", envvar="PARITY_PROXY_TOKEN", default=None,
+              help="The --proxy's token (needed when it listens beyond 127.0.0.1).")  # fmt: skip
 @click.option(
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (beyond loopback a token is required)."
 )
@@ -96,6 +99,7 @@ def bind(host: str, port: int) -> socket.socket:
 def command(
     store_path: str | None,
     proxy_url: str | None,
+    proxy_token: str | None,
     host: str,
     port: int,
     token: str | None,
@@ -110,7 +114,7 @@ def command(
 
     uvicorn = import_optional("uvicorn", extra="dashboard")
     required, generated = resolve_token(host, token)
-    source = open_read_source(store=store_path, proxy=proxy_url)
+    source = open_read_source(store=store_path, proxy=proxy_url, proxy_token=proxy_token)
     try:
         app = create_app(source, token=required, long_context_tokens=long_context_tokens, title=title or DEFAULT_TITLE)
         sock = bind(host, port)

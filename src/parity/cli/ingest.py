@@ -1,4 +1,12 @@
-"""``parity ingest``: JSONL request/response logs or OTLP JSON GenAI spans into the monitor's store."""
+"""``parity ingest``: JSONL request/response logs or OTLP JSON GenAI spans into the monitor's store.
+
+Exit status: 0 every line ingested; 3 some lines rejected (the rest is stored); 1 nothing ingested although
+lines were rejected; 4 stopped early by ``--max-rejects`` (what came before is stored); 2 a usage or input error
+(no such file, a bad option).
+
+>>> line_ranges([3, 4, 5, 9, 11, 12])
+'3-5, 9, 11-12'
+"""
 
 from __future__ import annotations
 
@@ -11,13 +19,41 @@ import click
 
 from parity._exceptions import InvalidInputError
 
+#: Exit statuses (see the module docstring).
+EXIT_OK, EXIT_NOTHING_INGESTED, EXIT_SOME_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
+
+#: Rejected lines printed with their message on the terminal (all of them are in the reject file).
+SHOWN_ERRORS = 20
+
+#: Ranges of rejected line numbers printed on the terminal before "...".
+SHOWN_RANGES = 50
+
+
+def line_ranges(numbers: list[int], limit: int | None = None) -> str:
+    """Sorted line numbers as compact ranges (``limit``: at most that many ranges, then ``...``)."""
+    ranges: list[str] = []
+    i = 0
+    while i < len(numbers):
+        j = i
+        while j + 1 < len(numbers) and numbers[j + 1] == numbers[j] + 1:
+            j += 1
+        ranges.append(str(numbers[i]) if i == j else f"{numbers[i]}-{numbers[j]}")
+        i = j + 1
+    if limit is not None and len(ranges) > limit:
+        return ", ".join(ranges[:limit]) + f", ... ({len(ranges) - limit} more ranges)"
+    return ", ".join(ranges)
+
 
 @click.command(name="ingest")
 @click.argument("source", metavar="FILE|-")
 @click.option("--store", "store_path", default="parity.duckdb", show_default=True,
               help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "otlp"]), default="jsonl", show_default=True)
-@click.option("--rejects", "reject_path", default=None, help="Where rejected lines go [default: FILE.rejects].")
+@click.option("--rejects", "reject_path", default=None,
+              help="Where rejected lines go, one JSON object each: {line, error, raw | raw_b64}, the line's bytes "
+                   "verbatim [default: FILE.rejects].")  # fmt: skip
+@click.option("--max-rejects", type=click.IntRange(min=0), default=None,
+              help="Stop (exit 4) once more than N lines are rejected; what came before stays stored.")  # fmt: skip
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for lines without it.")
 @click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True)
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None, help="Salt for session hashes.")
@@ -30,6 +66,7 @@ def command(
     store_path: str,
     fmt: str,
     reject_path: str | None,
+    max_rejects: int | None,
     labels: tuple[str, ...],
     capture: str,
     salt: str | None,
@@ -39,7 +76,11 @@ def command(
 ) -> None:
     """Ingest FILE (or - for stdin) into the store: one exchange (or OTLP export) per line.
 
-    A malformed line is reported with its line number and copied to the reject file; the rest is ingested.
+    A malformed line (not JSON, not UTF-8, nested over 128 levels, over 64 MiB, or not an exchange) is reported
+    with its line number and kept verbatim in the reject file; the rest is ingested.
+
+    Exit status: 0 every line ingested; 3 some lines rejected; 1 nothing ingested but lines rejected; 4 stopped
+    by --max-rejects; 2 a usage or input error.
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -94,11 +135,24 @@ def command(
                 notifiers=default_notifiers(),
                 spool=Spool(default_spool_path(store_path)),
                 on_line=on_line,
+                max_rejects=max_rejects,
             )
-    for line_no, message in result.errors:
-        console.print(f"line {line_no}: {message}", markup=False, highlight=False)
-    if result.rejected > len(result.errors):
-        console.print(f"... and {result.rejected - len(result.errors)} more rejected lines")
+    for line_no, message in result.errors[:SHOWN_ERRORS]:
+        console.print(f"line {line_no}: {message}", markup=False, highlight=False, soft_wrap=True)
+    if result.rejected:
+        console.print(
+            f"rejected lines ({result.rejected}): {line_ranges(result.rejected_lines, SHOWN_RANGES)}; every one, "
+            f"with its message and bytes, in {result.reject_path}",
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
+        )
+    if result.stopped_at is not None:
+        console.print(
+            f"stopped after line {result.stopped_at}: more than {max_rejects} lines rejected (--max-rejects)",
+            markup=False,
+            highlight=False,
+        )
     summary: dict[str, Any] = {
         "lines": result.lines,
         "records": result.records,
@@ -125,6 +179,10 @@ def command(
                       "(records already stored are skipped)", markup=False, highlight=False)  # fmt: skip
         sys.exit(130)
     if result.dropped:
-        sys.exit(1)
-    if result.records == 0 and result.rejected:
-        sys.exit(1)
+        sys.exit(EXIT_NOTHING_INGESTED)
+    if result.stopped_at is not None:
+        sys.exit(EXIT_STOPPED)
+    if result.rejected and result.records == 0 and result.feedback == 0:
+        sys.exit(EXIT_NOTHING_INGESTED)
+    if result.rejected:
+        sys.exit(EXIT_SOME_REJECTED)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 
+from parity._body_limit import DEFAULT_MAX_BODY_BYTES
 from parity._exceptions import InvalidInputError, ParityError
 
 #: subcommands defined in parity.cli.lab_train: name -> module attribute.
@@ -90,6 +91,8 @@ def command() -> None:
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
 @click.option("--max-batch", type=int, default=16, show_default=True, help="Largest engine batch.")
 @click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests before 503.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
+              help="Larger request bodies are refused with 413 before they are read or tokenized.")  # fmt: skip
 def serve_command(
     config_path: Path | None,
     host: str,
@@ -100,6 +103,7 @@ def serve_command(
     threads: int | None,
     max_batch: int,
     max_queue: int,
+    max_body_bytes: int,
 ) -> None:
     """Serve the fleet as an OpenAI-compatible API (one process)."""
     import asyncio
@@ -124,6 +128,7 @@ def serve_command(
         changelog_path=changelog_path,
         max_batch=max_batch,
         max_queue=max_queue,
+        max_body_bytes=max_body_bytes,
     )
     asyncio.run(server.warm_up())
     click.echo(

@@ -11,6 +11,7 @@ from typing import Any
 
 import click
 
+from parity._body_limit import DEFAULT_MAX_BODY_BYTES
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._records import Change
@@ -61,6 +62,27 @@ def parse_labels(values: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def resolve_proxy_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token the proxy requires and whether it was generated: ``token`` when given; else a new one when
+    ``host`` is not a loopback address; else none (the loopback default: nothing is asked).
+
+    >>> resolve_proxy_token("127.0.0.1", None), resolve_proxy_token("127.0.0.1", "t")
+    ((None, False), ('t', False))
+    >>> token, generated = resolve_proxy_token("0.0.0.0", None)
+    >>> len(token), generated
+    (32, True)
+    """
+    from parity._token import is_loopback, new_token
+
+    if token is not None:
+        if not token.strip():
+            raise InvalidInputError("--token", "must be a non-empty string", token)
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return new_token(), True
+
+
 def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]:
     """A function re-reading the change log at ``source`` (URL or JSONL file)."""
     from parity.monitor.changes import load_changes
@@ -101,8 +123,16 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@click.option("--token", envvar="PARITY_PROXY_TOKEN", default=None,
+              help="Token required on /parity/*, /metrics, POST /v1/feedback and /dashboard (as Authorization: "
+                   "Bearer); generated and printed when listening beyond 127.0.0.1.")  # fmt: skip
+@click.option("--feedback-token", envvar="PARITY_FEEDBACK_TOKEN", default=None,
+              help="A second token accepted on POST /v1/feedback only (for clients that send feedback and read "
+                   "nothing).")  # fmt: skip
 @click.option("--dashboard-token", envvar="PARITY_DASHBOARD_TOKEN", default=None,
-              help="Token for /dashboard (generated when listening beyond 127.0.0.1).")  # fmt: skip
+              help="Token for /dashboard [default: the --token].")  # fmt: skip
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
+              help="Larger request bodies are refused with 413 before they are forwarded.")  # fmt: skip
 def command(
     upstream: str,
     listen: str,
@@ -120,14 +150,18 @@ def command(
     checkpoint_s: int,
     no_detectors: bool,
     long_context_tokens: int | None,
+    token: str | None,
+    feedback_token: str | None,
     dashboard_token: str | None,
+    max_body_bytes: int,
 ) -> None:
     """Forward /v1/* to UPSTREAM unchanged; score, store and monitor every exchange off the request path.
 
     Read-only views for `parity status --proxy URL` and the dashboard: /parity/alerts, /parity/records,
     /parity/records/summary; Prometheus metrics at /metrics; feedback at POST /v1/feedback; OpenTelemetry
-    GenAI spans (OTLP/HTTP) at POST /v1/traces; the dashboard at /dashboard/ (token-protected when listening
-    beyond 127.0.0.1).
+    GenAI spans (OTLP/HTTP) at POST /v1/traces; the dashboard at /dashboard/. Listening beyond 127.0.0.1, all
+    of these need the token (--token, else one is generated and printed); /v1/* is forwarded as it came (the
+    upstream checks its own keys). On 127.0.0.1 no token is asked unless --token is given.
     """
     from rich.console import Console
 
@@ -145,6 +179,10 @@ def command(
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
+    token, generated = resolve_proxy_token(host, token)
+    for name, value in (("--feedback-token", feedback_token), ("--dashboard-token", dashboard_token)):
+        if value is not None and not value.strip():
+            raise InvalidInputError(name, "must be a non-empty string", value)
     label_map = parse_labels(labels)
     config = ProxyConfig(
         upstream=upstream,
@@ -155,6 +193,7 @@ def command(
         wal_path=default_wal_path(store_path, port),
         wal_flush_s=wal_flush_ms / 1000.0,
         checkpoint_interval_s=float(checkpoint_s) if checkpoint_s else None,
+        max_body_bytes=max_body_bytes,
     )
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -163,7 +202,7 @@ def command(
     if long_context_tokens is not None:
         store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
-        mounts, dashboard_note = _dashboard(store, host, port, dashboard_token, long_context_tokens)
+        mounts, dashboard_note = _dashboard(store, host, port, dashboard_token or token, long_context_tokens)
         builder = RecordBuilder(
             salt=session_salt(store, salt),
             labels=label_map,
@@ -180,12 +219,22 @@ def command(
             ),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,
+            token=token,
+            feedback_token=feedback_token,
         )
         console.print(
             f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={redact_url(store_path)}"
             f"  capture={capture}"
             f"  (pid {os.getpid()})"
         )
+        if token is not None:
+            console.print(
+                f"token: {token}  (needed as Authorization: Bearer on /parity/*, /metrics, POST /v1/feedback"
+                + ("; generated: pass --token or set PARITY_PROXY_TOKEN to choose one)" if generated else ")"),
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(dashboard_note)
         server = uvicorn.Server(uvicorn.Config(proxy.app, host=host, port=port, log_level="warning", access_log=False))
         _run_until_signalled(server)

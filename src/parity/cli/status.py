@@ -2,7 +2,8 @@
 
 Reads a DuckDB store file (``--store``, opened read-only), a PostgreSQL store (``--store postgresql://...``, read
 while proxies and monitors write it) or a running proxy (``--proxy URL``: its
-``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process).
+``GET /parity/alerts``, the way to read a store a proxy is writing, since DuckDB allows one writer process; a
+proxy listening beyond loopback asks for its token: ``--proxy-token`` or ``PARITY_PROXY_TOKEN``).
 ``--json`` prints ``{"health": {...}, "incidents": [...], "alerts": [alert.to_dict(), ...]}``; ``--all`` includes
 superseded and closed alerts.
 
@@ -36,9 +37,11 @@ from parity.monitor.incidents import Incident, group_incidents
 __all__ = ["alerts_table", "command", "health_line", "incidents_table", "load_alerts", "load_health"]
 
 
-def load_alerts(*, store: str | None = None, proxy: str | None = None, open_only: bool = True) -> list[Alert]:
+def load_alerts(
+    *, store: str | None = None, proxy: str | None = None, open_only: bool = True, proxy_token: str | None = None
+) -> list[Alert]:
     """Alerts from a store file or a proxy URL (exactly one of them), newest first."""
-    source = open_read_source(store=store, proxy=proxy)
+    source = open_read_source(store=store, proxy=proxy, proxy_token=proxy_token)
     try:
         alerts = source.alerts(open_only=open_only)
     finally:
@@ -53,14 +56,17 @@ def _count_lines(path: Path) -> int:
         return sum(1 for _ in f)
 
 
-def load_health(*, store: str | None = None, proxy: str | None = None) -> dict[str, Any]:
+def load_health(
+    *, store: str | None = None, proxy: str | None = None, proxy_token: str | None = None
+) -> dict[str, Any]:
     """The monitor's health (``{"status", "reasons", ...counts}``) from a running proxy or beside a store file."""
     if proxy is not None:
         import httpx
 
         url = proxy.rstrip("/") + "/parity/health"
         try:
-            resp = httpx.get(url, timeout=5.0)
+            headers = {"Authorization": f"Bearer {proxy_token}"} if proxy_token else {}
+            resp = httpx.get(url, timeout=5.0, headers=headers)
             data = resp.json()
         except (httpx.HTTPError, ValueError) as err:
             return {"status": "unknown", "reasons": [f"cannot read {url}: {type(err).__name__}"]}
@@ -147,12 +153,18 @@ def incidents_table(incidents: list[Incident]) -> Table:
     "--store", "store_path", default=None, help=f"DuckDB store file (default {DEFAULT_STORE}) or postgresql:// URL."
 )
 @click.option("--proxy", "proxy_url", default=None, help="URL of a running `parity proxy` to read alerts from.")
-@click.option("--json", "as_json", is_flag=True, help='Print {"alerts": [...]} as JSON.')
+@click.option("--proxy-token", envvar="PARITY_PROXY_TOKEN", default=None,
+              help="The proxy's token (needed when it listens beyond 127.0.0.1).")  # fmt: skip
+@click.option(
+    "--json", "as_json", is_flag=True, help='Print {"health": ..., "incidents": [...], "alerts": [...]} as JSON.'
+)
 @click.option("--all", "show_all", is_flag=True, help="Include superseded and closed alerts.")
-def command(store_path: str | None, proxy_url: str | None, as_json: bool, show_all: bool) -> None:
+def command(
+    store_path: str | None, proxy_url: str | None, proxy_token: str | None, as_json: bool, show_all: bool
+) -> None:
     """Show the monitor's health, open alerts and the changes they are attributed to."""
-    alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all)
-    health = load_health(store=store_path, proxy=proxy_url)
+    alerts = load_alerts(store=store_path, proxy=proxy_url, open_only=not show_all, proxy_token=proxy_token)
+    health = load_health(store=store_path, proxy=proxy_url, proxy_token=proxy_token)
     incidents = group_incidents(alerts)
     if as_json:
         payload = {

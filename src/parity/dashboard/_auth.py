@@ -9,7 +9,8 @@ and prints one when none is given). A request is let in when it carries the toke
   the page's own requests for scripts and data carry it; the page then drops ``?token=`` from the address bar;
 - or with that cookie.
 
-Comparisons use :func:`hmac.compare_digest`. Anything else is answered ``401``. Every response also carries a
+Comparisons use :func:`hmac.compare_digest` (the check itself lives in :mod:`parity._token`, shared with the
+proxy's own views). Anything else is answered ``401``. Every response also carries a
 strict Content-Security-Policy (scripts only from the app itself: there is no CDN), ``nosniff``, no referrer and
 no framing.
 
@@ -24,10 +25,6 @@ True
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import ipaddress
-import secrets
 from http.cookies import SimpleCookie
 
 from starlette.datastructures import MutableHeaders
@@ -35,7 +32,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import PlainTextResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from parity._exceptions import InvalidInputError
+from parity._token import TokenCheck, is_loopback, new_token
 
 __all__ = ["COOKIE_NAME", "SECURITY_HEADERS", "SecurityHeaders", "TokenAuth", "TokenCheck", "is_loopback", "new_token"]
 
@@ -52,49 +49,6 @@ SECURITY_HEADERS: dict[str, str] = {
     "referrer-policy": "no-referrer",
     "x-frame-options": "DENY",
 }
-
-
-def new_token() -> str:
-    """A fresh random token (32 URL-safe characters)."""
-    return secrets.token_urlsafe(24)
-
-
-def is_loopback(host: str) -> bool:
-    """Whether binding ``host`` keeps the dashboard on this machine (``localhost`` or a loopback address)."""
-    if host.strip("[]").lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-class TokenCheck:
-    """Whether a request's credentials match ``token`` (see the module docstring)."""
-
-    def __init__(self, token: str) -> None:
-        if not isinstance(token, str) or not token:
-            raise InvalidInputError("token", "must be a non-empty string", token)
-        self._token = token.encode()
-        #: the cookie value: an HMAC-SHA256 of the token, so the cookie never holds the token itself
-        self.cookie_value = hmac.new(self._token, b"parity-dashboard-cookie", hashlib.sha256).hexdigest()
-
-    def _same(self, given: str | None, expected: bytes) -> bool:
-        return given is not None and hmac.compare_digest(given.encode(), expected)
-
-    def allows(
-        self, *, authorization: str | None = None, query_token: str | None = None, cookie: str | None = None
-    ) -> bool:
-        """Whether any of the credentials given is valid."""
-        bearer = None
-        if authorization is not None:
-            scheme, _, value = authorization.partition(" ")
-            bearer = value.strip() if scheme.lower() == "bearer" else None
-        return (
-            self._same(bearer, self._token)
-            or self._same(query_token, self._token)
-            or self._same(cookie, self.cookie_value.encode())
-        )
 
 
 class TokenAuth:

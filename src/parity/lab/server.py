@@ -8,7 +8,10 @@ or not, ``logprobs``/``top_logprobs`` in OpenAI's shape), ``GET /health``, and t
 
 Every generation response carries ``x-parity-server``, ``x-parity-pool``, ``x-parity-platform``,
 ``x-parity-config-version`` and ``x-parity-model``; errors use OpenAI's shape (400 names the parameter, 404 an
-unknown model, 401 a missing or wrong admin token, 503 a saturated server).
+unknown model, 401 a missing or wrong admin token, 413 a body over ``max_body_bytes``, 503 a saturated server).
+A body is parsed by :func:`parity._json_input.loads_bounded` before anything else: bytes that are not UTF-8,
+``NaN``/``Infinity``, nesting deeper than 128 levels and lone surrogates (``"a\\ud800b"``) are a 400 like any
+other bad body, never a 500; a body over the limit is refused with 413 before it is read whole or tokenized.
 
 Per request: parse and validate -> route (:mod:`parity.lab.router`) under the active changes
 (:mod:`parity.lab.faults`) -> pick the engine for the model's weights and the server's (precision, RoPE scaling)
@@ -29,6 +32,7 @@ import contextlib
 import functools
 import hmac
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Hashable, Iterator
@@ -36,7 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from parity._body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from parity._exceptions import InvalidInputError
+from parity._json_input import JSONInputError, loads_bounded
 from parity._optional import import_optional
 from parity.lab._batcher import MicroBatcher, QueueFullError
 from parity.lab._openai import APIError, ParsedRequest, error_body, parse_request
@@ -54,6 +60,8 @@ if TYPE_CHECKING:
     from parity.lab.engine import Engine, GenerationRequest, GenerationResult, TokenEvent
 
 __all__ = ["LabServer", "ServerThread", "serve"]
+
+log = logging.getLogger("parity.lab")
 
 #: the engine a request runs on: (weights, precision, RoPE scaling).
 EngineKey = tuple[str, str, float]
@@ -101,8 +109,13 @@ class LabServer:
         max_batch: int = 16,
         max_queue: int = 256,
         max_wait_s: float = 0.004,
+        max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         from parity.lab.checkpoints import load_checkpoint, resolve_weights
+
+        if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
+            raise InvalidInputError("max_body_bytes", "must be a positive integer", max_body_bytes)
+        self.max_body_bytes = max_body_bytes
 
         if max_batch < 1:
             raise InvalidInputError("max_batch", "must be >= 1", max_batch)
@@ -131,7 +144,7 @@ class LabServer:
         self._samplers: dict[str, Callable[..., Any]] = {}
         self.batcher = MicroBatcher(self._engine_for, max_batch=max_batch, max_queue=max_queue, max_wait_s=max_wait_s)
         self.requests_total = 0
-        self._app: Starlette | None = None
+        self._app: Any = None
 
     # -- engines -------------------------------------------------------------------------------------------
 
@@ -269,10 +282,10 @@ class LabServer:
     # -- the app -------------------------------------------------------------------------------------------
 
     @property
-    def app(self) -> Starlette:
-        """The ASGI application (built once)."""
+    def app(self) -> Any:
+        """The ASGI application (built once): the starlette app behind the body limit."""
         if self._app is None:
-            self._app = self._build_app()
+            self._app = BodyLimit(self._build_app(), max_bytes=self.max_body_bytes)
         return self._app
 
     def _build_app(self) -> Starlette:
@@ -287,6 +300,10 @@ class LabServer:
             kind = "not_found_error" if status == 404 else "invalid_request_error"
             return _json(error_body(f"{request.method} {request.url.path}: {detail}", type=kind), status)
 
+        async def server_error(request: Request, exc: Exception) -> Response:
+            log.error("lab server: %s %s failed: %r", request.method, request.url.path, exc)
+            return _json(error_body("internal error (logged)", type="server_error", code="internal_error"), 500)
+
         return applications.Starlette(  # type: ignore[no-any-return]
             routes=[
                 Route_("/v1/models", self._models, methods=["GET"]),
@@ -298,7 +315,7 @@ class LabServer:
                 Route_("/admin/state", self._state, methods=["GET"]),
                 Route_("/health", self._health, methods=["GET"]),
             ],
-            exception_handlers={exceptions.HTTPException: http_error},
+            exception_handlers={exceptions.HTTPException: http_error, Exception: server_error},
         )
 
     async def _models(self, request: Request) -> Response:
@@ -356,9 +373,9 @@ class LabServer:
                 {"www-authenticate": "Bearer"},
             )
         try:
-            body = await request.json()
-        except ValueError:
-            return _json(error_body("the request body must be JSON", code="invalid_json"), 400)
+            body = loads_bounded(await request.body())
+        except JSONInputError as err:
+            return _json(error_body(str(err), code=err.code), 400)
         try:
             change = Change.from_json(body)
             validate_change(change, models=self.fleet.models, platforms=self.fleet.platforms)
@@ -387,9 +404,9 @@ class LabServer:
         headers: dict[str, str] = {}
         try:
             try:
-                body = await request.json()
-            except ValueError:
-                raise APIError(400, "the request body must be JSON", code="invalid_json") from None
+                body = loads_bounded(await request.body())
+            except JSONInputError as err:
+                raise APIError(400, str(err), code=err.code) from None
             req = parse_request(body, chat=chat)
             request_id = uuid.uuid4().hex[:24]
             session = req.user or request.headers.get(self.fleet.router.session_header) or None

@@ -3,7 +3,8 @@
 DuckDB lets only one process open a store file while it is being written, so ``parity status`` and the
 dashboard read a live store through the proxy's read-only JSON endpoints (``/parity/records``,
 ``/parity/records/summary``, ``/parity/alerts``, ``/parity/feedback``, ``/parity/changes``). Writes raise
-:class:`~parity.StoreError`.
+:class:`~parity.StoreError`. A proxy listening beyond loopback asks for its token: pass ``token`` (sent as
+``Authorization: Bearer``).
 """
 
 from __future__ import annotations
@@ -15,16 +16,21 @@ from typing import Any
 import httpx
 
 from parity._exceptions import EndpointError, StoreError
+from parity._token import bearer_headers
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_summary import StoreSummary
 
 
 class HTTPStore:
-    """Read a store through a running proxy at ``base_url`` (e.g. ``http://127.0.0.1:8080``)."""
+    """Read a store through a running proxy at ``base_url`` (e.g. ``http://127.0.0.1:8080``); ``token``: the
+    proxy's token, when it asks for one."""
 
-    def __init__(self, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None) -> None:
+    def __init__(
+        self, base_url: str, *, timeout: float = 10.0, client: httpx.Client | None = None, token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
+        self._headers = bearer_headers(token)
         self.timeout = timeout
         self._client = client or httpx.Client(timeout=timeout)
         self._owns_client = client is None
@@ -32,9 +38,16 @@ class HTTPStore:
     def _get(self, path: str, params: dict[str, str] | None = None) -> Any:
         url = f"{self.base_url}{path}"
         try:
-            resp = self._client.get(url, params=params)
+            resp = self._client.get(url, params=params, headers=self._headers)
         except httpx.HTTPError as err:
             raise EndpointError(f"cannot reach the proxy: {err}", url=url) from err
+        if resp.status_code == 401:
+            what = "refused the token given" if self._headers else "asks for its token"
+            raise EndpointError(
+                f"answered HTTP 401: the proxy {what}; pass --proxy-token or set PARITY_PROXY_TOKEN",
+                url=url,
+                status_code=401,
+            )
         if resp.status_code != 200:
             raise EndpointError(f"answered HTTP {resp.status_code}", url=url, status_code=resp.status_code)
         try:

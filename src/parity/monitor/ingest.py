@@ -1,7 +1,18 @@
 """``parity ingest``: the same records as the proxy makes, from request/response logs and OpenTelemetry spans.
 
 Accepted shapes, one JSON value per line (a malformed line is reported with its line number, copied verbatim to
-the reject file, and skipped; the rest is ingested):
+the reject file, and skipped; the rest is ingested). A line is parsed only when it is UTF-8, at most
+:data:`MAX_LINE_BYTES` long and nested at most 128 levels deep (:func:`parity._json_input.loads_bounded`); JSON's
+``NaN``/``Infinity`` and lone surrogates are rejected too, so no line can crash the run or poison a batch.
+
+The reject file is JSONL, one object per rejected line, in input order::
+
+    {"line": 7, "error": "`line` must be valid JSON (...)", "raw": "the line exactly as read"}
+    {"line": 9, "error": "`line` must be UTF-8 (...)", "raw_b64": "base64 of the line's bytes"}
+
+``raw`` (when the line is UTF-8) or ``raw_b64`` (when it is not) holds the line's bytes verbatim without its
+``\n`` (a ``\r`` stays), so ``json.loads(entry)["raw"].encode()`` or ``base64.b64decode(entry["raw_b64"])``
+gives back exactly what was read.
 
 ``jsonl`` - one exchange per line::
 
@@ -33,14 +44,15 @@ session from ``session.id`` / ``gen_ai.conversation.id``.
 ...         "headers": {"x-parity-platform": "tpu"}}
 >>> store = MemoryStore()
 >>> result = ingest_lines(io.StringIO(json.dumps(line) + "\\n{oops\\n"), store, salt="s", scorer=None)
->>> result.records, result.rejected, result.errors[0][0]
-(1, 1, 2)
+>>> result.records, result.rejected, result.errors[0][0], result.rejected_lines
+(1, 1, 2, [2])
 >>> store.records()[0].platform, store.records()[0].time.isoformat()
 ('tpu', '2025-08-05T12:00:00+00:00')
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import time
@@ -51,6 +63,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from parity._exceptions import InvalidInputError, ParityError
+from parity._json_input import JSONInputError, loads_bounded
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor._records import Record
 from parity.monitor._store_protocol import Store
@@ -58,7 +71,7 @@ from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy
 from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer
 from parity.monitor.spool import Spool
-from parity.monitor.worker import MAX_JSON_DEPTH, MonitorHook, MonitorWorker, json_depth
+from parity.monitor.worker import MonitorHook, MonitorWorker
 
 #: Input formats.
 FORMATS: tuple[str, ...] = ("jsonl", "otlp")
@@ -70,13 +83,19 @@ INGEST_BATCH = 5000
 #: next run into the same store continues from it (:mod:`parity.monitor.checkpoint`).
 CHECKPOINT_INTERVAL_S = 60.0
 
-#: Error messages kept in the result (all rejected lines still go to the reject file).
+#: Error messages kept in the result (all rejected lines still go to the reject file, and every rejected line's
+#: number is in ``rejected_lines``).
 MAX_REPORTED_ERRORS = 100
+
+#: The longest line parsed (bytes); a longer one is rejected with its number (and kept in the reject file).
+MAX_LINE_BYTES = 64 * 1024 * 1024
 
 
 @dataclass
 class IngestResult:
-    """What one ingest run did. ``errors`` holds (line number, message) of the first rejected lines."""
+    """What one ingest run did. ``errors`` holds (line number, message) of the first rejected lines,
+    ``rejected_lines`` the number of every rejected line; ``stopped_at`` the line after which the run stopped
+    because more than ``max_rejects`` lines were rejected (``None``: it read everything)."""
 
     lines: int = 0
     records: int = 0
@@ -95,6 +114,8 @@ class IngestResult:
     store_error: str | None = None
     #: the run was interrupted (SIGINT/SIGTERM) after ``lines`` lines; what was read is stored
     interrupted: bool = False
+    rejected_lines: list[int] = field(default_factory=list)
+    stopped_at: int | None = None
 
     @property
     def records_per_s(self) -> float:
@@ -278,7 +299,7 @@ def iter_otlp_spans(doc: Any) -> Iterator[tuple[Mapping[str, Any], dict[str, Any
 
 # -- the run -----------------------------------------------------------------------------------------------
 def ingest_lines(
-    lines: Iterable[str],
+    lines: Iterable[str | bytes],
     store: Store,
     *,
     fmt: str = "jsonl",
@@ -292,14 +313,20 @@ def ingest_lines(
     reject: IO[str] | None = None,
     reject_path: str | None = None,
     on_line: Callable[[int, int], None] | None = None,
+    max_rejects: int | None = None,
 ) -> IngestResult:
-    """Ingest ``lines`` (``fmt`` in :data:`FORMATS`) into ``store``; returns an :class:`IngestResult`.
+    """Ingest ``lines`` (``fmt`` in :data:`FORMATS`; ``str`` or, to keep rejected lines byte for byte, ``bytes``)
+    into ``store``; returns an :class:`IngestResult`.
 
-    Rejected lines are copied verbatim to ``reject`` when given. ``on_line(line_number, n_bytes)`` reports
-    progress. Records go through the monitor's one worker (:class:`~parity.monitor.worker.MonitorWorker`, driven
-    on this thread): ``hook`` is the monitor pipeline, its alerts are stored and sent to ``notifiers``; what the
-    store refuses goes to ``spool`` (drained on the next run) or is counted in ``dropped``.
+    Each rejected line is written to ``reject`` when given, as one JSON object (see the module docstring).
+    ``on_line(line_number, n_bytes)`` reports progress. Records go through the monitor's one worker
+    (:class:`~parity.monitor.worker.MonitorWorker`, driven on this thread): ``hook`` is the monitor pipeline, its
+    alerts are stored and sent to ``notifiers``; what the store refuses goes to ``spool`` (drained on the next run)
+    or is counted in ``dropped``. ``max_rejects``: stop reading once more lines than this are rejected (what was
+    ingested before stays stored).
     """
+    if max_rejects is not None and max_rejects < 0:
+        raise InvalidInputError("max_rejects", "must be >= 0", max_rejects)
     if fmt not in FORMATS:
         raise InvalidInputError("format", f"must be one of {list(FORMATS)}", fmt)
     builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}")
@@ -317,22 +344,16 @@ def ingest_lines(
             if not line.strip():
                 continue
             try:
-                if (
-                    line.count("[") + line.count("{") > MAX_JSON_DEPTH
-                    and (depth := json_depth(line.encode())) > MAX_JSON_DEPTH
-                ):
-                    raise InvalidInputError("line", f"must not nest JSON deeper than {MAX_JSON_DEPTH} levels", depth)
-                obj = json.loads(line)
+                obj = _parse_line(line)
                 if fmt == "jsonl":
                     _ingest_jsonl(obj, builder, worker, result)
                 else:
                     _ingest_otlp(obj, builder, worker, result)
-            except (ValueError, TypeError, KeyError, ParityError, RecursionError) as err:
-                result.rejected += 1
-                if len(result.errors) < MAX_REPORTED_ERRORS:
-                    result.errors.append((n, _describe(err)))
-                if reject is not None:
-                    reject.write(line if line.endswith("\n") else line + "\n")
+            except _LINE_ERRORS as err:
+                _reject_line(result, reject, n, line, _describe(err))
+                if max_rejects is not None and result.rejected > max_rejects:
+                    result.stopped_at = n
+                    break
     except KeyboardInterrupt:  # SIGINT (and SIGTERM in the CLI): keep what was read, say where it stopped
         result.interrupted = True
     drain = getattr(hook, "drain", None)
@@ -351,14 +372,47 @@ def ingest_lines(
     return result
 
 
+#: What a bad line can raise while it is parsed and turned into records (a store failure is not among them: it
+#: stops the run with its own error rather than passing for a bad line).
+_LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, RecursionError,
+                ParityError)  # fmt: skip
+
+
+def _parse_line(line: str | bytes) -> Any:
+    """One line's JSON value, within the bounds of the module docstring (raises :class:`JSONInputError`)."""
+    if len(line) > MAX_LINE_BYTES:
+        raise JSONInputError("line", f"must be at most {MAX_LINE_BYTES} bytes long", code="too_long",
+                             detail=f"{len(line)} bytes")  # fmt: skip
+    return loads_bounded(line, what="line")
+
+
+def _reject_line(result: IngestResult, reject: IO[str] | None, n: int, line: str | bytes, message: str) -> None:
+    result.rejected += 1
+    result.rejected_lines.append(n)
+    if len(result.errors) < MAX_REPORTED_ERRORS:
+        result.errors.append((n, message))
+    if reject is None:
+        return
+    raw = line.encode("utf-8", "surrogateescape") if isinstance(line, str) else line
+    raw = raw[:-1] if raw.endswith(b"\n") else raw
+    entry: dict[str, Any] = {"line": n, "error": message}
+    try:
+        entry["raw"] = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["raw_b64"] = base64.b64encode(raw).decode("ascii")
+    reject.write(json.dumps(entry) + "\n")
+
+
 def _describe(err: Exception) -> str:
+    if isinstance(err, JSONInputError) and err.code == "invalid_json":
+        return f"not JSON: {err.detail}"
     if isinstance(err, json.JSONDecodeError):
         return f"not JSON: {err.msg} at column {err.colno}"
     if isinstance(err, KeyError):
         return f"missing field {err}"
-    if isinstance(err, RecursionError):
-        return "nested too deeply to parse"
-    return str(err)
+    if isinstance(err, ParityError | ValueError):
+        return str(err)
+    return f"unreadable ({type(err).__name__}: {err})"
 
 
 def _ingest_jsonl(obj: Any, builder: RecordBuilder, worker: MonitorWorker, result: IngestResult) -> None:
@@ -401,7 +455,8 @@ def ingest_file(
     **kwargs: Any,
 ) -> IngestResult:
     """Ingest a file (``"-"`` for stdin) into ``store``; rejected lines go to ``reject_path`` (default
-    ``SOURCE.rejects``; created only when a line is rejected). A single pretty-printed OTLP document is read
+    ``SOURCE.rejects``; created only when a line is rejected; its format is in the module docstring). Lines are
+    read as bytes, so a rejected line is kept exactly as it was. A single pretty-printed OTLP document is read
     whole."""
     import sys
 
@@ -418,16 +473,17 @@ def ingest_file(
 
     lazy = _LazyReject()
     with contextlib.ExitStack() as stack:
+        lines: Iterable[str | bytes]
         if str(source) == "-":
-            lines: Iterable[str] = sys.stdin
+            lines = sys.stdin.buffer
         else:
             path = Path(source)
             if not path.is_file():
                 raise InvalidInputError("FILE", "must be an existing file or -", str(source))
             if fmt == "otlp" and _is_single_document(path):
-                lines = [json.dumps(json.loads(path.read_text(encoding="utf-8"))) + "\n"]
+                lines = [json.dumps(loads_bounded(path.read_bytes(), what=str(path))) + "\n"]
             else:
-                lines = stack.enter_context(path.open(encoding="utf-8", errors="replace"))
+                lines = stack.enter_context(path.open("rb"))
         stack.callback(lambda: lazy.handle.close() if lazy.handle is not None else None)
         result = ingest_lines(lines, store, fmt=fmt, salt=salt, scorer=scorer, reject=lazy,  # type: ignore[arg-type]
                               reject_path=str(reject_file), **kwargs)  # fmt: skip
@@ -442,7 +498,7 @@ def _is_single_document(path: Path) -> bool:
         first = f.readline().strip()
     if first in ("{", "{\n") or (first.startswith("{") and not first.endswith("}")):
         try:
-            json.loads(path.read_text(encoding="utf-8"))
+            loads_bounded(path.read_bytes(), what=str(path))
         except ValueError:
             return False
         return True

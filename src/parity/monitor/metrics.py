@@ -93,6 +93,12 @@ class ProxyMetrics:
             ["condition"],
             registry=r,
         )
+        self.refused = prom.Counter(
+            "parity_proxy_refused_requests",
+            "Requests the proxy answered itself without forwarding (reason=body_too_large|unauthorized|bad_request).",
+            ["reason"],
+            registry=r,
+        )
         self.feedback = prom.Counter("parity_proxy_feedback_events", "Feedback events received.", ["kind"], registry=r)
         self.detector_flags = prom.Counter(
             "parity_detector_flags", "Responses flagged, per detector.", ["detector"], registry=r

@@ -19,12 +19,20 @@ because DuckDB lets no other process open the file while the proxy writes it: ``
 (``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
 ``/parity/feedback``, ``/parity/changes``, ``/parity/health`` (``{"status": "ok" | "degraded" | "failing",
 "reasons": [...], counts}``: 200 unless failing, then 503).
+
+Exposure: with a ``token`` (``parity proxy`` makes one when it listens beyond loopback), every ``/parity/*`` route,
+``GET /metrics`` and ``POST /v1/feedback`` answer ``401`` unless the request carries ``Authorization: Bearer
+TOKEN``; ``POST /v1/feedback`` also accepts a separate ``feedback_token`` (for clients that should send feedback
+and read nothing). ``/v1/*`` itself is forwarded as it came: the upstream authenticates its own clients.
+Without a token (the loopback default) nothing is asked. Request bodies over ``max_body_bytes`` are refused with
+``413`` before they are read whole or forwarded (counted in ``parity_proxy_refused_requests_total``); every
+answer the proxy makes itself (``400``, ``401``, ``404``, ``413``, ``502``, ``504``) is an OpenAI-style
+``{"error": {"message", "type", "param", "code"}}``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import AsyncIterable, Callable, Mapping, Sequence
@@ -36,8 +44,11 @@ from typing import Any
 import httpcore
 import httpx
 
+from parity._body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from parity._exceptions import InvalidInputError, ParityError
+from parity._json_input import loads_bounded
 from parity._optional import import_optional
+from parity._token import TokenCheck
 from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Change, FeedbackEvent
 from parity.monitor._store_protocol import Store
@@ -75,6 +86,7 @@ class ProxyConfig:
     upstream_timeout_s: float = 600.0
     changes_poll_s: float = 10.0
     checkpoint_interval_s: float | None = 60.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -89,6 +101,8 @@ class ProxyConfig:
             raise InvalidInputError("wal_flush_s", "must be > 0", self.wal_flush_s)
         if self.checkpoint_interval_s is not None and self.checkpoint_interval_s <= 0:
             raise InvalidInputError("checkpoint_interval_s", "must be > 0 (or None: no checkpoints)")
+        if isinstance(self.max_body_bytes, bool) or not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 1:
+            raise InvalidInputError("max_body_bytes", "must be a positive integer", self.max_body_bytes)
         CapturePolicy(self.capture)
 
 
@@ -110,11 +124,18 @@ class _Forward:
         try:
             await send({"type": "http.response.start", "status": up.status, "headers": headers})
             stream: AsyncIterable[bytes] = up.stream  # type: ignore[assignment]
-            async for chunk in stream:
-                if keep and kept < MAX_SCORED_BODY_BYTES:
-                    self.raw.chunks.append(chunk)
-                    kept += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            try:
+                async for chunk in stream:
+                    if keep and kept < MAX_SCORED_BODY_BYTES:
+                        self.raw.chunks.append(chunk)
+                        kept += len(chunk)
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except (httpcore.NetworkError, httpcore.ProtocolError, httpcore.TimeoutException) as err:
+                # the upstream broke off mid-body: the client gets the same bytes and then the same broken
+                # connection (returning without the last message makes the server close it), never a clean end
+                self.proxy.metrics.upstream_errors.labels(reason="broken_body").inc()
+                log.warning("upstream %s broke off mid-body: %s", self.proxy.upstream, err)
+                return
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             complete = True
         finally:
@@ -122,9 +143,19 @@ class _Forward:
                 await up.aclose()
                 if keep and complete:
                     self.raw.latency_ms = (time.perf_counter() - self.t_start) * 1000.0
-                    self.proxy.worker.submit(self.raw)
+                    self._hand_off()
             finally:
                 self.proxy._in_flight -= 1
+
+    def _hand_off(self) -> None:
+        """Give the exchange to the worker. The user's answer is complete by now: whatever the hand-off raises
+        (a full queue spools, and spooling parses) is counted and logged, never raised into the connection,
+        which the server would then close under the client's next keep-alive request."""
+        try:
+            self.proxy.worker.submit(self.raw)
+        except Exception as err:
+            self.proxy.metrics.worker_errors.labels(stage="handoff").inc()
+            log.warning("monitor: exchange on %s not handed to the worker: %r", self.raw.path, err)
 
 
 #: Response headers not copied: hop-by-hop ones (``content-length`` is kept so sized bodies stay sized).
@@ -136,7 +167,9 @@ class ParityProxy:
     lifespan. ``store`` is owned by the caller (closed by the caller after shutdown). ``clock`` stamps each
     exchange and feedback event when it arrives (default: the wall clock; a replay passes its simulated clock).
     ``mounts`` maps path prefixes to more ASGI apps served beside the proxy's own routes (the dashboard at
-    ``/dashboard``)."""
+    ``/dashboard``). ``token``: required (as ``Authorization: Bearer``) on ``/parity/*``, ``/metrics`` and
+    ``POST /v1/feedback``; ``feedback_token``: also accepted on ``POST /v1/feedback`` (see the module
+    docstring)."""
 
     def __init__(
         self,
@@ -151,8 +184,12 @@ class ParityProxy:
         changes_source: Callable[[], Sequence[Change]] | None = None,
         clock: Callable[[], datetime] = utcnow,
         mounts: Mapping[str, Any] | None = None,
+        token: str | None = None,
+        feedback_token: str | None = None,
     ) -> None:
         self.config = config
+        self._views_check = TokenCheck(token) if token is not None else None
+        self._feedback_checks = tuple(TokenCheck(t) for t in (token, feedback_token) if t is not None)
         self.clock = clock
         self.mounts = dict(mounts or {})
         self.store = store
@@ -256,22 +293,61 @@ class ParityProxy:
             finally:
                 await self.shutdown()
 
+        views = (self._views_check,) if self._views_check is not None else ()
+        feedback = self._feedback_checks
         routes = [
-            routing.Route("/v1/feedback", self._feedback, methods=["POST"]),
-            routing.Route("/v1/traces", self.otlp.endpoint, methods=["POST"]),  # OTLP/HTTP spans -> records
-            routing.Route("/metrics", self._metrics, methods=["GET"]),
-            routing.Route("/parity/health", self._health, methods=["GET"]),
-            routing.Route("/parity/alerts", self._alerts, methods=["GET"]),
-            routing.Route("/parity/records", self._records, methods=["GET"]),
-            routing.Route("/parity/records/summary", self._summary, methods=["GET"]),
-            routing.Route("/parity/feedback", self._feedback_list, methods=["GET"]),
-            routing.Route("/parity/changes", self._changes, methods=["GET"]),
+            routing.Route("/v1/feedback", self._authorized(self._feedback, feedback), methods=["POST"]),
+            routing.Route("/v1/traces", self._authorized(self.otlp.endpoint, views), methods=["POST"]),  # OTLP spans
+            routing.Route("/metrics", self._authorized(self._metrics, views), methods=["GET"]),
+            routing.Route("/parity/health", self._authorized(self._health, views), methods=["GET"]),
+            routing.Route("/parity/alerts", self._authorized(self._alerts, views), methods=["GET"]),
+            routing.Route("/parity/records", self._authorized(self._records, views), methods=["GET"]),
+            routing.Route("/parity/records/summary", self._authorized(self._summary, views), methods=["GET"]),
+            routing.Route("/parity/feedback", self._authorized(self._feedback_list, views), methods=["GET"]),
+            routing.Route("/parity/changes", self._authorized(self._changes, views), methods=["GET"]),
             routing.Route(
                 "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
             ),
             *(routing.Mount(prefix, app=app) for prefix, app in self.mounts.items()),
         ]
-        return starlette.Starlette(routes=routes, lifespan=lifespan)
+        exceptions = import_optional("starlette.exceptions", extra="monitor")
+        app = starlette.Starlette(
+            routes=routes,
+            lifespan=lifespan,
+            exception_handlers={exceptions.HTTPException: self._http_error, Exception: self._server_error},
+        )
+        refused = self.metrics.refused.labels(reason="body_too_large")
+        return BodyLimit(app, max_bytes=self.config.max_body_bytes, on_refused=refused.inc)
+
+    # -- the proxy's own answers: auth, errors -----------------------------------------------------------
+    def _authorized(self, handler: Callable[[Any], Any], checks: Sequence[TokenCheck]) -> Callable[[Any], Any]:
+        """``handler`` behind the token checks (none: open, the loopback default)."""
+        if not checks:
+            return handler
+
+        async def endpoint(request: Any) -> Any:
+            authorization = request.headers.get("authorization")
+            if any(check.allows(authorization=authorization) for check in checks):
+                return await handler(request)
+            self.metrics.refused.labels(reason="unauthorized").inc()
+            message = (
+                "parity proxy: this route needs the proxy's token: send Authorization: Bearer TOKEN "
+                "(`parity proxy` printed it at start-up; `parity status --proxy-token` / PARITY_PROXY_TOKEN pass it)"
+            )
+            return _error(message, 401, type="authentication_error", code="invalid_token",
+                          headers={"www-authenticate": 'Bearer realm="parity proxy"'})  # fmt: skip
+
+        return endpoint
+
+    async def _http_error(self, request: Any, exc: Any) -> Any:
+        status = int(getattr(exc, "status_code", 500))
+        kind = "not_found_error" if status == 404 else "invalid_request_error"
+        detail = str(getattr(exc, "detail", "") or "error")
+        return _error(f"parity proxy: {request.method} {request.url.path}: {detail}", status, type=kind)
+
+    async def _server_error(self, request: Any, exc: Exception) -> Any:
+        log.error("parity proxy: %s %s failed: %r", request.method, request.url.path, exc)
+        return _error("parity proxy: internal error (logged)", 500, type="server_error", code="internal_error")
 
     async def _forward(self, request: Any) -> Any:
         self._in_flight += 1
@@ -293,7 +369,10 @@ class ParityProxy:
         headers.append((b"host", self._host))
         if body or request.method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", str(len(body)).encode()))
-        url = self.upstream + path + (("?" + request.url.query) if request.url.query else "")
+        # the path as the client sent it (percent-escapes kept): the decoded one may hold spaces or bytes no
+        # request line can carry
+        raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
+        url = self.upstream + raw_path + (("?" + request.url.query) if request.url.query else "")
         assert self._pool is not None
         t_read = self.config.upstream_timeout_s
         up_request = httpcore.Request(
@@ -344,16 +423,28 @@ class ParityProxy:
     async def _feedback(self, request: Any) -> Any:
         responses = import_optional("starlette.responses", extra="monitor")
         try:
-            data = json.loads(await request.body())
+            data = loads_bounded(await request.body())
             if not isinstance(data, dict):
                 raise InvalidInputError("body", "must be a JSON object with response_id and kind")
             rid = data.get("response_id")
             if not isinstance(rid, str) or not rid:
                 raise InvalidInputError("response_id", "must be a non-empty string", rid)
-            event = FeedbackEvent(response_id=rid, time=data.get("time") or self.clock(), kind=str(data.get("kind")))
-        except (ValueError, ParityError) as err:
-            payload = {"error": {"message": str(err), "type": "invalid_request_error", "param": None, "code": None}}
-            return responses.JSONResponse(payload, status_code=400)
+            kind = data.get("kind")
+            if not isinstance(kind, str):
+                raise InvalidInputError("kind", "must be a string", kind)
+            when = data.get("time")
+            if when is not None and not isinstance(when, str):
+                raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when)
+            try:
+                at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else self.clock()
+            except ValueError:
+                raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when) from None
+            event = FeedbackEvent(response_id=rid, time=at, kind=kind)
+        except (ValueError, TypeError, OverflowError, ParityError) as err:
+            self.metrics.refused.labels(reason="bad_request").inc()
+            param = err.argument if isinstance(err, InvalidInputError) and err.argument != "body" else None
+            code = getattr(err, "code", None) or "invalid_value"
+            return _error(str(err), 400, param=param, code=code)
         self.metrics.feedback.labels(kind=event.kind).inc()
         self.worker.submit(event)
         return responses.JSONResponse({"status": "accepted", "response_id": rid}, status_code=202)
@@ -367,7 +458,8 @@ class ParityProxy:
         try:
             payload = await asyncio.to_thread(fn)
         except ParityError as err:
-            return responses.JSONResponse({"error": {"message": str(err)}}, status_code=400)
+            param = err.argument if isinstance(err, InvalidInputError) else None
+            return _error(str(err), 400, param=param, code="invalid_value")
         return responses.JSONResponse(payload)
 
     async def _health(self, request: Any) -> Any:
@@ -417,3 +509,18 @@ class ParityProxy:
 
     async def _changes(self, request: Any) -> Any:
         return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
+
+
+def _error(
+    message: str,
+    status: int,
+    *,
+    type: str = "invalid_request_error",
+    param: str | None = None,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Any:
+    """An answer of the proxy's own, in OpenAI's error shape."""
+    responses = import_optional("starlette.responses", extra="monitor")
+    payload = {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return responses.JSONResponse(payload, status_code=status, headers=dict(headers or {}))
