@@ -20,12 +20,6 @@ from parity.monitor.store import MemoryStore
 LIMIT = 64 * 1024
 
 
-# The worker's own parsing (``_Raw.to_exchange``) still dies on a 1,000-deep body: issue 18.1, fixed on branch
-# `worker`. Every user answer is checked regardless; REMOVE this filter when merging that branch: the test must
-# then pass without it.
-@pytest.mark.filterwarnings(
-    "ignore:Exception in thread parity-monitor-worker:pytest.PytestUnhandledThreadExceptionWarning"
-)
 def test_fuzzed_requests_are_answered_exactly_as_the_upstream_answered(
     serve_app: Callable[[Any], Any], tmp_path: Path
 ) -> None:
