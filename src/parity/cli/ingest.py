@@ -137,6 +137,13 @@ def command(
                 on_line=on_line,
                 max_rejects=max_rejects,
             )
+            # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
+
+            def late_stop(signum: int, frame: object) -> None:
+                result.interrupted = True
+
+            signal.signal(signal.SIGTERM, late_stop)
+            signal.signal(signal.SIGINT, late_stop)
     for line_no, message in result.errors[:SHOWN_ERRORS]:
         console.print(f"line {line_no}: {message}", markup=False, highlight=False, soft_wrap=True)
     if result.rejected:

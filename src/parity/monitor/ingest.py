@@ -356,12 +356,17 @@ def ingest_lines(
                     break
     except KeyboardInterrupt:  # SIGINT (and SIGTERM in the CLI): keep what was read, say where it stopped
         result.interrupted = True
-    drain = getattr(hook, "drain", None)
-    if callable(drain):  # a batching monitor (parity.monitor.distributed.ShardedMonitor): its last alerts
-        worker.publish(drain())
-    worker.flush()
-    worker.drain()
-    worker.checkpoint()
+    while True:  # store what was read; a stop signal landing here (or a second one) only restarts these steps
+        try:
+            drain = getattr(hook, "drain", None)
+            if callable(drain):  # a batching monitor (parity.monitor.distributed.ShardedMonitor): its last alerts
+                worker.publish(drain())
+            worker.flush()
+            worker.drain()
+            worker.checkpoint()
+            break
+        except KeyboardInterrupt:
+            result.interrupted = True
     result.alerts = worker.alerts_published
     result.spooled = worker.store_spooled
     result.spool_pending = spool.pending if spool is not None else 0
