@@ -72,10 +72,19 @@ def smol() -> Iterator[RunningLab]:
     server = LabServer(FleetConfig.from_toml(FLEET), admin_token="smol-token", max_wait_s=0.01)
     with ServerThread(server) as thread:
         yield RunningLab(server, thread.url, "smol-token")
+        opened = _CLIENTS.pop(thread.url, None)
+        if opened is not None:
+            opened.close()
+
+
+_CLIENTS: dict[str, Any] = {}
 
 
 def client(lab: RunningLab) -> Any:
-    return openai.OpenAI(base_url=f"{lab.url}/v1", api_key="unused", max_retries=0, timeout=120)
+    """One OpenAI client per running lab, closed with it (an unclosed client leaks keep-alive sockets)."""
+    if lab.url not in _CLIENTS:
+        _CLIENTS[lab.url] = openai.OpenAI(base_url=f"{lab.url}/v1", api_key="unused", max_retries=0, timeout=120)
+    return _CLIENTS[lab.url]
 
 
 def session_on(lab: RunningLab, platform: str) -> str:
