@@ -77,8 +77,10 @@ class BodyLimit:
             f"request body too large: {size} over the limit of {self.max_bytes} bytes",
             code="request_too_large",
         )
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                   (b"connection", b"close")]  # fmt: skip
+        # no "connection: close": closing with the client's unread upload in the socket makes the kernel reset the
+        # connection, which can destroy this answer before the client reads it; kept alive, the server reads and
+        # discards the rest of the body (uvicorn drops body bytes once the response is complete)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body, "more_body": False})
 
