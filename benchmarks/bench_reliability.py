@@ -43,7 +43,7 @@ WAL_FLUSH_MS = 100
 CLIENTS = 4
 
 UPSTREAM = r"""
-import itertools, json, os, sys, uvicorn
+import asyncio, itertools, json, os, sys, uvicorn
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
@@ -52,7 +52,9 @@ H = {"x-parity-server": "gpu-short-0", "x-parity-pool": "short", "x-parity-platf
 TEXT = "The quick brown fox jumps over the lazy dog, and then it rests in the shade for a while."
 N = itertools.count()
 async def chat(request):
-    await request.body()
+    raw = await request.body()
+    if b"slow-first-byte" in raw:  # the slow-upstream drill: 10 s before the first byte
+        await asyncio.sleep(10)
     body = {"id": f"chatcmpl-{os.getpid()}-{next(N)}", "object": "chat.completion", "created": 1754395200,
             "model": "S", "choices": [{"index": 0, "message": {"role": "assistant", "content": TEXT},
             "finish_reason": "stop"}], "usage": {"prompt_tokens": 12, "completion_tokens": 20, "total_tokens": 32}}
@@ -79,6 +81,7 @@ class Row:
 class Traffic:
     ids: list[str] = field(default_factory=list)
     upstream_down: int = 0  # 502/504 from the proxy while the upstream was down: the upstream's failure, not ours
+    timed_out: int = 0  # the client gave up waiting (the slow-upstream drill): no answer, so no record owed
     failed: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -138,20 +141,25 @@ class Proxy:
 
 
 def load(url: str, n: int | None, traffic: Traffic, *, clients: int = CLIENTS, until: float | None = None,
-         on_answer: Callable[[int], None] | None = None) -> None:  # fmt: skip
+         on_answer: Callable[[int], None] | None = None, body: dict[str, Any] = BODY,
+         timeout: float = 30) -> None:  # fmt: skip
     """``n`` requests (or until ``until``) from ``clients`` threads; every answer sorted into the traffic."""
     counter = iter(range(10**9))
     lock = threading.Lock()
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=30) as c:
+        with httpx.Client(base_url=url, timeout=timeout) as c:
             while True:
                 with lock:
                     k = next(counter)
                 if (n is not None and k >= n) or (until is not None and time.monotonic() >= until):
                     return
                 try:
-                    resp = c.post("/v1/chat/completions", json=BODY)
+                    resp = c.post("/v1/chat/completions", json=body)
+                except httpx.TimeoutException:
+                    with traffic.lock:
+                        traffic.timed_out += 1
+                    continue
                 except httpx.HTTPError as err:
                     with traffic.lock:
                         traffic.failed.append(type(err).__name__)
@@ -182,20 +190,20 @@ def count(folder: Path, answered: list[str]) -> tuple[int, int, int]:
     return stored, spool.pending, len(answered) - stored - spool.pending
 
 
-def drill_graceful(tmp: Path) -> Row:
+def drill_graceful(tmp: Path, requests: int = REQUESTS) -> Row:
     up = Upstream()
     folder = Path(tempfile.mkdtemp(dir=tmp))
     traffic = Traffic()
     try:
         for _ in range(2):
             proxy = Proxy(up.url, folder)
-            load(proxy.url, REQUESTS, traffic)
+            load(proxy.url, requests, traffic)
             proxy.stop(signal.SIGTERM)
     finally:
         up.kill()
     stored, spooled, lost = count(folder, traffic.ids)
     return Row("graceful restart (SIGTERM, twice)", len(traffic.ids), stored, spooled, lost, len(traffic.failed),
-               f"{CLIENTS} clients, {REQUESTS} requests per run")  # fmt: skip
+               f"{CLIENTS} clients, {requests} requests per run")  # fmt: skip
 
 
 def drill_kill9(tmp: Path) -> tuple[Row, list[int]]:
@@ -313,7 +321,7 @@ def serve(app: Any) -> tuple[str, Callable[[], None]]:
 
 
 def in_process_drill(tmp: Path, name: str, store_dir: Path, fail: Callable[[Any], None],
-                     heal: Callable[[Any], None], wrap: bool) -> Row:  # fmt: skip
+                     heal: Callable[[Any], None], wrap: bool, requests: int = REQUESTS) -> Row:  # fmt: skip
     up = Upstream()
     folder = Path(tempfile.mkdtemp(dir=tmp))
     inner = DuckDBStore(store_dir / "parity.duckdb")
@@ -325,16 +333,16 @@ def in_process_drill(tmp: Path, name: str, store_dir: Path, fail: Callable[[Any]
     traffic = Traffic()
     health: list[str] = []
     try:
-        load(url, REQUESTS // 5, traffic)
+        load(url, requests // 5, traffic)
         fail(store)
-        load(url, 3 * REQUESTS // 5, traffic)
+        load(url, 3 * requests // 5, traffic)
         deadline = time.monotonic() + 10
         while proxy.worker.store_error is None and time.monotonic() < deadline:
             time.sleep(0.05)
         health.append(httpx.get(url + "/parity/health").json()["status"])
         spooled_during = proxy.worker.store_spooled
         heal(store)
-        load(url, REQUESTS // 5, traffic)
+        load(url, requests // 5, traffic)
         proxy.wait_idle(120)
         health.append(httpx.get(url + "/parity/health").json()["status"])
     finally:
@@ -351,7 +359,7 @@ def in_process_drill(tmp: Path, name: str, store_dir: Path, fail: Callable[[Any]
                f"{health[1]}; {proxy.worker.dropped} dropped")  # fmt: skip
 
 
-def drill_read_only(tmp: Path) -> Row:
+def drill_read_only(tmp: Path, requests: int = REQUESTS) -> Row:
     def fail(store: Any) -> None:
         store.error = OSError(errno.EROFS, "Read-only file system")
 
@@ -359,7 +367,7 @@ def drill_read_only(tmp: Path) -> Row:
         store.error = None
 
     return in_process_drill(tmp, "store read-only, then writable", Path(tempfile.mkdtemp(dir=tmp)), fail, heal,
-                            wrap=True)  # fmt: skip
+                            wrap=True, requests=requests)  # fmt: skip
 
 
 def drill_disk_full(tmp: Path) -> Row | None:
@@ -388,7 +396,7 @@ def drill_disk_full(tmp: Path) -> Row | None:
         subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def drill_soak(tmp: Path) -> tuple[Row, float, float]:
+def drill_soak(tmp: Path, seconds: float = SOAK_S) -> tuple[Row, float, float]:
     up = Upstream()
     folder = Path(tempfile.mkdtemp(dir=tmp))
     traffic = Traffic()
@@ -396,16 +404,64 @@ def drill_soak(tmp: Path) -> tuple[Row, float, float]:
     try:
         load(proxy.url, 200, traffic, clients=8)  # warm-up
         rss0 = proxy.rss_mb()
-        load(proxy.url, None, traffic, clients=8, until=time.monotonic() + SOAK_S)
+        load(proxy.url, None, traffic, clients=8, until=time.monotonic() + seconds)
         time.sleep(2)
         rss1 = proxy.rss_mb()
         proxy.stop(signal.SIGTERM)
     finally:
         up.kill()
     stored, spooled, lost = count(folder, traffic.ids)
-    row = Row(f"8 clients for {SOAK_S:.0f} s (default detectors)", len(traffic.ids), stored, spooled, lost,
+    row = Row(f"8 clients for {seconds:.0f} s (default detectors)", len(traffic.ids), stored, spooled, lost,
               len(traffic.failed), f"proxy RSS {rss0:.0f} MB after warm-up, {rss1:.0f} MB at the end")  # fmt: skip
     return row, rss0, rss1
+
+
+SLOW_BODY = {"model": "S", "messages": [{"role": "user", "content": "slow-first-byte please"}]}
+
+
+def drill_slow_upstream(tmp: Path, requests: int = REQUESTS) -> tuple[Row, Traffic]:
+    """4 clients send ordinary requests while 4 more ask for answers that take the upstream 10 s to start and give
+    up after 2 s. The ordinary ones must not wait behind the slow ones, and each answered one is stored; an
+    abandoned request was answered to nobody, so it owes no record (the proxy may still store the upstream's late
+    answer: counted apart)."""
+    up = Upstream()
+    folder = Path(tempfile.mkdtemp(dir=tmp))
+    traffic, slow = Traffic(), Traffic()
+    proxy = Proxy(up.url, folder)
+    try:
+        started = time.monotonic()
+        slow_clients = threading.Thread(
+            target=load, args=(proxy.url, 8, slow), kwargs={"clients": 4, "body": SLOW_BODY, "timeout": 2}
+        )
+        slow_clients.start()
+        load(proxy.url, requests, traffic)
+        fast_s = time.monotonic() - started
+        slow_clients.join()
+        time.sleep(11)  # the upstream's late answers arrive at a proxy whose clients have gone
+        health = httpx.get(proxy.url + "/parity/health", timeout=5).json()
+        proxy.stop(signal.SIGTERM)
+    finally:
+        up.kill()
+    stored, spooled, lost = count(folder, traffic.ids)
+    late = count_all(folder) - stored
+    row = Row(
+        "slow upstream (10 s to first byte) for 4 of 8 clients, which give up after 2 s",
+        len(traffic.ids),
+        stored,
+        spooled,
+        lost,
+        len(traffic.failed) + len(slow.failed),
+        f"{len(traffic.ids)} ordinary requests answered in {fast_s:.1f} s beside them; {slow.timed_out} slow ones "
+        f"abandoned by their clients ({late} of them stored when the upstream answered late); health "
+        f"{health['status']} after",
+    )
+    return row, slow
+
+
+def count_all(folder: Path) -> int:
+    """Every record in the store in ``folder``, answered to a client or not."""
+    with DuckDBStore(folder / "parity.duckdb", read_only=True) as s:
+        return len(s.records())
 
 
 def main() -> None:
@@ -414,7 +470,7 @@ def main() -> None:
         tmp = Path(d)
         rows = [drill_graceful(tmp)]
         kill_row, _ = drill_kill9(tmp)
-        rows += [kill_row, drill_upstream_crash(tmp), drill_read_only(tmp)]
+        rows += [kill_row, drill_upstream_crash(tmp), drill_read_only(tmp), drill_slow_upstream(tmp)[0]]
         full = drill_disk_full(tmp)
         if full is not None:
             rows.append(full)

@@ -1,9 +1,7 @@
 """A real PostgreSQL for the store tests: Debian's ``postgresql`` found or installed, a throwaway cluster started.
 
-The pattern of ``tests/dashboard/_chromium.py``: the CI machine is a fresh clone running ``make test`` as root with
-the Debian mirror reachable, so the package is installed there (``apt-get``, once, under a file lock) and the tests
-run. Only when ``apt-get`` itself is unusable (not Debian, or not root and no password-less sudo) is a reason
-returned, for a skip; a failing ``apt-get`` run is an error.
+The package is installed the way ``tests/_debian.py`` says (on the CI machine, a fresh clone running ``make test``
+as root, it is; a skip only when ``apt-get`` itself is unusable).
 
 PostgreSQL refuses to run as root, so as root the cluster belongs to the ``postgres`` user the package creates
 and every server command runs through ``runuser -u postgres``. The cluster lives in a temporary folder, listens on
@@ -14,7 +12,6 @@ than a database per test.
 
 from __future__ import annotations
 
-import fcntl
 import glob
 import os
 import shutil
@@ -25,20 +22,19 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests._debian import ensure_packages
+
 from parity._loopback import free_port
 
 #: Debian packages the store tests install when PostgreSQL's server binaries are missing.
 PACKAGES = ("postgresql",)
-
-#: Seconds one ``apt-get`` call may take.
-APT_TIMEOUT_S = 600
 
 #: The database user of the test cluster (trust authentication on loopback).
 USER = "parity"
 
 
 class PostgresInstallError(RuntimeError):
-    """``apt-get`` ran and failed, or the server did not start; the message holds the end of its output."""
+    """The server did not start; the message holds the end of its output."""
 
 
 def _bin_dir() -> Path | None:
@@ -50,59 +46,10 @@ def _bin_dir() -> Path | None:
     return Path(initdb).resolve().parent if initdb else None
 
 
-def _apt_prefix() -> list[str] | None:
-    if shutil.which("apt-get") is None:
-        return None
-    if os.geteuid() == 0:
-        return []
-    sudo = shutil.which("sudo")
-    if sudo and subprocess.run([sudo, "-n", "true"], capture_output=True).returncode == 0:
-        return [sudo, "-n"]
-    return None
-
-
-def _apt(prefix: list[str], *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-    return subprocess.run(
-        [*prefix, "apt-get", "-q", "-o", "DPkg::Lock::Timeout=300", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=APT_TIMEOUT_S,
-        stdin=subprocess.DEVNULL,
-    )
-
-
 def ensure_postgres() -> tuple[Path | None, str | None]:
     """The server binaries' folder, installing Debian's ``postgresql`` when missing; or ``(None, why not)``."""
-    found = _bin_dir()
-    if found is not None:
-        return found, None
-    prefix = _apt_prefix()
-    if prefix is None:
-        return None, (
-            "cannot install Debian's postgresql for the store tests: apt-get is not available to this user "
-            "(needs Debian and root or password-less sudo)"
-        )
-    lock_path = Path(tempfile.gettempdir()) / "parity-postgresql-install.lock"
-    with open(lock_path, "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            if _bin_dir() is None:
-                install = ("install", "-y", "--no-install-recommends", *PACKAGES)
-                result = _apt(prefix, *install)
-                if result.returncode != 0:
-                    update = _apt(prefix, "update")
-                    if update.returncode != 0:
-                        raise PostgresInstallError(f"apt-get update failed:\n{(update.stdout + update.stderr)[-3000:]}")
-                    result = _apt(prefix, *install)
-                if result.returncode != 0 or _bin_dir() is None:
-                    raise PostgresInstallError(
-                        f"apt-get install {' '.join(PACKAGES)} failed:\n{(result.stdout + result.stderr)[-3000:]}"
-                    )
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-    return _bin_dir(), None
+    why_not = ensure_packages(PACKAGES, lambda: _bin_dir() is not None, "the store tests")
+    return (None, why_not) if why_not is not None else (_bin_dir(), None)
 
 
 @dataclass

@@ -283,3 +283,39 @@ def test_ingest_stopped_mid_stream_then_rerun_stores_200_of_200(tmp_path: Path, 
         ids = [r.record_id for r in s.records()]
     assert len(ids) == 200
     assert set(ids) == {f"chatcmpl-{i}" for i in range(200)}
+
+
+# The benchmark's own drills (benchmarks/bench_reliability.py), run here at test scale: a store that refuses writes,
+# a slow upstream whose clients give up, and 8 clients for 60 s. Their full-size rows are in RESULTS.md.
+
+
+def test_store_read_only_then_writable_spools_and_drains_every_record(tmp_path: Path) -> None:
+    from benchmarks.bench_reliability import drill_read_only
+
+    row = drill_read_only(tmp_path, requests=200)
+    assert row.failed_by_parity == 0
+    assert (row.answered, row.stored, row.spooled, row.lost) == (200, 200, 0, 0), row
+    assert "health degraded then ok" in row.note, row.note
+    assert "0 dropped" in row.note, row.note
+
+
+def test_slow_upstream_does_not_hold_up_other_clients_or_lose_their_records(tmp_path: Path) -> None:
+    from benchmarks.bench_reliability import drill_slow_upstream
+
+    row, slow = drill_slow_upstream(tmp_path, requests=200)
+    assert slow.timed_out == 8
+    assert slow.ids == []
+    assert row.failed_by_parity == 0
+    assert (row.answered, row.stored, row.spooled, row.lost) == (200, 200, 0, 0), row
+    assert "health ok after" in row.note, row.note
+
+
+def test_eight_clients_for_60_s_store_every_record_without_growing(tmp_path: Path) -> None:
+    """The soak: 8 clients for 60 s through ``parity proxy`` with its default detectors."""
+    from benchmarks.bench_reliability import drill_soak
+
+    row, rss_before, rss_after = drill_soak(tmp_path, seconds=60)
+    assert row.failed_by_parity == 0
+    assert row.answered > 0
+    assert (row.stored, row.spooled, row.lost) == (row.answered, 0, 0), row
+    assert rss_after < rss_before + 100, f"the proxy grew from {rss_before:.0f} MB to {rss_after:.0f} MB in 60 s"
