@@ -210,13 +210,16 @@ def drill_kill9(tmp: Path) -> tuple[Row, list[int]]:
     up = Upstream()
     losses = []
     queued = []
+    rates: list[float] = []
     answered = stored_total = spooled_total = failed = 0
     try:
         for _ in range(KILL_REPEATS):
             folder = Path(tempfile.mkdtemp(dir=tmp))
             traffic = Traffic()
             proxy = Proxy(up.url, folder)
+            started = time.monotonic()
             load(proxy.url, 2 * REQUESTS, traffic)
+            rates.append(len(traffic.ids) / (time.monotonic() - started))
             health = httpx.get(proxy.url + "/parity/health", timeout=5).json()
             queued.append(health["queue_depth"])
             proxy.stop(signal.SIGKILL)  # right after the last answer
@@ -231,7 +234,9 @@ def drill_kill9(tmp: Path) -> tuple[Row, list[int]]:
         up.kill()
     row = Row(f"kill -9 right after the last answer, then restart (x{KILL_REPEATS})", answered, stored_total,
               spooled_total, sum(losses), failed,
-              f"write-ahead log flushed every {WAL_FLUSH_MS} ms; lost per run {losses}; exchanges still queued for "
+              f"write-ahead log flushed every {WAL_FLUSH_MS} ms; lost per run {losses}, against "
+              f"{[round(r * WAL_FLUSH_MS / 1000) for r in rates]} answered per flush interval at each run's rate "
+              f"({', '.join(f'{r:.0f}' for r in rates)} requests/s); exchanges still queued for "
               f"the worker (not yet records, so not in the log) a moment before each kill {queued}")  # fmt: skip
     return row, losses
 
@@ -493,10 +498,10 @@ def main() -> None:
         __doc__.split("\n\n", 1)[1].strip()
         + "\n\n"
         + "\n".join(lines)
-        + f"\n\nLoad average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run, on 2 cores shared "
-        "with other jobs: the machine was contended, so the soak's request count is low and the worker's queue "
-        "before each kill was longer than on an idle machine (what is still queued is lost by kill -9 on top of "
-        "the flush interval). The soak is short enough to run here "
+        + f"\n\nLoad average {load_before[0]:.1f} before and {load_after[0]:.1f} after the run, on 2 cores "
+        "(other jobs share the machine: under load the soak's request count is lower and the worker's queue before "
+        "each kill longer; what is still queued is lost by kill -9 on top of the flush interval). The soak is short "
+        "enough to run here "
         f"({SOAK_S:.0f} s, set BENCH_RELIABILITY_SOAK_S for longer). Goal: 0 lost everywhere except kill -9 (at "
         f"most the {WAL_FLUSH_MS} ms flush interval's records), 0 user requests failed by parity."
     )
