@@ -168,3 +168,58 @@ def test_cli_monitor_errors_are_one_line(tmp_path: Path) -> None:
     assert address.exit_code == 2
     assert "--address" in address.output
     assert "needs --engine ray" in address.output
+    store = tmp_path / "p.duckdb"
+    proxy = CliRunner().invoke(main, ["proxy", "--upstream", "http://127.0.0.1:9", "--store", str(store),
+                                      "--address", "127.0.0.1:6379"])  # fmt: skip
+    assert proxy.exit_code == 2
+    assert "needs --engine ray" in proxy.output
+    assert not store.exists()  # refused before anything was created
+
+
+def _proxied_alerts(serve_app: Any, upstream: Any, hook: Any) -> tuple[list[tuple[str, dict[str, str]]], int]:
+    """300 requests through a proxy whose monitor is ``hook``: 150 ordinary answers, then 150 with a Thai insert;
+    the (signal, segment) of the alerts stored, and the records stored."""
+    import httpx
+
+    from parity.monitor.proxy import ParityProxy, ProxyConfig
+    from parity.monitor.scoring import ParsedExchange, RecordBuilder
+    from parity.monitor.store import MemoryStore
+
+    class ThaiScorer:  # the detectors would read "say thai" as asking for Thai; this flags any Thai
+        def score(self, parsed: ParsedExchange) -> list[DetectorObservation]:
+            flagged = any("\u0e00" <= ch <= "\u0e7f" for ch in parsed.text)
+            return [DetectorObservation("unexpected_script", flagged, 1.0 if flagged else 0.0)]
+
+    store = MemoryStore()
+    proxy = ParityProxy(ProxyConfig(upstream=upstream.url, flush_interval_s=0.05), store,
+                        RecordBuilder(salt="s", scorer=ThaiScorer()), hook=hook)  # fmt: skip
+    handle = serve_app(proxy.app)
+    with httpx.Client(base_url=handle.url, timeout=10) as client:
+        for i in range(300):
+            text = "hello there" if i < 150 else "say thai"
+            body = {"model": "S", "messages": [{"role": "user", "content": text}]}
+            resp = client.post("/v1/chat/completions", json=body)
+            assert resp.status_code == 200
+    assert proxy.wait_idle(30)
+    proxy.worker.stop()
+    alerts = sorted((a.signal, dict(a.segment)) for a in store.alerts())
+    return alerts, len(store.records())
+
+
+def test_the_proxy_hands_its_records_to_ray_workers_with_the_alerts_of_one_process(
+    ray_cluster: Any, serve_app: Any, upstream: Any
+) -> None:
+    """``parity proxy --engine ray --workers 2``: the proxy's worker feeds a sharded monitor on Ray actors, drains it
+    on each store flush (an alert waits at most one flush, however slow the traffic) and closes it on stop."""
+    from parity.monitor.worker import default_monitor
+
+    config = MonitorConfig(stats=StatsConfig(rate_warmup=100, mean_warmup=100))
+    single, n_single = _proxied_alerts(serve_app, upstream, SegmentMonitor(config=config))
+    sharded_hook = ShardedMonitor(config=config, workers=2, engine="ray")
+    sharded, n_sharded = _proxied_alerts(serve_app, upstream, sharded_hook)
+    assert n_single == n_sharded == 300
+    assert single  # the Thai answers raise an alert
+    assert sharded == single
+    assert sharded_hook.n_records == 300
+    assert sharded_hook._actors == []  # closed with the worker: its actors are gone
+    assert isinstance(default_monitor(engine="ray", workers=2), ShardedMonitor)  # what `parity proxy --engine ray` runs

@@ -123,6 +123,12 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where the monitor's statistics run: local (this process) or ray (one Ray actor per worker; "
+                   "its state is not checkpointed).")  # fmt: skip
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Workers the monitor's streams are split across (by signal).")  # fmt: skip
+@click.option("--address", default=None, help="Ray cluster to join (e.g. 10.0.0.5:6379); default: start a local one.")
 @click.option("--token", envvar="PARITY_PROXY_TOKEN", default=None,
               help="Token required on /parity/*, /metrics, POST /v1/feedback and /dashboard (as Authorization: "
                    "Bearer); generated and printed when listening beyond 127.0.0.1.")  # fmt: skip
@@ -150,6 +156,9 @@ def command(
     checkpoint_s: int,
     no_detectors: bool,
     long_context_tokens: int | None,
+    engine: str,
+    workers: int,
+    address: str | None,
     token: str | None,
     feedback_token: str | None,
     dashboard_token: str | None,
@@ -175,7 +184,7 @@ def command(
         redact_url,
         session_salt,
     )
-    from parity.monitor.worker import default_monitor, default_notifiers
+    from parity.monitor.worker import BufferingHook, MonitorHook, default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
@@ -198,7 +207,15 @@ def command(
     console = Console(stderr=True)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
-    store = open_writable_store(store_path)
+    hook: MonitorHook = default_monitor(
+        long_context_tokens=long_context_tokens, engine=engine, workers=workers, address=address
+    )  # first: a bad --engine/--address combination is refused before the store is created
+    try:
+        store = open_writable_store(store_path)
+    except BaseException:
+        if isinstance(hook, BufferingHook):
+            hook.close()
+        raise
     if long_context_tokens is not None:
         store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
@@ -213,7 +230,7 @@ def command(
             config,
             store,
             builder,
-            hook=default_monitor(long_context_tokens=long_context_tokens),
+            hook=hook,
             notifiers=default_notifiers(
                 webhook=webhook, webhook_format=webhook_format, generator_url=f"http://{host}:{port}/dashboard/"
             ),
@@ -225,7 +242,8 @@ def command(
         console.print(
             f"[bold]parity proxy[/] http://{host}:{port}/v1 -> {upstream}  store={redact_url(store_path)}"
             f"  capture={capture}"
-            f"  (pid {os.getpid()})"
+            + (f"  monitor={workers} worker(s) on {engine}" if engine != "local" or workers > 1 else "")
+            + f"  (pid {os.getpid()})"
         )
         if token is not None:
             console.print(
@@ -243,6 +261,8 @@ def command(
     except OSError as err:
         raise InvalidInputError("--listen", "must be a free address to bind", listen, detail=str(err)) from err
     finally:
+        if isinstance(hook, BufferingHook):
+            hook.close()  # the worker closed it on a clean stop; closing again is harmless
         store.close()
 
 

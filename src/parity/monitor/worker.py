@@ -53,8 +53,9 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
+from parity._exceptions import InvalidInputError
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_protocol import Store
@@ -71,6 +72,7 @@ __all__ = [
     "MAX_JSON_DEPTH",
     "MAX_PARSED_REQUEST_BYTES",
     "MAX_SCORED_BODY_BYTES",
+    "BufferingHook",
     "ChangeBatch",
     "Health",
     "MonitorHook",
@@ -351,6 +353,8 @@ class MonitorWorker:
             self._thread = None
             self._flush()
             self.checkpoint()
+            if isinstance(self.hook, BufferingHook):
+                self._guard("monitor", self.hook.close)
         if self.wal is not None:
             self._guard("wal", self.wal.sync)
         self.metrics.worker_alive.set(0)
@@ -545,6 +549,9 @@ class MonitorWorker:
         self._flush()
 
     def _flush(self, *, dedupe: bool = False) -> None:
+        if isinstance(self.hook, BufferingHook):
+            hook = self.hook
+            self.publish(self._guard("monitor", hook.drain))
         if not self._pending:
             return
         batch = self._pending
@@ -820,16 +827,36 @@ class MonitorWorker:
         return Health(status, tuple(reasons[n] for n, holds in conditions.items() if holds), conditions, counts)
 
 
-def default_monitor(*, long_context_tokens: int | None = None) -> MonitorHook:
-    """The default monitor pipeline: a :class:`~parity.monitor.pipeline.SegmentMonitor` (without notifiers: the
-    worker publishes its alerts); ``long_context_tokens`` sets where the fleet's router splits short from long."""
+def default_monitor(
+    *, long_context_tokens: int | None = None, engine: str = "local", workers: int = 1, address: str | None = None
+) -> MonitorHook:
+    """The monitor pipeline (without notifiers: the worker publishes its alerts): one
+    :class:`~parity.monitor.pipeline.SegmentMonitor`, or with ``workers`` > 1 or ``engine="ray"`` a
+    :class:`~parity.monitor.distributed.ShardedMonitor` whose streams are split across in-process workers or Ray
+    actors (``address``: a Ray cluster to join; default a local one). ``long_context_tokens`` sets where the
+    fleet's router splits short from long."""
+    from parity.monitor.distributed import ShardedMonitor
     from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
     from parity.monitor.segments import StatsConfig
 
-    config = None
+    if address is not None and engine != "ray":
+        raise InvalidInputError("--address", "needs --engine ray", address)
+    config = MonitorConfig()
     if long_context_tokens is not None:
         config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
-    return SegmentMonitor(config=config)
+    if engine == "local" and workers == 1:
+        return SegmentMonitor(config=config)
+    return ShardedMonitor(config=config, workers=workers, engine=engine, address=address)
+
+
+@runtime_checkable
+class BufferingHook(Protocol):
+    """A monitor that holds records in batches (the sharded one): the worker drains it on every store flush, so an
+    alert waits at most one flush interval however slow the traffic, and closes it when the worker stops."""
+
+    def drain(self) -> list[Alert]: ...
+
+    def close(self) -> None: ...
 
 
 def _has_meta(store: object) -> bool:
