@@ -50,6 +50,7 @@ from parity.lab.changelog import Change, ChangeLog
 from parity.lab.faults import CorruptionProcessor, FaultState, sampler_filter, snippet_token_ids, validate_change
 from parity.lab.fleet import FleetConfig
 from parity.lab.router import Route, Router
+from parity.sampling import SamplingParams
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -77,7 +78,7 @@ class _Plan:
     prompt_ids: list[int]
     prompt_text: str
     max_tokens: int
-    temperature: float
+    sampling: SamplingParams
     faults: FaultState
 
     def headers(self) -> dict[str, str]:
@@ -241,9 +242,9 @@ class LabServer:
                     param="max_tokens",
                     code="context_length_exceeded",
                 )
-        temperature = spec.temperature if req.temperature is None else req.temperature
+        sampling = req.sampling_for(spec.temperature)
         version = faults.config_version(**where)
-        return _Plan(route, key, version, prompt_ids, prompt_text, max_tokens, temperature, faults)
+        return _Plan(route, key, version, prompt_ids, prompt_text, max_tokens, sampling, faults)
 
     def _generation_request(self, req: ParsedRequest, plan: _Plan, index: int) -> GenerationRequest:
         from parity.lab.engine import GenerationRequest
@@ -268,10 +269,7 @@ class LabServer:
         return GenerationRequest(
             prompt_ids=list(plan.prompt_ids),
             max_tokens=plan.max_tokens,
-            temperature=plan.temperature,
-            top_p=req.top_p,
-            top_k=req.top_k,
-            min_p=req.min_p,
+            sampling=plan.sampling,
             seed=seed,
             stop=req.stop,
             top_logprobs=req.top_logprobs,
