@@ -136,6 +136,9 @@ def test_json_contract_and_html_report(tmp_path) -> None:
         ({"budget": 3}, "`budget` must be >= 8"),
         ({"alpha": 1.5}, r"`alpha` must be in \(0, 1\)"),
         ({"temperature": 0.0}, "`temperature` must be > 0"),
+        ({"top_p": 1.5}, r"`top_p` must be a number in \(0, 1\] \(1 disables\), got 1.5"),
+        ({"min_p": 1.0}, r"`min_p` must be in \[0, 1\)"),
+        ({"sampler_order": ("top_k", "top_p")}, r"`order` must be a permutation"),
         ({"top_logprobs": 50}, r"`top_logprobs` must be in \[1, 20\]"),
     ],
 )

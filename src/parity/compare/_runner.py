@@ -107,15 +107,14 @@ class CompareConfig:
             raise InvalidInputError("alpha", "must be in (0, 1)", self.alpha)
         if self.max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be >= 1", self.max_tokens)
-        if not self.temperature > 0.0:
+        sampling = self.sampling_params  # the sampling parameters' own rules, checked in parity.sampling
+        if not sampling.temperature > 0.0:
             raise InvalidInputError(
                 "temperature", "must be > 0 (the tests compare sampled distributions)", self.temperature
             )
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidInputError("top_p", "must be in (0, 1]", self.top_p)
-        if self.top_k < 0:
+        if sampling.top_k < 0:
             raise InvalidInputError("top_k", "must be >= 0 (0 disables it)", self.top_k)
-        if not 0.0 <= self.min_p < 1.0:
+        if sampling.min_p == 1.0:
             raise InvalidInputError("min_p", "must be in [0, 1) (0 disables it)", self.min_p)
         if self.greedy_probes < 0:
             raise InvalidInputError("greedy_probes", "must be >= 0", self.greedy_probes)
@@ -123,7 +122,6 @@ class CompareConfig:
             raise InvalidInputError("contexts", "must be >= 0", self.contexts)
         if not 1 <= self.top_logprobs <= 20:
             raise InvalidInputError("top_logprobs", "must be in [1, 20]", self.top_logprobs)
-        self.sampling_params  # noqa: B018 - validates the order
 
     @property
     def sampling_params(self) -> SamplingParams:

@@ -73,7 +73,7 @@ def validate_order(order: Any, *, temperature_stage: bool = False) -> tuple[str,
 
 def _order_rule(temperature_stage: bool) -> str:
     rule = f"must be a permutation of {FILTERS}"
-    return rule + " (plus 'temperature' at most once)" if temperature_stage else rule
+    return rule + ", optionally with 'temperature' once" if temperature_stage else rule
 
 
 def parse_order(text: str) -> tuple[str, ...]:
@@ -84,7 +84,7 @@ def parse_order(text: str) -> tuple[str, ...]:
     >>> parse_order("top_k,top_p")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    parity._exceptions.InvalidInputError: `order` must be a permutation of ... at most once), got 'top_k,top_p'
+    parity._exceptions.InvalidInputError: `order` must be a permutation of ... with 'temperature' once, got 'top_k,top_p'
     """
     if text in NAMED_ORDERS:
         return NAMED_ORDERS[text]
