@@ -18,8 +18,9 @@ the float64 scaled logits ``z = logits / temperature`` sorted in decreasing orde
 
 Temperature is applied first unless ``order`` names a ``"temperature"`` stage: llama.cpp's default chain
 (:data:`parity.sampling.LLAMACPP_ORDER`) runs top-k, top-p and min-p on the unscaled logits and divides by the
-temperature last, so its top-p mass and min-p ratio are those of ``softmax(logits)``, not of ``softmax(logits / T)``; the kept set
-is still an upper set of ``z`` (a positive temperature does not reorder), so only the count interval changes.
+temperature last, so its top-p mass and min-p ratio are those of ``softmax(logits)``, not of
+``softmax(logits / T)``; the kept set is still an upper set of ``z`` (a positive temperature does not reorder),
+so only the count interval changes.
 
 Temperature 0 is greedy: exactly one token (or several exactly tied ones) with the maximal logit, compared
 without tolerance because greedy needs no arithmetic.

@@ -84,7 +84,7 @@ def parse_order(text: str) -> tuple[str, ...]:
     >>> parse_order("top_k,top_p")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    parity._exceptions.InvalidInputError: `order` must be a permutation of ... with 'temperature' once, got 'top_k,top_p'
+    parity._exceptions.InvalidInputError: `order` must be a permutation of ... 'temperature' once, got 'top_k,top_p'
     """
     if text in NAMED_ORDERS:
         return NAMED_ORDERS[text]
