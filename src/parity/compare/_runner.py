@@ -28,7 +28,6 @@ kept set and PIT is exact; see :mod:`parity.compare._support` for what looser se
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -334,10 +333,9 @@ async def _gather(jobs: Sequence[Awaitable[T]], label: str, progress: ProgressFn
 def _detector_scorer() -> Callable[[str, str], bool] | None:
     """``flagged(prompt, response)`` from ``parity.detectors`` when it is installed, else ``None``."""
     try:
-        detectors: Any = importlib.import_module("parity.detectors")
-        context_type = detectors.ResponseContext
-        score_response = detectors.score_response
-    except (ImportError, AttributeError):
+        from parity.detectors import ResponseContext as context_type
+        from parity.detectors import score_response
+    except ImportError:  # a build without the detectors
         return None
 
     def flagged(prompt: str, response: str) -> bool:

@@ -46,7 +46,7 @@ from parity._json_input import JSONInputError, loads_bounded
 from parity._optional import import_optional
 from parity.lab._batcher import MicroBatcher, QueueFullError
 from parity.lab._openai import APIError, ParsedRequest, error_body, parse_request
-from parity.lab.changelog import Change, ChangeLog
+from parity.lab.changelog import ChangeLog, change_from_json, change_to_json
 from parity.lab.faults import CorruptionProcessor, FaultState, sampler_filter, snippet_token_ids, validate_change
 from parity.lab.fleet import FleetConfig
 from parity.lab.router import Route, Router
@@ -258,9 +258,9 @@ class LabServer:
         sampler = None
         change = plan.faults.sampler(**where)
         if change is not None:
-            sampler = self._samplers.get(change.id)
+            sampler = self._samplers.get(change.change_id)
             if sampler is None:
-                sampler = self._samplers[change.id] = sampler_filter(change)
+                sampler = self._samplers[change.change_id] = sampler_filter(change)
         processor = None
         corruption = plan.faults.corruption(**where)
         if corruption is not None:
@@ -339,7 +339,7 @@ class LabServer:
             {
                 "config_version": self.fleet.config_version,
                 "servers": [s.name for s in self.fleet.servers],
-                "active_changes": [c.id for c in self.changelog.active()],
+                "active_changes": [c.change_id for c in self.changelog.active()],
                 "engines": [list(k) for k in self._engines],
                 "requests_total": self.requests_total,
                 "batches": {
@@ -375,18 +375,18 @@ class LabServer:
         except JSONInputError as err:
             return _json(error_body(str(err), code=err.code), 400)
         try:
-            change = Change.from_json(body)
+            change = change_from_json(body)
             validate_change(change, models=self.fleet.models, platforms=self.fleet.platforms)
             self.changelog.append(change)
         except InvalidInputError as err:
             return _json(error_body(str(err), param=err.argument, code="invalid_value"), 400)
-        return _json(change.to_json(), 201)
+        return _json(change_to_json(change), 201)
 
     async def _get_changes(self, request: Request) -> Response:
         return _json(
             {
-                "changes": [c.to_json() for c in self.changelog.entries],
-                "active": [c.id for c in self.changelog.active()],
+                "changes": [change_to_json(c) for c in self.changelog.entries],
+                "active": [c.change_id for c in self.changelog.active()],
             }
         )
 
