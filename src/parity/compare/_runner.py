@@ -38,6 +38,7 @@ import httpx
 import numpy as np
 
 from parity._exceptions import EndpointError, InvalidInputError
+from parity._version import __version__
 from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
 from parity.compare._support import KEPT, VIOLATION, TokenCheck, check_completion, check_completions, exactly_decidable
 from parity.sampling import DEFAULT_ORDER, SamplingParams
@@ -56,9 +57,21 @@ from parity.stats.twosample import (
     two_proportion_test,
 )
 
-__all__ = ["BudgetPlan", "CompareConfig", "ComparisonReport", "Outcome", "compare_endpoints", "plan_budget"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "BudgetPlan",
+    "CompareConfig",
+    "ComparisonReport",
+    "Outcome",
+    "compare_endpoints",
+    "plan_budget",
+]
 
 T = TypeVar("T")
+#: The version of the report's JSON shape (``ComparisonReport.to_json``): raised when a field changes meaning or
+#: goes away (adding a field does not raise it). Reports also carry the parity version that wrote them.
+REPORT_SCHEMA_VERSION = 1
+
 #: progress callback: (task description, completed, total)
 ProgressFn = Callable[[str, int, int], None]
 
@@ -264,8 +277,11 @@ class ComparisonReport:
     correction: str = "holm"
 
     def to_json(self) -> dict[str, Any]:
-        """The machine-readable verdict (``parity compare --json``)."""
+        """The machine-readable verdict (``parity compare --json``), with its provenance: ``schema_version``
+        (:data:`REPORT_SCHEMA_VERSION`) and the ``parity_version`` that wrote it."""
         return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "parity_version": __version__,
             "equivalent": self.equivalent,
             "alpha": self.alpha,
             "budget_used": self.budget_used,
