@@ -38,7 +38,7 @@ import torch
 
 from benchmarks._results import write_section
 from parity.lab._corpus import is_validation, python_documents
-from parity.lab.changelog import Change
+from parity.lab.changelog import new_change
 from parity.lab.engine import Engine, GenerationRequest, GenerationResult
 from parity.lab.faults import CorruptionProcessor, FaultState, sampler_filter, snippet_token_ids
 from parity.lab.tokenizer import WEIGHTS_DIR
@@ -117,8 +117,8 @@ def _generate(
 ) -> list[GenerationResult]:
     sampler: Callable[..., Any] | None = None
     if cfg.sampler is not None:
-        sampler = sampler_filter(Change.new("sampler", {}, {"sampler": cfg.sampler}))
-    spec = FaultState([Change.new("corruption", {}, {})]).corruption() if cfg.corruption else None
+        sampler = sampler_filter(new_change("sampler", {}, {"sampler": cfg.sampler}))
+    spec = FaultState([new_change("corruption", {}, {})]).corruption() if cfg.corruption else None
     out: list[GenerationResult] = []
     for start in range(0, len(prompts), BATCH):
         batch = [

@@ -10,23 +10,27 @@ kind of silent degradation that no error rate shows (``parity proxy``, ``parity 
 """
 
 from parity._exceptions import (
+    APIError,
     ConfigError,
     ConformanceError,
     EndpointError,
     InvalidInputError,
     MissingDependencyError,
     ParityError,
+    QueueFullError,
     StoreError,
 )
 from parity._version import __version__
 
 __all__ = [
+    "APIError",
     "ConfigError",
     "ConformanceError",
     "EndpointError",
     "InvalidInputError",
     "MissingDependencyError",
     "ParityError",
+    "QueueFullError",
     "StoreError",
     "__version__",
 ]

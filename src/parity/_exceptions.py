@@ -9,9 +9,11 @@ the CLI can turn them into a one-line message and exit status 2 instead of a tra
     ├── MissingDependencyError an optional extra is not installed (names the pip command)
     ├── EndpointError          an HTTP endpoint is unreachable or answered in an unusable way
     ├── StoreError             the record store cannot be opened, migrated or written
-    └── ConformanceError       a sampler implementation could not be run by the conformance kit
+    ├── ConformanceError       a sampler implementation could not be run by the conformance kit
+    ├── APIError               a request an OpenAI-compatible server refuses, with its HTTP status
+    └── QueueFullError         a server's request queue is full (HTTP 503, retry later)
 
-Errors carry data as attributes (``argument``, ``url``, ``extra``...), not only text.
+Errors carry data as attributes (``argument``, ``url``, ``extra``, ``status``...), not only text.
 
 >>> try:
 ...     raise InvalidInputError("top_p", "must be in (0, 1]", 1.5)
@@ -83,3 +85,38 @@ class StoreError(ParityError):
 
 class ConformanceError(ParityError):
     """The conformance kit could not load or call the implementation under test."""
+
+
+class APIError(ParityError):
+    """A request an OpenAI-compatible server refuses: HTTP ``status`` and OpenAI's error fields.
+
+    :meth:`body` is the answer in OpenAI's ``{"error": {"message", "type", "param", "code"}}`` shape.
+
+    >>> err = APIError(400, "`top_p` must be in (0, 1], got 1.5", param="top_p", code="invalid_value")
+    >>> err.status, err.body()["error"]["param"]
+    (400, 'top_p')
+    """
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        type: str = "invalid_request_error",
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+        self.type = type
+
+    def body(self) -> dict[str, Any]:
+        """The JSON body of the answer."""
+        return {"error": {"message": self.message, "type": self.type, "param": self.param, "code": self.code}}
+
+
+class QueueFullError(ParityError):
+    """A server's request queue is full: the server is saturated (answered as HTTP 503; the client retries later)."""

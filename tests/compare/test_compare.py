@@ -10,10 +10,18 @@ import pytest
 from _compare_fake import FakeModel, transport
 from click.testing import CliRunner
 
+import parity
 from parity._exceptions import EndpointError, InvalidInputError
 from parity._loopback import free_port
 from parity.cli._main import main
-from parity.compare import CompareConfig, EndpointClient, compare_endpoints, load_prompts, write_html
+from parity.compare import (
+    REPORT_SCHEMA_VERSION,
+    CompareConfig,
+    EndpointClient,
+    compare_endpoints,
+    load_prompts,
+    write_html,
+)
 from parity.compare._client import PROBE_PROMPT, PROBE_TEXT
 
 REF, CAND = "http://reference.test", "http://candidate.test"
@@ -120,6 +128,8 @@ def test_json_contract_and_html_report(tmp_path) -> None:
     report = run(FakeModel(), FakeModel(skew=0.5))
     payload = json.loads(json.dumps(report.to_json()))
     assert set(payload) >= {"equivalent", "alpha", "budget_used", "tests"}
+    assert payload["schema_version"] == REPORT_SCHEMA_VERSION == 1
+    assert payload["parity_version"] == parity.__version__
     assert payload["equivalent"] is False
     for test in payload["tests"]:
         assert set(test) >= {"name", "statistic", "pvalue", "effect", "min_detectable_effect"}
@@ -128,6 +138,7 @@ def test_json_contract_and_html_report(tmp_path) -> None:
     assert "plotly" in text
     assert "Example completions side by side" in text
     assert "next-token" in text
+    assert f"parity {parity.__version__}, report schema {REPORT_SCHEMA_VERSION}" in text
 
 
 @pytest.mark.parametrize(
@@ -136,6 +147,9 @@ def test_json_contract_and_html_report(tmp_path) -> None:
         ({"budget": 3}, "`budget` must be >= 8"),
         ({"alpha": 1.5}, r"`alpha` must be in \(0, 1\)"),
         ({"temperature": 0.0}, "`temperature` must be > 0"),
+        ({"top_p": 1.5}, r"`top_p` must be a number in \(0, 1\] \(1 disables\), got 1.5"),
+        ({"min_p": 1.0}, r"`min_p` must be in \[0, 1\)"),
+        ({"sampler_order": ("top_k", "top_p")}, r"`order` must be a permutation"),
         ({"top_logprobs": 50}, r"`top_logprobs` must be in \[1, 20\]"),
     ],
 )

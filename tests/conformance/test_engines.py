@@ -18,7 +18,7 @@ from parity.cli import main
 from parity.conformance import Params, check_sampler, replay, row_bounds
 from parity.conformance._cases import Case
 from parity.conformance._engines import ENGINES, engine_function
-from parity.conformance._oracle import LLAMACPP_ORDER, VLLM_ORDER
+from parity.sampling import LLAMACPP_ORDER, VLLM_ORDER
 
 torch = pytest.importorskip("torch")
 

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from parity.conformance import mass_tolerance, row_bounds, tie_tolerance
-from parity.conformance._oracle import DEFAULT_ORDER, UNIT_ROUNDOFF, VLLM_ORDER
-from parity.sampling import kept_mask
+from parity.conformance._oracle import UNIT_ROUNDOFF
+from parity.sampling import DEFAULT_ORDER, VLLM_ORDER, kept_mask
 
 
 def test_top_p_exact_prefix() -> None:

@@ -46,7 +46,7 @@ def test_score_response_with_explicit_detectors() -> None:
 
 
 def test_context_validation_names_the_argument() -> None:
-    with pytest.raises(InvalidInputError, match="`top_p` must be in"):
+    with pytest.raises(InvalidInputError, match=r"`top_p` must be a number in \(0, 1\]"):
         ResponseContext("x", top_p=1.5)
     with pytest.raises(InvalidInputError, match="`temperature` must be a finite number"):
         ResponseContext("x", temperature=-1.0)

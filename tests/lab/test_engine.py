@@ -12,6 +12,7 @@ pytest.importorskip("tokenizers")
 
 from parity._exceptions import InvalidInputError  # noqa: E402
 from parity.lab.engine import Engine, GenerationRequest, TokenEvent  # noqa: E402
+from parity.sampling import SamplingParams  # noqa: E402
 
 #: generate() reports logprobs from the cached, batched decode; score() from one uncached forward. Same fp32
 #: maths in another summation order: differences are ~1e-6 nats; 1e-3 leaves room and still catches misalignment.
@@ -157,10 +158,6 @@ def test_bf16_and_rope_scaling_load(engine: Engine) -> None:
         ({"prompt_ids": [16384]}, r"`requests\[0\]\.prompt_ids` must hold ids in \[0, 16384\)"),
         ({"max_tokens": 0}, r"`requests\[0\]\.max_tokens` must be an integer >= 1"),
         ({"max_tokens": 600}, r"`requests\[0\]\.max_tokens` plus the prompt's"),
-        ({"temperature": -1.0}, r"`requests\[0\]\.temperature` must be a finite number >= 0"),
-        ({"top_p": 0.0}, r"`requests\[0\]\.top_p` must be in \(0, 1\]"),
-        ({"top_k": -1}, r"`requests\[0\]\.top_k` must be an integer >= 0"),
-        ({"min_p": 1.5}, r"`requests\[0\]\.min_p` must be in \[0, 1\]"),
         ({"top_logprobs": 21}, r"`requests\[0\]\.top_logprobs` must be an integer in \[0, 20\]"),
         ({"stop": ("",)}, r"`requests\[0\]\.stop` must hold non-empty strings"),
         ({"seed": 1.5}, r"`requests\[0\]\.seed` must be an integer or None"),
@@ -170,6 +167,32 @@ def test_bad_requests_name_the_argument(engine: Engine, change: dict[str, Any], 
     fields: dict[str, Any] = {"prompt_ids": [1, 2, 3], **change}
     with pytest.raises(InvalidInputError, match=match):
         engine.generate([GenerationRequest(**fields)])
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"temperature": -1.0}, r"`temperature` must be a finite number >= 0"),
+        ({"top_p": 0.0}, r"`top_p` must be a number in \(0, 1\]"),
+        ({"top_k": 1.5}, r"`top_k` must be an integer"),
+        ({"min_p": 1.5}, r"`min_p` must be a number in \[0, 1\]"),
+        ({"sampling": SamplingParams(), "top_p": 0.9}, r"`sampling` must not be combined with keyword"),
+        ({"sampling": {"top_p": 0.9}}, r"`sampling` must be a parity.sampling.SamplingParams"),
+    ],
+)
+def test_bad_sampling_parameters_are_refused_by_the_one_bundle(change: dict[str, Any], match: str) -> None:
+    """The request's sampling parameters are a parity.sampling.SamplingParams, checked where it is built."""
+    with pytest.raises(InvalidInputError, match=match):
+        GenerationRequest([1, 2, 3], **change)
+
+
+def test_a_request_carries_the_bundle_it_was_given(engine: Engine) -> None:
+    params = SamplingParams(temperature=0.0, top_k=-1, order=("min_p", "top_k", "top_p"))
+    request = GenerationRequest(engine.tokenizer.encode(CODE), max_tokens=3, sampling=params)
+    assert request.sampling is params
+    [greedy] = engine.generate([request])
+    [again] = engine.generate([GenerationRequest(engine.tokenizer.encode(CODE), max_tokens=3, temperature=0.0)])
+    assert greedy.token_ids == again.token_ids
 
 
 def test_bad_load_and_chat_arguments(engine: Engine) -> None:

@@ -223,22 +223,22 @@ def test_a_sampler_fault_fills_emptied_rows_like_the_incident_code() -> None:
     ``empty_rows="argmax"`` models a server that guards against it (the engine falls back to the raw argmax)."""
     import numpy as np
 
-    from parity.lab.changelog import Change
+    from parity.lab.changelog import new_change
     from parity.lab.faults import sampler_filter, validate_change
 
     peaked = np.array([[4.0, 0.0, 0.0], [0.0, 1.0, 0.5]], dtype=np.float32)  # row 0: p(argmax) rounds up in bf16
     args = {"temperature": 1.0, "top_k": 0, "top_p": 0.9, "min_p": 0.0}
-    uniform = sampler_filter(Change.new("sampler", {}, {"sampler": "mixed-precision-topp"}))(peaked, **args)
+    uniform = sampler_filter(new_change("sampler", {}, {"sampler": "mixed-precision-topp"}))(peaked, **args)
     assert uniform[0].tolist() == [0.0, 0.0, 0.0]
     assert np.isfinite(uniform[1]).sum() >= 1
     assert not np.isfinite(uniform[1]).all()
-    guarded = sampler_filter(Change.new("sampler", {}, {"sampler": "mixed-precision-topp", "empty_rows": "argmax"}))
+    guarded = sampler_filter(new_change("sampler", {}, {"sampler": "mixed-precision-topp", "empty_rows": "argmax"}))
     assert not np.isfinite(guarded(peaked, **args)[0]).any()
-    lowered = Change.new("sampler", {}, {"sampler": "approx-topk-10240", "cutoff": 2, "affected_batch_sizes": "all"})
+    lowered = new_change("sampler", {}, {"sampler": "approx-topk-10240", "cutoff": 2, "affected_batch_sizes": "all"})
     out = sampler_filter(lowered)(np.array([[0.0, 1.0, 5.0]], dtype=np.float32), **args)
     assert not np.isfinite(out[0, 2])  # the maximum at index 2 is past the lowered cut-off
     for params, name in (({"empty_rows": "zero"}, "params.empty_rows"), ({"cutoff": 0}, "params.cutoff")):
         with pytest.raises(InvalidInputError, match=name):
             validate_change(
-                Change.new("sampler", {}, {"sampler": "approx-topk-10240", **params}), models={"S"}, platforms={"gpu"}
+                new_change("sampler", {}, {"sampler": "approx-topk-10240", **params}), models={"S"}, platforms={"gpu"}
             )

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from parity._exceptions import ConfigError, InvalidInputError
-from parity.lab.changelog import Change, ChangeLog
+from parity.lab.changelog import ChangeLog, change_from_json, change_to_json, new_change
 from parity.lab.faults import FaultState, validate_change
 from parity.lab.fleet import FleetConfig, default_config_path
 from parity.lab.router import Router
@@ -98,9 +98,9 @@ def test_routing_fault_misroutes_its_fraction_stickily(fleet: FleetConfig) -> No
     router = Router(fleet)
     models, platforms = fleet.models, fleet.platforms
     low = validate_change(
-        Change.new("routing", {"model": "S"}, {"fraction": 0.1}, change_id="r"), models=models, platforms=platforms
+        new_change("routing", {"model": "S"}, {"fraction": 0.1}, change_id="r"), models=models, platforms=platforms
     )
-    high = Change.new("routing", {"model": "S"}, {"fraction": 0.3}, change_id="r")  # same id: the fraction grew
+    high = new_change("routing", {"model": "S"}, {"fraction": 0.3}, change_id="r")  # same id: the fraction grew
     at_low = routed(router, FaultState([low]))
     at_high = routed(router, FaultState([high]))
     assert abs(at_low.count("long") / len(at_low) - 0.1) < 0.03
@@ -113,8 +113,8 @@ def test_routing_fault_misroutes_its_fraction_stickily(fleet: FleetConfig) -> No
 
 def test_load_balancing_multiplies_misrouting_and_moves_shares(fleet: FleetConfig) -> None:
     router = Router(fleet)
-    routing = Change.new("routing", {"model": "S"}, {"fraction": 0.01}, change_id="r")
-    rebalance = Change.new("load_balancing", {"model": "S"}, {"misroute_multiplier": 16, "shares": {"tpu": 1.0}})
+    routing = new_change("routing", {"model": "S"}, {"fraction": 0.01}, change_id="r")
+    rebalance = new_change("load_balancing", {"model": "S"}, {"misroute_multiplier": 16, "shares": {"tpu": 1.0}})
     before = routed(router, FaultState([routing])).count("long")
     after = routed(router, FaultState([routing, rebalance])).count("long")
     assert after > 8 * max(before, 1)
@@ -122,8 +122,8 @@ def test_load_balancing_multiplies_misrouting_and_moves_shares(fleet: FleetConfi
 
 
 def test_scoped_faults_apply_only_in_scope() -> None:
-    corruption = Change.new("corruption", {"platform": "tpu", "model": "O"}, {"fraction": 0.1})
-    precision = Change.new("precision", {"server": "gpu-short-0"}, {"precision": "bf16", "config_version": "v-bf16"})
+    corruption = new_change("corruption", {"platform": "tpu", "model": "O"}, {"fraction": 0.1})
+    precision = new_change("precision", {"server": "gpu-short-0"}, {"precision": "bf16", "config_version": "v-bf16"})
     state = FaultState([corruption, precision], base_version="v1")
     assert state.corruption(model="O", platform="tpu", pool="short", server="tpu-short-0") is not None
     assert state.corruption(model="S", platform="tpu", pool="short", server="tpu-short-0") is None
@@ -155,34 +155,34 @@ def test_invalid_changes_name_the_parameter(
     kind: str, scope: dict[str, str], params: dict[str, object], match: str
 ) -> None:
     with pytest.raises(InvalidInputError, match=match):
-        validate_change(Change.new(kind, scope, params), models={"S"}, platforms={"gpu", "tpu"})
+        validate_change(new_change(kind, scope, params), models={"S"}, platforms={"gpu", "tpu"})
 
 
 def test_change_from_json_validates_fields() -> None:
     with pytest.raises(InvalidInputError, match="`kind` must be one of"):
-        Change.from_json({"kind": "teleport"})
+        change_from_json({"kind": "teleport"})
     with pytest.raises(InvalidInputError, match="`scope` keys must be among"):
-        Change.from_json({"kind": "deploy", "scope": {"region": "eu"}})
+        change_from_json({"kind": "deploy", "scope": {"region": "eu"}})
     with pytest.raises(InvalidInputError, match="`time` must be an ISO-8601"):
-        Change.from_json({"kind": "deploy", "time": "yesterday"})
-    change = Change.from_json(
+        change_from_json({"kind": "deploy", "time": "yesterday"})
+    change = change_from_json(
         {"kind": "deploy", "id": "d1", "time": "2025-08-29T12:00:00Z", "params": {"config_version": "2"}}
     )
     assert change.time == datetime(2025, 8, 29, 12, tzinfo=UTC)
-    assert change.to_json()["time"] == "2025-08-29T12:00:00Z"
+    assert change_to_json(change)["time"] == "2025-08-29T12:00:00Z"
 
 
 def test_change_log_appends_jsonl_and_applies_rollbacks(tmp_path: Path) -> None:
     path = tmp_path / "changes.jsonl"
     log = ChangeLog(path)
-    log.append(Change.new("routing", {"model": "S"}, {"fraction": 0.008}, "misroute", change_id="c1"))
-    log.append(Change.new("deploy", {}, {"config_version": "2"}, change_id="c2"))
+    log.append(new_change("routing", {"model": "S"}, {"fraction": 0.008}, "misroute", change_id="c1"))
+    log.append(new_change("deploy", {}, {"config_version": "2"}, change_id="c2"))
     with pytest.raises(InvalidInputError, match="`id` must be unique"):
-        log.append(Change.new("deploy", {}, {"config_version": "3"}, change_id="c1"))
+        log.append(new_change("deploy", {}, {"config_version": "3"}, change_id="c1"))
     with pytest.raises(InvalidInputError, match=r"`params\.change_id` must name an earlier change"):
-        log.append(Change.new("fix", {}, {"change_id": "nope"}))
-    log.append(Change.new("fix", {}, {"change_id": "c1"}, "routing fixed", change_id="c3"))
-    assert [c.id for c in log.active()] == ["c2"]
+        log.append(new_change("fix", {}, {"change_id": "nope"}))
+    log.append(new_change("fix", {}, {"change_id": "c1"}, "routing fixed", change_id="c3"))
+    assert [c.change_id for c in log.active()] == ["c2"]
     lines = [json.loads(line) for line in path.read_text().splitlines()]
     assert [d["id"] for d in lines] == ["c1", "c2", "c3"]
     assert set(lines[0]) == {"time", "id", "kind", "scope", "description", "params"}

@@ -15,7 +15,6 @@ from parity.sampling import (
     DEFAULT_ORDER,
     VLLM_ORDER,
     SamplingParams,
-    canonical_topp_level,
     filter_logits,
     kept_mask,
     plain_kept_mask,
@@ -23,6 +22,7 @@ from parity.sampling import (
     sample,
     validate_params,
 )
+from parity.sampling._boundary import canonical_topp_level  # an internal, tested directly
 
 # ---------------------------------------------------------------- validation
 

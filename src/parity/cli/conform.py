@@ -25,18 +25,6 @@ from rich.progress import (
 from parity._exceptions import ParityError
 from parity._junit import write_junit_error
 
-_ORDERS = {
-    "default": ("top_k", "top_p", "min_p"),
-    "vllm": ("min_p", "top_k", "top_p"),
-    "llamacpp": ("top_k", "top_p", "min_p", "temperature"),
-}
-
-
-def _parse_order(text: str) -> tuple[str, ...]:
-    if text in _ORDERS:
-        return _ORDERS[text]
-    return tuple(part.strip() for part in text.split(",") if part.strip())
-
 
 @click.command(name="conform")
 @click.argument("target")
@@ -82,6 +70,7 @@ def command(
 ) -> None:
     """Check a sampler implementation (MODULE:CALLABLE or builtin:NAME) against the exact reference."""
     from parity.conformance import check_sampler, write_junit_report
+    from parity.sampling import parse_order
 
     if os.getcwd() not in sys.path:  # MODULE:CALLABLE may name a module in the working directory, as uvicorn's does
         sys.path.insert(0, os.getcwd())
@@ -110,7 +99,7 @@ def command(
                 target,
                 kind=kind,  # type: ignore[arg-type]
                 framework=framework,  # type: ignore[arg-type]
-                order=_parse_order(order),
+                order=parse_order(order),
                 scale=scale,
                 seed=seed,
                 only=wanted,

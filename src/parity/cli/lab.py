@@ -8,7 +8,6 @@ when they run.
 
 from __future__ import annotations
 
-import importlib
 import secrets
 import sys
 from pathlib import Path
@@ -33,7 +32,7 @@ class _LabGroup(click.Group):
         if command is not None or cmd_name not in _TRAIN_COMMANDS:
             return command
         try:
-            module = importlib.import_module("parity.cli.lab_train")
+            from parity.cli import lab_train as module
         except ImportError as err:
             return _unavailable(cmd_name, f"needs parity.cli.lab_train ({err})")
         found = getattr(module, _TRAIN_COMMANDS[cmd_name], None)

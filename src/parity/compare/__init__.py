@@ -13,6 +13,7 @@ from parity.compare._junit import junit_cases, write_junit_report
 from parity.compare._prompts import DEFAULT_PROMPTS, load_prompts
 from parity.compare._report import render_table, write_html
 from parity.compare._runner import (
+    REPORT_SCHEMA_VERSION,
     BudgetPlan,
     CompareConfig,
     ComparisonReport,
@@ -23,6 +24,7 @@ from parity.compare._runner import (
 
 __all__ = [
     "DEFAULT_PROMPTS",
+    "REPORT_SCHEMA_VERSION",
     "BudgetPlan",
     "Capabilities",
     "CompareConfig",

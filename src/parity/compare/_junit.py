@@ -11,7 +11,8 @@ import math
 from pathlib import Path
 
 from parity._junit import JUnitCase, Scalar, write_junit
-from parity.compare._runner import ComparisonReport, Outcome
+from parity._version import __version__
+from parity.compare._runner import REPORT_SCHEMA_VERSION, ComparisonReport, Outcome
 
 __all__ = ["junit_cases", "write_junit_report"]
 
@@ -65,5 +66,7 @@ def write_junit_report(report: ComparisonReport, path: str | Path) -> Path:
         "requests": report.requests,
         "retries": report.retries,
         "seed": report.seed,
+        "schema_version": REPORT_SCHEMA_VERSION,
+        "parity_version": __version__,
     }
     return write_junit(path, "parity compare", junit_cases(report), time_s=report.elapsed_s, properties=properties)

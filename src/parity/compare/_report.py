@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.table import Table
 
 from parity._optional import import_optional
-from parity.compare._runner import ComparisonReport
+from parity._version import __version__
+from parity.compare._runner import REPORT_SCHEMA_VERSION, ComparisonReport
 
 __all__ = ["render_table", "write_html"]
 
@@ -155,6 +156,7 @@ pre{{white-space:pre-wrap;margin:0;max-width:40em}}</style>
 <code>{html.escape(report.candidate.url)}</code> ({html.escape(report.candidate.model)}):
 {report.budget_used} completions per endpoint over {len(report.prompts)} prompts; alpha {report.alpha:g},
 Holm correction across tests; seed {report.seed}.</p>
+<p><small>parity {html.escape(__version__)}, report schema {REPORT_SCHEMA_VERSION}</small></p>
 <table><tr><th>test</th><th>statistic</th><th>p-value</th><th>Holm p</th><th>effect</th>
 <th>min. detectable effect</th><th>verdict</th></tr>{"".join(rows)}</table>
 <ul>{skipped}</ul>

@@ -28,7 +28,6 @@ kept set and PIT is exact; see :mod:`parity.compare._support` for what looser se
 from __future__ import annotations
 
 import asyncio
-import importlib
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -39,6 +38,7 @@ import httpx
 import numpy as np
 
 from parity._exceptions import EndpointError, InvalidInputError
+from parity._version import __version__
 from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
 from parity.compare._support import KEPT, VIOLATION, TokenCheck, check_completion, check_completions, exactly_decidable
 from parity.sampling import DEFAULT_ORDER, SamplingParams
@@ -57,9 +57,21 @@ from parity.stats.twosample import (
     two_proportion_test,
 )
 
-__all__ = ["BudgetPlan", "CompareConfig", "ComparisonReport", "Outcome", "compare_endpoints", "plan_budget"]
+__all__ = [
+    "REPORT_SCHEMA_VERSION",
+    "BudgetPlan",
+    "CompareConfig",
+    "ComparisonReport",
+    "Outcome",
+    "compare_endpoints",
+    "plan_budget",
+]
 
 T = TypeVar("T")
+#: The version of the report's JSON shape (``ComparisonReport.to_json``): raised when a field changes meaning or
+#: goes away (adding a field does not raise it). Reports also carry the parity version that wrote them.
+REPORT_SCHEMA_VERSION = 1
+
 #: progress callback: (task description, completed, total)
 ProgressFn = Callable[[str, int, int], None]
 
@@ -107,15 +119,14 @@ class CompareConfig:
             raise InvalidInputError("alpha", "must be in (0, 1)", self.alpha)
         if self.max_tokens < 1:
             raise InvalidInputError("max_tokens", "must be >= 1", self.max_tokens)
-        if not self.temperature > 0.0:
+        sampling = self.sampling_params  # the sampling parameters' own rules, checked in parity.sampling
+        if not sampling.temperature > 0.0:
             raise InvalidInputError(
                 "temperature", "must be > 0 (the tests compare sampled distributions)", self.temperature
             )
-        if not 0.0 < self.top_p <= 1.0:
-            raise InvalidInputError("top_p", "must be in (0, 1]", self.top_p)
-        if self.top_k < 0:
+        if sampling.top_k < 0:
             raise InvalidInputError("top_k", "must be >= 0 (0 disables it)", self.top_k)
-        if not 0.0 <= self.min_p < 1.0:
+        if sampling.min_p == 1.0:
             raise InvalidInputError("min_p", "must be in [0, 1) (0 disables it)", self.min_p)
         if self.greedy_probes < 0:
             raise InvalidInputError("greedy_probes", "must be >= 0", self.greedy_probes)
@@ -123,7 +134,6 @@ class CompareConfig:
             raise InvalidInputError("contexts", "must be >= 0", self.contexts)
         if not 1 <= self.top_logprobs <= 20:
             raise InvalidInputError("top_logprobs", "must be in [1, 20]", self.top_logprobs)
-        self.sampling_params  # noqa: B018 - validates the order
 
     @property
     def sampling_params(self) -> SamplingParams:
@@ -267,8 +277,11 @@ class ComparisonReport:
     correction: str = "holm"
 
     def to_json(self) -> dict[str, Any]:
-        """The machine-readable verdict (``parity compare --json``)."""
+        """The machine-readable verdict (``parity compare --json``), with its provenance: ``schema_version``
+        (:data:`REPORT_SCHEMA_VERSION`) and the ``parity_version`` that wrote it."""
         return {
+            "schema_version": REPORT_SCHEMA_VERSION,
+            "parity_version": __version__,
             "equivalent": self.equivalent,
             "alpha": self.alpha,
             "budget_used": self.budget_used,
@@ -336,10 +349,9 @@ async def _gather(jobs: Sequence[Awaitable[T]], label: str, progress: ProgressFn
 def _detector_scorer() -> Callable[[str, str], bool] | None:
     """``flagged(prompt, response)`` from ``parity.detectors`` when it is installed, else ``None``."""
     try:
-        detectors: Any = importlib.import_module("parity.detectors")
-        context_type = detectors.ResponseContext
-        score_response = detectors.score_response
-    except (ImportError, AttributeError):
+        from parity.detectors import ResponseContext as context_type
+        from parity.detectors import score_response
+    except ImportError:  # a build without the detectors
         return None
 
     def flagged(prompt: str, response: str) -> bool:

@@ -18,7 +18,7 @@ True
 
 from __future__ import annotations
 
-from parity.conformance._adapters import REMOVED_GAP, Implementation, Params, load_target
+from parity.conformance._adapters import REMOVED_GAP, Implementation, load_target
 from parity.conformance._checks import (
     GOF_DRAWS,
     HEAVY_CHECKS,
@@ -35,11 +35,8 @@ from parity.conformance._engines import ENGINES, Engine, engine_versions
 from parity.conformance._gof import GOF_ALPHA, GOF_POWER, GoodnessOfFitResult, chi_square_gof, detectable_tv
 from parity.conformance._junit import junit_cases, write_junit_report
 from parity.conformance._oracle import (
-    DEFAULT_ORDER,
-    LLAMACPP_ORDER,
     SUM_ULPS,
     TIE_ULPS,
-    VLLM_ORDER,
     RowBounds,
     mass_tolerance,
     row_bounds,
@@ -48,6 +45,11 @@ from parity.conformance._oracle import (
 from parity.conformance._report import CheckResult, ConformanceReport, Counterexample
 from parity.conformance._thirdparty import THIRD_PARTY, hf_warpers_filter, jax_approx_max_k_filter, jax_top_k_filter
 from parity.conformance.faulty import BUILTINS, SAMPLERS
+from parity.sampling import DEFAULT_ORDER, LLAMACPP_ORDER, VLLM_ORDER, SamplingParams
+
+#: The kit's parameter bundle is the one validated :class:`parity.sampling.SamplingParams` (this name is kept for
+#: the repro lines and callers written before the bundles were merged).
+Params = SamplingParams
 
 __all__ = [
     "BUILTINS",

@@ -9,7 +9,7 @@ Two protocols, numpy or torch (``framework="torch"``: tensors in and out, conver
 
 >>> import numpy as np
 >>> impl = Implementation(lambda x, **kw: np.where(x >= x.max(axis=1, keepdims=True), x, -np.inf), target="demo")
->>> view = impl.run_filter(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), Params())
+>>> view = impl.run_filter(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), SamplingParams())
 >>> view.kept.tolist(), view.problems
 ([[False, True, False]], [[]])
 """
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -27,8 +27,9 @@ from numpy.typing import NDArray
 from parity._exceptions import ConformanceError, InvalidInputError
 from parity._optional import import_optional
 from parity.conformance._oracle import TIE_ULPS, UNIT_ROUNDOFF
+from parity.sampling import SamplingParams
 
-__all__ = ["REMOVED_GAP", "FilterView", "Implementation", "Params", "load_target"]
+__all__ = ["REMOVED_GAP", "FilterView", "Implementation", "load_target"]
 
 Kind = Literal["filter", "sampler"]
 Framework = Literal["numpy", "torch"]
@@ -37,22 +38,6 @@ Framework = Literal["numpy", "torch"]
 #: set to -inf (the December 2024 workaround subtracts 50000). It is counted as removed and reported as a
 #: protocol violation. No legal kept value is anywhere near it: the value tolerance is ulps.
 REMOVED_GAP = 1000.0
-
-
-@dataclass(frozen=True)
-class Params:
-    """One setting of the filter parameters (the protocol's keyword arguments)."""
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-
-    def kwargs(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def describe(self) -> str:
-        return ", ".join(f"{k}={v!r}" for k, v in asdict(self).items())
 
 
 @dataclass(frozen=True)
@@ -105,14 +90,14 @@ class Implementation:
             value = value.numpy()
         return np.asarray(value)
 
-    def call_filter(self, logits: NDArray[np.float32], params: Params) -> NDArray[np.float64]:
+    def call_filter(self, logits: NDArray[np.float32], params: SamplingParams) -> NDArray[np.float64]:
         """Call the filter; its output as float64 ``[B, V]``. Raises whatever the implementation raises."""
         out = self._to_numpy(self.fn(self._to_framework(logits), **params.kwargs()))
         if out.shape != logits.shape:
             raise ConformanceError(f"{self.target} returned shape {out.shape} for input shape {logits.shape}")
         return out.astype(np.float64)
 
-    def call_sampler(self, logits: NDArray[np.float32], params: Params, seed: int) -> NDArray[np.int64]:
+    def call_sampler(self, logits: NDArray[np.float32], params: SamplingParams, seed: int) -> NDArray[np.int64]:
         """Call the sampler; its token ids as int64 ``[B]``."""
         out = self._to_numpy(self.fn(self._to_framework(logits), seed=seed, **params.kwargs()))
         out = out.reshape(-1)
@@ -122,7 +107,7 @@ class Implementation:
             raise ConformanceError(f"{self.target} returned dtype {out.dtype}, token ids must be integers")
         return out.astype(np.int64)
 
-    def run_filter(self, logits: NDArray[np.float32], params: Params) -> FilterView:
+    def run_filter(self, logits: NDArray[np.float32], params: SamplingParams) -> FilterView:
         """Call the filter and read its output: kept mask and protocol problems per row."""
         return read_filter_output(self.call_filter(logits, params), logits, params.temperature)
 

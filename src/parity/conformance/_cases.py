@@ -3,7 +3,7 @@
 >>> import numpy as np
 >>> x = np.zeros((1, 10241), dtype=np.float32)
 >>> x[0, 10240] = 1.0
->>> case = Case(x, Params(top_k=256), verdict="oracle")
+>>> case = Case(x, SamplingParams(top_k=256), verdict="oracle")
 >>> case.describe()
 'batch 1 x vocab 10241; row 0: all 0 except [10240]=1; temperature=1.0, top_k=256, top_p=1.0, min_p=0.0'
 >>> decode_case(case.encode()).describe() == case.describe()
@@ -22,7 +22,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from parity._exceptions import InvalidInputError
-from parity.conformance._adapters import Params
+from parity.sampling import SamplingParams
 
 __all__ = ["Case", "decode_case"]
 
@@ -32,7 +32,7 @@ class Case:
     """One input batch, the parameters, and the name of the verdict that judges the implementation's answer."""
 
     logits: NDArray[np.float32]
-    params: Params
+    params: SamplingParams
     verdict: str
     seed: int = 0
     row: int = 0
@@ -89,6 +89,6 @@ def decode_case(code: str) -> Case:
         head, _, body = raw.partition(b"\n")
         header = json.loads(head)
         logits = np.frombuffer(body, dtype=np.float32).reshape(header["shape"]).copy()
-        return Case(logits, Params(**header["params"]), header["verdict"], header["seed"], header["row"])
+        return Case(logits, SamplingParams(**header["params"]), header["verdict"], header["seed"], header["row"])
     except (ValueError, KeyError, TypeError, zlib.error) as err:
         raise InvalidInputError("case", "must be a case code printed by the conformance kit", code[:40]) from err

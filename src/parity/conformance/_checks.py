@@ -22,14 +22,15 @@ import numpy as np
 from numpy.typing import NDArray
 
 from parity._exceptions import InvalidInputError
-from parity.conformance._adapters import Framework, Implementation, Kind, Params, load_target
+from parity.conformance._adapters import Framework, Implementation, Kind, load_target
 from parity.conformance._cases import Case, decode_case
 from parity.conformance._gof import GOF_ALPHA, GOF_POWER, chi_square_gof
-from parity.conformance._oracle import DEFAULT_ORDER, row_bounds
+from parity.conformance._oracle import row_bounds
 from parity.conformance._report import CheckResult, ConformanceReport, Counterexample
 from parity.conformance._shrink import shrink
 from parity.conformance._verdicts import judge
 from parity.conformance.faulty import round_to_bf16
+from parity.sampling import DEFAULT_ORDER, SamplingParams, validate_order
 
 __all__ = [
     "GOF_DRAWS",
@@ -182,7 +183,7 @@ def _run(
     return CheckResult(name, True, f"{rows} rows in {len(cases)} batches: {detail}")
 
 
-def _batches(rows: NDArray[np.float32], params: Params, verdict: str, batch: int) -> list[Case]:
+def _batches(rows: NDArray[np.float32], params: SamplingParams, verdict: str, batch: int) -> list[Case]:
     return [Case(rows[i : i + batch], params, verdict) for i in range(0, rows.shape[0], batch)]
 
 
@@ -198,13 +199,15 @@ def _check_argmax_survival(kit: _Kit, progress: ProgressFn | None) -> CheckResul
             for vocab in (64, 1000, 32000):
                 rows = _peaked_rows(rng, n if vocab < 32000 else max(4, n // 4), vocab, top_p)
                 rows = np.concatenate([rows, _random_rows(rng, max(2, n // 4), vocab)])
-                params = Params(temperature, 0, top_p, 0.0)
+                params = SamplingParams(temperature, 0, top_p, 0.0)
                 cases += _batches(rows, params, "argmax", 16)
-            combo = Params(temperature, 50, top_p, 0.05)
+            combo = SamplingParams(temperature, 50, top_p, 0.05)
             cases += _batches(_peaked_rows(rng, n, 1000, top_p), combo, "argmax", 8)
     for vocab in LARGE_VOCABS[:1]:
         for top_p in (0.9, 0.99, 0.999):
-            cases += _batches(_peaked_rows(rng, kit.count(8, 2), vocab, top_p), Params(1.0, 0, top_p, 0.0), "argmax", 8)
+            cases += _batches(
+                _peaked_rows(rng, kit.count(8, 2), vocab, top_p), SamplingParams(1.0, 0, top_p, 0.0), "argmax", 8
+            )
     detail = (
         "the argmax survived every row: peaked rows whose argmax mass sits at the top-p boundary, bf16-quantised "
         "near-ties, top_p 0.9/0.99/0.999, temperature 1 to 0.05, vocab 64 to 128256"
@@ -217,7 +220,7 @@ def _check_greedy(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
     cases: list[Case] = []
     for vocab in (2, 10, 1000, 32000):
         rows = _random_rows(rng, kit.count(48, 8), vocab)
-        for params in (Params(0.0, 0, 1.0, 0.0), Params(0.0, 50, 0.9, 0.1)):
+        for params in (SamplingParams(0.0, 0, 1.0, 0.0), SamplingParams(0.0, 50, 0.9, 0.1)):
             cases += _batches(rows, params, "oracle", 8)
     detail = "temperature 0 kept exactly the maximal logit (exact ties allowed), incl. bf16/fp16 near-ties"
     return _run(kit, "check_greedy", cases, detail, progress)
@@ -236,10 +239,10 @@ def _check_one_hot_every_index(kit: _Kit, progress: ProgressFn | None) -> CheckR
     batches = ONE_HOT_BATCHES if full else (8,)
     for batch in batches:
         rows = _one_hot(ONE_HOT_VOCAB, every)
-        cases += _batches(rows, Params(1.0, ONE_HOT_K, 1.0, 0.0), "argmax", batch)
+        cases += _batches(rows, SamplingParams(1.0, ONE_HOT_K, 1.0, 0.0), "argmax", batch)
     rows = _one_hot(ONE_HOT_VOCAB, every[:: 1 if full else 4])
-    cases += _batches(rows, Params(0.0, 0, 1.0, 0.0), "argmax", 8)
-    cases += _batches(rows, Params(1.0, 0, 0.9, 0.0), "argmax", 8)
+    cases += _batches(rows, SamplingParams(0.0, 0, 1.0, 0.0), "argmax", 8)
+    cases += _batches(rows, SamplingParams(1.0, 0, 0.9, 0.0), "argmax", 8)
     which = "every index" if full else f"every {every[1]}th index (scale < 0.5)"
     detail = (
         f"a one-hot row at {which} of a {ONE_HOT_VOCAB}-token vocabulary kept its 1.0 and {ONE_HOT_K} tokens "
@@ -256,16 +259,21 @@ def _check_one_hot_large_vocab(kit: _Kit, progress: ProgressFn | None) -> CheckR
         spread = rng.integers(0, vocab, size=kit.count(40, 2))
         indices = np.unique(np.clip(np.r_[fixed, spread], 0, vocab - 1)).astype(np.int64)
         rows = _one_hot(vocab, indices)
-        grid = [Params(1.0, ONE_HOT_K, 1.0, 0.0), Params(0.0, 0, 1.0, 0.0)]
-        for params in grid + ([Params(1.0, 1, 1.0, 0.0)] if kit.scale >= 0.1 else []):
+        grid = [SamplingParams(1.0, ONE_HOT_K, 1.0, 0.0), SamplingParams(0.0, 0, 1.0, 0.0)]
+        for params in grid + ([SamplingParams(1.0, 1, 1.0, 0.0)] if kit.scale >= 0.1 else []):
             cases += _batches(rows, params, "argmax", 8)
-        cases += _batches(rows[:8], Params(1.0, ONE_HOT_K, 1.0, 0.0), "argmax", 1)
+        cases += _batches(rows[:8], SamplingParams(1.0, ONE_HOT_K, 1.0, 0.0), "argmax", 1)
     detail = "one-hot rows at vocab 128256 and 262144 (tile boundaries, the last index, random indices) kept their 1.0"
     return _run(kit, "check_one_hot_large_vocab", cases, detail, progress)
 
 
 def _property_check(
-    kit: _Kit, name: str, grid: Sequence[Params], vocabs: Sequence[int], detail: str, progress: ProgressFn | None
+    kit: _Kit,
+    name: str,
+    grid: Sequence[SamplingParams],
+    vocabs: Sequence[int],
+    detail: str,
+    progress: ProgressFn | None,
 ) -> CheckResult:
     rng = kit.rng(name)
     cases: list[Case] = []
@@ -279,13 +287,15 @@ def _property_check(
 
 
 def _check_top_k_properties(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
-    grid = [Params(t, k, 1.0, 0.0) for t in (1.0, 0.5) for k in (1, 2, 3, 5, 9, 10, 11, 50, 63, 64, 67, 999, 1000)]
+    grid = [
+        SamplingParams(t, k, 1.0, 0.0) for t in (1.0, 0.5) for k in (1, 2, 3, 5, 9, 10, 11, 50, 63, 64, 67, 999, 1000)
+    ]
     detail = "top-k kept exactly k tokens (more only when tied with the k-th), in order, k from 1 to V+3"
     return _property_check(kit, "check_top_k_properties", grid, (2, 10, 64, 1000), detail, progress)
 
 
 def _check_top_p_properties(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
-    grid = [Params(t, 0, p, 0.0) for t in (1.0, 0.6) for p in (0.05, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999)]
+    grid = [SamplingParams(t, 0, p, 0.0) for t in (1.0, 0.6) for p in (0.05, 0.3, 0.5, 0.8, 0.9, 0.95, 0.99, 0.999)]
     detail = (
         "top-p kept a probability-ordered set whose mass reaches p and that is minimal (float32 mass tolerance), "
         "p from 0.05 to 0.999"
@@ -294,7 +304,7 @@ def _check_top_p_properties(kit: _Kit, progress: ProgressFn | None) -> CheckResu
 
 
 def _check_min_p_properties(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
-    grid = [Params(t, 0, 1.0, m) for t in (1.0, 0.5) for m in (0.001, 0.01, 0.05, 0.1, 0.3, 0.9, 1.0)]
+    grid = [SamplingParams(t, 0, 1.0, m) for t in (1.0, 0.5) for m in (0.001, 0.01, 0.05, 0.1, 0.3, 0.9, 1.0)]
     detail = "min-p kept exactly the tokens with p_i >= min_p * p_max (tie tolerance), min_p from 0.001 to 1"
     return _property_check(kit, "check_min_p_properties", grid, (2, 10, 64, 1000), detail, progress)
 
@@ -302,7 +312,7 @@ def _check_min_p_properties(kit: _Kit, progress: ProgressFn | None) -> CheckResu
 def _check_combined_parameters(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
     rng = kit.rng("combined")
     grid = [
-        Params(
+        SamplingParams(
             float(rng.choice([0.3, 0.7, 1.0, 1.3])),
             int(rng.choice([0, 1, 5, 20, 50, 200])),
             float(rng.choice([0.5, 0.9, 0.95, 0.99, 1.0])),
@@ -321,7 +331,7 @@ def _check_top_p_boundary_and_ties(kit: _Kit, progress: ProgressFn | None) -> Ch
         for j in range(1, n):
             for p in (j / n, j / n + 1e-3, j / n - 1e-3):
                 if 0.0 < p < 1.0:
-                    cases.append(Case(row, Params(1.0, 0, float(p), 0.0), "oracle"))
+                    cases.append(Case(row, SamplingParams(1.0, 0, float(p), 0.0), "oracle"))
     rng = kit.rng("boundary")
     for _ in range(kit.count(40, 10)):  # two levels: m tokens at L, the rest at 0; p = the top level's mass
         vocab = int(rng.integers(3, 200))
@@ -332,9 +342,9 @@ def _check_top_p_boundary_and_ties(kit: _Kit, progress: ProgressFn | None) -> Ch
         mass = m * np.exp(level) / (m * np.exp(level) + (vocab - m))
         for p in (mass, mass + 1e-4, mass - 1e-4, mass * 0.5):
             if 0.0 < p < 1.0:
-                cases.append(Case(row, Params(1.0, 0, float(p), 0.0), "oracle"))
+                cases.append(Case(row, SamplingParams(1.0, 0, float(p), 0.0), "oracle"))
     top_k_ties = np.array([[3.0, 2.0, 2.0, 2.0, 1.0, 0.0]], dtype=np.float32)
-    cases += [Case(top_k_ties, Params(1.0, k, 1.0, 0.0), "oracle") for k in range(1, 6)]
+    cases += [Case(top_k_ties, SamplingParams(1.0, k, 1.0, 0.0), "oracle") for k in range(1, 6)]
     detail = "top-p with its boundary exactly on a prefix mass and inside classes of exact ties; top-k ties"
     return _run(kit, "check_top_p_boundary_and_ties", cases, detail, progress)
 
@@ -349,13 +359,17 @@ def _check_inf_rows(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
         rows[holes] = -np.inf
         single = np.full((4, vocab), -np.inf, dtype=np.float32)
         single[np.arange(4), rng.integers(vocab, size=4)] = rng.normal(size=4)
-        for params in (Params(1.0, 0, 0.9, 0.0), Params(0.7, 5, 0.99, 0.05), Params(0.0, 0, 1.0, 0.0)):
+        for params in (
+            SamplingParams(1.0, 0, 0.9, 0.0),
+            SamplingParams(0.7, 5, 0.99, 0.05),
+            SamplingParams(0.0, 0, 1.0, 0.0),
+        ):
             cases += _batches(rows, params, "oracle", 8)
             cases.append(Case(single, params, "oracle"))
         for position in (0, 2):
             batch = _random_rows(rng, 4, vocab)
             batch[position] = -np.inf
-            cases.append(Case(batch, Params(1.0, 0, 0.9, 0.0), "isolation", row=position))
+            cases.append(Case(batch, SamplingParams(1.0, 0, 0.9, 0.0), "isolation", row=position))
     detail = "-inf logits were never kept, a row with one finite token kept it, a row of -inf was rejected or isolated"
     return _run(kit, "check_inf_rows", cases, detail, progress)
 
@@ -371,7 +385,11 @@ def _check_nan_rows(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
                     batch[position] = np.nan
                 else:
                     batch[position, rng.integers(vocab)] = np.nan
-                for params in (Params(1.0, 0, 0.9, 0.0), Params(1.0, 10, 1.0, 0.1), Params(0.0, 0, 1.0, 0.0)):
+                for params in (
+                    SamplingParams(1.0, 0, 0.9, 0.0),
+                    SamplingParams(1.0, 10, 1.0, 0.1),
+                    SamplingParams(0.0, 0, 1.0, 0.0),
+                ):
                     cases.append(Case(batch, params, "isolation", row=position))
     detail = "a NaN row was rejected (an error) or came back without a valid-looking distribution; other rows unchanged"
     return _run(kit, "check_nan_rows", cases, detail, progress)
@@ -383,7 +401,9 @@ def _check_batch_invariance(kit: _Kit, progress: ProgressFn | None) -> CheckResu
     for _ in range(kit.count(12, 4)):
         vocab = int(rng.choice([16, 300, 5000]))
         batch = int(rng.integers(2, 10))
-        params = Params(float(rng.choice([0.5, 1.0])), int(rng.choice([0, 20])), float(rng.choice([0.9, 0.99])), 0.0)
+        params = SamplingParams(
+            float(rng.choice([0.5, 1.0])), int(rng.choice([0, 20])), float(rng.choice([0.9, 0.99])), 0.0
+        )
         cases.append(Case(_random_rows(rng, batch, vocab), params, "batch_invariance"))
     detail = "each row's kept set was the same alone, in a batch of 2-9 rows, and at another position"
     return _run(kit, "check_batch_invariance", cases, detail, progress)
@@ -395,16 +415,16 @@ def _check_edge_parameters(kit: _Kit, progress: ProgressFn | None) -> CheckResul
     for vocab in (1, 2, 5, 100):
         rows = _random_rows(rng, 4, vocab)
         grid = [
-            Params(1e-3, 0, 1.0, 0.0),
-            Params(100.0, 0, 0.9, 0.0),
-            Params(1.0, 1, 1.0, 0.0),
-            Params(1.0, vocab, 1.0, 0.0),
-            Params(1.0, vocab + 1, 1.0, 0.0),
-            Params(1.0, -1, 1.0, 0.0),
-            Params(1.0, 0, 1e-9, 0.0),
-            Params(1.0, 0, 1.0, 1.0),
-            Params(1.0, 0, 1.0, 1e-9),
-            Params(0.0, 1, 1e-9, 1.0),
+            SamplingParams(1e-3, 0, 1.0, 0.0),
+            SamplingParams(100.0, 0, 0.9, 0.0),
+            SamplingParams(1.0, 1, 1.0, 0.0),
+            SamplingParams(1.0, vocab, 1.0, 0.0),
+            SamplingParams(1.0, vocab + 1, 1.0, 0.0),
+            SamplingParams(1.0, -1, 1.0, 0.0),
+            SamplingParams(1.0, 0, 1e-9, 0.0),
+            SamplingParams(1.0, 0, 1.0, 1.0),
+            SamplingParams(1.0, 0, 1.0, 1e-9),
+            SamplingParams(0.0, 1, 1e-9, 1.0),
         ]
         cases += [Case(rows, params, "oracle") for params in grid]
     detail = "temperature 1e-3 and 100, top_k -1/1/V/V+1, top_p 1e-9, min_p 1e-9 and 1, vocab 1 to 100"
@@ -417,7 +437,7 @@ def _check_monotonicity(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
     for vocab in (10, 200, 3000):
         rows = _random_rows(rng, kit.count(8, 2), vocab)
         for verdict in ("monotone_top_p", "monotone_top_k", "monotone_min_p", "disabled"):
-            cases.append(Case(rows, Params(float(rng.choice([0.7, 1.0])), 0, 1.0, 0.0), verdict))
+            cases.append(Case(rows, SamplingParams(float(rng.choice([0.7, 1.0])), 0, 1.0, 0.0), verdict))
     detail = "kept sets grew with top_p and top_k and shrank with min_p; top_k 0/-1/V, top_p 1, min_p 0 were no-ops"
     return _run(kit, "check_monotonicity", cases, detail, progress)
 
@@ -428,19 +448,19 @@ def _check_monotonicity(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
 def _check_sampler_support(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
     rng = kit.rng("support")
     cases: list[Case] = []
-    grid = [Params(1.0, 0, p, 0.0) for p in (0.5, 0.9, 0.99, 0.999)]
-    grid += [Params(0.7, 20, 1.0, 0.0), Params(1.0, 0, 1.0, 0.1), Params(0.8, 40, 0.95, 0.02)]
+    grid = [SamplingParams(1.0, 0, p, 0.0) for p in (0.5, 0.9, 0.99, 0.999)]
+    grid += [SamplingParams(0.7, 20, 1.0, 0.0), SamplingParams(1.0, 0, 1.0, 0.1), SamplingParams(0.8, 40, 0.95, 0.02)]
     for vocab in (10, 64, 1000):
         rows = np.concatenate([_random_rows(rng, kit.count(24, 6), vocab), _peaked_rows(rng, 8, vocab, 0.99)])
         cases += [c for params in grid for c in _batches(rows, params, "support", 16)]
         holes = rows.copy()
         holes[rng.random(rows.shape) < 0.5] = -np.inf
         holes[np.arange(rows.shape[0]), np.argmax(rows, axis=1)] = rows.max(axis=1)
-        cases += _batches(holes, Params(1.0, 0, 0.9, 0.0), "support", 16)
+        cases += _batches(holes, SamplingParams(1.0, 0, 0.9, 0.0), "support", 16)
     for position in (0, 3):
         batch = _random_rows(rng, 5, 50)
         batch[position] = np.nan if position == 0 else -np.inf
-        cases.append(Case(batch, Params(1.0, 0, 0.9, 0.0), "sampler_isolation", row=position))
+        cases.append(Case(batch, SamplingParams(1.0, 0, 0.9, 0.0), "sampler_isolation", row=position))
     detail = "every draw (4 seeds per case) was a valid id in the kept set, -inf tokens never drawn, bad rows isolated"
     return _run(kit, "check_sampler_support", cases, detail, progress)
 
@@ -450,11 +470,11 @@ def _check_sampler_greedy(kit: _Kit, progress: ProgressFn | None) -> CheckResult
     cases: list[Case] = []
     for vocab in (2, 100, 5000):
         rows = _random_rows(rng, kit.count(32, 8), vocab)
-        cases += _batches(rows, Params(0.0, 0, 1.0, 0.0), "sampler_greedy", 8)
-        cases += _batches(rows, Params(0.0, 40, 0.9, 0.05), "sampler_greedy", 8)
+        cases += _batches(rows, SamplingParams(0.0, 0, 1.0, 0.0), "sampler_greedy", 8)
+        cases += _batches(rows, SamplingParams(0.0, 40, 0.9, 0.05), "sampler_greedy", 8)
     stride = 1 if kit.scale >= 0.5 else 7 if kit.scale >= 0.1 else 25
     rows = _one_hot(ONE_HOT_VOCAB, np.arange(0, ONE_HOT_VOCAB, stride))
-    cases += _batches(rows, Params(0.0, ONE_HOT_K, 1.0, 0.0), "sampler_greedy", 8)
+    cases += _batches(rows, SamplingParams(0.0, ONE_HOT_K, 1.0, 0.0), "sampler_greedy", 8)
     which = "every index" if stride == 1 else f"every {stride}th index"
     detail = f"temperature 0 drew the argmax, incl. one-hot rows at {which} of {ONE_HOT_VOCAB} tokens"
     return _run(kit, "check_sampler_greedy", cases, detail, progress)
@@ -463,16 +483,20 @@ def _check_sampler_greedy(kit: _Kit, progress: ProgressFn | None) -> CheckResult
 def _check_sampler_determinism(kit: _Kit, progress: ProgressFn | None) -> CheckResult:
     rng = kit.rng("determinism")
     cases = [
-        Case(_random_rows(rng, 8, v), Params(1.0, 0, 0.95, 0.0), "determinism", seed=s)
+        Case(_random_rows(rng, 8, v), SamplingParams(1.0, 0, 0.95, 0.0), "determinism", seed=s)
         for v in (10, 500)
         for s in (0, 7)
     ]
     return _run(kit, "check_sampler_determinism", cases, "the same seed gave the same draws", progress)
 
 
-def _gof_rows(rng: np.random.Generator, kit: _Kit) -> list[tuple[NDArray[np.float32], Params]]:
-    specs = [(32, Params(0.8, 0, 0.9, 0.0)), (1000, Params(1.0, 50, 1.0, 0.02)), (64, Params(1.0, 0, 0.95, 0.0))]
-    out: list[tuple[NDArray[np.float32], Params]] = []
+def _gof_rows(rng: np.random.Generator, kit: _Kit) -> list[tuple[NDArray[np.float32], SamplingParams]]:
+    specs = [
+        (32, SamplingParams(0.8, 0, 0.9, 0.0)),
+        (1000, SamplingParams(1.0, 50, 1.0, 0.02)),
+        (64, SamplingParams(1.0, 0, 0.95, 0.0)),
+    ]
+    out: list[tuple[NDArray[np.float32], SamplingParams]] = []
     for vocab, params in specs:
         for _ in range(200):  # a row whose reference kept set is unambiguous (no boundary within tolerance)
             row = rng.normal(0.0, 1.5, (1, vocab)).astype(np.float32)
@@ -613,17 +637,12 @@ def _implementation(impl: Any, kind: Kind | None, framework: Framework | None, t
 
 
 def _validate(order: Sequence[str], scale: float) -> tuple[str, ...]:
-    order = tuple(order)
-    filters = tuple(stage for stage in order if stage != "temperature")
-    if sorted(filters) != sorted(DEFAULT_ORDER) or len(order) - len(filters) > 1:
-        raise InvalidInputError(
-            "order", "must be a permutation of ('top_k', 'top_p', 'min_p'), optionally with 'temperature' once", order
-        )
-    if order[0] == "temperature":  # temperature first is the default
-        order = order[1:]
+    checked = validate_order(order, temperature_stage=True)
+    if checked[0] == "temperature":  # temperature first is the default
+        checked = checked[1:]
     if not (0.0 < scale <= 10.0):
         raise InvalidInputError("scale", "must be in (0, 10]", scale)
-    return order
+    return checked
 
 
 def yield_checks(
@@ -712,7 +731,7 @@ def replay(
     """Judge one encoded case (from a failure report's reproduction line) again; True when it now passes.
 
     >>> import numpy as np
-    >>> code = Case(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), Params(top_p=0.5), "oracle").encode()
+    >>> code = Case(np.array([[1.0, 3.0, 2.0]], dtype=np.float32), SamplingParams(top_p=0.5), "oracle").encode()
     >>> replay("builtin:reference", code)
     PASS: batch 1 x vocab 3; row 0: [1, 3, 2]; temperature=1.0, top_k=0, top_p=0.5, min_p=0.0
     True

@@ -63,7 +63,7 @@ from numpy.typing import NDArray
 
 from parity._exceptions import ConformanceError
 from parity._optional import import_optional
-from parity.conformance._oracle import LLAMACPP_ORDER, VLLM_ORDER
+from parity.sampling import DEFAULT_ORDER, LLAMACPP_ORDER, VLLM_ORDER
 
 __all__ = [
     "ENGINES",
@@ -425,8 +425,6 @@ class Engine:
         return f"builtin:{self.name} ({versions}; order {','.join(self.order)}): {self.entry_points}"
 
 
-_DEFAULT = ("top_k", "top_p", "min_p")
-
 #: The engines by builtin name.
 ENGINES: dict[str, Engine] = {
     "llamacpp": Engine(
@@ -452,7 +450,7 @@ ENGINES: dict[str, Engine] = {
         sglang_filter,
         sglang_sampler,
         "torch",
-        _DEFAULT,
+        DEFAULT_ORDER,
         ("sglang",),
         "top_k_top_p_min_p_sampling_from_probs_torch",
     ),
@@ -461,7 +459,7 @@ ENGINES: dict[str, Engine] = {
         None,
         flashinfer_sampler,
         "torch",
-        _DEFAULT,
+        DEFAULT_ORDER,
         ("flashinfer-python",),
         "flashinfer.sampling.top_k_top_p_sampling_from_logits (CUDA only)",
         needs_cuda=True,

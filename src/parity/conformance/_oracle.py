@@ -17,9 +17,10 @@ the float64 scaled logits ``z = logits / temperature`` sorted in decreasing orde
   the smallest member falls below p" (minimality) are both enforced by the interval.
 
 Temperature is applied first unless ``order`` names a ``"temperature"`` stage: llama.cpp's default chain
-(:data:`LLAMACPP_ORDER`) runs top-k, top-p and min-p on the unscaled logits and divides by the temperature last,
-so its top-p mass and min-p ratio are those of ``softmax(logits)``, not of ``softmax(logits / T)``; the kept set
-is still an upper set of ``z`` (a positive temperature does not reorder), so only the count interval changes.
+(:data:`parity.sampling.LLAMACPP_ORDER`) runs top-k, top-p and min-p on the unscaled logits and divides by the
+temperature last, so its top-p mass and min-p ratio are those of ``softmax(logits)``, not of
+``softmax(logits / T)``; the kept set is still an upper set of ``z`` (a positive temperature does not reorder),
+so only the count interval changes.
 
 Temperature 0 is greedy: exactly one token (or several exactly tied ones) with the maximal logit, compared
 without tolerance because greedy needs no arithmetic.
@@ -54,14 +55,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from parity.sampling import DEFAULT_ORDER, FILTERS
+
 __all__ = [
-    "DEFAULT_ORDER",
     "FILTER_STAGES",
-    "LLAMACPP_ORDER",
     "SUM_ULPS",
     "TIE_ULPS",
     "UNIT_ROUNDOFF",
-    "VLLM_ORDER",
     "RowBounds",
     "mass_tolerance",
     "row_bounds",
@@ -75,15 +75,8 @@ TIE_ULPS = 16
 #: Ulps added to the summation bound of the prefix mass for the softmax itself.
 SUM_ULPS = 16
 
-#: The canonical order of the filters after temperature (mirrors ``parity.sampling.DEFAULT_ORDER``).
-DEFAULT_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p")
-#: vLLM's documented order (min-p first).
-VLLM_ORDER: tuple[str, ...] = ("min_p", "top_k", "top_p")
-#: llama.cpp's default sampler chain (``common/sampling``, llama-cpp-python's ``Llama._init_sampler``): the filters
-#: on the unscaled logits, temperature last.
-LLAMACPP_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p", "temperature")
 #: The stages an order permutes; ``"temperature"`` may also appear once (absent means first).
-FILTER_STAGES: tuple[str, ...] = ("top_k", "top_p", "min_p")
+FILTER_STAGES: tuple[str, ...] = FILTERS
 
 
 def tie_tolerance(a: float, b: float, z_max: float) -> float:

@@ -16,9 +16,10 @@ from dataclasses import replace
 
 import numpy as np
 
-from parity.conformance._adapters import Implementation, Params
+from parity.conformance._adapters import Implementation
 from parity.conformance._cases import Case
 from parity.conformance._verdicts import Failure, judge
+from parity.sampling import SamplingParams
 
 __all__ = ["SHRINK_CALLS", "SHRINK_SECONDS", "shrink"]
 
@@ -122,7 +123,7 @@ def _simpler_params(case: Case) -> list[Callable[[Case], Case]]:
     if p.min_p != 0.0 and swept != "min_p":
         out.append(lambda c: replace(c, params=replace(c.params, min_p=0.0)))
     if p.temperature not in (0.0, 1.0):
-        out.append(lambda c: replace(c, params=Params(1.0, c.params.top_k, c.params.top_p, c.params.min_p)))
+        out.append(lambda c: replace(c, params=SamplingParams(1.0, c.params.top_k, c.params.top_p, c.params.min_p)))
     return out
 
 

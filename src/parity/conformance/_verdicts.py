@@ -14,9 +14,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from parity.conformance._adapters import FilterView, Implementation, Params
+from parity.conformance._adapters import FilterView, Implementation
 from parity.conformance._cases import Case
 from parity.conformance._oracle import row_bounds, tie_tolerance
+from parity.sampling import SamplingParams
 
 __all__ = ["VERDICTS", "Failure", "judge"]
 
@@ -46,7 +47,7 @@ def _kept_list(kept: NDArray[np.bool_]) -> str:
     return f"{idx.size} token{'' if idx.size == 1 else 's'} [{shown}{', ...' if idx.size > 8 else ''}]"
 
 
-def _filter(impl: Implementation, case: Case, params: Params | None = None) -> FilterView:
+def _filter(impl: Implementation, case: Case, params: SamplingParams | None = None) -> FilterView:
     return impl.run_filter(case.logits, params or case.params)
 
 
@@ -186,8 +187,12 @@ def _sweep_verdict(name: str, values: Sequence[float], grows: bool) -> Verdict:
 def disabled_verdict(impl: Implementation, case: Case, order: Sequence[str]) -> Failure | None:
     """Disabled settings are no-ops: top_k in {0, -1, V}, top_p=1, min_p=0 keep every finite token."""
     t = case.params.temperature
-    variants = [Params(t, 0, 1.0, 0.0), Params(t, -1, 1.0, 0.0), Params(t, case.vocab, 1.0, 0.0)]
-    variants += [Params(t, 0, 1.0, -0.0)]
+    variants = [
+        SamplingParams(t, 0, 1.0, 0.0),
+        SamplingParams(t, -1, 1.0, 0.0),
+        SamplingParams(t, case.vocab, 1.0, 0.0),
+    ]
+    variants += [SamplingParams(t, 0, 1.0, -0.0)]
     finite = np.isfinite(case.logits)
     for params in variants:
         try:

@@ -46,6 +46,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from parity._exceptions import InvalidInputError
+from parity.sampling import validate_params
 
 __all__ = [
     "BUILTINS",
@@ -79,14 +80,7 @@ def _as_batch(logits: Any) -> NDArray[np.float32]:
 
 
 def _check_params(temperature: float, top_k: int, top_p: float, min_p: float) -> None:
-    if not (temperature >= 0.0 and np.isfinite(temperature)):
-        raise InvalidInputError("temperature", "must be a finite number >= 0", temperature)
-    if int(top_k) != top_k:
-        raise InvalidInputError("top_k", "must be an integer (<= 0 disables)", top_k)
-    if not (top_p > 0.0):
-        raise InvalidInputError("top_p", "must be in (0, 1] (>= 1 disables)", top_p)
-    if not (min_p <= 1.0):
-        raise InvalidInputError("min_p", "must be in [0, 1] (<= 0 disables)", min_p)
+    validate_params(temperature, top_k, top_p, min_p)  # the faults are in the filtering, not in the validation
 
 
 def round_to_bf16(x: NDArray[np.float32]) -> NDArray[np.float32]:

@@ -19,8 +19,8 @@ report when it is not conformant::
 
 The fixture's ``scale`` defaults to ``--parity-scale`` (1.0, the full-strength kit).
 
->>> [name for name, _ in ORDERS.items()]
-['default', 'vllm']
+>>> sorted(ORDERS)
+['default', 'llamacpp', 'vllm']
 >>> parse_order("min_p, top_k, top_p")
 ('min_p', 'top_k', 'top_p')
 """
@@ -36,20 +36,13 @@ import pytest
 
 from parity._exceptions import ParityError
 from parity.conformance._checks import Check, check_sampler, yield_checks
-from parity.conformance._oracle import DEFAULT_ORDER, VLLM_ORDER
 from parity.conformance._report import CheckResult, ConformanceReport
+from parity.sampling import DEFAULT_ORDER, NAMED_ORDERS, parse_order
 
 __all__ = ["ORDERS", "ConformanceCheckItem", "ConformanceFailed", "parity_conformance", "parse_order"]
 
-#: Named filter orders accepted by ``--parity-order`` (as by ``parity conform --order``).
-ORDERS: dict[str, tuple[str, ...]] = {"default": DEFAULT_ORDER, "vllm": VLLM_ORDER}
-
-
-def parse_order(text: str) -> tuple[str, ...]:
-    """``default``, ``vllm`` or a comma-separated permutation of ``top_k,top_p,min_p``."""
-    if text in ORDERS:
-        return ORDERS[text]
-    return tuple(part.strip() for part in text.split(",") if part.strip())
+#: Named filter orders accepted by ``--parity-order`` (those of ``parity conform --order``).
+ORDERS = NAMED_ORDERS
 
 
 class ConformanceFailed(Exception):
@@ -86,7 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         default="default",
         metavar="ORDER",
         help="The target's filter order after temperature: 'default' (top_k,top_p,min_p), 'vllm' "
-        "(min_p,top_k,top_p) or a comma-separated permutation.",
+        "(min_p,top_k,top_p), 'llamacpp' (top_k,top_p,min_p,temperature) or a comma-separated permutation.",
     )
     group.addoption(
         "--parity-scale",

@@ -49,14 +49,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from parity._change import OFF_KINDS
 from parity.dashboard._segment import contains, scope_overlaps, segment_text
 from parity.monitor._records import Alert, Change
 from parity.monitor.attribution import scope_values
 
 __all__ = ["OFF_KINDS", "PHASES", "Phase", "TimelineRow", "lineage", "resolving_change", "timeline_rows"]
-
-#: Change kinds that turn an earlier change off (the lab's change log uses ``rollback`` and ``fix``).
-OFF_KINDS = frozenset({"rollback", "fix", "revert"})
 
 #: The states a row passes through, in order.
 PHASES: tuple[str, ...] = ("undetected", "detected", "worsening", "fixed")

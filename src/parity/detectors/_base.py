@@ -14,12 +14,12 @@ Observation(detector='unexpected_script', flagged=False, score=0.0, evidence=Non
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from parity._exceptions import InvalidInputError
+from parity.sampling import validate_params
 
 __all__ = ["Detector", "Observation", "ResponseContext"]
 
@@ -62,12 +62,8 @@ class ResponseContext:
             for name, seq in (("token_logprobs", self.token_logprobs), ("top_logprobs", self.top_logprobs)):
                 if seq is not None and len(seq) != n:
                     raise InvalidInputError(name, f"must have one entry per token ({n} tokens)", len(seq))
-        if self.temperature is not None and not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise InvalidInputError("temperature", "must be a finite number >= 0", self.temperature)
-        if self.top_p is not None and not (0 < self.top_p <= 1):
-            raise InvalidInputError("top_p", "must be in (0, 1]", self.top_p)
-        if self.top_k is not None and (isinstance(self.top_k, bool) or not isinstance(self.top_k, int)):
-            raise InvalidInputError("top_k", "must be an int (<= 0 means disabled)", self.top_k)
+        given = {"temperature": self.temperature, "top_p": self.top_p, "top_k": self.top_k}
+        validate_params(**{key: value for key, value in given.items() if value is not None})
 
     def conversation_text(self) -> str:
         """The prompt and every message's content, joined by newlines (what leads the reader to expect things).

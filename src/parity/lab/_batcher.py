@@ -23,13 +23,9 @@ from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
-from parity._exceptions import ParityError
+from parity._exceptions import QueueFullError
 
 __all__ = ["BatchStats", "MicroBatcher", "QueueFullError"]
-
-
-class QueueFullError(ParityError):
-    """The batcher's queue is full: the server is saturated (answered as HTTP 503)."""
 
 
 @dataclass

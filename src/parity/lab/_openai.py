@@ -1,64 +1,47 @@
 """OpenAI request parsing and response shaping for the lab server (the wire format only, no engine).
 
-Parsing turns a JSON body into a :class:`ParsedRequest` or raises :class:`APIError` (a 400 naming the parameter
-in OpenAI's ``{"error": {"message", "type", "param", "code"}}`` shape).
+Parsing turns a JSON body into a :class:`ParsedRequest` or raises :class:`~parity._exceptions.APIError` (a 400
+naming the parameter in OpenAI's ``{"error": {"message", "type", "param", "code"}}`` shape). The sampling
+parameters become one validated :class:`parity.sampling.SamplingParams` (its rules, top-p in ``(0, 1]`` among
+them, are checked there and nowhere else), which the server hands to the engine as it is.
 
->>> p = parse_request({"model": "S", "prompt": "Hi", "max_tokens": 3, "stop": "\\n"}, chat=False)
->>> p.model, p.prompt, p.max_tokens, p.stop
-('S', 'Hi', 3, ('\\n',))
+>>> p = parse_request({"model": "S", "prompt": "Hi", "max_tokens": 3, "stop": "\\n", "top_p": 0.9}, chat=False)
+>>> p.model, p.prompt, p.max_tokens, p.stop, p.sampling.top_p
+('S', 'Hi', 3, ('\\n',), 0.9)
 >>> try:
 ...     parse_request({"model": "S", "prompt": "Hi", "top_p": 1.5}, chat=False)
 ... except APIError as err:
 ...     print(err.status, err.param, err.message)
-400 top_p `top_p` must be in (0, 1], got 1.5
+400 top_p `top_p` must be a number in (0, 1] (1 disables), got 1.5
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
+
+from parity._exceptions import APIError, InvalidInputError
+from parity.sampling import SamplingParams
 
 __all__ = ["APIError", "ParsedRequest", "error_body", "parse_request"]
 
 #: the most completions one request may ask for (``n``), and the most stop strings (as OpenAI).
 MAX_N = 16
 MAX_STOP = 4
-
-
-class APIError(Exception):
-    """An error answered in OpenAI's shape with HTTP ``status``."""
-
-    def __init__(
-        self,
-        status: int,
-        message: str,
-        *,
-        param: str | None = None,
-        code: str | None = None,
-        type: str = "invalid_request_error",
-    ) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.type = type
-
-    def body(self) -> dict[str, Any]:
-        """The JSON body."""
-        return error_body(self.message, type=self.type, param=self.param, code=self.code)
+#: OpenAI's range for ``temperature`` (the wire format's limit; the sampler itself takes any finite value >= 0).
+MAX_TEMPERATURE = 2.0
 
 
 def error_body(
     message: str, *, type: str = "invalid_request_error", param: str | None = None, code: str | None = None
 ) -> dict[str, Any]:
-    """OpenAI's error body.
+    """OpenAI's error body (the shape :meth:`APIError.body` writes).
 
     >>> error_body("no", param="model")["error"]["param"]
     'model'
     """
-    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+    return APIError(400, message, type=type, param=param, code=code).body()
 
 
 def _bad(param: str, requirement: str, value: Any = ...) -> APIError:
@@ -70,7 +53,12 @@ def _bad(param: str, requirement: str, value: Any = ...) -> APIError:
 
 @dataclass
 class ParsedRequest:
-    """A validated completions or chat request."""
+    """A validated completions or chat request.
+
+    ``sampling`` holds the request's sampling parameters; when the body names no temperature
+    (``temperature_given`` False) its temperature is OpenAI's default 1.0 and the server may apply the served
+    model's own default instead (:meth:`sampling_for`).
+    """
 
     model: str
     chat: bool
@@ -78,10 +66,8 @@ class ParsedRequest:
     prompt_ids: list[int] | None = None
     messages: list[dict[str, str]] | None = None
     max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    temperature_given: bool = False
     seed: int | None = None
     stop: tuple[str, ...] = ()
     n: int = 1
@@ -92,16 +78,27 @@ class ParsedRequest:
     echo: bool = False
     user: str | None = None
 
+    def sampling_for(self, default_temperature: float) -> SamplingParams:
+        """The sampling parameters, with ``default_temperature`` when the body named none.
 
-def _number(body: dict[str, Any], key: str, lo: float, hi: float, *, lo_open: bool = False) -> float | None:
+        >>> parse_request({"model": "S", "prompt": "Hi"}, chat=False).sampling_for(0.7).temperature
+        0.7
+        >>> parse_request({"model": "S", "prompt": "Hi", "temperature": 0}, chat=False).sampling_for(0.7).temperature
+        0.0
+        """
+        if self.temperature_given:
+            return self.sampling
+        return replace(self.sampling, temperature=default_temperature)
+
+
+def _number(body: dict[str, Any], key: str, lo: float, hi: float) -> float | None:
     if body.get(key) is None:
         return None
     value = body[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise _bad(key, "must be a number", value)
-    if value < lo or value > hi or (lo_open and value == lo):
-        left = "(" if lo_open else "["
-        raise _bad(key, f"must be in {left}{lo:g}, {hi:g}]", value)
+    if not lo <= value <= hi:
+        raise _bad(key, f"must be in [{lo:g}, {hi:g}]", value)
     return float(value)
 
 
@@ -123,6 +120,20 @@ def _boolean(body: dict[str, Any], key: str) -> bool:
     if not isinstance(value, bool):
         raise _bad(key, "must be true or false", value)
     return value
+
+
+def _sampling(body: dict[str, Any]) -> tuple[SamplingParams, bool]:
+    """The body's sampling parameters (absent or null ones at their defaults) and whether it named a temperature."""
+    temperature = _number(body, "temperature", 0.0, MAX_TEMPERATURE)
+    top_k = _integer(body, "top_k", -1, 1 << 20)  # -1 (vLLM's "disabled") and 0 both disable it
+    given = {key: body[key] for key in ("top_p", "min_p") if body.get(key) is not None}
+    try:
+        params = SamplingParams(
+            temperature=1.0 if temperature is None else temperature, top_k=max(top_k or 0, 0), **given
+        )
+    except InvalidInputError as err:
+        raise _bad(err.argument, err.requirement, err.value) from None
+    return params, temperature is not None
 
 
 def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
@@ -186,13 +197,7 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
             raise _bad("max_tokens", "may be 0 only with `echo` (to score the prompt)", 0)
         options = body.get("stream_options")
         p.include_usage = bool(options.get("include_usage", False)) if isinstance(options, dict) else False
-    p.temperature = _number(body, "temperature", 0.0, 2.0)
-    top_p = _number(body, "top_p", 0.0, 1.0, lo_open=True)
-    p.top_p = 1.0 if top_p is None else top_p
-    top_k = _integer(body, "top_k", -1, 1 << 20)
-    p.top_k = 0 if top_k is None or top_k < 0 else top_k
-    min_p = _number(body, "min_p", 0.0, 1.0)
-    p.min_p = 0.0 if min_p is None else min_p
+    p.sampling, p.temperature_given = _sampling(body)
     p.seed = _integer(body, "seed", -(1 << 63), (1 << 63) - 1)
     if p.seed is not None and p.seed < 0:
         p.seed = p.seed & ((1 << 64) - 1)

@@ -36,10 +36,10 @@ import numpy as np
 import torch
 
 from parity._exceptions import InvalidInputError
-from parity._optional import import_optional
 from parity.lab._corpus import ASSISTANT, SYSTEM, USER
 from parity.lab.model import KVCache, ModelConfig, Transformer
 from parity.lab.tokenizer import Tokenizer
+from parity.sampling import SamplingParams, filter_logits
 
 Precision = Literal["fp32", "bf16"]
 
@@ -50,21 +50,68 @@ SamplerFilter = Callable[..., np.ndarray]
 LogitsProcessor = Callable[[np.ndarray, int, np.random.Generator], np.ndarray]
 
 
-@dataclass
+@dataclass(init=False)
 class GenerationRequest:
-    """One generation request; see the module docstring for where ``sampler`` and ``logits_processor`` act."""
+    """One generation request; see the module docstring for where ``sampler`` and ``logits_processor`` act.
+
+    The sampling parameters are one validated :class:`parity.sampling.SamplingParams` (``sampling``), the bundle
+    the server parsed from the OpenAI body. ``temperature``, ``top_k``, ``top_p`` and ``min_p`` given as keywords
+    build it instead (one or the other, not both).
+
+    >>> GenerationRequest([1, 2], temperature=0.0).sampling.greedy
+    True
+    >>> GenerationRequest([1, 2], top_p=1.5)
+    Traceback (most recent call last):
+    ...
+    parity._exceptions.InvalidInputError: `top_p` must be a number in (0, 1] (1 disables), got 1.5
+    """
 
     prompt_ids: list[int]
-    max_tokens: int = 64
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    seed: int | None = None
-    stop: tuple[str, ...] = ()
-    top_logprobs: int = 0
-    sampler: SamplerFilter | None = None
-    logits_processor: LogitsProcessor | None = None
+    max_tokens: int
+    sampling: SamplingParams
+    seed: int | None
+    stop: tuple[str, ...]
+    top_logprobs: int
+    sampler: SamplerFilter | None
+    logits_processor: LogitsProcessor | None
+
+    def __init__(
+        self,
+        prompt_ids: list[int],
+        max_tokens: int = 64,
+        *,
+        sampling: SamplingParams | None = None,
+        temperature: float | None = None,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        min_p: float | None = None,
+        seed: int | None = None,
+        stop: tuple[str, ...] = (),
+        top_logprobs: int = 0,
+        sampler: SamplerFilter | None = None,
+        logits_processor: LogitsProcessor | None = None,
+    ) -> None:
+        keywords = (temperature, top_k, top_p, min_p)
+        if sampling is None:
+            default = SamplingParams()
+            sampling = SamplingParams(
+                default.temperature if temperature is None else temperature,
+                default.top_k if top_k is None else top_k,
+                default.top_p if top_p is None else top_p,
+                default.min_p if min_p is None else min_p,
+            )
+        elif any(value is not None for value in keywords):
+            raise InvalidInputError("sampling", "must not be combined with keyword sampling parameters", sampling)
+        elif not isinstance(sampling, SamplingParams):
+            raise InvalidInputError("sampling", "must be a parity.sampling.SamplingParams", sampling)
+        self.prompt_ids = prompt_ids
+        self.max_tokens = max_tokens
+        self.sampling = sampling
+        self.seed = seed
+        self.stop = stop
+        self.top_logprobs = top_logprobs
+        self.sampler = sampler
+        self.logits_processor = logits_processor
 
 
 @dataclass
@@ -207,14 +254,8 @@ class Engine:
                 f"plus the prompt's {len(ids)} tokens must be <= the context length {self.max_context}",
                 request.max_tokens,
             )
-        if not math.isfinite(request.temperature) or request.temperature < 0:
-            raise InvalidInputError(f"{name}.temperature", "must be a finite number >= 0", request.temperature)
-        if not 0 < request.top_p <= 1:
-            raise InvalidInputError(f"{name}.top_p", "must be in (0, 1]", request.top_p)
-        if not isinstance(request.top_k, int) or request.top_k < 0:
-            raise InvalidInputError(f"{name}.top_k", "must be an integer >= 0 (0 disables it)", request.top_k)
-        if not 0 <= request.min_p <= 1:
-            raise InvalidInputError(f"{name}.min_p", "must be in [0, 1]", request.min_p)
+        if not isinstance(request.sampling, SamplingParams):  # validated when built, in parity.sampling
+            raise InvalidInputError(f"{name}.sampling", "must be a parity.sampling.SamplingParams", request.sampling)
         if not isinstance(request.top_logprobs, int) or not 0 <= request.top_logprobs <= 20:
             raise InvalidInputError(f"{name}.top_logprobs", "must be an integer in [0, 20]", request.top_logprobs)
         if request.seed is not None and (not isinstance(request.seed, int) or isinstance(request.seed, bool)):
@@ -234,22 +275,11 @@ class Engine:
     def _choose(self, rows: list[_Running], logits: np.ndarray) -> list[int]:
         """Filter ``logits`` [len(rows), V] with the rows' shared settings and draw one token per row."""
         request = rows[0].request
+        greedy = request.sampling.greedy
         if request.sampler is None:
-            sampling = import_optional("parity.sampling", extra="lab")
-            filter_logits: SamplerFilter = sampling.filter_logits
-        else:
-            filter_logits = request.sampler
-        greedy = request.temperature == 0
-        filtered = np.asarray(
-            filter_logits(
-                logits,
-                temperature=request.temperature,
-                top_k=request.top_k,
-                top_p=request.top_p,
-                min_p=request.min_p,
-            ),
-            dtype=np.float64,
-        )
+            filtered = filter_logits(logits, request.sampling)
+        else:  # a sampler fault: the filter protocol's keyword arguments
+            filtered = np.asarray(request.sampler(logits, **request.sampling.kwargs()), dtype=np.float64)
         chosen: list[int] = []
         for row, values in zip(rows, filtered, strict=True):
             finite = np.isfinite(values)
@@ -381,7 +411,7 @@ class Engine:
             groups: dict[tuple[Any, ...], list[int]] = {}
             for i in active:
                 r = rows[i].request
-                key = (id(r.sampler), r.temperature == 0, r.temperature, r.top_k, r.top_p, r.min_p)
+                key = (id(r.sampler), r.sampling)
                 groups.setdefault(key, []).append(i)
             next_tokens = torch.zeros(batch, 1, dtype=torch.long)
             for members in groups.values():

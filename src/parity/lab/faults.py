@@ -26,8 +26,8 @@ to it. The kinds and their ``params``:
 Any change may also carry ``params.config_version``: the scoped servers then report it in
 ``x-parity-config-version`` while the change is active.
 
->>> from parity.lab.changelog import Change
->>> c = validate_change(Change.new("routing", {"model": "S"}, {"fraction": 0.16}), models={"S"}, platforms={"gpu"})
+>>> from parity.lab.changelog import new_change
+>>> c = validate_change(new_change("routing", {"model": "S"}, {"fraction": 0.16}), models={"S"}, platforms={"gpu"})
 >>> state = FaultState([c])
 >>> state.routing_fraction(model="S", platform="gpu"), state.routing_fraction(model="O", platform="gpu")
 (0.16, 0.0)
@@ -198,7 +198,7 @@ class FaultState:
         out = []
         for c in self._matching(None, model=model, platform=platform):
             if c.kind == "routing" and not set(c.scope) - {"model", "platform"}:
-                out.append((c.id, min(1.0, float(c.params["fraction"]) * multiplier)))
+                out.append((c.change_id, min(1.0, float(c.params["fraction"]) * multiplier)))
         return out
 
     def routing_fraction(self, *, model: str, platform: str) -> float:
@@ -244,7 +244,7 @@ class FaultState:
         for c in self._matching("corruption", **where):
             p = c.params
             out = CorruptionSpec(
-                c.id,
+                c.change_id,
                 float(p.get("fraction", 0.02)),
                 float(p.get("boost", DEFAULT_BOOST)),
                 tuple(p.get("sets", CORRUPTION_SETS)),
@@ -254,7 +254,7 @@ class FaultState:
     def changes_at(self, **where: str) -> list[str]:
         """Ids of the fault changes (not deploys) affecting requests at ``where``."""
         kinds = ("corruption", "sampler", "precision")
-        return [c.id for c in self._matching(None, **where) if c.kind in kinds]
+        return [c.change_id for c in self._matching(None, **where) if c.kind in kinds]
 
 
 def sampler_filter(change: Change) -> Callable[..., NDArray[Any]]:
@@ -267,8 +267,8 @@ def sampler_filter(change: Change) -> Callable[..., NDArray[Any]]:
     raw argmax).
 
     >>> import numpy as np
-    >>> from parity.lab.changelog import Change
-    >>> f = sampler_filter(Change.new("sampler", {}, {"sampler": "mixed-precision-topp"}))
+    >>> from parity.lab.changelog import new_change
+    >>> f = sampler_filter(new_change("sampler", {}, {"sampler": "mixed-precision-topp"}))
     >>> row = np.array([[4.0, 0.0, 0.0]], dtype=np.float32)  # p(argmax) 0.964 rounds up in bf16: row emptied
     >>> f(row, temperature=1.0, top_k=0, top_p=0.9, min_p=0.0).tolist()
     [[0.0, 0.0, 0.0]]

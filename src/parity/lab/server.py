@@ -46,10 +46,11 @@ from parity._json_input import JSONInputError, loads_bounded
 from parity._optional import import_optional
 from parity.lab._batcher import MicroBatcher, QueueFullError
 from parity.lab._openai import APIError, ParsedRequest, error_body, parse_request
-from parity.lab.changelog import Change, ChangeLog
+from parity.lab.changelog import ChangeLog, change_from_json, change_to_json
 from parity.lab.faults import CorruptionProcessor, FaultState, sampler_filter, snippet_token_ids, validate_change
 from parity.lab.fleet import FleetConfig
 from parity.lab.router import Route, Router
+from parity.sampling import SamplingParams
 
 if TYPE_CHECKING:
     from starlette.applications import Starlette
@@ -77,7 +78,7 @@ class _Plan:
     prompt_ids: list[int]
     prompt_text: str
     max_tokens: int
-    temperature: float
+    sampling: SamplingParams
     faults: FaultState
 
     def headers(self) -> dict[str, str]:
@@ -241,9 +242,9 @@ class LabServer:
                     param="max_tokens",
                     code="context_length_exceeded",
                 )
-        temperature = spec.temperature if req.temperature is None else req.temperature
+        sampling = req.sampling_for(spec.temperature)
         version = faults.config_version(**where)
-        return _Plan(route, key, version, prompt_ids, prompt_text, max_tokens, temperature, faults)
+        return _Plan(route, key, version, prompt_ids, prompt_text, max_tokens, sampling, faults)
 
     def _generation_request(self, req: ParsedRequest, plan: _Plan, index: int) -> GenerationRequest:
         from parity.lab.engine import GenerationRequest
@@ -257,9 +258,9 @@ class LabServer:
         sampler = None
         change = plan.faults.sampler(**where)
         if change is not None:
-            sampler = self._samplers.get(change.id)
+            sampler = self._samplers.get(change.change_id)
             if sampler is None:
-                sampler = self._samplers[change.id] = sampler_filter(change)
+                sampler = self._samplers[change.change_id] = sampler_filter(change)
         processor = None
         corruption = plan.faults.corruption(**where)
         if corruption is not None:
@@ -268,10 +269,7 @@ class LabServer:
         return GenerationRequest(
             prompt_ids=list(plan.prompt_ids),
             max_tokens=plan.max_tokens,
-            temperature=plan.temperature,
-            top_p=req.top_p,
-            top_k=req.top_k,
-            min_p=req.min_p,
+            sampling=plan.sampling,
             seed=seed,
             stop=req.stop,
             top_logprobs=req.top_logprobs,
@@ -341,7 +339,7 @@ class LabServer:
             {
                 "config_version": self.fleet.config_version,
                 "servers": [s.name for s in self.fleet.servers],
-                "active_changes": [c.id for c in self.changelog.active()],
+                "active_changes": [c.change_id for c in self.changelog.active()],
                 "engines": [list(k) for k in self._engines],
                 "requests_total": self.requests_total,
                 "batches": {
@@ -377,18 +375,18 @@ class LabServer:
         except JSONInputError as err:
             return _json(error_body(str(err), code=err.code), 400)
         try:
-            change = Change.from_json(body)
+            change = change_from_json(body)
             validate_change(change, models=self.fleet.models, platforms=self.fleet.platforms)
             self.changelog.append(change)
         except InvalidInputError as err:
             return _json(error_body(str(err), param=err.argument, code="invalid_value"), 400)
-        return _json(change.to_json(), 201)
+        return _json(change_to_json(change), 201)
 
     async def _get_changes(self, request: Request) -> Response:
         return _json(
             {
-                "changes": [c.to_json() for c in self.changelog.entries],
-                "active": [c.id for c in self.changelog.active()],
+                "changes": [change_to_json(c) for c in self.changelog.entries],
+                "active": [c.change_id for c in self.changelog.active()],
             }
         )
 

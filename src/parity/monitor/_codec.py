@@ -16,10 +16,10 @@ True
 from __future__ import annotations
 
 import re
-from datetime import datetime
 from typing import Any
 
 from parity._exceptions import InvalidInputError
+from parity._time import parse_time
 from parity.monitor._records import SCHEMA_VERSION, Alert, AttributedChange, Change, FeedbackEvent
 
 
@@ -117,14 +117,7 @@ def feedback_to_dict(event: FeedbackEvent) -> dict[str, Any]:
 def feedback_from_dict(data: Any) -> FeedbackEvent:
     """Inverse of :func:`feedback_to_dict`; ``time`` may be omitted by callers that stamp it themselves."""
     d = _require(data, ("response_id", "time", "kind"), "feedback")
-    time = d["time"]
-    if isinstance(time, str):
-        try:
-            time = datetime.fromisoformat(time.replace("Z", "+00:00"))
-        except ValueError as err:
-            raise InvalidInputError("feedback.time", "must be an ISO-8601 time", time) from err
-    if not isinstance(time, datetime):
-        raise InvalidInputError("feedback.time", "must be an ISO-8601 string", time)
+    time = parse_time(d["time"], "feedback.time")
     return FeedbackEvent(
         response_id=str(d["response_id"]),
         time=time,

@@ -20,10 +20,12 @@ True
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
+from parity._change import Change as Change  # the one Change (shared with the lab), re-exported here
 from parity._exceptions import InvalidInputError
+from parity._time import parse_time
 
 #: Version of the record layout; bump on any change and add a migration in the store.
 SCHEMA_VERSION = 2
@@ -47,11 +49,7 @@ def context_class_of(context_tokens: int, threshold: int = LONG_CONTEXT_THRESHOL
 
 
 def _utc(value: datetime | str) -> datetime:
-    if isinstance(value, str):
-        value = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if value.tzinfo is None:
-        raise InvalidInputError("time", "must be timezone-aware", value.isoformat())
-    return value.astimezone(UTC)
+    return parse_time(value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,29 +162,6 @@ class FeedbackEvent:
 
 
 FEEDBACK_KINDS = frozenset({"thumbs_down", "thumbs_up", "bug_report"})
-
-
-@dataclass(frozen=True, slots=True)
-class Change:
-    """A deploy, configuration or load-balancing change, from a change log.
-
-    ``scope`` restricts it to segment dimensions (e.g. ``{"platform": "tpu", "model": "H"}``); an empty scope
-    means the whole fleet.
-    """
-
-    change_id: str
-    time: datetime
-    kind: str
-    scope: dict[str, str] = field(default_factory=dict)
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "time", _utc(self.time))
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["time"] = self.time.isoformat()
-        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from parity._time import parse_time
 from parity.monitor._records import Record
 
 
@@ -55,7 +56,7 @@ class StoreSummary:
         """Inverse of :meth:`to_dict`."""
 
         def when(v: Any) -> datetime | None:
-            return datetime.fromisoformat(v) if v else None
+            return parse_time(v) if v else None
 
         return cls(
             records=int(data["records"]),

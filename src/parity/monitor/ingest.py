@@ -64,6 +64,7 @@ from typing import IO, Any
 
 from parity._exceptions import InvalidInputError, ParityError
 from parity._json_input import JSONInputError, loads_bounded
+from parity._time import parse_time
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor._records import Record
 from parity.monitor._store_protocol import Store
@@ -129,12 +130,11 @@ def _when(value: Any, name: str) -> datetime | None:
         return datetime.fromtimestamp(float(value), tz=UTC)
     if isinstance(value, str):
         try:
-            t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-        except ValueError as err:
-            raise InvalidInputError(name, "must be an ISO-8601 time or epoch seconds", value) from err
-        if t.tzinfo is None:
-            raise InvalidInputError(name, "must be timezone-aware (end in Z or +00:00)", value)
-        return t
+            return parse_time(value, name)
+        except InvalidInputError as err:
+            if err.requirement == "must be an ISO-8601 time":
+                raise InvalidInputError(name, "must be an ISO-8601 time or epoch seconds", value) from None
+            raise
     raise InvalidInputError(name, "must be an ISO-8601 time or epoch seconds", value)
 
 

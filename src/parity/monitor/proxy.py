@@ -48,6 +48,7 @@ from parity._body_limit import DEFAULT_MAX_BODY_BYTES, BodyLimit
 from parity._exceptions import InvalidInputError, ParityError
 from parity._json_input import loads_bounded
 from parity._optional import import_optional
+from parity._time import parse_time
 from parity._token import TokenCheck
 from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Change, FeedbackEvent
@@ -435,10 +436,7 @@ class ParityProxy:
             when = data.get("time")
             if when is not None and not isinstance(when, str):
                 raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when)
-            try:
-                at = datetime.fromisoformat(when.replace("Z", "+00:00")) if when else self.clock()
-            except ValueError:
-                raise InvalidInputError("time", "must be an ISO-8601 string with a timezone", when) from None
+            at = parse_time(when) if when else self.clock()
             event = FeedbackEvent(response_id=rid, time=at, kind=kind)
         except (ValueError, TypeError, OverflowError, ParityError) as err:
             self.metrics.refused.labels(reason="bad_request").inc()
@@ -478,13 +476,7 @@ class ParityProxy:
             value = request.query_params.get(name)
             if not value:
                 return None
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError as err:
-                raise InvalidInputError(name, "must be an ISO-8601 time", value) from err
-            if parsed.tzinfo is None:
-                raise InvalidInputError(name, "must be timezone-aware", value)
-            return parsed
+            return parse_time(value, name)
 
         def go() -> dict[str, Any]:
             since, until = when("since"), when("until")

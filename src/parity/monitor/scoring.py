@@ -30,7 +30,6 @@ True
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -41,6 +40,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from parity._exceptions import InvalidInputError
+from parity._time import parse_time
 from parity.monitor._records import UNKNOWN, DetectorObservation, Record
 from parity.monitor.capture import CapturePolicy
 
@@ -109,7 +109,7 @@ class Exchange:
         """Inverse of :meth:`to_dict`."""
         return cls(
             path=str(data["path"]),
-            time=datetime.fromisoformat(str(data["time"])),
+            time=parse_time(str(data["time"])),
             request=data.get("request"),
             status_code=int(data["status_code"]),
             response_headers=dict(data.get("response_headers") or {}),
@@ -301,7 +301,8 @@ class DetectorScorer:
     keeps only (detector, flagged, score): evidence spans stay in memory, never in the store."""
 
     def __init__(self, detectors: Sequence[Any] | None = None) -> None:
-        module = importlib.import_module("parity.detectors")  # imported late: the proxy runs without it too
+        from parity import detectors as module  # imported late: a proxy that scores nothing never loads them
+
         self._context = module.ResponseContext
         self._score = module.score_response
         self.detectors = list(detectors) if detectors is not None else list(module.default_detectors())

@@ -43,25 +43,34 @@ selection, top-p by a log-probability histogram that leaves only the boundary bu
 
 from __future__ import annotations
 
-from parity.sampling._boundary import HIST_BUCKETS, HIST_SCALE, canonical_topp_level, mass_guard
 from parity.sampling._filters import filter_logits, kept_mask, probabilities
-from parity.sampling._params import DEFAULT_ORDER, FILTERS, VLLM_ORDER, SamplingParams, validate_params
+from parity.sampling._params import (
+    DEFAULT_ORDER,
+    FILTERS,
+    LLAMACPP_ORDER,
+    NAMED_ORDERS,
+    VLLM_ORDER,
+    SamplingParams,
+    parse_order,
+    validate_order,
+    validate_params,
+)
 from parity.sampling._plain import plain_kept_mask
 from parity.sampling._sample import sample
 
 __all__ = [
     "DEFAULT_ORDER",
     "FILTERS",
-    "HIST_BUCKETS",
-    "HIST_SCALE",
+    "LLAMACPP_ORDER",
+    "NAMED_ORDERS",
     "VLLM_ORDER",
     "SamplingParams",
-    "canonical_topp_level",
     "filter_logits",
     "kept_mask",
-    "mass_guard",
+    "parse_order",
     "plain_kept_mask",
     "probabilities",
     "sample",
+    "validate_order",
     "validate_params",
 ]

@@ -1,4 +1,17 @@
-"""Sampling parameters: one validated dataclass, the filter orders, and the one place arguments are checked."""
+"""Sampling parameters: one validated dataclass, the filter orders, and the one place arguments are checked.
+
+Every bundle of sampling parameters in parity is a :class:`SamplingParams`: the reference sampler's, the lab
+engine's requests (parsed from the OpenAI body), the conformance kit's cases and ``parity compare``'s. The
+rules (``top_p`` in ``(0, 1]`` and the rest) are checked here only, and the filter orders are named here only:
+:data:`DEFAULT_ORDER`, :data:`VLLM_ORDER` and :data:`LLAMACPP_ORDER` (the only one with a ``"temperature"``
+stage, which the conformance oracle understands and the reference sampler does not: it divides by the
+temperature first).
+
+>>> parse_order("vllm")
+('min_p', 'top_k', 'top_p')
+>>> parse_order("top_p, top_k, min_p")
+('top_p', 'top_k', 'min_p')
+"""
 
 from __future__ import annotations
 
@@ -10,7 +23,18 @@ from typing import Any
 
 from parity._exceptions import InvalidInputError
 
-__all__ = ["DEFAULT_ORDER", "FILTERS", "VLLM_ORDER", "SamplingParams", "resolve_params", "validate_params"]
+__all__ = [
+    "DEFAULT_ORDER",
+    "FILTERS",
+    "LLAMACPP_ORDER",
+    "NAMED_ORDERS",
+    "VLLM_ORDER",
+    "SamplingParams",
+    "parse_order",
+    "resolve_params",
+    "validate_order",
+    "validate_params",
+]
 
 #: The names of the three filters that run after temperature.
 FILTERS: tuple[str, ...] = ("top_k", "top_p", "min_p")
@@ -18,6 +42,56 @@ FILTERS: tuple[str, ...] = ("top_k", "top_p", "min_p")
 DEFAULT_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p")
 #: vLLM's documented order: min-p first, then top-k, then top-p.
 VLLM_ORDER: tuple[str, ...] = ("min_p", "top_k", "top_p")
+#: llama.cpp's default sampler chain (``common/sampling``, llama-cpp-python's ``Llama._init_sampler``): the filters
+#: on the unscaled logits, temperature last. Only the conformance oracle runs it (a ``"temperature"`` stage).
+LLAMACPP_ORDER: tuple[str, ...] = ("top_k", "top_p", "min_p", "temperature")
+#: The orders by the names ``parity conform --order`` accepts.
+NAMED_ORDERS: dict[str, tuple[str, ...]] = {"default": DEFAULT_ORDER, "vllm": VLLM_ORDER, "llamacpp": LLAMACPP_ORDER}
+
+
+def validate_order(order: Any, *, temperature_stage: bool = False) -> tuple[str, ...]:
+    """``order`` as a tuple, or raise naming it: a permutation of :data:`FILTERS`, plus at most one
+    ``"temperature"`` stage when ``temperature_stage`` (absent means temperature first).
+
+    >>> validate_order(["min_p", "top_k", "top_p"])
+    ('min_p', 'top_k', 'top_p')
+    >>> validate_order(LLAMACPP_ORDER, temperature_stage=True)
+    ('top_k', 'top_p', 'min_p', 'temperature')
+    >>> validate_order(("top_k", "top_p"))  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    parity._exceptions.InvalidInputError: `order` must be a permutation of ('top_k', ...), got ('top_k', 'top_p')
+    """
+    if isinstance(order, str) or not isinstance(order, Sequence):
+        raise InvalidInputError("order", _order_rule(temperature_stage), order)
+    names = tuple(str(name) for name in order)
+    filters = tuple(name for name in names if not (temperature_stage and name == "temperature"))
+    if len(names) - len(filters) > 1 or len(filters) != len(FILTERS) or sorted(filters) != sorted(FILTERS):
+        raise InvalidInputError("order", _order_rule(temperature_stage), order)
+    return names
+
+
+def _order_rule(temperature_stage: bool) -> str:
+    rule = f"must be a permutation of {FILTERS}"
+    return rule + ", optionally with 'temperature' once" if temperature_stage else rule
+
+
+def parse_order(text: str) -> tuple[str, ...]:
+    """An order from its name in :data:`NAMED_ORDERS` or comma-separated stages (``"temperature"`` allowed).
+
+    >>> parse_order("llamacpp")
+    ('top_k', 'top_p', 'min_p', 'temperature')
+    >>> parse_order("top_k,top_p")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    parity._exceptions.InvalidInputError: `order` must be a permutation of ... 'temperature' once, got 'top_k,top_p'
+    """
+    if text in NAMED_ORDERS:
+        return NAMED_ORDERS[text]
+    try:
+        return validate_order([part.strip() for part in text.split(",") if part.strip()], temperature_stage=True)
+    except InvalidInputError as err:
+        raise InvalidInputError("order", _order_rule(True), text) from err
 
 
 def validate_params(
@@ -45,13 +119,7 @@ def validate_params(
         raise InvalidInputError("top_p", "must be a number in (0, 1] (1 disables)", top_p)
     if isinstance(min_p, bool) or not isinstance(min_p, Real) or not 0.0 <= float(min_p) <= 1.0:
         raise InvalidInputError("min_p", "must be a number in [0, 1] (0 disables)", min_p)
-    if (
-        isinstance(order, str)
-        or not isinstance(order, Sequence)
-        or len(order) != len(FILTERS)
-        or sorted(str(name) for name in order) != sorted(FILTERS)
-    ):
-        raise InvalidInputError("order", "must be a permutation of ('top_k', 'top_p', 'min_p')", order)
+    validate_order(order)
 
 
 @dataclass(frozen=True)
@@ -81,6 +149,24 @@ class SamplingParams:
         object.__setattr__(self, "top_p", float(self.top_p))
         object.__setattr__(self, "min_p", float(self.min_p))
         object.__setattr__(self, "order", tuple(str(name) for name in self.order))
+
+    def kwargs(self) -> dict[str, Any]:
+        """The four keyword arguments of the filter protocol (``temperature``, ``top_k``, ``top_p``, ``min_p``).
+
+        The order is not one of them: an implementation has its own, given beside it.
+
+        >>> SamplingParams(top_k=5, order=VLLM_ORDER).kwargs()
+        {'temperature': 1.0, 'top_k': 5, 'top_p': 1.0, 'min_p': 0.0}
+        """
+        return {"temperature": self.temperature, "top_k": self.top_k, "top_p": self.top_p, "min_p": self.min_p}
+
+    def describe(self) -> str:
+        """The four parameters in words, for messages and reproductions.
+
+        >>> SamplingParams(0.7, top_p=0.9).describe()
+        'temperature=0.7, top_k=0, top_p=0.9, min_p=0.0'
+        """
+        return ", ".join(f"{key}={value!r}" for key, value in self.kwargs().items())
 
     @property
     def greedy(self) -> bool:

@@ -1,0 +1,118 @@
+"""Each word of the house is defined once (issue 17): a second definition drifts, as two OFF_KINDS lists did.
+
+These read the package's source (its syntax trees), so they fail the moment someone writes a second one.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import inspect
+from pathlib import Path
+
+import pytest
+
+import parity
+from parity._change import OFF_KINDS, Change
+from parity._exceptions import ParityError
+from parity.sampling import FILTERS, SamplingParams
+
+SRC = Path(parity.__file__).parent
+
+
+@functools.cache
+def _modules() -> tuple[tuple[str, ast.Module], ...]:
+    return tuple(
+        (str(path.relative_to(SRC)), ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(SRC.rglob("*.py"))
+    )
+
+
+def _where(predicate: type[ast.AST], test: object) -> list[str]:
+    return [
+        f"{name}:{node.lineno}"
+        for name, tree in _modules()
+        for node in ast.walk(tree)
+        if isinstance(node, predicate) and test(node)  # type: ignore[operator]
+    ]
+
+
+def test_one_change_class_and_one_set_of_off_kinds() -> None:
+    assert [where.split(":")[0] for where in _where(ast.ClassDef, lambda n: n.name == "Change")] == ["_change.py"]
+    assigned = _where(
+        ast.Assign, lambda n: any(isinstance(t, ast.Name) and t.id == "OFF_KINDS" for t in n.targets)
+    ) + _where(ast.AnnAssign, lambda n: isinstance(n.target, ast.Name) and n.target.id == "OFF_KINDS")
+    assert [where.split(":")[0] for where in assigned] == ["_change.py"]
+    assert {"rollback", "fix", "revert"} <= OFF_KINDS
+    from parity.lab.changelog import OFF_KINDS as lab_off
+    from parity.lab.changelog import Change as LabChange
+    from parity.monitor import Change as MonitorChange
+
+    assert lab_off is OFF_KINDS
+    assert LabChange is MonitorChange is Change
+
+
+def test_filter_orders_are_spelled_only_in_sampling_params() -> None:
+    def is_order(node: ast.Tuple) -> bool:
+        names = [e.value for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+        return len(names) == len(node.elts) and sorted(n for n in names if n != "temperature") == sorted(FILTERS)
+
+    spelled = {where.split(":")[0] for where in _where(ast.Tuple, is_order)}
+    assert spelled == {"sampling/_params.py"}
+
+
+def test_the_top_p_rule_is_checked_only_in_sampling_params() -> None:
+    """Nothing but parity.sampling raises about `top_p` (every other bundle is a SamplingParams or builds one)."""
+
+    def raises_about_top_p(node: ast.Call) -> bool:
+        name = node.func.id if isinstance(node.func, ast.Name) else getattr(node.func, "attr", "")
+        first = node.args[0] if node.args else None
+        return (
+            name in {"InvalidInputError", "APIError", "_bad"}
+            and isinstance(first, ast.Constant)
+            and str(first.value).endswith("top_p")
+        )
+
+    assert {where.split(":")[0] for where in _where(ast.Call, raises_about_top_p)} == {"sampling/_params.py"}
+
+
+def test_bundles_of_sampling_parameters_are_sampling_params() -> None:
+    from parity.conformance import Params
+    from parity.lab._openai import ParsedRequest, parse_request
+
+    assert Params is SamplingParams
+    parsed = parse_request({"model": "S", "prompt": "x", "top_p": 0.5, "top_k": 3}, chat=False)
+    assert isinstance(parsed.sampling, SamplingParams)
+    assert not {"top_p", "top_k", "min_p"} & set(inspect.get_annotations(ParsedRequest))
+    # the engine's request (torch is not imported here): its fields are read from its class body
+    [engine_request] = _where(ast.ClassDef, lambda n: n.name == "GenerationRequest")
+    tree = ast.parse((SRC / "lab/engine.py").read_text(encoding="utf-8"))
+    body = next(n for n in ast.walk(tree) if isinstance(n, ast.ClassDef) and n.name == "GenerationRequest")
+    fields = {n.target.id for n in body.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    assert "sampling" in fields, engine_request
+    assert not {"temperature", "top_p", "top_k", "min_p"} & fields
+
+
+def test_times_are_parsed_only_by_parity_time() -> None:
+    def parses_iso(node: ast.Call) -> bool:
+        return isinstance(node.func, ast.Attribute) and node.func.attr in {"fromisoformat", "strptime"}
+
+    found = {where.split(":")[0] for where in _where(ast.Call, parses_iso)}
+    # date.fromisoformat of a calendar day (no time, no zone) in the demo's scripted calendar is not a timestamp
+    assert found - {"cli/demo.py", "demo/timeline.py"} == {"_time.py"}
+
+
+def test_public_exceptions_are_in_the_parity_error_tree() -> None:
+    from parity.lab._batcher import QueueFullError
+    from parity.lab._openai import APIError
+
+    assert issubclass(APIError, ParityError)
+    assert issubclass(QueueFullError, ParityError)
+    assert APIError.__module__ == QueueFullError.__module__ == "parity._exceptions"
+
+
+@pytest.mark.parametrize("path", ["compare/_runner.py", "monitor/scoring.py", "lab/engine.py", "cli/lab.py"])
+def test_imports_of_parity_modules_are_plain(path: str) -> None:
+    """``importlib`` hides an import from mypy and the import contracts; parity's own modules are imported plainly."""
+    source = (SRC / path).read_text(encoding="utf-8")
+    assert 'import_module("parity.' not in source
+    assert 'import_optional("parity.' not in source
