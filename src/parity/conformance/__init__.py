@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from parity.conformance._adapters import REMOVED_GAP, Implementation, load_target
 from parity.conformance._checks import (
-    HEAVY_CHECKS,
     check_sampler,
     filter_check_names,
     replay,
@@ -29,7 +28,6 @@ from parity.conformance._checks import (
     yield_checks,
 )
 from parity.conformance._engines import ENGINES, Engine, engine_versions
-from parity.conformance._filter_checks import ONE_HOT_VOCAB
 from parity.conformance._gof import GOF_ALPHA, GOF_POWER, GoodnessOfFitResult, chi_square_gof, detectable_tv
 from parity.conformance._junit import junit_cases, write_junit_report
 from parity.conformance._oracle import (
@@ -42,7 +40,6 @@ from parity.conformance._oracle import (
 )
 from parity.conformance._report import CheckResult, ConformanceReport, Counterexample
 from parity.conformance._runner import Check
-from parity.conformance._sampler_checks import GOF_DRAWS
 from parity.conformance._thirdparty import THIRD_PARTY, hf_warpers_filter, jax_approx_max_k_filter, jax_top_k_filter
 from parity.conformance.faulty import BUILTINS, SAMPLERS
 from parity.sampling import DEFAULT_ORDER, LLAMACPP_ORDER, VLLM_ORDER, SamplingParams
@@ -56,11 +53,8 @@ __all__ = [
     "DEFAULT_ORDER",
     "ENGINES",
     "GOF_ALPHA",
-    "GOF_DRAWS",
     "GOF_POWER",
-    "HEAVY_CHECKS",
     "LLAMACPP_ORDER",
-    "ONE_HOT_VOCAB",
     "REMOVED_GAP",
     "SAMPLERS",
     "SUM_ULPS",
