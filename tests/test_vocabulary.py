@@ -116,3 +116,39 @@ def test_imports_of_parity_modules_are_plain(path: str) -> None:
     source = (SRC / path).read_text(encoding="utf-8")
     assert 'import_module("parity.' not in source
     assert 'import_optional("parity.' not in source
+
+
+PACKAGES = sorted(p.parent.name for p in SRC.glob("*/__init__.py"))
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_has_one_curated_public_surface(package: str) -> None:
+    """Each package's ``__init__`` declares ``__all__``; it names no private module or name (names are read
+    from the source, so the lab's lazily imported engine and torch stay unloaded)."""
+    tree = dict(_modules())[f"{package}/__init__.py"]
+    declared = [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets)
+    ]
+    assert len(declared) == 1, f"parity.{package} must declare __all__ once"
+    names = ast.literal_eval(declared[0])
+    assert not [n for n in names if n.startswith("_") and n != "__version__"]
+    imported_from = {
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("parity.")
+    }
+    # a package re-exports from its own modules (and the shared exceptions), never another package's internals
+    foreign = {m for m in imported_from if not m.startswith(f"parity.{package}") and m != "parity._exceptions"}
+    assert all(not part.startswith("_") for m in foreign for part in m.split(".")[1:]), foreign
+
+
+def test_internals_stay_out_of_the_public_surfaces() -> None:
+    import parity.conformance
+    import parity.sampling
+
+    for internal in ("HIST_BUCKETS", "HIST_SCALE", "mass_guard", "canonical_topp_level"):
+        assert internal not in parity.sampling.__all__
+    for internal in ("HEAVY_CHECKS", "ONE_HOT_VOCAB", "GOF_DRAWS"):
+        assert internal not in parity.conformance.__all__

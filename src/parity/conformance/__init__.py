@@ -20,10 +20,6 @@ from __future__ import annotations
 
 from parity.conformance._adapters import REMOVED_GAP, Implementation, load_target
 from parity.conformance._checks import (
-    GOF_DRAWS,
-    HEAVY_CHECKS,
-    ONE_HOT_VOCAB,
-    Check,
     check_sampler,
     filter_check_names,
     replay,
@@ -43,6 +39,7 @@ from parity.conformance._oracle import (
     tie_tolerance,
 )
 from parity.conformance._report import CheckResult, ConformanceReport, Counterexample
+from parity.conformance._runner import Check
 from parity.conformance._thirdparty import THIRD_PARTY, hf_warpers_filter, jax_approx_max_k_filter, jax_top_k_filter
 from parity.conformance.faulty import BUILTINS, SAMPLERS
 from parity.sampling import DEFAULT_ORDER, LLAMACPP_ORDER, VLLM_ORDER, SamplingParams
@@ -56,11 +53,8 @@ __all__ = [
     "DEFAULT_ORDER",
     "ENGINES",
     "GOF_ALPHA",
-    "GOF_DRAWS",
     "GOF_POWER",
-    "HEAVY_CHECKS",
     "LLAMACPP_ORDER",
-    "ONE_HOT_VOCAB",
     "REMOVED_GAP",
     "SAMPLERS",
     "SUM_ULPS",

@@ -27,6 +27,9 @@ The tests:
 - :func:`holm` / :func:`combine` - Holm's step-down correction across all of them (controls the family-wise
   error rate under any dependence between the tests).
 
+This module is the public surface; the text features (``_text``), the result object (``_result``) and Holm's
+combination (``_holm``) live in private modules beside it.
+
 >>> rng = np.random.default_rng(0)
 >>> ref = [["the cat sat", "the cat ran"] * 5 for _ in range(4)]
 >>> cand = [["a dog ran", "the cat ran"] * 5 for _ in range(4)]
@@ -38,10 +41,8 @@ The tests:
 from __future__ import annotations
 
 import math
-import unicodedata
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from itertools import product
 
 import numpy as np
@@ -49,6 +50,9 @@ from numpy.typing import NDArray
 from scipy import stats
 
 from parity._exceptions import InvalidInputError
+from parity.stats._holm import CombinedResult, combine, holm
+from parity.stats._result import TwoSampleResult
+from parity.stats._text import DEFAULT_LENGTH, encode_completions, token_features
 from parity.stats.power import mean_shift_mde, permutation_mde, proportion_mde
 
 __all__ = [
@@ -70,40 +74,9 @@ __all__ = [
     "two_proportion_test",
 ]
 
-#: Completions are compared over their first ``DEFAULT_LENGTH`` codepoints (the MET paper's L = 50 characters).
-DEFAULT_LENGTH = 50
 #: Permutations per test: the p-value resolution is 1/1001, ample for alpha = 0.05 after a Holm correction over
 #: about ten tests (the smallest Holm threshold is then 0.005).
 DEFAULT_RESAMPLES = 1000
-#: Code used to pad completions shorter than the compared length (not a valid codepoint; pads match pads, as
-#: in MET where padding is a token of its own).
-PAD = -1
-
-
-@dataclass(frozen=True)
-class TwoSampleResult:
-    """The outcome of one two-sample test.
-
-    ``effect`` is the observed size of the difference in the test's own units (see ``method``) and
-    ``min_detectable_effect`` the size the test would detect with 80% power at the same alpha and sample size.
-    """
-
-    statistic: float
-    pvalue: float
-    n: int
-    method: str
-    null_distribution: NDArray[np.float64] | None = field(default=None, repr=False, compare=False)
-    effect: float = math.nan
-    min_detectable_effect: float = math.nan
-    details: Mapping[str, object] = field(default_factory=dict, repr=False, compare=False)
-
-    def rejects(self, alpha: float = 0.05) -> bool:
-        """Whether the test rejects equality at level ``alpha`` (uncorrected).
-
-        >>> TwoSampleResult(1.0, 0.01, 10, "x").rejects(0.05)
-        True
-        """
-        return self.pvalue <= alpha
 
 
 def _generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -138,21 +111,6 @@ def _label_matrix(n_x: int, n_total: int, n_resamples: int, gen: np.random.Gener
     keys = gen.random((n_resamples, n_total))
     perms = np.argsort(keys, axis=1)
     return np.vstack([base[None, :], base[perms]])
-
-
-def encode_completions(texts: Sequence[str], *, length: int = DEFAULT_LENGTH) -> NDArray[np.int64]:
-    """Codepoints of each text, truncated or padded with :data:`PAD` to ``length``.
-
-    >>> encode_completions(["ab", "abcd"], length=3).tolist()
-    [[97, 98, -1], [97, 98, 99]]
-    """
-    if length < 1:
-        raise InvalidInputError("length", "must be >= 1", length)
-    out = np.full((len(texts), length), PAD, dtype=np.int64)
-    for i, text in enumerate(texts):
-        codes = [ord(ch) for ch in text[:length]]
-        out[i, : len(codes)] = codes
-    return out
 
 
 def mmd_hamming_test(
@@ -213,46 +171,6 @@ def mmd_hamming_test(
         min_detectable_effect=permutation_mde(null, alpha=alpha) if null.size > 1 else math.nan,
         details={"per_prompt": per_prompt, "length": length},
     )
-
-
-def _words(text: str) -> list[str]:
-    """Runs of word characters (letters, digits, ``_`` and combining marks, so Thai vowels stay inside their word)
-    and single punctuation characters; whitespace separates."""
-    out: list[str] = []
-    current: list[str] = []
-    for ch in text:
-        if ch.isalnum() or ch == "_" or unicodedata.category(ch).startswith("M"):
-            current.append(ch)
-            continue
-        if current:
-            out.append("".join(current))
-            current = []
-        if not ch.isspace():
-            out.append(ch)
-    if current:
-        out.append("".join(current))
-    return out
-
-
-def token_features(text: str) -> Counter[str]:
-    """The features :func:`token_frequency_test` counts for one completion.
-
-    Word and punctuation tokens, the first token (prefixed ``^``) and, for every non-ASCII letter, its Unicode
-    script block (prefixed ``#``, from the character's name: ``THAI``, ``CJK``...), so an injected Thai span
-    adds mass to one shared feature instead of to many singletons.
-
-    >>> sorted(token_features("Hi สวัส").items())
-    [('#THAI', 3), ('^Hi', 1), ('hi', 1), ('สวัส', 1)]
-    """
-    tokens = _words(text)
-    features: Counter[str] = Counter(tok.lower() for tok in tokens)
-    if tokens:
-        features["^" + tokens[0]] += 1
-    for ch in text:
-        if ord(ch) > 127 and ch.isalpha():
-            name = unicodedata.name(ch, "UNKNOWN")
-            features["#" + name.split(" ", 1)[0]] += 1
-    return features
 
 
 def token_frequency_test(
@@ -578,60 +496,4 @@ def two_proportion_test(
         effect=effect,
         min_detectable_effect=proportion_mde(base, min(reference_n, candidate_n), alpha=alpha),
         details={"reference_rate": p_ref, "candidate_rate": p_cand},
-    )
-
-
-def holm(pvalues: Sequence[float]) -> NDArray[np.float64]:
-    """Holm step-down adjusted p-values (family-wise error control under any dependence).
-
-    >>> holm([0.01, 0.04, 0.03]).tolist()
-    [0.03, 0.06, 0.06]
-    """
-    p = np.asarray(pvalues, dtype=np.float64)
-    if p.ndim != 1 or np.any((p < 0) | (p > 1)) or np.any(np.isnan(p)):
-        raise InvalidInputError("pvalues", "must be a 1-d sequence of probabilities in [0, 1]")
-    m = p.size
-    order = np.argsort(p, kind="stable")
-    adjusted = np.maximum.accumulate((m - np.arange(m)) * p[order])
-    out = np.empty(m)
-    out[order] = np.minimum(adjusted, 1.0)
-    return out
-
-
-@dataclass(frozen=True)
-class CombinedResult:
-    """Several named tests combined with Holm's correction: ``equivalent`` when none rejects at ``alpha``."""
-
-    equivalent: bool
-    alpha: float
-    names: tuple[str, ...]
-    results: tuple[TwoSampleResult, ...]
-    adjusted_pvalues: tuple[float, ...]
-    correction: str = "holm"
-
-    @property
-    def rejected(self) -> tuple[str, ...]:
-        """Names of the tests that reject after correction."""
-        return tuple(n for n, p in zip(self.names, self.adjusted_pvalues, strict=True) if p <= self.alpha)
-
-
-def combine(tests: Mapping[str, TwoSampleResult], *, alpha: float = 0.05) -> CombinedResult:
-    """Combine named tests with Holm's correction.
-
-    >>> a = TwoSampleResult(0.0, 0.5, 10, "x")
-    >>> b = TwoSampleResult(1.0, 0.001, 10, "y")
-    >>> combine({"a": a, "b": b}).rejected
-    ('b',)
-    """
-    if not 0.0 < alpha < 1.0:
-        raise InvalidInputError("alpha", "must be in (0, 1)", alpha)
-    names = tuple(tests)
-    results = tuple(tests.values())
-    adjusted = tuple(float(x) for x in holm([r.pvalue for r in results])) if results else ()
-    return CombinedResult(
-        equivalent=all(p > alpha for p in adjusted),
-        alpha=alpha,
-        names=names,
-        results=results,
-        adjusted_pvalues=adjusted,
     )
