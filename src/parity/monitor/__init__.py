@@ -2,7 +2,7 @@
 
 >>> from parity.monitor import SCHEMA_VERSION
 >>> SCHEMA_VERSION
-2
+3
 """
 
 from parity.monitor._records import (

@@ -12,7 +12,7 @@ same store it writes.
 
 >>> store = open_store(":memory:")
 >>> type(store).__name__, store.schema_version
-('DuckDBStore', 2)
+('DuckDBStore', 3)
 >>> type(open_store(None)).__name__
 'MemoryStore'
 """
@@ -28,6 +28,7 @@ from parity.monitor._duckdb_store import MIGRATIONS, STORE_SCHEMA_VERSION, DuckD
 from parity.monitor._http_store import HTTPStore
 from parity.monitor._memory_store import MemoryStore
 from parity.monitor._postgres_store import PG_MIGRATIONS, PostgresStore, is_postgres_url, redact_url
+from parity.monitor._record_rows import LONG_CONTEXT_KEY
 from parity.monitor._store_summary import StoreSummary, summarize
 
 __all__ = [
@@ -53,10 +54,6 @@ __all__ = [
 
 #: ``meta`` key under which the session-hash salt is persisted.
 SALT_KEY = "session_salt"
-
-#: ``meta`` key under which a writer records the fleet router's short/long split in context tokens (the lab's is
-#: 192), so readers such as the dashboard classify ``context_class`` the way the monitor did.
-LONG_CONTEXT_KEY = "long_context_tokens"
 
 
 #: What :func:`open_store` returns.

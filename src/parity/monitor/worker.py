@@ -7,8 +7,10 @@ Stages, each guarded (an exception in one never ends the worker):
    (:data:`MAX_JSON_DEPTH`) before any object is built; the response body is decompressed up to
    :data:`MAX_SCORED_BODY_BYTES`. An exchange that cannot be parsed is a counted, logged rejection.
 2. **build and score** (:class:`~parity.monitor.scoring.RecordBuilder`): a failure is a counted rejection.
-3. **monitor** (:class:`MonitorHook`, ``SegmentMonitor`` by default): the alerts it returns leave through one
-   exit, :meth:`MonitorWorker.publish`: written to the store, then sent to the notifiers.
+3. **signals and monitor** (:class:`MonitorHook`, ``SegmentMonitor`` by default): the hook decides the record's
+   signals once (:class:`SignalDecider`, ``parity.monitor.signals``) and the record is stored with them, then
+   observes it; the alerts it returns leave through one exit, :meth:`MonitorWorker.publish`: written to the
+   store, then sent to the notifiers.
 4. **store**: records are written in batches. The durability rules (issue 10):
 
    - a record built is first appended to the write-ahead log (:class:`~parity.monitor.wal.WriteAheadLog`,
@@ -53,7 +55,7 @@ from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from itertools import accumulate
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, cast, runtime_checkable
 
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
@@ -76,6 +78,7 @@ __all__ = [
     "MonitorHook",
     "MonitorWorker",
     "RawExchange",
+    "SignalDecider",
     "default_monitor",
     "default_notifiers",
     "json_depth",
@@ -188,6 +191,14 @@ class MonitorHook(Protocol):
 
     @property
     def open_alerts(self) -> list[Alert]: ...
+
+
+@runtime_checkable
+class SignalDecider(Protocol):
+    """A monitor hook that decides each record's signals before observing it (``SegmentMonitor`` does): the worker
+    stores the decided record, so the store holds the very values the monitor's statistics read."""
+
+    def decide(self, record: Record) -> Record: ...
 
 
 @dataclass(frozen=True)
@@ -485,6 +496,11 @@ class MonitorWorker:
         self._accept(record, queued=False)
 
     def _accept(self, record: Record, *, queued: bool) -> None:
+        if isinstance(self.hook, SignalDecider):  # signals decided once, stored with the record, read by the monitor
+            decider = self.hook
+            decided = self._guard("signals", lambda: decider.decide(record))
+            if isinstance(decided, Record):
+                record = decided
         self._guard("flags", lambda: self.metrics.count_flags(o.detector for o in record.observations if o.flagged))
         if self.wal is not None:
             self._guard("wal", lambda: self.wal.append(record) if self.wal is not None else None)
