@@ -25,7 +25,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
+from parity.monitor import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
 from parity.monitor.store import LONG_CONTEXT_KEY
 
 __all__ = ["Snapshot", "StoreReader", "long_context_threshold", "take_snapshot"]

@@ -181,6 +181,15 @@ class FeedbackEvent:
         if self.kind not in FEEDBACK_KINDS:
             raise InvalidInputError("kind", f"must be one of {sorted(FEEDBACK_KINDS)}", self.kind)
 
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (ISO-8601 time), as the store's read API sends it."""
+        return {
+            "response_id": self.response_id,
+            "time": self.time.isoformat(),
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+        }
+
 
 FEEDBACK_KINDS = frozenset({"thumbs_down", "thumbs_up", "bug_report"})
 
