@@ -94,6 +94,7 @@ def signal_table(
         return any(a.detected_at <= now[0] and contains(a.segment, segment) for a in alerting)
 
     stage: SignalStage | None = None  # for undecided records only, made on first need
+
     def segment_of(record: Record) -> dict[str, str]:  # as the fallback stage classifies it
         return record.segment() | {"context_class": context_class_of(record.context_tokens, long_context_tokens)}
 

@@ -259,8 +259,12 @@ class MonitorWorker:
         self.dedupe = dedupe
         self._clock = clock
         self.checkpointer: Checkpointer | None = None
-        if checkpoint_interval_s is not None and isinstance(hook, SegmentMonitor) and _has_meta(store):
-            self.checkpointer = Checkpointer(cast(CheckpointStore, store), interval_s=checkpoint_interval_s)
+        if (
+            checkpoint_interval_s is not None
+            and isinstance(hook, SegmentMonitor)
+            and isinstance(store, CheckpointStore)
+        ):
+            self.checkpointer = Checkpointer(store, interval_s=checkpoint_interval_s)
         self.restored: RestoreResult | None = None
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
@@ -846,10 +850,6 @@ def default_monitor(*, long_context_tokens: int | None = None) -> MonitorHook:
     if long_context_tokens is not None:
         config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
     return SegmentMonitor(config=config)
-
-
-def _has_meta(store: object) -> bool:
-    return callable(getattr(store, "get_meta", None)) and callable(getattr(store, "set_meta", None))
 
 
 def default_notifiers(
