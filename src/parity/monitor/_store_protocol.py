@@ -28,7 +28,8 @@ __all__ = ["MetaStore", "Store", "StoreReader", "StoreWriter"]
 
 @runtime_checkable
 class StoreReader(Protocol):
-    """The read half: records in a time window, feedback, changes and alerts, each in time order."""
+    """The read half: records in a time window, feedback, changes and alerts, each in time order (whoever opened
+    the store closes it: a reader is handed one)."""
 
     def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
 
@@ -37,8 +38,6 @@ class StoreReader(Protocol):
     def changes(self) -> list[Change]: ...
 
     def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
-
-    def close(self) -> None: ...
 
 
 @runtime_checkable
