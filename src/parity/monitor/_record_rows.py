@@ -28,6 +28,7 @@ __all__ = [
     "observations_json",
     "record_from_row",
     "record_row",
+    "signals_from_json",
     "signals_json",
     "summary_json",
     "us",
@@ -118,9 +119,40 @@ def summary_json(summary: Mapping[str, float]) -> str:
     return "{" + ",".join([_name(k) + ":" + _number(v) for k, v in summary.items()]) + "}"
 
 
+_SIGNALS_JSON: dict[tuple[tuple[str, float], ...], str] = {}
+_SIGNALS_FROM_JSON: dict[str, dict[str, float]] = {}
+
+#: Distinct signal vectors whose JSON is cached each way (0/1 values: a fleet has a handful).
+_SIGNALS_CACHE_SIZE = 4096
+
+
 def signals_json(signals: Mapping[str, float] | None) -> str | None:
-    """A record's decided signals as JSON text (``None`` when a monitor never saw it)."""
-    return None if signals is None else summary_json(signals)
+    """A record's decided signals as JSON text (``None`` when a monitor never saw it), cached per vector.
+
+    >>> signals_json({"feedback": 0.0, "routing.short_on_long_pool": 1.0}), signals_json(None)
+    ('{"feedback":0.0,"routing.short_on_long_pool":1.0}', None)
+    """
+    if signals is None:
+        return None
+    key = tuple(signals.items())
+    out = _SIGNALS_JSON.get(key)
+    if out is None:
+        if len(_SIGNALS_JSON) >= _SIGNALS_CACHE_SIZE:
+            _SIGNALS_JSON.clear()
+        out = _SIGNALS_JSON[key] = summary_json(signals)
+    return out
+
+
+def signals_from_json(text: str | None) -> dict[str, float] | None:
+    """Inverse of :func:`signals_json` (each record gets its own dict)."""
+    if not text:
+        return None
+    parsed = _SIGNALS_FROM_JSON.get(text)
+    if parsed is None:
+        if len(_SIGNALS_FROM_JSON) >= _SIGNALS_CACHE_SIZE:
+            _SIGNALS_FROM_JSON.clear()
+        parsed = _SIGNALS_FROM_JSON[text] = {str(k): float(v) for k, v in json.loads(text).items()}
+    return dict(parsed)
 
 
 def record_row(r: Record) -> tuple[Any, ...]:
@@ -165,6 +197,6 @@ def record_from_row(row: Sequence[Any]) -> Record:
         DetectorObservation(str(name), bool(f), float(score)) for name, f, score in json.loads(obs or "[]")
     )
     d["logprob_summary"] = json.loads(lps) if lps else {}
-    d["signals"] = json.loads(signals) if signals else None
+    d["signals"] = signals_from_json(signals)
     d["context_class"] = d["context_class"] or ""
     return Record(**d)

@@ -21,9 +21,13 @@ what the dashboard draws.
   (``StickySessionRule`` by default) is decided and stored, but not fed to the statistics.
 
 **Decided once.** :meth:`SignalStage.decide` runs once per record, in the monitor (the routing audit keeps state:
-sticky sessions), and returns the record with ``Record.signals`` filled; the store keeps them with the record,
-the monitor's statistics read them (:meth:`SignalStage.values`), and the dashboard draws the stored values.
-A record that already carries signals (a replay of stored records) is never decided again.
+sticky sessions, and depends on the monitor's configuration), and returns the record with ``Record.signals``
+filled: every 0/1 signal above. The store keeps them with the record, the monitor's statistics read them
+(:meth:`SignalStage.values`), and the dashboard draws the stored values. A record that already carries signals (a
+replay of stored records) is never decided again. The score signals are not repeated in ``Record.signals``: they
+are the detectors' scores, stored with the record already (``Record.observations``), and
+:meth:`SignalStage.values` reads them from there (which also keeps the stored signals to a handful of distinct
+0/1 vectors, cheap to store).
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import DetectorObservation, Record
@@ -32,10 +36,10 @@ A record that already carries signals (a replay of stored records) is never deci
 ...            context_tokens=100, observations=(DetectorObservation("unexpected_script", True, 0.9),))
 >>> decided = stage.decide(r)
 >>> decided.signals
-{'unexpected_script': 1.0, 'unexpected_script.score': 0.9, 'feedback': 0.0, 'routing.short_on_long_pool': 1.0, \
-'routing.sticky_degraded_session': 0.0}
->>> [(v.signal, v.kind) for v in stage.values(decided)][-1]
-('routing.short_on_long_pool', 'invariant')
+{'unexpected_script': 1.0, 'feedback': 0.0, 'routing.short_on_long_pool': 1.0, 'routing.sticky_degraded_session': 0.0}
+>>> [(v.signal, v.kind, v.value) for v in stage.values(decided)]  # what the statistics read
+[('unexpected_script', 'rate', 1.0), ('unexpected_script.score', 'mean', 0.9), ('feedback', 'rate', 0.0), \
+('routing.short_on_long_pool', 'invariant', 1.0)]
 >>> stage.decide(decided) is decided
 True
 """
@@ -239,7 +243,7 @@ class SignalStage:
         audit may ask the monitor. A record that carries signals already is returned as it is."""
         if record.signals is not None:
             return record
-        values = {v.signal: v.value for v in record_signals(record, scores=True)}
+        values = {v.signal: v.value for v in record_signals(record, scores=False)}
         if self.audit is not None:
             violated = {f.rule for f in self.audit.check(record, context)}
             for rule in self.audit.rules:
@@ -254,8 +258,24 @@ class SignalStage:
         return self._kinds.get(name, "rate")
 
     def values(self, record: Record) -> list[SignalValue]:
-        """What the statistics read of a decided record: its signals, less the routing signals that do not alert."""
+        """What the statistics read of a decided record (decided now when it is not): its signals, less the routing
+        signals that do not alert, each detector's flag followed by its score (from ``Record.observations``), in
+        the order of :func:`record_signals`."""
         signals: Mapping[str, float] | None = record.signals
         if signals is None:
             signals = self.decide(record).signals or {}
-        return [SignalValue(n, self.kind(n), v) for n, v in signals.items() if n not in self._silent]
+        scores = {
+            score_signal(o.detector): min(max(float(o.score), 0.0), 1.0)
+            for o in record.observations
+            if o.score == o.score  # NaN scores carry no information
+        }
+        out: list[SignalValue] = []
+        for name, value in signals.items():
+            if name in self._silent:
+                continue
+            out.append(SignalValue(name, self.kind(name), value))
+            score = scores.pop(score_signal(name), None)
+            if score is not None:
+                out.append(SignalValue(score_signal(name), "mean", score))
+        out.extend(SignalValue(name, "mean", value) for name, value in scores.items())
+        return out
