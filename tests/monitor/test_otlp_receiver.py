@@ -117,11 +117,14 @@ def test_sdk_protobuf_export_to_the_proxy_makes_the_ingest_records_and_alerts(
     result = ingest_lines([line], ingested, fmt="otlp", salt="s", scorer=default_scorer())
     assert (result.records, result.skipped_spans) == (40, 1)
 
-    def comparable(r: Any) -> dict[str, Any]:
-        return {k: v for k, v in r.to_dict().items() if k != "source"}
+    def comparable(r: Any) -> dict[str, Any]:  # the record as built; its signals are the monitor's decision
+        return {k: v for k, v in r.to_dict().items() if k not in ("source", "signals")}
 
     expected = {r.record_id: comparable(r) for r in ingested.records()}
     assert {r.record_id: comparable(r) for r in records} == expected
+    # the proxy's monitor decided each record's signals once and the store kept them: the misrouted ones broke the rule
+    routing = [(r.signals or {}).get("routing.short_on_long_pool") for r in records]
+    assert routing == [0.0] * 32 + [1.0] * 8
 
     alerts = [a for a in memory.alerts if a.signal == "routing.short_on_long_pool"]
     assert alerts, [a.signal for a in memory.alerts]

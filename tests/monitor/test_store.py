@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+import parity
 from parity import StoreError
-from parity.monitor import Alert, AttributedChange, Change, FeedbackEvent, Record, Store
+from parity.monitor import SCHEMA_VERSION, Alert, AttributedChange, Change, FeedbackEvent, Record, Store
 from parity.monitor.store import (
     STORE_SCHEMA_VERSION,
     DuckDBStore,
@@ -105,7 +106,7 @@ def test_duckdb_persists_and_records_its_migrations(tmp_path: Path, make_record:
         assert [r.record_id for r in s.records()] == ["cmpl-1"]
         assert session_salt(s) == salt
         versions = s._run(lambda con: con.execute("SELECT version FROM schema_migrations").fetchall())
-        assert versions == [(1,), (2,)]
+        assert versions == [(1,), (2,), (3,)]
     with DuckDBStore(path, read_only=True) as s:
         assert len(s.records()) == 1
 
@@ -168,3 +169,80 @@ def test_duckdb_keeps_the_request_token_estimate(tmp_path: Path) -> None:
     with DuckDBStore(str(tmp_path / "p.duckdb")) as store:
         store.write_records([rec, bare])
         assert [r.request_tokens for r in store.records()] == [41, None]
+
+
+def test_decided_signals_context_class_and_version_round_trip(
+    store: AnyStore, make_record: Callable[..., Record]
+) -> None:
+    decided = make_record(1, context_class="long", signals={"unexpected_script": 1.0, "x.score": float("inf")})
+    undecided = make_record(2)
+    store.write_records([decided, undecided])
+    back = store.records()
+    assert back == [decided, undecided]
+    assert (back[0].context_class, back[0].signals, back[1].signals) == ("long", decided.signals, None)
+    assert back[0].parity_version == parity.__version__
+    assert back[0].schema_version == SCHEMA_VERSION
+
+
+#: A store as schema version 2 left it: the migrations up to 2, one record and the writer's split in meta.
+_V2_RECORD = (
+    "INSERT INTO records (record_id, time, model, pool, platform, region, config_version, server, context_tokens,"
+    " output_tokens, status_code, observations, source, schema_version{extra}) VALUES ('old-{n}', {time}, 'S',"
+    " 'long', 'gpu', 'unknown', 'unknown', 'unknown', {n}, 5, 200, '[[\"unexpected_script\",true,0.5]]', 'proxy',"
+    " 2{extra_values})"
+)
+
+
+def test_duckdb_store_of_schema_2_migrates_on_open(tmp_path: Path) -> None:
+    import duckdb
+
+    from parity.monitor.store import MIGRATIONS
+
+    path = tmp_path / "v2.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute(
+        "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description VARCHAR, applied_at TIMESTAMPTZ)"
+    )
+    for version, description, statements in MIGRATIONS[:2]:
+        for sql in statements:
+            con.execute(sql)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [version, description])
+    con.execute("INSERT INTO meta VALUES ('long_context_tokens', '192')")
+    for n in (150, 250):
+        con.execute(_V2_RECORD.format(n=n, time="TIMESTAMPTZ '2025-08-05 12:00:00+00'", extra="", extra_values=""))
+    con.close()
+    with DuckDBStore(path) as s:
+        assert s.schema_version == STORE_SCHEMA_VERSION == 3
+        old = s.records()
+    # split where the writer's fleet splits (192, from meta), not at the record default of 8192
+    assert [(r.record_id, r.context_class) for r in old] == [("old-150", "short"), ("old-250", "long")]
+    assert [(r.signals, r.parity_version, r.schema_version) for r in old] == [(None, None, 2)] * 2
+
+
+def test_postgres_store_of_schema_2_migrates_on_open(postgres_url: str) -> None:
+    from parity.monitor.store import PG_MIGRATIONS
+
+    psycopg = pytest.importorskip("psycopg")
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, description TEXT, applied_at TIMESTAMPTZ)"
+        )
+        for version, description, statements in PG_MIGRATIONS[:2]:
+            for sql in statements:
+                conn.execute(sql)
+            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s, now())", [version, description])
+        conn.execute("INSERT INTO meta VALUES ('long_context_tokens', '192')")
+        for n in (150, 250):
+            conn.execute(
+                _V2_RECORD.format(
+                    n=n,
+                    time="TIMESTAMPTZ '2025-08-05 12:00:00+00'",
+                    extra=", detectors, flagged",
+                    extra_values=", '{unexpected_script}', '{t}'",
+                )
+            )
+    with PostgresStore(postgres_url) as s:
+        assert s.schema_version == 3
+        old = s.records()
+    assert [(r.record_id, r.context_class) for r in old] == [("old-150", "short"), ("old-250", "long")]
+    assert [(r.signals, r.parity_version, r.schema_version) for r in old] == [(None, None, 2)] * 2

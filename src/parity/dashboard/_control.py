@@ -34,7 +34,7 @@ from datetime import datetime
 from parity._exceptions import InvalidInputError
 from parity.dashboard._segment import overlaps, scope_overlaps
 from parity.dashboard._timeline import OFF_KINDS
-from parity.monitor._records import Alert, Change
+from parity.monitor import Alert, Change
 
 __all__ = ["MIN_BASELINE_REQUESTS", "SIGMAS", "ControlBand", "baseline_end", "baseline_rate", "control_band"]
 

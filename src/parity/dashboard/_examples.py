@@ -29,7 +29,7 @@ from typing import Any
 
 from parity.dashboard._segment import contains
 from parity.dashboard._series import SignalTable
-from parity.monitor._records import Alert, Record
+from parity.monitor import Alert, Record
 
 __all__ = ["EXAMPLE_LIMIT", "Example", "Examples", "alert_examples"]
 

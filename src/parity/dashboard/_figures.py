@@ -29,7 +29,7 @@ from parity._optional import import_optional
 from parity.dashboard._segment import nested, scope_overlaps
 from parity.dashboard._series import SegmentSeries
 from parity.dashboard._timeline import OFF_KINDS, PHASES, TimelineRow
-from parity.monitor._records import Alert, Change
+from parity.monitor import Alert, Change
 
 __all__ = ["PHASE_COLOURS", "plot_time", "segment_figure", "timeline_figure"]
 

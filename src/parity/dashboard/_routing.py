@@ -1,8 +1,9 @@
 """Routing-audit findings: which sessions were served by a pool their context class forbids, and where they
 stuck.
 
-The monitor's :class:`~parity.monitor.audit.PoolContextRule` is re-run, read-only, over the stored records (in
-time order). Per session hash (already salted by the proxy; raw session ids never reach the store) a
+Each stored record's verdict is the one the monitor decided (its ``routing.<rule>`` signal, kept with the record);
+``rule`` (a :class:`~parity.monitor.audit.PoolContextRule`) is run, read-only, only on records no monitor saw. In
+time order, per session hash (already salted by the proxy; raw session ids never reach the store) a
 :class:`SessionFinding` counts the violating requests, names the server (and its pool) that served most of
 them, and the longest run of consecutive requests of the session that violated the rule on that same server:
 the "sticky" routing of the incident, where a session that once landed on a wrong server stayed there.
@@ -30,8 +31,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from parity.monitor._records import Record
+from parity.monitor import Record
 from parity.monitor.audit import AuditContext, PoolContextRule
+from parity.monitor.signals import audit_signal
 
 __all__ = ["RoutingFindings", "SessionFinding", "routing_findings"]
 
@@ -112,13 +114,16 @@ class _Session:
 
 
 def routing_findings(records: Iterable[Record], *, rule: PoolContextRule) -> RoutingFindings:
-    """Re-run ``rule`` over ``records`` and group its findings by session hash (see the module docstring)."""
+    """Group the verdicts of ``rule`` on ``records`` by session hash: the monitor's stored verdict, or ``rule`` run
+    here on a record no monitor saw (see the module docstring)."""
+    signal = audit_signal(rule.name)
     context = AuditContext()
     sessions: dict[str, _Session] = {}
     n_requests = n_violations = unhashed = 0
     for record in sorted(records, key=lambda r: r.time):
         n_requests += 1
-        violated = rule.check(record, context) is not None
+        stored = record.signals.get(signal) if record.signals is not None else None
+        violated = stored != 0.0 if stored is not None else rule.check(record, context) is not None
         n_violations += violated
         if record.session_hash is None:
             unhashed += violated

@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import SEGMENT_DIMENSIONS
+from parity.monitor import SEGMENT_DIMENSIONS
 from parity.monitor.attribution import scope_values
 
 __all__ = ["contains", "nested", "overlaps", "parse_segment", "scope_overlaps", "segment_text"]

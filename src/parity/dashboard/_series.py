@@ -1,14 +1,15 @@
 """Segment views as numbers: each rate signal per time bin with its control band, the segment's traffic share and
 the fraction of its traffic that a live regression affected.
 
-**Signals of a record** are the monitor's own (no re-derivation): ``parity.monitor.segments.record_signals``
-gives each detector's flag and the ``feedback`` signal; a record's ``feedback`` is 1 when a negative feedback
-event (:data:`~parity.monitor.segments.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the
-request, not of the feedback); the routing audit's rules (:class:`~parity.monitor.audit.PoolContextRule`,
-:class:`~parity.monitor.audit.StickySessionRule`) give ``routing.<rule>`` (``audit_signal``), the sticky rule
-counting a segment as alerting from the detection of a non-superseded alert on it or on a marginal of it.
-``context_class`` is split at the dashboard's ``long_context_tokens``. Score signals (``<detector>.score``) are
-not drawn.
+**Signals of a record** are the ones the monitor decided and the store kept with it (``Record.signals``, see
+:mod:`parity.monitor.signals`), never re-derived: each detector's flag, the serving signals and the routing audit's
+``routing.<rule>``, as the monitor's own audit saw them; and its finest segment is ``Record.segment()``, with the
+``context_class`` the record carries. A record's ``feedback`` is 1 when a negative feedback event
+(:data:`~parity.monitor.signals.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the request,
+not of the feedback). Score signals (``<detector>.score``) are not drawn. A record no monitor saw (stored by
+``parity ingest --no-monitor``, or before schema version 3) has its signals decided here by the same
+:class:`~parity.monitor.signals.SignalStage`, split at ``long_context_tokens`` (counted in
+``SignalTable.undecided``).
 
 **Per bin** ``i`` of a segment: ``n[i]`` requests carrying the signal, ``k[i]`` of them 1, rate ``k/n``
 (``None`` when ``n`` is 0); ``traffic_share = requests / all requests`` in the bin; ``affected_fraction`` = the
@@ -16,6 +17,7 @@ share of the segment's requests that fall in a segment row of the timeline while
 moved until its fix, see ``_timeline``): e.g. for ``model=S``, the share of model S requests that were short
 requests served by the long pool while the routing bug was live, the postmortem's "16% of requests".
 
+>>> from dataclasses import replace
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.monitor import DetectorObservation, Record
 >>> from parity.dashboard._bins import bins_for
@@ -25,8 +27,14 @@ requests served by the long pool while the routing bug was live, the postmortem'
 >>> bins = bins_for(recs[0].time, recs[-1].time, max_bins=4)
 >>> table = signal_table(recs, bins=bins, long_context_tokens=192)
 >>> tpu = segment_series(table, {"platform": "tpu"})
->>> tpu.requests, tpu.traffic_share(), tpu.signal("unexpected_script").rates()
-((0, 1, 0, 1), [0.0, 1.0, 0.0, 1.0], [None, 0.0, None, 1.0])
+>>> tpu.requests, tpu.traffic_share(), tpu.signal("unexpected_script").rates(), table.undecided
+((0, 1, 0, 1), [0.0, 1.0, 0.0, 1.0], [None, 0.0, None, 1.0], 4)
+
+A decided record is drawn as the monitor decided it (here: a flag the monitor's values overrule):
+
+>>> decided = [replace(r, signals={"unexpected_script": 0.0}) for r in recs]
+>>> segment_series(signal_table(decided, bins=bins), {"platform": "tpu"}).signal("unexpected_script").rates()
+[None, 0.0, None, 0.0]
 """
 
 from __future__ import annotations
@@ -40,9 +48,9 @@ from parity.dashboard._bins import TimeBins
 from parity.dashboard._control import MIN_BASELINE_REQUESTS, ControlBand, baseline_end, baseline_rate, control_band
 from parity.dashboard._segment import contains, nested
 from parity.dashboard._timeline import TimelineRow
-from parity.monitor._records import Alert, Change, FeedbackEvent, Record, context_class_of
-from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
-from parity.monitor.segments import NEGATIVE_FEEDBACK, audit_signal, record_signals
+from parity.monitor import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record, context_class_of
+from parity.monitor.audit import AuditContext
+from parity.monitor.signals import FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, is_score_signal
 
 __all__ = ["SegmentSeries", "SignalSeries", "SignalTable", "segment_series", "signal_table"]
 
@@ -60,15 +68,11 @@ class SignalTable:
     positive: tuple[frozenset[str], ...]
     record_ids: tuple[str, ...]
     signals: tuple[str, ...]
+    #: records stored without decided signals (no monitor saw them): their signals were decided here
+    undecided: int = 0
 
     def __len__(self) -> int:
         return len(self.times)
-
-
-def _finest(record: Record, threshold: int) -> dict[str, str]:
-    seg = record.segment()
-    seg["context_class"] = context_class_of(record.context_tokens, threshold)
-    return seg
 
 
 def signal_table(
@@ -77,10 +81,11 @@ def signal_table(
     alerts: Iterable[Alert] = (),
     *,
     bins: TimeBins,
-    long_context_tokens: int,
+    long_context_tokens: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     sticky_min_run: int = 3,
 ) -> SignalTable:
-    """Reduce ``records`` (in time order) to a :class:`SignalTable` (see the module docstring)."""
+    """Reduce ``records`` (in time order) to a :class:`SignalTable` (see the module docstring); ``long_context_tokens``
+    and ``sticky_min_run`` only serve records no monitor decided (stored without signals)."""
     negative = {e.response_id for e in feedback if e.kind in NEGATIVE_FEEDBACK}
     alerting = sorted((a for a in alerts if a.status != "superseded"), key=lambda a: a.detected_at)
     now: list[datetime] = [bins.start]
@@ -88,26 +93,32 @@ def signal_table(
     def is_alerting(segment: dict[str, str]) -> bool:
         return any(a.detected_at <= now[0] and contains(a.segment, segment) for a in alerting)
 
-    audit = RoutingAudit(
-        [PoolContextRule(long_context_threshold=long_context_tokens), StickySessionRule(min_run=sticky_min_run)]
-    )
-    rule_signals = {name: audit_signal(name) for name in audit.rule_names}
-    context = AuditContext(is_alerting=is_alerting, segment_of=lambda r: _finest(r, long_context_tokens))
+    stage: SignalStage | None = None  # for undecided records only, made on first need
+
+    def segment_of(record: Record) -> dict[str, str]:  # as the fallback stage classifies it
+        return record.segment() | {"context_class": context_class_of(record.context_tokens, long_context_tokens)}
+
+    context = AuditContext(is_alerting=is_alerting, segment_of=segment_of)
     bin_of: list[int] = []
     finest: list[dict[str, str]] = []
     carried: list[frozenset[str]] = []
     positive: list[frozenset[str]] = []
     seen: set[str] = set()
+    undecided = 0
     for record in records:
         now[0] = record.time
-        values = record_signals(record, scores=False)
-        names = {v.signal for v in values} | set(rule_signals.values())
-        ones = {v.signal for v in values if v.value != 0.0}
+        if record.signals is None:
+            undecided += 1
+            if stage is None:
+                stage = SignalStage(long_context_threshold=long_context_tokens, sticky_min_run=sticky_min_run)
+            record = stage.decide(record, context)
+        values = record.signals or {}
+        names = {n for n in values if not is_score_signal(n)}
+        ones = {n for n in names if values[n] != 0.0}
         if record.record_id in negative:
-            ones.add("feedback")
-        ones.update(rule_signals[f.rule] for f in audit.check(record, context))
+            ones.add(FEEDBACK_SIGNAL)
         bin_of.append(bins.index(record.time))
-        finest.append(_finest(record, long_context_tokens))
+        finest.append(record.segment())
         carried.append(frozenset(names))
         positive.append(frozenset(ones))
         seen.update(names)
@@ -120,6 +131,7 @@ def signal_table(
         positive=tuple(positive),
         record_ids=tuple(r.record_id for r in records),
         signals=tuple(sorted(seen)),
+        undecided=undecided,
     )
 
 

@@ -1,8 +1,8 @@
 """What the dashboard reads: the read half of a store, taken in one consistent snapshot.
 
-The dashboard never writes. It accepts anything with the four read methods of :class:`parity.monitor.Store`
-(:class:`StoreReader`: a ``DuckDBStore`` opened read-only, a ``MemoryStore``, an ``HTTPStore`` reading a running
-proxy) and reads everything once per refresh into a :class:`Snapshot`, from which every view is computed.
+The dashboard never writes. It accepts any :class:`parity.monitor.StoreReader` (a ``DuckDBStore`` opened read-only,
+a ``MemoryStore``, an ``HTTPStore`` reading a running proxy) and reads everything once per refresh into a
+:class:`Snapshot`, from which every view is computed.
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import MemoryStore, Record
@@ -22,26 +22,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol, runtime_checkable
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
+from parity.monitor import (
+    LONG_CONTEXT_THRESHOLD_TOKENS,
+    Alert,
+    Change,
+    FeedbackEvent,
+    MetaStore,
+    Record,
+    StoreReader,
+)
 from parity.monitor.store import LONG_CONTEXT_KEY
 
 __all__ = ["Snapshot", "StoreReader", "long_context_threshold", "take_snapshot"]
-
-
-@runtime_checkable
-class StoreReader(Protocol):
-    """The read half of :class:`parity.monitor.Store`: all the dashboard ever calls."""
-
-    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
-
-    def feedback(self) -> list[FeedbackEvent]: ...
-
-    def changes(self) -> list[Change]: ...
-
-    def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,16 +81,16 @@ def take_snapshot(store: StoreReader) -> Snapshot:
 
 def long_context_threshold(store: object, configured: int | None = None) -> int:
     """Where short context ends, in tokens: ``configured`` when given, else the store's ``meta`` key
-    ``long_context_tokens`` (written by the fleet's recorder; only stores with ``get_meta`` have one), else the
-    record default (:data:`parity.monitor.LONG_CONTEXT_THRESHOLD_TOKENS`)."""
+    ``long_context_tokens`` (written by the fleet's recorder; only a :class:`~parity.monitor.MetaStore` has one), else
+    the record default (:data:`parity.monitor.LONG_CONTEXT_THRESHOLD_TOKENS`). It serves only records no monitor
+    decided: a decided record carries its ``context_class``."""
     if configured is not None:
         if isinstance(configured, bool) or not isinstance(configured, int) or configured < 1:
             raise InvalidInputError("long_context_tokens", "must be an integer >= 1", configured)
         return configured
-    get_meta = getattr(store, "get_meta", None)
-    if get_meta is None:
+    if not isinstance(store, MetaStore):
         return LONG_CONTEXT_THRESHOLD_TOKENS
-    value = get_meta(LONG_CONTEXT_KEY)
+    value = store.get_meta(LONG_CONTEXT_KEY)
     if value is None:
         return LONG_CONTEXT_THRESHOLD_TOKENS
     try:

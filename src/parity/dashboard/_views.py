@@ -35,8 +35,7 @@ from parity.dashboard._segment import segment_text
 from parity.dashboard._series import SignalTable, segment_series, signal_table
 from parity.dashboard._snapshot import Snapshot
 from parity.dashboard._timeline import TimelineRow, resolving_change, timeline_rows
-from parity.monitor._codec import feedback_to_dict
-from parity.monitor._records import Alert
+from parity.monitor import Alert
 from parity.monitor.alerts import explain_alert
 from parity.monitor.audit import PoolContextRule
 
@@ -213,4 +212,4 @@ class DashboardViews:
 
     def feedback(self) -> dict[str, Any]:
         """Feedback events, oldest first."""
-        return {"feedback": [feedback_to_dict(e) for e in self.snapshot.feedback]}
+        return {"feedback": [e.to_dict() for e in self.snapshot.feedback]}

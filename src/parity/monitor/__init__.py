@@ -2,7 +2,7 @@
 
 >>> from parity.monitor import SCHEMA_VERSION
 >>> SCHEMA_VERSION
-2
+3
 """
 
 from parity.monitor._records import (
@@ -17,7 +17,7 @@ from parity.monitor._records import (
     Record,
     context_class_of,
 )
-from parity.monitor._store_protocol import Store
+from parity.monitor._store_protocol import MetaStore, Store, StoreReader, StoreWriter
 from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, PostgresStore, StoreSummary, open_store
 
 __all__ = [
@@ -32,10 +32,13 @@ __all__ = [
     "FeedbackEvent",
     "HTTPStore",
     "MemoryStore",
+    "MetaStore",
     "PostgresStore",
     "Record",
     "Store",
+    "StoreReader",
     "StoreSummary",
+    "StoreWriter",
     "context_class_of",
     "open_store",
 ]

@@ -105,13 +105,8 @@ def _with_reverts(description: str, params: Any) -> str:
 
 
 def feedback_to_dict(event: FeedbackEvent) -> dict[str, Any]:
-    """JSON-ready form of a feedback event."""
-    return {
-        "response_id": event.response_id,
-        "time": event.time.isoformat(),
-        "kind": event.kind,
-        "schema_version": event.schema_version,
-    }
+    """JSON-ready form of a feedback event (:meth:`FeedbackEvent.to_dict`)."""
+    return event.to_dict()
 
 
 def feedback_from_dict(data: Any) -> FeedbackEvent:

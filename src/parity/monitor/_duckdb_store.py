@@ -1,7 +1,9 @@
 """``DuckDBStore``: the default store, one embedded DuckDB file, schema versioned and migrated on open.
 
-Layout (schema version 1): ``schema_migrations(version, description, applied_at)``, ``meta(key, value)``,
-``records`` (one flat row per :class:`Record`; ``observations`` and ``logprob_summary`` as JSON text),
+Layout (schema version 3; :data:`MIGRATIONS` says what each version added):
+``schema_migrations(version, description, applied_at)``, ``meta(key, value)``, ``records`` (one flat row per
+:class:`Record`, read and written by ``parity.monitor._record_rows`` as the PostgreSQL store does: ``observations``,
+``logprob_summary`` and the decided ``signals`` as JSON text),
 ``feedback``, ``changes`` (replace by id) and ``alerts`` (replace by id; the alert's ``to_dict()`` as JSON
 plus the columns used to filter). Times are ``TIMESTAMPTZ`` in UTC.
 
@@ -20,7 +22,7 @@ When no proxy runs, ``open_store(path, read_only=True)`` opens the file directly
 >>> path = os.path.join(tempfile.mkdtemp(), "parity.duckdb")
 >>> store = DuckDBStore(path)
 >>> store.schema_version
-2
+3
 >>> store.write_records([Record(record_id="r1", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
 ...                             observations=(DetectorObservation("degeneration", True, 0.7),))])
 >>> store.records()[0].observations
@@ -32,8 +34,8 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +44,17 @@ import numpy as np
 from parity._exceptions import StoreError
 from parity._optional import import_optional
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor._records import Alert, Change, DetectorObservation, FeedbackEvent, Record
+from parity.monitor._record_rows import (
+    LONG_CONTEXT_KEY,
+    RECORD_FIELDS,
+    from_us,
+    observations_json,
+    record_from_row,
+    signals_json,
+    summary_json,
+    us,
+)
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_summary import StoreSummary
 
 _RECORD_COLUMNS = """
@@ -74,59 +86,23 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         "records.request_tokens: the proxy's token estimate of the forwarded request",
         ("ALTER TABLE records ADD COLUMN request_tokens INTEGER",),
     ),
+    (
+        3,
+        "records.context_class, signals (the monitor's per-record signal values), parity_version",
+        (
+            "ALTER TABLE records ADD COLUMN context_class VARCHAR",
+            "ALTER TABLE records ADD COLUMN signals VARCHAR",
+            "ALTER TABLE records ADD COLUMN parity_version VARCHAR",
+            # older records: split where the writer said its fleet splits (meta), else at the record default
+            "UPDATE records SET context_class = CASE WHEN context_tokens > coalesce((SELECT TRY_CAST(value AS"
+            f" INTEGER) FROM meta WHERE key = '{LONG_CONTEXT_KEY}'), {LONG_CONTEXT_THRESHOLD_TOKENS}) THEN 'long'"
+            " ELSE 'short' END",
+        ),
+    ),
 )
 
 #: The newest schema version this code knows.
 STORE_SCHEMA_VERSION = MIGRATIONS[-1][0]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def _us(t: datetime) -> int:
-    delta = t - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def _from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
-
-_NAME_JSON: dict[str, str] = {}
-_OBS_PREFIX: dict[tuple[str, bool], str] = {}
-
-
-def _name(text: str) -> str:
-    """JSON string literal of a summary key, cached (a handful of distinct names)."""
-    out = _NAME_JSON.get(text)
-    if out is None:
-        out = _NAME_JSON.setdefault(text, json.dumps(text))
-    return out
-
-
-def _number(x: float) -> str:
-    out = repr(float(x))
-    return out if out[-1] not in "fn" else json.dumps(float(x))  # inf / nan -> Infinity / NaN
-
-
-def _observations_json(observations: Sequence[DetectorObservation]) -> str:
-    """``[[detector, flagged, score], ...]`` as JSON, hand-built with cached prefixes: ``json.dumps`` was half
-    the batch-insert time.
-
-    >>> _observations_json((DetectorObservation("x", True, 0.5), DetectorObservation("y", False, float("nan"))))
-    '[["x",true,0.5],["y",false,NaN]]'
-    """
-    parts = []
-    for o in observations:
-        key = (o.detector, o.flagged)
-        prefix = _OBS_PREFIX.get(key)
-        if prefix is None:
-            prefix = _OBS_PREFIX.setdefault(key, f"[{json.dumps(o.detector)},{'true' if o.flagged else 'false'},")
-        parts.append(prefix + _number(o.score) + "]")
-    return "[" + ",".join(parts) + "]"
-
-
-def _summary_json(summary: Mapping[str, float]) -> str:
-    return "{" + ",".join([_name(k) + ":" + _number(v) for k, v in summary.items()]) + "}"
 
 
 def _obj(values: list[Any]) -> np.ndarray[Any, Any]:
@@ -204,7 +180,7 @@ class DuckDBStore:
                     con.execute(sql)
                 con.execute(
                     "INSERT INTO schema_migrations VALUES (?, ?, make_timestamptz(?::BIGINT))",
-                    [version, description, _us(datetime.now(UTC))],
+                    [version, description, us(datetime.now(UTC))],
                 )
                 con.execute("COMMIT")
             except Exception as err:
@@ -239,7 +215,7 @@ class DuckDBStore:
         rs = list(records)
         batch = {
             "record_id": _obj([r.record_id for r in rs]),
-            "t_us": np.array([_us(r.time) for r in rs], dtype=np.int64),
+            "t_us": np.array([us(r.time) for r in rs], dtype=np.int64),
             "model": _obj([r.model for r in rs]),
             "pool": _obj([r.pool for r in rs]),
             "platform": _obj([r.platform for r in rs]),
@@ -256,12 +232,15 @@ class DuckDBStore:
             "finish_reason": _obj([r.finish_reason for r in rs]),
             "status_code": np.array([r.status_code for r in rs], dtype=np.int64),
             "latency_ms": _num([r.latency_ms for r in rs]),
-            "observations": _obj([_observations_json(r.observations) for r in rs]),
-            "logprob_summary": _obj([_summary_json(r.logprob_summary) if r.logprob_summary else None for r in rs]),
+            "observations": _obj([observations_json(r.observations) for r in rs]),
+            "logprob_summary": _obj([summary_json(r.logprob_summary) if r.logprob_summary else None for r in rs]),
             "captured_text": _obj([r.captured_text for r in rs]),
             "source": _obj([r.source for r in rs]),
             "schema_version": np.array([r.schema_version for r in rs], dtype=np.int64),
             "request_tokens": _num([r.request_tokens for r in rs]),
+            "context_class": _obj([r.context_class for r in rs]),
+            "signals": _obj([signals_json(r.signals) for r in rs]),
+            "parity_version": _obj([r.parity_version for r in rs]),
         }
 
         def nullable(col: str, cast: str) -> str:
@@ -273,7 +252,8 @@ class DuckDBStore:
             f"{nullable('temperature', 'DOUBLE')}, {nullable('top_p', 'DOUBLE')}, {nullable('top_k', 'INTEGER')}, "
             f"{nullable('max_tokens', 'INTEGER')}, finish_reason, status_code::INTEGER, "
             f"{nullable('latency_ms', 'DOUBLE')}, observations, logprob_summary, captured_text, source, "
-            f"schema_version::INTEGER, {nullable('request_tokens', 'INTEGER')} FROM batch"
+            f"schema_version::INTEGER, {nullable('request_tokens', 'INTEGER')}, context_class, signals, parity_version "
+            "FROM batch"
         )
 
         def go(con: Any) -> None:
@@ -286,7 +266,7 @@ class DuckDBStore:
         self._run(go)
 
     def write_feedback(self, events: Sequence[FeedbackEvent]) -> None:
-        rows = [[e.response_id, _us(e.time), e.kind, e.schema_version] for e in events]
+        rows = [[e.response_id, us(e.time), e.kind, e.schema_version] for e in events]
         if rows:
             self._run(
                 lambda con: con.executemany("INSERT INTO feedback VALUES (?, make_timestamptz(?::BIGINT), ?, ?)", rows)
@@ -294,7 +274,7 @@ class DuckDBStore:
 
     def write_changes(self, changes: Sequence[Change]) -> None:
         """Insert or replace changes by ``change_id``."""
-        rows = [[c.change_id, _us(c.time), c.kind, json.dumps(c.scope), c.description] for c in changes]
+        rows = [[c.change_id, us(c.time), c.kind, json.dumps(c.scope), c.description] for c in changes]
         if rows:
             self._run(
                 lambda con: con.executemany(
@@ -305,7 +285,7 @@ class DuckDBStore:
     def write_alerts(self, alerts: Sequence[Alert]) -> None:
         """Insert or replace alerts by ``alert_id``."""
         rows = [
-            [a.alert_id, a.signal, a.status, _us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": v})]
+            [a.alert_id, a.signal, a.status, us(a.detected_at), json.dumps(a.to_dict() | {"schema_version": v})]
             for a in alerts
             for v in (a.schema_version,)
         ]
@@ -322,20 +302,18 @@ class DuckDBStore:
         where, params = [], []
         if since is not None:
             where.append("time >= make_timestamptz(?::BIGINT)")
-            params.append(_us(since))
+            params.append(us(since))
         if until is not None:
             where.append("time < make_timestamptz(?::BIGINT)")
-            params.append(_us(until))
+            params.append(us(until))
+        columns = ", ".join("epoch_us(time)" if c == "time" else c for c in RECORD_FIELDS)
         sql = (
-            "SELECT record_id, epoch_us(time), model, pool, platform, region, config_version, server, "
-            "context_tokens, output_tokens, session_hash, temperature, top_p, top_k, max_tokens, finish_reason, "
-            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version, "
-            "request_tokens FROM records"
+            f"SELECT {columns} FROM records"
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY time, record_id"
         )
         rows = self._run(lambda con: con.execute(sql, params).fetchall())
-        return [_record_from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     def feedback(self) -> list[FeedbackEvent]:
         rows = self._run(
@@ -344,7 +322,7 @@ class DuckDBStore:
             ).fetchall()
         )
         return [
-            feedback_from_dict({"response_id": r[0], "time": _from_us(r[1]), "kind": r[2], "schema_version": r[3]})
+            feedback_from_dict({"response_id": r[0], "time": from_us(r[1]), "kind": r[2], "schema_version": r[3]})
             for r in rows
         ]
 
@@ -358,7 +336,7 @@ class DuckDBStore:
             change_from_dict(
                 {
                     "change_id": r[0],
-                    "time": _from_us(r[1]),
+                    "time": from_us(r[1]),
                     "kind": r[2],
                     "scope": json.loads(r[3] or "{}"),
                     "description": r[4] or "",
@@ -404,8 +382,8 @@ class DuckDBStore:
                 feedback=int(n_fb),
                 changes=int(n_ch),
                 open_alerts=int(n_al),
-                first_time=None if first is None else _from_us(first),
-                last_time=None if last is None else _from_us(last),
+                first_time=None if first is None else from_us(first),
+                last_time=None if last is None else from_us(last),
                 flags={json.loads(d) if d.startswith('"') else d: int(c) for d, c in flags},
                 segments=[{"model": m, "pool": p, "platform": pl, "records": int(c)} for m, p, pl, c in segs],
             )
@@ -425,58 +403,3 @@ class DuckDBStore:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _record_from_row(row: tuple[Any, ...]) -> Record:
-    (
-        rid,
-        t_us,
-        model,
-        pool,
-        platform,
-        region,
-        cfg,
-        server,
-        ctx,
-        out,
-        sh,
-        temp,
-        top_p,
-        top_k,
-        max_tokens,
-        finish,
-        status,
-        latency,
-        obs,
-        lps,
-        captured,
-        source,
-        sv,
-        request_tokens,
-    ) = row
-    return Record(
-        record_id=rid,
-        time=_from_us(t_us),
-        model=model,
-        pool=pool,
-        platform=platform,
-        region=region,
-        config_version=cfg,
-        server=server,
-        context_tokens=ctx,
-        output_tokens=out,
-        session_hash=sh,
-        temperature=temp,
-        top_p=top_p,
-        top_k=top_k,
-        max_tokens=max_tokens,
-        finish_reason=finish,
-        status_code=status,
-        latency_ms=latency,
-        observations=tuple(DetectorObservation(str(d), bool(f), float(s)) for d, f, s in json.loads(obs or "[]")),
-        logprob_summary=json.loads(lps) if lps else {},
-        captured_text=captured,
-        source=source,
-        schema_version=sv,
-        request_tokens=request_tokens,
-    )

@@ -5,8 +5,9 @@ store) returns one. It holds the same data as :class:`~parity.monitor.DuckDBStor
 :class:`~parity.monitor.Store` protocol plus ``get_meta``/``set_meta``/``summary``; nothing above the store knows
 which engine is behind it.
 
-Layout (schema version 2, :data:`PG_MIGRATIONS`): ``schema_migrations(version, description, applied_at)``,
-``meta``, ``records`` (one flat row per :class:`Record`; ``observations`` and ``logprob_summary`` as JSON text -
+Layout (schema version 3, :data:`PG_MIGRATIONS`): ``schema_migrations(version, description, applied_at)``,
+``meta``, ``records`` (one flat row per :class:`Record`, read and written by ``parity.monitor._record_rows`` as the
+DuckDB store does; ``observations``, ``logprob_summary`` and the decided ``signals`` as JSON text -
 text, not ``jsonb``, because scores may be NaN, which JSON proper cannot hold - plus the detectors and their flags
 as two arrays, so :meth:`summary` counts flags in SQL), ``feedback``, ``changes`` and ``alerts`` (upserted by id).
 Times are ``timestamptz``; every session runs in UTC, so times come back in UTC.
@@ -33,8 +34,15 @@ from typing import Any
 from parity._exceptions import StoreError
 from parity._optional import import_optional
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor._duckdb_store import _observations_json, _record_from_row, _summary_json, _us
-from parity.monitor._records import Alert, Change, DetectorObservation, FeedbackEvent, Record
+from parity.monitor._record_rows import LONG_CONTEXT_KEY, RECORD_FIELDS, record_from_row, record_row, us
+from parity.monitor._records import (
+    LONG_CONTEXT_THRESHOLD_TOKENS,
+    Alert,
+    Change,
+    DetectorObservation,
+    FeedbackEvent,
+    Record,
+)
 from parity.monitor._store_summary import StoreSummary
 
 __all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "PostgresStore", "is_postgres_url", "redact_url"]
@@ -51,8 +59,13 @@ _RECORD_COLUMNS = """
 _COPY_COLUMNS = (
     "record_id, time, model, pool, platform, region, config_version, server, context_tokens, output_tokens, "
     "session_hash, temperature, top_p, top_k, max_tokens, finish_reason, status_code, latency_ms, observations, "
-    "logprob_summary, captured_text, source, schema_version, detectors, flagged, request_tokens"
+    "logprob_summary, captured_text, source, schema_version, detectors, flagged, request_tokens, context_class, "
+    "signals, parity_version"
 )
+
+#: ``records`` holds the detector arrays after ``schema_version`` (columns added later follow them): where they go
+#: in a :func:`~parity.monitor._record_rows.record_row`.
+_TABLE_ORDER = RECORD_FIELDS.index("schema_version") + 1
 
 #: Ordered migrations of the PostgreSQL schema: (version, description, SQL statements). The versions and their
 #: meaning match the DuckDB store's ``MIGRATIONS``; the DDL is PostgreSQL's. Append only.
@@ -76,6 +89,19 @@ PG_MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
         2,
         "records.request_tokens: the proxy's token estimate of the forwarded request",
         ("ALTER TABLE records ADD COLUMN request_tokens INTEGER",),
+    ),
+    (
+        3,
+        "records.context_class, signals (the monitor's per-record signal values), parity_version",
+        (
+            "ALTER TABLE records ADD COLUMN context_class TEXT",
+            "ALTER TABLE records ADD COLUMN signals TEXT",
+            "ALTER TABLE records ADD COLUMN parity_version TEXT",
+            # older records: split where the writer said its fleet splits (meta), else at the record default
+            "UPDATE records SET context_class = CASE WHEN context_tokens > coalesce((SELECT CASE WHEN value ~"
+            f" '^[0-9]{{1,9}}$' THEN value::integer END FROM meta WHERE key = '{LONG_CONTEXT_KEY}'),"
+            f" {LONG_CONTEXT_THRESHOLD_TOKENS}) THEN 'long' ELSE 'short' END",
+        ),
     ),
 )
 
@@ -246,34 +272,9 @@ class PostgresStore:
         def go(conn: Any) -> None:
             with conn.cursor() as cur, cur.copy(f"COPY records ({_COPY_COLUMNS}) FROM STDIN") as copy:
                 for r in records:
+                    row = record_row(r)
                     copy.write_row(
-                        (
-                            r.record_id,
-                            r.time,
-                            r.model,
-                            r.pool,
-                            r.platform,
-                            r.region,
-                            r.config_version,
-                            r.server,
-                            r.context_tokens,
-                            r.output_tokens,
-                            r.session_hash,
-                            r.temperature,
-                            r.top_p,
-                            r.top_k,
-                            r.max_tokens,
-                            r.finish_reason,
-                            r.status_code,
-                            r.latency_ms,
-                            _observations_json(r.observations),
-                            _summary_json(r.logprob_summary) if r.logprob_summary else None,
-                            r.captured_text,
-                            r.source,
-                            r.schema_version,
-                            *_array_literals(r.observations),
-                            r.request_tokens,
-                        )
+                        (*row[:1], r.time, *row[2:_TABLE_ORDER], *_array_literals(r.observations), *row[_TABLE_ORDER:])
                     )
 
         self._run(go)
@@ -337,15 +338,12 @@ class PostgresStore:
             where.append("time < %s")
             params.append(until)
         sql = (
-            "SELECT record_id, time, model, pool, platform, region, config_version, server, "
-            "context_tokens, output_tokens, session_hash, temperature, top_p, top_k, max_tokens, finish_reason, "
-            "status_code, latency_ms, observations, logprob_summary, captured_text, source, schema_version, "
-            "request_tokens FROM records"
+            f"SELECT {', '.join(RECORD_FIELDS)} FROM records"
             + (" WHERE " + " AND ".join(where) if where else "")
             + ' ORDER BY time, record_id COLLATE "C"'
         )
         rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
-        return [_record_from_row((row[0], _us(row[1]), *row[2:])) for row in rows]
+        return [record_from_row((row[0], us(row[1]), *row[2:])) for row in rows]
 
     def feedback(self) -> list[FeedbackEvent]:
         rows = self._run(

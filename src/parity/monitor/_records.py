@@ -9,12 +9,18 @@ text of flagged responses, in ``captured_text``).
 >>> r = Record(record_id="cmpl-1", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S",
 ...            pool="short", platform="gpu", context_tokens=812,
 ...            observations=(DetectorObservation("unexpected_script", True, 0.93),))
->>> r.context_class
-'short'
+>>> r.context_class, r.parity_version == __version__
+('short', True)
 >>> r.segment()["platform"]
 'gpu'
 >>> Record.from_dict(r.to_dict()) == r
 True
+
+``context_class`` is decided once, when the record is built: the builder passes the fleet's split
+(``context_class=context_class_of(tokens, split)``); a record built without one is split at
+:data:`LONG_CONTEXT_THRESHOLD_TOKENS`. No later stage reclassifies it. ``signals`` holds the values of every
+per-record signal (:mod:`parity.monitor.signals`) as the monitor decided them, ``None`` until a monitor saw it;
+the store keeps them, and the dashboard draws them.
 """
 
 from __future__ import annotations
@@ -26,9 +32,11 @@ from typing import Any
 from parity._change import Change as Change  # the one Change (shared with the lab), re-exported here
 from parity._exceptions import InvalidInputError
 from parity._time import parse_time
+from parity._version import __version__
 
-#: Version of the record layout; bump on any change and add a migration in the store.
-SCHEMA_VERSION = 2
+#: Version of the record layout; bump on any change and add a migration in the store. 3: ``context_class``
+#: decided at build time, per-record ``signals``, ``parity_version``.
+SCHEMA_VERSION = 3
 
 #: The dimensions a segment is made of. A segment is one value per dimension ("*" for all).
 SEGMENT_DIMENSIONS: tuple[str, ...] = ("model", "pool", "platform", "region", "context_class", "config_version")
@@ -37,6 +45,9 @@ SEGMENT_DIMENSIONS: tuple[str, ...] = ("model", "pool", "platform", "region", "c
 LONG_CONTEXT_THRESHOLD_TOKENS = 8192
 
 UNKNOWN = "unknown"
+
+#: The values of ``Record.context_class``.
+CONTEXT_CLASSES: tuple[str, ...] = ("short", "long")
 
 
 def context_class_of(context_tokens: int, threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS) -> str:
@@ -95,16 +106,23 @@ class Record:
     #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
     #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
     request_tokens: int | None = None
+    #: ``'short'`` or ``'long'``, decided when the record is built from the fleet's configured split (empty: split
+    #: ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`) (schema version 3)
+    context_class: str = ""
+    #: every per-record signal's value (``parity.monitor.signals``) as the monitor decided it; ``None`` until a
+    #: monitor saw the record (schema version 3)
+    signals: dict[str, float] | None = None
+    #: the parity version that built the record (``None`` for records stored before schema version 3)
+    parity_version: str | None = __version__
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", _utc(self.time))
         if self.context_tokens < 0:
             raise InvalidInputError("context_tokens", "must be >= 0", self.context_tokens)
-
-    @property
-    def context_class(self) -> str:
-        """``'short'`` or ``'long'``, from ``context_tokens``."""
-        return context_class_of(self.context_tokens)
+        if not self.context_class:
+            object.__setattr__(self, "context_class", context_class_of(self.context_tokens))
+        elif self.context_class not in CONTEXT_CLASSES:
+            raise InvalidInputError("context_class", f"must be one of {list(CONTEXT_CLASSES)}", self.context_class)
 
     def segment(self) -> dict[str, str]:
         """The finest segment this record belongs to: one value per dimension in ``SEGMENT_DIMENSIONS``."""
@@ -143,6 +161,7 @@ class Record:
             o if isinstance(o, DetectorObservation) else DetectorObservation(**o)
             for o in values.get("observations", ())
         )
+        values.setdefault("parity_version", None)  # a dict without one does not say which parity built it
         return cls(**values)
 
 
@@ -159,6 +178,15 @@ class FeedbackEvent:
         object.__setattr__(self, "time", _utc(self.time))
         if self.kind not in FEEDBACK_KINDS:
             raise InvalidInputError("kind", f"must be one of {sorted(FEEDBACK_KINDS)}", self.kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready form (ISO-8601 time), as the store's read API sends it."""
+        return {
+            "response_id": self.response_id,
+            "time": self.time.isoformat(),
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+        }
 
 
 FEEDBACK_KINDS = frozenset({"thumbs_down", "thumbs_up", "bug_report"})

@@ -1,6 +1,18 @@
-"""The one small interface every record store implements (DuckDB here; PostgreSQL in a later issue).
+"""The store contract, in two halves: :class:`StoreReader` (what ``parity status``, the dashboard and a checkpoint
+replay call) and :class:`StoreWriter` (what the monitor's worker calls); :class:`Store` is both, and
+:class:`MetaStore` the ``meta`` table a writer keeps its salt and checkpoints in.
 
-Writers append; readers never mutate. Nothing above the store knows which engine is behind it.
+Writers append (alerts and changes: insert or replace by id); readers never mutate. Nothing above the store knows
+which engine is behind it. Every protocol is runtime-checkable, so a caller that needs a half tests for it with
+``isinstance`` rather than probing attributes:
+
+>>> from parity.monitor import HTTPStore, MemoryStore
+>>> isinstance(MemoryStore(), Store), isinstance(MemoryStore(), MetaStore)
+(True, True)
+>>> view = HTTPStore("http://127.0.0.1:9")
+>>> isinstance(view, StoreReader), isinstance(view, StoreWriter), isinstance(view, MetaStore)
+(True, False, False)
+>>> view.close()
 """
 
 from __future__ import annotations
@@ -11,10 +23,26 @@ from typing import Protocol, runtime_checkable
 
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 
+__all__ = ["MetaStore", "Store", "StoreReader", "StoreWriter"]
+
 
 @runtime_checkable
-class Store(Protocol):
-    """Persistence for records, feedback, changes and alerts."""
+class StoreReader(Protocol):
+    """The read half: records in a time window, feedback, changes and alerts, each in time order (whoever opened
+    the store closes it: a reader is handed one)."""
+
+    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
+
+    def feedback(self) -> list[FeedbackEvent]: ...
+
+    def changes(self) -> list[Change]: ...
+
+    def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
+
+
+@runtime_checkable
+class StoreWriter(Protocol):
+    """The write half: append records and feedback; insert or replace changes and alerts by id."""
 
     def write_records(self, records: Sequence[Record]) -> None: ...
 
@@ -26,12 +54,18 @@ class Store(Protocol):
         """Insert or replace alerts by ``alert_id``."""
         ...
 
-    def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
-
-    def feedback(self) -> list[FeedbackEvent]: ...
-
-    def changes(self) -> list[Change]: ...
-
-    def alerts(self, *, open_only: bool = False) -> list[Alert]: ...
-
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class Store(StoreReader, StoreWriter, Protocol):
+    """A store that is read and written (DuckDB, PostgreSQL, memory)."""
+
+
+@runtime_checkable
+class MetaStore(Protocol):
+    """A store's ``meta`` table: small persisted settings (the session-hash salt, monitor checkpoints)."""
+
+    def get_meta(self, key: str) -> str | None: ...
+
+    def set_meta(self, key: str, value: str) -> None: ...

@@ -52,11 +52,12 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from parity._exceptions import ParityError, StoreError
 from parity._version import __version__
 from parity.monitor._records import Alert, Record
+from parity.monitor._store_protocol import MetaStore
 from parity.monitor.pipeline import SegmentMonitor
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointer", "RestoreResult"]
@@ -69,12 +70,9 @@ CHECKPOINT_FORMAT = 1
 _PREFIX = f"parity-checkpoint-v{CHECKPOINT_FORMAT}:"
 
 
-class CheckpointStore(Protocol):
+@runtime_checkable
+class CheckpointStore(MetaStore, Protocol):
     """What a checkpoint needs of a store: its ``meta`` table, its records and its alerts."""
-
-    def get_meta(self, key: str) -> str | None: ...
-
-    def set_meta(self, key: str, value: str) -> None: ...
 
     def records(self, *, since: datetime | None = None, until: datetime | None = None) -> list[Record]: ...
 

@@ -2,8 +2,10 @@
 
 The order of operations for every record (:meth:`SegmentMonitor.observe`):
 
-1. the routing audit checks it (``parity.monitor.audit``); each rule contributes a 0/1 to ``routing.<rule>``;
-2. its signals (``parity.monitor.segments.record_signals``) update the detector of every (signal, segment) stream
+1. its signals are decided once (:meth:`SegmentMonitor.decide`, ``parity.monitor.signals``: the detectors'
+   flags and scores, the serving signals, and the routing audit's 0/1 per rule as ``routing.<rule>``), unless the
+   record already carries them (a replay of stored records reads the stored values);
+2. its signals update the detector of every (signal, segment) stream
    of the segment lattice that this shard owns;
 3. each stream that alarms is *localised* (below), de-duplicated against the open alerts, attributed to the
    change log (``parity.monitor.attribution``) and sent to the notifiers.
@@ -80,24 +82,20 @@ from parity._exceptions import InvalidInputError
 from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
 from parity.monitor.attribution import AttributionConfig, rank_changes
-from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.audit import AuditContext, RoutingAudit
 from parity.monitor.incidents import related
 from parity.monitor.segments import (
-    FEEDBACK_SIGNAL,
-    NEGATIVE_FEEDBACK,
     WILDCARD,
     Firing,
     SegmentKey,
     SegmentStatistics,
-    SignalValue,
     StatsConfig,
-    audit_signal,
     is_refinement,
     key_of,
-    record_signals,
     segment_dict,
     segment_label,
 )
+from parity.monitor.signals import DEFAULT_LONG_POOLS, FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
@@ -138,7 +136,7 @@ class MonitorConfig:
     stats: StatsConfig = field(default_factory=StatsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
     routing_audit: bool = True
-    long_pools: tuple[str, ...] = ("long", "long-context", "long_context", "1m")
+    long_pools: tuple[str, ...] = DEFAULT_LONG_POOLS
     sticky_min_run: int = 3
     evidence_threshold: float = EVIDENCE_THRESHOLD
     worsening_window: int = 1000
@@ -154,6 +152,16 @@ class MonitorConfig:
             raise InvalidInputError("worsening_window", "must be >= 1", self.worsening_window)
         if self.max_tracked_responses < 0:
             raise InvalidInputError("max_tracked_responses", "must be >= 0", self.max_tracked_responses)
+
+
+def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> SignalStage:
+    return SignalStage(
+        long_context_threshold=config.stats.long_context_threshold,
+        long_pools=config.long_pools,
+        sticky_min_run=config.sticky_min_run,
+        routing=config.routing_audit,
+        audit=audit,
+    )
 
 
 def _ts(t: float | None, fallback: datetime) -> datetime:
@@ -181,19 +189,8 @@ class SegmentMonitor:
         self.clock = clock
         self.stats = SegmentStatistics(self.config.stats, shard=self.config.shard, n_shards=self.config.n_shards)
         self.dimensions = self.config.stats.dimensions
-        self.audit: RoutingAudit | None = (
-            RoutingAudit(
-                [
-                    PoolContextRule(
-                        forbidden_pools=self.config.long_pools,
-                        long_context_threshold=self.config.stats.long_context_threshold,
-                    ),
-                    StickySessionRule(min_run=self.config.sticky_min_run),
-                ]
-            )
-            if self.config.routing_audit
-            else None
-        )
+        #: decides each record's signals once (``parity.monitor.signals``), with the routing audit configured here
+        self.signal_stage = _signal_stage(self.config)
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
         self._alerts: dict[str, Alert] = {}
         self._keys: dict[str, SegmentKey] = {}
@@ -221,6 +218,9 @@ class SegmentMonitor:
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "signal_stage" not in state:  # a checkpoint taken before the signal stage existed held the audit itself
+            self.signal_stage = _signal_stage(self.config, state.pop("audit", None))
+            self.__dict__.pop("audit", None)
         self.notifiers = ()
         self.clock = None
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
@@ -257,6 +257,11 @@ class SegmentMonitor:
         """The change log known to the monitor, by time."""
         return sorted(self._changes.values(), key=lambda c: c.time)
 
+    @property
+    def audit(self) -> RoutingAudit | None:
+        """The routing audit (its rules and violation counts), ``None`` when ``config.routing_audit`` is off."""
+        return self.signal_stage.audit
+
     def _segment_of(self, record: Record) -> dict[str, str]:
         return dict(zip(self.dimensions, self.stats.lattice.values_of(record), strict=True))
 
@@ -269,10 +274,16 @@ class SegmentMonitor:
 
     # -- writing ---------------------------------------------------------------------------------------------
 
+    def decide(self, record: Record) -> Record:
+        """``record`` with its signals decided (:meth:`parity.monitor.signals.SignalStage.decide`, the routing audit
+        asking this monitor which segments alert); a record that carries signals is returned as it is. Call it once
+        per record, before :meth:`observe` (which then reads the decided signals): the audit keeps state."""
+        return self.signal_stage.decide(record, self._audit_ctx)
+
     def observe(self, record: Record) -> list[Alert]:
-        """Process one record; return the alerts it raised, each preceded by the alerts it supersedes (status
-        ``superseded``), so a caller that writes the returned alerts to a store (insert or replace by id) keeps
-        the store in step."""
+        """Process one record (its stored signals when it carries them, else decided now); return the alerts it
+        raised, each preceded by the alerts it supersedes (status ``superseded``), so a caller that writes the
+        returned alerts to a store (insert or replace by id) keeps the store in step."""
         self.n_records += 1
         if self.newest_record_time is None or record.time > self.newest_record_time:
             self.newest_record_time = record.time
@@ -280,18 +291,7 @@ class SegmentMonitor:
         values = self.stats.lattice.values_of(record)
         for i, v in enumerate(values):
             self._values[i].add(v)
-        signals = record_signals(record, scores=True)
-        if self.audit is not None:
-            violated = {f.rule for f in self.audit.check(record, self._audit_ctx)}
-            signals.extend(
-                SignalValue(
-                    audit_signal(rule.name),
-                    "invariant" if getattr(rule, "invariant", False) else "rate",
-                    1.0 if rule.name in violated else 0.0,
-                )
-                for rule in self.audit.rules
-                if getattr(rule, "alerts", True)
-            )
+        signals = self.signal_stage.values(self.decide(record))
         if self.config.max_tracked_responses:
             self._responses[record.record_id] = values
             if len(self._responses) > self.config.max_tracked_responses:

@@ -12,13 +12,12 @@ The worker parses, scores, builds the :class:`~parity.monitor.Record`, logs it a
 monitor, publishes alerts (store, then notifiers) and writes records in batches, spooling what the store refuses;
 see :mod:`parity.monitor.worker` for what a crash or a failing store can cost.
 
-Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id),
-``POST /v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.otlp_receiver`),
-``GET /metrics`` (Prometheus), and read-only JSON views of the store for ``parity status`` and the dashboard,
-because DuckDB lets no other process open the file while the proxy writes it: ``/parity/alerts[?open_only=true]``
-(``{"alerts": [alert.to_dict(), ...]}``), ``/parity/records[?since=&until=]``, ``/parity/records/summary``,
-``/parity/feedback``, ``/parity/changes``, ``/parity/health`` (``{"status": "ok" | "degraded" | "failing",
-"reasons": [...], counts}``: 200 unless failing, then 503).
+Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id), ``POST
+/v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.otlp_receiver`), ``GET /metrics``
+(Prometheus), the store's read API for ``parity status`` and the dashboard (:mod:`parity.monitor.read_api`, which
+holds both its routes and the ``HTTPStore`` client), because DuckDB lets no other process open the file while the
+proxy writes it, and ``/parity/health`` (``{"status": "ok" | "degraded" | "failing", "reasons": [...], counts}``:
+200 unless failing, then 503).
 
 Exposure: with a ``token`` (``parity proxy`` makes one when it listens beyond loopback), every ``/parity/*`` route,
 ``GET /metrics`` and ``POST /v1/feedback`` answer ``401`` unless the request carries ``Authorization: Bearer
@@ -50,13 +49,13 @@ from parity._json_input import loads_bounded
 from parity._optional import import_optional
 from parity._time import parse_time
 from parity._token import TokenCheck
-from parity.monitor._codec import feedback_to_dict
 from parity.monitor._records import Change, FeedbackEvent
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy, safe_request_headers
 from parity.monitor.metrics import ProxyMetrics, endpoint_kind
 from parity.monitor.otlp_receiver import OTLPReceiver
+from parity.monitor.read_api import read_routes
 from parity.monitor.scoring import SCORED_PATHS, RecordBuilder, utcnow
 from parity.monitor.spool import Spool
 from parity.monitor.wal import DEFAULT_WAL_FLUSH_S, WriteAheadLog
@@ -301,11 +300,7 @@ class ParityProxy:
             routing.Route("/v1/traces", self._authorized(self.otlp.endpoint, views), methods=["POST"]),  # OTLP spans
             routing.Route("/metrics", self._authorized(self._metrics, views), methods=["GET"]),
             routing.Route("/parity/health", self._authorized(self._health, views), methods=["GET"]),
-            routing.Route("/parity/alerts", self._authorized(self._alerts, views), methods=["GET"]),
-            routing.Route("/parity/records", self._authorized(self._records, views), methods=["GET"]),
-            routing.Route("/parity/records/summary", self._authorized(self._summary, views), methods=["GET"]),
-            routing.Route("/parity/feedback", self._authorized(self._feedback_list, views), methods=["GET"]),
-            routing.Route("/parity/changes", self._authorized(self._changes, views), methods=["GET"]),
+            *read_routes(self.store, guard=lambda handler: self._authorized(handler, views), error=self._bad_read),
             routing.Route(
                 "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
             ),
@@ -451,14 +446,9 @@ class ParityProxy:
         responses = import_optional("starlette.responses", extra="monitor")
         return responses.Response(self.metrics.render(), media_type=self.metrics.content_type)
 
-    async def _json(self, fn: Callable[[], Any]) -> Any:
-        responses = import_optional("starlette.responses", extra="monitor")
-        try:
-            payload = await asyncio.to_thread(fn)
-        except ParityError as err:
-            param = err.argument if isinstance(err, InvalidInputError) else None
-            return _error(str(err), 400, param=param, code="invalid_value")
-        return responses.JSONResponse(payload)
+    def _bad_read(self, err: ParityError) -> Any:
+        param = err.argument if isinstance(err, InvalidInputError) else None
+        return _error(str(err), 400, param=param, code="invalid_value")
 
     async def _health(self, request: Any) -> Any:
         responses = import_optional("starlette.responses", extra="monitor")
@@ -466,41 +456,6 @@ class ParityProxy:
         health = self.worker.health()
         payload = health.to_dict() | {"upstream": self.upstream}
         return responses.JSONResponse(payload, status_code=503 if health.status == "failing" else 200)
-
-    async def _alerts(self, request: Any) -> Any:
-        open_only = request.query_params.get("open_only", "false").lower() in ("1", "true", "yes")
-        return await self._json(lambda: {"alerts": [a.to_dict() for a in self.store.alerts(open_only=open_only)]})
-
-    async def _records(self, request: Any) -> Any:
-        def when(name: str) -> datetime | None:
-            value = request.query_params.get(name)
-            if not value:
-                return None
-            return parse_time(value, name)
-
-        def go() -> dict[str, Any]:
-            since, until = when("since"), when("until")
-            return {"records": [r.to_dict() for r in self.store.records(since=since, until=until)]}
-
-        return await self._json(go)
-
-    async def _summary(self, request: Any) -> Any:
-        def go() -> dict[str, Any]:
-            summary = getattr(self.store, "summary", None)
-            if summary is None:
-                from parity.monitor._store_summary import summarize
-
-                return summarize(self.store.records()).to_dict()
-            out: dict[str, Any] = summary().to_dict()
-            return out
-
-        return await self._json(go)
-
-    async def _feedback_list(self, request: Any) -> Any:
-        return await self._json(lambda: {"feedback": [feedback_to_dict(e) for e in self.store.feedback()]})
-
-    async def _changes(self, request: Any) -> Any:
-        return await self._json(lambda: {"changes": [c.to_dict() for c in self.store.changes()]})
 
 
 def _error(

@@ -1,6 +1,7 @@
-"""Record stores: :class:`DuckDBStore` (default, one embedded file), :class:`PostgresStore` (a PostgreSQL database
-that several processes write at once), :class:`MemoryStore` (the test double) and :class:`HTTPStore` (a read-only
-view of a running proxy's store), all behind the :class:`~parity.monitor.Store` protocol.
+"""Record stores: :class:`DuckDBStore` (default, one embedded file), :class:`PostgresStore` (a PostgreSQL database that
+several processes write at once), :class:`MemoryStore` (the test double) and :class:`HTTPStore` (a read-only view of
+a running proxy's store), all behind the store protocols: :class:`StoreReader` (every one), :class:`StoreWriter`
+(all but ``HTTPStore``), and :class:`MetaStore` (DuckDB, PostgreSQL and memory).
 
 Which to use: DuckDB while one process (one proxy, or one ``parity ingest``) writes; PostgreSQL
 (``open_store("postgresql://...")``, ``pip install 'parity[dist]'``) when several proxies or monitors share a store
@@ -12,7 +13,7 @@ same store it writes.
 
 >>> store = open_store(":memory:")
 >>> type(store).__name__, store.schema_version
-('DuckDBStore', 2)
+('DuckDBStore', 3)
 >>> type(open_store(None)).__name__
 'MemoryStore'
 """
@@ -21,14 +22,15 @@ from __future__ import annotations
 
 import secrets
 from pathlib import Path
-from typing import Protocol
 
 from parity._exceptions import StoreError
 from parity.monitor._duckdb_store import MIGRATIONS, STORE_SCHEMA_VERSION, DuckDBStore
-from parity.monitor._http_store import HTTPStore
 from parity.monitor._memory_store import MemoryStore
 from parity.monitor._postgres_store import PG_MIGRATIONS, PostgresStore, is_postgres_url, redact_url
+from parity.monitor._record_rows import LONG_CONTEXT_KEY
+from parity.monitor._store_protocol import MetaStore, Store, StoreReader, StoreWriter
 from parity.monitor._store_summary import StoreSummary, summarize
+from parity.monitor.read_api import HTTPStore
 
 __all__ = [
     "LONG_CONTEXT_KEY",
@@ -40,8 +42,12 @@ __all__ = [
     "DuckDBStore",
     "HTTPStore",
     "MemoryStore",
+    "MetaStore",
     "PostgresStore",
+    "Store",
+    "StoreReader",
     "StoreSummary",
+    "StoreWriter",
     "default_spool_path",
     "is_postgres_url",
     "open_store",
@@ -53,10 +59,6 @@ __all__ = [
 
 #: ``meta`` key under which the session-hash salt is persisted.
 SALT_KEY = "session_salt"
-
-#: ``meta`` key under which a writer records the fleet router's short/long split in context tokens (the lab's is
-#: 192), so readers such as the dashboard classify ``context_class`` the way the monitor did.
-LONG_CONTEXT_KEY = "long_context_tokens"
 
 
 #: What :func:`open_store` returns.
@@ -113,13 +115,7 @@ def default_wal_path(location: str | Path, port: int) -> str:
     return f"parity-{port}.parity-wal.jsonl" if is_postgres_url(str(location)) else f"{location}.parity-wal.jsonl"
 
 
-class _MetaStore(Protocol):
-    def get_meta(self, key: str) -> str | None: ...
-
-    def set_meta(self, key: str, value: str) -> None: ...
-
-
-def session_salt(store: _MetaStore, configured: str | None = None) -> str:
+def session_salt(store: MetaStore, configured: str | None = None) -> str:
     """The salt for session hashes: ``configured`` when given (and persisted), else the store's own, drawn at
     random on first use and kept in the store so hashes stay joinable across restarts.
 

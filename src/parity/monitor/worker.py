@@ -7,8 +7,10 @@ Stages, each guarded (an exception in one never ends the worker):
    (:data:`MAX_JSON_DEPTH`) before any object is built; the response body is decompressed up to
    :data:`MAX_SCORED_BODY_BYTES`. An exchange that cannot be parsed is a counted, logged rejection.
 2. **build and score** (:class:`~parity.monitor.scoring.RecordBuilder`): a failure is a counted rejection.
-3. **monitor** (:class:`MonitorHook`, ``SegmentMonitor`` by default): the alerts it returns leave through one
-   exit, :meth:`MonitorWorker.publish`: written to the store, then sent to the notifiers.
+3. **signals and monitor** (:class:`MonitorHook`, ``SegmentMonitor`` by default): the hook decides the record's
+   signals once (:class:`SignalDecider`, ``parity.monitor.signals``) and the record is stored with them, then
+   observes it; the alerts it returns leave through one exit, :meth:`MonitorWorker.publish`: written to the
+   store, then sent to the notifiers.
 4. **store**: records are written in batches. The durability rules (issue 10):
 
    - a record built is first appended to the write-ahead log (:class:`~parity.monitor.wal.WriteAheadLog`,
@@ -78,6 +80,7 @@ __all__ = [
     "MonitorHook",
     "MonitorWorker",
     "RawExchange",
+    "SignalDecider",
     "default_monitor",
     "default_notifiers",
     "json_depth",
@@ -192,6 +195,14 @@ class MonitorHook(Protocol):
     def open_alerts(self) -> list[Alert]: ...
 
 
+@runtime_checkable
+class SignalDecider(Protocol):
+    """A monitor hook that decides each record's signals before observing it (``SegmentMonitor`` does): the worker
+    stores the decided record, so the store holds the very values the monitor's statistics read."""
+
+    def decide(self, record: Record) -> Record: ...
+
+
 @dataclass(frozen=True)
 class Health:
     """The worker's health: ``status`` in :data:`HEALTH_STATES`, ``reasons`` (human-readable, one per condition),
@@ -250,8 +261,12 @@ class MonitorWorker:
         self.dedupe = dedupe
         self._clock = clock
         self.checkpointer: Checkpointer | None = None
-        if checkpoint_interval_s is not None and isinstance(hook, SegmentMonitor) and _has_meta(store):
-            self.checkpointer = Checkpointer(cast(CheckpointStore, store), interval_s=checkpoint_interval_s)
+        if (
+            checkpoint_interval_s is not None
+            and isinstance(hook, SegmentMonitor)
+            and isinstance(store, CheckpointStore)
+        ):
+            self.checkpointer = Checkpointer(store, interval_s=checkpoint_interval_s)
         self.restored: RestoreResult | None = None
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
@@ -489,6 +504,11 @@ class MonitorWorker:
         self._accept(record, queued=False)
 
     def _accept(self, record: Record, *, queued: bool) -> None:
+        if isinstance(self.hook, SignalDecider):  # signals decided once, stored with the record, read by the monitor
+            decider = self.hook
+            decided = self._guard("signals", lambda: decider.decide(record))
+            if isinstance(decided, Record):
+                record = decided
         self._guard("flags", lambda: self.metrics.count_flags(o.detector for o in record.observations if o.flagged))
         if self.wal is not None:
             self._guard("wal", lambda: self.wal.append(record) if self.wal is not None else None)
@@ -857,10 +877,6 @@ class BufferingHook(Protocol):
     def drain(self) -> list[Alert]: ...
 
     def close(self) -> None: ...
-
-
-def _has_meta(store: object) -> bool:
-    return callable(getattr(store, "get_meta", None)) and callable(getattr(store, "set_meta", None))
 
 
 def default_notifiers(

@@ -1,0 +1,90 @@
+"""The dashboard draws what the monitor decided: the replay's traffic through the real worker and monitor into a
+DuckDB store, then every alert's segment and signal, as the dashboard's series show them, carry the change the
+alert reports.
+
+The monitor is configured the way the dashboard could not guess: the fleet splits short from long at 192 tokens
+(the dashboard is told 8192) and its long pool is called ``ctx-1m`` (not one of the default long pools). A
+dashboard that re-derived the signals with its own defaults would show no misrouting at all; one that draws the
+stored values shows the routing alert's rise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from parity.dashboard._series import segment_series
+from parity.dashboard._snapshot import take_snapshot
+from parity.dashboard._views import DashboardViews
+from parity.monitor import FeedbackEvent, Record
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.scoring import RecordBuilder
+from parity.monitor.segments import StatsConfig
+from parity.monitor.signals import is_score_signal
+from parity.monitor.store import DuckDBStore
+from parity.monitor.worker import MonitorWorker
+
+from .conftest import Replay
+
+LONG_POOL = "ctx-1m"
+
+
+def _as_served(record: Record) -> Record:
+    """The replay's record as a builder makes it: undecided, classified by the record default (8192 tokens)."""
+    return replace(record, signals=None, context_class="", pool=LONG_POOL if record.pool == "long" else record.pool)
+
+
+def test_dashboard_series_show_every_alerts_change(tmp_path: Path, replay: Replay) -> None:
+    stats = StatsConfig(
+        dimensions=("model", "pool", "platform", "context_class"),
+        long_context_threshold=192,
+        horizon=100_000,
+        max_streams=5000,
+        rate_warmup=300,
+        mean_warmup=100,
+        score_max_order=0,
+    )
+    monitor = SegmentMonitor(config=MonitorConfig(stats=stats, long_pools=(LONG_POOL,)))
+    store = DuckDBStore(tmp_path / "agree.duckdb")
+    try:
+        worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), hook=monitor, batch_size=2048)
+        worker.add_changes(replay.changes)
+        events: list[FeedbackEvent] = sorted(replay.feedback, key=lambda e: e.time)
+        j = 0
+        for record in sorted(replay.records, key=lambda r: r.time):
+            while j < len(events) and events[j].time <= record.time:
+                worker.feedback(events[j])
+                j += 1
+            worker.accept(_as_served(record))
+        worker.flush()
+        assert worker.health().status == "ok"
+        snapshot = take_snapshot(store)
+    finally:
+        store.close()
+
+    assert len(snapshot.records) == len(replay.records)
+    assert all(r.signals is not None for r in snapshot.records)
+    views = DashboardViews(snapshot, long_context_tokens=8192)
+    table = views.table
+    assert table.undecided == 0
+    alerts = [a for a in snapshot.alerts if a.status != "superseded" and not is_score_signal(a.signal)]
+    assert "routing.short_on_long_pool" in {a.signal for a in alerts}
+    for alert in alerts:
+        series = segment_series(table, alert.segment, alerts=snapshot.alerts, changes=snapshot.changes)
+        drawn = series.signal(alert.signal)
+        assert drawn.alerted, alert.alert_id
+        start, detected = table.bins.index(alert.started_at), table.bins.index(alert.detected_at)
+        n_before, k_before = sum(drawn.n[:start]), sum(drawn.k[:start])
+        n_after, k_after = sum(drawn.n[start : detected + 1]), sum(drawn.k[start : detected + 1])
+        assert n_after > 0, alert.alert_id
+        after = k_after / n_after
+        what = f"{alert.signal} on {alert.segment}: {k_before}/{n_before} before, {k_after}/{n_after} after"
+        assert k_after > 0, what
+        if n_before:
+            assert after > k_before / n_before, what
+    # the routing alert's segment: the misrouted short requests, classified as the monitor did (192 tokens)
+    routing = views.routing_findings
+    assert routing.n_violations == sum(
+        1 for r in snapshot.records if r.pool == LONG_POOL and r.context_class == "short"
+    )
+    assert routing.n_violations > 0
