@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -253,9 +254,9 @@ def _log_line(i: int) -> str:
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL], ids=["SIGTERM", "SIGINT", "kill-9"])
 def test_ingest_stopped_mid_stream_then_rerun_stores_200_of_200(tmp_path: Path, sig: int) -> None:
-    """``parity ingest -`` reading a stream is stopped after 100 lines; the re-run reads the same 100 lines and 100
-    more: each record is stored exactly once (a graceful stop keeps what it read; kill -9 loses only the unwritten
-    batch, which the re-run stores)."""
+    """``parity ingest -`` reading a stream of 100 lines is stopped mid-stream; the re-run reads the same 100 lines
+    and 100 more: each record is stored exactly once (a graceful stop keeps what it read; kill -9 loses only the
+    unwritten batch, which the re-run stores)."""
     store = tmp_path / "s.duckdb"
     command = [sys.executable, "-m", "parity", "ingest", "-", "--store", str(store), "--no-detectors"]
     proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
@@ -272,9 +273,11 @@ def test_ingest_stopped_mid_stream_then_rerun_stores_200_of_200(tmp_path: Path, 
         assert proc.returncode == -signal.SIGKILL
     else:
         assert proc.returncode == 130, out
-        assert "interrupted after line 100" in out
+        read = re.search(r"interrupted after line (\d+)", out)
+        assert read is not None, out
+        assert 1 <= int(read.group(1)) <= 100  # how far it got in 0.5 s depends on the machine's load
         with DuckDBStore(store, read_only=True) as s:
-            assert len(s.records()) == 100  # a graceful stop stores what it read
+            assert len(s.records()) == int(read.group(1))  # a graceful stop stores every line it read
     src = tmp_path / "all.jsonl"
     src.write_text("".join(_log_line(i) + "\n" for i in range(200)))
     again = subprocess.run([*command[:4], str(src), *command[5:]], capture_output=True, timeout=120)
