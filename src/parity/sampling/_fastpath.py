@@ -216,9 +216,6 @@ def topp_thresholds_f32(
     dense = np.flatnonzero(~sparse)
     # per row: the cut (the head is every survivor at or above it), the tail mass below it and its error bound
     cut = tx.copy()
-    tail = np.zeros(b)
-    tail_err = np.zeros(b)
-    keep_rows: list[NDArray[np.intp]] = [np.zeros(0, dtype=np.intp)] * b
     if dense.size:
         xd = x if dense.size == b else x[dense]
         d = np.subtract(xd, m[dense, None])
@@ -242,46 +239,45 @@ def topp_thresholds_f32(
         j = (cw <= (0.5 * (1.0 - top_p) * total32)[:, None]).sum(axis=1)
         est = np.take_along_axis(xs, order, axis=1)[np.arange(dense.size), np.maximum(j - 1, 0)]
         cut[dense] = np.where(j > 0, np.maximum(thr_d, est), thr_d)
-        for i, r in enumerate(dense.tolist()):
-            row = xd[i]
-            keep_rows[r] = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
-        cnt = np.array([keep_rows[r].size for r in dense.tolist()], dtype=np.intp)
-        ri = np.repeat(np.arange(dense.size), cnt)
-        ci = np.concatenate([keep_rows[r] for r in dense.tolist()])
-        w_s = w[ri, ci].astype(np.float64)
-        head32 = np.bincount(ri, weights=w_s, minlength=dense.size)
-        wd_s = np.bincount(ri, weights=w_s * d[ri, ci], minlength=dense.size)  # <= 0
-        t_sum = np.maximum(0.0, total32 - head32)  # float64 sums: their error is within mass_guard
-        t_wd = np.maximum(0.0, wd_hi + wd_s * (1 - 2.0**-40))
-        tail[dense] = t_sum
-        tail_err[dense] = [
-            tail_error(a, c, v, z) for a, c, z in zip(t_sum.tolist(), t_wd.tolist(), z_max[dense].tolist(), strict=True)
-        ]
-    for r in np.flatnonzero(sparse).tolist():
-        keep_rows[r] = np.flatnonzero(x[r] >= tx[r])
-    counts_s = np.array([k.size for k in keep_rows], dtype=np.intp)
-    rows = np.repeat(np.arange(b, dtype=np.intp), counts_s)
-    cols = np.concatenate(keep_rows) if b else np.zeros(0, dtype=np.intp)
-    xc = x[rows, cols].astype(np.float64)
-    zc = xc if temperature == 1.0 else xc / temperature
-    dc = zc - z_max[rows]
-    wc = np.exp(dc)
-    head = np.bincount(rows, weights=wc, minlength=b)
-    total = head + tail
-    target = top_p * total
-    guard = 2.0 * mass_guard(v) * total + tail_err
-    # histogram of the head's log-probabilities (as the float64 path does over the whole row)
+    # per row: the head (survivors at or above the cut) in float64 exactly as the reference computes it, a
+    # histogram of its log-probabilities, and the boundary bucket's tokens as candidates
     last = hist_buckets(v)
     nb = last + 1
-    key = np.minimum(-dc * HIST_SCALE, last).astype(np.intp) + rows * nb
-    mass = np.bincount(key, weights=wc, minlength=b * nb).reshape(b, nb)
-    cum = np.cumsum(mass, axis=1)
-    lo = (cum < (target - guard)[:, None]).sum(axis=1)
-    hi = np.minimum((cum < (target + guard)[:, None]).sum(axis=1), last)
-    above = np.where(lo > 0, np.take_along_axis(cum, np.maximum(lo - 1, 0)[:, None], axis=1)[:, 0], 0.0)
-    kb = key - rows * nb
-    cand = (kb >= lo[rows]) & (kb <= hi[rows])
-    levels = boundary_levels(rows[cand], xc[cand], wc[cand], above, target, guard)
+    pos = {r: i for i, r in enumerate(dense.tolist())}
+    above, target, guard = np.zeros(b), np.zeros(b), np.zeros(b)
+    c_rows: list[NDArray[np.intp]] = []
+    c_x: list[NDArray[np.float64]] = []
+    c_w: list[NDArray[np.float64]] = []
+    for r in range(b):
+        row = x[r]
+        t_sum, t_err = 0.0, 0.0
+        if r in pos:
+            i = pos[r]
+            idx = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
+            wh = w[i].take(idx)
+            t_sum = max(0.0, float(total32[i]) - float(wh.sum(dtype=np.float64)))  # float64 sums: within mass_guard
+            wd_head = -float(np.einsum("i,i->", wh, d[i].take(idx))) * (1.0 - (idx.size + 2) * _U32)  # a lower bound
+            t_err = tail_error(t_sum, max(0.0, float(wd_hi[i]) - wd_head), v, float(z_max[r]))
+        else:
+            idx = np.flatnonzero(row >= tx[r])
+        xc = row.take(idx).astype(np.float64)
+        dc = (xc if temperature == 1.0 else xc / temperature) - z_max[r]
+        wc = np.exp(dc)
+        total = float(wc.sum()) + t_sum
+        target[r] = top_p * total
+        guard[r] = 2.0 * mass_guard(v) * total + t_err
+        key = np.minimum(-dc * HIST_SCALE, last).astype(np.intp)
+        cum = np.cumsum(np.bincount(key, weights=wc, minlength=nb))
+        lo = int(np.searchsorted(cum, target[r] - guard[r], side="left"))
+        hi = min(int(np.searchsorted(cum, target[r] + guard[r], side="left")), last)
+        above[r] = float(cum[lo - 1]) if lo > 0 else 0.0
+        sel = (key >= lo) & (key <= hi)
+        c_rows.append(np.full(int(sel.sum()), r, dtype=np.intp))
+        c_x.append(xc[sel])
+        c_w.append(wc[sel])
+    if b == 0:
+        return tx, redo
+    levels = boundary_levels(np.concatenate(c_rows), np.concatenate(c_x), np.concatenate(c_w), above, target, guard)
     redo = np.isnan(levels)  # close to the guard, or the cut was too high (the head does not reach the target)
     ok = ~redo
     tx[ok] = np.maximum(tx[ok], levels[ok].astype(np.float32))
