@@ -14,8 +14,8 @@ the row:
   through float32 values, the row itself is not read;
 * top-p: one float32 pass gives ``w = exp((x - x_max) / T)``, the row's mass (summed in float64) and
   ``sum w |d|`` (for the error bound); a subsample picks a low cut ``x_lo`` under which the estimated mass is
-  half of ``1 - top_p``; only the tokens above the cut get float64 weights (the reference's own computation),
-  a histogram of their log-probabilities finds the boundary bucket and
+  :data:`CUT_TAIL` of ``1 - top_p``; only the tokens above the cut get float64 weights (the reference's own
+  computation), a histogram of their log-probabilities finds the boundary bucket and
   :func:`~parity.sampling._boundary.boundary_levels` decides it. The mass under the cut enters only through
   the total, with the error bound :func:`tail_error`; a row whose decision lies within the bound, or whose cut
   was too high, is marked for the float64 path (``redo``), which is exact by construction.
@@ -35,6 +35,7 @@ from parity.sampling._boundary import HIST_SCALE, boundary_levels, hist_buckets,
 from parity.sampling._params import SamplingParams
 
 __all__ = [
+    "CUT_TAIL",
     "EXP32_ULPS",
     "FAST_TEMPERATURES",
     "SUBSAMPLE",
@@ -57,6 +58,10 @@ FAST_TEMPERATURES = (2.0**-64, 2.0**64)
 EXP32_ULPS = 4
 #: Subsample size per row for the cut estimates (a strided view, sorted: 1024 values cost little next to one pass).
 SUBSAMPLE = 1024
+#: The cut sits where the subsample estimates this fraction of the top-p tail (``1 - top_p``) below it: the
+#: estimate's noise must not push the cut above the boundary (the row would take the float64 path), and every
+#: token above the cut gets float64 work.
+CUT_TAIL = 0.75
 #: float32 unit roundoff.
 _U32 = 2.0**-24
 #: Below this float32 ``exp`` is subnormal or zero: every such weight is off by at most a few ``2**-149``.
@@ -230,13 +235,13 @@ def topp_thresholds_f32(
         for bad in np.flatnonzero(~np.isfinite(wd)).tolist():  # -inf logits: 0 * -inf; their weight is exactly 0
             wd[bad] = -float(np.einsum("i,i->", w[bad], np.where(w[bad] > 0, d[bad], 0)))
         wd_hi = wd / (1.0 - (v + 2) * _U32)  # float32 sum of non-negative terms: an upper bound of the exact sum
-        # the cut: the largest subsample value with estimated mass below it at most half of 1 - top_p
+        # the cut: the largest subsample value with estimated mass below it at most CUT_TAIL of 1 - top_p
         step = max(1, v // SUBSAMPLE)
         xs = xd[:, ::step]
         order = np.argsort(xs, axis=1)
         cw = np.cumsum(np.take_along_axis(w[:, ::step], order, axis=1), axis=1, dtype=np.float64)
         cw *= v / xs.shape[1]
-        j = (cw <= (0.5 * (1.0 - top_p) * total32)[:, None]).sum(axis=1)
+        j = (cw <= (CUT_TAIL * (1.0 - top_p) * total32)[:, None]).sum(axis=1)
         est = np.take_along_axis(xs, order, axis=1)[np.arange(dense.size), np.maximum(j - 1, 0)]
         cut[dense] = np.where(j > 0, np.maximum(thr_d, est), thr_d)
     # per row: the head (survivors at or above the cut) in float64 exactly as the reference computes it, a
@@ -251,18 +256,19 @@ def topp_thresholds_f32(
     for r in range(b):
         row = x[r]
         t_sum, t_err = 0.0, 0.0
-        if r in pos:
-            i = pos[r]
-            idx = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
-            wh = w[i].take(idx)
-            t_sum = max(0.0, float(total32[i]) - float(wh.sum(dtype=np.float64)))  # float64 sums: within mass_guard
-            wd_head = -float(np.einsum("i,i->", wh, d[i].take(idx))) * (1.0 - (idx.size + 2) * _U32)  # a lower bound
-            t_err = tail_error(t_sum, max(0.0, float(wd_hi[i]) - wd_head), v, float(z_max[r]))
-        else:
-            idx = np.flatnonzero(row >= tx[r])
+        idx = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
         xc = row.take(idx).astype(np.float64)
         dc = (xc if temperature == 1.0 else xc / temperature) - z_max[r]
         wc = np.exp(dc)
+        if r in pos:
+            i = pos[r]
+            t_sum = max(0.0, float(total32[i]) - float(w[i].take(idx).sum(dtype=np.float64)))  # within mass_guard
+            # a lower bound of the head's float32 sum of w |d| from its float64 weights: each float32 term is within
+            # EXP32_ULPS ulp and 3.01 * 2**-24 |d| of them (7 * 2**-24 |d| + 2**-20 covers both with room), and a
+            # weight below e**-87 may be flushed to 0 in float32, so it counts for nothing
+            lower = np.where(dc > -87.0, 1.0 - 2.0**-20 + 7.0 * _U32 * dc, 0.0)
+            wd_head = -float(np.einsum("i,i,i->", wc, dc, np.maximum(lower, 0.0)))
+            t_err = tail_error(t_sum, max(0.0, float(wd_hi[i]) - wd_head), v, float(z_max[r]))
         total = float(wc.sum()) + t_sum
         target[r] = top_p * total
         guard[r] = 2.0 * mass_guard(v) * total + t_err
