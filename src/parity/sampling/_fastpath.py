@@ -200,9 +200,11 @@ def topp_thresholds_f32(
     tx: NDArray[np.float32],
     top_p: float,
     temperature: float,
+    work: NDArray[np.float32] | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Raise the thresholds ``tx`` to each row's top-p level over the survivors ``x >= tx``; ``redo`` rows need
-    the float64 path (returned as a mask; their thresholds are left unchanged).
+    the float64 path (returned as a mask; their thresholds are left unchanged). ``work``, if given, is a float32
+    ``[2, >= B, V]`` scratch array reused across calls (fresh large temporaries cost page faults).
 
     >>> x = np.log(np.array([[0.5, 0.3, 0.1, 0.1]], dtype=np.float32))
     >>> t, redo = topp_thresholds_f32(x, x.max(axis=1), np.full(1, -np.inf, np.float32), 0.7, 1.0)
@@ -223,13 +225,15 @@ def topp_thresholds_f32(
     cut = tx.copy()
     if dense.size:
         xd = x if dense.size == b else x[dense]
-        d = np.subtract(xd, m[dense, None])
+        n = dense.size
+        use = work is not None and work.shape[0] == 2 and work.shape[1] >= n and work.shape[2] == v
+        d = np.subtract(xd, m[dense, None], out=work[0, :n] if use and work is not None else None)
         if temperature != 1.0:
             d *= np.float32(1.0 / temperature)
         thr_d = tx[dense]
         if bool((thr_d > -np.inf).any()):
             d[xd < thr_d[:, None]] = -np.inf  # non-survivors weigh nothing
-        w = np.exp(d)
+        w = np.exp(d, out=work[1, :n] if use and work is not None else None)
         total32 = w.sum(axis=1, dtype=np.float64)
         wd = -np.einsum("ij,ij->i", w, d)  # einsum, not BLAS: no threads
         for bad in np.flatnonzero(~np.isfinite(wd)).tolist():  # -inf logits: 0 * -inf; their weight is exactly 0

@@ -128,10 +128,11 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
         out = np.empty((b, v), dtype=np.float64)
     step = max(1, CHUNK_VALUES // v)
     fast = fast_eligible(arr.dtype, prm)
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
     for s in range(0, b, step):
         e = min(b, s + step)
         if fast:  # float32 / float16 / bfloat16: one threshold per row, no float64 pass over the row
-            keep = fast_kept(arr[s:e], prm, s)
+            keep = fast_kept(arr[s:e], prm, s, work)
             if mode == "mask":
                 out[s:e] = keep
                 continue
@@ -157,8 +158,11 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
     return out
 
 
-def fast_kept(rows: NDArray[Any], prm: SamplingParams, first_row: int = 0) -> NDArray[np.bool_]:
-    """The kept mask of float32 / float16 / bfloat16 ``rows`` by the float32 threshold path (checks the rows).
+def fast_kept(
+    rows: NDArray[Any], prm: SamplingParams, first_row: int = 0, work: NDArray[np.float32] | None = None
+) -> NDArray[np.bool_]:
+    """The kept mask of float32 / float16 / bfloat16 ``rows`` by the float32 threshold path (checks the rows);
+    ``work`` is the optional scratch of :func:`~parity.sampling._fastpath.topp_thresholds_f32`.
 
     >>> fast_kept(np.array([[3.0, 1.0, 2.0, -np.inf]], dtype=np.float32), SamplingParams(top_p=0.85)).tolist()
     [[True, False, True, False]]
@@ -172,14 +176,16 @@ def fast_kept(rows: NDArray[Any], prm: SamplingParams, first_row: int = 0) -> ND
         keep = np.zeros((b, v), dtype=bool)
         keep[np.arange(b), np.argmax(x32, axis=1)] = True
         return keep
-    tx = fast_thresholds(x32, m, prm)
+    tx = fast_thresholds(x32, m, prm, work)
     kept: NDArray[np.bool_] = x32 >= tx[:, None]
     if bool((tx == -np.inf).any()):
         kept &= x32 > -np.inf
     return kept
 
 
-def fast_thresholds(x32: NDArray[np.float32], m: NDArray[np.float32], prm: SamplingParams) -> NDArray[np.float32]:
+def fast_thresholds(
+    x32: NDArray[np.float32], m: NDArray[np.float32], prm: SamplingParams, work: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
     """Per-row float32 thresholds ``tx`` with kept set ``{finite x >= tx}`` (``-inf``: every finite value).
 
     ``x32`` are checked float32 rows, ``m`` their maxima, ``prm`` not greedy, with a temperature in
@@ -200,7 +206,7 @@ def fast_thresholds(x32: NDArray[np.float32], m: NDArray[np.float32], prm: Sampl
         elif name == "min_p" and prm.min_p_enabled:
             tx = np.maximum(tx, minp_thresholds(m, t, prm.min_p))
         elif name == "top_p" and prm.top_p_enabled:
-            tx, again = topp_thresholds_f32(x32, m, tx, prm.top_p, t)
+            tx, again = topp_thresholds_f32(x32, m, tx, prm.top_p, t, work)
             redo |= again
     for r in np.flatnonzero(redo).tolist():
         x = x32[r : r + 1].astype(np.float64)

@@ -146,10 +146,11 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
     step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
     # on the CPU, float32 / float16 / bfloat16 rows share the numpy float32 threshold path (zero-copy for float32)
     fast = dev.type == "cpu" and fast_eligible(arr.dtype, prm)
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
     for s in range(0, b, step):
         e = min(b, s + step)
         if fast:
-            keep = torch.from_numpy(fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s))
+            keep = torch.from_numpy(fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s, work))
             if mode == "mask":
                 out[s:e] = keep
                 continue
