@@ -215,11 +215,14 @@ def topp_thresholds_f32(
     tx = tx.copy()
     redo = np.zeros(b, dtype=bool)
     z_max = m.astype(np.float64) if temperature == 1.0 else m.astype(np.float64) / temperature
-    has_thr = tx > -np.inf
+    # rows an earlier filter cut to a few survivors (top-k, min-p) are decided on those alone: no exp pass
     sparse = np.zeros(b, dtype=bool)
-    if has_thr.any():
-        counts = np.count_nonzero(x[has_thr] >= tx[has_thr, None], axis=1)
-        sparse[np.flatnonzero(has_thr)[counts <= max(SUBSAMPLE, v // 16)]] = True
+    survivors: dict[int, NDArray[np.intp]] = {}
+    for r in np.flatnonzero(tx > -np.inf).tolist():
+        idx = np.flatnonzero(x[r] >= tx[r])
+        if idx.size <= max(SUBSAMPLE, v // 16):
+            sparse[r] = True
+            survivors[r] = idx
     dense = np.flatnonzero(~sparse)
     # per row: the cut (the head is every survivor at or above it), the tail mass below it and its error bound
     cut = tx.copy()
@@ -260,7 +263,10 @@ def topp_thresholds_f32(
     for r in range(b):
         row = x[r]
         t_sum, t_err = 0.0, 0.0
-        idx = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
+        if r in survivors:
+            idx = survivors[r]
+        else:
+            idx = np.flatnonzero(row >= cut[r]) if cut[r] > -np.inf else np.flatnonzero(row > -np.inf)
         xc = row.take(idx).astype(np.float64)
         dc = (xc if temperature == 1.0 else xc / temperature) - z_max[r]
         wc = np.exp(dc)
