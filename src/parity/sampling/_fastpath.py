@@ -238,10 +238,13 @@ def topp_thresholds_f32(
             d[xd < thr_d[:, None]] = -np.inf  # non-survivors weigh nothing
         w = np.exp(d, out=work[1, :n] if use and work is not None else None)
         total32 = w.sum(axis=1, dtype=np.float64)
-        wd = -np.einsum("ij,ij->i", w, d)  # einsum, not BLAS: no threads
+        # sum w |d| per row, for the error bound: a float32 sum of n non-negative products is within
+        # gamma_n = n u / (1 - n u) of the exact one, so the exact one is at most 1 + 4 n u times it (n u <= 1/4)
+        # (einsum, not BLAS: no threads; vocabularies past 4M accumulate in float64)
+        wd = -np.einsum("ij,ij->i", w, d, dtype=np.float32 if (v + 2) * _U32 <= 0.25 else np.float64)
         for bad in np.flatnonzero(~np.isfinite(wd)).tolist():  # -inf logits: 0 * -inf; their weight is exactly 0
             wd[bad] = -float(np.einsum("i,i->", w[bad], np.where(w[bad] > 0, d[bad], 0)))
-        wd_hi = wd / (1.0 - (v + 2) * _U32)  # float32 sum of non-negative terms: an upper bound of the exact sum
+        wd_hi = wd * (1.0 + 4.0 * min((v + 2) * _U32, 0.25))  # an upper bound of the exact sum
         # the cut: the largest subsample value with estimated mass below it at most CUT_TAIL of 1 - top_p
         step = max(1, v // SUBSAMPLE)
         xs = xd[:, ::step]
@@ -274,9 +277,10 @@ def topp_thresholds_f32(
             i = pos[r]
             t_sum = max(0.0, float(total32[i]) - float(w[i].take(idx).sum(dtype=np.float64)))  # within mass_guard
             # a lower bound of the head's float32 sum of w |d| from its float64 weights: each float32 term is within
-            # EXP32_ULPS ulp and 3.01 * 2**-24 |d| of them (7 * 2**-24 |d| + 2**-20 covers both with room), and a
-            # weight below e**-87 may be flushed to 0 in float32, so it counts for nothing
-            lower = np.where(dc > -87.0, 1.0 - 2.0**-20 + 7.0 * _U32 * dc, 0.0)
+            # EXP32_ULPS ulp, 3.01 * 2**-24 |d| and the float64 d's own roundings of them (7 * 2**-24 |d| + slack
+            # covers them with room), and a weight below e**-87 may be flushed to 0 in float32, so it counts for nothing
+            slack = 2.0**-20 + 2.0**-49 * (abs(float(z_max[r])) + 111.0)  # exp ulps and the reference's own d
+            lower = np.where(dc > -87.0, 1.0 - slack + 7.0 * _U32 * dc, 0.0)
             wd_head = -float(np.einsum("i,i,i->", wc, dc, np.maximum(lower, 0.0)))
             t_err = tail_error(t_sum, max(0.0, float(wd_hi[i]) - wd_head), v, float(z_max[r]))
         total = float(wc.sum()) + t_sum
