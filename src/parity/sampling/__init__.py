@@ -29,7 +29,10 @@ alike. The top-p decision is defined over the float64 weights ``math.exp(z_i - z
 comparison with ``top_p`` in exact integer arithmetic; the fast paths use float64 sums with a proven error bound
 and defer to the exact computation for rows within that bound of the threshold, so the kept set never depends on
 summation order, batch, thread count or backend. No full sort of the vocabulary is needed: top-k by partial
-selection, top-p by a log-probability histogram that leaves only the boundary bucket to sort.
+selection, top-p by a log-probability histogram that leaves only the boundary bucket to sort. For float32,
+float16 and bfloat16 logits (the usual case) every kept set is ``{x >= t}`` for one float32 threshold ``t`` per
+row, found with float32 passes and float64 work only above a cut near the top-p boundary; rows a float32 error
+bound cannot decide take the float64 path, so the kept sets are the same.
 
 >>> import numpy as np
 >>> x = np.array([[2.0, 1.0, 0.5, -np.inf], [0.0, 3.0, 3.0, 1.0]])

@@ -28,10 +28,20 @@ from parity.sampling._boundary import (
     hist_buckets,
     mass_guard,
 )
+from parity.sampling._fastpath import fast_eligible, minp_thresholds, topk_values, topp_thresholds_f32
 from parity.sampling._input import as_rows, scale_logits, upcast_rows
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
-__all__ = ["CHUNK_VALUES", "draw_from_kept", "filter_logits", "kept_mask", "probabilities", "run_chunks"]
+__all__ = [
+    "CHUNK_VALUES",
+    "draw_from_kept",
+    "fast_kept",
+    "fast_thresholds",
+    "filter_logits",
+    "kept_mask",
+    "probabilities",
+    "run_chunks",
+]
 
 #: Rows are processed in chunks of about this many values, so every float64 temporary stays near 8 MB: reused by
 #: the allocator and warm in cache, where fresh 100 MB temporaries cost page faults that dominated the run time.
@@ -117,11 +127,21 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
     else:
         out = np.empty((b, v), dtype=np.float64)
     step = max(1, CHUNK_VALUES // v)
+    fast = fast_eligible(arr.dtype, prm)
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
     for s in range(0, b, step):
         e = min(b, s + step)
-        x, x_max = upcast_rows(arr[s:e], s)
+        if fast:  # float32 / float16 / bfloat16: one threshold per row, no float64 pass over the row
+            keep = fast_kept(arr[s:e], prm, s, work)
+            if mode == "mask":
+                out[s:e] = keep
+                continue
+            x = np.asarray(arr[s:e], dtype=np.float64)
+        else:
+            x, x_max = upcast_rows(arr[s:e], s)
         z = scale_logits(x, prm.temperature, s)
-        keep = _kept(x, z, x_max, prm)
+        if not fast:
+            keep = _kept(x, z, x_max, prm)
         if mode == "mask":
             out[s:e] = keep
         elif mode == "filter":
@@ -136,6 +156,63 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
     if was_1d:
         return out.reshape(out.shape[1:]) if mode != "sample" else out.reshape(())
     return out
+
+
+def fast_kept(
+    rows: NDArray[Any], prm: SamplingParams, first_row: int = 0, work: NDArray[np.float32] | None = None
+) -> NDArray[np.bool_]:
+    """The kept mask of float32 / float16 / bfloat16 ``rows`` by the float32 threshold path (checks the rows);
+    ``work`` is the optional scratch of :func:`~parity.sampling._fastpath.topp_thresholds_f32`.
+
+    >>> fast_kept(np.array([[3.0, 1.0, 2.0, -np.inf]], dtype=np.float32), SamplingParams(top_p=0.85)).tolist()
+    [[True, False, True, False]]
+    """
+    x32 = np.asarray(rows, dtype=np.float32)
+    m = x32.max(axis=1)
+    if not bool(np.isfinite(m).all()):
+        upcast_rows(rows, first_row)  # raises, naming the first bad row
+    b, v = x32.shape
+    if prm.greedy:
+        keep = np.zeros((b, v), dtype=bool)
+        keep[np.arange(b), np.argmax(x32, axis=1)] = True
+        return keep
+    tx = fast_thresholds(x32, m, prm, work)
+    kept: NDArray[np.bool_] = x32 >= tx[:, None]
+    if bool((tx == -np.inf).any()):
+        kept &= x32 > -np.inf
+    return kept
+
+
+def fast_thresholds(
+    x32: NDArray[np.float32], m: NDArray[np.float32], prm: SamplingParams, work: NDArray[np.float32] | None = None
+) -> NDArray[np.float32]:
+    """Per-row float32 thresholds ``tx`` with kept set ``{finite x >= tx}`` (``-inf``: every finite value).
+
+    ``x32`` are checked float32 rows, ``m`` their maxima, ``prm`` not greedy, with a temperature in
+    :data:`~parity.sampling._fastpath.FAST_TEMPERATURES`. Rows the float32 bounds cannot decide are decided by
+    the float64 path (:func:`_kept`) and turned into a threshold the same way: the smallest kept value.
+
+    >>> x = np.array([[2.0, 1.0, 1.0, 0.0]], dtype=np.float32)
+    >>> fast_thresholds(x, x.max(axis=1), SamplingParams(top_k=2)).tolist()
+    [1.0]
+    """
+    b, v = x32.shape
+    t = prm.temperature
+    tx = np.full(b, -np.inf, dtype=np.float32)
+    redo = np.zeros(b, dtype=bool)
+    for name in prm.order:
+        if name == "top_k" and prm.top_k_enabled and prm.top_k < v:
+            tx = np.maximum(tx, topk_values(x32, prm.top_k))
+        elif name == "min_p" and prm.min_p_enabled:
+            tx = np.maximum(tx, minp_thresholds(m, t, prm.min_p))
+        elif name == "top_p" and prm.top_p_enabled:
+            tx, again = topp_thresholds_f32(x32, m, tx, prm.top_p, t, work)
+            redo |= again
+    for r in np.flatnonzero(redo).tolist():
+        x = x32[r : r + 1].astype(np.float64)
+        keep = _kept(x, scale_logits(x, t, r), x.max(axis=1), prm)[0]
+        tx[r] = x32[r][keep].min()
+    return tx
 
 
 def softmax_kept(z: NDArray[np.float64], keep: NDArray[np.bool_]) -> NDArray[np.float64]:

@@ -33,7 +33,8 @@ from parity.sampling._boundary import (
     hist_buckets,
     mass_guard,
 )
-from parity.sampling._filters import CHUNK_VALUES
+from parity.sampling._fastpath import fast_eligible
+from parity.sampling._filters import CHUNK_VALUES, fast_kept
 from parity.sampling._input import check_rows
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
@@ -143,16 +144,27 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
     else:
         out = torch.empty((b, v), dtype=torch.float64, device=dev)
     step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
+    # on the CPU, float32 / float16 / bfloat16 rows share the numpy float32 threshold path (zero-copy for float32)
+    fast = dev.type == "cpu" and fast_eligible(arr.dtype, prm)
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
     for s in range(0, b, step):
         e = min(b, s + step)
-        x = arr[s:e].to(torch.float64)
-        x_max = x.amax(dim=1)
-        if not bool(torch.isfinite(x_max).all()):
-            flags = torch.stack([torch.isnan(x).any(1), torch.isposinf(x).any(1), torch.isneginf(x).all(1)])
-            f = flags.cpu().numpy()
-            check_rows(f[0], f[1], f[2], first_row=s)
-        z = _scale(x, prm.temperature, s)
-        keep = _kept(x, z, x_max, prm)
+        if fast:
+            keep = torch.from_numpy(fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s, work))
+            if mode == "mask":
+                out[s:e] = keep
+                continue
+            x = arr[s:e].to(torch.float64)
+            z = _scale(x, prm.temperature, s)
+        else:
+            x = arr[s:e].to(torch.float64)
+            x_max = x.amax(dim=1)
+            if not bool(torch.isfinite(x_max).all()):
+                flags = torch.stack([torch.isnan(x).any(1), torch.isposinf(x).any(1), torch.isneginf(x).all(1)])
+                f = flags.cpu().numpy()
+                check_rows(f[0], f[1], f[2], first_row=s)
+            z = _scale(x, prm.temperature, s)
+            keep = _kept(x, z, x_max, prm)
         if mode == "mask":
             out[s:e] = keep
         elif mode == "filter":
