@@ -16,11 +16,11 @@ text of flagged responses, in ``captured_text``).
 >>> Record.from_dict(r.to_dict()) == r
 True
 
-``context_class`` is decided once, when the record is built: the builder passes the fleet's split
-(``context_class=context_class_of(tokens, split)``); a record built without one is split at
-:data:`LONG_CONTEXT_THRESHOLD_TOKENS`. No later stage reclassifies it. ``signals`` holds the values of every
-per-record signal (:mod:`parity.monitor.signals`) as the monitor decided them, ``None`` until a monitor saw it;
-the store keeps them, and the dashboard draws them.
+``context_class`` is a field, stored with the record: the monitor's signal stage
+(:meth:`parity.monitor.signals.SignalStage.decide`) decides it at the fleet's configured split, together with the
+record's ``signals`` (every per-record signal's value, ``None`` until a monitor saw the record); the store keeps
+both and readers (the dashboard) draw them as stored. A record no monitor saw is split at
+:data:`LONG_CONTEXT_THRESHOLD_TOKENS`.
 """
 
 from __future__ import annotations
@@ -106,8 +106,8 @@ class Record:
     #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
     #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
     request_tokens: int | None = None
-    #: ``'short'`` or ``'long'``, decided when the record is built from the fleet's configured split (empty: split
-    #: ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`) (schema version 3)
+    #: ``'short'`` or ``'long'`` (empty when built: split ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`;
+    #: the monitor's signal stage decides it at the fleet's configured split) (schema version 3)
     context_class: str = ""
     #: every per-record signal's value (``parity.monitor.signals``) as the monitor decided it; ``None`` until a
     #: monitor saw the record (schema version 3)
