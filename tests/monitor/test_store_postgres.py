@@ -174,8 +174,12 @@ def _start_proxy(upstream_url: str, store: str, spool: Path) -> tuple[subprocess
     port = free_port()
     command = [sys.executable, "-m", "parity", "proxy", "--upstream", upstream_url, "--listen", f"127.0.0.1:{port}",
                "--store", store, "--spool", str(spool), "--no-detectors"]  # fmt: skip
-    proc = subprocess.Popen(
-        command, env=dict(os.environ, PYTHONPATH=SRC), stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    proc = subprocess.Popen(  # run in the spool's folder: a URL store's write-ahead log goes in the working folder
+        command,
+        env=dict(os.environ, PYTHONPATH=SRC),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=spool.parent,
     )
     return proc, f"http://127.0.0.1:{port}"
 
