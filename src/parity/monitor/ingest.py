@@ -69,7 +69,7 @@ from parity.monitor._records import Record
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy
-from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer
+from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer, parse_exchange
 from parity.monitor.spool import Spool
 from parity.monitor.worker import MonitorHook, MonitorWorker
 
@@ -140,20 +140,32 @@ def _when(value: Any, name: str) -> datetime | None:
 
 def exchange_from_log(obj: Mapping[str, Any]) -> Exchange:
     """An :class:`Exchange` from one ``jsonl`` log object (see the module docstring)."""
+    return _log_exchange(obj, with_body=True)[0]
+
+
+def _log_exchange(obj: Mapping[str, Any], *, with_body: bool) -> tuple[Exchange, list[Any] | None]:
+    """(exchange, the response's objects: the response object or its stream chunks; ``None`` for SSE text).
+    ``with_body=False`` leaves the exchange's ``response_body`` empty where the objects stand for it, so a line
+    is parsed once (``parse_exchange(exchange, objects)``), not dumped back to text and parsed again."""
     request = obj.get("request")
     if not isinstance(request, dict):
         raise InvalidInputError("request", "must be a JSON object (the OpenAI request)", type(request).__name__)
     response = obj.get("response")
     streamed = False
+    events: list[Any] | None = None
+    body = ""
     if isinstance(response, dict):
-        body = json.dumps(response)
+        events = [response]
+        if with_body:
+            body = json.dumps(response)
     elif isinstance(response, list):
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in response)
-        streamed = True
+        events, streamed = response, True
+        if with_body:
+            body = "".join(f"data: {json.dumps(c)}\n\n" for c in response)
     elif isinstance(response, str):
         body, streamed = response, True
     elif response is None and int(obj.get("status_code", 200)) >= 400:
-        body = ""
+        pass
     else:
         raise InvalidInputError("response", "must be a response object, a list of stream chunks or SSE text")
     headers = obj.get("headers") or {}
@@ -165,17 +177,19 @@ def exchange_from_log(obj: Mapping[str, Any]) -> Exchange:
     if t is None and isinstance(response, list) and response and isinstance(response[0], dict):
         t = _when(response[0].get("created"), "response[0].created")
     session = obj.get("session_id")
-    return Exchange(
+    status = obj.get("status_code", 200)
+    exchange = Exchange(
         path="/v1/chat/completions" if "messages" in request else "/v1/completions",
         time=t or datetime.now(UTC),
         request=request,
-        status_code=int(obj.get("status_code", 200)),
+        status_code=status if type(status) is int else int(status),
         response_headers={str(k).lower(): str(v) for k, v in headers.items()},
         response_body=body,
         request_headers={"x-session-id": str(session)} if session else {},
         latency_ms=float(obj["latency_ms"]) if obj.get("latency_ms") is not None else None,
         streamed=streamed,
     )
+    return exchange, events
 
 
 # -- OTLP --------------------------------------------------------------------------------------------------
@@ -432,7 +446,8 @@ def _ingest_jsonl(obj: Any, builder: RecordBuilder, worker: MonitorWorker, resul
         worker.feedback(feedback_from_dict(data))
         result.feedback += 1
     else:
-        worker.accept(builder.build(exchange_from_log(obj)))
+        exchange, events = _log_exchange(obj, with_body=False)
+        worker.accept(builder.build_parsed(exchange, parse_exchange(exchange, events)))
         result.records += 1
 
 
