@@ -26,6 +26,9 @@ gives back exactly what was read.
   also accepted: a stored record (``Record.to_dict()``, recognised by ``record_id``) and feedback
   (``{"feedback": {"response_id", "kind", "time"}}``).
 
+  ``request`` and ``response`` may also be the bodies as text (JSON, or SSE for a stream), as a web server logs
+  them: the nginx mirror of ``deploy/nginx/`` writes ``{"request": "{\\"model\\": ...}", "response": "..."}``.
+
 ``otlp`` - OpenTelemetry GenAI spans as OTLP JSON (``ExportTraceServiceRequest``: ``resourceSpans[].
 scopeSpans[].spans[]``), one document per line as the collector's file exporter writes them, or one document
 for the whole file. A span counts when it has ``gen_ai.*`` attributes: ``gen_ai.request.model``,
@@ -149,9 +152,15 @@ def _log_exchange(obj: Mapping[str, Any], *, with_body: bool) -> tuple[Exchange,
     ``with_body=False`` leaves the exchange's ``response_body`` empty where the objects stand for it, so a line
     is parsed once (``parse_exchange(exchange, objects)``), not dumped back to text and parsed again."""
     request = obj.get("request")
+    if isinstance(request, str):  # the body as text (a web server's log: nginx's $request_body)
+        if not request:
+            raise InvalidInputError("request", "must not be empty (the server logged no request body)")
+        request = loads_bounded(request, what="request")
     if not isinstance(request, dict):
         raise InvalidInputError("request", "must be a JSON object (the OpenAI request)", type(request).__name__)
     response = obj.get("response")
+    if isinstance(response, str) and response.lstrip().startswith("{"):  # a JSON body as text, not SSE
+        response = loads_bounded(response, what="response")
     streamed = False
     events: list[Any] | None = None
     body = ""
