@@ -1,10 +1,13 @@
-"""Latency the proxy adds: the same load sent to a canned upstream directly and through ``parity proxy``.
+"""Latency the proxy adds: the same load sent to a canned upstream directly, through ``parity proxy``, and through
+the nginx mirror (``deploy/nginx/``) whose log ``parity ingest --follow`` reads in the same run.
 
 Set-up, all on loopback: a canned OpenAI-compatible upstream (starlette + uvicorn, its own process), the proxy
-(``parity proxy``, its own process, default detectors scoring off the request path, DuckDB store), and a load
-generator in this process (httpx, asyncio) that alternates blocks of requests between the two targets so drift
-in machine load hits both arms alike. Added latency = percentile through the proxy minus the same percentile
-direct (p50 and p99), for non-streaming and streaming (time to last byte) requests at concurrency 1 and 8.
+(``parity proxy``, its own process, default detectors scoring off the request path, DuckDB store), nginx with
+the njs module (installed with apt-get when missing, started with a temporary configuration, one worker) and
+``parity ingest --follow`` of its log into another DuckDB store, and a load generator in this process (httpx,
+asyncio) that alternates blocks of requests between the targets so drift in machine load hits every arm alike.
+Added latency = an arm's percentile minus the same percentile direct (p50 and p99), for non-streaming and
+streaming (time to last byte) requests at concurrency 1 and 8, median over repeated runs.
 The proxy's own ``parity_proxy_added_latency_seconds`` histogram (handling before the upstream call plus after
 its headers) is reported beside it.
 """
@@ -64,20 +67,25 @@ uvicorn.run(Starlette(routes=[Route("/v1/chat/completions", chat, methods=["POST
 """
 
 
-#: What the runs said (written from them; the A/B of uvicorn's two HTTP parsers was measured by hand: httptools
-#: uninstalled, then reinstalled, two interleaved pairs of this benchmark).
+#: What the profiles said (by hand, 2026-12-04; earlier findings dated where they were made).
 ANALYSIS = (
-    "Where the time goes: the proxy's own histogram (above) counts only its on-path handling; the rest of what "
-    "it adds is a second Python HTTP server and client on the path (parse the request, forward it through "
-    "httpcore, parse the response, write it back), CPU that competes with the upstream and the load generator for "
-    "the same 2 cores. Profiling on 2026-11-22 (cProfile, 400 sequential requests, worker disabled) put the wall "
-    "time in the 4 `socket.send` calls per request; scoring, the segment monitor and DuckDB writes add <= 0.5 ms "
-    "CPU per record, off the request path. uvicorn's C parser httptools (a dependency of the `monitor` extra since "
-    "2026-12-01) against h11, two interleaved pairs of runs on 2026-12-01: added p50 at concurrency 1 2.43 / 2.52 "
-    "ms against 2.87 / 2.72 ms (JSON) and 2.77 / 2.61 against 3.57 / 3.64 ms (SSE). At concurrency 8 the added "
-    "tail is queueing on the shared cores. Next steps if the < 2 ms p99 goal matters more than a Python-only "
-    "deployment: keep the request path out of Python (a mirror in the load balancer, nginx or Envoy, whose logs "
-    "`parity ingest` reads: the same records, nothing added on the path), or a raw asyncio forwarder without ASGI."
+    "Where the time goes. cProfile of `parity proxy` (1,500 sequential JSON requests, 2026-12-04, the event-loop "
+    "thread only): most of the wall time is the loop waiting in `epoll` and the 4 `socket.send` calls per "
+    "request (on loopback a send delivers into the receiver, so it carries the kernel's work for both ends); "
+    "the proxy's own Python on the path (starlette routing, request and response objects, header copies, the "
+    "httpcore call) was a fraction of a millisecond. Two changes this round: `/v1/*` is forwarded straight on "
+    "ASGI (no router, request or response objects; the proxy's own routes still go through starlette), and "
+    "`parity proxy` sets the GIL switch interval to 0.5 ms: the worker thread scores each record (milliseconds "
+    "of detector CPU) beside the event loop, and with Python's default 5 ms interval the loop could wait that "
+    "long for the GIL when a response arrived, a wait that lands in the tail. Neither was A/B-measured on its "
+    "own: the machine was too loaded this round for differences of a fraction of a millisecond to show. Earlier "
+    "(2026-12-01): uvicorn's C parser httptools against h11 cut the added p50 at concurrency 1 by 0.3-0.9 ms. "
+    "At concurrency 8 the added tail is queueing for the 2 shared cores, which the proxy's worker (scoring, "
+    "monitor, DuckDB: most of its CPU per request) also uses. The mirror takes the request path out of Python: "
+    "nginx forwards in C and the same records come from its log, scored by `parity ingest --follow` on whatever "
+    "CPU is spare, without a queue on the path that could fill. What the mirror cannot do: stock nginx logs "
+    "no response body (the njs module, a Debian package, keeps it), and a request body larger than "
+    "`client_body_buffer_size` is buffered to a file and logged empty (that line is rejected, by number)."
 )
 
 
@@ -123,16 +131,20 @@ async def measure(targets: dict[str, str], conc: int, stream: bool) -> dict[str,
     async with httpx.AsyncClient(limits=limits, timeout=30) as client:
         for url in targets.values():  # warm-up
             await run_block(client, url, WARMUP, conc, stream)
-        for _ in range(REQUESTS_PER_ARM // BLOCK):
-            for name, url in targets.items():
-                lat[name] += await run_block(client, url, BLOCK, conc, stream)
+        names = list(targets)
+        for i in range(REQUESTS_PER_ARM // BLOCK):  # the arms take turns, each first in its turn
+            for name in names[i % len(names) :] + names[: i % len(names)]:
+                lat[name] += await run_block(client, targets[name], BLOCK, conc, stream)
     return lat
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
+    """User + system CPU time of a process and its live children so far (Linux /proc; nginx's workers)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    children = Path(f"/proc/{pid}/task/{pid}/children")
+    kids = [int(c) for c in children.read_text().split()] if children.exists() else []
+    return own + sum(cpu_seconds(k) for k in kids)
 
 
 def internal_quantiles(metrics: str) -> tuple[float, float, int]:
@@ -264,7 +276,7 @@ def main() -> None:
         + ".\n\n"
         f"The proxy's own histogram of the time it adds on the request path: p50 <= {i50 * 1e3:.2f} ms, p99 <= "
         f"{i99 * 1e3:.2f} ms (bucket bounds, {n_int:,} requests). Records stored by the proxy: "
-        f"{summary['records']:,} of {n_proxy:,} proxied; spooled: {spooled:.0f}.\n\n"
+        f"{summary['records']:,} of {n_proxy + 1:,} proxied (with the start-up probe); spooled: {spooled:.0f}.\n\n"
     )
     if "mirror" in targets:
         body += (
@@ -273,7 +285,7 @@ def main() -> None:
             f"tailed that log through the whole run (default detectors and monitor) into its own DuckDB store: "
             f"{mirror_lines:,} lines logged for {sent['mirror']:,} requests, {mirror_records:,} records stored; "
             f"stopped with SIGTERM it caught up and exited in {stop_s:.1f} s. Its last words: "
-            f"`{follower_out.strip().splitlines()[-1] if follower_out.strip() else ''}`\n\n"
+            f"`{next((x for x in follower_out.splitlines() if x.startswith('ingested')), follower_out[-200:])}`\n\n"
         )
     else:
         body += f"The nginx mirror was not measured: {no_mirror}.\n\n"

@@ -153,3 +153,46 @@ def test_cli_follow_refuses_stdin(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert "--follow" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+#: Two lines exactly as deploy/nginx/parity-mirror.conf logs them (captured from nginx 1.22 + njs 0.7.9): the
+#: bodies as JSON-escaped text, an SSE stream, empty strings for absent headers.
+NGINX_LINES = (
+    r'{"time":1796374348.933,"status_code":200,"latency_ms":4,"session_id":"","headers":{"x-parity-server":'
+    r'"gpu-short-0","x-parity-pool":"short","x-parity-platform":"gpu","x-parity-region":"","x-parity-config-version"'
+    r':"v1","x-parity-model":"S"},"request":"{\"model\":\"S\",\"messages\":[{\"role\":\"user\",\"content\":'
+    r'\"héllo\"}],\"stream\":false,\"user\":\"u1\"}","response":"{\"id\": \"chatcmpl-1\", \"object\": '
+    r'\"chat.completion\", \"created\": 1754395200, \"model\": \"S\", \"choices\": [{\"index\": 0, \"message\": '
+    r'{\"role\": \"assistant\", \"content\": \"The quick fox.\"}, \"finish_reason\": \"stop\"}], \"usage\": '
+    r'{\"prompt_tokens\": 12, \"completion_tokens\": 4, \"total_tokens\": 16}}"}'
+    "\n"
+    r'{"time":1796374349.185,"status_code":200,"latency_ms":222,"session_id":"s9","headers":{"x-parity-server":'
+    r'"tpu-long-1","x-parity-pool":"long","x-parity-platform":"tpu","x-parity-region":"","x-parity-config-version"'
+    r':"v1","x-parity-model":"S"},"request":"{\"model\":\"S\",\"messages\":[{\"role\":\"user\",\"content\":'
+    r'\"hi\"}],\"stream\":true}","response":"data: {\"id\": \"chatcmpl-2\", \"created\": 1754395200, \"model\": '
+    r'\"S\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"The \"}, \"finish_reason\": null}]}\n\ndata: '
+    r'{\"id\": \"chatcmpl-2\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"end\"}, \"finish_reason\": '
+    r'\"length\"}]}\n\ndata: [DONE]\n\n"}'
+    "\n"
+    r'{"time":1796374350.0,"status_code":200,"latency_ms":3,"session_id":"","headers":{},"request":"",'
+    r'"response":"{}"}'
+    "\n"
+)
+
+
+def test_the_nginx_mirror_log_format_is_ingested(tmp_path: Path) -> None:
+    """Bodies logged as text (nginx's escape=json) become the same records as the proxy's; a request body nginx
+    did not keep (logged as "") is rejected by its line number, not stored half-empty."""
+    store = MemoryStore()
+    result = ingest_lines(NGINX_LINES.encode().splitlines(keepends=True), store, salt="s", scorer=None)
+    assert result.rejected_lines == [3]
+    assert "request" in result.errors[0][1]
+    by_id = {r.record_id: r for r in store.records()}
+    assert sorted(by_id) == ["chatcmpl-1", "chatcmpl-2"]
+    whole, streamed = by_id["chatcmpl-1"], by_id["chatcmpl-2"]
+    assert (whole.platform, whole.server, whole.region, whole.context_tokens) == ("gpu", "gpu-short-0", "unknown", 12)
+    assert whole.latency_ms == 4.0
+    assert whole.session_hash is not None  # request.user
+    assert whole.time.timestamp() == pytest.approx(1796374348.933)
+    assert (streamed.platform, streamed.pool, streamed.finish_reason) == ("tpu", "long", "length")
+    assert streamed.session_hash is not None  # the x-session-id header nginx logged
