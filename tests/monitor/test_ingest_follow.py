@@ -162,16 +162,16 @@ NGINX_LINES = (
     r'"gpu-short-0","x-parity-pool":"short","x-parity-platform":"gpu","x-parity-region":"","x-parity-config-version"'
     r':"v1","x-parity-model":"S"},"request":"{\"model\":\"S\",\"messages\":[{\"role\":\"user\",\"content\":'
     r'\"héllo\"}],\"stream\":false,\"user\":\"u1\"}","response":"{\"id\": \"chatcmpl-1\", \"object\": '
-    r'\"chat.completion\", \"created\": 1754395200, \"model\": \"S\", \"choices\": [{\"index\": 0, \"message\": '
-    r'{\"role\": \"assistant\", \"content\": \"The quick fox.\"}, \"finish_reason\": \"stop\"}], \"usage\": '
+    r"\"chat.completion\", \"created\": 1754395200, \"model\": \"S\", \"choices\": [{\"index\": 0, \"message\": "
+    r"{\"role\": \"assistant\", \"content\": \"The quick fox.\"}, \"finish_reason\": \"stop\"}], \"usage\": "
     r'{\"prompt_tokens\": 12, \"completion_tokens\": 4, \"total_tokens\": 16}}"}'
     "\n"
     r'{"time":1796374349.185,"status_code":200,"latency_ms":222,"session_id":"s9","headers":{"x-parity-server":'
     r'"tpu-long-1","x-parity-pool":"long","x-parity-platform":"tpu","x-parity-region":"","x-parity-config-version"'
     r':"v1","x-parity-model":"S"},"request":"{\"model\":\"S\",\"messages\":[{\"role\":\"user\",\"content\":'
     r'\"hi\"}],\"stream\":true}","response":"data: {\"id\": \"chatcmpl-2\", \"created\": 1754395200, \"model\": '
-    r'\"S\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"The \"}, \"finish_reason\": null}]}\n\ndata: '
-    r'{\"id\": \"chatcmpl-2\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"end\"}, \"finish_reason\": '
+    r"\"S\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"The \"}, \"finish_reason\": null}]}\n\ndata: "
+    r"{\"id\": \"chatcmpl-2\", \"choices\": [{\"index\": 0, \"delta\": {\"content\": \"end\"}, \"finish_reason\": "
     r'\"length\"}]}\n\ndata: [DONE]\n\n"}'
     "\n"
     r'{"time":1796374350.0,"status_code":200,"latency_ms":3,"session_id":"","headers":{},"request":"",'

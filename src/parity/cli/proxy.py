@@ -17,7 +17,6 @@ from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._records import Change
 
-
 #: The GIL switch interval while the proxy serves (Python's default is 5 ms). The worker thread scores records
 #: (detectors: milliseconds of CPU each) beside the event loop; when a response arrives the loop waits for the
 #: worker to give up the GIL, up to the whole interval, and that wait lands on the request path. 0.5 ms bounds it
