@@ -114,6 +114,15 @@ def test_second_stop_ends_at_once_with_what_was_read_stored(tmp_path: Path) -> N
     assert len(store.records()) == 10
 
 
+def has_open(pid: int, path: Path) -> bool:
+    """Whether process ``pid`` holds ``path`` open (Linux /proc)."""
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == str(path) for fd in fds.iterdir())
+    except FileNotFoundError:  # an fd closed while we looked
+        return False
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_cli_follow_stops_on_signal_with_everything_stored(tmp_path: Path, sig: int) -> None:
     """The CLI follows a file that appears after it starts and is rotated; the signal ends the run normally
@@ -126,7 +135,7 @@ def test_cli_follow_stops_on_signal_with_everything_stored(tmp_path: Path, sig: 
     try:
         wait_for(store.exists, timeout=60)  # the store opens right before the file is followed
         append(log, "".join(log_line(i) for i in range(30)) + "not json\n")
-        time.sleep(0.5)
+        wait_for(lambda: has_open(proc.pid, log), timeout=60)  # following it (else the rename would come first)
         os.rename(log, tmp_path / "app.log.1")
         append(log, "".join(log_line(i) for i in range(30, 60)))
         time.sleep(0.5)

@@ -94,7 +94,7 @@ def command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from parity.cli.proxy import parse_labels
-    from parity.monitor.ingest import FollowControl, ingest_file
+    from parity.monitor.ingest import FollowControl, IngestResult, ingest_file
     from parity.monitor.scoring import default_scorer
     from parity.monitor.spool import Spool
     from parity.monitor.store import default_spool_path, open_writable_store, redact_url, session_salt
@@ -120,50 +120,57 @@ def command(
         # background job of a non-interactive shell inherits SIGINT ignored): what was read is stored, exit 130
         signal.signal(signal.SIGTERM, signal.default_int_handler)
         signal.signal(signal.SIGINT, signal.default_int_handler)
-    with open_writable_store(store_path) as store:
-        scorer = None if no_detectors else default_scorer()
-        hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
-        with Progress(
-            TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress:
-            task = progress.add_task("ingest", total=total, lines=0)
+    result: IngestResult | None = None
+    try:
+        with open_writable_store(store_path) as store:
+            scorer = None if no_detectors else default_scorer()
+            hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
+            with Progress(
+                TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
+                BarColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            ) as progress:
+                task = progress.add_task("ingest", total=total, lines=0)
 
-            seen = [0]
+                seen = [0]
 
-            def on_line(n: int, nbytes: int) -> None:
-                seen[0] += nbytes
-                if n % 1000 == 0:
-                    progress.update(task, completed=seen[0], lines=n)
+                def on_line(n: int, nbytes: int) -> None:
+                    seen[0] += nbytes
+                    if n % 1000 == 0:
+                        progress.update(task, completed=seen[0], lines=n)
 
-            result = ingest_file(
-                source,
-                store,
-                fmt=fmt,
-                salt=session_salt(store, salt),
-                scorer=scorer,
-                reject_path=reject_path,
-                labels=label_map,
-                capture=capture,
-                hook=hook,
-                notifiers=default_notifiers(),
-                spool=Spool(default_spool_path(store_path)),
-                on_line=on_line,
-                max_rejects=max_rejects,
-                follow=control,
-            )
-            # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
+                result = ingest_file(
+                    source,
+                    store,
+                    fmt=fmt,
+                    salt=session_salt(store, salt),
+                    scorer=scorer,
+                    reject_path=reject_path,
+                    labels=label_map,
+                    capture=capture,
+                    hook=hook,
+                    notifiers=default_notifiers(),
+                    spool=Spool(default_spool_path(store_path)),
+                    on_line=on_line,
+                    max_rejects=max_rejects,
+                    follow=control,
+                )
+                # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
 
-            def late_stop(signum: int, frame: object) -> None:
-                result.interrupted = True
+                def late_stop(signum: int, frame: object) -> None:
+                    result.interrupted = True
 
-            signal.signal(signal.SIGTERM, late_stop)
-            signal.signal(signal.SIGINT, late_stop)
+                signal.signal(signal.SIGTERM, late_stop)
+                signal.signal(signal.SIGINT, late_stop)
+    except KeyboardInterrupt:  # a stop signal outside the reading: before it (opening the store) or just after
+        if result is None:
+            console.print(f"interrupted before reading {source}: nothing was read", markup=False, highlight=False)
+            sys.exit(130)
+        result.interrupted = True
     for line_no, message in result.errors[:SHOWN_ERRORS]:
         console.print(f"line {line_no}: {message}", markup=False, highlight=False, soft_wrap=True)
     if result.rejected:

@@ -155,7 +155,11 @@ def _log_exchange(obj: Mapping[str, Any], *, with_body: bool) -> tuple[Exchange,
     if isinstance(request, str):  # the body as text (a web server's log: nginx's $request_body)
         if not request:
             raise InvalidInputError("request", "must not be empty (the server logged no request body)")
-        request = loads_bounded(request, what="request")
+        try:
+            request = loads_bounded(request, what="request")
+        except JSONInputError as err:
+            raise InvalidInputError("request", "must be a JSON object (the OpenAI request) or its JSON text",
+                                    detail=str(err)) from None  # fmt: skip
     if not isinstance(request, dict):
         raise InvalidInputError("request", "must be a JSON object (the OpenAI request)", type(request).__name__)
     response = obj.get("response")
