@@ -59,6 +59,10 @@ def line_ranges(numbers: list[int], limit: int | None = None) -> str:
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None, help="Salt for session hashes.")
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
 @click.option("--no-monitor", is_flag=True, help="Store records without running the segment monitor.")
+@click.option("--follow", is_flag=True,
+              help="Keep reading FILE as it grows, like tail -F (across rotations and truncations; FILE may not "
+                   "exist yet), storing records as they come, until SIGINT/SIGTERM: the first stops at the file's "
+                   "current end, a second at once; what was read is stored either way.")  # fmt: skip
 @click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
               help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
 def command(
@@ -72,6 +76,7 @@ def command(
     salt: str | None,
     no_detectors: bool,
     no_monitor: bool,
+    follow: bool,
     long_context_tokens: int | None,
 ) -> None:
     """Ingest FILE (or - for stdin) into the store: one exchange (or OTLP export) per line.
@@ -79,71 +84,93 @@ def command(
     A malformed line (not JSON, not UTF-8, nested over 128 levels, over 64 MiB, or not an exchange) is reported
     with its line number and kept verbatim in the reject file; the rest is ingested.
 
+    With --follow, FILE is read as it grows until SIGINT/SIGTERM, which ends the run normally (the exit status
+    then says how the lines went, as for a whole file).
+
     Exit status: 0 every line ingested; 3 some lines rejected; 1 nothing ingested but lines rejected; 4 stopped
-    by --max-rejects; 2 a usage or input error.
+    by --max-rejects; 2 a usage or input error; 130 interrupted (without --follow).
     """
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from parity.cli.proxy import parse_labels
-    from parity.monitor.ingest import ingest_file
+    from parity.monitor.ingest import FollowControl, IngestResult, ingest_file
     from parity.monitor.scoring import default_scorer
     from parity.monitor.spool import Spool
     from parity.monitor.store import default_spool_path, open_writable_store, redact_url, session_salt
     from parity.monitor.worker import default_monitor, default_notifiers
 
     console = Console(stderr=True)
-    if source != "-" and not os.path.isfile(source):
+    control = FollowControl() if follow else None
+    if follow and source == "-":
+        raise InvalidInputError("FILE", "must be a file with --follow, not - (stdin is read as it comes anyway)")
+    if source != "-" and not follow and not os.path.isfile(source):
         raise InvalidInputError("FILE", "must be an existing file or -", source)
     label_map = parse_labels(labels)
-    total = os.path.getsize(source) if source != "-" else None
-    # SIGTERM stops like Ctrl-C, and Ctrl-C stops even when SIGINT was ignored by whoever started us (a background
-    # job of a non-interactive shell inherits SIGINT ignored): what was read is stored, exit 130
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    with open_writable_store(store_path) as store:
-        scorer = None if no_detectors else default_scorer()
-        hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
-        with Progress(
-            TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
-            BarColumn(),
-            TransferSpeedColumn(),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-            disable=not console.is_terminal,
-        ) as progress:
-            task = progress.add_task("ingest", total=total, lines=0)
+    total = os.path.getsize(source) if source != "-" and not follow else None
+    if control is not None:
+        # following ends on a signal: the first reads up to the file's current end, a second stops at once
+        def stop_following(signum: int, frame: object) -> None:
+            control.stop()
 
-            seen = [0]
+        signal.signal(signal.SIGTERM, stop_following)
+        signal.signal(signal.SIGINT, stop_following)
+    else:
+        # SIGTERM stops like Ctrl-C, and Ctrl-C stops even when SIGINT was ignored by whoever started us (a
+        # background job of a non-interactive shell inherits SIGINT ignored): what was read is stored, exit 130
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    result: IngestResult | None = None
+    try:
+        with open_writable_store(store_path) as store:
+            scorer = None if no_detectors else default_scorer()
+            hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
+            with Progress(
+                TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
+                BarColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=console,
+                transient=True,
+                disable=not console.is_terminal,
+            ) as progress:
+                task = progress.add_task("ingest", total=total, lines=0)
 
-            def on_line(n: int, nbytes: int) -> None:
-                seen[0] += nbytes
-                if n % 1000 == 0:
-                    progress.update(task, completed=seen[0], lines=n)
+                seen = [0]
 
-            result = ingest_file(
-                source,
-                store,
-                fmt=fmt,
-                salt=session_salt(store, salt),
-                scorer=scorer,
-                reject_path=reject_path,
-                labels=label_map,
-                capture=capture,
-                hook=hook,
-                notifiers=default_notifiers(),
-                spool=Spool(default_spool_path(store_path)),
-                on_line=on_line,
-                max_rejects=max_rejects,
-            )
-            # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
+                def on_line(n: int, nbytes: int) -> None:
+                    seen[0] += nbytes
+                    if n % 1000 == 0:
+                        progress.update(task, completed=seen[0], lines=n)
 
-            def late_stop(signum: int, frame: object) -> None:
-                result.interrupted = True
+                result = ingest_file(
+                    source,
+                    store,
+                    fmt=fmt,
+                    salt=session_salt(store, salt),
+                    scorer=scorer,
+                    reject_path=reject_path,
+                    labels=label_map,
+                    capture=capture,
+                    hook=hook,
+                    notifiers=default_notifiers(),
+                    spool=Spool(default_spool_path(store_path)),
+                    on_line=on_line,
+                    max_rejects=max_rejects,
+                    follow=control,
+                )
+                # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
 
-            signal.signal(signal.SIGTERM, late_stop)
-            signal.signal(signal.SIGINT, late_stop)
+                def late_stop(signum: int, frame: object) -> None:
+                    result.interrupted = True
+
+                signal.signal(signal.SIGTERM, late_stop)
+                signal.signal(signal.SIGINT, late_stop)
+    except KeyboardInterrupt:  # a stop signal outside the reading: before it (opening the store) or just after
+        if result is None:
+            console.print(f"interrupted before reading {source}: nothing was read", markup=False, highlight=False)
+            sys.exit(130)
+        result.interrupted = True
     for line_no, message in result.errors[:SHOWN_ERRORS]:
         console.print(f"line {line_no}: {message}", markup=False, highlight=False, soft_wrap=True)
     if result.rejected:
@@ -173,6 +200,15 @@ def command(
         f"{summary['lines']:,} lines in {summary['seconds']} s into {redact_url(store_path)}; "
         f"rejected {summary['rejected']}" + (f" -> {result.reject_path}" if result.reject_path else "")
     )
+    if control is not None:
+        console.print(
+            f"stopped following {source} after line {result.lines:,} ({control.rotations} rotations, "
+            f"{control.truncations} truncations seen)"
+            + (f"; an unfinished last line ({control.unfinished_bytes} bytes, no newline yet) is left for the next "
+               "run" if control.unfinished_bytes else ""),
+            markup=False,
+            highlight=False,
+        )  # fmt: skip
     if result.spooled or result.dropped or result.spool_pending:
         console.print(
             f"store: {result.store_error or 'ok'}; {result.spooled} records spooled this run, {result.spool_pending} "

@@ -26,6 +26,9 @@ gives back exactly what was read.
   also accepted: a stored record (``Record.to_dict()``, recognised by ``record_id``) and feedback
   (``{"feedback": {"response_id", "kind", "time"}}``).
 
+  ``request`` and ``response`` may also be the bodies as text (JSON, or SSE for a stream), as a web server logs
+  them: the nginx mirror of ``deploy/nginx/`` writes ``{"request": "{\\"model\\": ...}", "response": "..."}``.
+
 ``otlp`` - OpenTelemetry GenAI spans as OTLP JSON (``ExportTraceServiceRequest``: ``resourceSpans[].
 scopeSpans[].spans[]``), one document per line as the collector's file exporter writes them, or one document
 for the whole file. A span counts when it has ``gen_ai.*`` attributes: ``gen_ai.request.model``,
@@ -55,8 +58,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -70,7 +74,7 @@ from parity.monitor._records import Record
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy
-from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer
+from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer, parse_exchange
 from parity.monitor.spool import Spool
 from parity.monitor.worker import MonitorHook, MonitorWorker
 
@@ -140,20 +144,42 @@ def _when(value: Any, name: str) -> datetime | None:
 
 def exchange_from_log(obj: Mapping[str, Any]) -> Exchange:
     """An :class:`Exchange` from one ``jsonl`` log object (see the module docstring)."""
+    return _log_exchange(obj, with_body=True)[0]
+
+
+def _log_exchange(obj: Mapping[str, Any], *, with_body: bool) -> tuple[Exchange, list[Any] | None]:
+    """(exchange, the response's objects: the response object or its stream chunks; ``None`` for SSE text).
+    ``with_body=False`` leaves the exchange's ``response_body`` empty where the objects stand for it, so a line
+    is parsed once (``parse_exchange(exchange, objects)``), not dumped back to text and parsed again."""
     request = obj.get("request")
+    if isinstance(request, str):  # the body as text (a web server's log: nginx's $request_body)
+        if not request:
+            raise InvalidInputError("request", "must not be empty (the server logged no request body)")
+        try:
+            request = loads_bounded(request, what="request")
+        except JSONInputError as err:
+            raise InvalidInputError("request", "must be a JSON object (the OpenAI request) or its JSON text",
+                                    detail=str(err)) from None  # fmt: skip
     if not isinstance(request, dict):
         raise InvalidInputError("request", "must be a JSON object (the OpenAI request)", type(request).__name__)
     response = obj.get("response")
+    if isinstance(response, str) and response.lstrip().startswith("{"):  # a JSON body as text, not SSE
+        response = loads_bounded(response, what="response")
     streamed = False
+    events: list[Any] | None = None
+    body = ""
     if isinstance(response, dict):
-        body = json.dumps(response)
+        events = [response]
+        if with_body:
+            body = json.dumps(response)
     elif isinstance(response, list):
-        body = "".join(f"data: {json.dumps(c)}\n\n" for c in response)
-        streamed = True
+        events, streamed = response, True
+        if with_body:
+            body = "".join(f"data: {json.dumps(c)}\n\n" for c in response)
     elif isinstance(response, str):
         body, streamed = response, True
     elif response is None and int(obj.get("status_code", 200)) >= 400:
-        body = ""
+        pass
     else:
         raise InvalidInputError("response", "must be a response object, a list of stream chunks or SSE text")
     headers = obj.get("headers") or {}
@@ -165,17 +191,19 @@ def exchange_from_log(obj: Mapping[str, Any]) -> Exchange:
     if t is None and isinstance(response, list) and response and isinstance(response[0], dict):
         t = _when(response[0].get("created"), "response[0].created")
     session = obj.get("session_id")
-    return Exchange(
+    status = obj.get("status_code", 200)
+    exchange = Exchange(
         path="/v1/chat/completions" if "messages" in request else "/v1/completions",
         time=t or datetime.now(UTC),
         request=request,
-        status_code=int(obj.get("status_code", 200)),
+        status_code=status if type(status) is int else int(status),
         response_headers={str(k).lower(): str(v) for k, v in headers.items()},
         response_body=body,
         request_headers={"x-session-id": str(session)} if session else {},
         latency_ms=float(obj["latency_ms"]) if obj.get("latency_ms") is not None else None,
         streamed=streamed,
     )
+    return exchange, events
 
 
 # -- OTLP --------------------------------------------------------------------------------------------------
@@ -297,9 +325,124 @@ def iter_otlp_spans(doc: Any) -> Iterator[tuple[Mapping[str, Any], dict[str, Any
                 yield span, resource
 
 
+# -- following a growing log ---------------------------------------------------------------------------------
+class _Idle:
+    """The marker :func:`follow_lines` yields when it has caught up with the file (not a line: not counted)."""
+
+    def __repr__(self) -> str:
+        return "IDLE"
+
+
+#: Yielded by :func:`follow_lines` each time it reaches the end of the file: :func:`ingest_lines` then writes
+#: what it holds to the store, so a slow trickle of lines is stored as it comes rather than per 5,000.
+IDLE = _Idle()
+
+#: How long (seconds) :func:`follow_lines` waits at the end of the file before looking again.
+FOLLOW_POLL_S = 0.2
+
+
+@dataclass
+class FollowControl:
+    """Stops :func:`follow_lines` and reports how it ended. :meth:`stop` once: read up to the file's current end,
+    then stop; twice: stop after the chunk in hand (what was read is still ingested). ``rotations`` and
+    ``truncations`` count the file's rotations and in-place truncations seen; ``unfinished_bytes`` is the length of
+    a last line still being written when it stopped (not ingested: it has no newline yet; a later run reads it)."""
+
+    stops: int = 0
+    rotations: int = 0
+    truncations: int = 0
+    unfinished_bytes: int = 0
+
+    def stop(self) -> None:
+        """Ask the follower to stop (safe from a signal handler)."""
+        self.stops += 1
+
+
+def follow_lines(
+    path: str | Path, control: FollowControl, *, poll_s: float = FOLLOW_POLL_S, chunk_bytes: int = 1 << 20
+) -> Generator[bytes | _Idle, None, None]:
+    """The lines of ``path`` from its start, then those appended to it, like ``tail -F``: until
+    ``control.stop()``. Survives rotation (the file renamed or deleted and created again: the old one is read to
+    its end, then the new one from its start) and in-place truncation (``copytruncate``: read again from the
+    start); waits for the file while it does not exist. Lines are bytes with their ``\\n``; :data:`IDLE` is
+    yielded each time the end is reached.
+
+    >>> import tempfile
+    >>> log = Path(tempfile.mkdtemp()) / "x.log"
+    >>> _ = log.write_bytes(b'{"a": 1}\\n{"b"')
+    >>> control = FollowControl()
+    >>> lines = follow_lines(log, control, poll_s=0.01)
+    >>> next(lines), next(lines)
+    (b'{"a": 1}\\n', IDLE)
+    >>> with log.open("ab") as f:
+    ...     _ = f.write(b': 2}\\n')
+    >>> next(lines), next(lines)
+    (b'{"b": 2}\\n', IDLE)
+    >>> control.stop()
+    >>> list(lines), control.unfinished_bytes
+    ([], 0)
+    """
+    path = Path(path)
+    handle: IO[bytes] | None = None
+    pending = b""  # the start of a line whose newline has not been read yet
+    try:
+        while True:
+            if handle is None:
+                try:
+                    handle = path.open("rb")
+                except FileNotFoundError:
+                    if control.stops:
+                        return
+                    time.sleep(poll_s)
+                    continue
+            data = handle.read(chunk_bytes)
+            if data:
+                lines = (pending + data).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    yield line + b"\n"
+                if control.stops > 1:
+                    return
+                continue
+            # at the end: rotated (a new file at the path), truncated in place, or simply caught up
+            current = os.fstat(handle.fileno())
+            try:
+                named = os.stat(path)
+            except FileNotFoundError:
+                named = None
+            if named is not None and (named.st_ino, named.st_dev) != (current.st_ino, current.st_dev):
+                data = handle.read()  # what the writer appended before it moved to the new file
+                lines = (pending + data).split(b"\n")
+                pending = b""
+                last = lines.pop()
+                for line in lines:
+                    yield line + b"\n"
+                if last:  # the old file's last line, without a newline: it will never get one
+                    yield last
+                handle.close()
+                handle = None
+                control.rotations += 1
+                continue
+            if named is not None and named.st_size < handle.tell():
+                if pending:  # a line cut by the truncation: ingested (and rejected) rather than dropped unseen
+                    yield pending
+                    pending = b""
+                handle.seek(0)
+                control.truncations += 1
+                continue
+            if control.stops:
+                return
+            yield IDLE
+            time.sleep(poll_s)
+    finally:
+        control.unfinished_bytes = len(pending)
+        if handle is not None:
+            handle.close()
+
+
 # -- the run -----------------------------------------------------------------------------------------------
 def ingest_lines(
-    lines: Iterable[str | bytes],
+    lines: Iterable[str | bytes | _Idle],
     store: Store,
     *,
     fmt: str = "jsonl",
@@ -316,7 +459,8 @@ def ingest_lines(
     max_rejects: int | None = None,
 ) -> IngestResult:
     """Ingest ``lines`` (``fmt`` in :data:`FORMATS`; ``str`` or, to keep rejected lines byte for byte, ``bytes``)
-    into ``store``; returns an :class:`IngestResult`.
+    into ``store``; returns an :class:`IngestResult`. An :data:`IDLE` item (from :func:`follow_lines`) is not a
+    line: it writes the records in hand to the store.
 
     Each rejected line is written to ``reject`` when given, as one JSON object (see the module docstring).
     ``on_line(line_number, n_bytes)`` reports progress. Records go through the monitor's one worker
@@ -338,7 +482,11 @@ def ingest_lines(
     t0 = time.perf_counter()
     n = 0
     try:
-        for n, line in enumerate(lines, start=1):
+        for line in lines:
+            if isinstance(line, _Idle):  # a followed file caught up: store what is pending now
+                worker.flush()
+                continue
+            n += 1
             if on_line is not None:
                 on_line(n, len(line))
             if not line.strip():
@@ -432,7 +580,8 @@ def _ingest_jsonl(obj: Any, builder: RecordBuilder, worker: MonitorWorker, resul
         worker.feedback(feedback_from_dict(data))
         result.feedback += 1
     else:
-        worker.accept(builder.build(exchange_from_log(obj)))
+        exchange, events = _log_exchange(obj, with_body=False)
+        worker.accept(builder.build_parsed(exchange, parse_exchange(exchange, events)))
         result.records += 1
 
 
@@ -457,12 +606,14 @@ def ingest_file(
     salt: str,
     scorer: ResponseScorer | None,
     reject_path: str | Path | None = None,
+    follow: FollowControl | None = None,
     **kwargs: Any,
 ) -> IngestResult:
     """Ingest a file (``"-"`` for stdin) into ``store``; rejected lines go to ``reject_path`` (default
     ``SOURCE.rejects``; created only when a line is rejected; its format is in the module docstring). Lines are
     read as bytes, so a rejected line is kept exactly as it was. A single pretty-printed OTLP document is read
-    whole."""
+    whole. ``follow``: read the file as it grows (:func:`follow_lines`: across rotations, until
+    ``follow.stop()``; line numbers count on across rotations); the file need not exist yet."""
     import sys
 
     reject_file = Path(reject_path) if reject_path else Path(f"{'stdin' if str(source) == '-' else source}.rejects")
@@ -478,8 +629,14 @@ def ingest_file(
 
     lazy = _LazyReject()
     with contextlib.ExitStack() as stack:
-        lines: Iterable[str | bytes]
-        if str(source) == "-":
+        lines: Iterable[str | bytes | _Idle]
+        if follow is not None:
+            if str(source) == "-":
+                raise InvalidInputError("FILE", "must be a file to follow, not - (stdin is read as it comes anyway)")
+            followed = follow_lines(source, follow)
+            stack.callback(followed.close)  # closes the file it follows
+            lines = followed
+        elif str(source) == "-":
             lines = sys.stdin.buffer
         else:
             path = Path(source)

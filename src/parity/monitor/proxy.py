@@ -117,7 +117,7 @@ class _Forward:
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         up = self.upstream
-        headers = [(k, v) for k, v in up.headers if k.decode("latin-1").lower() not in _RESPONSE_DROP]
+        headers = [(k, v) for k, v in up.headers if k.lower() not in _RESPONSE_DROP_BYTES]
         keep = self.raw.path in SCORED_PATHS
         kept = 0
         complete = False
@@ -160,6 +160,33 @@ class _Forward:
 
 #: Response headers not copied: hop-by-hop ones (``content-length`` is kept so sized bodies stay sized).
 _RESPONSE_DROP = (HOP_BY_HOP - {"content-length"}) | {"date", "server"}
+_RESPONSE_DROP_BYTES = frozenset(h.encode("latin-1") for h in _RESPONSE_DROP)
+_HOP_BY_HOP_BYTES = frozenset(h.encode("latin-1") for h in HOP_BY_HOP)
+
+#: Methods forwarded upstream under ``/v1/`` (any other answers 405).
+FORWARDED_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"})
+
+
+async def _read_body(receive: Any) -> bytes | None:
+    """The request body from ASGI messages; ``None`` when the client disconnected first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+class _ForwardApp:
+    """The forwarder as an ASGI app for the router (which starlette then calls with ``(scope, receive, send)``)."""
+
+    def __init__(self, proxy: ParityProxy) -> None:
+        self.proxy = proxy
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.proxy._forward(scope, receive, send)
 
 
 class ParityProxy:
@@ -301,9 +328,8 @@ class ParityProxy:
             routing.Route("/metrics", self._authorized(self._metrics, views), methods=["GET"]),
             routing.Route("/parity/health", self._authorized(self._health, views), methods=["GET"]),
             *read_routes(self.store, guard=lambda handler: self._authorized(handler, views), error=self._bad_read),
-            routing.Route(
-                "/v1/{path:path}", self._forward, methods=["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD"]
-            ),
+            # reached only by methods not forwarded (a 405); forwarded ones take the fast path below
+            routing.Route("/v1/{path:path}", _ForwardApp(self), methods=list(FORWARDED_METHODS)),
             *(routing.Mount(prefix, app=app) for prefix, app in self.mounts.items()),
         ]
         exceptions = import_optional("starlette.exceptions", extra="monitor")
@@ -313,7 +339,23 @@ class ParityProxy:
             exception_handlers={exceptions.HTTPException: self._http_error, Exception: self._server_error},
         )
         refused = self.metrics.refused.labels(reason="body_too_large")
-        return BodyLimit(app, max_bytes=self.config.max_body_bytes, on_refused=refused.inc)
+        forward = self._forward
+        own = frozenset(("/v1/feedback", "/v1/traces"))
+
+        async def dispatch(scope: Any, receive: Any, send: Any) -> None:
+            """``/v1/*`` (but the proxy's own two routes) straight to the forwarder; the rest through starlette."""
+            path = scope.get("path", "")
+            if (
+                path.startswith("/v1/")
+                and scope["type"] == "http"
+                and path not in own
+                and scope["method"] in FORWARDED_METHODS
+            ):
+                await forward(scope, receive, send)
+            else:
+                await app(scope, receive, send)
+
+        return BodyLimit(dispatch, max_bytes=self.config.max_body_bytes, on_refused=refused.inc)
 
     # -- the proxy's own answers: auth, errors -----------------------------------------------------------
     def _authorized(self, handler: Callable[[Any], Any], checks: Sequence[TokenCheck]) -> Callable[[Any], Any]:
@@ -345,34 +387,43 @@ class ParityProxy:
         log.error("parity proxy: %s %s failed: %r", request.method, request.url.path, exc)
         return _error("parity proxy: internal error (logged)", 500, type="server_error", code="internal_error")
 
-    async def _forward(self, request: Any) -> Any:
+    async def _forward(self, scope: Any, receive: Any, send: Any) -> None:
+        """The request path, straight on ASGI (no router, request or response objects: profiled, they were a
+        good part of the proxy's own CPU per request): read the body, open the upstream, stream its answer."""
         self._in_flight += 1
+        response: Any = None
         try:
-            response = await self._open_upstream(request)
-        except BaseException:
-            self._in_flight -= 1
-            raise
-        if not isinstance(response, _Forward):
-            self._in_flight -= 1
-        return response
+            body = await _read_body(receive)
+            if body is None:  # the client went away before its request was whole: nothing to forward
+                return
+            response = await self._open_upstream(scope, body)
+        except Exception as err:
+            log.error("parity proxy: %s %s failed: %r", scope.get("method"), scope.get("path"), err)
+            response = _error("parity proxy: internal error (logged)", 500, type="server_error", code="internal_error")
+        finally:
+            if not isinstance(response, _Forward):  # a _Forward counts itself out once the exchange is handed off
+                self._in_flight -= 1
+        await response(scope, receive, send)
 
-    async def _open_upstream(self, request: Any) -> Any:
+    async def _open_upstream(self, scope: Any, body: bytes) -> Any:
         t0 = time.perf_counter()
         now = self.clock()
-        path = request.url.path
-        body = await request.body()
-        headers = [(k, v) for k, v in request.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
+        path: str = scope["path"]
+        method: str = scope["method"]
+        raw_headers: list[tuple[bytes, bytes]] = scope["headers"]
+        headers = [(k, v) for k, v in raw_headers if k.lower() not in _HOP_BY_HOP_BYTES]
         headers.append((b"host", self._host))
-        if body or request.method in ("POST", "PUT", "PATCH"):
+        if body or method in ("POST", "PUT", "PATCH"):
             headers.append((b"content-length", str(len(body)).encode()))
         # the path as the client sent it (percent-escapes kept): the decoded one may hold spaces or bytes no
         # request line can carry
-        raw_path = (request.scope.get("raw_path") or path.encode()).decode("latin-1")
-        url = self.upstream + raw_path + (("?" + request.url.query) if request.url.query else "")
+        raw_path = (scope.get("raw_path") or path.encode()).decode("latin-1")
+        query: bytes = scope.get("query_string") or b""
+        url = self.upstream + raw_path + (("?" + query.decode("latin-1")) if query else "")
         assert self._pool is not None
         t_read = self.config.upstream_timeout_s
         up_request = httpcore.Request(
-            request.method,
+            method,
             url,
             headers=headers,
             content=body,
@@ -396,7 +447,7 @@ class ParityProxy:
             path=path,
             time=now,
             request_body=body,
-            request_headers=safe_request_headers(request.headers),
+            request_headers=safe_request_headers({k.decode("latin-1"): v.decode("latin-1") for k, v in raw_headers}),
             status_code=code,
             response_headers=response_headers,
             chunks=[],

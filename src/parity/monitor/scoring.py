@@ -235,15 +235,21 @@ def _iter_sse(body: str) -> list[dict[str, Any]]:
     return events
 
 
-def parse_exchange(exchange: Exchange) -> ParsedExchange:
-    """Read the request and the response (JSON or SSE) of an exchange; tolerant of missing fields.
+def parse_exchange(exchange: Exchange, events: Sequence[Mapping[str, Any]] | None = None) -> ParsedExchange:
+    """Read the request and the response (JSON or SSE) of an exchange; tolerant of missing fields. ``events``:
+    the response already parsed (the object, or the stream's chunk objects in order), read instead of
+    ``exchange.response_body`` (``parity ingest`` has them from the log line; no second JSON round trip).
 
     Raises :class:`~parity.InvalidInputError` naming the field when a sampling parameter has the wrong type.
     """
     req = exchange.request or {}
     acc = _Acc()
     body = exchange.response_body
-    if exchange.streamed or body.lstrip().startswith("data:"):
+    if events is not None:
+        for event in events:
+            if isinstance(event, dict):
+                acc.add(event)
+    elif exchange.streamed or body.lstrip().startswith("data:"):
         for event in _iter_sse(body):
             acc.add(event)
     elif body:
