@@ -336,7 +336,7 @@ class SegmentStatistics:
         full, rates = self._sids(signals)
         nonzero = [s for s in signals if s.value != 0.0]
         streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
-        sync, fire = self._sync, self._fire
+        fire = self._fire
         # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
         for key in low:
             clocks = clocks_all.get(key)
@@ -348,10 +348,19 @@ class SegmentStatistics:
                 det = streams.get(sk)
                 if det is None:
                     continue
-                sync(sk, det)
+                synced = synced_all[sk]
+                missed = 0
+                for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
+                    now = clocks[seen_sid]
+                    if now != seen:
+                        missed += now - seen
+                        synced[seen_sid] = now
+                if missed:
+                    det.add_zeros(missed)
                 det.update(sig.value, t)
-                synced_all[sk][full] += 1
-                fire(sk, det, fired)
+                synced[full] += 1
+                if det.drift_detected:
+                    fire(sk, det, fired)
             clocks[full] += 1
         if not high:
             return
@@ -374,8 +383,17 @@ class SegmentStatistics:
                 det = streams.get(sk)
                 if det is None:
                     continue
-                sync(sk, det)
+                synced = synced_all[sk]
+                missed = 0
+                for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
+                    now = clocks[seen_sid]
+                    if now != seen:
+                        missed += now - seen
+                        synced[seen_sid] = now
+                if missed:
+                    det.add_zeros(missed)
                 det.update(sig.value, t)
-                synced_all[sk][rates] += 1
-                fire(sk, det, fired)
+                synced[rates] += 1
+                if det.drift_detected:
+                    fire(sk, det, fired)
             clocks[rates] += 1
