@@ -6,7 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 import pickle
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,7 +15,10 @@ import pytest
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.scoring import RecordBuilder
 from parity.monitor.segments import StatsConfig
+from parity.monitor.store import MemoryStore
+from parity.monitor.worker import MonitorWorker
 
 REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
 
@@ -106,7 +109,8 @@ def test_batches_raise_the_per_record_alerts_at_the_defaults(
     one = SegmentMonitor(config=DEFAULT_CONFIG)
     one.add_changes(changes)
     want = [a for r in records for a in one.observe(r)]
-    assert want and one.n_absorbed > 100
+    assert want
+    assert one.n_absorbed > 100
     mon = SegmentMonitor(config=DEFAULT_CONFIG)
     mon.add_changes(changes)
     got = [a for s in range(0, len(records), 512) for a in mon.observe_batch(records[s : s + 512])]
@@ -114,7 +118,9 @@ def test_batches_raise_the_per_record_alerts_at_the_defaults(
     assert (mon.n_absorbed, len(mon.stats), mon.stats.untracked) == (one.n_absorbed, len(one.stats), 0)
     for signal, key in list(one.stats.streams())[::50]:  # every stream's detector in the same state
         a, b = one.stats.detector(signal, key), mon.stats.detector(signal, key)
-        assert a is not None and b is not None and (a.n, a.statistic, a.mean) == (b.n, b.statistic, b.mean)
+        assert a is not None
+        assert b is not None
+        assert (a.n, a.statistic, a.mean) == (b.n, b.statistic, b.mean)
 
 
 def test_a_checkpoint_between_batches_continues_exactly(
@@ -138,3 +144,49 @@ def test_a_checkpoint_between_batches_continues_exactly(
     fresh.adopt_state(restored)
     assert got + fresh.observe_batch(records[cut:]) == want
     assert got + first.observe_batch(records[cut:]) == want
+
+
+class _CountingMonitor(SegmentMonitor):
+    """The real monitor, counting how the worker calls it."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        super().__init__(config=config)
+        self.calls = {"observe": 0, "observe_batch": 0}
+
+    def observe(self, record: Record) -> list[Alert]:
+        self.calls["observe"] += 1
+        return super().observe(record)
+
+    def observe_batch(self, records: Iterable[Record]) -> list[Alert]:
+        self.calls["observe_batch"] += 1
+        return super().observe_batch(records)
+
+
+def test_the_worker_monitors_a_batch_per_flush_with_the_per_record_alerts(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """The proxy's and ingest's worker hands the monitor each pending batch in one call (before the batch, feedback
+    or a change-log update is written), and the store ends up with the per-record path's alerts."""
+    records, feedback, changes = replay
+    until = datetime(2025, 8, 28, tzinfo=UTC)
+    records = [r for r in records if r.time < until]
+    feedback = [f for f in feedback if f.time < until]
+    one = SegmentMonitor(config=REPLAY_CONFIG)
+    one.add_changes(changes)
+    _per_record(one, records, feedback)
+    hook = _CountingMonitor(REPLAY_CONFIG)
+    store = MemoryStore()
+    worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), hook=hook, batch_size=256)
+    worker.add_changes(changes)
+    j = 0
+    for record in records:
+        while j < len(feedback) and feedback[j].time <= record.time:
+            worker.feedback(feedback[j])
+            j += 1
+        worker.accept(record)
+    worker.flush()
+    assert hook.calls["observe"] == 0
+    assert 0 < hook.calls["observe_batch"] <= len(records) // 256 + j + 1
+    assert hook.alerts == one.alerts
+    assert sorted(store.alerts(), key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
+    assert store.summary().records == len(records)
