@@ -178,7 +178,9 @@ class ChangeBatch:
 
 class MonitorHook(Protocol):
     """What the worker needs of the monitor pipeline (``SegmentMonitor`` implements it). Each method returns the
-    alerts it raised or updated; the worker publishes them (store, then notifiers)."""
+    alerts it raised or updated; the worker publishes them (store, then notifiers). A hook that also has
+    ``observe_batch(records) -> list[Alert]`` (``SegmentMonitor`` does) gets the accepted records as one batch per
+    flush of the pending records instead of one ``observe`` call each."""
 
     def observe(self, record: Record) -> list[Alert]: ...
 
