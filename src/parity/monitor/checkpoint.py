@@ -190,15 +190,20 @@ class Checkpointer:
         notifiers, monitor.notifiers = monitor.notifiers, ()  # the caller decides what to send (new_alerts)
         try:
             raised: dict[str, Alert] = {a.alert_id: a for a in monitor.add_changes(known_changes)}
-            replayed = 0
+            todo: list[Record] = []
+            ids: set[str] = set()
             for record in stored:
-                if monitor.remembers(record.record_id):
+                if monitor.remembers(record.record_id) or (
+                    monitor.config.max_tracked_responses and record.record_id in ids
+                ):
                     continue
                 if not monitor.config.max_tracked_responses and newest is not None and record.time <= newest:
                     continue  # nothing remembered to tell seen from unseen: trust the snapshot's newest time
-                for alert in monitor.observe(record):
-                    raised[alert.alert_id] = alert
-                replayed += 1
+                todo.append(record)
+                ids.add(record.record_id)
+            for alert in monitor.observe_batch(todo):
+                raised[alert.alert_id] = alert
+            replayed = len(todo)
         finally:
             monitor.notifiers = notifiers
         self._last_save = time.monotonic()

@@ -73,7 +73,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -284,6 +284,54 @@ class SegmentMonitor:
         """Process one record (its stored signals when it carries them, else decided now); return the alerts it
         raised, each preceded by the alerts it supersedes (status ``superseded``), so a caller that writes the
         returned alerts to a store (insert or replace by id) keeps the store in step."""
+        values, signals, t, _ = self._prepare(record)
+        fired = self.stats.observe(values, signals, t)
+        out = self._raise(fired, record.time)
+        if self._watches:
+            out.extend(self._watch(values, signals, t, record.time))
+        return out
+
+    def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]:
+        """Process records in order; return the alerts they raised, as :meth:`observe` would one by one (the
+        same alerts, in the same order: a test proves it on the replay). Each record's signals are decided in
+        turn (:meth:`decide`), after every earlier record's alerts; the decided records are appended to
+        ``decided`` when it is given (the worker stores those).
+
+        The statistics bank takes the batch in one call (:meth:`SegmentStatistics.observe_batch`) and hands it
+        back at the first record that alarms; that record's alarms are handled, then the bank goes on. Each
+        record's audit runs only when the bank asks for it, after every earlier record's alerts and worsening
+        watches, so it sees the alerts as record by record.
+        """
+        out: list[Alert] = []
+        last: list[tuple[SegmentKey, list[SignalValue], float, datetime]] = []
+
+        def items() -> Iterator[tuple[SegmentKey, list[SignalValue], float]]:
+            for record in records:
+                if last:  # the previous record's worsening watches, after its alarms, before this record's audit
+                    prev = last.pop()
+                    if self._watches:
+                        out.extend(self._watch(*prev))
+                values, signals, t, record = self._prepare(record)
+                if decided is not None:
+                    decided.append(record)
+                last.append((values, signals, t, record.time))
+                yield values, signals, t
+            if last:
+                prev = last.pop()
+                if self._watches:
+                    out.extend(self._watch(*prev))
+
+        feed = items()
+        while True:
+            n, fired = self.stats.observe_batch(feed)
+            if not n:
+                return out
+            if fired:
+                out.extend(self._raise(fired, last[-1][3]))
+
+    def _prepare(self, record: Record) -> tuple[SegmentKey, list[SignalValue], float, Record]:
+        """Count one record and derive what the statistics need: its finest segment, its signals (decided now,
+        the routing audit's included, unless it carries them) and its time; and the decided record."""
         self.n_records += 1
         if self.newest_record_time is None or record.time > self.newest_record_time:
             self.newest_record_time = record.time
@@ -291,16 +339,13 @@ class SegmentMonitor:
         values = self.stats.lattice.values_of(record)
         for i, v in enumerate(values):
             self._values[i].add(v)
-        signals = self.signal_stage.values(self.decide(record))
+        record = self.decide(record)
+        signals = self.signal_stage.values(record)
         if self.config.max_tracked_responses:
             self._responses[record.record_id] = values
             if len(self._responses) > self.config.max_tracked_responses:
                 self._responses.popitem(last=False)
-        fired = self.stats.observe(values, signals, t)
-        out = self._raise(fired, record.time)
-        if self._watches:
-            out.extend(self._watch(values, signals, t, record.time))
-        return out
+        return values, signals, t, record
 
     def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
         """Process one feedback event; negative feedback on a remembered response updates ``feedback``."""

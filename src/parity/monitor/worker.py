@@ -183,7 +183,9 @@ class ChangeBatch:
 
 class MonitorHook(Protocol):
     """What the worker needs of the monitor pipeline (``SegmentMonitor`` implements it). Each method returns the
-    alerts it raised or updated; the worker publishes them (store, then notifiers)."""
+    alerts it raised or updated; the worker publishes them (store, then notifiers). A hook that also has
+    ``observe_batch(records) -> list[Alert]`` (``SegmentMonitor`` does) gets the accepted records as one batch per
+    flush of the pending records instead of one ``observe`` call each."""
 
     def observe(self, record: Record) -> list[Alert]: ...
 
@@ -277,6 +279,9 @@ class MonitorWorker:
         self._busy = False
         self._in_hand = False
         self._pending: list[Record] = []
+        #: a hook that takes batches (``observe_batch``) sees the accepted records at each flush, in one call
+        self._batched = callable(getattr(hook, "observe_batch", None))
+        self._unmonitored: list[Record] = []
         self._last_flush = clock()
         # counts (read by health and `parity status`)
         self.records_written = 0
@@ -504,7 +509,7 @@ class MonitorWorker:
         self._accept(record, queued=False)
 
     def _accept(self, record: Record, *, queued: bool) -> None:
-        if isinstance(self.hook, SignalDecider):  # signals decided once, stored with the record, read by the monitor
+        if isinstance(self.hook, SignalDecider) and not self._batched:  # decided once, stored, read by the monitor
             decider = self.hook
             decided = self._guard("signals", lambda: decider.decide(record))
             if isinstance(decided, Record):
@@ -516,11 +521,31 @@ class MonitorWorker:
         if queued:
             self._queued_in_pending += 1
             self._in_hand = False
-        if self.hook is not None:
+        if self._batched:
+            self._unmonitored.append(record)  # monitored as a batch when the pending batch is flushed
+        elif self.hook is not None:
             hook = self.hook
             self._guard("monitor", lambda: self.publish(hook.observe(record)))
         if len(self._pending) >= self.batch_size:
             self._flush()
+
+    def _monitor_pending(self) -> None:
+        """Run the records accepted since the last call through the monitor in one batch (a hook with
+        ``observe_batch``, such as :class:`SegmentMonitor`: the same alerts as record by record, far fewer calls)
+        and publish its alerts. Called before the pending records are written, before feedback and change-log
+        updates reach the monitor, and before a checkpoint, so the monitor sees every item in arrival order."""
+        if not self._unmonitored:
+            return
+        batch, self._unmonitored = self._unmonitored, []
+        observe_batch = getattr(self.hook, "observe_batch", None)
+        if not callable(observe_batch):
+            return
+        decided: list[Record] = []
+        alerts = self._guard("monitor", lambda: observe_batch(batch, decided=decided))
+        if len(decided) == len(batch):  # the records as the monitor decided them are the ones stored
+            by_id = {id(before): after for before, after in zip(batch, decided, strict=True)}
+            self._pending = [by_id.get(id(r), r) for r in self._pending]
+        self._guard("monitor", lambda: self.publish(alerts if isinstance(alerts, list) else None))
 
     def feedback(self, event: FeedbackEvent) -> None:
         """Store a feedback event and pass it to the monitor (never raises)."""
@@ -538,6 +563,7 @@ class MonitorWorker:
         batch = list(changes)
         self._write("changes", batch, lambda: self.store.write_changes(batch))
         if self.hook is not None:
+            self._monitor_pending()
             self.publish(self.hook.add_changes(batch))  # open alerts re-attributed in the light of the changes
 
     def publish(self, alerts: Sequence[Alert] | None, *, notify: Collection[str] | None = None) -> None:
@@ -569,6 +595,7 @@ class MonitorWorker:
         self._flush()
 
     def _flush(self, *, dedupe: bool = False) -> None:
+        self._monitor_pending()  # its alerts' publish writes the pending records first
         if isinstance(self.hook, BufferingHook):
             hook = self.hook
             self.publish(self._guard("monitor", hook.drain))
@@ -711,6 +738,7 @@ class MonitorWorker:
         """Snapshot the monitor now, if checkpoints are on (a synchronous driver's last step; ``stop`` does it for
         the thread). Never raises."""
         if self.restored is not None:
+            self._monitor_pending()
             self._checkpoint(force=True)
 
     def drain(self) -> None:

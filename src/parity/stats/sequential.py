@@ -289,13 +289,15 @@ class BernoulliCUSUM:
         quarter to half of the history (a checkpoint). Cumulative sums make this O(G)."""
         if self.fixed_baseline is not None:
             return
-        if self._n >= 2 * self._ck_next[0]:
-            self._ck, self._ck_next = self._ck_next, (self._n, self._s)
-        cut_n, cut_s = self._n, self._s
+        n = self._n
+        if n >= 2 * self._ck_next[0]:
+            self._ck, self._ck_next = self._ck_next, (n, self._s)
+        cut_n, cut_s = n, self._s
         level = SUSPICION_FRACTION * self.threshold
-        for w, start, start_s in zip(self._stats, self._starts, self._start_s, strict=True):
-            if w >= level and start < cut_n:
-                cut_n, cut_s = start, start_s
+        if max(self._stats) >= level:  # (the hot path of a busy stream skips the scan)
+            for w, start, start_s in zip(self._stats, self._starts, self._start_s, strict=True):
+                if w >= level and start < cut_n:
+                    cut_n, cut_s = start, start_s
         if cut_n < self._ck[0]:
             # an excursion older than half the history is not a change in progress but a baseline gone stale (a
             # young baseline that saw no event by chance sets off the 2x alternative, which would then freeze the
@@ -368,27 +370,32 @@ class BernoulliCUSUM:
         x = float(x)
         if not 0.0 <= x <= 1.0:
             raise InvalidInputError("x", "must be in [0, 1]", x)
-        self._apply_zeros()
-        self._refresh_baseline()
+        if self._zeros:
+            self._apply_zeros()
+        if self.fixed_baseline is None:
+            self._refresh_baseline()
         idx = self._n
-        self._n += 1
+        self._n = idx + 1
         self._s += x
-        for i, jump in enumerate(self._jumps):
-            w = self._stats[i]
+        # the hot loop of the monitor (every score of every record): locals only, the same arithmetic as ever
+        stats, jumps, decays = self._stats, self._jumps, self._decays
+        s = self._s
+        for i in range(len(stats)):
+            w = stats[i]
             if w == 0.0:
                 self._starts[i] = idx
                 self._start_times[i] = t
-                self._start_s[i] = self._s - x
+                self._start_s[i] = s - x
             if w <= SUPPORT_LEVEL:  # zeros only lower the CUSUM, so before this event is where it was lowest
                 self._late[i] = idx
                 self._late_times[i] = t
-            w += x * jump - (1.0 - x) * self._decays[i]
-            self._stats[i] = w if w > 0.0 else 0.0
+            w += x * jumps[i] - (1.0 - x) * decays[i]
+            stats[i] = w if w > 0.0 else 0.0
         if self._base_n >= self.warmup or self.fixed_baseline is not None:
-            top = max(range(len(self._stats)), key=self._stats.__getitem__)
-            if self._stats[top] >= self.threshold:
+            top = max(stats)
+            if top >= self.threshold:
                 self._drift = True
-                self._fired = top
+                self._fired = stats.index(top)  # the first of the largest, as before
 
     def estimate(self) -> ChangeEstimate | None:
         """The change estimate of the alarming CUSUM (or of the largest one while none has alarmed); ``None`` when

@@ -1,0 +1,192 @@
+"""The segment monitor's batch path raises exactly the alerts of the per-record path on the replay's records, and a
+checkpoint taken in the middle of a batch (with counts still deferred) continues as if never taken."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import pickle
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from parity.monitor import Alert, Change, FeedbackEvent, Record
+from parity.monitor._codec import change_from_dict, feedback_from_dict
+from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.scoring import RecordBuilder
+from parity.monitor.segments import StatsConfig
+from parity.monitor.store import MemoryStore
+from parity.monitor.worker import MonitorWorker
+
+REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
+
+#: The defaults of issue 12 (64 segments per record, every detector's flag and score, the routing audit), with the
+#: replay's fleet split at 192 context tokens.
+DEFAULT_CONFIG = MonitorConfig(stats=StatsConfig(long_context_threshold=192))
+
+#: The replay's own lattice (``tests/dashboard/make_replay.py``): 16 segments, scores on the global segment only.
+REPLAY_CONFIG = MonitorConfig(
+    stats=StatsConfig(
+        dimensions=("model", "pool", "platform", "context_class"),
+        long_context_threshold=192,
+        alpha=0.01,
+        horizon=100_000,
+        max_streams=5000,
+        rate_warmup=300,
+        mean_warmup=100,
+        score_max_order=0,
+    )
+)
+
+
+@pytest.fixture(scope="module")
+def replay() -> tuple[list[Record], list[FeedbackEvent], list[Change]]:
+    data = json.loads(gzip.decompress(REPLAY.read_bytes()))
+    records = [Record.from_dict(r) for r in data["records"]]
+    feedback = sorted(map(feedback_from_dict, data["feedback"]), key=lambda e: e.time)
+    return records, feedback, [change_from_dict(c) for c in data["changes"]]
+
+
+def _per_record(mon: SegmentMonitor, records: Sequence[Record], feedback: Sequence[FeedbackEvent]) -> list[Alert]:
+    out: list[Alert] = []
+    j = 0
+    for record in records:
+        while j < len(feedback) and feedback[j].time <= record.time:
+            out.extend(mon.observe_feedback(feedback[j]))
+            j += 1
+        out.extend(mon.observe(record))
+    return out
+
+
+def _batched(
+    mon: SegmentMonitor, records: Sequence[Record], feedback: Sequence[FeedbackEvent], size: int
+) -> list[Alert]:
+    """Batches of at most ``size`` records, cut wherever a feedback event falls between two records."""
+    out: list[Alert] = []
+    j = 0
+    batch: list[Record] = []
+    for record in records:
+        if (j < len(feedback) and feedback[j].time <= record.time) or len(batch) >= size:
+            out.extend(mon.observe_batch(batch))
+            batch = []
+        while j < len(feedback) and feedback[j].time <= record.time:
+            out.extend(mon.observe_feedback(feedback[j]))
+            j += 1
+        batch.append(record)
+    out.extend(mon.observe_batch(batch))
+    return out
+
+
+def test_batches_raise_the_per_record_alerts_on_the_whole_replay(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """All 9,000 records, feedback interleaved by time, the change log known: its four faults, alerts equal field
+    by field (ids, times, effects, attribution, superseded chains) and in the same order as returned."""
+    records, feedback, changes = replay
+    one = SegmentMonitor(config=REPLAY_CONFIG)
+    one.add_changes(changes)
+    want = _per_record(one, records, feedback)
+    assert len({a.signal for a in one.alerts}) == 4
+    assert any(a.status == "superseded" for a in one.alerts)  # localisation refined an alert
+    assert all(w.n > 0 for w in one._watches.values())  # the worsening watches saw their records
+    for size in (97, 4096):
+        mon = SegmentMonitor(config=REPLAY_CONFIG)
+        mon.add_changes(changes)
+        assert _batched(mon, records, feedback, size) == want, f"batches of {size}"
+        assert mon.alerts == one.alerts
+        assert (mon.n_records, mon.n_absorbed, len(mon.stats)) == (one.n_records, one.n_absorbed, len(one.stats))
+
+
+def test_batches_raise_the_per_record_alerts_at_the_defaults(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """64 segments per record and scores on every one-dimension segment: the first 3,000 records (the routing
+    fault and its alert, and hundreds of score-stream alarms absorbed by localisation)."""
+    records, _, changes = replay
+    records = records[:3000]
+    one = SegmentMonitor(config=DEFAULT_CONFIG)
+    one.add_changes(changes)
+    want = [a for r in records for a in one.observe(r)]
+    assert want
+    assert one.n_absorbed > 100
+    mon = SegmentMonitor(config=DEFAULT_CONFIG)
+    mon.add_changes(changes)
+    got = [a for s in range(0, len(records), 512) for a in mon.observe_batch(records[s : s + 512])]
+    assert got == want
+    assert (mon.n_absorbed, len(mon.stats), mon.stats.untracked) == (one.n_absorbed, len(one.stats), 0)
+    for signal, key in list(one.stats.streams())[::50]:  # every stream's detector in the same state
+        a, b = one.stats.detector(signal, key), mon.stats.detector(signal, key)
+        assert a is not None
+        assert b is not None
+        assert (a.n, a.statistic, a.mean) == (b.n, b.statistic, b.mean)
+
+
+def test_a_checkpoint_between_batches_continues_exactly(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """Pickling folds the deferred counts into the state; the restored monitor (and the one that was pickled)
+    go on exactly as one that never stopped."""
+    records, _, changes = replay
+    records = [r for r in records if r.time < datetime(2025, 8, 28, tzinfo=UTC)]
+    cut = len(records) // 2
+    one = SegmentMonitor(config=REPLAY_CONFIG)
+    one.add_changes(changes)
+    want = one.observe_batch(records)
+    assert want
+    first = SegmentMonitor(config=REPLAY_CONFIG)
+    first.add_changes(changes)
+    got = first.observe_batch(records[:cut])
+    assert first.stats._pending  # counts deferred when the snapshot is taken
+    restored: SegmentMonitor = pickle.loads(pickle.dumps(first))
+    fresh = SegmentMonitor(config=REPLAY_CONFIG)
+    fresh.adopt_state(restored)
+    assert got + fresh.observe_batch(records[cut:]) == want
+    assert got + first.observe_batch(records[cut:]) == want
+
+
+class _CountingMonitor(SegmentMonitor):
+    """The real monitor, counting how the worker calls it."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        super().__init__(config=config)
+        self.calls = {"observe": 0, "observe_batch": 0}
+
+    def observe(self, record: Record) -> list[Alert]:
+        self.calls["observe"] += 1
+        return super().observe(record)
+
+    def observe_batch(self, records: Iterable[Record]) -> list[Alert]:
+        self.calls["observe_batch"] += 1
+        return super().observe_batch(records)
+
+
+def test_the_worker_monitors_a_batch_per_flush_with_the_per_record_alerts(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """The proxy's and ingest's worker hands the monitor each pending batch in one call (before the batch, feedback
+    or a change-log update is written), and the store ends up with the per-record path's alerts."""
+    records, feedback, changes = replay
+    until = datetime(2025, 8, 28, tzinfo=UTC)
+    records = [r for r in records if r.time < until]
+    feedback = [f for f in feedback if f.time < until]
+    one = SegmentMonitor(config=REPLAY_CONFIG)
+    one.add_changes(changes)
+    _per_record(one, records, feedback)
+    hook = _CountingMonitor(REPLAY_CONFIG)
+    store = MemoryStore()
+    worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), hook=hook, batch_size=256)
+    worker.add_changes(changes)
+    j = 0
+    for record in records:
+        while j < len(feedback) and feedback[j].time <= record.time:
+            worker.feedback(feedback[j])
+            j += 1
+        worker.accept(record)
+    worker.flush()
+    assert hook.calls["observe"] == 0
+    assert 0 < hook.calls["observe_batch"] <= len(records) // 256 + j + 1
+    assert hook.alerts == one.alerts
+    assert sorted(store.alerts(), key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
+    assert store.summary().records == len(records)
