@@ -67,6 +67,8 @@ RATE = float(os.environ.get("BENCH_FAULTS_RATE", "6"))
 DUMP = os.environ.get("BENCH_FAULTS_DUMP", "")
 #: a JSONL file written by an earlier run's ``BENCH_FAULTS_DUMP``: analyse its records instead of running the drill
 FROM = os.environ.get("BENCH_FAULTS_FROM", "")
+#: a JSONL file of an earlier, interrupted run (``BENCH_FAULTS_DUMP``): its phases are kept, the others are run
+RESUME = os.environ.get("BENCH_FAULTS_RESUME", "")
 #: comma-separated fault names to run (default: all)
 ONLY = [f for f in os.environ.get("BENCH_FAULTS_ONLY", "").split(",") if f]
 #: (fault, segment, the signal it should show in; None: no quality signal should alarm)
@@ -153,8 +155,9 @@ def _river(make: Callable[[], object], values: list[tuple[bool, float]]) -> tupl
 Phases = list[tuple[str, datetime, datetime]]
 
 
-def _collect() -> tuple[list[Record], Phases, dict[str, set[str]]]:
-    """Run the drill: the stored records, the phases (name, start, end) and each fault's changed response ids."""
+def _collect(done: frozenset[str] = frozenset()) -> tuple[list[Record], Phases, dict[str, set[str]]]:
+    """Run the drill: the stored records, the phases (name, start, end) and each fault's changed response ids;
+    the phases named in ``done`` (recorded by an earlier run) are skipped."""
     import torch
 
     from parity.lab.fleet import FleetConfig, default_config_path
@@ -178,12 +181,13 @@ def _collect() -> tuple[list[Record], Phases, dict[str, set[str]]]:
             proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
             try:
                 _wait_up(proxy, proc)
-                start = datetime.now().astimezone()
-                _traffic(proxy, CLEAN_S, seed=1)
-                phases.append(("clean", start, datetime.now().astimezone()))
-                print(f"clean phase done ({CLEAN_S:.0f} s)", flush=True)
+                if "clean" not in done:
+                    start = datetime.now().astimezone()
+                    _traffic(proxy, CLEAN_S, seed=1)
+                    phases.append(("clean", start, datetime.now().astimezone()))
+                    print(f"clean phase done ({CLEAN_S:.0f} s)", flush=True)
                 for k, (fault, segment, _) in enumerate(FAULTS):
-                    if ONLY and fault not in ONLY:
+                    if (ONLY and fault not in ONLY) or fault in done:
                         continue
                     box.plan = FaultPlan(fault, share=1.0, segment=segment, delay=2.0, seed=k)
                     start = datetime.now().astimezone()
@@ -230,11 +234,14 @@ def main() -> None:
     if FROM:
         records, phases, changed = _load(FROM)
     else:
-        records, phases, changed = _collect()
+        records, phases, changed = _load(RESUME) if RESUME else ([], [], {})
+        more = _collect(frozenset(name for name, _, _ in phases))
+        records, phases, changed = records + more[0], phases + more[1], changed | more[2]
         if DUMP:
             _dump(DUMP, records, phases, changed)
-    names = [name for name, _, _ in phases[1:]]
-    faults = [f for f in FAULTS if f[0] in names]
+    span = {name: (t0, t1) for name, t0, t1 in phases}
+    phases = [("clean", *span["clean"])] + [(f[0], *span[f[0]]) for f in FAULTS if f[0] in span]
+    faults = [f for f in FAULTS if f[0] in span]
 
     clean = [r for r in records if phases[0][1] <= r.time <= phases[0][2]]
     events: dict[str, list[float]] = {}
