@@ -66,7 +66,8 @@ def test_reencode_makes_mojibake_json_and_sse(box: tuple[str, FaultBox], lab: Ru
     boxed = httpx.post(f"{url}/v1/chat/completions", json=body | {"seed": 1}, timeout=120).json()
     text = direct["choices"][0]["message"]["content"]
     assert boxed["choices"][0]["message"]["content"] == text.encode("utf-8").decode("cp1252", errors="replace")
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body | {"seed": 1, "stream": True}, timeout=120) as resp:
+    streamed = body | {"seed": 1, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=streamed, timeout=120) as resp:
         assert resp.headers["x-faultbox-injected"] == "reencode"
         lines = [ln for ln in resp.iter_lines() if ln.startswith("data:")]
     assert lines[-1].strip() == "data: [DONE]"

@@ -19,7 +19,8 @@ The segment is ``model=NAME`` (the request's ``model``) or any provenance dimens
 injected, and *changed*: injected requests the fault actually altered (dropping context changes only a request
 with history, re-encoding only a non-ASCII answer, ignoring sampling only a request that set a sampling
 parameter); :attr:`FaultBox.changed_ids` keeps the response ids of the last changed ones, so a drill can count
-the affected requests until its alert. Streaming (SSE) responses are forwarded as they come, re-encoded chunk by chunk for ``reencode``.
+the affected requests until its alert. Streaming (SSE) responses are forwarded as they come, re-encoded chunk by
+chunk for ``reencode``.
 
 >>> plan = FaultPlan("max-tokens-cap", share=1.0, segment={"model": "H"}, cap=4)
 >>> plan.rewrite_request({"model": "H", "max_tokens": 64, "messages": []})
