@@ -330,7 +330,6 @@ class FaultBox:
             if self._client is None:
                 await client.aclose()
 
-
     def _changed(self, head: bytes) -> None:
         """Count a changed request; keep its response id when the start of the answer (``head``) names one."""
         self.changed += 1
