@@ -25,11 +25,13 @@ from __future__ import annotations
 import ast
 import gettext
 import gzip
+import io
 import json
 import random
 import statistics
 import sys
 import time
+import tokenize
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -317,6 +319,35 @@ def inject_code_token(ctx: ResponseContext, rng: random.Random) -> ResponseConte
     garbage = rng.choice([")", "(", ":", "]", "=", ",", "สวัสดี", "的", "::", ") )"])
     lines[k] = line[:pos] + garbage + line[pos:]
     return ResponseContext(text[:start] + "\n".join(lines) + text[end:], prompt=ctx.prompt)
+
+
+def inject_script_in_code(ctx: ResponseContext, pool: list[str], rng: random.Random) -> ResponseContext | None:
+    """A Thai or Han word (1-8 characters) at a word boundary inside an English comment, docstring or string
+    literal (at least two words) of the first ```python block - the issue-13 case; None when it has none."""
+    text = ctx.response
+    start = text.find("\n", text.find("```python")) + 1
+    end = text.find("```", start)
+    block = text[start:end]
+    spots: list[int] = []
+    try:
+        tokens = list(tokenize.generate_tokens(io.StringIO(block).readline))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    offsets = [0]
+    for line in block.splitlines(keepends=True):
+        offsets.append(offsets[-1] + len(line))
+    for tok in tokens:
+        if tok.type not in (tokenize.COMMENT, tokenize.STRING) or len(tok.string.split()) < 2:
+            continue
+        base = offsets[tok.start[0] - 1] + tok.start[1]
+        spots.extend(
+            base + i for i, c in enumerate(tok.string) if c == " " and base + i < offsets[tok.end[0] - 1] + tok.end[1]
+        )
+    if not spots:
+        return None
+    at = start + rng.choice(spots)
+    word = rng.choice(pool)[: rng.randint(1, 8)]
+    return ResponseContext(text[:at] + " " + word + text[at:], prompt=ctx.prompt)
 
 
 def inject_degeneration(ctx: ResponseContext, kind: str, rng: random.Random) -> ResponseContext:
@@ -674,12 +705,18 @@ def main() -> None:
                 unbroken_config += 1  # still valid TOML/XML (e.g. "=" inside a string, ">" in text)
                 continue
             broken_config.append(ResponseContext(broken, prompt=s.ctx.prompt))
+    in_code = [
+        c
+        for k, s in enumerate(data["stdlib functions in ```python answers"][800:1200])
+        if (c := inject_script_in_code(s.ctx, thai if k % 2 else han, rng)) is not None
+    ]
     loops = [inject_degeneration(s.ctx, "loop", rng) for s in english[:300]]
     replacement = [inject_degeneration(s.ctx, "replacement", rng) for s in english[300:600]]
     mojibake = [inject_degeneration(s.ctx, "mojibake", rng) for s in english[600:900]]
     catch_rows = [
         ("Thai span (1-8 chars) in an English answer", script, injected_thai),
         ("Han span (1-8 chars) in an English answer", script, injected_han),
+        ("Thai / Han word in an English comment, docstring or string of a ```python block", script, in_code),
         ("one garbage token in a ```python block (breaks parsing)", code, broken_code),
         ("one garbage token in a ```json block", code, broken_json),
         ("one garbage token in a ```toml / ```xml block (breaks parsing)", code, broken_config),

@@ -3,26 +3,35 @@
 The chain is the one a user would drill on their own stack: ``parity lab traffic`` -> ``parity proxy`` (a real
 subprocess, DuckDB store) -> the faultbox -> the lab fleet (incident config, committed weights). One clean phase
 is recorded first; then, for each fault in turn, the faultbox switches it on for one segment (share 1.0) for a
-faulty phase. Each fault's stream is the clean phase followed by its own faulty phase; it is fed to a fresh
-:class:`~parity.monitor.pipeline.SegmentMonitor` (the monitor fed the proxy's records, warm-ups shortened to fit
-the short phases: ``rate_warmup=100``, ``mean_warmup=50``) and, on the fault's own signal, to river's ADWIN and
-PageHinkley (default settings) on the fault's segment and on all traffic.
+faulty phase. The traffic is ``parity lab traffic`` with ``--top-logprobs 5`` and conversations that continue
+(``follow_up=0.9``: a session runs ~10 turns and carries its history, as a chat application's does), plus a
+greedy canary: six fixed prompts sent in turn to each model at temperature 0 without logprobs (identical greedy
+requests, for ``greedy_disagreement``). Each fault's stream is the clean phase followed by its own faulty phase;
+it is fed to a fresh :class:`~parity.monitor.pipeline.SegmentMonitor` (the monitor fed the proxy's records,
+warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``) and, on the fault's own signal, to
+river's ADWIN and PageHinkley (default settings) on the fault's segment and on all traffic.
 
-Per fault: alerts and incidents raised in the faulty phase, the segment of the incident's lead alert, the
-in-segment requests from the switch to the first alert (every in-segment request is hit, except that dropped
-context only changes requests that carry history), false alerts in the clean phase; for river, detections in
-the clean phase (false) and in-segment requests until the first detection in the faulty phase.
+Per fault: alerts and incidents raised in the faulty phase, the segment and signal of the incident's lead alert,
+the in-segment requests from the switch to the first alert and, of those, how many the fault actually *changed*
+(the faultbox's count: dropping context changes only a request with history, re-encoding only a non-ASCII
+answer, ignoring sampling only a request that set a sampling parameter), each signal that alerted with the
+in-segment requests until its first alert, false alerts in the clean phase; for river, detections in the clean
+phase (false) and in-segment requests until the first detection in the faulty phase.
 
-Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``, ``BENCH_FAULTS_RATE``
-to change the phases: default 50 s clean, 40 s per fault, 6 requests/s).
+Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``, ``BENCH_FAULTS_RATE``,
+``BENCH_FAULTS_CANARY_RATE`` change the phases: default 120 s clean, 150 s per fault, 6 requests/s, 1 canary
+request/s; ``BENCH_FAULTS_DUMP=x.jsonl`` keeps the records, ``BENCH_FAULTS_FROM=x.jsonl`` analyses kept ones).
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -37,11 +46,31 @@ from parity.lab.faultbox import FaultBox, FaultPlan
 from parity.monitor import Record
 from parity.monitor.incidents import group_incidents
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.scoring import GREEDY_DISAGREEMENT
 from parity.monitor.segments import StatsConfig, record_signals, serving_signals
 
-CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "50"))
-FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "40"))
+CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "120"))
+FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "150"))
+#: greedy canary requests per second (fixed prompts, temperature 0, no logprobs), on top of the traffic
+CANARY_RATE = float(os.environ.get("BENCH_FAULTS_CANARY_RATE", "1.0"))
+#: the canary's prompts, sent in turn to each model: identical greedy requests, whose answers must agree
+CANARY_PROMPTS = (
+    "What does `json.dumps` do?",
+    "What does `os.path.join` do?",
+    "Write this in Thai: The file was saved.",
+    "What does `re.compile` do?",
+    "Write this in Chinese: Memory exhausted",
+    "What does `math.isclose` do?",
+)
 RATE = float(os.environ.get("BENCH_FAULTS_RATE", "6"))
+#: a JSONL file to write every stored record and the phases to (for offline analysis), or "" for none
+DUMP = os.environ.get("BENCH_FAULTS_DUMP", "")
+#: a JSONL file written by an earlier run's ``BENCH_FAULTS_DUMP``: analyse its records instead of running the drill
+FROM = os.environ.get("BENCH_FAULTS_FROM", "")
+#: a JSONL file of an earlier, interrupted run (``BENCH_FAULTS_DUMP``): its phases are kept, the others are run
+RESUME = os.environ.get("BENCH_FAULTS_RESUME", "")
+#: comma-separated fault names to run (default: all)
+ONLY = [f for f in os.environ.get("BENCH_FAULTS_ONLY", "").split(",") if f]
 #: (fault, segment, the signal it should show in; None: no quality signal should alarm)
 FAULTS: list[tuple[str, dict[str, str], str | None]] = [
     ("ignore-sampling", {"model": "O"}, "sampling_consistency"),
@@ -65,10 +94,36 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], timeout: float = 120.0) ->
     raise RuntimeError(f"{url} did not come up")
 
 
+def _canary(target: str, stop: threading.Event) -> None:
+    """Identical greedy requests in turn (each prompt to each model), ``CANARY_RATE`` per second until ``stop``."""
+    plan = [(m, p) for p in CANARY_PROMPTS for m in ("H", "O", "S")]
+    with httpx.Client(base_url=target, timeout=120) as client:
+        k = 0
+        while not stop.wait(1.0 / CANARY_RATE):
+            model, prompt = plan[k % len(plan)]
+            k += 1
+            body = {"model": model, "messages": [{"role": "user", "content": prompt}], "max_tokens": 16,
+                    "temperature": 0.0, "user": f"canary-{k % 7}"}  # fmt: skip
+            with contextlib.suppress(httpx.HTTPError):
+                client.post("/v1/chat/completions", json=body)
+
+
 def _traffic(target: str, duration: float, seed: int) -> None:
     from parity.lab.traffic import TrafficGenerator
 
-    TrafficGenerator(target=target, rate=RATE, duration=duration, seed=seed, top_logprobs=5, temperature=None).run()
+    stop = threading.Event()
+    canary = threading.Thread(target=_canary, args=(target, stop), daemon=True)
+    if CANARY_RATE > 0:
+        canary.start()
+    try:
+        # follow_up=0.9: conversations run ~10 turns and carry their history, as chat applications' do
+        TrafficGenerator(
+            target=target, rate=RATE, duration=duration, seed=seed, top_logprobs=5, temperature=None, follow_up=0.9
+        ).run()
+    finally:
+        stop.set()
+        if canary.is_alive():
+            canary.join(timeout=130)
 
 
 def _in(record: Record, segment: dict[str, str]) -> bool:
@@ -97,9 +152,13 @@ def _river(make: Callable[[], object], values: list[tuple[bool, float]]) -> tupl
     return clean_hits, None
 
 
-def main() -> None:
+Phases = list[tuple[str, datetime, datetime]]
+
+
+def _collect(done: frozenset[str] = frozenset()) -> tuple[list[Record], Phases, dict[str, set[str]]]:
+    """Run the drill: the stored records, the phases (name, start, end) and each fault's changed response ids;
+    the phases named in ``done`` (recorded by an earlier run) are skipped."""
     import torch
-    from river.drift import ADWIN, PageHinkley
 
     from parity.lab.fleet import FleetConfig, default_config_path
     from parity.lab.server import LabServer, ServerThread
@@ -108,7 +167,8 @@ def main() -> None:
     torch.set_num_threads(1)
     server = LabServer(FleetConfig.load(default_config_path("incident")), admin_token="bench", max_wait_s=0.01)
     box = FaultBox("http://127.0.0.1:1", FaultPlan("latency", share=0.0))
-    phases: list[tuple[str, datetime, datetime]] = []
+    phases: Phases = []
+    changed: dict[str, set[str]] = {}
     with tempfile.TemporaryDirectory() as d, ServerThread(server) as lab:
         box.upstream = lab.url
         store_path = os.path.join(d, "faults.duckdb")
@@ -121,15 +181,21 @@ def main() -> None:
             proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
             try:
                 _wait_up(proxy, proc)
-                start = datetime.now().astimezone()
-                _traffic(proxy, CLEAN_S, seed=1)
-                phases.append(("clean", start, datetime.now().astimezone()))
-                print(f"clean phase done ({CLEAN_S:.0f} s)", flush=True)
+                if "clean" not in done:
+                    start = datetime.now().astimezone()
+                    _traffic(proxy, CLEAN_S, seed=1)
+                    phases.append(("clean", start, datetime.now().astimezone()))
+                    print(f"clean phase done ({CLEAN_S:.0f} s)", flush=True)
                 for k, (fault, segment, _) in enumerate(FAULTS):
+                    if (ONLY and fault not in ONLY) or fault in done:
+                        continue
                     box.plan = FaultPlan(fault, share=1.0, segment=segment, delay=2.0, seed=k)
                     start = datetime.now().astimezone()
                     _traffic(proxy, FAULT_S, seed=10 + k)
                     phases.append((fault, start, datetime.now().astimezone()))
+                    time.sleep(1.0)  # the phase's last answers are back (and counted) before the switch
+                    changed[fault] = set(box.changed_ids)
+                    box.changed_ids.clear()
                     box.plan = FaultPlan("latency", share=0.0)
                     print(f"{fault} phase done", flush=True)
                 time.sleep(2.0)
@@ -139,15 +205,56 @@ def main() -> None:
         store = open_store(store_path, read_only=True)
         records = store.records()
         store.close()
+    return records, phases, changed
+
+
+def _dump(path: str, records: list[Record], phases: Phases, changed: dict[str, set[str]]) -> None:
+    with open(path, "w") as fh:
+        fh.write(json.dumps({"phases": [(n, a.isoformat(), b.isoformat()) for n, a, b in phases]}) + "\n")
+        fh.write(json.dumps({"changed": {k: sorted(v) for k, v in changed.items()}}) + "\n")
+        for r in records:
+            fh.write(json.dumps(r.to_dict()) + "\n")
+
+
+def _load(path: str) -> tuple[list[Record], Phases, dict[str, set[str]]]:
+    with open(path) as fh:
+        lines = fh.read().splitlines()
+    phases = [(n, datetime.fromisoformat(a), datetime.fromisoformat(b)) for n, a, b in json.loads(lines[0])["phases"]]
+    changed = {k: set(v) for k, v in json.loads(lines[1])["changed"].items()}
+    return [Record.from_dict(json.loads(line)) for line in lines[2:]], phases, changed
+
+
+def _span(phase: tuple[str, datetime, datetime]) -> str:
+    return f"{(phase[2] - phase[1]).total_seconds():.0f} s"
+
+
+def main() -> None:
+    from river.drift import ADWIN, PageHinkley
+
+    if FROM:
+        records, phases, changed = _load(FROM)
+    else:
+        records, phases, changed = _load(RESUME) if RESUME else ([], [], {})
+        more = _collect(frozenset(name for name, _, _ in phases))
+        records, phases, changed = records + more[0], phases + more[1], changed | more[2]
+        if DUMP:
+            _dump(DUMP, records, phases, changed)
+    span = {name: (t0, t1) for name, t0, t1 in phases}
+    phases = [("clean", *span["clean"])] + [(f[0], *span[f[0]]) for f in FAULTS if f[0] in span]
+    faults = [f for f in FAULTS if f[0] in span]
 
     clean = [r for r in records if phases[0][1] <= r.time <= phases[0][2]]
     events: dict[str, list[float]] = {}
     for r in clean:
         for sig in serving_signals(r):
             events.setdefault(sig.signal, []).append(sig.value)
+    for r in clean:
+        if (disagreed := r.flagged(GREEDY_DISAGREEMENT)) is not None:
+            events.setdefault(GREEDY_DISAGREEMENT, []).append(float(disagreed))
     clean_rates = "; ".join(f"`{k}` {int(sum(v))} of {len(v)} clean requests" for k, v in sorted(events.items()))
+    clean_rates += f" (`{GREEDY_DISAGREEMENT}`: repeated greedy requests, the canary's and the traffic's)"
     rows = []
-    for (fault, segment, signal), (_, t0, t1) in zip(FAULTS, phases[1:], strict=True):
+    for (fault, segment, signal), (_, t0, t1) in zip(faults, phases[1:], strict=True):
         faulty = [r for r in records if t0 <= r.time <= t1]
         config = MonitorConfig(
             stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50), routing_audit=False
@@ -156,12 +263,20 @@ def main() -> None:
         false_alerts = 0
         for r in clean:
             false_alerts += sum(1 for a in mon.observe(r) if a.status == "open")
-        hit = 0
+        hit = affected = 0
         first: int | None = None
+        first_affected: int | None = None
+        by_signal: dict[str, int] = {}
+        hit_ids = changed.get(fault, set())
+        faulty_ids = {r.record_id for r in faulty}
         for r in faulty:
             hit += _in(r, segment)
-            if mon.observe(r) and first is None:
-                first = hit
+            affected += r.record_id in hit_ids
+            for a in mon.observe(r):
+                if a.status == "open":
+                    by_signal.setdefault(a.signal, hit)
+                    if first is None:
+                        first, first_affected = hit, affected
         raised = [a for a in mon.alerts if a.detected_at >= t0]
         incidents = group_incidents(raised)
         lead = incidents[0].lead if incidents else None
@@ -171,7 +286,9 @@ def main() -> None:
         if signal is not None:
             for seg in (segment, {}):
                 values = [
-                    (r in faulty, v) for r in [*clean, *faulty] if _in(r, seg) and (v := _value(r, signal)) is not None
+                    (r.record_id in faulty_ids, v)
+                    for r in [*clean, *faulty]
+                    if _in(r, seg) and (v := _value(r, signal)) is not None
                 ]
                 for make in (ADWIN, PageHinkley):
                     c, n = _river(make, values)
@@ -179,22 +296,27 @@ def main() -> None:
         else:
             river_cells = ["-"] * 4
         n_seg = sum(_in(r, segment) for r in faulty)
+        signals = ", ".join(f"{k} {v}" for k, v in by_signal.items()) or "-"
+        to_first = f"{first} ({first_affected} changed)" if first is not None else "none"
         rows.append(
-            f"| {fault} on {seg_label} | {len(clean)} / {len(faulty)} ({n_seg} in segment) | {false_alerts} | "
-            f"{len(raised)} / {len(incidents)} | {named} ({lead.signal if lead else '-'}) | "
-            f"{first if first is not None else 'none'} | " + " | ".join(river_cells) + " |"
+            f"| {fault} on {seg_label} | {len(clean)} / {len(faulty)} ({n_seg} in segment, {affected} changed) | "
+            f"{false_alerts} | {len(raised)} / {len(incidents)} | {named} ({lead.signal if lead else '-'}) | "
+            f"{to_first} | {signals} | " + " | ".join(river_cells) + " |"
         )
         print(rows[-1], flush=True)
     body = (
         (__doc__ or "").split("\n\n", 1)[1].strip()
         + "\n\n"
-        + f"Phases: {CLEAN_S:.0f} s clean, {FAULT_S:.0f} s per fault, {RATE:g} requests/s offered. **Measured on a "
-        "contended 2-core machine** (other sessions' tests running): the lab served fewer requests than offered.\n\n"
+        + f"Phases as run: clean {_span(phases[0])}, faulty {', '.join(_span(p) for p in phases[1:])} (traffic "
+        f"offered at {RATE:g} requests/s plus the canary, the last answers awaited). **Measured on a contended "
+        "machine: 2 cores shared by 8 sessions** (their tests and benchmarks running): the lab served fewer "
+        "requests than offered.\n\n"
         f"Per-request events of the serving signals in the clean phase (their false-alarm exposure): {clean_rates}."
         "\n\n"
         "| fault | requests clean / faulty | false alerts (clean) | alerts / incidents (faulty) | lead segment "
-        "(signal) | in-segment requests to the first alert | ADWIN seg: clean false / to detect | PageHinkley seg "
-        "| ADWIN all | PageHinkley all |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
+        "(signal) | in-segment requests to the first alert | signals alerted (in-segment requests to each) | ADWIN "
+        "seg: clean false / to detect | PageHinkley seg | ADWIN all | PageHinkley all |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)
     )
     print(f"wrote {write_section('faults', 'Silent faults through the faultbox', body)}")
 

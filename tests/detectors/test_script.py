@@ -128,6 +128,18 @@ def test_translations_inside_markup_in_a_code_block_are_data() -> None:
     assert flagged("```xml\n<a>\n  ГМЛ документ\n</a>\n```", "Show me a MIME definition.")  # bare text line
 
 
+def test_an_element_declared_in_another_language_is_data_whatever_latin_names_it_holds() -> None:
+    """The freedesktop MIME database's translated comments name products in Latin letters ("Office Open XML
+    Visio"); their element declares the language, so two Latin words do not make them English text."""
+    for comment in ("Шаблон за чертеж — Office Open XML Visio", "Документ Jupyter notebook", "雅達利 Lynx ROM"):
+        xml = f'```xml\n<mime-type>\n  <comment xml:lang="bg">{comment}</comment>\n</mime-type>\n```'
+        assert not flagged(xml, "Show me a MIME definition.")
+    english = (
+        '```xml\n<mime-type>\n  <comment xml:lang="en_GB">Visio drawing สวัสดี template</comment>\n</mime-type>\n```'
+    )
+    assert flagged(english, "Show me a MIME definition.")
+
+
 @pytest.mark.parametrize(
     "response",
     [

@@ -46,24 +46,33 @@ def test_max_tokens_cap_on_its_model_only(box: tuple[str, FaultBox]) -> None:
 
 @pytest.mark.parametrize("box", [FaultPlan("drop-context", 1.0, {"model": "H"})], indirect=True)
 def test_dropped_context_shrinks_the_served_prompt(box: tuple[str, FaultBox], lab: RunningLab) -> None:
-    url, _ = box
+    url, app = box
     direct = chat(lab.url, "H").json()["usage"]["prompt_tokens"]
-    dropped = chat(url, "H").json()["usage"]["prompt_tokens"]
-    assert dropped < direct / 2
+    answer = chat(url, "H").json()
+    assert answer["usage"]["prompt_tokens"] < direct / 2
+    # a request without history loses nothing: injected, but not changed; only the changed one's id is kept
+    single = httpx.post(
+        f"{url}/v1/chat/completions", json={"model": "H", "messages": HISTORY[-1:], "max_tokens": 4}, timeout=120
+    )
+    assert single.headers["x-faultbox-injected"] == "drop-context"
+    assert (app.injected, app.changed, list(app.changed_ids)) == (2, 1, [answer["id"]])
 
 
 @pytest.mark.parametrize("box", [FaultPlan("reencode", 1.0, {})], indirect=True)
 def test_reencode_makes_mojibake_json_and_sse(box: tuple[str, FaultBox], lab: RunningLab) -> None:
-    url, _ = box
+    url, app = box
     body = {"model": "S", "messages": [{"role": "user", "content": "Write this in Thai: hello"}], "max_tokens": 12}
     direct = httpx.post(f"{lab.url}/v1/chat/completions", json=body | {"seed": 1}, timeout=120).json()
     boxed = httpx.post(f"{url}/v1/chat/completions", json=body | {"seed": 1}, timeout=120).json()
     text = direct["choices"][0]["message"]["content"]
     assert boxed["choices"][0]["message"]["content"] == text.encode("utf-8").decode("cp1252", errors="replace")
-    with httpx.stream("POST", f"{url}/v1/chat/completions", json=body | {"stream": True}, timeout=120) as resp:
+    streamed = body | {"seed": 1, "stream": True}
+    with httpx.stream("POST", f"{url}/v1/chat/completions", json=streamed, timeout=120) as resp:
         assert resp.headers["x-faultbox-injected"] == "reencode"
         lines = [ln for ln in resp.iter_lines() if ln.startswith("data:")]
     assert lines[-1].strip() == "data: [DONE]"
+    thai = any(not ch.isascii() for ch in text)
+    assert app.changed == (2 if thai else 0)  # the JSON answer and the stream: changed only when not ASCII
 
 
 @pytest.mark.parametrize("box", [FaultPlan("ignore-sampling", 1.0, {"model": "H"})], indirect=True)

@@ -95,3 +95,29 @@ def test_a_rate_and_its_score_are_one_incident() -> None:
 def test_clean_traffic_raises_nothing() -> None:
     mon, clean, first = run("none", n_clean=4500, n_faulty=0)
     assert (clean, first, mon.alerts) == (0, -1, [])
+
+
+def test_a_score_alarm_on_a_pool_that_only_the_faulty_model_explains_is_absorbed() -> None:
+    """A mean score is watched on one-dimension segments only (score_max_order=1), so an alarm on ``pool=short``
+    cannot drill into ``model=O, pool=short``: the open alert on model=O absorbs it (no other model degraded)."""
+    rng = np.random.default_rng(11)
+    config = MonitorConfig(
+        stats=StatsConfig(dimensions=("model", "pool"), rate_warmup=300, mean_warmup=100, score_max_order=1),
+        routing_audit=False,
+    )
+    mon = SegmentMonitor(config=config)
+    for i in range(6000):
+        model = MODELS[i % 3]
+        pool = "short" if rng.random() < 0.8 else "long"
+        bad = i >= 3000 and model == "O"
+        score = float(rng.uniform(0.3, 1.0)) if bad and rng.random() < 0.5 else float(rng.uniform(0.0, 0.02))
+        flagged = score > 0.25
+        obs = (DetectorObservation("sampling_consistency", flagged, score),)
+        mon.observe(Record(record_id=f"r{i}", time=T0 + timedelta(seconds=i), model=model, pool=pool,
+                           observations=obs))  # fmt: skip
+    segments = {(a.signal, tuple(a.segment.items())) for a in mon.alerts if a.status == "open"}
+    assert segments == {
+        ("sampling_consistency", (("model", "O"),)),
+        ("sampling_consistency.score", (("model", "O"),)),
+    }
+    assert len(group_incidents(mon.alerts)) == 1

@@ -218,6 +218,9 @@ def _is_gloss(text: str, start: int, end: int) -> bool:
 
 
 _LATIN_WORD = regex.compile(r"\p{sc=Latin}{2,}[.,;:!?]*")
+#: A markup element's declared language (``xml:lang="bg"``, ``lang='th'``): text in an element declared non-English
+#: is data whatever Latin names it holds ("Схема за XML — RELAX NG").
+_LANG_ATTR = regex.compile(r"""\blang\s*=\s*["']([A-Za-z]{2,3}(?:[_-][A-Za-z0-9]+)*)["']""")
 _NAMED_ESCAPE = regex.compile(r"\\N\{[^}]*\}")  # "\N{LONG RIGHTWARDS SQUIGGLE ARROW}" names a character
 #: A literal or comment is English text (where a foreign word is an intrusion) when it has this many words.
 MIN_ENGLISH_WORDS = 2
@@ -275,6 +278,9 @@ def _in_code_data(text: str, start: int, end: int) -> bool:
     else:
         # the text of a markup element on one line (<comment xml:lang="sr">ГМЛ документ</comment>), or a comment
         if ">" in before and "<" in after and before.rfind(">") > before.rfind("<"):
+            declared = _LANG_ATTR.search(before[before.rfind("<") : before.rfind(">")])
+            if declared is not None and not declared.group(1).lower().startswith("en"):
+                return True  # the element says its text is in another language (a translated MIME comment)
             lo, hi = line_start + before.rfind(">") + 1, end + after.find("<")
         elif "<!--" in before and "-->" in after:
             lo, hi = line_start + before.rfind("<!--") + 4, end + after.find("-->")

@@ -15,8 +15,12 @@ Faults (:data:`FAULTS`), applied to a request of the segment with probability ``
 The segment is ``model=NAME`` (the request's ``model``) or any provenance dimension the upstream reports in an
 ``x-parity-<dimension>`` response header (``platform=tpu``); request-side faults (all but ``reencode`` and
 ``latency``) need the segment known before forwarding, so they take ``model=`` only. Every response carries
-``x-faultbox-injected: KIND`` or ``none``; ``GET /faultbox/stats`` counts requests seen, in the segment, and
-injected. Streaming (SSE) responses are forwarded as they come, re-encoded chunk by chunk for ``reencode``.
+``x-faultbox-injected: KIND`` or ``none``; ``GET /faultbox/stats`` counts requests seen, in the segment,
+injected, and *changed*: injected requests the fault actually altered (dropping context changes only a request
+with history, re-encoding only a non-ASCII answer, ignoring sampling only a request that set a sampling
+parameter); :attr:`FaultBox.changed_ids` keeps the response ids of the last changed ones, so a drill can count
+the affected requests until its alert. Streaming (SSE) responses are forwarded as they come, re-encoded chunk by
+chunk for ``reencode``.
 
 >>> plan = FaultPlan("max-tokens-cap", share=1.0, segment={"model": "H"}, cap=4)
 >>> plan.rewrite_request({"model": "H", "max_tokens": 64, "messages": []})
@@ -37,6 +41,8 @@ import asyncio
 import contextlib
 import json
 import random
+import re
+from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +58,9 @@ FAULTS: tuple[str, ...] = ("ignore-sampling", "max-tokens-cap", "drop-context", 
 _REQUEST_FAULTS = frozenset({"ignore-sampling", "max-tokens-cap", "drop-context"})
 _SAMPLING_KEYS = ("temperature", "top_p", "top_k", "seed")
 #: Hop-by-hop and length headers not copied between the two connections.
+_RESPONSE_ID = re.compile(rb'"id"\s*:\s*"([^"]{1,200})"')
+#: Response ids of changed requests kept by a faultbox (the oldest forgotten first).
+CHANGED_IDS_KEPT = 100_000
 _SKIP_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection", "content-encoding"})
 
 
@@ -118,6 +127,24 @@ class FaultPlan:
         """One draw of the share."""
         return self.rng.random() < self.share
 
+    def changes_request(self, body: Mapping[str, Any]) -> bool:
+        """Whether the request-side fault alters this request (in the segment or not): ignoring sampling alters
+        one that sets a sampling parameter, the cap one that asks for more than ``cap`` tokens (or sets no
+        limit), dropping context one with more than one message.
+
+        >>> plan = FaultPlan("drop-context", segment={"model": "H"})
+        >>> plan.changes_request({"model": "H", "messages": [{"role": "user", "content": "hi"}]})
+        False
+        """
+        if self.fault == "ignore-sampling":
+            return any(key in body for key in _SAMPLING_KEYS)
+        if self.fault == "max-tokens-cap":
+            limits = [body[k] for k in ("max_tokens", "max_completion_tokens") if isinstance(body.get(k), int)]
+            return not limits or any(limit > self.cap for limit in limits)
+        if self.fault == "drop-context":
+            return isinstance(body.get("messages"), list) and len(body["messages"]) > 1
+        return False
+
     def rewrite_request(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """The request to forward with the fault applied, or ``None`` when this request is not in the segment
         (request-side faults only; the share is drawn by the caller)."""
@@ -138,28 +165,32 @@ class FaultPlan:
         return out
 
 
-def _reencode_choice(obj: Any) -> Any:
+def _reencode_choice(obj: Any) -> bool:
+    """Re-encode the answer text of every choice of ``obj`` in place; whether any text changed."""
     if not isinstance(obj, dict):
-        return obj
+        return False
+    altered = False
     for choice in obj.get("choices") or ():
         if not isinstance(choice, dict):
             continue
-        for holder in (choice.get("message"), choice.get("delta")):
-            if isinstance(holder, dict) and isinstance(holder.get("content"), str):
-                holder["content"] = reencode_text(holder["content"])
-        if isinstance(choice.get("text"), str):
-            choice["text"] = reencode_text(choice["text"])
-    return obj
+        for holder, key in ((choice.get("message"), "content"), (choice.get("delta"), "content"), (choice, "text")):
+            if isinstance(holder, dict) and isinstance(holder.get(key), str):
+                new = reencode_text(holder[key])
+                altered = altered or new != holder[key]
+                holder[key] = new
+    return altered
 
 
-def _reencode_sse_line(line: str) -> str:
+def _reencode_sse_line(line: str) -> tuple[str, bool]:
+    """One SSE line with its answer text re-encoded, and whether that text changed."""
     if not line.startswith("data:") or line[5:].strip() in ("", "[DONE]"):
-        return line
+        return line, False
     try:
         obj = json.loads(line[5:])
     except ValueError:
-        return line
-    return "data: " + json.dumps(_reencode_choice(obj), ensure_ascii=False)
+        return line, False
+    altered = _reencode_choice(obj)
+    return "data: " + json.dumps(obj, ensure_ascii=False), altered
 
 
 class FaultBox:
@@ -174,6 +205,9 @@ class FaultBox:
         self.seen = 0
         self.in_segment = 0
         self.injected = 0
+        self.changed = 0
+        #: response ids of the last :data:`CHANGED_IDS_KEPT` requests the fault changed (when the answer had one)
+        self.changed_ids: deque[str] = deque(maxlen=CHANGED_IDS_KEPT)
         self._client: httpx.AsyncClient | None = None
 
     def stats(self) -> dict[str, Any]:
@@ -185,6 +219,7 @@ class FaultBox:
             "seen": self.seen,
             "in_segment": self.in_segment,
             "injected": self.injected,
+            "changed": self.changed,
         }
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
@@ -223,13 +258,14 @@ class FaultBox:
                 parsed = None
             body = parsed if isinstance(parsed, dict) else None
         plan = self.plan
-        inject = False
+        inject = changed = False
         if body is not None and plan.fault in _REQUEST_FAULTS:
             rewritten = plan.rewrite_request(body)
             if rewritten is not None:
                 self.in_segment += 1
                 if plan.draw():
                     inject = True
+                    changed = plan.changes_request(body)
                     raw = json.dumps(rewritten).encode()
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
@@ -254,12 +290,16 @@ class FaultBox:
             out_headers["x-faultbox-injected"] = plan.fault if inject else "none"
             if inject and plan.fault == "latency":
                 await asyncio.sleep(plan.delay)
+                changed = True
             reencode = inject and plan.fault == "reencode"
             streamed = out_headers.get("content-type", "").startswith("text/event-stream")
             if reencode and not streamed:
-                content = await upstream.aread()
+                original = content = await upstream.aread()
                 with contextlib.suppress(ValueError):  # not JSON: forwarded as it came
-                    content = json.dumps(_reencode_choice(json.loads(content)), ensure_ascii=False).encode()
+                    obj = json.loads(content)
+                    if _reencode_choice(obj):
+                        self._changed(original)
+                    content = json.dumps(obj, ensure_ascii=False).encode()
                 await _respond(send, upstream.status_code, out_headers, content)
                 return
             await send(
@@ -269,18 +309,33 @@ class FaultBox:
                     "headers": [(k.encode("latin-1"), v.encode("latin-1")) for k, v in out_headers.items()],
                 }
             )
+            head = b""
             if reencode:
+                altered = False
                 async for line in upstream.aiter_lines():
-                    data = (_reencode_sse_line(line) + "\n").encode()
-                    await send({"type": "http.response.body", "body": data, "more_body": True})
+                    new, changed_here = _reencode_sse_line(line)
+                    altered = altered or changed_here
+                    head = head or line.encode()
+                    await send({"type": "http.response.body", "body": (new + "\n").encode(), "more_body": True})
+                changed = altered
             else:
                 async for piece in upstream.aiter_raw():
+                    head = head if len(head) >= 512 else head + piece[:512]
                     await send({"type": "http.response.body", "body": piece, "more_body": True})
+            if changed:
+                self._changed(head)
             await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await upstream.aclose()
             if self._client is None:
                 await client.aclose()
+
+    def _changed(self, head: bytes) -> None:
+        """Count a changed request; keep its response id when the start of the answer (``head``) names one."""
+        self.changed += 1
+        m = _RESPONSE_ID.search(head)
+        if m is not None:
+            self.changed_ids.append(m.group(1).decode("utf-8", errors="replace"))
 
 
 async def _respond(send: Any, status: int, headers: Mapping[str, str], content: bytes) -> None:

@@ -72,6 +72,8 @@ _RATE_WORDING: dict[str, str] = {
     "context.dropped": "requests {seg} reach the model with under 60% of the context the proxy forwarded "
     "(upstream usage.prompt_tokens against the request's token estimate)",
     "feedback": "answers {seg} get negative user feedback",
+    "greedy_disagreement": "repeated greedy (temperature 0) requests {seg} get a different answer than the same "
+    "request the time before",
 }
 
 
@@ -82,6 +84,9 @@ def explain_alert(alert: Alert) -> str:
     >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
     >>> print(explain_alert(Alert("a1", "output.cut", {"model": "H"}, t, t, 0.42, 0.03, 0.45, 40)))
     45% of answers for model=H end at a length limit below the requested max_tokens, against 3% before
+    >>> print(explain_alert(Alert("a3", "greedy_disagreement", {"model": "O"}, t, t, 0.6, 0.02, 0.62, 40)))
+    62% of repeated greedy (temperature 0) requests for model=O get a different answer than the same request the \
+time before, against 2% before
     >>> print(explain_alert(Alert("a2", "degeneration.score", {}, t, t, 0.02, 0.01, 0.03, 40)))
     the mean degeneration score of answers on all traffic is 0.03, against 0.01 before
     """

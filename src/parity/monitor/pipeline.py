@@ -30,6 +30,9 @@ level; a stream in its first warm-up otherwise counts as having no traffic. A di
 ``S`` is never fixed: it adds no contrast. Then, for the same signal: if an open alert already names the target
 segment or a refinement of it, the alarm is absorbed (no new alert); if open alerts name a coarser segment that
 contains the target, they are marked ``superseded`` and re-sent, and the new, more specific alert replaces them.
+An alarm the localisation could not drill into (a mean score has no stream on ``pool=short`` *and* ``model=O``)
+is also absorbed by an open alert of its signal on an intersecting segment when, along the dimensions that alert
+fixes, no other value is degraded on its own marginal: the one fault's score rose on the pool it runs in.
 
 **Worsening.** Once an alert is raised, its *level* is watched: the signal's rate on the alert's segment (or, when
 the signal defines that segment - short requests on the long pool are all violations - on the parent with the most
@@ -582,10 +585,31 @@ class SegmentMonitor:
         signal = firing.signal
         target = self._localise(signal, firing.key, firing.estimate.current)
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
-        if any(is_refinement(self._keys[a.alert_id], target) for a in same):
+        if any(is_refinement(self._keys[a.alert_id], target) or self._explains(a, target) for a in same):
             self.n_absorbed += 1
             return []
         return self._new_alert(signal, target, self._estimate(signal, target, firing.estimate), event_time)
+
+    def _explains(self, alert: Alert, target: SegmentKey) -> bool:
+        """Whether open ``alert`` explains an alarm on ``target`` that localisation could not drill into: their
+        segments intersect, the signal has no stream on the intersection (a mean score is watched on segments of at
+        most ``score_max_order`` fixed dimensions), and along each dimension the alert fixes and ``target`` leaves
+        free, no other value is degraded on its own marginal (only model O's score rose: ``pool=short`` rose
+        through it)."""
+        key = self._keys[alert.alert_id]
+        if any(k != WILDCARD and t != WILDCARD and k != t for k, t in zip(key, target, strict=True)):
+            return False
+        meet = tuple(t if t != WILDCARD else k for k, t in zip(key, target, strict=True))
+        if meet == key or self.stats.detector(alert.signal, meet) is not None:
+            return False
+        for i, value in enumerate(key):
+            if value == WILDCARD or target[i] != WILDCARD:
+                continue
+            for other in self._values[i] - {value}:
+                alone = tuple(other if j == i else WILDCARD for j in range(len(key)))
+                if self._degraded(alert.signal, alone):
+                    return False
+        return True
 
     def _new_alert(
         self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, worsens: Alert | None = None

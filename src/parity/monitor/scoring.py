@@ -11,6 +11,10 @@ The order of operations, for every exchange, on the proxy's worker thread or in 
    static labels; context length from ``usage.prompt_tokens`` (else estimated as characters / 4); the session
    (``user`` field or ``x-session-id`` header) as a salted SHA-256; a logprob summary when logprobs came back.
    Text is dropped here unless the capture policy keeps it (redacted, flagged responses only).
+4. :class:`GreedyRepeats` (on by default) pairs a greedy request (``temperature`` 0 or ``top_k`` 1) with the
+   previous identical one and adds a :data:`GREEDY_DISAGREEMENT` observation: whether the answers differ. It is
+   the parameter-adherence signal that needs no logprobs: an upstream that ignores ``temperature`` samples, and
+   identical greedy requests stop agreeing. Only a hash of each answer is kept, in memory.
 
 >>> import json
 >>> from datetime import datetime, timezone
@@ -33,7 +37,9 @@ import hashlib
 import json
 import logging
 import math
+import threading
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +67,15 @@ PROVENANCE_HEADERS: dict[str, str] = {
 
 #: Record fields a static label (``--label k=v``) may set.
 LABEL_FIELDS = frozenset(PROVENANCE_HEADERS.values())
+
+#: The observation (and rate signal) of a repeated greedy request whose answer differs from the previous one.
+GREEDY_DISAGREEMENT = "greedy_disagreement"
+
+#: Request fields that do not change a greedy answer's text: left out of the fingerprint that pairs requests.
+_NOT_IN_FINGERPRINT = frozenset(
+    {"user", "stream", "stream_options", "logprobs", "top_logprobs", "seed", "temperature", "top_p", "top_k", "n",
+     "metadata", "store"}
+)  # fmt: skip
 
 #: Characters per token for estimating the context length when the response carries no ``usage``.
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -296,6 +311,76 @@ def parse_exchange(exchange: Exchange, events: Sequence[Mapping[str, Any]] | Non
     )
 
 
+def is_greedy(parsed: ParsedExchange) -> bool:
+    """Whether the client asked for greedy decoding: ``temperature`` 0 or ``top_k`` 1."""
+    return parsed.temperature == 0.0 or parsed.top_k == 1
+
+
+class GreedyRepeats:
+    """Pairs each greedy request with the previous identical one and says whether their answers differ.
+
+    Two requests are identical when their path and body agree on everything but the fields that do not change
+    a greedy answer (the session, streaming, logprobs, seed and the sampling parameters themselves). The memory
+    holds a hash of the request and of its latest answer for the last ``max_requests`` distinct greedy requests
+    (least recently seen forgotten first); no text. A correct, deterministic stack answers a repeated greedy
+    request with the same text; an upstream that ignores ``temperature`` (or batch-variant numerics) does not.
+    The later record of a pair carries the observation, so the segment is that of the repeat.
+
+    >>> g = GreedyRepeats()
+    >>> req = {"model": "O", "messages": [{"role": "user", "content": "hi"}], "temperature": 0, "user": "u1"}
+    >>> p = ParsedExchange(text="hello", temperature=0.0)
+    >>> g.observe("/v1/chat/completions", req, p) is None  # first time: nothing to compare with
+    True
+    >>> g.observe("/v1/chat/completions", {**req, "user": "u2"}, p)
+    DetectorObservation(detector='greedy_disagreement', flagged=False, score=0.0)
+    >>> g.observe("/v1/chat/completions", req, ParsedExchange(text="hey there", temperature=0.0)).flagged
+    True
+    >>> g.observe("/v1/chat/completions", req, ParsedExchange(text="hi", temperature=0.7)) is None  # not greedy
+    True
+    """
+
+    def __init__(self, max_requests: int = 100_000) -> None:
+        if isinstance(max_requests, bool) or not isinstance(max_requests, int) or max_requests < 1:
+            raise InvalidInputError("max_requests", "must be an int >= 1", max_requests)
+        self.max_requests = max_requests
+        self._last: OrderedDict[bytes, bytes] = OrderedDict()
+        self._lock = threading.Lock()
+        #: repeats compared, and how many disagreed
+        self.compared = 0
+        self.disagreed = 0
+
+    def __len__(self) -> int:
+        return len(self._last)
+
+    @staticmethod
+    def fingerprint(path: str, request: Mapping[str, Any]) -> bytes:
+        """The hash that pairs identical greedy requests (see the class docstring)."""
+        kept = {k: v for k, v in request.items() if k not in _NOT_IN_FINGERPRINT}
+        text = json.dumps([path, kept], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(text.encode()).digest()[:16]
+
+    def observe(
+        self, path: str, request: Mapping[str, Any] | None, parsed: ParsedExchange
+    ) -> DetectorObservation | None:
+        """Remember this answer; the observation when an identical greedy request was answered before, else
+        ``None`` (not greedy, no request body, or the first of its kind)."""
+        if request is None or not is_greedy(parsed):
+            return None
+        key = self.fingerprint(path, request)
+        answer = hashlib.sha256(parsed.text.encode("utf-8", errors="surrogatepass")).digest()[:16]
+        with self._lock:
+            before = self._last.pop(key, None)
+            self._last[key] = answer
+            if len(self._last) > self.max_requests:
+                self._last.popitem(last=False)
+            if before is None:
+                return None
+            differ = before != answer
+            self.compared += 1
+            self.disagreed += differ
+        return DetectorObservation(GREEDY_DISAGREEMENT, differ, 1.0 if differ else 0.0)
+
+
 class ResponseScorer(Protocol):
     """One-method plug point: the detectors' verdicts on a parsed exchange."""
 
@@ -358,7 +443,8 @@ class RecordBuilder:
 
     ``labels`` are static provenance (``{"platform": "gpu"}``) used when a response lacks the header; keys
     must be in :data:`LABEL_FIELDS`. ``scorer=None`` stores no observations. ``tokenizer`` (text -> tokens)
-    sizes the forwarded request (``Record.request_tokens``); without one, characters / 4.
+    sizes the forwarded request (``Record.request_tokens``); without one, characters / 4. ``greedy_memory`` is
+    how many distinct greedy requests :class:`GreedyRepeats` remembers (0: no ``greedy_disagreement``).
     """
 
     def __init__(
@@ -370,6 +456,7 @@ class RecordBuilder:
         capture: CapturePolicy | str = "none",
         source: str = "proxy",
         tokenizer: Callable[[str], Sequence[object]] | None = None,
+        greedy_memory: int = 100_000,
     ) -> None:
         labels = dict(labels or {})
         bad = sorted(set(labels) - LABEL_FIELDS)
@@ -383,6 +470,9 @@ class RecordBuilder:
         self.capture = capture if isinstance(capture, CapturePolicy) else CapturePolicy(capture)
         self.source = source
         self.tokenizer = tokenizer
+        if isinstance(greedy_memory, bool) or not isinstance(greedy_memory, int) or greedy_memory < 0:
+            raise InvalidInputError("greedy_memory", "must be an int >= 0", greedy_memory)
+        self.greedy = GreedyRepeats(greedy_memory) if greedy_memory else None
 
     def build(self, exchange: Exchange) -> Record:
         """The record of one exchange (errors included: status code kept, no observations)."""
@@ -397,6 +487,10 @@ class RecordBuilder:
                 prov[name] = headers[header]
         ok = 200 <= exchange.status_code < 300
         observations = self.scorer.score(parsed) if ok and self.scorer is not None else []
+        if ok and self.greedy is not None:
+            repeat = self.greedy.observe(exchange.path, exchange.request, parsed)
+            if repeat is not None:
+                observations.append(repeat)
         flagged = any(o.flagged for o in observations)
         context = parsed.prompt_tokens
         if context is None:
