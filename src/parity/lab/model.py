@@ -111,13 +111,33 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
 
 
 class KVCache:
-    """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim]."""
+    """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim].
+
+    Two ways to fill it. Batch mode (``lengths`` None): every row advances together, ``length`` columns are
+    filled (rows may be padded). Slot mode (``lengths`` a [B] tensor, see :meth:`slots`): each row is an
+    independent sequence holding ``lengths[i]`` tokens at columns 0..lengths[i]-1, and a forward pass over the
+    first ``b`` rows appends one token to each of them at its own column (continuous batching).
+    """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, *, dtype: torch.dtype) -> None:
         shape = (config.n_layers, batch, config.kv_heads, max_len, config.head_dim)
         self.keys = torch.zeros(shape, dtype=dtype)
         self.values = torch.zeros(shape, dtype=dtype)
         self.length = 0
+        self.lengths: torch.Tensor | None = None
+
+    @classmethod
+    def slots(cls, config: ModelConfig, slots: int, max_len: int, *, dtype: torch.dtype) -> KVCache:
+        """An empty cache in slot mode: ``slots`` independent sequences of up to ``max_len`` tokens.
+
+        >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_context=16)
+        >>> cache = KVCache.slots(cfg, 2, 8, dtype=torch.float32)
+        >>> cache.lengths.tolist(), tuple(cache.keys.shape)
+        ([0, 0], (1, 2, 4, 8, 8))
+        """
+        cache = cls(config, slots, max_len, dtype=dtype)
+        cache.lengths = torch.zeros(slots, dtype=torch.long)
+        return cache
 
 
 class Attention(nn.Module):
@@ -150,6 +170,15 @@ class Attention(nn.Module):
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+        elif cache.lengths is not None:  # slot mode: one new token per row, each at its own column
+            lengths = cache.lengths[:b]
+            rows = torch.arange(b)
+            cache.keys[layer, rows, :, lengths] = k[:, :, 0]
+            cache.values[layer, rows, :, lengths] = v[:, :, 0]
+            span = mask.shape[-1] if mask is not None else int(lengths.max()) + 1
+            keys = cache.keys[layer, :b, :, :span]
+            values = cache.values[layer, :b, :, :span]
+            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
         else:
             start = cache.length
             cache.keys[layer, :, :, start : start + t] = k
@@ -247,15 +276,21 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         key_valid: torch.Tensor | None = None,
         last_only: bool = False,
+        select: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, T, V] for token ids [B, T] (or [B, 1, V] of the last position with ``last_only``).
+        """Logits [B, T, V] for token ids [B, T] (or [B, 1, V] of the last position with ``last_only``, or of
+        column ``select[i]`` of row i with ``select`` [B]).
 
         Without ``cache`` this is plain causal attention over positions 0..T-1 (training). With a cache, ``ids``
         continue the cached sequence at ``cache.length``; ``positions`` [B, T] gives each token's position (rows
-        may be left-padded, so positions differ by row) and ``key_valid`` [B, cache.length + T] marks real
-        (non-padding) tokens. The cache length advances by T.
+        may be padded, so positions differ by row) and ``key_valid`` [B, cache.length + T] marks real
+        (non-padding) tokens. The cache length advances by T. With a cache in slot mode (:meth:`KVCache.slots`),
+        ``ids`` [b, 1] holds the next token of each of the first b sequences, at position ``cache.lengths[i]``;
+        each of those lengths advances by 1.
         """
         b, t = ids.shape
+        if cache is not None and cache.lengths is not None:
+            return self._slot_step(ids, cache)
         if positions is None:
             start = 0 if cache is None else cache.length
             positions = torch.arange(start, start + t).expand(b, t)
@@ -276,7 +311,28 @@ class Transformer(nn.Module):
             x = layer(x, cos, sin, index, cache, mask)
         if cache is not None:
             cache.length += t
-        if last_only:
+        if select is not None:
+            x = x[torch.arange(b), select][:, None]
+        elif last_only:
             x = x[:, -1:]
+        x = self.norm(x)
+        return F.linear(x, self.tok_embeddings.weight)
+
+    def _slot_step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
+        """One decode step of the first ``b`` sequences of a slot-mode cache: logits [b, 1, V]."""
+        assert cache.lengths is not None
+        b, t = ids.shape
+        if t != 1:
+            raise InvalidInputError("ids", "must hold one token per sequence in slot mode", tuple(ids.shape))
+        lengths = cache.lengths[:b]
+        span = int(lengths.max()) + 1
+        if span > cache.keys.shape[3]:
+            raise InvalidInputError("cache", f"is full ({cache.keys.shape[3]} tokens per slot)", span)
+        cos, sin = rope_angles(lengths[:, None], self.config)
+        mask = (torch.arange(span)[None, :] <= lengths[:, None])[:, None, None, :]  # [b, 1, 1, span]
+        x = self.tok_embeddings(ids)
+        for index, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, index, cache, mask)
+        cache.lengths[:b] += 1
         x = self.norm(x)
         return F.linear(x, self.tok_embeddings.weight)
