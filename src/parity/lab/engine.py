@@ -461,8 +461,9 @@ class ContinuousBatch:
         have_slots = 0 if cache is None else cache.keys.shape[1]
         have_cols = 0 if cache is None else cache.keys.shape[3]
         new_slots = max(slots, 2 * have_slots if have_slots < slots else have_slots)
-        new_cols = columns if have_cols >= columns else max(columns, have_cols + self.GROW, 2 * have_cols)
-        new_cols = min(new_cols, max(columns, engine.max_context))
+        new_cols = have_cols
+        if have_cols < columns:
+            new_cols = min(max(columns, have_cols + self.GROW, 2 * have_cols), max(columns, engine.max_context))
         grown = KVCache.slots(engine.config, new_slots, new_cols, dtype=engine._dtype)
         if cache is not None and self._rows:
             n, width = len(self._rows), int(cache.lengths[: len(self._rows)].max())  # type: ignore[index]
