@@ -283,8 +283,10 @@ def test_a_request_arriving_mid_batch_joins_it_and_leaves_first() -> None:
     assert batcher.stats.joined == 1
     assert batcher.stats.largest == 2
     assert order == ["short", "long"]  # it left the batch as soon as it was done
-    assert long_result.token_ids == long_alone.token_ids and len(long_result.token_ids) == 24
-    assert short_result.token_ids == short_alone.token_ids and len(short_result.token_ids) == 4
+    assert long_result.token_ids == long_alone.token_ids
+    assert len(long_result.token_ids) == 24
+    assert short_result.token_ids == short_alone.token_ids
+    assert len(short_result.token_ids) == 4
 
 
 def test_a_full_queue_is_refused_at_once() -> None:

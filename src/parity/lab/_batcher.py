@@ -88,6 +88,11 @@ class MicroBatcher:
         """Jobs waiting (approximate; running generations excluded)."""
         return self._queue.qsize() + len(self._held)
 
+    @property
+    def running(self) -> int:
+        """Generations holding a place in an engine's batch (approximate)."""
+        return sum(len(jobs) for _, jobs in list(self._batches.values()))
+
     def _put(self, job: _Job) -> None:
         try:
             self._queue.put_nowait(job)
@@ -131,12 +136,9 @@ class MicroBatcher:
 
     # -- worker ---------------------------------------------------------------------------------------------
 
-    def _running(self) -> int:
-        return sum(len(jobs) for _, jobs in self._batches.values())
-
     def _run(self) -> None:
         while True:
-            if not self._running() and not self._held:
+            if not self.running and not self._held:
                 if self._stopping:
                     return
                 first = self._queue.get()  # idle: sleep until work arrives
