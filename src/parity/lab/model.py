@@ -89,8 +89,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return normed.to(x.dtype) * self.weight
 
 
@@ -102,12 +101,24 @@ def rope_angles(positions: torch.Tensor, config: ModelConfig) -> tuple[torch.Ten
     return torch.cos(angles), torch.sin(angles)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs (2i, 2i+1) of ``x`` [B, H, T, D] by the given angles."""
-    pairs = x.float().view(*x.shape[:-1], -1, 2)
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+def rope_rotation(positions: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The rotary angles of :func:`rope_angles` as unit complex numbers cos + i sin: [B, 1, T, head_dim/2]."""
+    cos, sin = rope_angles(positions, config)
+    return torch.complex(cos, sin)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) of ``x`` [B, H, T, D] by :func:`rope_rotation` (one complex
+    multiplication per pair, in fp32).
+
+    >>> cfg = ModelConfig(vocab_size=8, d_model=8, n_layers=1, n_heads=2, d_ff=8)
+    >>> x = torch.tensor([[[[1.0, 0.0, 1.0, 0.0]]]])
+    >>> cos, sin = rope_angles(torch.tensor([[1]]), cfg)
+    >>> torch.allclose(apply_rope(x, rope_rotation(torch.tensor([[1]]), cfg))[..., ::2], cos)
+    True
+    """
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 class KVCache:
@@ -155,8 +166,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
         layer: int,
         cache: KVCache | None,
         mask: torch.Tensor | None,
@@ -167,7 +177,7 @@ class Attention(nn.Module):
         q = self.wq(x).view(b, t, h, hd).transpose(1, 2)
         k = self.wk(x).view(b, t, kvh, hd).transpose(1, 2)
         v = self.wv(x).view(b, t, kvh, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rotation), apply_rope(k, rotation)
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         elif cache.lengths is not None:  # slot mode: one new token per row, each at its own column
@@ -215,13 +225,12 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
         layer: int,
         cache: KVCache | None,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, layer, cache, mask)
+        x = x + self.attention(self.attention_norm(x), rotation, layer, cache, mask)
         out: torch.Tensor = x + self.feed_forward(self.ffn_norm(x))
         return out
 
@@ -294,7 +303,7 @@ class Transformer(nn.Module):
         if positions is None:
             start = 0 if cache is None else cache.length
             positions = torch.arange(start, start + t).expand(b, t)
-        cos, sin = rope_angles(positions, self.config)
+        rotation = rope_rotation(positions, self.config)
         mask = None
         if cache is not None:
             total = cache.length + t
@@ -308,7 +317,7 @@ class Transformer(nn.Module):
             mask = mask[:, None]  # [B, 1, T, S]
         x = self.tok_embeddings(ids)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, index, cache, mask)
+            x = layer(x, rotation, index, cache, mask)
         if cache is not None:
             cache.length += t
         if select is not None:
@@ -328,11 +337,11 @@ class Transformer(nn.Module):
         span = int(lengths.max()) + 1
         if span > cache.keys.shape[3]:
             raise InvalidInputError("cache", f"is full ({cache.keys.shape[3]} tokens per slot)", span)
-        cos, sin = rope_angles(lengths[:, None], self.config)
+        rotation = rope_rotation(lengths[:, None], self.config)
         mask = (torch.arange(span)[None, :] <= lengths[:, None])[:, None, None, :]  # [b, 1, 1, span]
         x = self.tok_embeddings(ids)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, index, cache, mask)
+            x = layer(x, rotation, index, cache, mask)
         cache.lengths[:b] += 1
         x = self.norm(x)
         return F.linear(x, self.tok_embeddings.weight)
