@@ -385,8 +385,8 @@ class ContinuousBatch:
     soon as they are done, instead of the whole batch waiting for its longest request.
 
     Each running request owns a slot of one KV cache (:meth:`KVCache.slots`): its own positions, no padding
-    shared with others. :meth:`step` prefills the requests added since the last step (together, right-padded,
-    reusing the default system turn's keys/values), runs one decoding step of the others, then samples one
+    shared with others. :meth:`step` prefills the requests added since the last step (reusing the default system
+    turn's keys/values) in the same pass through the model as one decoding step of the others, then samples one
     token for every request in the canonical order of the module docstring, all in one group per settings (so
     a batch-dependent sampler fault sees every running request). A finished request's slot is refilled by the
     last running one. Sampling depends only on the request's own generator and logits, so a request gives the
@@ -473,37 +473,6 @@ class ContinuousBatch:
         self._cache = grown
         return grown
 
-    def _prefill(self, rows: list[_Running]) -> np.ndarray:
-        """Prefill ``rows`` into slots after the running ones; return their next-token logits [len(rows), V]."""
-        engine = self.engine
-        k, longest = len(rows), max(r.prompt_len for r in rows)
-        start = 0
-        prefix = engine._prefix_kv()
-        if prefix is not None:
-            size = len(prefix[0])
-            if all(r.prompt_len > size and r.request.prompt_ids[:size] == prefix[0] for r in rows):
-                start = size
-        ids = torch.zeros(k, longest - start, dtype=torch.long)
-        key_valid = torch.zeros(k, longest, dtype=torch.bool)
-        for i, row in enumerate(rows):  # right-padded: column j holds position j in every row
-            ids[i, : row.prompt_len - start] = torch.tensor(row.request.prompt_ids[start:])
-            key_valid[i, : row.prompt_len] = True
-        cache = KVCache(engine.config, k, longest, dtype=engine._dtype)
-        if start:
-            cache.keys[:, :, :, :start] = prefix[1][:, None]  # type: ignore[index]
-            cache.values[:, :, :, :start] = prefix[2][:, None]  # type: ignore[index]
-            cache.length = start
-        positions = torch.arange(start, longest).expand(k, longest - start)
-        select = torch.tensor([r.prompt_len - 1 - start for r in rows])
-        logits = engine.model(ids, positions=positions, cache=cache, key_valid=key_valid, select=select)
-        n = len(self._rows)
-        slots = self._reserve(n + k, longest + 1)
-        slots.keys[:, n : n + k, :, :longest] = cache.keys
-        slots.values[:, n : n + k, :, :longest] = cache.values
-        slots.lengths[n : n + k] = torch.tensor([r.prompt_len for r in rows])  # type: ignore[index]
-        self.prefilled += k
-        return logits[:, 0].float().numpy()  # type: ignore[no-any-return]
-
     def _release(self, done: list[int]) -> None:
         """Free the slots of finished rows ``done``: the last running rows move into the holes."""
         cache = self._cache
@@ -529,24 +498,36 @@ class ContinuousBatch:
 
     @torch.no_grad()
     def step(self) -> list[tuple[Any, GenerationResult]]:
-        """Prefill the joining requests, decode one token of every running one; return the finished ones as
-        ``(tag, result)``."""
+        """Prefill the joining requests and decode one token of every running one, in one pass through the
+        model (:meth:`Transformer.packed_step`); return the finished ones as ``(tag, result)``."""
         engine = self.engine
-        raws: list[np.ndarray] = []
-        if self._rows:
-            n = len(self._rows)
-            cache = self._reserve(n, int(self._cache.lengths[:n].max()) + 1)  # type: ignore[union-attr, index]
-            feed = torch.tensor([[r.last] for r in self._rows])
-            raws.append(engine.model(feed, cache=cache)[:, 0].float().numpy())
-            self.steps += 1
-        if self._joining:
-            joining, self._joining = self._joining, []
-            raws.append(self._prefill(joining))
-            self._rows += joining
-        if not self._rows:
+        n, joining = len(self._rows), self._joining
+        if not n and not joining:
             return []
+        self._joining = []
+        lengths = self._cache.lengths if self._cache is not None else None
+        columns = max(
+            [int(lengths[:n].max()) + 1 if n and lengths is not None else 0] + [r.prompt_len for r in joining]
+        )
+        cache = self._reserve(n + len(joining), columns)
+        prefix = engine._prefix_kv() if joining else None
+        joins: list[tuple[int, list[int], int]] = []
+        for slot, row in enumerate(joining, start=n):
+            start = 0
+            if prefix is not None:
+                size = len(prefix[0])
+                if row.prompt_len > size and row.request.prompt_ids[:size] == prefix[0]:
+                    cache.keys[:, slot, :, :size] = prefix[1]
+                    cache.values[:, slot, :, :size] = prefix[2]
+                    start = size
+            joins.append((slot, row.request.prompt_ids[start:], start))
+        feed = torch.tensor([r.last for r in self._rows], dtype=torch.long)
+        raw = engine.model.packed_step(feed, cache, joins).float().numpy()
+        if n:
+            self.steps += 1
+        self.prefilled += len(joining)
+        self._rows += joining
         self.largest = max(self.largest, len(self._rows))
-        raw = np.concatenate(raws) if len(raws) > 1 else raws[0]
         rows = self._rows
         processed: list[np.ndarray] = []
         for row, values in zip(rows, raw, strict=True):

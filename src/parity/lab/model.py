@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -180,15 +180,6 @@ class Attention(nn.Module):
         q, k = apply_rope(q, rotation), apply_rope(k, rotation)
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
-        elif cache.lengths is not None:  # slot mode: one new token per row, each at its own column
-            lengths = cache.lengths[:b]
-            rows = torch.arange(b)
-            cache.keys[layer, rows, :, lengths] = k[:, :, 0]
-            cache.values[layer, rows, :, lengths] = v[:, :, 0]
-            span = mask.shape[-1] if mask is not None else int(lengths.max()) + 1
-            keys = cache.keys[layer, :b, :, :span]
-            values = cache.values[layer, :b, :, :span]
-            out = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, enable_gqa=gqa)
         else:
             start = cache.length
             cache.keys[layer, :, :, start : start + t] = k
@@ -299,7 +290,7 @@ class Transformer(nn.Module):
         """
         b, t = ids.shape
         if cache is not None and cache.lengths is not None:
-            return self._slot_step(ids, cache)
+            raise InvalidInputError("cache", "is in slot mode: use packed_step", "slots")
         if positions is None:
             start = 0 if cache is None else cache.length
             positions = torch.arange(start, start + t).expand(b, t)
@@ -327,21 +318,88 @@ class Transformer(nn.Module):
         x = self.norm(x)
         return F.linear(x, self.tok_embeddings.weight)
 
-    def _slot_step(self, ids: torch.Tensor, cache: KVCache) -> torch.Tensor:
-        """One decode step of the first ``b`` sequences of a slot-mode cache: logits [b, 1, V]."""
-        assert cache.lengths is not None
-        b, t = ids.shape
-        if t != 1:
-            raise InvalidInputError("ids", "must hold one token per sequence in slot mode", tuple(ids.shape))
-        lengths = cache.lengths[:b]
-        span = int(lengths.max()) + 1
-        if span > cache.keys.shape[3]:
-            raise InvalidInputError("cache", f"is full ({cache.keys.shape[3]} tokens per slot)", span)
-        rotation = rope_rotation(lengths[:, None], self.config)
-        mask = (torch.arange(span)[None, :] <= lengths[:, None])[:, None, None, :]  # [b, 1, 1, span]
-        x = self.tok_embeddings(ids)
-        for index, layer in enumerate(self.layers):
-            x = layer(x, rotation, index, cache, mask)
-        cache.lengths[:b] += 1
-        x = self.norm(x)
+    def packed_step(self, feed: torch.Tensor, cache: KVCache, joins: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """One step of continuous batching over a slot-mode cache (:meth:`KVCache.slots`), in one pass.
+
+        ``feed`` [n] holds the next token of each of the first n sequences (at position ``cache.lengths[i]``);
+        each ``(slot, ids, start)`` of ``joins`` prefills a sequence joining in ``slot`` whose first ``start``
+        positions are already cached (a shared prefix), with ``ids`` at positions start, start+1, ... Every token
+        goes through the linear layers together (the weights are read once per step); attention runs per decoding
+        batch and per joining sequence. Returns the next-token logits [n + len(joins), V]: the fed sequences',
+        then each joining one's (of its last token). The lengths advance.
+
+        >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_context=16)
+        >>> model = Transformer(cfg).eval()
+        >>> cache = KVCache.slots(cfg, 2, 8, dtype=torch.float32)
+        >>> with torch.no_grad():
+        ...     first = model.packed_step(torch.zeros(0, dtype=torch.long), cache, [(0, [1, 2, 3], 0)])
+        ...     both = model.packed_step(torch.tensor([5]), cache, [(1, [7], 0)])
+        ...     full = model(torch.tensor([[1, 2, 3, 5]]))[0, -1]
+        >>> cache.lengths.tolist(), bool(torch.allclose(both[0], full, atol=1e-5))
+        ([4, 1], True)
+        """
+        lengths = cache.lengths
+        assert lengths is not None
+        cfg = self.config
+        h, kvh, hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        gqa = kvh != h
+        n = int(feed.shape[0])
+        pieces = [feed] + [torch.tensor(ids, dtype=torch.long) for _, ids, _ in joins]
+        tokens = torch.cat(pieces)
+        positions = torch.cat([lengths[:n]] + [torch.arange(start, start + len(ids)) for _, ids, start in joins])
+        total = int(tokens.shape[0])
+        needed = max([int(lengths[:n].max()) + 1 if n else 0] + [start + len(ids) for _, ids, start in joins])
+        if needed > cache.keys.shape[3]:
+            raise InvalidInputError("cache", f"is full ({cache.keys.shape[3]} tokens per slot)", needed)
+        if any(not n <= slot < cache.keys.shape[1] for slot, _, _ in joins):
+            raise InvalidInputError("joins", f"must use free slots in [{n}, {cache.keys.shape[1]})", joins)
+        rotation = rope_rotation(positions[None], cfg)  # [1, 1, total, hd/2]
+        span = int(lengths[:n].max()) + 1 if n else 0
+        decode_mask = (torch.arange(span)[None, :] <= lengths[:n, None])[:, None, None, :] if n else None
+        rows = torch.arange(n)
+        offsets = []
+        offset = n
+        for _, ids, _ in joins:
+            offsets.append(offset)
+            offset += len(ids)
+        x = self.tok_embeddings(tokens)  # [total, d]
+        for index, block in enumerate(self.layers):
+            layer = cast(Block, block)
+            attn = layer.attention
+            normed = layer.attention_norm(x)
+            q = apply_rope(attn.wq(normed).view(1, total, h, hd).transpose(1, 2), rotation)  # [1, h, total, hd]
+            k = apply_rope(attn.wk(normed).view(1, total, kvh, hd).transpose(1, 2), rotation)
+            v = attn.wv(normed).view(1, total, kvh, hd).transpose(1, 2)
+            outs = []
+            keys_all, values_all = cache.keys[index], cache.values[index]
+            if n:
+                keys_all[rows, :, lengths[:n]] = k[0, :, :n].transpose(0, 1)
+                values_all[rows, :, lengths[:n]] = v[0, :, :n].transpose(0, 1)
+                qd = q[0, :, :n].transpose(0, 1)[:, :, None]  # [n, h, 1, hd]
+                out = F.scaled_dot_product_attention(
+                    qd, keys_all[:n, :, :span], values_all[:n, :, :span], attn_mask=decode_mask, enable_gqa=gqa
+                )
+                outs.append(out[:, :, 0].reshape(n, h * hd))
+            for (slot, ids, start), first in zip(joins, offsets, strict=True):
+                t = len(ids)
+                keys_all[slot, :, start : start + t] = k[0, :, first : first + t]
+                values_all[slot, :, start : start + t] = v[0, :, first : first + t]
+                causal = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
+                out = F.scaled_dot_product_attention(
+                    q[:, :, first : first + t],
+                    keys_all[slot : slot + 1, :, : start + t],
+                    values_all[slot : slot + 1, :, : start + t],
+                    attn_mask=causal,
+                    enable_gqa=gqa,
+                )
+                outs.append(out[0].transpose(0, 1).reshape(t, h * hd))
+            x = x + attn.wo(torch.cat(outs) if len(outs) > 1 else outs[0])
+            x = x + layer.feed_forward(layer.ffn_norm(x))
+        lengths[:n] += 1
+        for slot, ids, start in joins:
+            lengths[slot] = start + len(ids)
+        last = torch.tensor(
+            list(range(n)) + [first + len(ids) - 1 for (_, ids, _), first in zip(joins, offsets, strict=True)]
+        )
+        x = self.norm(x[last])
         return F.linear(x, self.tok_embeddings.weight)
