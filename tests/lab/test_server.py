@@ -324,3 +324,49 @@ def test_streamed_completion_echoes_then_continues(client: Any) -> None:
     pieces = [c.choices[0].text for c in client.completions.create(**kwargs, echo=True, stream=True) if c.choices]
     assert pieces[0] == "import json\n"
     assert "".join(pieces[1:]) == whole
+
+
+def test_a_cancelled_request_leaves_the_running_batch() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    import numpy as np
+
+    from parity.lab.engine import Engine, GenerationRequest
+
+    engine = Engine.load()
+    stops = sorted(engine.tokenizer.stop_ids)
+
+    def never_stop(logits: Any, step: int, rng: Any) -> Any:
+        logits[stops] = -np.inf
+        return logits
+
+    ids = engine.tokenizer.encode("import")
+    batcher = MicroBatcher(lambda key: engine)
+    streamed: list[Any] = []
+
+    async def scenario() -> Any:
+        started = asyncio.Event()
+
+        def on_token(event: Any) -> None:
+            streamed.append(event)
+            started.set()
+
+        request = GenerationRequest(ids, max_tokens=400, temperature=0.0, logits_processor=never_stop)
+        abandoned = asyncio.ensure_future(batcher.submit("k", request, on_token))
+        await started.wait()
+        abandoned.cancel()  # what a closed stream does to its generation
+        answer = await batcher.submit("k", GenerationRequest(ids, max_tokens=2, temperature=0.0))
+        for _ in range(200):  # the worker drops the abandoned request at its next step
+            if batcher.running == 0:
+                break
+            await asyncio.sleep(0.05)
+        return answer
+
+    try:
+        answer = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert answer.completion_tokens <= 2
+    assert batcher.stats.cancelled == 1
+    assert batcher.running == 0
+    assert len(streamed) < 400

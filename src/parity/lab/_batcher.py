@@ -38,13 +38,15 @@ class QueueFullError(ParityError):
 class BatchStats:
     """Counters of the worker: decoding steps (``batches``) and requests finished; ``largest`` is the most
     requests running at once, ``sizes`` counts the steps by how many requests were running, ``joined`` counts
-    requests that joined a batch already running (continuous batching at work)."""
+    requests that joined a batch already running (continuous batching at work), ``cancelled`` the requests
+    dropped because their caller went away (a closed stream)."""
 
     batches: int = 0
     requests: int = 0
     largest: int = 0
     sizes: dict[int, int] = field(default_factory=dict)
     joined: int = 0
+    cancelled: int = 0
 
 
 @dataclass(eq=False)
@@ -215,6 +217,10 @@ class MicroBatcher:
 
     def _step(self, key: Hashable) -> None:
         batch, jobs = self._batches[key]
+        for job in [j for j in jobs if j.future.cancelled()]:  # the client went away: free its slot
+            batch.cancel(job)
+            jobs.remove(job)
+            self.stats.cancelled += 1
         if not jobs:
             del self._batches[key]  # the engine's batch is idle
             return

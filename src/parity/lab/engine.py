@@ -450,6 +450,19 @@ class ContinuousBatch:
             )
         )
 
+    def cancel(self, tag: Any) -> bool:
+        """Drop the request added with ``tag`` (its client went away): its slot is free at the next step.
+        Returns whether it was there."""
+        for i, row in enumerate(self._joining):
+            if row.tag is tag:
+                del self._joining[i]
+                return True
+        for i, row in enumerate(self._rows):
+            if row.tag is tag:
+                self._release([i])
+                return True
+        return False
+
     # -- the slot cache -----------------------------------------------------------------------------------
 
     def _reserve(self, slots: int, columns: int) -> KVCache:

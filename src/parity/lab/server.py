@@ -232,6 +232,7 @@ class LabServer:
                     "largest": stats.largest,
                     "sizes": stats.sizes,
                     "joined": stats.joined,
+                    "cancelled": stats.cancelled,
                 },
             }
         )
