@@ -407,9 +407,6 @@ class ContinuousBatch:
     ['a', 'b']
     """
 
-    #: columns a slot cache grows by at least (reallocation is amortised).
-    GROW = 64
-
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._rows: list[_Running] = []  # running, in slot order 0..n-1
@@ -474,9 +471,7 @@ class ContinuousBatch:
         have_slots = 0 if cache is None else cache.keys.shape[1]
         have_cols = 0 if cache is None else cache.keys.shape[3]
         new_slots = max(slots, 2 * have_slots if have_slots < slots else have_slots)
-        new_cols = have_cols
-        if have_cols < columns:
-            new_cols = min(max(columns, have_cols + self.GROW, 2 * have_cols), max(columns, engine.max_context))
+        new_cols = max(columns, have_cols)
         grown = KVCache.slots(engine.config, new_slots, new_cols, dtype=engine._dtype)
         if cache is not None and self._rows:
             n, width = len(self._rows), int(cache.lengths[: len(self._rows)].max())  # type: ignore[index]
@@ -519,8 +514,10 @@ class ContinuousBatch:
             return []
         self._joining = []
         lengths = self._cache.lengths if self._cache is not None else None
+        # a joining request's slot is reserved whole (prompt + max_tokens): no regrowth while it decodes
         columns = max(
-            [int(lengths[:n].max()) + 1 if n and lengths is not None else 0] + [r.prompt_len for r in joining]
+            [int(lengths[:n].max()) + 1 if n and lengths is not None else 0]
+            + [r.prompt_len + r.request.max_tokens for r in joining]
         )
         cache = self._reserve(n + len(joining), columns)
         prefix = engine._prefix_kv() if joining else None
