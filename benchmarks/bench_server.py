@@ -22,7 +22,7 @@ from benchmarks._results import write_section
 from parity._loopback import free_port
 from parity.lab.traffic import TrafficGenerator
 
-RATES = (0.25, 0.5, 1.0, 2.0)
+RATES = (0.25, 0.5, 1.0)
 DURATION_S = 20.0
 REPEATS = 3
 MAX_TOKENS = 8
