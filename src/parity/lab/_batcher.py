@@ -146,7 +146,7 @@ class MicroBatcher:
                 first = self._queue.get()  # idle: sleep until work arrives
                 self._take(first)
                 deadline = time.monotonic() + self.max_wait_s  # gather the requests that arrive together
-                while not self._stopping:
+                while not self._stopping and len(self._held) < self.max_batch:
                     remaining = deadline - time.monotonic()
                     try:
                         nxt = self._queue.get(timeout=remaining) if remaining > 0 else self._queue.get_nowait()
@@ -154,7 +154,9 @@ class MicroBatcher:
                         break
                     self._take(nxt)
             else:
-                while not self._stopping:  # running: whatever arrived joins at this step
+                # running: what arrived joins at this step; past max_batch waiting, the rest stays in the bounded
+                # queue (so a saturated server answers 503 instead of queueing without limit)
+                while not self._stopping and len(self._held) < self.max_batch:
                     try:
                         nxt = self._queue.get_nowait()
                     except queue.Empty:
