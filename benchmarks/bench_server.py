@@ -22,7 +22,7 @@ from benchmarks._results import write_section
 from parity._loopback import free_port
 from parity.lab.traffic import TrafficGenerator
 
-RATES = (0.25, 0.5, 1.0)
+RATES = (0.1, 0.25, 0.5)
 DURATION_S = 20.0
 REPEATS = 3
 MAX_TOKENS = 8
@@ -40,7 +40,7 @@ def _start(max_batch: int) -> tuple[subprocess.Popen[bytes], str]:
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 900  # reading SmolLM2 takes minutes on a loaded machine
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health", timeout=1).status_code == 200:
