@@ -23,7 +23,7 @@ from parity._loopback import free_port
 from parity.lab.traffic import TrafficGenerator
 
 RATES = (0.1, 0.25, 0.5)
-DURATION_S = 20.0
+DURATION_S = 30.0
 REPEATS = 3
 MAX_TOKENS = 8
 #: a rate is past saturation when the served rate falls below this fraction of the offered rate (median of runs).
@@ -63,18 +63,26 @@ def _measure(url: str, rate: float, seed: int) -> tuple[float, float, float, int
 def main() -> None:
     load_start = os.getloadavg()[0]
     rows: dict[tuple[int, float], list[tuple[float, float, float, int, int, float]]] = {}
-    for max_batch in (16, 1):
-        proc, url = _start(max_batch)
-        try:
-            _measure(url, 0.5, seed=99)  # warm-up: engines loaded, caches hot
-            for rate in RATES:
-                for rep in range(REPEATS):
-                    rows.setdefault((max_batch, rate), []).append(_measure(url, rate, seed=rep))
+    # both servers run side by side and the runs alternate between them, so that the machine's changing load
+    # (other sessions' jobs) falls on both alike
+    servers = {max_batch: _start(max_batch) for max_batch in (16, 1)}
+    try:
+        for _, url in servers.values():
+            _measure(url, 0.1, seed=99)  # warm-up: engines loaded, caches hot
+        live = [16, 1]
+        for rate in RATES:
+            for rep in range(REPEATS):
+                for max_batch in live:
+                    rows.setdefault((max_batch, rate), []).append(_measure(servers[max_batch][1], rate, seed=rep))
                     print(f"max_batch={max_batch} rate={rate} rep={rep}: {rows[(max_batch, rate)][-1]}", flush=True)
+            for max_batch in list(live):
                 runs = rows[(max_batch, rate)]
                 if statistics.median(r[0] / r[5] for r in runs if r[5] > 0) < SATURATED:
-                    break  # saturated: higher rates only lengthen the queue
-        finally:
+                    live.remove(max_batch)  # saturated: higher rates only lengthen the queue
+            if not live:
+                break
+    finally:
+        for proc, _ in servers.values():
             proc.terminate()
             proc.wait(timeout=30)
     lines = [
@@ -101,7 +109,8 @@ def main() -> None:
 to the RoPE-scaled long pool), `max_tokens` {MAX_TOKENS}, 20 sessions with follow-ups. Median of {REPEATS} runs
 per cell; "served" counts successful requests over the run's wall time (arrivals plus draining). The server runs
 every engine's requests in one continuous batch (a request joins at the next decoding step and leaves when
-done); the competitor is the same server one request at a time (`--max-batch 1`), measured in the same session.
+done); the competitor is the same server one request at a time (`--max-batch 1`), running beside it: the runs
+alternate between the two, so that the machine's changing load falls on both alike.
 **Measured under contention**: the machine's 2 cores were shared by ~8 sessions' tests and benchmarks, and the
 traffic generator runs beside the server (1-minute load average {load_start:.1f} at the start and
 {os.getloadavg()[0]:.1f} at the end); the comparison between rows is the point, absolute rates move several-fold
