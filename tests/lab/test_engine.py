@@ -204,3 +204,23 @@ def test_bad_load_and_chat_arguments(engine: Engine) -> None:
         engine.chat_prompt([{"role": "robot", "content": "hi"}])
     with pytest.raises(InvalidInputError, match="`continuation_ids` must be a non-empty list"):
         engine.score([1, 2], [])
+
+
+def test_a_request_joining_a_running_batch_gives_its_solo_answer(engine: Engine) -> None:
+    first = [_req(engine, CODE, max_tokens=16, temperature=0.0), _req(engine, PROSE, max_tokens=16, seed=3)]
+    later = [_req(engine, "import", max_tokens=6, temperature=0.0), _req(engine, CODE, max_tokens=9, seed=5)]
+    solo = {i: engine.generate([r])[0] for i, r in enumerate(first + later)}
+    batch = engine.batch()
+    for i, request in enumerate(first):
+        batch.add(request, tag=i)
+    done = batch.step() + batch.step() + batch.step()
+    assert batch.running == 2 - len(done)
+    for i, request in enumerate(later, start=len(first)):
+        batch.add(request, tag=i)  # joins at the next step, beside the running ones
+    while batch:
+        done += batch.step()
+    assert batch.largest >= 3
+    assert sorted(tag for tag, _ in done) == [0, 1, 2, 3]
+    for tag, result in done:
+        assert result.token_ids == solo[tag].token_ids
+        assert result.token_logprobs == pytest.approx(solo[tag].token_logprobs, abs=LOGPROB_ATOL)

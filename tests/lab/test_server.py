@@ -202,31 +202,19 @@ def test_concurrent_requests_all_succeed(lab: Any) -> None:
     assert results == [200] * 8
 
 
-class _Recording:
-    """A real engine whose batch sizes are recorded."""
-
-    def __init__(self, engine: Any) -> None:
-        self.engine = engine
-        self.sizes: list[int] = []
-
-    def generate(self, requests: Any, *, on_token: Any = None) -> Any:
-        self.sizes.append(len(requests))
-        return self.engine.generate(requests, on_token=on_token)
-
-
-def test_micro_batcher_groups_waiting_requests_into_one_batch() -> None:
+def test_micro_batcher_prefills_waiting_requests_together() -> None:
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
     from parity.lab.engine import Engine, GenerationRequest
 
-    engine = _Recording(Engine.load())
+    engine = Engine.load()
     batcher = MicroBatcher(lambda key: engine, max_batch=8)
     gate = threading.Event()
 
     async def scenario() -> list[Any]:
         blocker = asyncio.ensure_future(batcher.call(gate.wait))  # hold the worker so the requests queue up
         await asyncio.sleep(0.05)
-        ids = engine.engine.tokenizer.encode("import")
+        ids = engine.tokenizer.encode("import")
         jobs = [
             asyncio.ensure_future(batcher.submit("k", GenerationRequest(ids, max_tokens=2, seed=i))) for i in range(5)
         ]
@@ -239,9 +227,66 @@ def test_micro_batcher_groups_waiting_requests_into_one_batch() -> None:
         results = asyncio.run(scenario())
     finally:
         batcher.close()
-    assert engine.sizes == [5]
+    assert batcher.stats.largest == 5  # all five ran in the first step
+    assert batcher.stats.joined == 0
+    assert batcher.stats.requests == 5
     assert len(results) == 5
     assert all(r.completion_tokens <= 2 for r in results)
+
+
+def test_a_request_arriving_mid_batch_joins_it_and_leaves_first() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    import numpy as np
+
+    from parity.lab.engine import Engine, GenerationRequest
+
+    engine = Engine.load()
+    stops = sorted(engine.tokenizer.stop_ids)
+
+    def never_stop(logits: Any, step: int, rng: Any) -> Any:
+        logits[stops] = -np.inf
+        return logits
+
+    long = GenerationRequest(engine.tokenizer.encode("def read(path):"), max_tokens=24, temperature=0.0)
+    long.logits_processor = never_stop
+    short = GenerationRequest(engine.tokenizer.encode("The json module"), max_tokens=4, temperature=0.0)
+    short.logits_processor = never_stop
+    [long_alone] = engine.generate([long])
+    [short_alone] = engine.generate([short])
+    batcher = MicroBatcher(lambda key: engine, max_batch=8)
+    order: list[str] = []
+
+    async def scenario() -> tuple[Any, Any]:
+        streamed = asyncio.Event()
+        seen: list[Any] = []
+
+        def on_token(event: Any) -> None:
+            seen.append(event)
+            if len(seen) == 3:
+                streamed.set()
+
+        async def run(name: str, request: Any, callback: Any = None) -> Any:
+            result = await batcher.submit("k", request, callback)
+            order.append(name)
+            return result
+
+        first = asyncio.ensure_future(run("long", long, on_token))
+        await streamed.wait()  # the long request is decoding: the short one arrives mid-batch
+        second = asyncio.ensure_future(run("short", short))
+        return await first, await second
+
+    try:
+        long_result, short_result = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert batcher.stats.joined == 1
+    assert batcher.stats.largest == 2
+    assert order == ["short", "long"]  # it left the batch as soon as it was done
+    assert long_result.token_ids == long_alone.token_ids
+    assert len(long_result.token_ids) == 24
+    assert short_result.token_ids == short_alone.token_ids
+    assert len(short_result.token_ids) == 4
 
 
 def test_a_full_queue_is_refused_at_once() -> None:
@@ -279,3 +324,49 @@ def test_streamed_completion_echoes_then_continues(client: Any) -> None:
     pieces = [c.choices[0].text for c in client.completions.create(**kwargs, echo=True, stream=True) if c.choices]
     assert pieces[0] == "import json\n"
     assert "".join(pieces[1:]) == whole
+
+
+def test_a_cancelled_request_leaves_the_running_batch() -> None:
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    import numpy as np
+
+    from parity.lab.engine import Engine, GenerationRequest
+
+    engine = Engine.load()
+    stops = sorted(engine.tokenizer.stop_ids)
+
+    def never_stop(logits: Any, step: int, rng: Any) -> Any:
+        logits[stops] = -np.inf
+        return logits
+
+    ids = engine.tokenizer.encode("import")
+    batcher = MicroBatcher(lambda key: engine)
+    streamed: list[Any] = []
+
+    async def scenario() -> Any:
+        started = asyncio.Event()
+
+        def on_token(event: Any) -> None:
+            streamed.append(event)
+            started.set()
+
+        request = GenerationRequest(ids, max_tokens=400, temperature=0.0, logits_processor=never_stop)
+        abandoned = asyncio.ensure_future(batcher.submit("k", request, on_token))
+        await started.wait()
+        abandoned.cancel()  # what a closed stream does to its generation
+        answer = await batcher.submit("k", GenerationRequest(ids, max_tokens=2, temperature=0.0))
+        for _ in range(200):  # the worker drops the abandoned request at its next step
+            if batcher.running == 0:
+                break
+            await asyncio.sleep(0.05)
+        return answer
+
+    try:
+        answer = asyncio.run(scenario())
+    finally:
+        batcher.close()
+    assert answer.completion_tokens <= 2
+    assert batcher.stats.cancelled == 1
+    assert batcher.running == 0
+    assert len(streamed) < 400

@@ -88,7 +88,13 @@ def command() -> None:
     help="Weights for every model: smollm2-135m, parity-lab-9m or a directory (default: each model's in the TOML).",
 )
 @click.option("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
-@click.option("--max-batch", type=int, default=16, show_default=True, help="Largest engine batch.")
+@click.option(
+    "--max-batch",
+    type=int,
+    default=16,
+    show_default=True,
+    help="Most requests running at once per engine (continuous batching).",
+)
 @click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests before 503.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
               help="Larger request bodies are refused with 413 before they are read or tokenized.")  # fmt: skip

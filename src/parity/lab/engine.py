@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -149,6 +150,11 @@ class _Running:
     request: GenerationRequest
     rng: np.random.Generator
     prompt_len: int
+    tag: Any = None
+    on_token: Callable[[TokenEvent], None] | None = None
+    #: tokens drawn so far (the ``step`` a logits processor sees) and the last one, fed at the next step.
+    steps: int = 0
+    last: int = 0
     token_ids: list[int] = field(default_factory=list)
     tokens: list[str] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
@@ -347,24 +353,9 @@ class Engine:
                 self._prefix = (prefix_ids, cache.keys[:, 0].clone(), cache.values[:, 0].clone())
         return self._prefix if self._prefix[0] else None
 
-    def _reuse_prefix(self, rows: list[_Running], cache: KVCache, longest: int) -> int:
-        """Copy the shared system prefix's keys/values into ``cache`` when every row starts with it; return the
-        column the prefill starts at (0 when nothing is reused). Rows are left-padded: row i's prompt starts at
-        ``longest - len``, so a shorter row's prefix tail past the start column is simply computed again."""
-        prefix = self._prefix_kv()
-        if prefix is None:
-            return 0
-        prefix_ids, keys, values = prefix
-        size = len(prefix_ids)
-        if any(r.prompt_len <= size or r.request.prompt_ids[:size] != prefix_ids for r in rows):
-            return 0
-        for i, row in enumerate(rows):
-            pad = longest - row.prompt_len
-            cache.keys[:, i, :, pad : pad + size] = keys
-            cache.values[:, i, :, pad : pad + size] = values
-        start = min(longest - r.prompt_len for r in rows) + size
-        cache.length = start
-        return start
+    def batch(self) -> ContinuousBatch:
+        """A new, empty continuous batch on this engine (see :class:`ContinuousBatch`)."""
+        return ContinuousBatch(self)
 
     @torch.no_grad()
     def generate(
@@ -373,77 +364,23 @@ class Engine:
         *,
         on_token: Callable[[int, TokenEvent], None] | None = None,
     ) -> list[GenerationResult]:
-        """Generate for a batch of requests of any prompt lengths; ``on_token(request_index, event)`` streams."""
+        """Generate for a batch of requests of any prompt lengths; ``on_token(request_index, event)`` streams.
+
+        The requests start together in one :class:`ContinuousBatch`; each leaves it when it is done.
+        """
         if not requests:
             return []
         for index, request in enumerate(requests):
             self._validate(request, index)
-        rows = [_Running(request=r, rng=_generator(r.seed), prompt_len=len(r.prompt_ids)) for r in requests]
-        batch = len(rows)
-        longest = max(r.prompt_len for r in rows)
-        steps = max(r.request.max_tokens for r in rows)
-        ids = torch.zeros(batch, longest, dtype=torch.long)
-        key_valid = torch.zeros(batch, longest + steps, dtype=torch.bool)
-        positions = torch.zeros(batch, longest, dtype=torch.long)
-        for i, row in enumerate(rows):
-            pad = longest - row.prompt_len
-            ids[i, pad:] = torch.tensor(row.request.prompt_ids)
-            key_valid[i, pad:] = True
-            positions[i, pad:] = torch.arange(row.prompt_len)
-        cache = KVCache(self.config, batch, longest + steps, dtype=self._dtype)
-        start = self._reuse_prefix(rows, cache, longest)
-        logits = self.model(
-            ids[:, start:],
-            positions=positions[:, start:],
-            cache=cache,
-            key_valid=key_valid[:, :longest],
-            last_only=True,
-        )
-        next_pos = torch.tensor([r.prompt_len for r in rows])
-        for step in range(steps):
-            raw = logits[:, -1].float().numpy()
-            active = [i for i, r in enumerate(rows) if r.finish_reason is None]
-            processed: dict[int, np.ndarray] = {}
-            for i in active:
-                processor = rows[i].request.logits_processor
-                row_logits = raw[i].copy()
-                processed[i] = row_logits if processor is None else np.asarray(processor(row_logits, step, rows[i].rng))
-            groups: dict[tuple[Any, ...], list[int]] = {}
-            for i in active:
-                r = rows[i].request
-                key = (id(r.sampler), r.sampling)
-                groups.setdefault(key, []).append(i)
-            next_tokens = torch.zeros(batch, 1, dtype=torch.long)
-            for members in groups.values():
-                stacked = np.stack([processed[i] for i in members]).astype(np.float32)
-                for i, token in zip(members, self._choose([rows[i] for i in members], stacked), strict=True):
-                    next_tokens[i, 0] = token
-                    event = self._advance(rows[i], token, _log_softmax(raw[i]))
-                    if event is not None and on_token is not None:
-                        on_token(i, event)
-            if all(r.finish_reason is not None for r in rows):
-                break
-            logits = self.model(
-                next_tokens,
-                positions=next_pos[:, None],
-                cache=cache,
-                key_valid=key_valid[:, : cache.length + 1],
-                last_only=True,
-            )
-            next_pos = next_pos + 1
-        return [
-            GenerationResult(
-                token_ids=r.token_ids,
-                text=r.text,
-                tokens=r.tokens,
-                finish_reason=r.finish_reason or "length",
-                prompt_tokens=r.prompt_len,
-                completion_tokens=len(r.token_ids),
-                token_logprobs=r.logprobs,
-                top_logprobs=r.top,
-            )
-            for r in rows
-        ]
+        batch = self.batch()
+        for index, request in enumerate(requests):
+            stream = None if on_token is None else functools.partial(on_token, index)
+            batch.add(request, on_token=stream, tag=index, validated=True)
+        results: list[GenerationResult | None] = [None] * len(requests)
+        while batch:
+            for tag, result in batch.step():
+                results[tag] = result
+        return [r for r in results if r is not None]
 
     @torch.no_grad()
     def score(
@@ -473,4 +410,203 @@ class Engine:
         return out
 
 
-__all__ = ["Engine", "GenerationRequest", "GenerationResult", "TokenEvent"]
+class ContinuousBatch:
+    """Iteration-level (continuous) batching on one engine: requests join between decoding steps and leave as
+    soon as they are done, instead of the whole batch waiting for its longest request.
+
+    Each running request owns a slot of one KV cache (:meth:`KVCache.slots`): its own positions, no padding
+    shared with others. :meth:`step` prefills the requests added since the last step (reusing the default system
+    turn's keys/values) in the same pass through the model as one decoding step of the others, then samples one
+    token for every request in the canonical order of the module docstring, all in one group per settings (so
+    a batch-dependent sampler fault sees every running request). A finished request's slot is refilled by the
+    last running one. Sampling depends only on the request's own generator and logits, so a request gives the
+    same tokens whether it runs alone, in a batch, or joins one halfway.
+
+    >>> import torch; torch.set_num_threads(1)
+    >>> engine = Engine.load()
+    >>> batch = engine.batch()
+    >>> batch.add(GenerationRequest(engine.tokenizer.encode("import"), max_tokens=3, temperature=0.0), tag="a")
+    >>> first = batch.step()  # "a" prefilled, its first token drawn
+    >>> batch.add(GenerationRequest(engine.tokenizer.encode("def"), max_tokens=2, temperature=0.0), tag="b")
+    >>> len(batch)  # "b" joins at the next step
+    2
+    >>> done = first
+    >>> while batch:
+    ...     done += batch.step()
+    >>> sorted(tag for tag, _ in done)
+    ['a', 'b']
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._rows: list[_Running] = []  # running, in slot order 0..n-1
+        self._joining: list[_Running] = []
+        self._cache: KVCache | None = None
+        #: decoding steps run and requests prefilled (with the largest number running at once).
+        self.steps = 0
+        self.prefilled = 0
+        self.largest = 0
+
+    def __len__(self) -> int:
+        return len(self._rows) + len(self._joining)
+
+    @property
+    def running(self) -> int:
+        """Requests holding a slot (joining ones excluded)."""
+        return len(self._rows)
+
+    def add(
+        self,
+        request: GenerationRequest,
+        *,
+        on_token: Callable[[TokenEvent], None] | None = None,
+        tag: Any = None,
+        validated: bool = False,
+    ) -> None:
+        """Queue ``request`` to join at the next :meth:`step`; its result is returned with ``tag``.
+        ``on_token(event)`` streams its tokens. A bad request raises :class:`InvalidInputError` here."""
+        if not validated:
+            self.engine._validate(request, 0)
+        self._joining.append(
+            _Running(
+                request=request,
+                rng=_generator(request.seed),
+                prompt_len=len(request.prompt_ids),
+                tag=tag,
+                on_token=on_token,
+            )
+        )
+
+    def cancel(self, tag: Any) -> bool:
+        """Drop the request added with ``tag`` (its client went away): its slot is free at the next step.
+        Returns whether it was there."""
+        for i, row in enumerate(self._joining):
+            if row.tag is tag:
+                del self._joining[i]
+                return True
+        for i, row in enumerate(self._rows):
+            if row.tag is tag:
+                self._release([i])
+                return True
+        return False
+
+    # -- the slot cache -----------------------------------------------------------------------------------
+
+    def _reserve(self, slots: int, columns: int) -> KVCache:
+        """The slot cache, grown to at least ``slots`` slots of ``columns`` tokens (running slots copied)."""
+        cache = self._cache
+        if cache is not None and cache.keys.shape[1] >= slots and cache.keys.shape[3] >= columns:
+            return cache
+        engine = self.engine
+        have_slots = 0 if cache is None else cache.keys.shape[1]
+        have_cols = 0 if cache is None else cache.keys.shape[3]
+        new_slots = max(slots, 2 * have_slots if have_slots < slots else have_slots)
+        new_cols = max(columns, have_cols)
+        grown = KVCache.slots(engine.config, new_slots, new_cols, dtype=engine._dtype)
+        if cache is not None and self._rows:
+            n, width = len(self._rows), int(cache.lengths[: len(self._rows)].max())  # type: ignore[index]
+            grown.keys[:, :n, :, :width] = cache.keys[:, :n, :, :width]
+            grown.values[:, :n, :, :width] = cache.values[:, :n, :, :width]
+            grown.lengths[:n] = cache.lengths[:n]  # type: ignore[index]
+        self._cache = grown
+        return grown
+
+    def _release(self, done: list[int]) -> None:
+        """Free the slots of finished rows ``done``: the last running rows move into the holes."""
+        cache = self._cache
+        n = len(self._rows)
+        finished = set(done)
+        keep = n - len(finished)
+        holes = [i for i in range(keep) if i in finished]
+        movers = [i for i in range(keep, n) if i not in finished]
+        if cache is not None:
+            assert cache.lengths is not None
+            for hole, mover in zip(holes, movers, strict=True):
+                width = int(cache.lengths[mover])
+                cache.keys[:, hole, :, :width] = cache.keys[:, mover, :, :width]
+                cache.values[:, hole, :, :width] = cache.values[:, mover, :, :width]
+                cache.lengths[hole] = cache.lengths[mover]
+                self._rows[hole] = self._rows[mover]
+            cache.lengths[keep:n] = 0
+        del self._rows[keep:]
+        if not self._rows and not self._joining:
+            self._cache = None  # an idle batch holds no memory
+
+    # -- a step -------------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def step(self) -> list[tuple[Any, GenerationResult]]:
+        """Prefill the joining requests and decode one token of every running one, in one pass through the
+        model (:meth:`Transformer.packed_step`); return the finished ones as ``(tag, result)``."""
+        engine = self.engine
+        n, joining = len(self._rows), self._joining
+        if not n and not joining:
+            return []
+        self._joining = []
+        lengths = self._cache.lengths if self._cache is not None else None
+        # a joining request's slot is reserved whole (prompt + max_tokens): no regrowth while it decodes
+        columns = max(
+            [int(lengths[:n].max()) + 1 if n and lengths is not None else 0]
+            + [r.prompt_len + r.request.max_tokens for r in joining]
+        )
+        cache = self._reserve(n + len(joining), columns)
+        prefix = engine._prefix_kv() if joining else None
+        joins: list[tuple[int, list[int], int]] = []
+        for slot, row in enumerate(joining, start=n):
+            start = 0
+            if prefix is not None:
+                size = len(prefix[0])
+                if row.prompt_len > size and row.request.prompt_ids[:size] == prefix[0]:
+                    cache.keys[:, slot, :, :size] = prefix[1]
+                    cache.values[:, slot, :, :size] = prefix[2]
+                    start = size
+            joins.append((slot, row.request.prompt_ids[start:], start))
+        feed = torch.tensor([r.last for r in self._rows], dtype=torch.long)
+        raw = engine.model.packed_step(feed, cache, joins).float().numpy()
+        if n:
+            self.steps += 1
+        self.prefilled += len(joining)
+        self._rows += joining
+        self.largest = max(self.largest, len(self._rows))
+        rows = self._rows
+        processed: list[np.ndarray] = []
+        for row, values in zip(rows, raw, strict=True):
+            processor = row.request.logits_processor
+            row_logits = values.copy()
+            processed.append(row_logits if processor is None else np.asarray(processor(row_logits, row.steps, row.rng)))
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, row in enumerate(rows):
+            r = row.request
+            key = (id(r.sampler), r.sampling)
+            groups.setdefault(key, []).append(i)
+        for members in groups.values():
+            stacked = np.stack([processed[i] for i in members]).astype(np.float32)
+            chosen = engine._choose([rows[i] for i in members], stacked)
+            for i, token in zip(members, chosen, strict=True):
+                row = rows[i]
+                row.steps += 1
+                row.last = token
+                event = engine._advance(row, token, _log_softmax(raw[i]))
+                if event is not None and row.on_token is not None:
+                    row.on_token(event)
+        done = [i for i, r in enumerate(rows) if r.finish_reason is not None]
+        finished = [(rows[i].tag, _result(rows[i])) for i in done]
+        if done:
+            self._release(done)
+        return finished
+
+
+def _result(row: _Running) -> GenerationResult:
+    return GenerationResult(
+        token_ids=row.token_ids,
+        text=row.text,
+        tokens=row.tokens,
+        finish_reason=row.finish_reason or "length",
+        prompt_tokens=row.prompt_len,
+        completion_tokens=len(row.token_ids),
+        token_logprobs=row.logprobs,
+        top_logprobs=row.top,
+    )
+
+
+__all__ = ["ContinuousBatch", "Engine", "GenerationRequest", "GenerationResult", "TokenEvent"]

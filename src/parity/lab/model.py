@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -89,8 +89,7 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x32 = x.float()
-        normed = x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps)
+        normed = F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps)
         return normed.to(x.dtype) * self.weight
 
 
@@ -102,22 +101,54 @@ def rope_angles(positions: torch.Tensor, config: ModelConfig) -> tuple[torch.Ten
     return torch.cos(angles), torch.sin(angles)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate adjacent channel pairs (2i, 2i+1) of ``x`` [B, H, T, D] by the given angles."""
-    pairs = x.float().view(*x.shape[:-1], -1, 2)
-    x0, x1 = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+def rope_rotation(positions: torch.Tensor, config: ModelConfig) -> torch.Tensor:
+    """The rotary angles of :func:`rope_angles` as unit complex numbers cos + i sin: [B, 1, T, head_dim/2]."""
+    cos, sin = rope_angles(positions, config)
+    return torch.complex(cos, sin)
+
+
+def apply_rope(x: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
+    """Rotate adjacent channel pairs (2i, 2i+1) of ``x`` [B, H, T, D] by :func:`rope_rotation` (one complex
+    multiplication per pair, in fp32).
+
+    >>> cfg = ModelConfig(vocab_size=8, d_model=8, n_layers=1, n_heads=2, d_ff=8)
+    >>> x = torch.tensor([[[[1.0, 0.0, 1.0, 0.0]]]])
+    >>> cos, sin = rope_angles(torch.tensor([[1]]), cfg)
+    >>> torch.allclose(apply_rope(x, rope_rotation(torch.tensor([[1]]), cfg))[..., ::2], cos)
+    True
+    """
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 class KVCache:
-    """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim]."""
+    """Preallocated keys and values of every layer for a batch: [layers, B, H, max_len, head_dim].
+
+    Two ways to fill it. Batch mode (``lengths`` None): every row advances together, ``length`` columns are
+    filled (rows may be padded). Slot mode (``lengths`` a [B] tensor, see :meth:`slots`): each row is an
+    independent sequence holding ``lengths[i]`` tokens at columns 0..lengths[i]-1, and a forward pass over the
+    first ``b`` rows appends one token to each of them at its own column (continuous batching).
+    """
 
     def __init__(self, config: ModelConfig, batch: int, max_len: int, *, dtype: torch.dtype) -> None:
         shape = (config.n_layers, batch, config.kv_heads, max_len, config.head_dim)
         self.keys = torch.zeros(shape, dtype=dtype)
         self.values = torch.zeros(shape, dtype=dtype)
         self.length = 0
+        self.lengths: torch.Tensor | None = None
+
+    @classmethod
+    def slots(cls, config: ModelConfig, slots: int, max_len: int, *, dtype: torch.dtype) -> KVCache:
+        """An empty cache in slot mode: ``slots`` independent sequences of up to ``max_len`` tokens.
+
+        >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=1, n_heads=4, d_ff=64, max_context=16)
+        >>> cache = KVCache.slots(cfg, 2, 8, dtype=torch.float32)
+        >>> cache.lengths.tolist(), tuple(cache.keys.shape)
+        ([0, 0], (1, 2, 4, 8, 8))
+        """
+        cache = cls(config, slots, max_len, dtype=dtype)
+        cache.lengths = torch.zeros(slots, dtype=torch.long)
+        return cache
 
 
 class Attention(nn.Module):
@@ -135,8 +166,7 @@ class Attention(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
         layer: int,
         cache: KVCache | None,
         mask: torch.Tensor | None,
@@ -147,7 +177,7 @@ class Attention(nn.Module):
         q = self.wq(x).view(b, t, h, hd).transpose(1, 2)
         k = self.wk(x).view(b, t, kvh, hd).transpose(1, 2)
         v = self.wv(x).view(b, t, kvh, hd).transpose(1, 2)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        q, k = apply_rope(q, rotation), apply_rope(k, rotation)
         if cache is None:
             out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
         else:
@@ -186,13 +216,12 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        cos: torch.Tensor,
-        sin: torch.Tensor,
+        rotation: torch.Tensor,
         layer: int,
         cache: KVCache | None,
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        x = x + self.attention(self.attention_norm(x), cos, sin, layer, cache, mask)
+        x = x + self.attention(self.attention_norm(x), rotation, layer, cache, mask)
         out: torch.Tensor = x + self.feed_forward(self.ffn_norm(x))
         return out
 
@@ -247,19 +276,25 @@ class Transformer(nn.Module):
         cache: KVCache | None = None,
         key_valid: torch.Tensor | None = None,
         last_only: bool = False,
+        select: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits [B, T, V] for token ids [B, T] (or [B, 1, V] of the last position with ``last_only``).
+        """Logits [B, T, V] for token ids [B, T] (or [B, 1, V] of the last position with ``last_only``, or of
+        column ``select[i]`` of row i with ``select`` [B]).
 
         Without ``cache`` this is plain causal attention over positions 0..T-1 (training). With a cache, ``ids``
         continue the cached sequence at ``cache.length``; ``positions`` [B, T] gives each token's position (rows
-        may be left-padded, so positions differ by row) and ``key_valid`` [B, cache.length + T] marks real
-        (non-padding) tokens. The cache length advances by T.
+        may be padded, so positions differ by row) and ``key_valid`` [B, cache.length + T] marks real
+        (non-padding) tokens. The cache length advances by T. With a cache in slot mode (:meth:`KVCache.slots`),
+        ``ids`` [b, 1] holds the next token of each of the first b sequences, at position ``cache.lengths[i]``;
+        each of those lengths advances by 1.
         """
         b, t = ids.shape
+        if cache is not None and cache.lengths is not None:
+            raise InvalidInputError("cache", "is in slot mode: use packed_step", "slots")
         if positions is None:
             start = 0 if cache is None else cache.length
             positions = torch.arange(start, start + t).expand(b, t)
-        cos, sin = rope_angles(positions, self.config)
+        rotation = rope_rotation(positions, self.config)
         mask = None
         if cache is not None:
             total = cache.length + t
@@ -273,10 +308,98 @@ class Transformer(nn.Module):
             mask = mask[:, None]  # [B, 1, T, S]
         x = self.tok_embeddings(ids)
         for index, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, index, cache, mask)
+            x = layer(x, rotation, index, cache, mask)
         if cache is not None:
             cache.length += t
-        if last_only:
+        if select is not None:
+            x = x[torch.arange(b), select][:, None]
+        elif last_only:
             x = x[:, -1:]
         x = self.norm(x)
+        return F.linear(x, self.tok_embeddings.weight)
+
+    def packed_step(self, feed: torch.Tensor, cache: KVCache, joins: list[tuple[int, list[int], int]]) -> torch.Tensor:
+        """One step of continuous batching over a slot-mode cache (:meth:`KVCache.slots`), in one pass.
+
+        ``feed`` [n] holds the next token of each of the first n sequences (at position ``cache.lengths[i]``);
+        each ``(slot, ids, start)`` of ``joins`` prefills a sequence joining in ``slot`` whose first ``start``
+        positions are already cached (a shared prefix), with ``ids`` at positions start, start+1, ... Every token
+        goes through the linear layers together (the weights are read once per step); attention runs per decoding
+        batch and per joining sequence. Returns the next-token logits [n + len(joins), V]: the fed sequences',
+        then each joining one's (of its last token). The lengths advance.
+
+        >>> cfg = ModelConfig(vocab_size=64, d_model=32, n_layers=2, n_heads=4, n_kv_heads=2, d_ff=64, max_context=16)
+        >>> model = Transformer(cfg).eval()
+        >>> cache = KVCache.slots(cfg, 2, 8, dtype=torch.float32)
+        >>> with torch.no_grad():
+        ...     first = model.packed_step(torch.zeros(0, dtype=torch.long), cache, [(0, [1, 2, 3], 0)])
+        ...     both = model.packed_step(torch.tensor([5]), cache, [(1, [7], 0)])
+        ...     full = model(torch.tensor([[1, 2, 3, 5]]))[0, -1]
+        >>> cache.lengths.tolist(), bool(torch.allclose(both[0], full, atol=1e-5))
+        ([4, 1], True)
+        """
+        lengths = cache.lengths
+        assert lengths is not None
+        cfg = self.config
+        h, kvh, hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
+        gqa = kvh != h
+        n = int(feed.shape[0])
+        pieces = [feed] + [torch.tensor(ids, dtype=torch.long) for _, ids, _ in joins]
+        tokens = torch.cat(pieces)
+        positions = torch.cat([lengths[:n]] + [torch.arange(start, start + len(ids)) for _, ids, start in joins])
+        total = int(tokens.shape[0])
+        needed = max([int(lengths[:n].max()) + 1 if n else 0] + [start + len(ids) for _, ids, start in joins])
+        if needed > cache.keys.shape[3]:
+            raise InvalidInputError("cache", f"is full ({cache.keys.shape[3]} tokens per slot)", needed)
+        if any(not n <= slot < cache.keys.shape[1] for slot, _, _ in joins):
+            raise InvalidInputError("joins", f"must use free slots in [{n}, {cache.keys.shape[1]})", joins)
+        rotation = rope_rotation(positions[None], cfg)  # [1, 1, total, hd/2]
+        span = int(lengths[:n].max()) + 1 if n else 0
+        decode_mask = (torch.arange(span)[None, :] <= lengths[:n, None])[:, None, None, :] if n else None
+        rows = torch.arange(n)
+        offsets = []
+        offset = n
+        for _, ids, _ in joins:
+            offsets.append(offset)
+            offset += len(ids)
+        x = self.tok_embeddings(tokens)  # [total, d]
+        for index, block in enumerate(self.layers):
+            layer = cast(Block, block)
+            attn = layer.attention
+            normed = layer.attention_norm(x)
+            q = apply_rope(attn.wq(normed).view(1, total, h, hd).transpose(1, 2), rotation)  # [1, h, total, hd]
+            k = apply_rope(attn.wk(normed).view(1, total, kvh, hd).transpose(1, 2), rotation)
+            v = attn.wv(normed).view(1, total, kvh, hd).transpose(1, 2)
+            outs = []
+            keys_all, values_all = cache.keys[index], cache.values[index]
+            if n:
+                keys_all[rows, :, lengths[:n]] = k[0, :, :n].transpose(0, 1)
+                values_all[rows, :, lengths[:n]] = v[0, :, :n].transpose(0, 1)
+                qd = q[0, :, :n].transpose(0, 1)[:, :, None]  # [n, h, 1, hd]
+                out = F.scaled_dot_product_attention(
+                    qd, keys_all[:n, :, :span], values_all[:n, :, :span], attn_mask=decode_mask, enable_gqa=gqa
+                )
+                outs.append(out[:, :, 0].reshape(n, h * hd))
+            for (slot, ids, start), first in zip(joins, offsets, strict=True):
+                t = len(ids)
+                keys_all[slot, :, start : start + t] = k[0, :, first : first + t]
+                values_all[slot, :, start : start + t] = v[0, :, first : first + t]
+                causal = torch.arange(start + t)[None, :] <= torch.arange(start, start + t)[:, None]
+                out = F.scaled_dot_product_attention(
+                    q[:, :, first : first + t],
+                    keys_all[slot : slot + 1, :, : start + t],
+                    values_all[slot : slot + 1, :, : start + t],
+                    attn_mask=causal,
+                    enable_gqa=gqa,
+                )
+                outs.append(out[0].transpose(0, 1).reshape(t, h * hd))
+            x = x + attn.wo(torch.cat(outs) if len(outs) > 1 else outs[0])
+            x = x + layer.feed_forward(layer.ffn_norm(x))
+        lengths[:n] += 1
+        for slot, ids, start in joins:
+            lengths[slot] = start + len(ids)
+        last = torch.tensor(
+            list(range(n)) + [first + len(ids) - 1 for (_, ids, _), first in zip(joins, offsets, strict=True)]
+        )
+        x = self.norm(x[last])
         return F.linear(x, self.tok_embeddings.weight)
