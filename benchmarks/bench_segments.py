@@ -210,8 +210,8 @@ def main() -> None:
     rows = "\n".join(f"| {stage} | {share:.0%} |" for stage, share in shares.items())
     body = f"""
 Load average {load_before[0]:.1f} / {load_before[1]:.1f} (1 / 5 min) before the run and {load_after[0]:.1f} /
-{load_after[1]:.1f} after, on **2 cores shared with about eight other sessions** (and this session's own test
-run): the absolute rates below are depressed by the contention (a core is busy with other work most of the time);
+{load_after[1]:.1f} after, on **2 cores shared with about eight other sessions** (the machine's load,
+stated): the absolute rates below are depressed by the contention (a core is busy with other work most of the time);
 the ratios measured in the same run hold better.
 
 **Throughput.** The first {N_RECORDS:,} records of the incident replay, the defaults of issue 12 (64 segments per
