@@ -42,10 +42,31 @@ from parity.monitor.scoring import RecordBuilder, default_scorer
 from parity.monitor.segments import StatsConfig
 from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
 
-__all__ = ["DayReport", "IncidentReplay", "ReplayConfig", "replay_stats_config"]
+__all__ = [
+    "DEMO_MAX_TOKENS",
+    "DEMO_PROMPT_SHARES",
+    "DEMO_REQUESTS_PER_DAY",
+    "DEMO_WARMUP",
+    "DayReport",
+    "IncidentReplay",
+    "ReplayConfig",
+    "replay_stats_config",
+]
 
 #: The lab router's short/long split (``incident.toml``: ``router.long_context_threshold``).
 LAB_LONG_CONTEXT_TOKENS = 192
+
+#: ``make demo``'s traffic on SmolLM2-135M-Instruct, sized to replay the 49 days in <= 10 minutes on 2 cores (the
+#: lab engine decodes about 1-2 requests a second there; see the README's demo section): requests per simulated day,
+#: answer tokens (every one of them is checked by the script and consistency detectors; 8 tokens carry a corruption
+#: burst in a third of the answers at the 5% per-step rate), and each stream's warm-up (a day's segment holds a few
+#: requests, so a baseline of 40 is what a stream learns in one to two simulated weeks).
+DEMO_REQUESTS_PER_DAY = 24
+DEMO_MAX_TOKENS = 8
+DEMO_WARMUP = 40
+#: The prompt mix of the replay: the traffic generator's, with long-context prompts (several hundred tokens, each
+#: as costly as ten short ones to prefill) at 3% instead of 8%; no fault involves long prompts.
+DEMO_PROMPT_SHARES = {"code": 0.47, "prose": 0.45, "non_latin": 0.05, "long": 0.03}
 
 #: Segment dimensions of the replay: the lab fleet has no regions, so ``region`` (always "unknown") is left out.
 REPLAY_DIMENSIONS = ("model", "pool", "platform", "context_class", "config_version")
@@ -79,12 +100,14 @@ class ReplayConfig:
     """Settings of one replay. ``days`` restricts it to some of the timeline's days (a shortened replay)."""
 
     store_path: Path = Path("runs/demo/parity.duckdb")
-    requests_per_day: int = 110
+    requests_per_day: int = DEMO_REQUESTS_PER_DAY
     days: Sequence[date] | None = None
     model_shares: Mapping[str, float] = field(default_factory=lambda: {"S": 0.6, "O": 0.15, "H": 0.25})
-    max_tokens: int = 16
+    max_tokens: int = DEMO_MAX_TOKENS
     top_logprobs: int = 5
-    concurrency: int = 16
+    concurrency: int = 32
+    max_batch: int = 32
+    prompt_shares: Mapping[str, float] | None = field(default_factory=lambda: dict(DEMO_PROMPT_SHARES))
     sessions: int = 40
     seed: int = 0
     lab_threads: int = 1
@@ -92,9 +115,9 @@ class ReplayConfig:
     host: str = "127.0.0.1"
     port: int = 0
     alpha: float = 0.05
-    warmup: int = 100
+    warmup: int = DEMO_WARMUP
     worsening_window: int = 150
-    weights: Path | None = None
+    weights: str | Path | None = None
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
@@ -103,6 +126,8 @@ class ReplayConfig:
             raise InvalidInputError("max_tokens", "must be in [1, 256]", self.max_tokens)
         if not 1 <= self.concurrency <= 256:
             raise InvalidInputError("concurrency", "must be in [1, 256]", self.concurrency)
+        if not 1 <= self.max_batch <= 256:
+            raise InvalidInputError("max_batch", "must be in [1, 256]", self.max_batch)
         if not 1 <= self.lab_threads <= 64:
             raise InvalidInputError("lab_threads", "must be in [1, 64]", self.lab_threads)
 
@@ -169,7 +194,9 @@ class IncidentReplay:
                 stale.unlink()
         self.store = DuckDBStore(path)
         self.store.set_meta(LONG_CONTEXT_KEY, str(LAB_LONG_CONTEXT_TOKENS))
-        self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads, weights=cfg.weights).start()
+        self.lab = LabProcess(
+            default_config_path("incident"), threads=cfg.lab_threads, max_batch=cfg.max_batch, weights=cfg.weights
+        ).start()
         total = cfg.requests_per_day * len(self.days)
         monitor = SegmentMonitor(
             config=MonitorConfig(
@@ -242,6 +269,7 @@ class IncidentReplay:
             seed=seed,
             models=dict(cfg.model_shares),
             max_tokens=cfg.max_tokens,
+            shares=dict(cfg.prompt_shares) if cfg.prompt_shares is not None else None,
             follow_up=0.5,
             feedback=True,
             max_requests=n,
