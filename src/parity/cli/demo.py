@@ -61,8 +61,8 @@ def _parse_days(text: str | None) -> list[date] | None:
               help="torch threads of the lab fleet.")  # fmt: skip
 @click.option("--max-tokens", type=click.IntRange(1, 256), default=8, show_default=True,
               help="Answer tokens per request (sized, with --requests-per-day, for SmolLM2 on 2 cores).")  # fmt: skip
-@click.option("--weights", default=None,
-              help="Weights of every lab model: smollm2-135m (the default, incident.toml), parity-lab-9m (the lab's "
+@click.option("--weights", default="smollm2-135m", show_default=True,
+              help="Weights of every lab model: smollm2-135m (the default), parity-lab-9m (the lab's "
                    "own small model, about ten times faster) or a weights directory.")  # fmt: skip
 def command(
     json_path: Path | None,
@@ -73,7 +73,7 @@ def command(
     seed: int,
     lab_threads: int,
     max_tokens: int,
-    weights: str | None,
+    weights: str,
 ) -> None:
     """Replay the August-September 2025 incident on the lab fleet through the monitor, then summarise."""
     from parity.demo import DayReport, IncidentReplay, ReplayConfig
@@ -110,8 +110,7 @@ def command(
         )
 
     console.print(
-        f"[bold]parity demo[/]: starting the lab fleet (incident.toml, {weights or 'smollm2-135m'}) and the "
-        "monitoring proxy ..."
+        f"[bold]parity demo[/]: starting the lab fleet (incident.toml, weights {weights}) and the monitoring proxy ..."
     )
     replay = IncidentReplay(config, on_day=day, on_ready=ready)
     try:

@@ -2,10 +2,10 @@
 
 Order of one run (:meth:`IncidentReplay.run`):
 
-1. a fresh DuckDB store; the lab fleet (``incident.toml``) as a child process on 127.0.0.1
-   (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it, in this process, with a
-   :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the lab's change log as its
-   change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
+1. a fresh DuckDB store; the lab fleet (``incident.toml``, every model on SmolLM2-135M-Instruct by default) as a
+   child process on 127.0.0.1 (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it,
+   in this process, with a :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the
+   lab's change log as its change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
 2. for each simulated day: the day is cut at the times of its scripted changes; each piece gets its share of the
    day's requests from the lab's traffic generator (sessions, follow-ups, the prompt mix, feedback, logprobs)
    *through the proxy*, with the clock moved along the piece as requests complete; at each cut the change is posted
@@ -47,6 +47,7 @@ __all__ = [
     "DEMO_PROMPT_SHARES",
     "DEMO_REQUESTS_PER_DAY",
     "DEMO_WARMUP",
+    "DEMO_WEIGHTS",
     "DayReport",
     "IncidentReplay",
     "ReplayConfig",
@@ -62,6 +63,8 @@ LAB_LONG_CONTEXT_TOKENS = 192
 #: burst in a third of the answers at the 5% per-step rate), and each stream's warm-up (a day's segment holds a few
 #: requests, so a baseline of 40 is what a stream learns in one to two simulated weeks).
 DEMO_REQUESTS_PER_DAY = 24
+#: the weights the demo serves for every model of ``incident.toml`` (whose own default is the 9M model, for tests).
+DEMO_WEIGHTS = "smollm2-135m"
 DEMO_MAX_TOKENS = 8
 DEMO_WARMUP = 40
 #: The prompt mix of the replay: the traffic generator's, with long-context prompts (several hundred tokens, each
@@ -117,7 +120,7 @@ class ReplayConfig:
     alpha: float = 0.05
     warmup: int = DEMO_WARMUP
     worsening_window: int = 150
-    weights: str | Path | None = None
+    weights: str | Path | None = DEMO_WEIGHTS
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
