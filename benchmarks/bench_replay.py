@@ -2,12 +2,14 @@
 bank and to river's ADWIN and PageHinkley at matched false-alarm rates (the method of ``bench_detection``, with
 the lab fleet's numbers instead of stated ones), plus each method run once on the replay's real stream.
 
-Reads the store of a finished replay (``runs/demo/parity.duckdb``, written by ``make demo`` / ``parity demo``);
-run ``parity demo --json runs/demo/summary.json`` first. ``python -m benchmarks replay``.
+Reads the store of a finished replay (``runs/demo/parity.duckdb``, written by ``make demo`` / ``parity demo``, on
+SmolLM2-135M-Instruct; ``PARITY_REPLAY_STORE`` names another); run ``parity demo --json runs/demo/summary.json``
+first. ``python -m benchmarks replay``. The 9M model's earlier replay is kept in ``results/replay_detection_9m.md``.
 """
 
 from __future__ import annotations
 
+import os
 import statistics
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,7 +35,7 @@ from parity.monitor import Record, context_class_of
 from parity.monitor.segments import StatsConfig
 from parity.stats.sequential import BernoulliCUSUM
 
-STORE = Path("runs/demo/parity.duckdb")
+STORE = Path(os.environ.get("PARITY_REPLAY_STORE", "runs/demo/parity.duckdb"))
 LONG_CONTEXT = 192
 
 
@@ -118,8 +120,12 @@ def main() -> None:
         records = sorted(store.records(), key=lambda r: r.time)
     finally:
         store.close()
+    if not records:
+        print(f"skipped: the replay store {STORE} holds no records")
+        return
     lines = [
-        f"Rates measured on the replay's store ({len(records):,} records of real lab text, `{STORE}`). Each "
+        f"Rates measured on the replay's store ({len(records):,} records of SmolLM2-135M-Instruct's answers through "
+        f"the lab fleet, {records[0].time:%m-%d} to {records[-1].time:%m-%d}, `{STORE}`). Each "
         "scenario: the fault's segment and signal, its rate before the onset and while the fault was on; then, as in "
         f"the stated-rate table, every method calibrated on {N_CLEAN} clean streams of {CLEAN_LEN:,} at that "
         f"segment's clean rate to at most {FA_TARGET:.0%} alarming, and {N_SEEDS} seeds of the fault at its "
@@ -166,7 +172,7 @@ def main() -> None:
         "the rule, so any threshold has no false alarm there; the monitor's family-wise threshold is about 20-27).",
         "'missed' for the parity CUSUM bank on the replay is its warm-up, not its statistic: the bank calibrated "
         "here learns its baseline from 1,000 clean observations before it may alarm, and each real stream's clean "
-        "part is shorter (the counts in the clean-rate column); the demo's monitor runs with a warm-up of 100 and "
-        "alarmed on each fault (README, 'What the demo shows').",
+        "part is shorter (the counts in the clean-rate column); the demo's monitor runs with a warm-up of 40 "
+        "(README, 'What the demo shows').",
     ]
     write_section("replay_detection", "Detection on the lab replay's own streams", "\n".join(lines))

