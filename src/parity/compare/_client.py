@@ -60,6 +60,7 @@ ECHO_CONSISTENCY_NATS = 0.1
 #: Request fields parity sets itself; ``extra_body`` may not replace them.
 RESERVED_FIELDS = frozenset(
     {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "echo", "logprobs", "n", "stream", "best_of"}
+    | {"return_tokens_as_token_ids"}
 )
 
 
@@ -300,7 +301,14 @@ class EndpointClient:
 
     async def _ids_or_none(self, text: str) -> tuple[int, ...] | None:
         """``text``'s token ids (``return_tokens_as_token_ids``), or ``None`` when the server does not name ids."""
-        payload = {"prompt": text, "max_tokens": 0, "echo": True, "logprobs": 0, "return_tokens_as_token_ids": True}
+        payload = {
+            "prompt": text,
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": 0,
+            "temperature": 0.0,
+            "return_tokens_as_token_ids": True,
+        }
         try:
             choice = await self.complete(payload)
         except EndpointError as err:
