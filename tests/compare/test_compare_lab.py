@@ -72,3 +72,49 @@ def test_lab_fault_is_detected_and_rollback_restores(servers: tuple[str, str], t
     assert code in (0, 1)
     support = next(t for t in payload["tests"] if t["name"] == "support")  # type: ignore[attr-defined]
     assert not support["rejected"]  # same weights, same sampler: the kept sets hold as often as on the reference
+
+
+def test_token_ids_are_scored_as_sampled_not_re_encoded(servers: tuple[str, str]) -> None:
+    """A non-canonical token sequence (" t" + "he" for " the") keeps its two tokens when scored by id; the same
+    text encoded again is one token, so a text-based score would judge a token that was never sampled."""
+    import asyncio
+
+    from parity.compare._client import EndpointClient
+
+    ref, _ = servers
+
+    async def run() -> tuple[bool, tuple[int, ...], int, int, tuple[float, ...], tuple[float, ...]]:
+        async with EndpointClient(ref) as client:
+            caps = await client.probe()
+            prompt = await client.tokenize("Once upon a time")
+            whole, split = (
+                await client.tokenize(" the"),
+                [*(await client.tokenize(" t")), *(await client.tokenize("he"))],
+            )
+            by_ids = await client.score_ids(prompt, split, top_logprobs=5)
+            by_text = await client.score("Once upon a time", " the", top_logprobs=5)
+            sampled = await client.sample(0, prompt, max_tokens=4, temperature=1.0, seed=3, token_ids=True)
+            again = await client.score_ids(prompt, sampled.token_ids, top_logprobs=1)
+            plain = await client.complete(
+                {"prompt": list(prompt), "max_tokens": 4, "temperature": 1.0, "top_p": 1.0, "seed": 3, "logprobs": 0}
+            )
+        assert len(whole) == 1
+        assert len(split) == 2
+        assert len(by_ids.tokens) == 2
+        assert len(by_text.tokens) == 1
+        assert "".join(by_ids.tokens) == " the"
+        assert sampled.text == plain["text"]  # asking for ids changes nothing that is sampled
+        return (
+            caps.token_ids,
+            sampled.token_ids,
+            len(again.tokens),
+            len(sampled.token_ids),
+            again.logprobs,
+            tuple(plain["logprobs"]["token_logprobs"]),
+        )
+
+    names_ids, ids, scored_len, sampled_len, scored_lps, sampled_lps = asyncio.run(run())
+    assert names_ids
+    assert ids
+    assert scored_len == sampled_len
+    assert scored_lps == pytest.approx(sampled_lps, abs=1e-3)  # prefill of the same ids = the decode's logprobs

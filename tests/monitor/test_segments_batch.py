@@ -157,9 +157,9 @@ class _CountingMonitor(SegmentMonitor):
         self.calls["observe"] += 1
         return super().observe(record)
 
-    def observe_batch(self, records: Iterable[Record]) -> list[Alert]:
+    def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]:
         self.calls["observe_batch"] += 1
-        return super().observe_batch(records)
+        return super().observe_batch(records, decided=decided)
 
 
 def test_the_worker_monitors_a_batch_per_flush_with_the_per_record_alerts(
@@ -190,3 +190,4 @@ def test_the_worker_monitors_a_batch_per_flush_with_the_per_record_alerts(
     assert hook.alerts == one.alerts
     assert sorted(store.alerts(), key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
     assert store.summary().records == len(records)
+    assert all(r.signals is not None for r in store.records())  # the records stored are the ones the monitor decided

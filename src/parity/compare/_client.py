@@ -18,6 +18,13 @@ Servers differ in how they score a prompt, and :meth:`EndpointClient.probe` find
 
 Sampling requests always name ``top_p`` (1.0 included), since a server may apply its own default otherwise;
 other server-specific sampling fields go in ``extra_body``.
+
+**Token ids.** A completion's text, encoded again, is not always the token sequence that was sampled (a BPE
+tokenizer has several encodings of most strings, and a sampler may draw a non-canonical one; a byte-level piece
+of a character may merge with its neighbours). Servers that accept vLLM's ``return_tokens_as_token_ids`` (the
+lab, vLLM) name each logprob token ``token_id:N``; :meth:`EndpointClient.probe` finds out (``token_ids``), and then
+:meth:`EndpointClient.sample` can return the sampled ids and :meth:`EndpointClient.score_ids` teacher-forces exactly
+those ids (a prompt given as a list of token ids, as OpenAI's completions API allows).
 """
 
 from __future__ import annotations
@@ -53,6 +60,7 @@ ECHO_CONSISTENCY_NATS = 0.1
 #: Request fields parity sets itself; ``extra_body`` may not replace them.
 RESERVED_FIELDS = frozenset(
     {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "echo", "logprobs", "n", "stream", "best_of"}
+    | {"return_tokens_as_token_ids"}
 )
 
 
@@ -69,6 +77,8 @@ class Capabilities:
     notes: tuple[str, ...] = ()
     #: False when the prompt logprobs (echo) disagree with the logprob of the same token sampled at that position.
     echo_consistent: bool = True
+    #: True when the endpoint names tokens by id on request (``return_tokens_as_token_ids``, module docstring).
+    token_ids: bool = False
 
 
 @dataclass(frozen=True)
@@ -78,6 +88,8 @@ class Completion:
     prompt_index: int
     text: str
     finish_reason: str | None = None
+    #: the sampled token ids, when asked for (``token_ids=True``)
+    token_ids: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -269,6 +281,7 @@ class EndpointClient:
             notes.append(f"echo refused: {err}")
         if not echo:
             notes.append("no prompt logprobs (echo); teacher-forced tests unavailable")
+        ids = bool(echo and self.echo_max_tokens == 0 and await self._ids_or_none(PROBE_TEXT) is not None)
         consistent = True
         if echo and sampled:
             consistent, note = await self._check_echo(sampled)
@@ -283,7 +296,33 @@ class EndpointClient:
             tokens=tokens,
             notes=tuple(notes),
             echo_consistent=consistent,
+            token_ids=ids,
         )
+
+    async def _ids_or_none(self, text: str) -> tuple[int, ...] | None:
+        """``text``'s token ids (``return_tokens_as_token_ids``), or ``None`` when the server does not name ids."""
+        payload = {
+            "prompt": text,
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": 0,
+            "temperature": 0.0,
+            "return_tokens_as_token_ids": True,
+        }
+        try:
+            choice = await self.complete(payload)
+        except EndpointError as err:
+            if err.status_code is None or err.status_code >= 500:
+                raise
+            return None
+        return _token_ids((choice.get("logprobs") or {}).get("tokens"))
+
+    async def tokenize(self, text: str) -> tuple[int, ...]:
+        """The token ids the server encodes ``text`` to (needs ``Capabilities.token_ids``)."""
+        ids = await self._ids_or_none(text)
+        if ids is None:
+            raise EndpointError("does not name tokens by id (return_tokens_as_token_ids)", url=self.base_url)
+        return ids
 
     async def _check_echo(self, sampled: Mapping[str, Any]) -> tuple[bool, str | None]:
         """Teacher-force the probe prompt plus its greedy tokens; their logprobs must match the sampled ones."""
@@ -332,7 +371,7 @@ class EndpointClient:
     async def sample(
         self,
         prompt_index: int,
-        prompt: str,
+        prompt: str | Sequence[int],
         *,
         max_tokens: int,
         temperature: float,
@@ -340,15 +379,17 @@ class EndpointClient:
         seed: int | None = None,
         top_k: int = 0,
         min_p: float = 0.0,
+        token_ids: bool = False,
     ) -> Completion:
         """Sample one completion of ``prompt``.
 
         ``top_p`` is always sent, 1.0 included: llama-cpp-python's server, for one, applies top-p 0.95 to a
         request that names none. ``top_k`` and ``min_p`` (not in OpenAI's API; vLLM, llama.cpp and the lab read
-        them) are sent when enabled, and then replace any ``extra_body`` value.
+        them) are sent when enabled, and then replace any ``extra_body`` value. ``prompt`` may be token ids;
+        ``token_ids`` asks for the sampled ids as well (``Capabilities.token_ids``).
         """
         payload: dict[str, Any] = {
-            "prompt": prompt,
+            "prompt": prompt if isinstance(prompt, str) else list(prompt),
             "max_tokens": max_tokens,
             "temperature": temperature,
             "top_p": top_p,
@@ -359,11 +400,46 @@ class EndpointClient:
             payload["min_p"] = min_p
         if seed is not None:
             payload["seed"] = seed
+        if token_ids:
+            payload.update(logprobs=0, return_tokens_as_token_ids=True)
         choice = await self.complete(payload)
         text = choice.get("text")
         if not isinstance(text, str):
             raise EndpointError("completion choice has no `text`", url=self.base_url)
-        return Completion(prompt_index=prompt_index, text=text, finish_reason=choice.get("finish_reason"))
+        ids: tuple[int, ...] = ()
+        if token_ids:
+            found = _token_ids((choice.get("logprobs") or {}).get("tokens"))
+            if found is None:
+                raise EndpointError("completion's logprobs do not name its tokens by id", url=self.base_url)
+            ids = found
+        return Completion(
+            prompt_index=prompt_index, text=text, finish_reason=choice.get("finish_reason"), token_ids=ids
+        )
+
+    async def score_ids(
+        self, prompt_ids: Sequence[int], continuation_ids: Sequence[int], *, top_logprobs: int = 5
+    ) -> ScoredText:
+        """Teacher-force exactly ``prompt_ids + continuation_ids`` (a prompt of token ids, ``echo``,
+        ``max_tokens=0``) and keep the continuation's part: no re-encoding of text."""
+        if not continuation_ids:
+            return ScoredText((), (), ())
+        payload = {
+            "prompt": [*prompt_ids, *continuation_ids],
+            "max_tokens": 0,
+            "echo": True,
+            "logprobs": max(top_logprobs, 1),
+            "temperature": 0.0,
+        }
+        lp = (await self.complete(payload)).get("logprobs")
+        if not isinstance(lp, Mapping):
+            raise EndpointError("echo answer carries no `logprobs`", url=self.base_url)
+        tokens = [str(t) for t in lp.get("tokens") or []]
+        values = list(lp.get("token_logprobs") or [])
+        tops = list(lp.get("top_logprobs") or [None] * len(tokens))
+        start = len(prompt_ids)
+        if not (len(tokens) == len(values) == len(tops) == start + len(continuation_ids)):
+            raise EndpointError("echo answer for a token-id prompt has another number of tokens", url=self.base_url)
+        return _scored(tokens[start:], values[start:], tops[start:])
 
     async def score(self, prompt: str, continuation: str, *, top_logprobs: int = 5) -> ScoredText:
         """Teacher-force ``prompt + continuation`` (``echo``, ``max_tokens=0``) and keep the continuation's part."""
@@ -375,12 +451,33 @@ class EndpointClient:
         if not (len(tokens) == len(values) == len(tops)):
             raise EndpointError("echo answer has logprob lists of different lengths", url=self.base_url)
         start = _continuation_start(tokens, offsets, len(prompt))
-        kept_values: list[float] = []
-        kept_tops: list[Mapping[str, float]] = []
-        for value, top in zip(values[start:], tops[start:], strict=True):
-            kept_values.append(float(value) if value is not None and math.isfinite(float(value)) else -100.0)
-            kept_tops.append({str(k): float(v) for k, v in (top or {}).items()})
-        return ScoredText(tokens=tuple(tokens[start:]), logprobs=tuple(kept_values), top_logprobs=tuple(kept_tops))
+        return _scored(tokens[start:], values[start:], tops[start:])
+
+
+def _scored(tokens: Sequence[str], values: Sequence[Any], tops: Sequence[Any]) -> ScoredText:
+    kept_values: list[float] = []
+    kept_tops: list[Mapping[str, float]] = []
+    for value, top in zip(values, tops, strict=True):
+        kept_values.append(float(value) if value is not None and math.isfinite(float(value)) else -100.0)
+        kept_tops.append({str(k): float(v) for k, v in (top or {}).items()})
+    return ScoredText(tokens=tuple(tokens), logprobs=tuple(kept_values), top_logprobs=tuple(kept_tops))
+
+
+def _token_ids(tokens: Any) -> tuple[int, ...] | None:
+    """The ids of logprob tokens named ``token_id:N`` (vLLM's form), or ``None`` if any is not.
+
+    >>> _token_ids(["token_id:5", "token_id:17"]), _token_ids(["Hello"])
+    ((5, 17), None)
+    """
+    if not isinstance(tokens, list):
+        return None
+    out = []
+    for tok in tokens:
+        head, _, tail = str(tok).partition(":")
+        if head != "token_id" or not tail.isdigit():
+            return None
+        out.append(int(tail))
+    return tuple(out)
 
 
 def _teacher_forced(choice: Mapping[str, Any], text: str, url: str) -> Mapping[str, Any]:

@@ -19,6 +19,11 @@ The order of operations (each step uses only what the endpoints offer):
    against that noise floor (the same re-scored contexts give the noise tolerance of step 7);
 9. combine every test that ran with Holm's correction at ``alpha``.
 
+When both endpoints name tokens by id (``Capabilities.token_ids``) and share a tokenizer, every prompt is sent as
+token ids, the sampled ids come back with each completion, and steps 6-7 teacher-force exactly those ids: a
+completion's text encoded again is not always the sequence that was sampled, and every such position would read
+as a sampler violation or a missed argmax on both sides (the noise floor the support and greedy tests must beat).
+
 The sampling settings are chosen to expose sampler faults: by default every sampled completion uses temperature
 1, top-k 20 and top-p 0.9 (a nucleus that usually ends inside the 20 alternatives the reference lists, so every
 kept set and PIT is exact; see :mod:`parity.compare._support` for what looser settings leave undecided), and
@@ -377,6 +382,10 @@ async def _compare(
     rng = np.random.default_rng(config.seed)
     chosen = sorted(rng.choice(len(prompts), size=plan.prompts, replace=False).tolist())
     used_prompts = [prompts[i] for i in chosen]
+    use_ids = ref_caps.token_ids and cand_caps.token_ids and ref_caps.tokens == cand_caps.tokens
+    prompt_ids: list[tuple[int, ...]] = (
+        list(await asyncio.gather(*(reference.tokenize(p) for p in used_prompts))) if use_ids else []
+    )
 
     def sample_jobs(client: EndpointClient, side: int) -> list[Awaitable[Completion]]:
         jobs: list[Awaitable[Completion]] = []
@@ -386,13 +395,14 @@ async def _compare(
                 jobs.append(
                     client.sample(
                         p,
-                        prompt,
+                        prompt_ids[p] if use_ids else prompt,
                         max_tokens=config.max_tokens,
                         temperature=config.temperature,
                         top_p=config.top_p,
                         seed=seed,
                         top_k=config.top_k,
                         min_p=config.min_p,
+                        token_ids=use_ids,
                     )
                 )
         return jobs
@@ -403,10 +413,14 @@ async def _compare(
     )
     ref_groups: list[list[str]] = [[] for _ in used_prompts]
     cand_groups: list[list[str]] = [[] for _ in used_prompts]
+    ref_id_groups: list[list[tuple[int, ...]]] = [[] for _ in used_prompts]
+    cand_id_groups: list[list[tuple[int, ...]]] = [[] for _ in used_prompts]
     for c in ref_done:
         ref_groups[c.prompt_index].append(c.text)
+        ref_id_groups[c.prompt_index].append(c.token_ids)
     for c in cand_done:
         cand_groups[c.prompt_index].append(c.text)
+        cand_id_groups[c.prompt_index].append(c.token_ids)
 
     tests: dict[str, TwoSampleResult] = {}
     skipped: list[tuple[str, str]] = []
@@ -440,7 +454,15 @@ async def _compare(
             skipped.append((name, reason))
     else:
 
-        def score_jobs(client: EndpointClient, groups: list[list[str]]) -> list[Awaitable[ScoredText]]:
+        def score_jobs(
+            client: EndpointClient, groups: list[list[str]], id_groups: list[list[tuple[int, ...]]]
+        ) -> list[Awaitable[ScoredText]]:
+            if use_ids:
+                return [
+                    client.score_ids(prompt_ids[p], ids, top_logprobs=config.top_logprobs)
+                    for p, group in enumerate(id_groups)
+                    for ids in group
+                ]
             return [
                 client.score(used_prompts[p], text, top_logprobs=config.top_logprobs)
                 for p, group in enumerate(groups)
@@ -448,8 +470,8 @@ async def _compare(
             ]
 
         ref_scored, cand_scored = await asyncio.gather(
-            _gather(score_jobs(reference, ref_groups), "scoring reference samples", progress),
-            _gather(score_jobs(reference, cand_groups), "scoring candidate samples", progress),
+            _gather(score_jobs(reference, ref_groups, ref_id_groups), "scoring reference samples", progress),
+            _gather(score_jobs(reference, cand_groups, cand_id_groups), "scoring candidate samples", progress),
         )
         per = plan.per_prompt
         ref_ll = [[s.mean_logprob for s in ref_scored[p * per : (p + 1) * per]] for p in range(plan.prompts)]
@@ -469,6 +491,7 @@ async def _compare(
             reference,
             candidate,
             used_prompts,
+            [[ids for g in ref_id_groups for ids in g], prompt_ids] if use_ids else None,
             ref_scored,
             cand_scored,
             per,
@@ -578,6 +601,7 @@ async def _sampler_tests(
     reference: EndpointClient,
     candidate: EndpointClient,
     prompts: Sequence[str],
+    ids: Sequence[Sequence[tuple[int, ...]]] | None,
     ref_scored: Sequence[ScoredText],
     cand_scored: Sequence[ScoredText],
     per: int,
@@ -588,7 +612,8 @@ async def _sampler_tests(
     tests: dict[str, TwoSampleResult],
     skipped: list[tuple[str, str]],
 ) -> None:
-    """Support, calibration and greedy tests (see :mod:`parity.compare._support`); results go into ``tests``."""
+    """Support, calibration and greedy tests (see :mod:`parity.compare._support`); results go into ``tests``.
+    ``ids``: (the reference completions' token ids, the prompts' token ids) when scoring by token id."""
     params = config.sampling_params
     n = config.top_logprobs
     rng = np.random.default_rng(seed)
@@ -632,16 +657,28 @@ async def _sampler_tests(
         skipped.append(("greedy", "--greedy-probes 0"))
         return
     probes = _greedy_prefixes(prompts, ref_scored, per, config.greedy_probes, rng)
+    id_probes = _greedy_id_prefixes(ids[1], ids[0], per, config.greedy_probes, rng) if ids is not None else []
 
     async def greedy(client: EndpointClient, label: str) -> list[ScoredText]:
         done = await _gather(
-            [client.sample(i, text, max_tokens=config.max_tokens, temperature=0.0) for i, text in enumerate(probes)],
+            [
+                client.sample(
+                    i,
+                    id_probes[i] if ids is not None else text,
+                    max_tokens=config.max_tokens,
+                    temperature=0.0,
+                    token_ids=ids is not None,
+                )
+                for i, text in enumerate(probes)
+            ],
             f"greedy probes ({label})",
             progress,
         )
-        return list(
-            await asyncio.gather(*(reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done))
-        )
+        if ids is not None:
+            jobs = [reference.score_ids(id_probes[c.prompt_index], c.token_ids, top_logprobs=n) for c in done]
+        else:
+            jobs = [reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done]
+        return list(await asyncio.gather(*jobs))
 
     ref_greedy, cand_greedy = await asyncio.gather(greedy(reference, "reference"), greedy(candidate, "candidate"))
     argmax = SamplingParams(temperature=0.0)
@@ -667,6 +704,28 @@ def _greedy_prefixes(
         scored = ref_scored[p * per + int(rng.integers(per))]
         cut = int(rng.integers(len(scored.tokens) + 1)) if i >= len(prompts) else 0
         out.append(prompts[p] + "".join(scored.tokens[:cut]))
+    return out
+
+
+def _greedy_id_prefixes(
+    prompt_ids: Sequence[tuple[int, ...]],
+    completions: Sequence[tuple[int, ...]],
+    per: int,
+    count: int,
+    rng: np.random.Generator,
+) -> list[tuple[int, ...]]:
+    """:func:`_greedy_prefixes` in token ids: each prompt in turn, extended by a random-length prefix of one of the
+    reference's sampled completions for it.
+
+    >>> _greedy_id_prefixes([(1,), (2,)], [(5, 6), (7,), (8, 9), (10,)], 2, 3, np.random.default_rng(0))[:2]
+    [(1,), (2,)]
+    """
+    out = []
+    for i in range(count):
+        p = i % len(prompt_ids)
+        sampled = completions[p * per + int(rng.integers(per))]
+        cut = int(rng.integers(len(sampled) + 1)) if i >= len(prompt_ids) else 0
+        out.append((*prompt_ids[p], *sampled[:cut]))
     return out
 
 

@@ -77,6 +77,8 @@ class ParsedRequest:
     top_logprobs: int = 0
     echo: bool = False
     user: str | None = None
+    #: vLLM's ``return_tokens_as_token_ids`` (completions): logprobs name each token ``token_id:N``.
+    token_ids: bool = False
 
     def sampling_for(self, default_temperature: float) -> SamplingParams:
         """The sampling parameters, with ``default_temperature`` when the body named none.
@@ -191,6 +193,7 @@ def parse_request(body: Any, *, chat: bool) -> ParsedRequest:
         p.logprobs = lp is not None
         p.top_logprobs = lp or 0
         p.echo = _boolean(body, "echo")
+        p.token_ids = _boolean(body, "return_tokens_as_token_ids")
         tokens = _integer(body, "max_tokens", 0, 1 << 20)
         p.max_tokens = 16 if tokens is None else tokens
         if p.max_tokens == 0 and not p.echo:

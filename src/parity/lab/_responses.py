@@ -122,6 +122,9 @@ def completion_body(
             for tok in tokens:
                 offsets.append(pos)
                 pos += len(tok)
+            if req.token_ids:  # vLLM's return_tokens_as_token_ids: the ids (alternatives stay text)
+                ids = [*(answer.prompt_ids if req.echo else []), *(res.token_ids if res is not None else [])]
+                tokens = [f"token_id:{t}" for t in ids]
             logprobs = {"tokens": tokens, "token_logprobs": token_lps, "top_logprobs": tops, "text_offset": offsets}
         finish = res.finish_reason if res is not None else "length"
         choices.append({"index": i, "text": text, "logprobs": logprobs, "finish_reason": finish})

@@ -184,8 +184,9 @@ class ChangeBatch:
 class MonitorHook(Protocol):
     """What the worker needs of the monitor pipeline (``SegmentMonitor`` implements it). Each method returns the
     alerts it raised or updated; the worker publishes them (store, then notifiers). A hook that also has
-    ``observe_batch(records) -> list[Alert]`` (``SegmentMonitor`` does) gets the accepted records as one batch per
-    flush of the pending records instead of one ``observe`` call each."""
+    ``observe_batch(records, decided=None) -> list[Alert]`` (``SegmentMonitor`` does) gets the accepted records as
+    one batch per flush of the pending records instead of one ``observe`` call each, and appends each record as it
+    decided its signals to ``decided``: those are the records stored."""
 
     def observe(self, record: Record) -> list[Alert]: ...
 
