@@ -277,15 +277,19 @@ def drill_upstream_crash(tmp: Path) -> Row:
 
 
 class FailingStore:
-    """A real DuckDB store that refuses writes while ``error`` is set (the read-only drill runs as root here, where
-    chmod does not stop writes and a tmpfs with an open file cannot be remounted read-only)."""
+    """A real store behind a switch: while ``error`` is set, every write raises it (and is counted in
+    ``failed_writes``); reads always pass through. The read-only drill uses it because it runs as root here, where
+    chmod does not stop writes and a tmpfs with an open file cannot be remounted read-only; the worker's tests use
+    it for every store failure (a full disk: ENOSPC; a locked or read-only file: whatever the engine raises)."""
 
-    def __init__(self, inner: DuckDBStore) -> None:
+    def __init__(self, inner: Any) -> None:
         self.inner = inner
         self.error: Exception | None = None
+        self.failed_writes = 0
 
     def _check(self) -> None:
         if self.error is not None:
+            self.failed_writes += 1
             raise self.error
 
     def write_records(self, records: Sequence[Record]) -> None:

@@ -28,7 +28,7 @@ import secrets
 
 from parity._exceptions import InvalidInputError
 
-__all__ = ["TokenCheck", "bearer_headers", "is_loopback", "new_token"]
+__all__ = ["TokenCheck", "bearer_headers", "is_loopback", "new_token", "resolve_token"]
 
 
 def new_token() -> str:
@@ -44,6 +44,25 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
+    """The token a server on ``host`` requires and whether it was generated (the proxy's and the dashboard's
+    ``--token``): ``token`` when given; else a new one when ``host`` is not a loopback address; else none.
+
+    >>> resolve_token("127.0.0.1", None), resolve_token("127.0.0.1", "t")
+    ((None, False), ('t', False))
+    >>> token, generated = resolve_token("0.0.0.0", None)
+    >>> len(token), generated
+    (32, True)
+    """
+    if token is not None:
+        if not token.strip():
+            raise InvalidInputError("--token", "must be a non-empty string", token)
+        return token, False
+    if is_loopback(host):
+        return None, False
+    return new_token(), True
 
 
 def bearer_headers(token: str | None) -> dict[str, str]:

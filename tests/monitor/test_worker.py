@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from benchmarks.bench_reliability import FailingStore as FlakyStore
 from click.testing import CliRunner
 
 from parity.cli._main import main
@@ -24,40 +25,6 @@ from parity.monitor.wal import WriteAheadLog
 from parity.monitor.worker import MAX_JSON_DEPTH, MonitorWorker, RawExchange, json_depth
 
 T0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
-
-
-class FlakyStore:
-    """A real store behind a switch: while ``error`` is set, every write raises it (a full disk: ENOSPC; a locked
-    or read-only file: whatever the engine raises). Reads always pass through."""
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.error: Exception | None = None
-        self.failed_writes = 0
-
-    def _check(self) -> None:
-        if self.error is not None:
-            self.failed_writes += 1
-            raise self.error
-
-    def write_records(self, records: Sequence[Record]) -> None:
-        self._check()
-        self.inner.write_records(records)
-
-    def write_feedback(self, events: Sequence[FeedbackEvent]) -> None:
-        self._check()
-        self.inner.write_feedback(events)
-
-    def write_changes(self, changes: Sequence[Change]) -> None:
-        self._check()
-        self.inner.write_changes(changes)
-
-    def write_alerts(self, alerts: Sequence[Alert]) -> None:
-        self._check()
-        self.inner.write_alerts(alerts)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
 
 
 class Clock:

@@ -18,32 +18,12 @@ import click
 
 from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
+from parity._token import resolve_token
 from parity.cli._read_source import DEFAULT_STORE, open_read_source
 
 __all__ = ["DEFAULT_PORT", "DEFAULT_STORE", "bind", "command", "resolve_token"]
 
 DEFAULT_PORT = 8050
-
-
-def resolve_token(host: str, token: str | None) -> tuple[str | None, bool]:
-    """The token to require and whether it was generated: ``token`` when given; else a new one when ``host`` is not
-    a loopback address; else none.
-
-    >>> resolve_token("127.0.0.1", None), resolve_token("127.0.0.1", "t")
-    ((None, False), ('t', False))
-    >>> token, generated = resolve_token("0.0.0.0", None)
-    >>> len(token), generated
-    (32, True)
-    """
-    from parity.dashboard import is_loopback, new_token
-
-    if token is not None:
-        if not token.strip():
-            raise InvalidInputError("--token", "must be a non-empty string", token)
-        return token, False
-    if is_loopback(host):
-        return None, False
-    return new_token(), True
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -15,6 +15,7 @@ import click
 from parity._body_limit import DEFAULT_MAX_BODY_BYTES
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
+from parity._token import resolve_token
 from parity.monitor._records import Change
 
 #: The GIL switch interval while the proxy serves (Python's default is 5 ms). The worker thread scores records
@@ -67,27 +68,6 @@ def parse_labels(values: Sequence[str]) -> dict[str, str]:
             raise InvalidInputError("--label", f"key must be one of {sorted(LABEL_FIELDS)}", key)
         out[key] = val
     return out
-
-
-def resolve_proxy_token(host: str, token: str | None) -> tuple[str | None, bool]:
-    """The token the proxy requires and whether it was generated: ``token`` when given; else a new one when
-    ``host`` is not a loopback address; else none (the loopback default: nothing is asked).
-
-    >>> resolve_proxy_token("127.0.0.1", None), resolve_proxy_token("127.0.0.1", "t")
-    ((None, False), ('t', False))
-    >>> token, generated = resolve_proxy_token("0.0.0.0", None)
-    >>> len(token), generated
-    (32, True)
-    """
-    from parity._token import is_loopback, new_token
-
-    if token is not None:
-        if not token.strip():
-            raise InvalidInputError("--token", "must be a non-empty string", token)
-        return token, False
-    if is_loopback(host):
-        return None, False
-    return new_token(), True
 
 
 def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]:
@@ -195,7 +175,7 @@ def command(
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)
-    token, generated = resolve_proxy_token(host, token)
+    token, generated = resolve_token(host, token)
     for name, value in (("--feedback-token", feedback_token), ("--dashboard-token", dashboard_token)):
         if value is not None and not value.strip():
             raise InvalidInputError(name, "must be a non-empty string", value)
@@ -279,7 +259,6 @@ def _dashboard(
 ) -> tuple[dict[str, Any], str]:
     """The dashboard mounted at ``/dashboard`` (token-protected beyond loopback), and a line saying where."""
     try:
-        from parity.cli.dashboard import resolve_token
         from parity.dashboard import create_app
     except ImportError:
         return {}, "dashboard: not installed (pip install 'parity[dashboard]')"
