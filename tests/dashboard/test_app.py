@@ -292,14 +292,17 @@ def test_records_stored_before_schema_3_are_decided_on_read() -> None:
     from .conftest import REPLAY, fill_store, load_replay
 
     old = load_replay(REPLAY.with_name("replay-schema2.json"))
-    assert old.records and all(r.schema_version == 2 and r.signals is None for r in old.records)
+    assert old.records
+    assert all(r.schema_version == 2 for r in old.records)
+    assert all(r.signals is None for r in old.records)
     assert [r.context_class for r in old.records] == [context_class_of(r.context_tokens) for r in old.records]
     store = MemoryStore()
     fill_store(store, old)
     views = DashboardViews(take_snapshot(store))
     assert views.table.undecided == len(old.records)
     long_pool = sum(r.pool == "long" for r in old.records)
-    assert long_pool > 0 and views.routing_findings.n_violations == long_pool  # all short at the default split
+    assert long_pool > 0
+    assert views.routing_findings.n_violations == long_pool  # every record is short at the default split
     with TestClient(create_app(store)) as c:
         overview = c.get("/api/overview").json()
     assert overview["records"] == len(old.records)

@@ -43,8 +43,9 @@ def stored_line(record_id: str, context_tokens: int, context_class: str | None) 
 
 
 def test_the_builder_decides_the_class_at_its_split() -> None:
+    choice = {"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}
     body = json.dumps({"id": "c1", "model": "S", "usage": {"prompt_tokens": 500, "completion_tokens": 1},
-                       "choices": [{"message": {"role": "assistant", "content": "ok"}, "finish_reason": "stop"}]})  # fmt: skip
+                       "choices": [choice]})  # fmt: skip
     ex = Exchange(path="/v1/chat/completions", time=T, request={"model": "S", "messages": []}, status_code=200,
                   response_body=body)  # fmt: skip
     assert RecordBuilder(salt="s", scorer=None, long_context_tokens=192).build(ex).context_class == "long"
@@ -61,7 +62,8 @@ def test_later_stages_read_the_records_class(make_record: Any) -> None:
     for rec, violated in ((built_long, 0.0), (built_short, 1.0)):
         decided = stage.decide(rec)
         assert decided.context_class == rec.context_class
-        assert decided.signals is not None and decided.signals["routing.short_on_long_pool"] == violated
+        assert decided.signals is not None
+        assert decided.signals["routing.short_on_long_pool"] == violated
         assert SegmentLattice(("pool", "context_class")).values_of(decided) == ("long", rec.context_class)
     monitor = SegmentMonitor()
     assert monitor.decide(built_long).context_class == "long"
@@ -96,4 +98,5 @@ def test_the_commands_give_the_split_to_the_builder(tmp_path: Path) -> None:
             assert store.get_meta("long_context_tokens") is None  # the split lives in the records, not the meta
     bad = CliRunner().invoke(main, ["ingest", str(log), "--store", str(tmp_path / "x.duckdb"),
                                     "--long-context-tokens", "0"])  # fmt: skip
-    assert bad.exit_code == 2 and "--long-context-tokens" in bad.output
+    assert bad.exit_code == 2
+    assert "--long-context-tokens" in bad.output

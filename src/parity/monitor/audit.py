@@ -1,5 +1,5 @@
 """The routing audit: rules checked on every record; violations become a per-segment rate signal, so they alert
-through the same sequential detectors (``routing.<rule>``) as quality flags.
+through the same per-segment sequential tests (``routing.<rule>``) as the detectors' flags.
 
 Two rules ship, both configurable:
 
