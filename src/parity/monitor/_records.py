@@ -16,11 +16,16 @@ text of flagged responses, in ``captured_text``).
 >>> Record.from_dict(r.to_dict()) == r
 True
 
-``context_class`` is a field, stored with the record: the monitor's signal stage
-(:meth:`parity.monitor.signals.SignalStage.decide`) decides it at the fleet's configured split, together with the
-record's ``signals`` (every per-record signal's value, ``None`` until a monitor saw the record); the store keeps
-both and readers (the dashboard) draw them as stored. A record no monitor saw is split at
-:data:`LONG_CONTEXT_THRESHOLD_TOKENS`.
+``context_class`` is a field, decided once, when the record is built: the record builder
+(:class:`parity.monitor.scoring.RecordBuilder`, the proxy's, the OTLP receiver's and ``parity ingest``'s) splits
+``context_tokens`` at the fleet's configured split (``--long-context-tokens``). Every later stage - the signals and
+routing audit, the segment statistics, the store, the dashboard - reads the field and never reclassifies; a stored
+record that carries one keeps it. A record built without a class (by hand, or read from a record dict written
+before schema version 3, which has none) is split at the default, :data:`LONG_CONTEXT_THRESHOLD_TOKENS`, when it
+is constructed; the builder's :meth:`~parity.monitor.scoring.RecordBuilder.adopt` decides such a dict at its own
+split instead, and a store from before schema 3 classified its records once, by its migration 3. The record's
+``signals`` (every per-record signal's value) are ``None`` until a monitor decided them
+(:meth:`parity.monitor.signals.SignalStage.decide`); the store keeps both and readers draw them as stored.
 """
 
 from __future__ import annotations
@@ -106,8 +111,8 @@ class Record:
     #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
     #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
     request_tokens: int | None = None
-    #: ``'short'`` or ``'long'`` (empty when built: split ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`;
-    #: the monitor's signal stage decides it at the fleet's configured split) (schema version 3)
+    #: ``'short'`` or ``'long'``, decided by the record builder at the fleet's split (given empty: split
+    #: ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`) (schema version 3)
     context_class: str = ""
     #: every per-record signal's value (``parity.monitor.signals``) as the monitor decided it; ``None`` until a
     #: monitor saw the record (schema version 3)
