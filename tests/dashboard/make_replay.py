@@ -8,6 +8,12 @@ fixed 09-04 .. 09-16), the output corruption on tpu (models O and S from 08-25, 
 sampler bug of model H on tpu (08-26 .. 09-04) - run through the real :class:`SegmentMonitor`, whose alerts are
 kept. Flagged responses carry redacted "captured" text, as with ``parity proxy --capture flagged``.
 
+The records are stored as the monitor stores them (record schema 3): each one's ``context_class`` decided when it
+was built (at the fleet's split, 192 tokens, as ``parity proxy --long-context-tokens 192`` would), and its signals
+as the monitor decided them. A small schema-2 fixture beside it (``replay-schema2.json``: the first
+:data:`SCHEMA2_RECORDS` records as a store before schema 3 held them, without ``context_class``, ``signals`` or
+``parity_version``) keeps the dashboard's read path for records no monitor decided covered.
+
 Regenerate (deterministic for a given parity version)::
 
     .venv/bin/python tests/dashboard/make_replay.py
@@ -25,12 +31,14 @@ from typing import Any
 
 import numpy as np
 
-from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
+from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record, context_class_of
 from parity.monitor._codec import feedback_to_dict
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import StatsConfig
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
+OUT_SCHEMA2 = OUT.with_name("replay-schema2.json")
+SCHEMA2_RECORDS = 40
 
 START = datetime(2025, 7, 30, tzinfo=UTC)
 END = datetime(2025, 9, 18, 23, 59, tzinfo=UTC)
@@ -150,6 +158,7 @@ def generate() -> dict[str, Any]:
                 config_version="2025-08-01.1",
                 server=server,
                 context_tokens=ctx,
+                context_class=context_class_of(ctx, LONG_CONTEXT_TOKENS),  # as the fleet's record builder decides
                 output_tokens=int(rng.integers(20, 400)),
                 session_hash=session_hash[s],
                 temperature=0.7,
@@ -163,21 +172,20 @@ def generate() -> dict[str, Any]:
             feedback.append(FeedbackEvent(rid, t + timedelta(minutes=int(rng.integers(1, 30))), kind))
         elif rng.random() < 0.01:
             feedback.append(FeedbackEvent(rid, t + timedelta(minutes=5), "thumbs_up"))
-    alerts = run_monitor(records, feedback)
+    decided, alerts = run_monitor(records, feedback)
     return {
-        "meta": {"long_context_tokens": str(LONG_CONTEXT_TOKENS)},
-        "records": [r.to_dict() for r in records],
+        "records": [r.to_dict() for r in decided],
         "alerts": [a.to_dict() for a in alerts],
         "changes": [c.to_dict() for c in CHANGES],
         "feedback": [feedback_to_dict(e) for e in sorted(feedback, key=lambda e: e.time)],
     }
 
 
-def run_monitor(records: list[Record], feedback: list[FeedbackEvent]) -> list[Alert]:
-    """The real pipeline over the records (feedback interleaved by time), with the change log known upfront."""
+def run_monitor(records: list[Record], feedback: list[FeedbackEvent]) -> tuple[list[Record], list[Alert]]:
+    """The real pipeline over the records (feedback interleaved by time), with the change log known upfront: the
+    records as the monitor decided them (what a store keeps), and its alerts."""
     stats = StatsConfig(
         dimensions=("model", "pool", "platform", "context_class"),
-        long_context_threshold=LONG_CONTEXT_TOKENS,
         alpha=0.01,
         horizon=100_000,
         max_streams=5000,
@@ -189,12 +197,31 @@ def run_monitor(records: list[Record], feedback: list[FeedbackEvent]) -> list[Al
     monitor.add_changes(CHANGES)
     events = sorted(feedback, key=lambda e: e.time)
     j = 0
+    decided: list[Record] = []
     for record in records:
         while j < len(events) and events[j].time <= record.time:
             monitor.observe_feedback(events[j])
             j += 1
-        monitor.observe(record)
-    return monitor.alerts
+        decided.append(monitor.decide(record))
+        monitor.observe(decided[-1])
+    return decided, monitor.alerts
+
+
+def schema2(data: dict[str, Any]) -> dict[str, Any]:
+    """The first :data:`SCHEMA2_RECORDS` records of ``data`` (and their feedback) as a store before record schema 3
+    held them: no ``context_class``, ``signals`` or ``parity_version``; the split in the store's meta, where the
+    proxy of that time wrote it."""
+    records = []
+    for r in data["records"][:SCHEMA2_RECORDS]:
+        old = {k: v for k, v in r.items() if k not in ("context_class", "signals", "parity_version")}
+        records.append(old | {"schema_version": 2})
+    ids = {r["record_id"] for r in records}
+    return {
+        "meta": {"long_context_tokens": str(LONG_CONTEXT_TOKENS)},
+        "records": records,
+        "changes": data["changes"],
+        "feedback": [f for f in data["feedback"] if f["response_id"] in ids],
+    }
 
 
 def main() -> None:
@@ -202,6 +229,9 @@ def main() -> None:
     OUT.parent.mkdir(parents=True, exist_ok=True)
     raw = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
     OUT.write_bytes(gzip.compress(raw, compresslevel=9, mtime=0))
+    OUT_SCHEMA2.write_text(
+        json.dumps(schema2(data), ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8"
+    )
     shown = [a for a in data["alerts"] if a["status"] != "superseded"]
     print(f"{OUT}: {len(data['records'])} records, {len(data['alerts'])} alerts ({len(shown)} not superseded), "
           f"{len(data['feedback'])} feedback, {OUT.stat().st_size / 1024:.0f} KiB", file=sys.stderr)  # fmt: skip

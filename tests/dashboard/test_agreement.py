@@ -2,10 +2,10 @@
 DuckDB store, then every alert's segment and signal, as the dashboard's series show them, carry the change the
 alert reports.
 
-The monitor is configured the way the dashboard could not guess: the fleet splits short from long at 192 tokens
-(the dashboard is told 8192) and its long pool is called ``ctx-1m`` (not one of the default long pools). A
-dashboard that re-derived the signals with its own defaults would show no misrouting at all; one that draws the
-stored values shows the routing alert's rise.
+The monitor is configured the way the dashboard could not guess: the fleet's long pool is called ``ctx-1m`` (not
+one of the default long pools), and the records' context classes were decided when they were built at the fleet's
+split (192 tokens; the dashboard is told nothing about it). A dashboard that re-derived the signals with its own
+defaults would show no misrouting at all; one that draws the stored values shows the routing alert's rise.
 """
 
 from __future__ import annotations
@@ -30,14 +30,15 @@ LONG_POOL = "ctx-1m"
 
 
 def _as_served(record: Record) -> Record:
-    """The replay's record as a builder makes it: undecided, classified by the record default (8192 tokens)."""
-    return replace(record, signals=None, context_class="", pool=LONG_POOL if record.pool == "long" else record.pool)
+    """The replay's record as a builder at the fleet's split makes it: its context class decided (at 192 tokens, as
+    the replay's records carry it), its signals not yet."""
+    assert record.context_class
+    return replace(record, signals=None, pool=LONG_POOL if record.pool == "long" else record.pool)
 
 
 def test_dashboard_series_show_every_alerts_change(tmp_path: Path, replay: Replay) -> None:
     stats = StatsConfig(
         dimensions=("model", "pool", "platform", "context_class"),
-        long_context_threshold=192,
         horizon=100_000,
         max_streams=5000,
         rate_warmup=300,
@@ -64,7 +65,7 @@ def test_dashboard_series_show_every_alerts_change(tmp_path: Path, replay: Repla
 
     assert len(snapshot.records) == len(replay.records)
     assert all(r.signals is not None for r in snapshot.records)
-    views = DashboardViews(snapshot, long_context_tokens=8192)
+    views = DashboardViews(snapshot)
     table = views.table
     assert table.undecided == 0
     alerts = [a for a in snapshot.alerts if a.status != "superseded" and not is_score_signal(a.signal)]
@@ -82,7 +83,7 @@ def test_dashboard_series_show_every_alerts_change(tmp_path: Path, replay: Repla
         assert k_after > 0, what
         if n_before:
             assert after > k_before / n_before, what
-    # the routing alert's segment: the misrouted short requests, classified as the monitor did (192 tokens)
+    # the routing alert's segment: the misrouted short requests, as their records were built (192 tokens)
     routing = views.routing_findings
     assert routing.n_violations == sum(
         1 for r in snapshot.records if r.pool == LONG_POOL and r.context_class == "short"

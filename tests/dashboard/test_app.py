@@ -95,7 +95,8 @@ def test_overview_counts_the_replay(client: TestClient, replay: Replay) -> None:
     assert data["alerts"] == len(replay.alerts)
     assert data["open_alerts"] == sum(a.status == "open" for a in replay.alerts)
     assert data["changes"] == len(replay.changes)
-    assert data["long_context_tokens"] == int(replay.meta.get("long_context_tokens", 8192))
+    short = [r.context_tokens for r in replay.records if r.context_class == "short"]
+    assert data["short_context_max_tokens"] == max(short) <= 192  # the replay's classes, built at the fleet's split
     assert 100 <= data["bins"] <= 200
     assert data["segments"][0] == {"segment": "all", "alerted": False}
     assert any(s["alerted"] for s in data["segments"])
@@ -214,8 +215,6 @@ def test_create_app_validates_its_arguments() -> None:
         create_app(MemoryStore(), refresh_s=-1)
     with pytest.raises(InvalidInputError, match="`token` must be a non-empty string"):
         create_app(MemoryStore(), token="")
-    with pytest.raises(InvalidInputError, match="`long_context_tokens` must be an integer >= 1"):
-        create_app(MemoryStore(), long_context_tokens=0)
 
 
 def test_a_read_only_duckdb_store(replay_file: Path, replay: Replay) -> None:
@@ -227,7 +226,9 @@ def test_a_read_only_duckdb_store(replay_file: Path, replay: Replay) -> None:
     finally:
         store.close()
     assert data["records"] == len(replay.records)
-    assert data["long_context_tokens"] == int(replay.meta.get("long_context_tokens", 8192))
+    assert data["short_context_max_tokens"] == max(
+        r.context_tokens for r in replay.records if r.context_class == "short"
+    )
 
 
 def test_a_real_server_on_loopback(replay_store: MemoryStore, serve_app: Callable[[Any], ServerHandle]) -> None:
@@ -269,11 +270,40 @@ def test_over_an_http_store_reading_a_proxys_endpoints(
     )
     store = HTTPStore(serve_app(fake).url)
     try:
-        with TestClient(create_app(store, long_context_tokens=192)) as c:
+        with TestClient(create_app(store)) as c:
             overview = c.get("/api/overview").json()
             alerts = c.get("/api/alerts").json()["alerts"]
     finally:
         store.close()
     assert overview["records"] == len(records)
-    assert overview["long_context_tokens"] == 192
+    assert overview["short_context_max_tokens"] == max(r.context_tokens for r in records if r.context_class == "short")
     assert len(alerts) == len(replay_store.alerts())
+
+
+def test_records_stored_before_schema_3_are_decided_on_read() -> None:
+    """``replay-schema2.json``: records as a store before record schema 3 held them (no context class, no signals).
+    Read without a builder, each record's class is decided by the record default (8192 tokens, see
+    ``parity.monitor.Record``) and its signals by the dashboard's fallback stage; a DuckDB store of that age is
+    migrated instead (``tests/monitor/test_store.py``), and ``parity ingest`` decides them at its split."""
+    from parity.dashboard._snapshot import take_snapshot
+    from parity.dashboard._views import DashboardViews
+    from parity.monitor import context_class_of
+
+    from .conftest import REPLAY, fill_store, load_replay
+
+    old = load_replay(REPLAY.with_name("replay-schema2.json"))
+    assert old.records
+    assert all(r.schema_version == 2 for r in old.records)
+    assert all(r.signals is None for r in old.records)
+    assert [r.context_class for r in old.records] == [context_class_of(r.context_tokens) for r in old.records]
+    store = MemoryStore()
+    fill_store(store, old)
+    views = DashboardViews(take_snapshot(store))
+    assert views.table.undecided == len(old.records)
+    long_pool = sum(r.pool == "long" for r in old.records)
+    assert long_pool > 0
+    assert views.routing_findings.n_violations == long_pool  # every record is short at the default split
+    with TestClient(create_app(store)) as c:
+        overview = c.get("/api/overview").json()
+    assert overview["records"] == len(old.records)
+    assert overview["short_context_max_tokens"] == max(r.context_tokens for r in old.records)

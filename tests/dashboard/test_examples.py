@@ -37,7 +37,7 @@ ALERT = Alert(
 
 
 def test_examples_are_flagged_requests_of_the_segment_in_the_live_window() -> None:
-    table = signal_table(RECORDS, bins=bins_for(T0, RECORDS[-1].time), long_context_tokens=192)
+    table = signal_table(RECORDS, bins=bins_for(T0, RECORDS[-1].time))
     found = alert_examples(ALERT, RECORDS, table, until=T0 + timedelta(hours=5))
     assert found.capture_on
     assert found.matched == 2
@@ -52,7 +52,7 @@ def test_examples_are_flagged_requests_of_the_segment_in_the_live_window() -> No
 
 def test_without_capture_the_examples_carry_metadata_only() -> None:
     records = [rec(i, "tpu", True) for i in range(3)]
-    table = signal_table(records, bins=bins_for(T0, records[-1].time), long_context_tokens=192)
+    table = signal_table(records, bins=bins_for(T0, records[-1].time))
     found = alert_examples(ALERT, records, table)
     assert not found.capture_on
     assert [e.record_id for e in found.examples] == ["r1", "r2"]

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from parity.dashboard._routing import routing_findings
-from parity.monitor import Record
+from parity.monitor import Record, context_class_of
 from parity.monitor.audit import PoolContextRule
 
 T0 = datetime(2025, 8, 5, tzinfo=UTC)
-RULE = PoolContextRule(long_context_threshold=192)
+RULE = PoolContextRule()
 
 
 def rec(i: int, session: str | None, pool: str, server: str, ctx: int = 100) -> Record:
@@ -20,6 +20,7 @@ def rec(i: int, session: str | None, pool: str, server: str, ctx: int = 100) -> 
         pool=pool,
         server=server,
         context_tokens=ctx,
+        context_class=context_class_of(ctx, 192),  # built at the fleet's split
         session_hash=session,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -10,7 +11,7 @@ from parity._exceptions import InvalidInputError
 from parity.dashboard._bins import bins_for
 from parity.dashboard._series import segment_series, signal_table
 from parity.dashboard._timeline import timeline_rows
-from parity.monitor import Alert, DetectorObservation, FeedbackEvent, Record
+from parity.monitor import Alert, DetectorObservation, FeedbackEvent, Record, context_class_of
 
 T0 = datetime(2025, 8, 5, tzinfo=UTC)
 BINS = bins_for(T0, T0 + timedelta(hours=3), max_bins=4)  # four 1-hour bins
@@ -35,6 +36,7 @@ def rec(
         platform=platform,
         pool=pool,
         context_tokens=ctx,
+        context_class=context_class_of(ctx, 192),  # built at the fleet's split
         session_hash=session,
         server=server,
         observations=(DetectorObservation("unexpected_script", flag, 0.9 if flag else 0.1),),
@@ -65,8 +67,8 @@ ALERT = Alert(
 )
 
 
-def test_signal_table_uses_the_monitors_signals_and_the_context_split() -> None:
-    table = signal_table(RECORDS, FEEDBACK, bins=BINS, long_context_tokens=192)
+def test_signal_table_uses_the_monitors_signals_and_the_records_context_class() -> None:
+    table = signal_table(RECORDS, FEEDBACK, bins=BINS)
     assert table.signals == (
         "feedback",
         "routing.short_on_long_pool",
@@ -82,13 +84,15 @@ def test_signal_table_uses_the_monitors_signals_and_the_context_split() -> None:
         [],
         ["feedback"],
     ]
-    wide = signal_table(RECORDS, FEEDBACK, bins=BINS, long_context_tokens=8192)
+    # the same requests built at the default split (8192): the table follows the records, it never reclassifies
+    default = [replace(r, context_class=context_class_of(r.context_tokens)) for r in RECORDS]
+    wide = signal_table(default, FEEDBACK, bins=BINS)
     assert [f["context_class"] for f in wide.finest] == ["short"] * 5
     assert "routing.short_on_long_pool" in wide.positive[3]  # 500 tokens is short at the default split
 
 
 def test_segment_series_counts_rates_shares_and_affected_fraction() -> None:
-    table = signal_table(RECORDS, FEEDBACK, [ALERT], bins=BINS, long_context_tokens=192)
+    table = signal_table(RECORDS, FEEDBACK, [ALERT], bins=BINS)
     rows = timeline_rows([ALERT], [])
     s = segment_series(table, {"model": "S"}, alerts=[ALERT], rows=rows)
     assert s.requests == (1, 2, 0, 1)
@@ -108,7 +112,7 @@ def test_segment_series_counts_rates_shares_and_affected_fraction() -> None:
 
 
 def test_baseline_falls_back_from_segment_to_fleet_to_whole_store(monkeypatch: pytest.MonkeyPatch) -> None:
-    table = signal_table(RECORDS, FEEDBACK, [ALERT], bins=BINS, long_context_tokens=192)
+    table = signal_table(RECORDS, FEEDBACK, [ALERT], bins=BINS)
 
     def script(minimum: int) -> tuple[str, float]:
         monkeypatch.setattr("parity.dashboard._series.MIN_BASELINE_REQUESTS", minimum)
@@ -128,6 +132,6 @@ def test_sticky_sessions_violate_while_their_segment_is_alerting() -> None:
     alert = Alert("a", "unexpected_script", {"platform": "tpu"}, T0, T0 + timedelta(hours=1), 0.1, 0.0, 0.1, 9)
     records = [rec(10 + i, 2 + i / 10, "S", "tpu", session="h", server="tpu-short-0") for i in range(4)]
     records.insert(0, rec(9, 0.5, "S", "tpu", session="h", server="tpu-short-0"))  # before detection
-    table = signal_table(records, [], [alert], bins=BINS, long_context_tokens=192)
+    table = signal_table(records, [], [alert], bins=BINS)
     sticky = ["routing.sticky_degraded_session" in p for p in table.positive]
     assert sticky == [False, False, True, True, True]  # the 3rd+ request in a row on one server, while alerting

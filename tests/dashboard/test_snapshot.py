@@ -1,15 +1,11 @@
-"""Snapshots of a store and the context split: read-only, in time order."""
+"""Snapshots of a store: read-only, in time order, each record's context class as stored."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-import pytest
-
-from parity._exceptions import InvalidInputError
-from parity.dashboard._snapshot import long_context_threshold, take_snapshot
-from parity.monitor import LONG_CONTEXT_THRESHOLD_TOKENS, Change, MemoryStore, Record
-from parity.monitor.store import LONG_CONTEXT_KEY
+from parity.dashboard._snapshot import take_snapshot
+from parity.monitor import Change, MemoryStore, Record
 
 T = datetime(2025, 8, 5, tzinfo=UTC)
 
@@ -32,15 +28,18 @@ def test_an_empty_store_spans_its_changes_or_the_last_hour() -> None:
     assert (snap.start, snap.end) == (T, T + timedelta(days=1))
 
 
-def test_long_context_threshold_from_argument_meta_or_default() -> None:
+def test_records_keep_the_context_class_they_were_built_with() -> None:
+    """A 500-token record built at the lab's split (192) stays ``long``, one built at the default stays ``short``:
+    the snapshot (and every view on it) reads the stored class and never reclassifies."""
     store = MemoryStore()
-    assert long_context_threshold(store) == LONG_CONTEXT_THRESHOLD_TOKENS
-    assert long_context_threshold(object()) == LONG_CONTEXT_THRESHOLD_TOKENS  # no get_meta (an HTTPStore)
-    store.set_meta(LONG_CONTEXT_KEY, "192")
-    assert long_context_threshold(store) == 192
-    assert long_context_threshold(store, 1000) == 1000
-    with pytest.raises(InvalidInputError, match="`long_context_tokens` must be an integer >= 1, got 0"):
-        long_context_threshold(store, 0)
-    store.set_meta(LONG_CONTEXT_KEY, "lots")
-    with pytest.raises(InvalidInputError, match=r"got 'lots' \(the store's meta key long_context_tokens\)"):
-        long_context_threshold(store)
+    store.write_records(
+        [
+            Record(record_id="lab", time=T, model="S", context_tokens=500, context_class="long"),
+            Record(record_id="default", time=T + timedelta(seconds=1), model="S", context_tokens=500),
+            Record(record_id="tiny", time=T + timedelta(seconds=2), model="S", context_tokens=20),
+        ]
+    )
+    snap = take_snapshot(store)
+    assert [r.context_class for r in snap.records] == ["long", "short", "short"]
+    assert snap.short_context_max_tokens == 500
+    assert take_snapshot(MemoryStore()).short_context_max_tokens is None

@@ -54,11 +54,12 @@ def test_validation() -> None:
         RoutingAudit([PoolContextRule(), PoolContextRule()])
 
 
-def test_context_split_follows_the_router(make_record: Callable[..., Record]) -> None:
-    """The lab's router sends prompts over 192 tokens to the long pool: a 500-token request there is legitimate."""
-    lab = PoolContextRule(long_context_threshold=192)
-    default = PoolContextRule()
-    rec = make_record(0, pool="long", context_tokens=500)
-    assert lab.check(rec, AuditContext()) is None
-    assert default.check(rec, AuditContext()) is not None
-    assert lab.check(make_record(1, pool="long", context_tokens=100), AuditContext()) is not None
+def test_the_rule_reads_the_context_class_the_record_was_built_with(make_record: Callable[..., Record]) -> None:
+    """The lab's router sends prompts over 192 tokens to the long pool: a 500-token request built at that split is
+    ``long`` and legitimate there; the same request built at the default split (8192) is ``short`` and violates."""
+    rule = PoolContextRule()
+    assert rule.check(make_record(0, pool="long", context_tokens=500, context_class="long"), AuditContext()) is None
+    assert rule.check(make_record(0, pool="long", context_tokens=500), AuditContext()) is not None
+    assert rule.check(make_record(1, pool="long", context_tokens=100), AuditContext()) is not None
+    with pytest.raises(InvalidInputError, match="`context_class` must be one of"):
+        PoolContextRule(context_class="medium")

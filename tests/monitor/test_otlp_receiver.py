@@ -37,7 +37,6 @@ from parity.monitor.ingest import ingest_lines
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.proxy import ParityProxy, ProxyConfig
 from parity.monitor.scoring import RecordBuilder, default_scorer, session_hash
-from parity.monitor.segments import StatsConfig
 from parity.monitor.store import DuckDBStore, MemoryStore
 
 T0_NS = 1_756_634_400_000_000_000  # 2025-08-31T10:00:00Z
@@ -71,10 +70,9 @@ def _genai_span(tracer: Any, i: int, *, pool: str, text: str = "The answer is 4.
 def proxy() -> Iterator[tuple[ParityProxy, MemoryNotifier, str]]:
     """parity proxy (its upstream is never contacted) with a segment monitor, on 127.0.0.1."""
     store = MemoryStore()
-    builder = RecordBuilder(salt="s", scorer=default_scorer())
+    builder = RecordBuilder(salt="s", scorer=default_scorer(), long_context_tokens=192)
     memory = MemoryNotifier()
-    stats = StatsConfig(long_context_threshold=192)
-    hook = SegmentMonitor(config=MonitorConfig(stats=stats), notifiers=[memory])
+    hook = SegmentMonitor(config=MonitorConfig(), notifiers=[memory])
     config = ProxyConfig(upstream=f"http://127.0.0.1:{free_port()}", flush_interval_s=0.05)
     app = ParityProxy(config, store, builder, hook=hook)
     with BackgroundServer(app.app, name="proxy") as server:

@@ -311,13 +311,13 @@ def test_worsening_watches_spend_their_own_alpha_one_share_per_watch() -> None:
 
 
 def test_a_stream_restarted_by_its_own_alarm_still_counts_as_degraded(rng: np.random.Generator) -> None:
-    """A detector restarts after alarming; until its new baseline is learned, the alarm itself says the segment is
+    """A stream's sequential test restarts after alarming; until its new baseline is learned, the alarm itself says the segment is
     degraded, so a later alarm on a marginal still drills down to it instead of stopping above it."""
     mon, _ = monitor()
     records = fleet(rng, 30_000, corrupt=lambda i, model, platform: i >= FAULT_AT and platform == "tpu")
     alert, _ = first_alert(mon, records, "unexpected_script")
     assert alert.segment == {"platform": "tpu"}
-    for _, rec in zip(range(20), records, strict=False):  # a few more requests: the alarmed detectors restart
+    for _, rec in zip(range(20), records, strict=False):  # a few more requests: the alarmed tests restart
         mon.observe(rec)
     restarted = [key for signal, key in mon.stats.alarmed if signal == "unexpected_script"]
     assert restarted

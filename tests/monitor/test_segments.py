@@ -71,7 +71,7 @@ def test_validation() -> None:
         SegmentStatistics(n_shards=0)
 
 
-def test_context_class_uses_the_configured_split(make_record: Callable[..., Record]) -> None:
-    rec = make_record(0, context_tokens=500)
-    assert SegmentLattice(("context_class",)).values_of(rec) == ("short",)
-    assert SegmentLattice(("context_class",), long_context_threshold=192).values_of(rec) == ("long",)
+def test_the_lattice_reads_the_context_class_the_record_was_built_with(make_record: Callable[..., Record]) -> None:
+    lattice = SegmentLattice(("context_class",))
+    assert lattice.values_of(make_record(0, context_tokens=500)) == ("short",)  # built at the default split
+    assert lattice.values_of(make_record(0, context_tokens=500, context_class="long")) == ("long",)  # at 192

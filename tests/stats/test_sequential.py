@@ -1,4 +1,4 @@
-"""Tests of the sequential change detectors: validation, detection, estimates, and the false-alarm rate on clean
+"""Tests of the sequential change tests (CUSUM): validation, detection, estimates, and the false-alarm rate on clean
 traffic (measured, since the threshold's bound assumes a known baseline)."""
 
 from __future__ import annotations

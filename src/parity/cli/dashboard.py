@@ -73,7 +73,9 @@ def bind(host: str, port: int) -> socket.socket:
     "--long-context-tokens",
     type=click.IntRange(min=1),
     default=None,
-    help="Context length above which a request is 'long' (default: the store's setting, else 8192; lab: 192).",
+    hidden=True,
+    help="Accepted for older scripts and ignored: each record carries its context class, decided when it was built "
+    "(parity proxy/ingest/monitor --long-context-tokens).",
 )
 @click.option("--title", default=None, help="Title of the page.")
 def command(
@@ -96,7 +98,7 @@ def command(
     required, generated = resolve_token(host, token)
     source = open_read_source(store=store_path, proxy=proxy_url, proxy_token=proxy_token)
     try:
-        app = create_app(source, token=required, long_context_tokens=long_context_tokens, title=title or DEFAULT_TITLE)
+        app = create_app(source, token=required, title=title or DEFAULT_TITLE)
         sock = bind(host, port)
         shown = f"[{host}]" if ":" in host else host
         url = f"http://{shown}:{port}/" + (f"?token={required}" if required else "")
@@ -104,6 +106,11 @@ def command(
         shown_store = redact_url(store_path or DEFAULT_STORE)
         what = f"--proxy {proxy_url}" if proxy_url else f"--store {shown_store} (read-only)"
         console.print(f"[bold]parity dashboard[/] {url}  {what}")
+        if long_context_tokens is not None:
+            console.print(
+                "--long-context-tokens is ignored: each record carries its context class, decided when it was built "
+                "(set it on parity proxy/ingest/monitor)"
+            )
         if generated:
             console.print(f"token (generated; pass --token to choose one): {required}")
         server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))

@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from parity._exceptions import InvalidInputError
+from parity.cli._options import long_context_option
 
 #: Exit statuses (see the module docstring).
 EXIT_OK, EXIT_NOTHING_INGESTED, EXIT_SOME_REJECTED, EXIT_STOPPED = 0, 1, 3, 4
@@ -63,8 +64,7 @@ def line_ranges(numbers: list[int], limit: int | None = None) -> str:
               help="Keep reading FILE as it grows, like tail -F (across rotations and truncations; FILE may not "
                    "exist yet), storing records as they come, until SIGINT/SIGTERM: the first stops at the file's "
                    "current end, a second at once; what was read is stored either way.")  # fmt: skip
-@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
-              help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@long_context_option
 def command(
     source: str,
     store_path: str,
@@ -77,7 +77,7 @@ def command(
     no_detectors: bool,
     no_monitor: bool,
     follow: bool,
-    long_context_tokens: int | None,
+    long_context_tokens: int,
 ) -> None:
     """Ingest FILE (or - for stdin) into the store: one exchange (or OTLP export) per line.
 
@@ -124,7 +124,7 @@ def command(
     try:
         with open_writable_store(store_path) as store:
             scorer = None if no_detectors else default_scorer()
-            hook = None if no_monitor else default_monitor(long_context_tokens=long_context_tokens)
+            hook = None if no_monitor else default_monitor()
             with Progress(
                 TextColumn("[bold]ingest[/] {task.fields[lines]:,} lines"),
                 BarColumn(),
@@ -158,6 +158,7 @@ def command(
                     on_line=on_line,
                     max_rejects=max_rejects,
                     follow=control,
+                    long_context_tokens=long_context_tokens,
                 )
                 # a stop signal from now on only marks the run interrupted: what was read is stored, the report follows
 

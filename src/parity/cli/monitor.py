@@ -18,6 +18,7 @@ from typing import Any
 import click
 
 from parity._exceptions import InvalidInputError
+from parity.cli._options import long_context_option
 
 
 def _sources(items: tuple[str, ...]) -> list[str]:
@@ -54,8 +55,7 @@ def _sources(items: tuple[str, ...]) -> list[str]:
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for lines without it.")
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None, help="Salt for session hashes.")
 @click.option("--no-detectors", is_flag=True, help="Monitor only what the lines carry (stored records' flags).")
-@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
-              help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@long_context_option
 def command(
     sources: tuple[str, ...],
     store_path: str,
@@ -67,7 +67,7 @@ def command(
     labels: tuple[str, ...],
     salt: str | None,
     no_detectors: bool,
-    long_context_tokens: int | None,
+    long_context_tokens: int,
 ) -> None:
     """Run the segment monitor over SOURCE... (JSONL files, a directory, or - for stdin); store records and alerts.
 
@@ -82,16 +82,14 @@ def command(
     from parity.monitor.ingest import ingest_file
     from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
     from parity.monitor.scoring import default_scorer
-    from parity.monitor.segments import StatsConfig
-    from parity.monitor.store import LONG_CONTEXT_KEY, open_writable_store, redact_url, session_salt
+    from parity.monitor.store import open_writable_store, redact_url, session_salt
 
     if address is not None and engine != "ray":
         raise InvalidInputError("--address", "needs --engine ray", address)
     files = _sources(sources)
     label_map = parse_labels(labels)
     console = Console(stderr=True)
-    stats = StatsConfig() if long_context_tokens is None else StatsConfig(long_context_threshold=long_context_tokens)
-    config = MonitorConfig(stats=stats)
+    config = MonitorConfig()
     change_log = load_changes(changes) if changes else []
     started = time.perf_counter()
     hook: Any
@@ -102,8 +100,6 @@ def command(
     totals = {"lines": 0, "records": 0, "feedback": 0, "alerts": 0, "rejected": 0}
     try:
         with open_writable_store(store_path) as store:
-            if long_context_tokens is not None:
-                store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
             if change_log:
                 store.write_changes(change_log)
                 initial = hook.add_changes(change_log)
@@ -112,7 +108,8 @@ def command(
             scorer = None if no_detectors else default_scorer()
             run_salt = session_salt(store, salt)
             for source in files:
-                result = ingest_file(source, store, fmt=fmt, salt=run_salt, scorer=scorer, labels=label_map, hook=hook)
+                result = ingest_file(source, store, fmt=fmt, salt=run_salt, scorer=scorer, labels=label_map, hook=hook,
+                                     long_context_tokens=long_context_tokens)  # fmt: skip
                 for line_no, message in result.errors:
                     console.print(f"{source}: line {line_no}: {message}", markup=False, highlight=False)
                 for key in totals:

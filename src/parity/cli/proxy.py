@@ -16,6 +16,7 @@ from parity._body_limit import DEFAULT_MAX_BODY_BYTES
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity._token import resolve_token
+from parity.cli._options import long_context_option
 from parity.monitor._records import Change
 
 #: The GIL switch interval while the proxy serves (Python's default is 5 ms). The worker thread scores records
@@ -108,8 +109,7 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="Seconds between snapshots of the monitor's state in the store (0: none); a restart restores "
                    "open alerts and baselines from it.")  # fmt: skip
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
-@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
-              help="Context length above which a request is 'long' (the fleet router's split; lab: 192).")  # fmt: skip
+@long_context_option
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Where the monitor's statistics run: local (this process) or ray (one Ray actor per worker; "
                    "its state is not checkpointed).")  # fmt: skip
@@ -142,7 +142,7 @@ def command(
     wal_flush_ms: int,
     checkpoint_s: int,
     no_detectors: bool,
-    long_context_tokens: int | None,
+    long_context_tokens: int,
     engine: str,
     workers: int,
     address: str | None,
@@ -164,7 +164,6 @@ def command(
     from parity.monitor.proxy import ParityProxy, ProxyConfig
     from parity.monitor.scoring import RecordBuilder, default_scorer
     from parity.monitor.store import (
-        LONG_CONTEXT_KEY,
         default_spool_path,
         default_wal_path,
         open_writable_store,
@@ -195,7 +194,7 @@ def command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # never log request lines (URLs can carry keys)
     hook: MonitorHook = default_monitor(
-        long_context_tokens=long_context_tokens, engine=engine, workers=workers, address=address
+        engine=engine, workers=workers, address=address
     )  # first: a bad --engine/--address combination is refused before the store is created
     try:
         store = open_writable_store(store_path)
@@ -203,15 +202,14 @@ def command(
         if isinstance(hook, BufferingHook):
             hook.close()
         raise
-    if long_context_tokens is not None:
-        store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
-        mounts, dashboard_note = _dashboard(store, host, port, dashboard_token or token, long_context_tokens)
+        mounts, dashboard_note = _dashboard(store, host, port, dashboard_token or token)
         builder = RecordBuilder(
             salt=session_salt(store, salt),
             labels=label_map,
             scorer=None if no_detectors else default_scorer(),
             capture=capture,
+            long_context_tokens=long_context_tokens,
         )
         proxy = ParityProxy(
             config,
@@ -254,15 +252,13 @@ def command(
         store.close()
 
 
-def _dashboard(
-    store: Any, host: str, port: int, token: str | None, long_context_tokens: int | None
-) -> tuple[dict[str, Any], str]:
+def _dashboard(store: Any, host: str, port: int, token: str | None) -> tuple[dict[str, Any], str]:
     """The dashboard mounted at ``/dashboard`` (token-protected beyond loopback), and a line saying where."""
     try:
         from parity.dashboard import create_app
     except ImportError:
         return {}, "dashboard: not installed (pip install 'parity[dashboard]')"
     required, generated = resolve_token(host, token)
-    app = create_app(store, token=required, long_context_tokens=long_context_tokens)
+    app = create_app(store, token=required)
     url = f"http://{host}:{port}/dashboard/" + (f"?token={required}" if required else "")
     return {"/dashboard": app}, f"dashboard: {url}" + (" (token generated)" if generated else "")

@@ -19,6 +19,7 @@ import click
 
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
+from parity.cli._options import long_context_option
 from parity.cli.proxy import parse_labels, parse_listen
 
 
@@ -69,8 +70,7 @@ def receiver_app(store: Any, builder: Any, *, hook: Any = None, notifiers: Any =
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
 @click.option("--no-detectors", is_flag=True, help="Store records without running detectors.")
-@click.option("--long-context-tokens", type=click.IntRange(min=1), default=None,
-              help="Context length above which a request is 'long' (the fleet router's split).")  # fmt: skip
+@long_context_option
 def command(
     listen: str,
     store_path: str,
@@ -79,13 +79,13 @@ def command(
     labels: tuple[str, ...],
     salt: str | None,
     no_detectors: bool,
-    long_context_tokens: int | None,
+    long_context_tokens: int,
 ) -> None:
     """Receive OpenTelemetry traces at POST /v1/traces (protobuf or JSON, gzip or not) and monitor GenAI spans."""
     from rich.console import Console
 
     from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+    from parity.monitor.store import DuckDBStore, session_salt
     from parity.monitor.worker import default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
@@ -94,16 +94,15 @@ def command(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     store = DuckDBStore(store_path)
-    if long_context_tokens is not None:
-        store.set_meta(LONG_CONTEXT_KEY, str(long_context_tokens))
     try:
         builder = RecordBuilder(
             salt=session_salt(store, salt),
             labels=label_map,
             scorer=None if no_detectors else default_scorer(),
             source="otlp",
+            long_context_tokens=long_context_tokens,
         )
-        hook = default_monitor(long_context_tokens=long_context_tokens)
+        hook = default_monitor()
         notifiers = default_notifiers(webhook=webhook, webhook_format=webhook_format)
         app, _ = receiver_app(store, builder, hook=hook, notifiers=notifiers)
         Console(stderr=True).print(

@@ -41,7 +41,7 @@ from parity._optional import import_optional
 from parity.dashboard._auth import SecurityHeaders, TokenAuth, TokenCheck
 from parity.dashboard._page import render_page
 from parity.dashboard._segment import parse_segment
-from parity.dashboard._snapshot import StoreReader, long_context_threshold, take_snapshot
+from parity.dashboard._snapshot import StoreReader, take_snapshot
 from parity.dashboard._views import ROUTING_LIMIT, DashboardViews
 
 __all__ = ["DEFAULT_TITLE", "REFRESH_S", "create_app", "plotly_js_path"]
@@ -68,9 +68,8 @@ def plotly_js_path() -> Path:
 class _Views:
     """The current views, rebuilt from a fresh snapshot when older than ``refresh_s``."""
 
-    def __init__(self, store: StoreReader, *, long_context_tokens: int, refresh_s: float) -> None:
+    def __init__(self, store: StoreReader, *, refresh_s: float) -> None:
         self.store = store
-        self.long_context_tokens = long_context_tokens
         self.refresh_s = refresh_s
         self._lock = threading.Lock()
         self._views: DashboardViews | None = None
@@ -79,7 +78,7 @@ class _Views:
     def get(self) -> DashboardViews:
         with self._lock:
             if self._views is None or time.monotonic() - self._at >= self.refresh_s:
-                self._views = DashboardViews(take_snapshot(self.store), long_context_tokens=self.long_context_tokens)
+                self._views = DashboardViews(take_snapshot(self.store))
                 self._at = time.monotonic()
             return self._views
 
@@ -104,14 +103,13 @@ def create_app(
     store: StoreReader,
     *,
     token: str | None = None,
-    long_context_tokens: int | None = None,
     title: str = DEFAULT_TITLE,
     refresh_s: float = REFRESH_S,
 ) -> Starlette:
     """The dashboard over ``store`` (anything with the read half of :class:`parity.monitor.Store`; it is never
-    written). ``token``: require it on every request (see ``parity.dashboard._auth``); ``long_context_tokens``:
-    where short context ends (default: the store's ``long_context_tokens`` meta key, else 8192);
-    ``refresh_s``: how long one read of the store is reused. The caller keeps ownership of ``store``."""
+    written). ``token``: require it on every request (see ``parity.dashboard._auth``); each record's ``context_class``
+    is drawn as it was built (never reclassified here); ``refresh_s``: how long one read of the store is reused. The
+    caller keeps ownership of ``store``."""
     if not isinstance(store, StoreReader):
         raise InvalidInputError(
             "store", "must have records(), feedback(), changes() and alerts()", type(store).__name__
@@ -120,8 +118,7 @@ def create_app(
         raise InvalidInputError("refresh_s", "must be >= 0", refresh_s)
     if token is not None:
         TokenCheck(token)  # validates it now rather than at the first request
-    threshold = long_context_threshold(store, long_context_tokens)
-    views = _Views(store, long_context_tokens=threshold, refresh_s=refresh_s)
+    views = _Views(store, refresh_s=refresh_s)
     plotly = import_optional("plotly", extra="dashboard")
     plotly_js = plotly_js_path()
     page = render_page(title, plotly_version=str(plotly.__version__))
@@ -177,5 +174,4 @@ def create_app(
     if token is not None:
         middleware.append(Middleware(TokenAuth, token=token))
     app = Starlette(routes=routes, middleware=middleware)
-    app.state.long_context_tokens = threshold
     return app

@@ -13,7 +13,7 @@ then only the redacted text of flagged responses (``parity.monitor.capture``).
 >>> recs = [Record(record_id=f"r{i}", time=t + timedelta(hours=i), model="S", platform="tpu",
 ...                observations=(DetectorObservation("unexpected_script", i % 2 == 1, 0.9),),
 ...                captured_text="hello สวัสดี [EMAIL]" if i % 2 else None) for i in range(4)]
->>> table = signal_table(recs, bins=bins_for(t, recs[-1].time), long_context_tokens=192)
+>>> table = signal_table(recs, bins=bins_for(t, recs[-1].time))
 >>> alert = Alert("a1", "unexpected_script", {"platform": "tpu"}, t, t + timedelta(hours=2), 0.5, 0.0, 0.5, 3)
 >>> found = alert_examples(alert, recs, table)
 >>> found.capture_on, found.matched, [(e.record_id, e.captured_text) for e in found.examples]

@@ -15,7 +15,7 @@ the "sticky" routing of the incident, where a session that once landed on a wron
 >>> pools = ["short", "long", "long", "long", "short"]
 >>> recs = [Record(record_id=f"r{i}", time=t + timedelta(minutes=i), model="S", pool=p, server=f"{p}-0",
 ...                context_tokens=100, session_hash="h1") for i, p in enumerate(pools)]
->>> found = routing_findings(recs, rule=PoolContextRule(long_context_threshold=192))
+>>> found = routing_findings(recs, rule=PoolContextRule())
 >>> s = found.sessions[0]
 >>> s.session_hash, s.violations, s.requests, s.server, s.longest_run
 ('h1', 3, 5, 'long-0', 3)

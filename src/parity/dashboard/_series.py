@@ -8,8 +8,9 @@ the fraction of its traffic that a live regression affected.
 (:data:`~parity.monitor.signals.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the request,
 not of the feedback). Score signals (``<detector>.score``) are not drawn. A record no monitor saw (stored by
 ``parity ingest --no-monitor``, or before schema version 3) has its signals decided here by the same
-:class:`~parity.monitor.signals.SignalStage`, split at ``long_context_tokens`` (counted in
-``SignalTable.undecided``).
+:class:`~parity.monitor.signals.SignalStage` (counted in ``SignalTable.undecided``); its ``context_class`` is the
+one it was built with (a store migrated from before schema version 3 classified its older records once, see
+``parity.monitor.store.MIGRATIONS``).
 
 **Per bin** ``i`` of a segment: ``n[i]`` requests carrying the signal, ``k[i]`` of them 1, rate ``k/n``
 (``None`` when ``n`` is 0); ``traffic_share = requests / all requests`` in the bin; ``affected_fraction`` = the
@@ -25,7 +26,7 @@ requests served by the long pool while the routing bug was live, the postmortem'
 >>> recs = [Record(record_id=f"r{i}", time=t + timedelta(hours=i), model="S", platform=("gpu", "tpu")[i % 2],
 ...                observations=(DetectorObservation("unexpected_script", i == 3, 0.0),)) for i in range(4)]
 >>> bins = bins_for(recs[0].time, recs[-1].time, max_bins=4)
->>> table = signal_table(recs, bins=bins, long_context_tokens=192)
+>>> table = signal_table(recs, bins=bins)
 >>> tpu = segment_series(table, {"platform": "tpu"})
 >>> tpu.requests, tpu.traffic_share(), tpu.signal("unexpected_script").rates(), table.undecided
 ((0, 1, 0, 1), [0.0, 1.0, 0.0, 1.0], [None, 0.0, None, 1.0], 4)
@@ -48,7 +49,7 @@ from parity.dashboard._bins import TimeBins
 from parity.dashboard._control import MIN_BASELINE_REQUESTS, ControlBand, baseline_end, baseline_rate, control_band
 from parity.dashboard._segment import contains, nested
 from parity.dashboard._timeline import TimelineRow
-from parity.monitor import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record, context_class_of
+from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor.audit import AuditContext
 from parity.monitor.signals import FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, is_score_signal
 
@@ -81,11 +82,10 @@ def signal_table(
     alerts: Iterable[Alert] = (),
     *,
     bins: TimeBins,
-    long_context_tokens: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     sticky_min_run: int = 3,
 ) -> SignalTable:
-    """Reduce ``records`` (in time order) to a :class:`SignalTable` (see the module docstring); ``long_context_tokens``
-    and ``sticky_min_run`` only serve records no monitor decided (stored without signals)."""
+    """Reduce ``records`` (in time order) to a :class:`SignalTable` (see the module docstring); ``sticky_min_run``
+    only serves records no monitor decided (stored without signals)."""
     negative = {e.response_id for e in feedback if e.kind in NEGATIVE_FEEDBACK}
     alerting = sorted((a for a in alerts if a.status != "superseded"), key=lambda a: a.detected_at)
     now: list[datetime] = [bins.start]
@@ -95,10 +95,7 @@ def signal_table(
 
     stage: SignalStage | None = None  # for undecided records only, made on first need
 
-    def segment_of(record: Record) -> dict[str, str]:  # as the fallback stage classifies it
-        return record.segment() | {"context_class": context_class_of(record.context_tokens, long_context_tokens)}
-
-    context = AuditContext(is_alerting=is_alerting, segment_of=segment_of)
+    context = AuditContext(is_alerting=is_alerting)
     bin_of: list[int] = []
     finest: list[dict[str, str]] = []
     carried: list[frozenset[str]] = []
@@ -110,7 +107,7 @@ def signal_table(
         if record.signals is None:
             undecided += 1
             if stage is None:
-                stage = SignalStage(long_context_threshold=long_context_tokens, sticky_min_run=sticky_min_run)
+                stage = SignalStage(sticky_min_run=sticky_min_run)
             record = stage.decide(record, context)
         values = record.signals or {}
         names = {n for n in values if not is_score_signal(n)}

@@ -11,11 +11,9 @@ a ``MemoryStore``, an ``HTTPStore`` reading a running proxy) and reads everythin
 >>> snap = take_snapshot(store)
 >>> len(snap.records), snap.start.isoformat()
 (1, '2025-08-05T00:00:00+00:00')
->>> long_context_threshold(store)
-8192
->>> store.set_meta("long_context_tokens", "192")
->>> long_context_threshold(store), long_context_threshold(store, 4096)
-(192, 4096)
+
+Each record carries its ``context_class``, decided when it was built (``parity.monitor.scoring.RecordBuilder``, at
+the split given to ``parity proxy``/``ingest``/``monitor``); the dashboard draws it as stored and never reclassifies.
 """
 
 from __future__ import annotations
@@ -23,19 +21,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from parity._exceptions import InvalidInputError
-from parity.monitor import (
-    LONG_CONTEXT_THRESHOLD_TOKENS,
-    Alert,
-    Change,
-    FeedbackEvent,
-    MetaStore,
-    Record,
-    StoreReader,
-)
-from parity.monitor.store import LONG_CONTEXT_KEY
+from parity.monitor import Alert, Change, FeedbackEvent, Record, StoreReader
 
-__all__ = ["Snapshot", "StoreReader", "long_context_threshold", "take_snapshot"]
+__all__ = ["Snapshot", "StoreReader", "take_snapshot"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +51,12 @@ class Snapshot:
         return [c.time for c in self.changes] + [t for a in self.alerts for t in (a.started_at, a.detected_at)]
 
     @property
+    def short_context_max_tokens(self) -> int | None:
+        """The longest request (context tokens) among the records of ``context_class`` ``short``; ``None`` with none.
+        The dashboard says it next to the classes, which were decided when each record was built."""
+        return max((r.context_tokens for r in self.records if r.context_class == "short"), default=None)
+
+    @property
     def capture_on(self) -> bool:
         """Whether any record carries captured (redacted) text."""
         return any(r.captured_text is not None for r in self.records)
@@ -77,28 +71,3 @@ def take_snapshot(store: StoreReader) -> Snapshot:
         changes=tuple(sorted(store.changes(), key=lambda c: c.time)),
         feedback=tuple(sorted(store.feedback(), key=lambda e: e.time)),
     )
-
-
-def long_context_threshold(store: object, configured: int | None = None) -> int:
-    """Where short context ends, in tokens: ``configured`` when given, else the store's ``meta`` key
-    ``long_context_tokens`` (written by the fleet's recorder; only a :class:`~parity.monitor.MetaStore` has one), else
-    the record default (:data:`parity.monitor.LONG_CONTEXT_THRESHOLD_TOKENS`). It serves only records no monitor
-    decided: a decided record carries its ``context_class``."""
-    if configured is not None:
-        if isinstance(configured, bool) or not isinstance(configured, int) or configured < 1:
-            raise InvalidInputError("long_context_tokens", "must be an integer >= 1", configured)
-        return configured
-    if not isinstance(store, MetaStore):
-        return LONG_CONTEXT_THRESHOLD_TOKENS
-    value = store.get_meta(LONG_CONTEXT_KEY)
-    if value is None:
-        return LONG_CONTEXT_THRESHOLD_TOKENS
-    try:
-        tokens = int(value)
-    except ValueError:
-        tokens = 0
-    if tokens < 1:
-        raise InvalidInputError(
-            "long_context_tokens", "must be an integer >= 1", value, detail=f"the store's meta key {LONG_CONTEXT_KEY}"
-        )
-    return tokens

@@ -11,7 +11,7 @@ are computed once per snapshot, on first use.
 >>> recs = tuple(Record(record_id=f"r{i}", time=t + timedelta(hours=i), model="S", platform=("gpu", "tpu")[i % 2],
 ...                     observations=(DetectorObservation("unexpected_script", i % 4 == 3, 0.9),)) for i in range(8))
 >>> alert = Alert("a1", "unexpected_script", {"platform": "tpu"}, t, t + timedelta(hours=3), 0.5, 0.0, 0.5, 2)
->>> views = DashboardViews(Snapshot(recs, (alert,), (), ()), long_context_tokens=192)
+>>> views = DashboardViews(Snapshot(recs, (alert,), (), ()))
 >>> views.overview()["records"], [a["id"] for a in views.alerts()["alerts"]]
 (8, ['a1'])
 >>> views.segment({"platform": "tpu"})["signals"][0]["signal"]
@@ -52,11 +52,10 @@ PICKER_DIMENSIONS = ("model", "platform", "pool", "context_class")
 
 
 class DashboardViews:
-    """The views of ``snapshot`` with ``context_class`` split at ``long_context_tokens``."""
+    """The views of ``snapshot`` (each record's ``context_class`` as it was built: never reclassified here)."""
 
-    def __init__(self, snapshot: Snapshot, *, long_context_tokens: int, max_bins: int = MAX_BINS) -> None:
+    def __init__(self, snapshot: Snapshot, *, max_bins: int = MAX_BINS) -> None:
         self.snapshot = snapshot
-        self.long_context_tokens = long_context_tokens
         self.bins = bins_for(snapshot.start, snapshot.end, max_bins=max_bins)
         self.rows: list[TimelineRow] = timeline_rows(snapshot.alerts, snapshot.changes)
         self._lock = threading.Lock()  # views are read from worker threads; compute each lazy part once
@@ -72,9 +71,7 @@ class DashboardViews:
         with self._lock:
             if self._table is None:
                 s = self.snapshot
-                self._table = signal_table(
-                    s.records, s.feedback, s.alerts, bins=self.bins, long_context_tokens=self.long_context_tokens
-                )
+                self._table = signal_table(s.records, s.feedback, s.alerts, bins=self.bins)
             return self._table
 
     @property
@@ -82,8 +79,7 @@ class DashboardViews:
         """The routing audit's findings (computed on first use)."""
         with self._lock:
             if self._routing is None:
-                rule = PoolContextRule(long_context_threshold=self.long_context_tokens)
-                self._routing = routing_findings(self.snapshot.records, rule=rule)
+                self._routing = routing_findings(self.snapshot.records, rule=PoolContextRule())
             return self._routing
 
     def _fix(self, alert: Alert) -> dict[str, str] | None:
@@ -97,7 +93,8 @@ class DashboardViews:
 
     # -- views -------------------------------------------------------------------------------------------
     def overview(self) -> dict[str, Any]:
-        """Counts and span of the store, the bin width, the context split and whether capture was on."""
+        """Counts and span of the store, the bin width, the longest short-context request stored (the records'
+        context classes were decided when they were built, at the fleet's split) and whether capture was on."""
         s = self.snapshot
         return {
             "records": len(s.records),
@@ -109,7 +106,7 @@ class DashboardViews:
             "end": s.end.isoformat(),
             "bin_width_s": self.bins.width.total_seconds(),
             "bins": self.bins.count,
-            "long_context_tokens": self.long_context_tokens,
+            "short_context_max_tokens": self.snapshot.short_context_max_tokens,
             "capture_on": s.capture_on,
             "taken_at": s.taken_at.isoformat(),
             "segments": self.segments(),
@@ -204,7 +201,9 @@ class DashboardViews:
 
     def routing(self, *, limit: int = ROUTING_LIMIT) -> dict[str, Any]:
         """The routing audit's findings, the ``limit`` sessions with most violations."""
-        return self.routing_findings.to_dict(limit=limit) | {"long_context_tokens": self.long_context_tokens}
+        return self.routing_findings.to_dict(limit=limit) | {
+            "short_context_max_tokens": self.snapshot.short_context_max_tokens
+        }
 
     def changes(self) -> dict[str, Any]:
         """The change log, oldest first."""

@@ -40,7 +40,7 @@ from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.proxy import ParityProxy, ProxyConfig
 from parity.monitor.scoring import RecordBuilder, default_scorer
 from parity.monitor.segments import StatsConfig
-from parity.monitor.store import LONG_CONTEXT_KEY, DuckDBStore, session_salt
+from parity.monitor.store import DuckDBStore, session_salt
 
 __all__ = [
     "DEMO_MAX_TOKENS",
@@ -88,7 +88,6 @@ def replay_stats_config(total_requests: int, *, alpha: float = 0.05, warmup: int
         raise InvalidInputError("total_requests", "must be >= 1", total_requests)
     return StatsConfig(
         dimensions=REPLAY_DIMENSIONS,
-        long_context_threshold=LAB_LONG_CONTEXT_TOKENS,
         alpha=alpha,
         horizon=max(1000, total_requests),
         max_streams=4000,
@@ -196,7 +195,6 @@ class IncidentReplay:
             elif stale.exists():
                 stale.unlink()
         self.store = DuckDBStore(path)
-        self.store.set_meta(LONG_CONTEXT_KEY, str(LAB_LONG_CONTEXT_TOKENS))
         self.lab = LabProcess(
             default_config_path("incident"), threads=cfg.lab_threads, max_batch=cfg.max_batch, weights=cfg.weights
         ).start()
@@ -207,7 +205,8 @@ class IncidentReplay:
                 worsening_window=cfg.worsening_window,
             )
         )
-        builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture)
+        builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture,
+                                long_context_tokens=LAB_LONG_CONTEXT_TOKENS)  # fmt: skip
         proxy_config = ProxyConfig(
             upstream=self.lab.url,
             capture=cfg.capture,
@@ -235,7 +234,7 @@ class IncidentReplay:
             from parity.dashboard import create_app
         except ImportError:  # the dashboard extra is not installed: the replay runs without it
             return {}
-        return {"/dashboard": create_app(store, long_context_tokens=LAB_LONG_CONTEXT_TOKENS, title="parity demo")}
+        return {"/dashboard": create_app(store, title="parity demo")}
 
     # -- the replay ----------------------------------------------------------------------------------------
 
@@ -339,7 +338,6 @@ class IncidentReplay:
             self.timeline,
             self.store.alerts(),
             records,
-            long_context_tokens=LAB_LONG_CONTEXT_TOKENS,
             wall_seconds=time.monotonic() - t0,
         )
         summary.extra.update(

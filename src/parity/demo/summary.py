@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parity.demo.timeline import Fault, Timeline
-from parity.monitor import Alert, Record, context_class_of
+from parity.monitor import Alert, Record
 
 __all__ = ["DemoSummary", "FalseAlert", "FaultResult", "summarize"]
 
@@ -138,14 +138,9 @@ class DemoSummary:
         }
 
 
-def _in_scope(record: Record, scope: Mapping[str, str], long_context_tokens: int) -> bool:
-    for key, value in scope.items():
-        if key == "context_class":
-            if context_class_of(record.context_tokens, long_context_tokens) != value:
-                return False
-        elif getattr(record, key, None) != value:
-            return False
-    return True
+def _in_scope(record: Record, scope: Mapping[str, str]) -> bool:
+    """Whether ``record`` is in the fault's ``scope`` (its ``context_class`` as it was built)."""
+    return all(getattr(record, key, None) == value for key, value in scope.items())
 
 
 def _fault_for(alert: Alert, faults: Sequence[Fault]) -> Fault | None:
@@ -173,7 +168,6 @@ def summarize(
     alerts: Sequence[Alert],
     records: Sequence[Record],
     *,
-    long_context_tokens: int = 192,
     wall_seconds: float = 0.0,
 ) -> DemoSummary:
     """Match ``alerts`` (every status) to the timeline's faults; count requests from ``records``."""
@@ -198,11 +192,7 @@ def summarize(
         first = mine[0]
         top = first.attributed_changes[0].change_id if first.attributed_changes else None
         after = sum(1 for t in times if fault.onset <= t <= first.detected_at)
-        in_scope = sum(
-            1
-            for r in records
-            if fault.onset <= r.time <= first.detected_at and _in_scope(r, fault.scope, long_context_tokens)
-        )
+        in_scope = sum(1 for r in records if fault.onset <= r.time <= first.detected_at and _in_scope(r, fault.scope))
         rows.append(
             FaultResult(
                 name=fault.name,

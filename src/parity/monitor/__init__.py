@@ -1,4 +1,4 @@
-"""The continuous monitor: records -> detectors -> segment statistics -> alerts and attribution -> store.
+"""The continuous monitor: records -> detectors -> signals -> per-segment sequential tests -> alerts -> store.
 
 >>> from parity.monitor import SCHEMA_VERSION
 >>> SCHEMA_VERSION

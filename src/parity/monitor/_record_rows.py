@@ -34,8 +34,10 @@ __all__ = [
     "us",
 ]
 
-#: ``meta`` key under which a writer records the fleet router's short/long split in context tokens (the lab's is
-#: 192); migration 3 classified the records stored before ``Record.context_class`` existed by it.
+#: ``meta`` key under which writers before store schema 3 recorded the fleet router's short/long split in context
+#: tokens (the lab's is 192). Nothing writes it now (a record's ``context_class`` is decided when it is built and
+#: stored with it); migration 3 reads it once, to classify the records an older store holds (at the record default,
+#: :data:`~parity.monitor.LONG_CONTEXT_THRESHOLD_TOKENS`, when the key is absent).
 LONG_CONTEXT_KEY = "long_context_tokens"
 
 #: The record columns every SQL store selects, in this order (``time`` as microseconds since the epoch).

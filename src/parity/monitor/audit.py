@@ -1,5 +1,5 @@
 """The routing audit: rules checked on every record; violations become a per-segment rate signal, so they alert
-through the same sequential detectors (``routing.<rule>``) as quality flags.
+through the same per-segment sequential tests (``routing.<rule>``) as the detectors' flags.
 
 Two rules ship, both configurable:
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record, context_class_of
+from parity.monitor._records import CONTEXT_CLASSES, Record
 
 __all__ = [
     "AuditContext",
@@ -86,8 +86,9 @@ class RoutingRule(Protocol):
 
 
 class PoolContextRule:
-    """Requests of ``context_class`` (split at ``long_context_threshold`` tokens, the router's own split) must not
-    be served by any pool in ``forbidden_pools``. An invariant: a correctly configured router never breaks it."""
+    """Records of ``context_class`` (the record's own ``Record.context_class``, decided when it was built at the
+    router's split) must not be served by any pool in ``forbidden_pools``. An invariant: a correctly configured
+    router never breaks it."""
 
     invariant = True
     alerts = True
@@ -98,24 +99,21 @@ class PoolContextRule:
         name: str = "short_on_long_pool",
         context_class: str = "short",
         forbidden_pools: Sequence[str] = ("long", "long-context", "long_context", "1m"),
-        long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     ) -> None:
         if not forbidden_pools:
             raise InvalidInputError("forbidden_pools", "must name at least one pool", forbidden_pools)
-        if long_context_threshold < 1:
-            raise InvalidInputError("long_context_threshold", "must be >= 1", long_context_threshold)
+        if context_class not in CONTEXT_CLASSES:
+            raise InvalidInputError("context_class", f"must be one of {list(CONTEXT_CLASSES)}", context_class)
         self._name = name
         self.context_class = context_class
         self.forbidden_pools = frozenset(forbidden_pools)
-        self.long_context_threshold = long_context_threshold
 
     @property
     def name(self) -> str:
         return self._name
 
     def check(self, record: Record, context: AuditContext) -> str | None:
-        klass = context_class_of(record.context_tokens, self.long_context_threshold)
-        if klass == self.context_class and record.pool in self.forbidden_pools:
+        if record.context_class == self.context_class and record.pool in self.forbidden_pools:
             return f"{self.context_class}-context request ({record.context_tokens} tokens) served by pool {record.pool}"
         return None
 

@@ -7,7 +7,7 @@ its baselines afresh, possibly from the faulty traffic that is flowing right now
 of what came after it.
 
 - **Snapshot.** The whole learned state of a :class:`~parity.monitor.pipeline.SegmentMonitor` (every stream's
-  detector and baseline, open alerts and their worsening watches, the change log, the ids of the last
+  sequential test and baseline, open alerts and their worsening watches, the change log, the ids of the last
   ``max_tracked_responses`` records it observed) is pickled, compressed and written to the store's ``meta`` table
   under ``monitor_checkpoint.<shard>of<n>``, every ``interval_s`` (default 60 s) and at shutdown. It lives beside
   the records it summarises, so it moves with the store (a DuckDB file, or a shared PostgreSQL). The snapshot is

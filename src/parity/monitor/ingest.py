@@ -70,7 +70,7 @@ from parity._exceptions import InvalidInputError, ParityError
 from parity._json_input import JSONInputError, loads_bounded
 from parity._time import parse_time
 from parity.monitor._codec import feedback_from_dict
-from parity.monitor._records import Record
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
 from parity.monitor.capture import CapturePolicy
@@ -457,6 +457,7 @@ def ingest_lines(
     reject_path: str | None = None,
     on_line: Callable[[int, int], None] | None = None,
     max_rejects: int | None = None,
+    long_context_tokens: int = LONG_CONTEXT_THRESHOLD_TOKENS,
 ) -> IngestResult:
     """Ingest ``lines`` (``fmt`` in :data:`FORMATS`; ``str`` or, to keep rejected lines byte for byte, ``bytes``)
     into ``store``; returns an :class:`IngestResult`. An :data:`IDLE` item (from :func:`follow_lines`) is not a
@@ -467,13 +468,16 @@ def ingest_lines(
     (:class:`~parity.monitor.worker.MonitorWorker`, driven on this thread): ``hook`` is the monitor pipeline, its
     alerts are stored and sent to ``notifiers``; what the store refuses goes to ``spool`` (drained on the next run)
     or is counted in ``dropped``. ``max_rejects``: stop reading once more lines than this are rejected (what was
-    ingested before stays stored).
+    ingested before stays stored). ``long_context_tokens``: the fleet router's short/long split, at which each built
+    record's ``context_class`` is decided (:class:`~parity.monitor.scoring.RecordBuilder`); a stored record that
+    carries one keeps it.
     """
     if max_rejects is not None and max_rejects < 0:
         raise InvalidInputError("max_rejects", "must be >= 0", max_rejects)
     if fmt not in FORMATS:
         raise InvalidInputError("format", f"must be one of {list(FORMATS)}", fmt)
-    builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}")
+    builder = RecordBuilder(salt=salt, labels=labels, scorer=scorer, capture=capture, source=f"ingest-{fmt}",
+                            long_context_tokens=long_context_tokens)  # fmt: skip
     result = IngestResult(reject_path=reject_path)
     # dedupe: a re-run after a crash (or of an overlapping file) stores each record once
     worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH,
@@ -572,7 +576,7 @@ def _ingest_jsonl(obj: Any, builder: RecordBuilder, worker: MonitorWorker, resul
     if not isinstance(obj, dict):
         raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
     if "record_id" in obj:
-        worker.accept(Record.from_dict(obj))
+        worker.accept(builder.adopt(obj))
         result.records += 1
     elif "feedback" in obj:
         data = dict(obj["feedback"]) if isinstance(obj["feedback"], dict) else {}

@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS, Record, context_class_of
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS, Record
 
 __all__ = [
     "KEY_CACHE_SIZE",
@@ -103,6 +103,10 @@ def shard_of(key: SegmentKey, n: int) -> int:
 class SegmentLattice:
     """All marginals of a finest segment over ``dimensions``, with at most ``max_order`` fixed dimensions.
 
+    ``long_context_threshold`` is validated and otherwise unused: a record's ``context_class`` is decided when it is
+    built (:class:`~parity.monitor.scoring.RecordBuilder`) and the lattice reads it (kept while
+    ``StatsConfig.long_context_threshold`` still passes it).
+
     >>> len(SegmentLattice(SEGMENT_DIMENSIONS).keys(("a",) * 6)), len(SegmentLattice(SEGMENT_DIMENSIONS, 2).masks)
     (64, 22)
     """
@@ -144,8 +148,7 @@ class SegmentLattice:
         return keys
 
     def values_of(self, record: Record) -> SegmentKey:
-        """The record's finest segment as a key over these dimensions (``context_class`` by this lattice's
-        ``long_context_threshold``: a fleet whose router splits at 192 tokens, like the lab's, sets it)."""
+        """The record's finest segment as a key over these dimensions (``context_class`` as the record carries it,
+        decided when the record was built)."""
         seg = record.segment()
-        seg["context_class"] = context_class_of(record.context_tokens, self.long_context_threshold)
         return tuple(seg.get(d, getattr(record, d, WILDCARD)) for d in self.dimensions)

@@ -159,7 +159,6 @@ class MonitorConfig:
 
 def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> SignalStage:
     return SignalStage(
-        long_context_threshold=config.stats.long_context_threshold,
         long_pools=config.long_pools,
         sticky_min_run=config.sticky_min_run,
         routing=config.routing_audit,

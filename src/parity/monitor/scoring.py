@@ -47,7 +47,13 @@ from typing import Any, Protocol
 
 from parity._exceptions import InvalidInputError
 from parity._time import parse_time
-from parity.monitor._records import UNKNOWN, DetectorObservation, Record
+from parity.monitor._records import (
+    LONG_CONTEXT_THRESHOLD_TOKENS,
+    UNKNOWN,
+    DetectorObservation,
+    Record,
+    context_class_of,
+)
 from parity.monitor.capture import CapturePolicy
 
 log = logging.getLogger("parity.monitor")
@@ -445,6 +451,11 @@ class RecordBuilder:
     must be in :data:`LABEL_FIELDS`. ``scorer=None`` stores no observations. ``tokenizer`` (text -> tokens)
     sizes the forwarded request (``Record.request_tokens``); without one, characters / 4. ``greedy_memory`` is
     how many distinct greedy requests :class:`GreedyRepeats` remembers (0: no ``greedy_disagreement``).
+
+    ``long_context_tokens`` is the fleet router's short/long split, the one place it is configured: the builder
+    decides each record's ``context_class`` with it (``'long'`` above it), and every later stage (the signals, the
+    routing audit, the segment statistics, the store, the dashboard) reads the record's field. A stored record
+    that carries a ``context_class`` (a replay) keeps it (:meth:`adopt`).
     """
 
     def __init__(
@@ -457,6 +468,7 @@ class RecordBuilder:
         source: str = "proxy",
         tokenizer: Callable[[str], Sequence[object]] | None = None,
         greedy_memory: int = 100_000,
+        long_context_tokens: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     ) -> None:
         labels = dict(labels or {})
         bad = sorted(set(labels) - LABEL_FIELDS)
@@ -473,6 +485,32 @@ class RecordBuilder:
         if isinstance(greedy_memory, bool) or not isinstance(greedy_memory, int) or greedy_memory < 0:
             raise InvalidInputError("greedy_memory", "must be an int >= 0", greedy_memory)
         self.greedy = GreedyRepeats(greedy_memory) if greedy_memory else None
+        if isinstance(long_context_tokens, bool) or not isinstance(long_context_tokens, int) or long_context_tokens < 1:
+            raise InvalidInputError("long_context_tokens", "must be an int >= 1", long_context_tokens)
+        self.long_context_tokens = long_context_tokens
+
+    def context_class(self, context_tokens: int) -> str:
+        """The context class of a request of ``context_tokens`` at this builder's split.
+
+        >>> RecordBuilder(salt="s", long_context_tokens=192).context_class(200)
+        'long'
+        """
+        return context_class_of(context_tokens, self.long_context_tokens)
+
+    def adopt(self, data: Mapping[str, Any]) -> Record:
+        """A stored record (``Record.to_dict`` form, e.g. a JSONL line of records) as a :class:`Record`: its
+        ``context_class`` kept when it carries one (never reclassified), else decided at this builder's split
+        (records written before schema version 3 have none).
+
+        >>> b = RecordBuilder(salt="s", long_context_tokens=192)
+        >>> old = {"record_id": "r", "time": "2025-08-05T00:00:00+00:00", "model": "S", "context_tokens": 300}
+        >>> b.adopt(old).context_class, b.adopt(old | {"context_class": "short"}).context_class
+        ('long', 'short')
+        """
+        values = dict(data)
+        if not values.get("context_class"):
+            values["context_class"] = self.context_class(int(values.get("context_tokens") or 0))
+        return Record.from_dict(values)
 
     def build(self, exchange: Exchange) -> Record:
         """The record of one exchange (errors included: status code kept, no observations)."""
@@ -519,6 +557,7 @@ class RecordBuilder:
             captured_text=self.capture.capture(parsed.text, flagged=flagged),
             source=self.source,
             request_tokens=self._request_tokens(parsed),
+            context_class=self.context_class(context),
         )
 
     def _request_tokens(self, parsed: ParsedExchange) -> int | None:

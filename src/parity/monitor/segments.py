@@ -1,8 +1,8 @@
 """The monitor's per-segment vocabulary in one import: the segment lattice, the statistics bank and the signals.
 
 Each is defined in its own module and re-exported here: :mod:`parity.monitor.lattice` (segment keys, the lattice
-of marginals, sharding by key), :mod:`parity.monitor.statistics` (the bank of per-stream detectors, with its batch
-path) and :mod:`parity.monitor.signals` (every per-record signal: each detector's flag and score, ``feedback``,
+of marginals, sharding by key), :mod:`parity.monitor.statistics` (the bank of per-stream sequential tests, with its
+batch path) and :mod:`parity.monitor.signals` (every per-record signal: each detector's flag and score, ``feedback``,
 ``output.cut``, ``context.dropped``, ``routing.<rule>``, defined once). Scores are watched by the same CUSUM bank
 (valid for bounded means, see ``parity.stats.sequential``) on segments with at most ``score_max_order`` fixed
 dimensions (a score is rarely exactly 0, so it costs ~10x a rate update); ``"invariant"`` signals have a baseline

@@ -50,8 +50,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Literal
 
-from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record, context_class_of
+from parity.monitor._records import Record
 from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, RoutingRule, StickySessionRule
 
 __all__ = [
@@ -193,14 +192,13 @@ def serving_signals(record: Record) -> list[SignalValue]:
 def default_audit(
     *,
     long_pools: Sequence[str] = DEFAULT_LONG_POOLS,
-    long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     sticky_min_run: int = 3,
 ) -> RoutingAudit:
-    """The routing audit the monitor runs: short requests (at most ``long_context_threshold`` tokens) off the
-    ``long_pools``, sessions not stuck on a degraded server."""
+    """The routing audit the monitor runs: short requests (``Record.context_class``, decided when the record was
+    built) off the ``long_pools``, sessions not stuck on a degraded server."""
     return RoutingAudit(
         [
-            PoolContextRule(forbidden_pools=long_pools, long_context_threshold=long_context_threshold),
+            PoolContextRule(forbidden_pools=long_pools),
             StickySessionRule(min_run=sticky_min_run),
         ]
     )
@@ -209,28 +207,22 @@ def default_audit(
 class SignalStage:
     """Decides every per-record signal of a record once (see the module docstring).
 
-    ``long_context_threshold``: the fleet router's short/long split, which the record's ``context_class`` states
-    once decided; ``audit``: the routing audit (default :func:`default_audit` with ``long_pools``,
-    ``sticky_min_run`` and the split); ``routing=False``: no routing signals.
+    ``audit``: the routing audit (default :func:`default_audit` with ``long_pools`` and ``sticky_min_run``);
+    ``routing=False``: no routing signals. The stage reads the record's ``context_class`` (decided when the record
+    was built, :class:`~parity.monitor.scoring.RecordBuilder`) and never changes it.
     """
 
     def __init__(
         self,
         *,
-        long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
         long_pools: Sequence[str] = DEFAULT_LONG_POOLS,
         sticky_min_run: int = 3,
         routing: bool = True,
         audit: RoutingAudit | None = None,
     ) -> None:
-        if long_context_threshold < 1:
-            raise InvalidInputError("long_context_threshold", "must be >= 1", long_context_threshold)
-        self.long_context_threshold = long_context_threshold
         self.audit: RoutingAudit | None = None
         if routing:
-            self.audit = audit or default_audit(
-                long_pools=long_pools, long_context_threshold=long_context_threshold, sticky_min_run=sticky_min_run
-            )
+            self.audit = audit or default_audit(long_pools=long_pools, sticky_min_run=sticky_min_run)
         rules: tuple[RoutingRule, ...] = self.audit.rules if self.audit is not None else ()
         #: the kind of each routing signal, and the routing signals the statistics do not watch
         self._kinds: dict[str, SignalKind] = {
@@ -239,8 +231,8 @@ class SignalStage:
         self._silent = frozenset(audit_signal(r.name) for r in rules if not getattr(r, "alerts", True))
 
     def decide(self, record: Record, context: AuditContext | None = None) -> Record:
-        """``record`` with its signals and ``context_class`` (at this stage's split) decided; ``context``: what the
-        audit may ask the monitor. A record that carries signals already is returned as it is."""
+        """``record`` with its signals decided (its ``context_class`` as built); ``context``: what the audit may ask
+        the monitor. A record that carries signals already is returned as it is."""
         if record.signals is not None:
             return record
         values = {v.signal: v.value for v in record_signals(record, scores=False)}
@@ -248,8 +240,7 @@ class SignalStage:
             violated = {f.rule for f in self.audit.check(record, context)}
             for rule in self.audit.rules:
                 values[audit_signal(rule.name)] = 1.0 if rule.name in violated else 0.0
-        klass = context_class_of(record.context_tokens, self.long_context_threshold)
-        return replace(record, context_class=klass, signals=values)
+        return replace(record, signals=values)
 
     def kind(self, name: str) -> SignalKind:
         """The kind of signal ``name``: a score is a mean, an invariant rule's signal an invariant, else a rate."""

@@ -876,23 +876,19 @@ class MonitorWorker:
         return Health(status, tuple(reasons[n] for n, holds in conditions.items() if holds), conditions, counts)
 
 
-def default_monitor(
-    *, long_context_tokens: int | None = None, engine: str = "local", workers: int = 1, address: str | None = None
-) -> MonitorHook:
+def default_monitor(*, engine: str = "local", workers: int = 1, address: str | None = None) -> MonitorHook:
     """The monitor pipeline (without notifiers: the worker publishes its alerts): one
     :class:`~parity.monitor.pipeline.SegmentMonitor`, or with ``workers`` > 1 or ``engine="ray"`` a
     :class:`~parity.monitor.distributed.ShardedMonitor` whose streams are split across in-process workers or Ray
-    actors (``address``: a Ray cluster to join; default a local one). ``long_context_tokens`` sets where the
-    fleet's router splits short from long."""
+    actors (``address``: a Ray cluster to join; default a local one). The fleet's short/long split is not the
+    monitor's to set: each record's ``context_class`` is decided when it is built
+    (:class:`~parity.monitor.scoring.RecordBuilder`)."""
     from parity.monitor.distributed import ShardedMonitor
     from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-    from parity.monitor.segments import StatsConfig
 
     if address is not None and engine != "ray":
         raise InvalidInputError("--address", "needs --engine ray", address)
     config = MonitorConfig()
-    if long_context_tokens is not None:
-        config = MonitorConfig(stats=StatsConfig(long_context_threshold=long_context_tokens))
     if engine == "local" and workers == 1:
         return SegmentMonitor(config=config)
     return ShardedMonitor(config=config, workers=workers, engine=engine, address=address)

@@ -1,12 +1,12 @@
 """Statistics for parity: a leaf library (imports nothing else from parity except errors).
 
 Its public surface is its four submodules, each one concept, imported by name so that the monitor's
-pure-Python sequential detectors never pull in scipy:
+pure-Python sequential tests never pull in scipy:
 
 - ``parity.stats.twosample``: two-sample tests over completions and next-token distributions, with
   permutation p-values and named result objects.
 - ``parity.stats.power``: power analysis (budget needed for an effect; minimum detectable effect at a budget).
-- ``parity.stats.sequential``: sequential change detectors for per-segment rates, with a false-alarm rate
+- ``parity.stats.sequential``: sequential change tests (CUSUM) for per-segment rates, with a false-alarm rate
   controlled across many segments.
 - ``parity.stats.calibration``: per-token support-violation and PIT calibration tests against a reference sampler.
 

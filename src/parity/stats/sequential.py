@@ -44,7 +44,7 @@ ratio of "the change began at the start" against "it began at ``tau``"), the end
 interval: later starts are ruled out only on strong evidence. Change attribution treats every start in
 ``[change_time, latest_change_time]`` as consistent with the data.
 
-**Distribution.** A detector's state is owned by one process (the shard of its segment key); it is not merged.
+**Distribution.** A sequential test's state is owned by one process (the shard of its segment key); it is not merged.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(0)
@@ -139,7 +139,7 @@ def cusum_threshold(*, alpha: float, horizon: int, n_streams: int = 1, n_alterna
 
 @dataclass(frozen=True, slots=True)
 class ChangeEstimate:
-    """What a detector knows about a change: where it began (observation index, and the time label given to
+    """What a sequential test knows about a change: where it began (observation index, and the time label given to
     :meth:`update` there), the latest start the data still support (see the module docstring; ``None``: the
     same as ``change_time``), how many observations since, and the baseline and current levels."""
 

@@ -96,8 +96,8 @@
     document.getElementById("summary").textContent =
       o.records.toLocaleString("en") + " requests from " + utc(o.start) + " to " + utc(o.end) + " UTC (" +
       days.toFixed(1) + " days, " + bin + " bins); " + o.open_alerts + " open alert(s) of " + o.alerts + "; " +
-      o.changes + " change(s); " + o.feedback + " feedback event(s); context is long above " +
-      o.long_context_tokens + " tokens; capture " + (o.capture_on ? "on (redacted text of flagged responses)" : "off") +
+      o.changes + " change(s); " + o.feedback + " feedback event(s); " + shortContext(o.short_context_max_tokens) +
+      "; capture " + (o.capture_on ? "on (redacted text of flagged responses)" : "off") +
       ".";
     const select = document.getElementById("segment-select");
     select.textContent = "";
@@ -229,10 +229,15 @@
     }
   }
 
+  function shortContext(tokens) {
+    return tokens === null ? "no short-context request" :
+      "short context as classed when recorded, longest " + tokens.toLocaleString("en") + " tokens";
+  }
+
   function renderRouting(r) {
     const share = r.n_sessions ? pct(r.affected_sessions / r.n_sessions) : "0%";
     document.getElementById("routing-summary").textContent =
-      "Rule " + r.rule + " (short context = at most " + r.long_context_tokens + " tokens): " + r.n_violations +
+      "Rule " + r.rule + " (" + shortContext(r.short_context_max_tokens) + "): " + r.n_violations +
       " of " + r.n_requests + " requests violated it; " + r.affected_sessions + " of " + r.n_sessions +
       " sessions (" + share + ") had at least one misrouted request" +
       (r.unhashed_violations ? "; " + r.unhashed_violations + " violating request(s) had no session" : "") +
