@@ -46,8 +46,10 @@ loss is what the store itself lost (see the proxy's write-ahead buffer).
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import pickle
+import pkgutil
 import time
 import zlib
 from collections.abc import Iterable
@@ -62,7 +64,7 @@ from parity.monitor._store_protocol import MetaStore
 from parity.monitor.alerts import Notifier
 from parity.monitor.pipeline import MonitorConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointable", "Checkpointer", "RestoreResult"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointable", "Checkpointer", "RestoreResult", "loads"]
 
 log = logging.getLogger("parity.monitor")
 
@@ -70,6 +72,34 @@ log = logging.getLogger("parity.monitor")
 CHECKPOINT_FORMAT = 1
 
 _PREFIX = f"parity-checkpoint-v{CHECKPOINT_FORMAT}:"
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads a snapshot taken before a monitor module moved into a sub-package of ``parity.monitor`` (the fold of
+    issue 12): a class not found at ``parity.monitor.<module>`` is looked up at ``parity.monitor.<package>.<module>``,
+    so an upgrade keeps what the monitor learned."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ModuleNotFoundError, AttributeError):
+            parts = module.split(".")
+            if parts[:2] != ["parity", "monitor"] or len(parts) != 3:
+                raise
+            import parity.monitor
+
+            for sub in pkgutil.iter_modules(parity.monitor.__path__):
+                if sub.ispkg:
+                    try:
+                        return super().find_class(f"parity.monitor.{sub.name}.{parts[2]}", name)
+                    except (ModuleNotFoundError, AttributeError):
+                        continue
+            raise
+
+
+def loads(data: bytes) -> Any:
+    """``pickle.loads`` for monitor snapshots, tolerant of modules moved into sub-packages (see above)."""
+    return _Unpickler(io.BytesIO(data)).load()
 
 
 @runtime_checkable
@@ -181,7 +211,7 @@ class Checkpointer:
             log.warning("monitor checkpoint %s has an unknown format; starting fresh", self.key(monitor))
             return None
         try:
-            payload = pickle.loads(zlib.decompress(base64.b64decode(text[len(_PREFIX) :])))
+            payload = loads(zlib.decompress(base64.b64decode(text[len(_PREFIX) :])))
         except Exception as err:  # a corrupt or incompatible snapshot must never stop the monitor from starting
             log.warning("monitor checkpoint %s is unreadable (%s); starting fresh", self.key(monitor), err)
             return None

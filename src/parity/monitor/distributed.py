@@ -91,6 +91,7 @@ from parity._optional import import_optional
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
 from parity.monitor.audit import AuditContext, RoutingAudit
+from parity.monitor.checkpoint import loads
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import (
     FEEDBACK_SIGNAL,
@@ -286,7 +287,7 @@ class ShardWorker:
 
     def load(self, state: bytes) -> None:
         """Take over a learned state from :meth:`state` (of a worker with the same number, config and count)."""
-        monitor = pickle.loads(state)
+        monitor = loads(state)  # tolerant of modules moved into sub-packages since the snapshot
         if not isinstance(monitor, _WorkerMonitor) or monitor.config != self.monitor.config:
             raise InvalidInputError("state", "is not a worker state of this monitor configuration")
         if (monitor.stats.worker, monitor.stats.workers) != (self.monitor.stats.worker, self.monitor.stats.workers):
