@@ -256,9 +256,7 @@ def main() -> None:
     rows = []
     for (fault, segment, signal), (_, t0, t1) in zip(faults, phases[1:], strict=True):
         faulty = [r for r in records if t0 <= r.time <= t1]
-        config = MonitorConfig(
-            stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50), routing_audit=False
-        )
+        config = MonitorConfig(stats=StatsConfig(rate_warmup=100, mean_warmup=50), routing_audit=False)
         mon = SegmentMonitor(config=config)
         false_alerts = 0
         for r in clean:

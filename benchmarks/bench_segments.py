@@ -36,7 +36,7 @@ from benchmarks.bench_scale import replay_records
 from parity.monitor import Alert, Record
 from parity.monitor._score_bank import COMPILED, ScoreBank
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import SegmentStatistics, StatsConfig
+from parity.monitor.segments import SegmentStatistics
 from parity.stats.sequential import BernoulliCUSUM
 
 N_RECORDS = 3000
@@ -52,13 +52,13 @@ from benchmarks.bench_scale import replay_records
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import StatsConfig
 records = replay_records(int(sys.argv[1]))
-mon = SegmentMonitor(config=MonitorConfig(stats=StatsConfig(long_context_threshold=192)))
+mon = SegmentMonitor(config=MonitorConfig())
 t = time.perf_counter()
 for r in records:
     mon.observe(r)
 print(len(records) / (time.perf_counter() - t))
 """
-DEFAULT = MonitorConfig(stats=StatsConfig(long_context_threshold=192))
+DEFAULT = MonitorConfig()
 SCORES_GLOBAL = replace(DEFAULT, stats=replace(DEFAULT.stats, score_max_order=0))
 NO_AUDIT = replace(SCORES_GLOBAL, routing_audit=False)
 

@@ -6,9 +6,9 @@ These read the package's source (its syntax trees), so they fail the moment some
 from __future__ import annotations
 
 import ast
-import re
 import functools
 import inspect
+import re
 from pathlib import Path
 
 import pytest

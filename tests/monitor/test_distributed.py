@@ -28,9 +28,7 @@ REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.
 #: The replay's lattice without two dimensions (16 segments per record instead of 64): a quarter of the work, and
 #: still every alert of the full lattice (the same four, on the same segments, attributed to the same changes).
 REPLAY_CONFIG = MonitorConfig(
-    stats=StatsConfig(
-        long_context_threshold=192, dimensions=("model", "pool", "platform", "context_class"), score_max_order=0
-    )
+    stats=StatsConfig(dimensions=("model", "pool", "platform", "context_class"), score_max_order=0)
 )
 
 

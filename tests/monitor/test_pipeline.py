@@ -311,8 +311,8 @@ def test_worsening_watches_spend_their_own_alpha_one_share_per_watch() -> None:
 
 
 def test_a_stream_restarted_by_its_own_alarm_still_counts_as_degraded(rng: np.random.Generator) -> None:
-    """A stream's sequential test restarts after alarming; until its new baseline is learned, the alarm itself says the segment is
-    degraded, so a later alarm on a marginal still drills down to it instead of stopping above it."""
+    """A stream's sequential test restarts after alarming; until its new baseline is learned, the alarm itself says
+    the segment is degraded, so a later alarm on a marginal still drills down to it instead of stopping above it."""
     mon, _ = monitor()
     records = fleet(rng, 30_000, corrupt=lambda i, model, platform: i >= FAULT_AT and platform == "tpu")
     alert, _ = first_alert(mon, records, "unexpected_script")

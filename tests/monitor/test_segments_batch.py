@@ -25,13 +25,12 @@ REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.
 
 #: The defaults of issue 12 (64 segments per record, every detector's flag and score, the routing audit), with the
 #: replay's fleet split at 192 context tokens.
-DEFAULT_CONFIG = MonitorConfig(stats=StatsConfig(long_context_threshold=192))
+DEFAULT_CONFIG = MonitorConfig()
 
 #: The replay's own lattice (``tests/dashboard/make_replay.py``): 16 segments, scores on the global segment only.
 REPLAY_CONFIG = MonitorConfig(
     stats=StatsConfig(
         dimensions=("model", "pool", "platform", "context_class"),
-        long_context_threshold=192,
         alpha=0.01,
         horizon=100_000,
         max_streams=5000,

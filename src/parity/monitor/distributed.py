@@ -388,16 +388,11 @@ class ShardedMonitor:
         self.newest_record_time: datetime | None = None
         #: decides each record's signals once, here, where the merged alerts live (see the module docstring)
         self.signal_stage = SignalStage(
-            long_context_threshold=self.config.stats.long_context_threshold,
             long_pools=self.config.long_pools,
             sticky_min_run=self.config.sticky_min_run,
             routing=self.config.routing_audit,
         )
-        self._lattice = SegmentLattice(
-            self.config.stats.dimensions,
-            self.config.stats.max_order,
-            long_context_threshold=self.config.stats.long_context_threshold,
-        )
+        self._lattice = SegmentLattice(self.config.stats.dimensions, self.config.stats.max_order)
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
         self._changes: dict[str, Change] = {}
         self._seen: OrderedDict[str, None] = OrderedDict()  # the last max_tracked_responses record ids

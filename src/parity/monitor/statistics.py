@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS
+from parity.monitor._records import SEGMENT_DIMENSIONS
 from parity.monitor._score_bank import COMPILED, ScoreBank, ScoreStream
 from parity.monitor.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
 from parity.monitor.signals import SignalValue
@@ -46,7 +46,6 @@ class StatsConfig:
 
     dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
     max_order: int | None = None
-    long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS
     score_max_order: int = 1
     alpha: float = 0.01
     horizon: int = 1_000_000
@@ -118,9 +117,7 @@ class SegmentStatistics:
             raise InvalidInputError("shard", f"must be in [0, {n_shards})", shard)
         self.shard = shard
         self.n_shards = n_shards
-        self.lattice = SegmentLattice(
-            self.config.dimensions, self.config.max_order, long_context_threshold=self.config.long_context_threshold
-        )
+        self.lattice = SegmentLattice(self.config.dimensions, self.config.max_order)
         self._mask_orders = [sum(m) for m in self.lattice.masks]
         self._rate_threshold = self.config.threshold or cusum_threshold(
             alpha=self.config.alpha,
