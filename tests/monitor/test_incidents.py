@@ -137,9 +137,13 @@ def _two_faults_on_one_platform(batch: bool) -> SegmentMonitor:
     onset, sampler = T0 + timedelta(minutes=3000), T0 + timedelta(minutes=3120)
     mon.add_changes(
         [
-            Change("corruption-S", onset, "corruption", {"model": "S", "platform": "tpu"}),
-            Change("corruption-O", onset, "corruption", {"model": "O", "platform": "tpu"}),
-            Change("sampler-H", sampler, "sampler", {"model": "H", "platform": "tpu"}),
+            Change(
+                "corruption-S", onset, "corruption", {"model": "S", "platform": "tpu"}, params={"config_version": "v2"}
+            ),
+            Change(
+                "corruption-O", onset, "corruption", {"model": "O", "platform": "tpu"}, params={"config_version": "v2"}
+            ),
+            Change("sampler-H", sampler, "sampler", {"model": "H", "platform": "tpu"}, params={"config_version": "v3"}),
         ]
     )
     records = []

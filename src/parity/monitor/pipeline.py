@@ -651,16 +651,23 @@ class SegmentMonitor:
         of its segment, one ``own`` has no traffic in.
 
         With a change log: none of ``alert``'s best-ranked changes (scored at least :data:`BEST_SHARE` of the
-        best) can have caused ``own``'s alarm (each scope names another value: the corruptions of models S and O on
-        tpu explain ``platform=tpu``; a sampler fault of model H on tpu is another fault). Without one (nothing
+        best), nor a change that shipped the same config version, can have caused ``own``'s alarm (each scope names
+        another value: the corruptions of models S and O on tpu explain ``platform=tpu``; a sampler fault of model H
+        on tpu is another fault). Without one (nothing
         attributed), from the data, as localisation would drill: along some dimension the alert's segment leaves
         free, a part of it that ``own`` has no traffic in is degraded and a part with traffic is not (the alert would
         drill into model S, or into S's config version, were model H left out). Two faults that nothing tells apart
         (a fault on every model of a platform, or one per model starting together) stay one alert."""
         if alert.attributed_changes:
             top = alert.attributed_changes[0].score
-            ranked = [self._changes.get(c.change_id) for c in alert.attributed_changes if c.score >= BEST_SHARE * top]
-            return all(change is not None and self._contradicts(change, own) for change in ranked)
+            best = [self._changes.get(c.change_id) for c in alert.attributed_changes if c.score >= BEST_SHARE * top]
+            if any(change is None for change in best):
+                return False
+            # one deploy is one cause: the changes that shipped the same config version (the corruption of models O
+            # and S on tpu came with one runtime optimisation) explain the alert together
+            versions = {c.params.get("config_version") for c in best if c is not None} - {None}
+            cause = [*best, *(c for c in self._changes.values() if c.params.get("config_version") in versions)]
+            return all(change is not None and self._contradicts(change, own) for change in cause)
         key = self._keys[alert.alert_id]
         for i, value in enumerate(key):
             if value != WILDCARD:
