@@ -223,6 +223,9 @@ class SegmentMonitor:
         #: the latest record time observed (a checkpoint's replay starts from it)
         self.newest_record_time: datetime | None = None
 
+    #: open alerts of other faults while a new alert is raised (see :meth:`_new_alert_apart`); empty otherwise
+    _apart: tuple[Alert, ...] = ()
+
     # -- state -----------------------------------------------------------------------------------------------
 
     #: Attributes that belong to this process, not to the statistics: never part of a checkpoint.
@@ -622,10 +625,22 @@ class SegmentMonitor:
                 return []
             parents = [a for a in same if a not in absorbing and is_refinement(own, self._keys[a.alert_id])]
             apart = [*absorbing, *(a for a in parents if self._second_fault(a, own))]
-            return self._new_alert(signal, own, est, event_time, apart=apart)
+            return self._new_alert_apart(signal, own, est, event_time, apart)
         parents = [a for a in same if is_refinement(target, self._keys[a.alert_id])]
         apart = [a for a in parents if self._second_fault(a, target)]
-        return self._new_alert(signal, target, self._estimate(signal, target, firing.estimate), event_time, apart=apart)
+        return self._new_alert_apart(signal, target, self._estimate(signal, target, firing.estimate), event_time, apart)
+
+    def _new_alert_apart(
+        self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, apart: Sequence[Alert]
+    ) -> list[Alert]:
+        """:meth:`_new_alert`, apart from the open alerts ``apart`` of other faults (see :meth:`_second_fault`):
+        they are neither superseded nor joined. (Passed beside the call, not through it: subclasses such as the
+        distributed worker's monitor override :meth:`_new_alert` with its own signature.)"""
+        self._apart = tuple(apart)
+        try:
+            return self._new_alert(signal, target, est, event_time)
+        finally:
+            del self._apart
 
     def _own_segment(self, signal: str, trail: Sequence[SegmentKey]) -> SegmentKey | None:
         """The last segment of a localisation ``trail`` that strictly refines its target and is degraded on its own:
@@ -710,16 +725,11 @@ class SegmentMonitor:
         return True
 
     def _new_alert(
-        self,
-        signal: str,
-        target: SegmentKey,
-        est: ChangeEstimate,
-        event_time: datetime,
-        worsens: Alert | None = None,
-        apart: Sequence[Alert] = (),
+        self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, worsens: Alert | None = None
     ) -> list[Alert]:
-        """Raise an alert on ``target`` (superseding the open alerts it refines, and ``worsens``); start its watch.
-        ``apart``: open alerts of other faults (see :meth:`_second_fault`): neither superseded nor joined."""
+        """Raise an alert on ``target`` (superseding the open alerts it refines, and ``worsens``, but not those of
+        other faults, :attr:`_apart`); start its watch."""
+        apart = self._apart
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         detected_at = self.clock() if self.clock is not None else event_time
         started_at = min(_ts(est.change_time, detected_at), detected_at)
