@@ -42,6 +42,8 @@ its best-ranked changes all name another value (the corruption of models S and O
 alert would drill into a part without the refinement's traffic (model S, or S's config version) - the refinement is
 a second fault. It gets one alert of its own, in an incident of its own, and the alerts it is apart from are neither
 superseded nor joined; the same holds for a target that refines an open alert (it would otherwise supersede it).
+An alarm absorbed as explained by an intersecting alert (the rule above) is checked the same way, on its own
+segment: the sampler's score alarm on ``model=H`` is not explained by the corruption's score alert on ``platform=tpu``.
 Two faults nothing tells apart (changes of both scopes ranked alike, or every part degraded) stay one alert.
 
 **Worsening.** Once an alert is raised, its *level* is watched: the signal's rate on the alert's segment (or, when
@@ -616,6 +618,8 @@ class SegmentMonitor:
             # A refinement the localisation climbed out of, into the segment of an open alert whose excess another
             # part of it explains, is a second fault: raised on that refinement, apart from the alerts it is not.
             own = self._own_segment(signal, trail)
+            if own is None and not any(is_refinement(self._keys[a.alert_id], target) for a in absorbing):
+                own = target  # absorbed only as explained (no stream on the meet): the alarm's own segment
             if own is None:
                 self.n_absorbed += 1
                 return []
