@@ -589,16 +589,18 @@ class SegmentMonitor:
             out.extend(self._new_alert(watch.signal, self._keys[old.alert_id], est, when, worsens=old))
         return out
 
-    def _incident_of(self, alert: Alert, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
-        """The incident of a new alert (see ``parity.monitor.incidents``): a worsening is a new development (a
-        second change on top of the first, attributed on its own), so a new incident; else that of the earliest
-        alert it is related to, except the incidents of ``apart`` (other faults), else a new one (its own id)."""
+    def _incident_of(self, alert: Alert, key: SegmentKey, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
+        """The incident of a new alert on ``key`` (see ``parity.monitor.incidents``): a worsening is a new
+        development (a second change on top of the first, attributed on its own), so a new incident; else that of
+        the earliest alert it is related to and that another fault does not explain (:meth:`_second_fault`: the
+        corruption's alert on ``model=S,platform=tpu`` and the sampler's on its config version intersect, as
+        segments, but not as causes), except the incidents of ``apart``; else a new one (its own id)."""
         if worsens is not None:
             return alert.alert_id
         others = {a.incident or a.alert_id for a in apart}
         for other in self.alerts:  # oldest first
             incident = other.incident or other.alert_id
-            if incident not in others and related(alert, other):
+            if incident not in others and related(alert, other) and not self._second_fault(other, key):
                 return incident
         return alert.alert_id
 
@@ -623,15 +625,17 @@ class SegmentMonitor:
             if own is None:
                 self.n_absorbed += 1
                 return []
-            est = self._estimate(signal, own, firing.estimate)
-            if not all(self._second_fault(a, own) for a in absorbing):
+            # every open alert of the signal that shares its traffic must be another fault's: one that can explain it
+            # (the sampler's alert on its config version, for model H on tpu) absorbs it
+            sharing = [a for a in same if a in absorbing or self._overlaps(self._keys[a.alert_id], own)]
+            if not all(self._second_fault(a, own) for a in sharing):
                 self.n_absorbed += 1
                 return []
-            parents = [a for a in same if a not in absorbing and is_refinement(own, self._keys[a.alert_id])]
-            apart = [*absorbing, *(a for a in parents if self._second_fault(a, own))]
-            return self._new_alert_apart(signal, own, est, event_time, apart)
-        parents = [a for a in same if is_refinement(target, self._keys[a.alert_id])]
-        apart = [a for a in parents if self._second_fault(a, target)]
+            est = self._estimate(signal, own, firing.estimate)
+            return self._new_alert_apart(signal, own, est, event_time, sharing)
+        # a new alert is kept apart from the open alerts sharing its traffic that another fault explains: it neither
+        # supersedes them nor joins their incident
+        apart = [a for a in same if self._overlaps(self._keys[a.alert_id], target) and self._second_fault(a, target)]
         return self._new_alert_apart(signal, target, self._estimate(signal, target, firing.estimate), event_time, apart)
 
     def _new_alert_apart(
@@ -753,7 +757,7 @@ class SegmentMonitor:
             worsens=worsens.alert_id if worsens is not None else None,
             latest_start=latest_start,
         )
-        alert = replace(alert, incident=self._incident_of(alert, worsens, apart))
+        alert = replace(alert, incident=self._incident_of(alert, target, worsens, apart))
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target
         self._watches_started += 1
