@@ -13,7 +13,10 @@ lab: answers took minutes, a session's next request left before its previous ans
 requests carried history. Plus a greedy canary: six fixed prompts sent in turn to each model at temperature 0
 without logprobs (identical greedy requests, for ``greedy_disagreement``). Each fault's stream is the clean phase
 followed by its own faulty phase; it is fed to a fresh :class:`~parity.monitor.pipeline.SegmentMonitor` (the
-monitor fed the proxy's records, warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``)
+monitor fed the proxy's records, warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``;
+each record's signals decided afresh by that monitor, routing audit included, as the proxy's own would: the
+signals the proxy stored followed *its* alerts across every phase, and its audit flags a session that stays on an
+alerting segment)
 and, on the fault's own signal, to river's ADWIN and PageHinkley (default settings) on the fault's segment and on
 all traffic.
 
@@ -42,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -301,6 +305,8 @@ def main() -> None:
     phases = [("clean", *span["clean"])] + [(f[0], *span[f[0]]) for f in FAULTS if f[0] in span]
     faults = [f for f in FAULTS if f[0] in span]
 
+    # decided afresh by each fault's monitor (see the module docstring)
+    records = [replace(r, signals=None) for r in records]
     clean = [r for r in records if phases[0][1] <= r.time <= phases[0][2]]
     events: dict[str, list[float]] = {}
     for r in clean:
@@ -314,9 +320,7 @@ def main() -> None:
     rows = []
     for (fault, segment, signal), (_, t0, t1) in zip(faults, phases[1:], strict=True):
         faulty = [r for r in records if t0 <= r.time <= t1]
-        config = MonitorConfig(
-            stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50), routing_audit=False
-        )
+        config = MonitorConfig(stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50))
         mon = SegmentMonitor(config=config)
         false_alerts = 0
         for r in clean:
