@@ -1,15 +1,24 @@
 """Silent faults injected with ``parity lab faultbox``: one incident per fault, and how soon, against river.
 
-The chain is the one a user would drill on their own stack: ``parity lab traffic`` -> ``parity proxy`` (a real
+The chain is the one a user would drill on their own stack: chat clients -> ``parity proxy`` (a real
 subprocess, DuckDB store) -> the faultbox -> the lab fleet (incident config, committed weights). One clean phase
 is recorded first; then, for each fault in turn, the faultbox switches it on for one segment (share 1.0) for a
-faulty phase. The traffic is ``parity lab traffic`` with ``--top-logprobs 5`` and conversations that continue
-(``follow_up=0.9``: a session runs ~10 turns and carries its history, as a chat application's does), plus a
-greedy canary: six fixed prompts sent in turn to each model at temperature 0 without logprobs (identical greedy
-requests, for ``greedy_disagreement``). Each fault's stream is the clean phase followed by its own faulty phase;
-it is fed to a fresh :class:`~parity.monitor.pipeline.SegmentMonitor` (the monitor fed the proxy's records,
-warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``) and, on the fault's own signal, to
-river's ADWIN and PageHinkley (default settings) on the fault's segment and on all traffic.
+faulty phase. The traffic is chat users: :data:`CONVERSATIONS` concurrent conversations, each sending its next
+turn only once its answer is back (as a person at a chat application does) and carrying its history (the last
+three exchanges) for :data:`TURNS` turns, then starting over on a model drawn at random; prompts of the traffic
+generator's kinds (``parity lab traffic``'s requests: ``top_logprobs=5``, its sampling mix) with non-Latin
+requests ("Write this in Thai: ...") at 30% instead of 5%, so that a re-encoding fault has non-ASCII answers to
+change. An open-loop Poisson stream at a fixed rate (the previous drill's) starved the conversations on a loaded
+lab: answers took minutes, a session's next request left before its previous answer was back, so 2 of 188 model=H
+requests carried history. Plus a greedy canary: six fixed prompts sent in turn to each model at temperature 0
+without logprobs (identical greedy requests, for ``greedy_disagreement``). Each fault's stream is the clean phase
+followed by its own faulty phase; it is fed to a fresh :class:`~parity.monitor.pipeline.SegmentMonitor` (the
+monitor fed the proxy's records, warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``;
+each record's signals decided afresh by that monitor, routing audit included, as the proxy's own would: the
+signals the proxy stored followed *its* alerts across every phase, and its audit flags a session that stays on an
+alerting segment)
+and, on the fault's own signal, to river's ADWIN and PageHinkley (default settings) on the fault's segment and on
+all traffic.
 
 Per fault: alerts and incidents raised in the faulty phase, the segment and signal of the incident's lead alert,
 the in-segment requests from the switch to the first alert and, of those, how many the fault actually *changed*
@@ -18,13 +27,15 @@ answer, ignoring sampling only a request that set a sampling parameter), each si
 in-segment requests until its first alert, false alerts in the clean phase; for river, detections in the clean
 phase (false) and in-segment requests until the first detection in the faulty phase.
 
-Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``, ``BENCH_FAULTS_RATE``,
-``BENCH_FAULTS_CANARY_RATE`` change the phases: default 120 s clean, 150 s per fault, 6 requests/s, 1 canary
-request/s; ``BENCH_FAULTS_DUMP=x.jsonl`` keeps the records, ``BENCH_FAULTS_FROM=x.jsonl`` analyses kept ones).
+Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``,
+``BENCH_FAULTS_CONVERSATIONS``, ``BENCH_FAULTS_CANARY_RATE`` change the phases: default 300 s clean, 200 s per
+fault, 12 conversations, 1 canary request/s; ``BENCH_FAULTS_DUMP=x.jsonl`` keeps the records,
+``BENCH_FAULTS_FROM=x.jsonl`` analyses kept ones).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
@@ -34,6 +45,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
@@ -49,8 +61,14 @@ from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.scoring import GREEDY_DISAGREEMENT
 from parity.monitor.segments import StatsConfig, record_signals, serving_signals
 
-CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "120"))
-FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "150"))
+CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "300"))
+FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "200"))
+#: concurrent chat conversations (closed loop: a conversation's next turn waits for its answer)
+CONVERSATIONS = int(os.environ.get("BENCH_FAULTS_CONVERSATIONS", "12"))
+#: turns per conversation before it starts over (on a model drawn at random)
+TURNS = 8
+#: the prompt kinds' shares: the traffic generator's, with non-Latin requests at 30% (non-ASCII answers)
+PROMPT_SHARES = {"code": 0.35, "prose": 0.30, "non_latin": 0.30, "long": 0.05}
 #: greedy canary requests per second (fixed prompts, temperature 0, no logprobs), on top of the traffic
 CANARY_RATE = float(os.environ.get("BENCH_FAULTS_CANARY_RATE", "1.0"))
 #: the canary's prompts, sent in turn to each model: identical greedy requests, whose answers must agree
@@ -62,7 +80,6 @@ CANARY_PROMPTS = (
     "Write this in Chinese: Memory exhausted",
     "What does `math.isclose` do?",
 )
-RATE = float(os.environ.get("BENCH_FAULTS_RATE", "6"))
 #: a JSONL file to write every stored record and the phases to (for offline analysis), or "" for none
 DUMP = os.environ.get("BENCH_FAULTS_DUMP", "")
 #: a JSONL file written by an earlier run's ``BENCH_FAULTS_DUMP``: analyse its records instead of running the drill
@@ -108,18 +125,56 @@ def _canary(target: str, stop: threading.Event) -> None:
                 client.post("/v1/chat/completions", json=body)
 
 
-def _traffic(target: str, duration: float, seed: int) -> None:
-    from parity.lab.traffic import TrafficGenerator
+async def _conversations(target: str, duration: float, seed: int) -> int:
+    """:data:`CONVERSATIONS` chat users for ``duration`` seconds (see the module docstring); the answers received."""
+    import numpy as np
 
+    from parity.lab._prompts import TrafficPrompt, prompt_mix
+    from parity.lab.traffic import SAMPLING_MIX
+
+    rng = np.random.default_rng(seed)
+    mix = np.array([share for share, _ in SAMPLING_MIX])
+    deadline = time.monotonic() + duration
+    answered = 0
+
+    async def user(client: httpx.AsyncClient, u: int) -> None:
+        nonlocal answered
+        n = 0
+        while time.monotonic() < deadline:
+            name, n = f"conv-{seed}-{u}-{n}", n + 1
+            model = ("H", "O", "S")[int(rng.integers(3))]
+            sampling = dict(SAMPLING_MIX[int(rng.choice(len(SAMPLING_MIX), p=mix / mix.sum()))][1])
+            history: tuple[tuple[str, str], ...] = ()
+            for _ in range(TURNS):
+                if time.monotonic() >= deadline:
+                    return
+                prompt = prompt_mix(rng, shares=PROMPT_SHARES)
+                if history and prompt.endpoint == "chat" and prompt.kind != "long":
+                    messages = (*history[-6:], *prompt.messages)
+                    prompt = TrafficPrompt(prompt.kind, "chat", messages, expects_non_latin=prompt.expects_non_latin)
+                body = prompt.body(model=model, max_tokens=32, user=name, sampling=sampling, top_logprobs=5)
+                path = "/v1/chat/completions" if prompt.endpoint == "chat" else "/v1/completions"
+                try:
+                    resp = await client.post(path, json=body)
+                    choice = resp.json()["choices"][0]
+                except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+                    continue
+                answered += 1
+                if prompt.endpoint == "chat":
+                    history = (*prompt.messages, ("assistant", str(choice["message"]["content"])))
+
+    async with httpx.AsyncClient(base_url=target, timeout=300) as client:
+        await asyncio.gather(*(user(client, u) for u in range(CONVERSATIONS)))
+    return answered
+
+
+def _traffic(target: str, duration: float, seed: int) -> None:
     stop = threading.Event()
     canary = threading.Thread(target=_canary, args=(target, stop), daemon=True)
     if CANARY_RATE > 0:
         canary.start()
     try:
-        # follow_up=0.9: conversations run ~10 turns and carry their history, as chat applications' do
-        TrafficGenerator(
-            target=target, rate=RATE, duration=duration, seed=seed, top_logprobs=5, temperature=None, follow_up=0.9
-        ).run()
+        asyncio.run(_conversations(target, duration, seed))
     finally:
         stop.set()
         if canary.is_alive():
@@ -224,6 +279,13 @@ def _load(path: str) -> tuple[list[Record], Phases, dict[str, set[str]]]:
     return [Record.from_dict(json.loads(line)) for line in lines[2:]], phases, changed
 
 
+def _load_line(records: list[Record], phases: Phases) -> str:
+    """The load the lab served: its answers per second over the phases."""
+    seconds = sum((b - a).total_seconds() for _, a, b in phases)
+    n = sum(1 for r in records if any(a <= r.time <= b for _, a, b in phases))
+    return f"the lab answered {n / max(seconds, 1e-9):.2f} requests/s"
+
+
 def _span(phase: tuple[str, datetime, datetime]) -> str:
     return f"{(phase[2] - phase[1]).total_seconds():.0f} s"
 
@@ -243,6 +305,8 @@ def main() -> None:
     phases = [("clean", *span["clean"])] + [(f[0], *span[f[0]]) for f in FAULTS if f[0] in span]
     faults = [f for f in FAULTS if f[0] in span]
 
+    # decided afresh by each fault's monitor (see the module docstring)
+    records = [replace(r, signals=None) for r in records]
     clean = [r for r in records if phases[0][1] <= r.time <= phases[0][2]]
     events: dict[str, list[float]] = {}
     for r in clean:
@@ -256,9 +320,7 @@ def main() -> None:
     rows = []
     for (fault, segment, signal), (_, t0, t1) in zip(faults, phases[1:], strict=True):
         faulty = [r for r in records if t0 <= r.time <= t1]
-        config = MonitorConfig(
-            stats=StatsConfig(long_context_threshold=192, rate_warmup=100, mean_warmup=50), routing_audit=False
-        )
+        config = MonitorConfig(stats=StatsConfig(rate_warmup=100, mean_warmup=50))
         mon = SegmentMonitor(config=config)
         false_alerts = 0
         for r in clean:
@@ -307,10 +369,10 @@ def main() -> None:
     body = (
         (__doc__ or "").split("\n\n", 1)[1].strip()
         + "\n\n"
-        + f"Phases as run: clean {_span(phases[0])}, faulty {', '.join(_span(p) for p in phases[1:])} (traffic "
-        f"offered at {RATE:g} requests/s plus the canary, the last answers awaited). **Measured on a contended "
-        "machine: 2 cores shared by 8 sessions** (their tests and benchmarks running): the lab served fewer "
-        "requests than offered.\n\n"
+        + f"Phases as run: clean {_span(phases[0])}, faulty {', '.join(_span(p) for p in phases[1:])} ("
+        f"{CONVERSATIONS} conversations of {TURNS} turns plus the canary, the last answers awaited; "
+        f"{_load_line(records, phases)}). **Measured on a contended machine: 2 cores shared by about 6 sessions** "
+        "(their tests and benchmarks running).\n\n"
         f"Per-request events of the serving signals in the clean phase (their false-alarm exposure): {clean_rates}."
         "\n\n"
         "| fault | requests clean / faulty | false alerts (clean) | alerts / incidents (faulty) | lead segment "

@@ -32,7 +32,6 @@ from benchmarks.bench_ingest import make_records
 from parity.monitor import Alert, Record
 from parity.monitor.distributed import ShardedMonitor, ShardWorker
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
 from parity.monitor.store import DuckDBStore, PostgresStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,7 +40,7 @@ N_MONITOR = 3000  # replay records per monitor run (the first 3,000 hold the rou
 REPEATS = 3
 N_STORE = 50_000
 STORE_BATCH = 1000
-CONFIG = MonitorConfig(stats=StatsConfig(long_context_threshold=192))
+CONFIG = MonitorConfig()
 TARGET = 100_000
 
 

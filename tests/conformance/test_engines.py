@@ -113,6 +113,17 @@ def test_flashinfer_without_cuda_says_why() -> None:
     assert "builtin:flashinfer needs a CUDA GPU" in err
 
 
+def test_vllm_triton_without_cuda_says_why() -> None:
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    assert ENGINES["vllm-triton"].sampler is None
+    with pytest.raises(ConformanceError, match="needs a CUDA GPU"):
+        ENGINES["vllm-triton"].filter(torch.zeros((1, 4)), top_p=0.9)  # type: ignore[misc]
+    code, _, err = _conform("builtin:vllm-triton")
+    assert code == 2
+    assert "builtin:vllm-triton needs a CUDA GPU" in err
+
+
 def _conform(*args: str) -> tuple[int, str, str]:
     result = CliRunner().invoke(main, ["conform", *args])
     return result.exit_code, result.stdout, result.stderr

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from parity.monitor import DetectorObservation, Record
+from parity.monitor import Change, DetectorObservation, Record
 from parity.monitor.alerts import MemoryNotifier
 from parity.monitor.incidents import group_incidents
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
@@ -121,3 +121,59 @@ def test_a_score_alarm_on_a_pool_that_only_the_faulty_model_explains_is_absorbed
         ("sampling_consistency.score", (("model", "O"),)),
     }
     assert len(group_incidents(mon.alerts)) == 1
+
+
+def _two_faults_on_one_platform(batch: bool) -> SegmentMonitor:
+    """The shortened replay's flaky case, made deterministic: a corruption on models S and O on tpu opens an alert on
+    ``platform=tpu`` (two models degraded: localisation cannot drill), and a sampler fault on model H on tpu starts
+    two hours later, while it is open. Every model on tpu is then degraded, so H's own alarm climbs back to
+    ``platform=tpu``."""
+    rng = np.random.default_rng(4)
+    config = MonitorConfig(
+        stats=StatsConfig(dimensions=("model", "platform"), rate_warmup=300, mean_warmup=100, score_max_order=0),
+        routing_audit=False,
+    )
+    mon = SegmentMonitor(config=config)
+    onset, sampler = T0 + timedelta(minutes=3000), T0 + timedelta(minutes=3120)
+    mon.add_changes(
+        [
+            Change(
+                "corruption-S", onset, "corruption", {"model": "S", "platform": "tpu"}, params={"config_version": "v2"}
+            ),
+            Change(
+                "corruption-O", onset, "corruption", {"model": "O", "platform": "tpu"}, params={"config_version": "v2"}
+            ),
+            Change("sampler-H", sampler, "sampler", {"model": "H", "platform": "tpu"}, params={"config_version": "v3"}),
+        ]
+    )
+    records = []
+    for i in range(6000):
+        model, platform, time = MODELS[i % 3], ("gpu", "tpu")[(i // 3) % 2], T0 + timedelta(minutes=i)
+        bad = platform == "tpu" and (time >= sampler if model == "H" else time >= onset)
+        flagged = bool(rng.random() < (0.12 if bad else 0.01))
+        obs = (DetectorObservation("sampling_consistency", flagged, 0.0),)
+        records.append(Record(record_id=f"r{i}", time=time, model=model, platform=platform, observations=obs))
+    if batch:
+        mon.observe_batch(records)
+    else:
+        for record in records:
+            mon.observe(record)
+    return mon
+
+
+def test_a_second_fault_inside_an_open_alert_on_its_platform_gets_its_own_alert() -> None:
+    """The corruption's alert on ``platform=tpu`` is explained by models S and O (its best changes): model H's alarm
+    inside it is a second fault, raised as one alert of its own, in an incident of its own; the tpu alert stays open."""
+    mon = _two_faults_on_one_platform(batch=False)
+    alerts = [(a.segment, a.status, a.attributed_changes[0].change_id) for a in mon.alerts]
+    first = mon.alerts[0]
+    assert first.segment == {"platform": "tpu"}, alerts
+    assert {c.change_id for c in first.attributed_changes[:2]} == {"corruption-S", "corruption-O"}, alerts
+    sampler = [a for a in mon.alerts if a.segment.get("model") == "H"]
+    assert len(sampler) == 1, alerts
+    assert sampler[0].segment == {"model": "H", "platform": "tpu"}
+    assert sampler[0].attributed_changes[0].change_id == "sampler-H"
+    assert sampler[0].incident != first.incident
+    assert mon._alerts[first.alert_id].status == "open", alerts
+    assert len(group_incidents(mon.alerts)) == 2, alerts
+    assert [a.to_dict() for a in _two_faults_on_one_platform(batch=True).alerts] == [a.to_dict() for a in mon.alerts]

@@ -14,9 +14,10 @@ import pytest
 
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
+from parity.monitor._score_bank import COMPILED, ScoreStream
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.scoring import RecordBuilder
-from parity.monitor.segments import StatsConfig
+from parity.monitor.segments import SegmentStatistics, StatsConfig
 from parity.monitor.store import MemoryStore
 from parity.monitor.worker import MonitorWorker
 
@@ -24,13 +25,12 @@ REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.
 
 #: The defaults of issue 12 (64 segments per record, every detector's flag and score, the routing audit), with the
 #: replay's fleet split at 192 context tokens.
-DEFAULT_CONFIG = MonitorConfig(stats=StatsConfig(long_context_threshold=192))
+DEFAULT_CONFIG = MonitorConfig()
 
 #: The replay's own lattice (``tests/dashboard/make_replay.py``): 16 segments, scores on the global segment only.
 REPLAY_CONFIG = MonitorConfig(
     stats=StatsConfig(
         dimensions=("model", "pool", "platform", "context_class"),
-        long_context_threshold=192,
         alpha=0.01,
         horizon=100_000,
         max_streams=5000,
@@ -121,6 +121,42 @@ def test_batches_raise_the_per_record_alerts_at_the_defaults(
         assert a is not None
         assert b is not None
         assert (a.n, a.statistic, a.mean) == (b.n, b.statistic, b.mean)
+
+
+@pytest.mark.skipif(not COMPILED, reason="numba (the `monitor` extra) is not installed: no compiled score bank")
+def test_the_compiled_score_bank_is_the_object_bank_exactly(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """At the defaults, the score streams as rows of the numba bank raise the alerts of one ``BernoulliCUSUM`` per
+    stream, and every stream ends in the same state, to the last bit (counts, CUSUMs, baselines, change estimates)."""
+    records, _, changes = replay
+    records = records[:2000]
+    monitors = []
+    for compiled in (False, True):
+        mon = SegmentMonitor(config=DEFAULT_CONFIG)
+        mon.stats = SegmentStatistics(DEFAULT_CONFIG.stats, compiled=compiled)
+        mon.add_changes(changes)
+        alerts = [a for s in range(0, len(records), 512) for a in mon.observe_batch(records[s : s + 512])]
+        monitors.append((alerts, mon))
+    (want, objects), (got, compiled_mon) = monitors
+    assert want
+    assert got == want
+    assert compiled_mon.n_absorbed == objects.n_absorbed > 20  # dozens of alarms, each localised alike
+    streams = list(objects.stats.streams())
+    assert streams == list(compiled_mon.stats.streams())
+    scores = 0
+    for signal, key in streams:
+        a, b = objects.stats.detector(signal, key), compiled_mon.stats.detector(signal, key)
+        assert a is not None
+        assert b is not None
+        assert (a.n, a.statistic, a.mean, a.baseline, a.drift_detected, a.estimate()) == (
+            b.n, b.statistic, b.mean, b.baseline, b.drift_detected, b.estimate()
+        ), (signal, key)  # fmt: skip
+        scores += isinstance(b, ScoreStream)
+    assert scores == sum(signal.endswith(".score") for signal, _ in streams) > 0  # every score stream is compiled
+    restored = pickle.loads(pickle.dumps(compiled_mon))  # a checkpoint of the compiled bank continues alike
+    more = records[2000:2600]
+    assert restored.observe_batch(more) == objects.observe_batch(more)
 
 
 def test_a_checkpoint_between_batches_continues_exactly(

@@ -94,3 +94,49 @@ def test_inputs_are_never_modified() -> None:
     filter_logits(xn, top_p=0.5)
     probabilities(xn, top_k=3)
     assert np.array_equal(xn, before.numpy())
+
+
+def _device_path_rows() -> torch.Tensor:
+    """float64 rows (the device path on any device): dense, peaked, tied at the boundary, and one exactly on it."""
+    g = torch.Generator().manual_seed(11)
+    dense = torch.randn(2, 20000, generator=g, dtype=torch.float64) * 3.0
+    peaked = torch.randn(2, 20000, generator=g, dtype=torch.float64) * 8.0
+    tied = torch.full((1, 20000), -40.0, dtype=torch.float64)
+    tied[0, :5] = torch.tensor([2.0, 1.0, 1.0, 1.0, 0.5], dtype=torch.float64)
+    exact = torch.full((1, 20000), -math.inf, dtype=torch.float64)
+    exact[0, :3] = torch.log(torch.tensor([0.5, 0.3, 0.2], dtype=torch.float64))  # a prefix within the guard
+    return torch.cat([dense, peaked, tied, exact])
+
+
+@pytest.mark.parametrize("top_p", [0.5, 0.8, 0.9, 0.999])
+@pytest.mark.parametrize("head", [8192, 4])
+def test_head_search_and_histogram_search_keep_the_reference_sets(
+    top_p: float, head: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The top-k head search decides most rows; a head too short (4) sends every row to the histogram search;
+    at top_p 0.999 the dense rows' boundary lies below an 8192 head too. Every kept set is the numpy reference's."""
+    import parity.sampling.torch as backend
+
+    monkeypatch.setattr(backend, "head_size", lambda v: min(v, head))
+    hist_rows: list[int] = []
+    hist = backend._topp_thresholds_hist
+
+    def counted(z: torch.Tensor, *rest: object) -> object:
+        hist_rows.append(z.shape[0])
+        return hist(z, *rest)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(backend, "_topp_thresholds_hist", counted)
+    x = _device_path_rows()
+    ref = kept_mask(x.numpy(), top_p=top_p)
+    assert np.array_equal(kept_mask_torch(x, top_p=top_p).numpy(), ref)
+    # which search decided: with a 4-token head the histogram gets at least the four dense and peaked rows; with
+    # 8192 only the rows the head cannot decide (the row within the guard; the dense rows at 0.999)
+    if head == 4:
+        assert sum(hist_rows) >= 4
+    else:
+        assert sum(hist_rows) == {0.5: 1, 0.8: 1, 0.9: 0, 0.999: 2}[top_p]
+    assert np.array_equal(
+        kept_mask_torch(x, top_k=30, top_p=top_p).numpy(), kept_mask(x.numpy(), top_k=30, top_p=top_p)
+    )
+    if top_p == 0.8:
+        assert ref[4, :5].tolist() == [True, True, True, True, False]  # the boundary level (three 1.0s) kept whole

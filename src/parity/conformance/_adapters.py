@@ -200,6 +200,8 @@ def load_target(spec: str, *, kind: Kind = "filter") -> LoadedTarget:
                 from parity.conformance._engines import require_cuda
 
                 require_cuda(attr)
+            if engine.preflight is not None:
+                engine.preflight()
             natural: Framework = "torch" if engine.framework == "torch" else "numpy"
             if kind == "sampler" or engine.filter is None:
                 if engine.sampler is None:

@@ -29,6 +29,9 @@ own request path does. Versions are read from the installed distributions (:func
   per-request seed: ``torch.multinomial`` with torch's global generator seeded by ``seed``). SGLang's own
   parameter normalisation is applied: top-k ``<= 0`` is ``TOP_K_ALL`` (``-1`` in its API), temperature below
   ``1e-6`` is greedy (``argmax``). Its order is the kit's default (top-k, top-p, min-p).
+* ``vllm-triton`` (torch, filter :func:`vllm_triton_filter`): vLLM's CUDA path, the same temperature and min-p
+  functions, then ``apply_top_k_top_p_triton`` (its pivot-based Triton top-k/top-p kernels, which
+  ``apply_top_k_top_p`` takes whenever Triton is installed), imported as vLLM imports it. CUDA only.
 * ``flashinfer`` (torch, sampler :func:`flashinfer_sampler`): ``flashinfer.sampling.top_k_top_p_sampling_from_logits``
   on CUDA (after temperature; min-p through ``top_k_renorm_probs``/``top_p_renorm_probs`` then
   ``min_p_sampling_from_probs``). FlashInfer's kernels are CUDA-only: without a GPU the adapter raises
@@ -41,7 +44,7 @@ its file name, into a namespace holding torch. Install them without dependencies
 ``pip install --no-deps vllm==0.33.0 sglang==0.5.23``.
 
 >>> sorted(ENGINES)
-['flashinfer', 'llamacpp', 'sglang', 'vllm']
+['flashinfer', 'llamacpp', 'sglang', 'vllm', 'vllm-triton']
 """
 
 from __future__ import annotations
@@ -78,6 +81,7 @@ __all__ = [
     "sglang_sampler",
     "vllm_filter",
     "vllm_sampler",
+    "vllm_triton_filter",
 ]
 
 
@@ -308,6 +312,50 @@ def vllm_sampler(
         return _vllm()["random_sample"](probs, {})
 
 
+def _vllm_triton() -> Any:
+    """vLLM's Triton top-k/top-p module, imported as vLLM imports it (its kernels need the package's JIT helpers)."""
+    require_cuda("vllm-triton")
+    _source_file("vllm", "vllm", "v1/sample/ops/topk_topp_triton.py")  # a clear error when vLLM is missing
+    try:
+        import vllm.v1.sample.ops.topk_topp_triton as module  # type: ignore[import-not-found, unused-ignore]
+    except ImportError as err:
+        raise ConformanceError(
+            f"vllm {_version('vllm')}: its Triton sampler module does not import here ({err}); it needs triton "
+            "and vLLM's own light dependencies (psutil, pyzmq)"
+        ) from err
+    return module
+
+
+def vllm_triton_filter(
+    logits: Any, *, temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0
+) -> Any:
+    """vLLM's CUDA path: its temperature and min-p processor, then ``apply_top_k_top_p_triton`` on the GPU.
+
+    ``Sampler.forward_native`` -> ``apply_top_k_top_p`` takes the Triton kernels whenever Triton is installed
+    (FlashInfer's sampler only when it is installed and enabled), so this is what a vLLM server on a CUDA GPU
+    without FlashInfer applies to every request's logits.
+    """
+    torch = import_optional("torch", extra="torch")
+    triton_ops = _vllm_triton()
+    fns = _vllm()
+    x = logits.to("cuda", dtype=torch.float32)
+    batch, vocab = x.shape
+    if temperature < fns["_SAMPLING_EPS"]:
+        return _vllm_logits(logits, temperature, top_k, top_p, min_p)
+    temp = torch.full((batch,), float(temperature), dtype=torch.float32, device="cuda")
+    x = fns["Sampler.apply_temperature"](x, temp, True)
+    state = _MinPState(
+        torch.full((batch, 1), float(min_p), dtype=torch.float32, device="cuda"), batch if min_p > 0.0 else 0
+    )
+    x = fns["MinPLogitsProcessor.apply"](state, x)
+    k = torch.full((batch,), int(top_k), dtype=torch.int32, device="cuda") if 0 < top_k < vocab else None
+    p = torch.full((batch,), float(top_p), dtype=torch.float32, device="cuda") if top_p < 1.0 else None
+    if k is None and p is None:
+        return x.cpu()
+    out = triton_ops.apply_top_k_top_p_triton(x.contiguous(), k, p, has_topp_only_rows=k is None)
+    return out.cpu()
+
+
 # ------------------------------------------------------------------------------------------------------ SGLang
 
 _SGLANG_TOP_K_ALL = 1 << 30
@@ -374,7 +422,7 @@ def require_cuda(name: str) -> None:
     torch = import_optional("torch", extra="torch")
     if not torch.cuda.is_available():
         raise ConformanceError(
-            f"builtin:{name} needs a CUDA GPU: FlashInfer's sampling kernels run on CUDA only "
+            f"builtin:{name} needs a CUDA GPU: its kernels run on CUDA only "
             "(torch.cuda.is_available() is False on this machine); run it on a GPU machine"
         )
 
@@ -419,6 +467,9 @@ class Engine:
     distributions: tuple[str, ...]
     entry_points: str
     needs_cuda: bool = False
+    #: Called once when the target is loaded: raises :class:`ConformanceError` naming what is missing, so a run
+    #: stops before its first check instead of failing every check on the same import error.
+    preflight: Callable[[], object] | None = None
 
     def describe(self) -> str:
         versions = ", ".join(f"{d} {_version(d)}" for d in self.distributions)
@@ -453,6 +504,17 @@ ENGINES: dict[str, Engine] = {
         DEFAULT_ORDER,
         ("sglang",),
         "top_k_top_p_min_p_sampling_from_probs_torch",
+    ),
+    "vllm-triton": Engine(
+        "vllm-triton",
+        vllm_triton_filter,
+        None,
+        "torch",
+        VLLM_ORDER,
+        ("vllm", "triton"),
+        "Sampler.apply_temperature, MinPLogitsProcessor.apply, apply_top_k_top_p_triton (CUDA only)",
+        needs_cuda=True,
+        preflight=_vllm_triton,
     ),
     "flashinfer": Engine(
         "flashinfer",

@@ -111,8 +111,9 @@ class Record:
     #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
     #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
     request_tokens: int | None = None
-    #: ``'short'`` or ``'long'``, decided by the record builder at the fleet's split (given empty: split
-    #: ``context_tokens`` at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`) (schema version 3)
+    #: ``'short'`` or ``'long'``, decided when the record is built (:class:`~parity.monitor.scoring.RecordBuilder`,
+    #: at the one configured split); left empty, ``context_tokens`` is split at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`
+    #: (schema version 3)
     context_class: str = ""
     #: every per-record signal's value (``parity.monitor.signals``) as the monitor decided it; ``None`` until a
     #: monitor saw the record (schema version 3)

@@ -46,21 +46,25 @@ loss is what the store itself lost (see the proxy's write-ahead buffer).
 from __future__ import annotations
 
 import base64
+import io
 import logging
 import pickle
+import pkgutil
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol, runtime_checkable
 
 from parity._exceptions import ParityError, StoreError
 from parity._version import __version__
-from parity.monitor._records import Alert, Record
+from parity.monitor._records import Alert, Change, Record
 from parity.monitor._store_protocol import MetaStore
-from parity.monitor.pipeline import SegmentMonitor
+from parity.monitor.alerts import Notifier
+from parity.monitor.pipeline import MonitorConfig
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointer", "RestoreResult"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointable", "Checkpointer", "RestoreResult", "loads"]
 
 log = logging.getLogger("parity.monitor")
 
@@ -68,6 +72,57 @@ log = logging.getLogger("parity.monitor")
 CHECKPOINT_FORMAT = 1
 
 _PREFIX = f"parity-checkpoint-v{CHECKPOINT_FORMAT}:"
+
+
+class _Unpickler(pickle.Unpickler):
+    """Reads a snapshot taken before a monitor module moved into a sub-package of ``parity.monitor`` (the fold of
+    issue 12): a class not found at ``parity.monitor.<module>`` is looked up at ``parity.monitor.<package>.<module>``,
+    so an upgrade keeps what the monitor learned."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return super().find_class(module, name)
+        except (ModuleNotFoundError, AttributeError):
+            parts = module.split(".")
+            if parts[:2] != ["parity", "monitor"] or len(parts) != 3:
+                raise
+            import parity.monitor
+
+            for sub in pkgutil.iter_modules(parity.monitor.__path__):
+                if sub.ispkg:
+                    try:
+                        return super().find_class(f"parity.monitor.{sub.name}.{parts[2]}", name)
+                    except (ModuleNotFoundError, AttributeError):
+                        continue
+            raise
+
+
+def loads(data: bytes) -> Any:
+    """``pickle.loads`` for monitor snapshots, tolerant of modules moved into sub-packages (see above)."""
+    return _Unpickler(io.BytesIO(data)).load()
+
+
+@runtime_checkable
+class Checkpointable(Protocol):
+    """What a checkpoint needs of a monitor: ``SegmentMonitor`` and the sharded one
+    (``parity.monitor.distributed.ShardedMonitor``, whose ``checkpoint_key`` names its own ``meta`` key). Its pickle
+    is its learned state; :meth:`adopt_state` takes over an unpickled one (raising a ``ParityError`` when it was
+    learned under another configuration)."""
+
+    config: MonitorConfig
+    newest_record_time: datetime | None
+    notifiers: tuple[Notifier, ...]
+
+    @property
+    def changes(self) -> list[Change]: ...
+
+    def adopt_state(self, other: Any) -> None: ...
+
+    def remembers(self, record_id: str) -> bool: ...
+
+    def add_changes(self, changes: Iterable[Change]) -> list[Alert]: ...
+
+    def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]: ...
 
 
 @runtime_checkable
@@ -109,12 +164,15 @@ class Checkpointer:
         self.failures = 0
 
     @staticmethod
-    def key(monitor: SegmentMonitor) -> str:
-        """The ``meta`` key of ``monitor``'s shard."""
+    def key(monitor: Checkpointable) -> str:
+        """The ``meta`` key of ``monitor``'s shard (its own ``checkpoint_key`` when it names one)."""
+        own = getattr(monitor, "checkpoint_key", None)
+        if isinstance(own, str):
+            return own
         return f"monitor_checkpoint.{monitor.config.shard}of{monitor.config.n_shards}"
 
     # -- saving ------------------------------------------------------------------------------------------
-    def save(self, monitor: SegmentMonitor) -> None:
+    def save(self, monitor: Checkpointable) -> None:
         """Write a snapshot of ``monitor`` now (raises :class:`~parity.StoreError` when the store refuses)."""
         newest = monitor.newest_record_time
         payload: dict[str, Any] = {
@@ -129,7 +187,7 @@ class Checkpointer:
         self._last_save = time.monotonic()
         self.saves += 1
 
-    def maybe_save(self, monitor: SegmentMonitor) -> bool:
+    def maybe_save(self, monitor: Checkpointable) -> bool:
         """Save when ``interval_s`` has passed since the last save; True when it saved. A failure is logged and
         counted (``failures``), never raised: the next interval tries again."""
         if time.monotonic() - self._last_save < self.interval_s:
@@ -144,7 +202,7 @@ class Checkpointer:
         return True
 
     # -- restoring ---------------------------------------------------------------------------------------
-    def load(self, monitor: SegmentMonitor) -> tuple[SegmentMonitor, dict[str, Any]] | None:
+    def load(self, monitor: Checkpointable) -> tuple[Checkpointable, dict[str, Any]] | None:
         """The snapshot stored for ``monitor``'s shard and its payload, or ``None`` (none, or unreadable)."""
         text = self.store.get_meta(self.key(monitor))
         if not text:
@@ -153,17 +211,17 @@ class Checkpointer:
             log.warning("monitor checkpoint %s has an unknown format; starting fresh", self.key(monitor))
             return None
         try:
-            payload = pickle.loads(zlib.decompress(base64.b64decode(text[len(_PREFIX) :])))
+            payload = loads(zlib.decompress(base64.b64decode(text[len(_PREFIX) :])))
         except Exception as err:  # a corrupt or incompatible snapshot must never stop the monitor from starting
             log.warning("monitor checkpoint %s is unreadable (%s); starting fresh", self.key(monitor), err)
             return None
         state = payload.get("monitor") if isinstance(payload, dict) else None
-        if not isinstance(state, SegmentMonitor):
+        if not isinstance(state, type(monitor)):
             log.warning("monitor checkpoint %s holds no monitor; starting fresh", self.key(monitor))
             return None
         return state, payload
 
-    def restore(self, monitor: SegmentMonitor) -> RestoreResult:
+    def restore(self, monitor: Checkpointable) -> RestoreResult:
         """Restore ``monitor`` from its shard's snapshot, then replay the stored records it has not seen (see the
         module docstring). Without a usable snapshot, the monitor is left as it is."""
         loaded = self.load(monitor)
@@ -201,7 +259,11 @@ class Checkpointer:
                     continue  # nothing remembered to tell seen from unseen: trust the snapshot's newest time
                 todo.append(record)
                 ids.add(record.record_id)
-            for alert in monitor.observe_batch(todo):
+            replay = monitor.observe_batch(todo)
+            drain = getattr(monitor, "drain", None)
+            if callable(drain):  # a batching monitor (the sharded one): the alerts of what it still holds
+                replay.extend(drain())
+            for alert in replay:
                 raised[alert.alert_id] = alert
             replayed = len(todo)
         finally:

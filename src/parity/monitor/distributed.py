@@ -31,10 +31,22 @@ design would be a round trip per record.
   an error instead of using a wrong threshold.
 - *Counts* (records, absorbed alarms) are summed.
 
+- *Each record's signals* are decided once, in the coordinator (:meth:`ShardedMonitor.decide`, the routing audit
+  included: its sticky-session state is global), before the record is sent; the workers read the decided values
+  and never decide again, and the caller stores the decided record (``observe_batch(records, decided=...)``, the
+  batch interface ``MonitorWorker`` drives), so records stored from the Ray path carry their signals. The audit
+  asks whether a segment alerts of the coordinator's merged alerts, which lag the records by the batches in flight
+  (at most two): only the sticky-session rule asks, and it does not alert (it is stored, not fed to the
+  statistics), so the alerts are exact; its stored value may differ from one process's for records within two
+  batches of an alert opening.
+- *Checkpoints* (``parity.monitor.checkpoint``, the store's ``meta`` table, key :attr:`ShardedMonitor.checkpoint_key`)
+  hold the coordinator's state (merged alerts, watch numbers, signal assignment, routing audit, counts) and every
+  worker's learned state, fetched from its actor; a restart with the same configuration and worker count hands
+  each worker its own state back (:meth:`ShardedMonitor.adopt_state`) and replays the stored records after it.
+
 Everything per stream - the detectors, their lazy zeros, their alarms and restarts - is owned by one worker and never
-merged. The routing audit runs in every worker (it is cheap, and its only alerting rule, the pool/context
-invariant, does not depend on alerts); a worker's ``max_streams`` caps its own streams, so the cap binds later
-than in one process (the only case where the results can differ, reported as ``untracked``).
+merged. A worker's ``max_streams`` caps its own streams, so the cap binds later than in one process (the only case
+where the alerts can differ, reported as ``untracked``).
 
 What it costs: each worker walks the segment lattice of every record (the lattice is per record, not per signal),
 so the speed-up is bounded by the share of per-signal work; ``benchmarks/bench_scale.py`` measures it.
@@ -66,7 +78,9 @@ True
 
 from __future__ import annotations
 
+import pickle
 import zlib
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -76,17 +90,23 @@ from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
+from parity.monitor.audit import AuditContext, RoutingAudit
+from parity.monitor.checkpoint import loads
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.segments import (
     FEEDBACK_SIGNAL,
+    WILDCARD,
     Firing,
     SegmentKey,
+    SegmentLattice,
     SegmentStatistics,
     SignalValue,
     StatsConfig,
     audit_signal,
+    is_refinement,
     record_signals,
 )
+from parity.monitor.signals import SignalStage
 from parity.stats.sequential import ChangeEstimate
 
 __all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
@@ -254,11 +274,25 @@ class ShardWorker:
     """One worker: a :class:`SegmentMonitor` over the signals ``signal_shard(signal, workers) == worker``.
 
     Runs in this process (``engine="local"``) or as a Ray actor (``engine="ray"``); :meth:`run` is its only call
-    per batch.
+    per batch, :meth:`state` / :meth:`load` move its learned state in and out (a checkpoint).
     """
 
     def __init__(self, config: MonitorConfig, worker: int, workers: int) -> None:
         self.monitor = _WorkerMonitor(config, worker=worker, workers=workers)
+
+    def state(self) -> bytes:
+        """The worker's learned state, pickled (streams, baselines, its open alerts and watches, remembered
+        responses: ``SegmentMonitor.__getstate__``)."""
+        return pickle.dumps(self.monitor, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def load(self, state: bytes) -> None:
+        """Take over a learned state from :meth:`state` (of a worker with the same number, config and count)."""
+        monitor = loads(state)  # tolerant of modules moved into sub-packages since the snapshot
+        if not isinstance(monitor, _WorkerMonitor) or monitor.config != self.monitor.config:
+            raise InvalidInputError("state", "is not a worker state of this monitor configuration")
+        if (monitor.stats.worker, monitor.stats.workers) != (self.monitor.stats.worker, self.monitor.stats.workers):
+            raise InvalidInputError("state", "belongs to another worker", (monitor.stats.worker, monitor.stats.workers))
+        self.monitor = monitor
 
     def run(self, ops: Sequence[_Op], numbers: dict[str, int], assignment: dict[str, int] | None = None) -> BatchResult:
         """Apply the signal assignment (first batch only) and the global watch numbers, then the batch's ops."""
@@ -350,6 +384,19 @@ class ShardedMonitor:
         self._untracked = [0] * workers
         #: records observed
         self.n_records = 0
+        #: the latest record time observed (a checkpoint's replay starts from it)
+        self.newest_record_time: datetime | None = None
+        #: decides each record's signals once, here, where the merged alerts live (see the module docstring)
+        self.signal_stage = SignalStage(
+            long_pools=self.config.long_pools,
+            sticky_min_run=self.config.sticky_min_run,
+            routing=self.config.routing_audit,
+        )
+        self._lattice = SegmentLattice(self.config.stats.dimensions, self.config.stats.max_order)
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
+        self._changes: dict[str, Change] = {}
+        self._seen: OrderedDict[str, None] = OrderedDict()  # the last max_tracked_responses record ids
+        self._undelivered: list[Alert] = []  # alerts a snapshot drained: returned by the next call
 
     # -- reading ---------------------------------------------------------------------------------------------
     @property
@@ -376,17 +423,80 @@ class ShardedMonitor:
         """Streams not created because a worker reached ``max_streams``."""
         return sum(self._untracked)
 
+    @property
+    def audit(self) -> RoutingAudit | None:
+        """The routing audit (run here, once per record), ``None`` when ``config.routing_audit`` is off."""
+        return self.signal_stage.audit
+
+    @property
+    def checkpoint_key(self) -> str:
+        """The store ``meta`` key of this monitor's checkpoint (``parity.monitor.checkpoint``): one per worker
+        count, since the signal assignment and every worker's streams depend on it."""
+        return f"monitor_checkpoint.by_signal.{self.workers}workers"
+
+    def is_alerting(self, segment: dict[str, str]) -> bool:
+        """Whether an open alert (of the batches collected so far) names ``segment`` or a marginal containing it."""
+        dims = self.config.stats.dimensions
+        key = tuple(segment.get(d, WILDCARD) for d in dims)
+        return any(
+            a.status == "open" and is_refinement(key, tuple(a.segment.get(d, WILDCARD) for d in dims))
+            for a in self._alerts.values()
+        )
+
+    def remembers(self, record_id: str) -> bool:
+        """Whether this monitor has observed ``record_id`` among its last ``max_tracked_responses`` records."""
+        return record_id in self._seen
+
+    def _segment_of(self, record: Record) -> dict[str, str]:
+        return dict(zip(self.config.stats.dimensions, self._lattice.values_of(record), strict=True))
+
     # -- writing ---------------------------------------------------------------------------------------------
+    def decide(self, record: Record) -> Record:
+        """``record`` with its signals decided (``SignalStage.decide``), here in the coordinator: the workers read
+        the decided values and never decide again; the store keeps them. A record that carries signals is returned
+        as it is."""
+        return self.signal_stage.decide(record, self._audit_ctx)
+
     def observe(self, record: Record) -> list[Alert]:
-        """Buffer one record; returns the alerts of batches completed meanwhile."""
+        """Decide one record's signals and buffer it; returns the alerts of batches completed meanwhile."""
+        return self._take(self.decide(record))
+
+    def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]:
+        """Decide and buffer records in order (the batch interface ``MonitorWorker`` drives, as
+        ``SegmentMonitor.observe_batch``); each decided record is appended to ``decided`` when it is given (the
+        worker stores those). Returns the alerts of batches completed meanwhile."""
+        out: list[Alert] = []
+        for record in records:
+            record = self.decide(record)
+            if decided is not None:
+                decided.append(record)
+            out.extend(self._take(record))
+        return out
+
+    def _take(self, record: Record) -> list[Alert]:
         self.n_records += 1
+        if self.newest_record_time is None or record.time > self.newest_record_time:
+            self.newest_record_time = record.time
+        limit = self.config.max_tracked_responses
+        if limit:
+            self._seen[record.record_id] = None
+            if len(self._seen) > limit:
+                self._seen.popitem(last=False)
         return self._add(("r", record))
 
     def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
         return self._add(("f", event))
 
     def add_changes(self, changes: Iterable[Change]) -> list[Alert]:
-        return self._add(("c", tuple(changes)))
+        batch = tuple(changes)
+        for change in batch:
+            self._changes[change.change_id] = change
+        return self._add(("c", batch))
+
+    @property
+    def changes(self) -> list[Change]:
+        """The change log known to the monitor, by time."""
+        return sorted(self._changes.values(), key=lambda c: c.time)
 
     def observe_all(self, records: Iterable[Record | FeedbackEvent]) -> None:
         """Process records and feedback events in order, and drain."""
@@ -399,9 +509,64 @@ class ShardedMonitor:
 
     def drain(self) -> list[Alert]:
         """Process everything buffered; return its alerts."""
-        out = self._send() if self._pending else []
+        out, self._undelivered = self._undelivered, []
+        if self._pending:
+            out.extend(self._send())
         out.extend(self._collect())
         return out
+
+    # -- state (a checkpoint: parity.monitor.checkpoint) ------------------------------------------------------
+
+    #: Attributes that belong to this process (the workers' handles, the notifiers), never part of a checkpoint.
+    _PROCESS_LOCAL = ("notifiers", "_ray", "_started_ray", "_actors", "_local", "_audit_ctx", "_pending", "_in_flight")
+
+    def __getstate__(self) -> dict[str, Any]:
+        """The coordinator's state and every worker's learned state (fetched from the actors). What is buffered is
+        processed first; its alerts are returned by the next call that returns alerts (:meth:`drain`)."""
+        if self._pending or self._in_flight is not None:
+            pending, self._undelivered = self._undelivered, []
+            pending.extend(self.drain())
+            self._undelivered = pending
+        state = {k: v for k, v in self.__dict__.items() if k not in self._PROCESS_LOCAL and k != "_undelivered"}
+        if self._ray is not None:
+            state["_worker_states"] = self._ray.get([a.state.remote() for a in self._actors])
+        else:
+            state["_worker_states"] = [w.state() for w in self._local]
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """A dormant monitor: the learned state without workers; a live one takes it over with :meth:`adopt_state`."""
+        self.__dict__.update(state)
+        self.notifiers = ()
+        self._ray = None
+        self._started_ray = False
+        self._actors = []
+        self._local = []
+        self._pending = []
+        self._in_flight = None
+        self._undelivered = []
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
+
+    def adopt_state(self, other: object) -> None:
+        """Take over ``other``'s learned state (a checkpoint's): its workers' states go to this monitor's workers
+        (actors or in-process), the coordinator's (alerts, watch numbers, signal assignment, routing audit, counts)
+        to this one; this monitor's engine, notifiers and workers' handles stay. ``other`` must be a
+        :class:`ShardedMonitor` with the same configuration and worker count."""
+        if not isinstance(other, ShardedMonitor) or other.config != self.config or other.workers != self.workers:
+            raise InvalidInputError(
+                "state", "was learned by another monitor (configuration or worker count)", detail="start fresh"
+            )
+        states: list[bytes] = other.__dict__.get("_worker_states") or other.__getstate__()["_worker_states"]
+        self._undelivered = self.drain()  # what this monitor held before: not lost
+        if self._ray is not None:
+            self._ray.get([a.load.remote(st) for a, st in zip(self._actors, states, strict=True)])
+        else:
+            for w, st in zip(self._local, states, strict=True):
+                w.load(st)
+        for k, v in other.__dict__.items():
+            if k not in self._PROCESS_LOCAL and k not in ("_undelivered", "_worker_states", "workers", "batch"):
+                self.__dict__[k] = v
+        self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
 
     def close(self) -> None:
         """Stop the workers: Ray actors are killed, and the cluster too when this monitor started it."""
@@ -423,7 +588,10 @@ class ShardedMonitor:
     # -- internals -------------------------------------------------------------------------------------------
     def _add(self, op: _Op) -> list[Alert]:
         self._pending.append(op)
-        return self._send() if len(self._pending) >= self.batch else []
+        out = self._send() if len(self._pending) >= self.batch else []
+        if self._undelivered:
+            out[:0], self._undelivered = self._undelivered, []
+        return out
 
     def _send(self) -> list[Alert]:
         """Send the pending batch (with the watch numbers known so far); collect the one in flight before it."""

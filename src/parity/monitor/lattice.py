@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Mapping, Sequence
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS, Record
+from parity.monitor._records import SEGMENT_DIMENSIONS, Record
 
 __all__ = [
     "KEY_CACHE_SIZE",
@@ -103,9 +103,8 @@ def shard_of(key: SegmentKey, n: int) -> int:
 class SegmentLattice:
     """All marginals of a finest segment over ``dimensions``, with at most ``max_order`` fixed dimensions.
 
-    ``long_context_threshold`` is validated and otherwise unused: a record's ``context_class`` is decided when it is
-    built (:class:`~parity.monitor.scoring.RecordBuilder`) and the lattice reads it (kept while
-    ``StatsConfig.long_context_threshold`` still passes it).
+    A record's ``context_class`` is decided when it is built (:class:`~parity.monitor.scoring.RecordBuilder`); the
+    lattice reads it like any other dimension.
 
     >>> len(SegmentLattice(SEGMENT_DIMENSIONS).keys(("a",) * 6)), len(SegmentLattice(SEGMENT_DIMENSIONS, 2).masks)
     (64, 22)
@@ -115,13 +114,8 @@ class SegmentLattice:
         self,
         dimensions: Sequence[str] = SEGMENT_DIMENSIONS,
         max_order: int | None = None,
-        *,
-        long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS,
     ) -> None:
         self.dimensions = tuple(dimensions)
-        if long_context_threshold < 1:
-            raise InvalidInputError("long_context_threshold", "must be >= 1", long_context_threshold)
-        self.long_context_threshold = long_context_threshold
         if not self.dimensions or len(set(self.dimensions)) != len(self.dimensions):
             raise InvalidInputError("dimensions", "must be non-empty and distinct", self.dimensions)
         self.max_order = len(self.dimensions) if max_order is None else max_order

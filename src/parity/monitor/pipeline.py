@@ -34,6 +34,18 @@ An alarm the localisation could not drill into (a mean score has no stream on ``
 is also absorbed by an open alert of its signal on an intersecting segment when, along the dimensions that alert
 fixes, no other value is degraded on its own marginal: the one fault's score rose on the pool it runs in.
 
+**A second fault inside an open alert.** Absorption assumes the open alert's fault explains the alarm. When the
+localisation climbed out of a refinement into the segment of the open alerts that would absorb it (model H's alarm
+climbs to ``platform=tpu`` because models S and O on tpu are degraded too), that refinement is checked against each
+of them: if an alert's excess is explained by another part of its segment, one the refinement has no traffic in -
+its best-ranked changes all name another value (the corruption of models S and O), or, with nothing attributed, the
+alert would drill into a part without the refinement's traffic (model S, or S's config version) - the refinement is
+a second fault. It gets one alert of its own, in an incident of its own, and the alerts it is apart from are neither
+superseded nor joined; the same holds for a target that refines an open alert (it would otherwise supersede it).
+An alarm absorbed as explained by an intersecting alert (the rule above) is checked the same way, on its own
+segment: the sampler's score alarm on ``model=H`` is not explained by the corruption's score alert on ``platform=tpu``.
+Two faults nothing tells apart (changes of both scopes ranked alike, or every part degraded) stay one alert.
+
 **Worsening.** Once an alert is raised, its *level* is watched: the signal's rate on the alert's segment (or, when
 the signal defines that segment - short requests on the long pool are all violations - on the parent with the most
 traffic, where the rate is the share that matters). The first ``MonitorConfig.worsening_window`` observations after
@@ -84,7 +96,7 @@ from typing import Any
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
 from parity.monitor.alerts import Notifier
-from parity.monitor.attribution import AttributionConfig, rank_changes
+from parity.monitor.attribution import AttributionConfig, rank_changes, scope_values
 from parity.monitor.audit import AuditContext, RoutingAudit
 from parity.monitor.incidents import related
 from parity.monitor.segments import (
@@ -113,6 +125,11 @@ EVIDENCE_THRESHOLD = 4.605
 #: reported as a new development (the level is an upper confidence bound, so a steady fault stays below it), 12x is
 #: within a factor of 2 of the incident's 20x escalation.
 WORSENING_RATIOS: tuple[float, ...] = (3.0, 6.0, 12.0)
+
+#: An alert's changes scored at least this share of its best one's are its best explanation (ties: two changes of
+#: one fault, such as the corruption of models O and S, score alike); a refinement that none of them can have caused
+#: is a second fault (see ``SegmentMonitor._second_fault``).
+BEST_SHARE = 0.9
 
 #: A segment where the signal's mean is at least this is one the signal defines (its rate says nothing); the
 #: worsening watch then reads the level on a parent segment.
@@ -206,6 +223,9 @@ class SegmentMonitor:
         self.n_absorbed = 0
         #: the latest record time observed (a checkpoint's replay starts from it)
         self.newest_record_time: datetime | None = None
+
+    #: open alerts of other faults while a new alert is raised (see :meth:`_new_alert_apart`); empty otherwise
+    _apart: tuple[Alert, ...] = ()
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -417,8 +437,11 @@ class SegmentMonitor:
                 out.append((sib, status))
         return out
 
-    def _localise(self, signal: str, key: SegmentKey, level: float | None = None) -> SegmentKey:
+    def _localise(self, signal: str, key: SegmentKey, level: float | None = None) -> list[SegmentKey]:
+        """The segments localisation visits from ``key`` (see the module docstring), ``key`` first and the target
+        last."""
         current = key
+        trail = [key]
         for _ in range(4 * len(self.dimensions)):
             moved = False
             for i, v in enumerate(current):  # climb
@@ -427,6 +450,7 @@ class SegmentMonitor:
                 sibs = self._siblings(signal, current, i, level)
                 if all(degraded for _, degraded in sibs):  # also when it has no sibling: no contrast
                     current = (*current[:i], WILDCARD, *current[i + 1 :])
+                    trail.append(current)
                     moved = True
                     break
             if moved:
@@ -450,7 +474,8 @@ class SegmentMonitor:
             if best is None:
                 break
             current = best[1]
-        return current
+            trail.append(current)
+        return trail
 
     def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
         """The change estimate of segment ``key``: its own detector's when that holds evidence; else the alarm's
@@ -563,15 +588,19 @@ class SegmentMonitor:
             out.extend(self._new_alert(watch.signal, self._keys[old.alert_id], est, when, worsens=old))
         return out
 
-    def _incident_of(self, alert: Alert, worsens: Alert | None) -> str:
-        """The incident of a new alert (see ``parity.monitor.incidents``): a worsening is a new development (a
-        second change on top of the first, attributed on its own), so a new incident; else that of the earliest
-        alert it is related to, else a new one (its own id)."""
+    def _incident_of(self, alert: Alert, key: SegmentKey, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
+        """The incident of a new alert on ``key`` (see ``parity.monitor.incidents``): a worsening is a new
+        development (a second change on top of the first, attributed on its own), so a new incident; else that of
+        the earliest alert it is related to and that another fault does not explain (:meth:`_second_fault`: the
+        corruption's alert on ``model=S,platform=tpu`` and the sampler's on its config version intersect, as
+        segments, but not as causes), except the incidents of ``apart``; else a new one (its own id)."""
         if worsens is not None:
             return alert.alert_id
+        others = {a.incident or a.alert_id for a in apart}
         for other in self.alerts:  # oldest first
-            if related(alert, other):
-                return other.incident or other.alert_id
+            incident = other.incident or other.alert_id
+            if incident not in others and related(alert, other) and not self._second_fault(other, key):
+                return incident
         return alert.alert_id
 
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
@@ -582,12 +611,104 @@ class SegmentMonitor:
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
         signal = firing.signal
-        target = self._localise(signal, firing.key, firing.estimate.current)
+        trail = self._localise(signal, firing.key, firing.estimate.current)
+        target = trail[-1]
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
-        if any(is_refinement(self._keys[a.alert_id], target) or self._explains(a, target) for a in same):
-            self.n_absorbed += 1
-            return []
-        return self._new_alert(signal, target, self._estimate(signal, target, firing.estimate), event_time)
+        absorbing = [a for a in same if is_refinement(self._keys[a.alert_id], target) or self._explains(a, target)]
+        if absorbing:
+            # A refinement the localisation climbed out of, into the segment of an open alert whose excess another
+            # part of it explains, is a second fault: raised on that refinement, apart from the alerts it is not.
+            own = self._own_segment(signal, trail)
+            if own is None and not any(is_refinement(self._keys[a.alert_id], target) for a in absorbing):
+                own = target  # absorbed only as explained (no stream on the meet): the alarm's own segment
+            if own is None:
+                self.n_absorbed += 1
+                return []
+            # every open alert of the signal that shares its traffic must be another fault's: one that can explain it
+            # (the sampler's alert on its config version, for model H on tpu) absorbs it
+            sharing = [a for a in same if a in absorbing or self._overlaps(self._keys[a.alert_id], own)]
+            if not all(self._second_fault(a, own) for a in sharing):
+                self.n_absorbed += 1
+                return []
+            est = self._estimate(signal, own, firing.estimate)
+            return self._new_alert_apart(signal, own, est, event_time, sharing)
+        # a new alert is kept apart from the open alerts sharing its traffic that another fault explains: it neither
+        # supersedes them nor joins their incident
+        apart = [a for a in same if self._overlaps(self._keys[a.alert_id], target) and self._second_fault(a, target)]
+        return self._new_alert_apart(signal, target, self._estimate(signal, target, firing.estimate), event_time, apart)
+
+    def _new_alert_apart(
+        self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, apart: Sequence[Alert]
+    ) -> list[Alert]:
+        """:meth:`_new_alert`, apart from the open alerts ``apart`` of other faults (see :meth:`_second_fault`):
+        they are neither superseded nor joined. (Passed beside the call, not through it: subclasses such as the
+        distributed worker's monitor override :meth:`_new_alert` with its own signature.)"""
+        self._apart = tuple(apart)
+        try:
+            return self._new_alert(signal, target, est, event_time)
+        finally:
+            del self._apart
+
+    def _own_segment(self, signal: str, trail: Sequence[SegmentKey]) -> SegmentKey | None:
+        """The last segment of a localisation ``trail`` that strictly refines its target and is degraded on its own:
+        where the alarm was before climbing (``model=H,platform=tpu`` when every model on tpu is degraded)."""
+        target = trail[-1]
+        for key in reversed(trail[:-1]):
+            if key != target and is_refinement(key, target) and self._degraded(signal, key):
+                return key
+        return None
+
+    def _overlaps(self, a: SegmentKey, b: SegmentKey) -> bool:
+        """Whether segments ``a`` and ``b`` share traffic (unknown, when this shard does not own their meet)."""
+        if any(x != WILDCARD and y != WILDCARD and x != y for x, y in zip(a, b, strict=True)):
+            return False
+        meet = tuple(y if x == WILDCARD else x for x, y in zip(a, b, strict=True))
+        if meet in (a, b) or not self.stats.owns(meet):
+            return True
+        return self.stats.has_traffic(meet)
+
+    def _second_fault(self, alert: Alert, own: SegmentKey) -> bool:
+        """Whether an alarm on ``own`` is a fault of its own next to open ``alert`` (of its signal, on a segment
+        that contains ``own``, or that localisation joined to it): ``alert``'s excess is explained by another part
+        of its segment, one ``own`` has no traffic in.
+
+        With a change log: none of ``alert``'s best-ranked changes (scored at least :data:`BEST_SHARE` of the
+        best), nor a change that shipped the same config version, can have caused ``own``'s alarm (each scope names
+        another value: the corruptions of models S and O on tpu explain ``platform=tpu``; a sampler fault of model H
+        on tpu is another fault). Without one (nothing
+        attributed), from the data, as localisation would drill: along some dimension the alert's segment leaves
+        free, a part of it that ``own`` has no traffic in is degraded and a part with traffic is not (the alert would
+        drill into model S, or into S's config version, were model H left out). Two faults that nothing tells apart
+        (a fault on every model of a platform, or one per model starting together) stay one alert."""
+        if alert.attributed_changes:
+            top = alert.attributed_changes[0].score
+            best = [self._changes.get(c.change_id) for c in alert.attributed_changes if c.score >= BEST_SHARE * top]
+            if any(change is None for change in best):
+                return False
+            # one deploy is one cause: the changes that shipped the same config version (the corruption of models O
+            # and S on tpu came with one runtime optimisation) explain the alert together
+            versions = {c.params.get("config_version") for c in best if c is not None} - {None}
+            cause = [*best, *(c for c in self._changes.values() if c.params.get("config_version") in versions)]
+            return all(change is not None and self._contradicts(change, own) for change in cause)
+        key = self._keys[alert.alert_id]
+        for i, value in enumerate(key):
+            if value != WILDCARD:
+                continue
+            parts: list[tuple[SegmentKey, bool]] = []
+            for v in sorted(self._values[i]):
+                part = (*key[:i], v, *key[i + 1 :])
+                status = self._degraded(alert.signal, part)
+                if status is not None:
+                    parts.append((part, status))
+            elsewhere = any(bad and not self._overlaps(part, own) for part, bad in parts)
+            if elsewhere and not all(bad for _, bad in parts):
+                return True
+        return False
+
+    def _contradicts(self, change: Change, own: SegmentKey) -> bool:
+        """Whether ``change``'s scope names, on a dimension, a value that segment ``own``'s traffic does not have."""
+        implied = segment_dict(self._implied(own), self.dimensions)
+        return any(dim in implied and implied[dim] not in scope_values(v) for dim, v in change.scope.items())
 
     def _explains(self, alert: Alert, target: SegmentKey) -> bool:
         """Whether open ``alert`` explains an alarm on ``target`` that localisation could not drill into: their
@@ -613,7 +734,9 @@ class SegmentMonitor:
     def _new_alert(
         self, signal: str, target: SegmentKey, est: ChangeEstimate, event_time: datetime, worsens: Alert | None = None
     ) -> list[Alert]:
-        """Raise an alert on ``target`` (superseding the open alerts it refines, and ``worsens``); start its watch."""
+        """Raise an alert on ``target`` (superseding the open alerts it refines, and ``worsens``, but not those of
+        other faults, :attr:`_apart`); start its watch."""
+        apart = self._apart
         same = [a for a in self._alerts.values() if a.status == "open" and a.signal == signal]
         detected_at = self.clock() if self.clock is not None else event_time
         started_at = min(_ts(est.change_time, detected_at), detected_at)
@@ -633,7 +756,7 @@ class SegmentMonitor:
             worsens=worsens.alert_id if worsens is not None else None,
             latest_start=latest_start,
         )
-        alert = replace(alert, incident=self._incident_of(alert, worsens))
+        alert = replace(alert, incident=self._incident_of(alert, target, worsens, apart))
         self._alerts[alert.alert_id] = alert
         self._keys[alert.alert_id] = target
         self._watches_started += 1
@@ -643,8 +766,11 @@ class SegmentMonitor:
         alert = replace(alert, attributed_changes=self._attribute(alert))
         self._alerts[alert.alert_id] = alert
         escalated = {worsens.alert_id} if worsens is not None else set()
+        kept = {a.alert_id for a in apart}
         out: list[Alert] = []
         for old in same:
+            if old.alert_id in kept:
+                continue
             if is_refinement(target, self._keys[old.alert_id]) or old.alert_id in escalated:
                 superseded = replace(old, status="superseded")
                 self._alerts[old.alert_id] = superseded

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, SEGMENT_DIMENSIONS
+from parity.monitor._records import SEGMENT_DIMENSIONS
+from parity.monitor._score_bank import COMPILED, ScoreBank, ScoreStream
 from parity.monitor.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
 from parity.monitor.signals import SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
@@ -45,7 +46,6 @@ class StatsConfig:
 
     dimensions: tuple[str, ...] = SEGMENT_DIMENSIONS
     max_order: int | None = None
-    long_context_threshold: int = LONG_CONTEXT_THRESHOLD_TOKENS
     score_max_order: int = 1
     alpha: float = 0.01
     horizon: int = 1_000_000
@@ -84,7 +84,8 @@ class Firing:
     estimate: ChangeEstimate
 
 
-Detector = BernoulliCUSUM
+#: A stream's detector: an object, or a row of the compiled score bank (the score streams, numba installed)
+Detector = BernoulliCUSUM | ScoreStream
 
 
 class SegmentStatistics:
@@ -106,7 +107,9 @@ class SegmentStatistics:
     4
     """
 
-    def __init__(self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1) -> None:
+    def __init__(
+        self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1, compiled: bool | None = None
+    ) -> None:
         self.config = config or StatsConfig()
         if n_shards < 1:
             raise InvalidInputError("n_shards", "must be >= 1", n_shards)
@@ -114,9 +117,7 @@ class SegmentStatistics:
             raise InvalidInputError("shard", f"must be in [0, {n_shards})", shard)
         self.shard = shard
         self.n_shards = n_shards
-        self.lattice = SegmentLattice(
-            self.config.dimensions, self.config.max_order, long_context_threshold=self.config.long_context_threshold
-        )
+        self.lattice = SegmentLattice(self.config.dimensions, self.config.max_order)
         self._mask_orders = [sum(m) for m in self.lattice.masks]
         self._rate_threshold = self.config.threshold or cusum_threshold(
             alpha=self.config.alpha,
@@ -125,6 +126,11 @@ class SegmentStatistics:
             n_alternatives=max(len(BernoulliCUSUM(threshold=1.0).ratios), len(self.config.invariant_ratios)),
         )
         self._streams: dict[tuple[str, SegmentKey], Detector] = {}
+        #: the score streams' compiled bank (``parity.monitor._score_bank``), ``None``: one object per stream
+        #: (``compiled=False``, or numba not installed); the same results either way
+        self._scores: ScoreBank | None = None
+        if COMPILED if compiled is None else compiled and COMPILED:
+            self._scores = ScoreBank(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
         # Lazy zeros: a record's zero observations are not fed one by one. Each segment counts its records per
         # *signature* (the tuple of signals they carried); each stream remembers, per signature, how many of
         # those records it has accounted for, and takes the difference as zeros (``add_zeros``) when it next
@@ -206,6 +212,8 @@ class SegmentStatistics:
                 baseline=self.config.invariant_rate,
                 ratios=self.config.invariant_ratios,
             )
+        if self._scores is not None:
+            return self._scores.new()
         return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
 
     def _sync(self, sk: tuple[str, SegmentKey], det: Detector) -> None:
@@ -322,13 +330,23 @@ class SegmentStatistics:
                 return n, fired
         return n, []
 
-    def _observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, fired: list[Firing]) -> None:
-        low, high = self._keys_of(values)
-        full, rates = self._sids(signals)
-        nonzero = [s for s in signals if s.value != 0.0]
+    def _observe_low_compiled(
+        self,
+        bank: ScoreBank,
+        low: list[SegmentKey],
+        full: int,
+        nonzero: list[SignalValue],
+        t: float,
+        fired: list[Firing],
+    ) -> None:
+        """The segments that watch scores, with the score streams in the compiled bank: each score update (and the
+        zeros its stream missed) goes to a buffer, the record's buffer to one kernel call; the other streams update
+        as objects. The alarms come out in the order of the object path (segment, then signal)."""
         streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
-        fire = self._fire
-        # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
+        bank.reserve(len(low) * len(nonzero))
+        rows, missed_buf, xs = bank.buf_rows, bank.buf_missed, bank.buf_xs
+        count = 0
+        order: list[tuple[int, tuple[str, SegmentKey], Detector]] = []  # (position, stream, detector) of each update
         for key in low:
             clocks = clocks_all.get(key)
             if clocks is None or full not in clocks:
@@ -346,13 +364,63 @@ class SegmentStatistics:
                     if now != seen:
                         missed += now - seen
                         synced[seen_sid] = now
-                if missed:
-                    det.add_zeros(missed)
-                det.update(sig.value, t)
+                if type(det) is ScoreStream:
+                    rows[count] = det.row
+                    missed_buf[count] = missed
+                    xs[count] = sig.value
+                    order.append((count, sk, det))
+                    count += 1
+                else:
+                    if missed:
+                        det.add_zeros(missed)
+                    det.update(sig.value, t)
+                    if det.drift_detected:
+                        order.append((-1, sk, det))
                 synced[full] += 1
-                if det.drift_detected:
-                    fire(sk, det, fired)
             clocks[full] += 1
+        alarms = bank.observe(count, t) if count else 0
+        if not alarms and len(order) == count:
+            return
+        out = bank.buf_out
+        for pos, sk, det in order:
+            if pos < 0 or out[pos]:
+                self._fire(sk, det, fired)
+
+    def _observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, fired: list[Firing]) -> None:
+        low, high = self._keys_of(values)
+        full, rates = self._sids(signals)
+        nonzero = [s for s in signals if s.value != 0.0]
+        streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
+        fire = self._fire
+        bank = self._scores
+        if bank is not None:
+            self._observe_low_compiled(bank, low, full, nonzero, t, fired)
+        else:
+            # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
+            for key in low:
+                clocks = clocks_all.get(key)
+                if clocks is None or full not in clocks:
+                    self._join(key, full)
+                    clocks = clocks_all[key]
+                for sig in nonzero:
+                    sk = (sig.signal, key)
+                    det = streams.get(sk)
+                    if det is None:
+                        continue
+                    synced = synced_all[sk]
+                    missed = 0
+                    for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
+                        now = clocks[seen_sid]
+                        if now != seen:
+                            missed += now - seen
+                            synced[seen_sid] = now
+                    if missed:
+                        det.add_zeros(missed)
+                    det.update(sig.value, t)
+                    synced[full] += 1
+                    if det.drift_detected:
+                        fire(sk, det, fired)
+                clocks[full] += 1
         if not high:
             return
         pk = (values, rates)

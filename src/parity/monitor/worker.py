@@ -62,7 +62,7 @@ from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_fr
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor._store_protocol import Store
 from parity.monitor.alerts import Notifier
-from parity.monitor.checkpoint import Checkpointer, CheckpointStore, RestoreResult
+from parity.monitor.checkpoint import Checkpointable, Checkpointer, CheckpointStore, RestoreResult
 from parity.monitor.metrics import ProxyMetrics
 from parity.monitor.pipeline import SegmentMonitor
 from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder
@@ -266,7 +266,7 @@ class MonitorWorker:
         self.checkpointer: Checkpointer | None = None
         if (
             checkpoint_interval_s is not None
-            and isinstance(hook, SegmentMonitor)
+            and isinstance(hook, Checkpointable)  # SegmentMonitor, or the sharded one on Ray actors
             and isinstance(store, CheckpointStore)
         ):
             self.checkpointer = Checkpointer(store, interval_s=checkpoint_interval_s)
@@ -764,7 +764,7 @@ class MonitorWorker:
         included); publish the alerts that replay raised, sending only those the store did not hold."""
         if self.checkpointer is None or self.restored is not None:
             return
-        monitor = cast(SegmentMonitor, self.hook)
+        monitor = cast(Checkpointable, self.hook)
         result = self._guard("checkpoint", lambda: self.checkpointer.restore(monitor) if self.checkpointer else None)
         if not isinstance(result, RestoreResult):
             self.restored = RestoreResult(restored=False, reason="restore failed")
@@ -784,7 +784,7 @@ class MonitorWorker:
         checkpointer = self.checkpointer
         if checkpointer is None:
             return
-        monitor = cast(SegmentMonitor, self.hook)
+        monitor = cast(Checkpointable, self.hook)
         if force:
             self._guard("checkpoint", lambda: checkpointer.save(monitor))
         else:
@@ -884,7 +884,7 @@ def default_monitor(*, engine: str = "local", workers: int = 1, address: str | N
     monitor's to set: each record's ``context_class`` is decided when it is built
     (:class:`~parity.monitor.scoring.RecordBuilder`)."""
     from parity.monitor.distributed import ShardedMonitor
-    from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+    from parity.monitor.pipeline import MonitorConfig
 
     if address is not None and engine != "ray":
         raise InvalidInputError("--address", "needs --engine ray", address)

@@ -38,6 +38,20 @@ from parity.sampling._filters import CHUNK_VALUES, fast_kept
 from parity.sampling._input import check_rows
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
+#: The least number of tokens the head search of top-p ranks per row (``torch.topk``); see :func:`head_size`.
+TOPK_CANDIDATES = 8192
+
+
+def head_size(v: int) -> int:
+    """Tokens the top-p head search ranks in a row of ``v``: at least :data:`TOPK_CANDIDATES`, and 1/16 of large
+    vocabularies (rows whose boundary lies deeper, nearly flat ones, fall back to the histogram search).
+
+    >>> head_size(1000), head_size(128256), head_size(262144)
+    (1000, 8192, 16384)
+    """
+    return min(v, max(TOPK_CANDIDATES, v // 16))
+
+
 if TYPE_CHECKING:
     import torch as _torch_t
 
@@ -164,7 +178,7 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
                 f = flags.cpu().numpy()
                 check_rows(f[0], f[1], f[2], first_row=s)
             z = _scale(x, prm.temperature, s)
-            keep = _kept(x, z, x_max, prm)
+            keep = _kept(x, z, x_max, prm, arr[s:e])
         if mode == "mask":
             out[s:e] = keep
         elif mode == "filter":
@@ -232,7 +246,7 @@ def _scale(x: Any, temperature: float, first_row: int) -> Any:
     return z
 
 
-def _kept(x: Any, z: Any, x_max: Any, prm: SamplingParams) -> Any:
+def _kept(x: Any, z: Any, x_max: Any, prm: SamplingParams, rank_key: Any) -> Any:
     torch = _torch()
     b, v = z.shape
     if prm.greedy:
@@ -248,21 +262,57 @@ def _kept(x: Any, z: Any, x_max: Any, prm: SamplingParams) -> Any:
             ok = (z - z_max[:, None]) >= math.log(prm.min_p)
             thr = torch.maximum(thr, torch.where(ok, z, torch.full_like(z, math.inf)).amin(dim=1))
         elif name == "top_p" and prm.top_p_enabled:
-            thr = _topp_thresholds(z, z_max, thr, prm.top_p)
+            thr = _topp_thresholds(z, z_max, thr, prm.top_p, rank_key)
     keep = z >= thr[:, None]
     if bool((thr == -math.inf).any()):
         keep &= z > -math.inf
     return keep
 
 
-def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float) -> Any:
+def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float, rank_key: Any) -> Any:
+    """Per-row top-p thresholds: a top-k head search first, the histogram search for the rows it cannot decide.
+
+    The head search needs no histogram and one host round trip: ``torch.topk`` ranks the :func:`head_size`
+    largest logits of ``rank_key`` (the caller's logits in their own dtype: ``z`` is a monotone function of them,
+    so they rank alike, and a float32 or bfloat16 ranking takes fewer radix passes than a float64 one;
+    non-survivors of earlier filters rank last). Their float64 weights are summed in that order, and a row is
+    decided when its target mass is reached inside the head, strictly above the head's last value (so the
+    boundary level is whole inside it), and no prefix sum lies within
+    :func:`~parity.sampling._boundary.mass_guard` of the target. That is
+    :func:`~parity.sampling._boundary.level_from_candidates` with nothing above the candidates, so the decision
+    is the canonical one. Rows it cannot decide (flat rows whose boundary lies below the head, or a prefix sum
+    within the guard) go to the histogram search, which is exact for every row.
+    """
     torch = _torch()
-    b, v = z.shape
+    v = z.shape[1]
     d = z - z_max[:, None]
-    if bool((thr > -math.inf).any()):
-        d.masked_fill_(z < thr[:, None], -math.inf)  # non-survivors weigh nothing and land in the last bucket
+    d.masked_fill_(z < thr[:, None], -math.inf)  # non-survivors weigh nothing (a no-op where thr is -inf)
     w = torch.exp(d)
     total = w.sum(dim=1)
+    target = top_p * total
+    guard = mass_guard(v) * total
+    k = head_size(v)
+    idx = torch.topk(rank_key, k, dim=1, sorted=True).indices
+    dk = d.gather(1, idx)
+    cum = torch.cumsum(w.gather(1, idx), dim=1)
+    reached = cum >= target[:, None]
+    first = torch.argmax(reached.to(torch.int8), dim=1)
+    level_d = dk.gather(1, first[:, None])[:, 0]
+    whole = (level_d > dk[:, -1]) if k < v else torch.ones_like(reached[:, 0])
+    close = ((cum - target[:, None]).abs() <= guard[:, None]).any(dim=1)
+    decided = reached[:, -1] & whole & ~close & (level_d > -math.inf)
+    level_z = z.gather(1, idx.gather(1, first[:, None]))[:, 0]
+    out = torch.where(decided, torch.maximum(thr, level_z), thr)
+    rest = torch.nonzero(~decided)[:, 0]  # the one host round trip
+    if rest.numel():
+        out[rest] = _topp_thresholds_hist(z[rest], d[rest], w[rest], total[rest], thr[rest], top_p)
+    return out
+
+
+def _topp_thresholds_hist(z: Any, d: Any, w: Any, total: Any, thr: Any, top_p: float) -> Any:
+    """The histogram search: mass per log-probability bucket, then the exact decision on the boundary buckets."""
+    torch = _torch()
+    b, v = z.shape
     last = hist_buckets(v)  # the open-ended last bucket
     key = d.mul(-HIST_SCALE).clamp_(max=float(last)).to(torch.int64)
     mass = torch.zeros((b, last + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)

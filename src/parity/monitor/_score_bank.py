@@ -1,0 +1,411 @@
+"""The score streams of the statistics bank, compiled: every ``"mean"`` stream's Bernoulli CUSUM as one row of two
+arrays, updated by numba-compiled kernels, a record's updates in one call.
+
+A score is rarely exactly 0, so every score signal updates every segment with at most ``score_max_order`` fixed
+dimensions on every record: at the defaults ~29 CUSUM updates per record, ~40% of the monitor's time in the
+interpreter (``benchmarks/results/segments.md``). Here a row holds exactly the state of a
+:class:`~parity.stats.sequential.BernoulliCUSUM` with a learned baseline (its counts, sums, checkpoints, pending
+zeros, the CUSUM bank and each excursion's start and support), and the kernels run the same arithmetic in the same
+order (IEEE double, no fast-math, the same libm ``log`` and ``sqrt``), so a stream reads exactly as the object
+would: the equivalence tests compare the alerts and the streams' states of both banks on the replay.
+:class:`ScoreStream` is a row's view with the detector interface the monitor reads (``n``, ``mean``,
+``statistic``, ``estimate()``, ...).
+
+numba is in the ``monitor`` extra; without it (:data:`COMPILED` false) the statistics bank keeps one
+``BernoulliCUSUM`` object per stream, with the same results, slower.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from parity._exceptions import InvalidInputError
+from parity.stats.sequential import (
+    BASELINE_Z,
+    DEFAULT_RATIOS,
+    MAX_RATE,
+    MIN_RATE,
+    QUIET_FOLD_EVERY,
+    SUPPORT_LEVEL,
+    SUSPICION_FRACTION,
+    ChangeEstimate,
+)
+
+__all__ = ["COMPILED", "ScoreBank", "ScoreStream"]
+
+_numba_njit: Any
+try:  # numba is optional (the `monitor` extra): without it the bank keeps BernoulliCUSUM objects
+    from numba import njit as _numba_njit
+except ImportError:  # pragma: no cover - exercised where numba is not installed
+    _numba_njit = None
+
+#: Whether the score streams are compiled (numba is installed).
+COMPILED = _numba_njit is not None
+
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def njit(**kwargs: Any) -> Callable[[_F], _F]:
+    """numba's ``njit`` (cached on disk), or the plain function without numba (never called then: see
+    :data:`COMPILED`)."""
+
+    def wrap(fn: _F) -> _F:
+        if _numba_njit is None:  # pragma: no cover
+            return fn
+        return cast(_F, _numba_njit(**kwargs)(fn))
+
+    return wrap
+
+
+# Row layout. Floats: s, base_s, ck_s, ck_next_s, p0, then G each of stats, start_times (NaN: none), start_s,
+# late_times (NaN: none), jumps, decays. Integers: n, base_n, ck_n, ck_next_n, zeros, drift, fired (-1: none),
+# then G each of starts, late.
+_S, _BASE_S, _CK_S, _CKN_S, _P0, _FG = 0, 1, 2, 3, 4, 5
+_N, _BASE_N, _CK_N, _CKN_N, _ZEROS, _DRIFT, _FIRED, _IG = 0, 1, 2, 3, 4, 5, 6, 7
+# Constants: threshold, warmup, baseline_z, min_rate, max_rate, support level, suspicion fraction, quiet fold,
+# prior weight, prior rate.
+_C_THRESHOLD, _C_WARMUP, _C_Z, _C_MIN, _C_MAX, _C_SUPPORT, _C_SUSP, _C_QUIET, _C_PW, _C_PR = range(10)
+
+
+@njit(cache=True)
+def _set_rates(f: Any, row: int, p0: float, ratios: Any) -> None:
+    g = ratios.shape[0]
+    f[row, _P0] = p0
+    for i in range(g):
+        q = ratios[i] * p0
+        half = (1.0 + p0) / 2
+        if half < q:
+            q = half
+        f[row, _FG + 4 * g + i] = math.log(q / p0)
+        f[row, _FG + 5 * g + i] = -math.log((1 - q) / (1 - p0))
+
+
+@njit(cache=True)
+def _set_baseline(f: Any, n_arr: Any, row: int, c: Any, ratios: Any) -> None:
+    n = n_arr[row, _BASE_N] + c[_C_PW]
+    s = f[row, _BASE_S] + c[_C_PR] * c[_C_PW]
+    rate = (s + 1.0 + c[_C_Z] * math.sqrt(s + 1.0)) / (n + 1.0)
+    if c[_C_MIN] > rate:
+        rate = c[_C_MIN]
+    if c[_C_MAX] < rate:
+        rate = c[_C_MAX]
+    _set_rates(f, row, rate, ratios)
+
+
+@njit(cache=True)
+def _reset(f: Any, n_arr: Any, row: int, c: Any, ratios: Any) -> None:
+    g = ratios.shape[0]
+    f[row, :] = 0.0
+    n_arr[row, :] = 0
+    n_arr[row, _CKN_N] = 1
+    for i in range(g):
+        f[row, _FG + g + i] = np.nan
+        f[row, _FG + 3 * g + i] = np.nan
+    n_arr[row, _FIRED] = -1
+    _set_baseline(f, n_arr, row, c, ratios)
+
+
+@njit(cache=True)
+def _apply_zeros(f: Any, n_arr: Any, row: int, g: int) -> None:
+    k = n_arr[row, _ZEROS]
+    if k:
+        for i in range(g):
+            w = f[row, _FG + i] - k * f[row, _FG + 5 * g + i]
+            f[row, _FG + i] = w if w > 0.0 else 0.0
+        n_arr[row, _ZEROS] = 0
+
+
+@njit(cache=True)
+def _refresh_baseline(f: Any, n_arr: Any, row: int, c: Any, ratios: Any) -> None:
+    g = ratios.shape[0]
+    n = n_arr[row, _N]
+    if n >= 2 * n_arr[row, _CKN_N]:
+        n_arr[row, _CK_N] = n_arr[row, _CKN_N]
+        f[row, _CK_S] = f[row, _CKN_S]
+        n_arr[row, _CKN_N] = n
+        f[row, _CKN_S] = f[row, _S]
+    cut_n = n
+    cut_s = f[row, _S]
+    level = c[_C_SUSP] * c[_C_THRESHOLD]
+    top = f[row, _FG]
+    for i in range(1, g):
+        if f[row, _FG + i] > top:
+            top = f[row, _FG + i]
+    if top >= level:
+        for i in range(g):
+            start = n_arr[row, _IG + i]
+            if f[row, _FG + i] >= level and start < cut_n:
+                cut_n = start
+                cut_s = f[row, _FG + 2 * g + i]
+    if cut_n < n_arr[row, _CK_N]:
+        cut_n = n_arr[row, _CK_N]
+        cut_s = f[row, _CK_S]
+    base_n = n_arr[row, _BASE_N]
+    step = base_n >> 6
+    if step < 32:
+        step = 32
+    if cut_n < base_n or cut_n - base_n >= step:
+        n_arr[row, _BASE_N] = cut_n
+        f[row, _BASE_S] = cut_s
+        _set_baseline(f, n_arr, row, c, ratios)
+
+
+@njit(cache=True)
+def _add_zeros(f: Any, n_arr: Any, row: int, k: int, c: Any, ratios: Any) -> None:
+    if k <= 0:
+        return
+    if n_arr[row, _DRIFT]:
+        _reset(f, n_arr, row, c, ratios)
+    before = n_arr[row, _N]
+    n_arr[row, _N] = before + k
+    n_arr[row, _ZEROS] += k
+    quiet = np.int64(c[_C_QUIET])
+    if (before + k) // quiet != before // quiet:
+        _apply_zeros(f, n_arr, row, ratios.shape[0])
+        _refresh_baseline(f, n_arr, row, c, ratios)
+
+
+@njit(cache=True)
+def _update(f: Any, n_arr: Any, row: int, x: float, t: float, c: Any, ratios: Any) -> bool:
+    """One non-zero observation ``x`` in (0, 1] (``BernoulliCUSUM.update``); True when it alarms."""
+    g = ratios.shape[0]
+    if n_arr[row, _DRIFT]:
+        _reset(f, n_arr, row, c, ratios)
+    if n_arr[row, _ZEROS]:
+        _apply_zeros(f, n_arr, row, g)
+    _refresh_baseline(f, n_arr, row, c, ratios)
+    idx = n_arr[row, _N]
+    n_arr[row, _N] = idx + 1
+    f[row, _S] += x
+    s = f[row, _S]
+    support = c[_C_SUPPORT]
+    for i in range(g):
+        w = f[row, _FG + i]
+        if w == 0.0:
+            n_arr[row, _IG + i] = idx
+            f[row, _FG + g + i] = t
+            f[row, _FG + 2 * g + i] = s - x
+        if w <= support:
+            n_arr[row, _IG + g + i] = idx
+            f[row, _FG + 3 * g + i] = t
+        w += x * f[row, _FG + 4 * g + i] - (1.0 - x) * f[row, _FG + 5 * g + i]
+        f[row, _FG + i] = w if w > 0.0 else 0.0
+    if n_arr[row, _BASE_N] >= c[_C_WARMUP]:
+        top = f[row, _FG]
+        at = 0
+        for i in range(1, g):
+            if f[row, _FG + i] > top:
+                top = f[row, _FG + i]
+                at = i
+        if top >= c[_C_THRESHOLD]:
+            n_arr[row, _DRIFT] = 1
+            n_arr[row, _FIRED] = at
+            return True
+    return False
+
+
+@njit(cache=True)
+def _observe(
+    f: Any, n_arr: Any, rows: Any, missed: Any, xs: Any, count: int, t: float, c: Any, ratios: Any, out: Any
+) -> int:
+    """A record's score updates: for each ``j < count``, ``missed[j]`` zeros then ``xs[j]`` on row ``rows[j]``;
+    ``out[j]`` = 1 where it alarmed. Returns the number of alarms."""
+    alarms = 0
+    for j in range(count):
+        row = rows[j]
+        _add_zeros(f, n_arr, row, missed[j], c, ratios)
+        fired = _update(f, n_arr, row, xs[j], t, c, ratios)
+        out[j] = 1 if fired else 0
+        alarms += out[j]
+    return alarms
+
+
+class ScoreBank:
+    """Every score stream of one statistics bank: one row each (see the module docstring)."""
+
+    def __init__(self, *, threshold: float, warmup: int, ratios: tuple[float, ...] = DEFAULT_RATIOS) -> None:
+        self.threshold = threshold
+        self.warmup = warmup
+        self.ratios = tuple(float(r) for r in ratios)
+        self._ratios = np.array(self.ratios, dtype=np.float64)
+        g = len(self.ratios)
+        self._c = np.array(
+            [
+                threshold,
+                warmup,
+                BASELINE_Z,
+                MIN_RATE,
+                MAX_RATE,
+                SUPPORT_LEVEL,
+                SUSPICION_FRACTION,
+                QUIET_FOLD_EVERY,
+                1.0,  # prior weight (BernoulliCUSUM's default)
+                0.0,  # prior rate
+            ],
+            dtype=np.float64,
+        )
+        self.f = np.zeros((16, _FG + 6 * g), dtype=np.float64)
+        self.i = np.zeros((16, _IG + 2 * g), dtype=np.int64)
+        self.rows = 0
+        # a record's updates, filled by the caller (see SegmentStatistics._observe)
+        self.buf_rows = np.zeros(64, dtype=np.int64)
+        self.buf_missed = np.zeros(64, dtype=np.int64)
+        self.buf_xs = np.zeros(64, dtype=np.float64)
+        self.buf_out = np.zeros(64, dtype=np.int64)
+
+    def new(self) -> ScoreStream:
+        """A fresh stream (a new row, in its initial state)."""
+        row = self.rows
+        if row == self.f.shape[0]:
+            self.f = np.concatenate([self.f, np.zeros_like(self.f)])
+            self.i = np.concatenate([self.i, np.zeros_like(self.i)])
+        self.rows = row + 1
+        _reset(self.f, self.i, row, self._c, self._ratios)
+        return ScoreStream(self, row)
+
+    def reserve(self, n: int) -> None:
+        """Make the per-record buffers hold at least ``n`` updates."""
+        if n > self.buf_rows.shape[0]:
+            size = max(n, 2 * self.buf_rows.shape[0])
+            self.buf_rows = np.zeros(size, dtype=np.int64)
+            self.buf_missed = np.zeros(size, dtype=np.int64)
+            self.buf_xs = np.zeros(size, dtype=np.float64)
+            self.buf_out = np.zeros(size, dtype=np.int64)
+
+    def observe(self, count: int, t: float) -> int:
+        """Run the first ``count`` buffered updates (at time ``t``); ``buf_out`` marks the alarms, whose number is
+        returned."""
+        return int(
+            _observe(
+                self.f,
+                self.i,
+                self.buf_rows,
+                self.buf_missed,
+                self.buf_xs,
+                count,
+                t,
+                self._c,
+                self._ratios,
+                self.buf_out,
+            )
+        )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["f"] = self.f[: self.rows].copy()
+        state["i"] = self.i[: self.rows].copy()
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if self.f.shape[0] == 0:  # an empty bank: room for the first rows
+            self.f = np.zeros((16, self.f.shape[1]), dtype=np.float64)
+            self.i = np.zeros((16, self.i.shape[1]), dtype=np.int64)
+
+
+class ScoreStream:
+    """One score stream of a :class:`ScoreBank`, with the interface of ``BernoulliCUSUM`` the monitor reads."""
+
+    __slots__ = ("bank", "row")
+
+    def __init__(self, bank: ScoreBank, row: int) -> None:
+        self.bank = bank
+        self.row = row
+
+    def __getstate__(self) -> tuple[ScoreBank, int]:
+        return self.bank, self.row
+
+    def __setstate__(self, state: tuple[ScoreBank, int]) -> None:
+        self.bank, self.row = state
+
+    @property
+    def _g(self) -> int:
+        return len(self.bank.ratios)
+
+    @property
+    def threshold(self) -> float:
+        return self.bank.threshold
+
+    @property
+    def warmup(self) -> int:
+        return self.bank.warmup
+
+    @property
+    def ratios(self) -> tuple[float, ...]:
+        return self.bank.ratios
+
+    @property
+    def n(self) -> int:
+        """Observations since the last reset."""
+        return int(self.bank.i[self.row, _N])
+
+    @property
+    def baseline(self) -> float:
+        """The baseline rate used in the likelihood ratios."""
+        return float(self.bank.f[self.row, _P0])
+
+    @property
+    def mean(self) -> float:
+        """The mean of every observation since the last reset (0 before any)."""
+        n = self.n
+        return float(self.bank.f[self.row, _S]) / n if n else 0.0
+
+    @property
+    def drift_detected(self) -> bool:
+        """Whether the last update raised an alarm."""
+        return bool(self.bank.i[self.row, _DRIFT])
+
+    def _stats(self) -> list[float]:
+        bank = self.bank
+        _apply_zeros(bank.f, bank.i, self.row, self._g)
+        return [float(v) for v in bank.f[self.row, _FG : _FG + self._g]]
+
+    @property
+    def statistic(self) -> float:
+        """The largest CUSUM in the bank (brought up to date)."""
+        return max(self._stats())
+
+    def add_zeros(self, k: int) -> None:
+        """The same as ``k`` zero observations (``BernoulliCUSUM.add_zeros``)."""
+        bank = self.bank
+        _add_zeros(bank.f, bank.i, self.row, int(k), bank._c, bank._ratios)
+
+    def update(self, x: float, t: float | None = None) -> None:
+        """One observation in [0, 1] (``BernoulliCUSUM.update``; a zero is :meth:`add_zeros` of 1)."""
+        if not x:
+            self.add_zeros(1)
+            return
+        x = float(x)
+        if not 0.0 <= x <= 1.0:
+            raise InvalidInputError("x", "must be in [0, 1]", x)
+        bank = self.bank
+        _update(bank.f, bank.i, self.row, x, math.nan if t is None else float(t), bank._c, bank._ratios)
+
+    def estimate(self) -> ChangeEstimate | None:
+        """The change estimate of the alarming CUSUM (or of the largest while none has alarmed)."""
+        stats = self._stats()
+        bank, row, g = self.bank, self.row, self._g
+        fired = int(bank.i[row, _FIRED])
+        i = fired if fired >= 0 else max(range(g), key=stats.__getitem__)
+        if stats[i] <= 0.0:
+            return None
+        start = int(bank.i[row, _IG + i])
+        n_after = self.n - start
+        ones = float(bank.f[row, _S]) - float(bank.f[row, _FG + 2 * g + i])
+        start_time = float(bank.f[row, _FG + g + i])
+        late_time = float(bank.f[row, _FG + 3 * g + i])
+        return ChangeEstimate(
+            change_point=start,
+            change_time=None if math.isnan(start_time) else start_time,
+            n_after=n_after,
+            baseline=float(bank.f[row, _P0]),
+            current=ones / n_after,
+            statistic=stats[i],
+            latest_change_point=int(bank.i[row, _IG + g + i]),
+            latest_change_time=None if math.isnan(late_time) else late_time,
+        )
