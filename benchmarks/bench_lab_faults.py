@@ -241,7 +241,10 @@ def main() -> None:
     rows = []
     engines: dict[tuple[str, float], Engine] = {("fp32", 1.0): reference}
     heldout_by_engine: dict[tuple[str, float], float] = {}
+    only = [name for name in os.environ.get("PARITY_LAB_CONFIGS", "").split(",") if name]  # e.g. "reference"
     for cfg in CONFIGS:
+        if only and not any(cfg.name.startswith(name) for name in only):
+            continue
         key = (cfg.precision, cfg.rope_scaling)
         if key not in engines:
             engines[key] = Engine.load(
