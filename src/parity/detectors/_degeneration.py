@@ -4,7 +4,9 @@ These are the symptoms users of serving stacks report when a deployment silently
 loops, #35718 gibberish after hours of uptime, #54739 corrupted Thai). Order of operations, for every response:
 
 1. Truncation mid-character: the served tokens end in raw byte tokens (``bytes:\\xe0\\xb8``) whose bytes do not
-   complete a UTF-8 character.
+   complete a UTF-8 character, though the answer did not stop at ``max_tokens``. An answer that did
+   (``finish_reason`` ``"length"``) may end inside a character on any correct server: that cut, and up to three
+   U+FFFD at the very end of its text, are not judged.
 2. Tail loop: the response ends with one unit (at least one letter) repeated :data:`MIN_LOOP_REPEATS`
    times or more over :data:`MIN_LOOP_CHARS` characters or more: the model looped until ``max_tokens``. Found by
    searching earlier occurrences of the last :data:`LOOP_ANCHOR` characters (one ``str.rfind`` in clean text).
@@ -221,7 +223,14 @@ class DegenerationDetector:
 
     def score(self, ctx: ResponseContext) -> Observation:
         text = ctx.response
-        if ctx.tokens and ctx.tokens[-1].startswith("bytes:") and _cut_character(ctx.tokens):
+        if ctx.finish_reason == "length":
+            # max_tokens may end the answer inside a multi-byte character (Thai, CJK: 3 bytes, often one token
+            # each): any correct server does that; the cut shows as byte tokens that do not complete a character,
+            # or as U+FFFD at the very end of the text. Only that end is forgiven; the rest is judged as usual.
+            cut = len(text) - len(text.rstrip("\ufffd"))
+            if cut <= 3:
+                text = text[: len(text) - cut]
+        elif ctx.tokens and ctx.tokens[-1].startswith("bytes:") and _cut_character(ctx.tokens):
             return Observation(self.name, True, 1.0, evidence=ctx.tokens[-1], span=(len(text), len(text)))
         loop = _tail_loop(text.rstrip())
         if loop is not None:

@@ -415,6 +415,7 @@ class DetectorScorer:
             temperature=parsed.temperature,
             top_p=parsed.top_p,
             top_k=parsed.top_k,
+            finish_reason=parsed.finish_reason,
         )
         return [
             DetectorObservation(str(o.detector), bool(o.flagged), float(o.score))
