@@ -10,6 +10,7 @@ otherwise, 2 on a usage or start-up error.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import date
 from pathlib import Path
@@ -117,6 +118,8 @@ def command(
         f"[bold]parity demo[/]: starting the lab fleet (incident.toml, weights {weights}) and the monitoring proxy ..."
     )
     replay = IncidentReplay(config, on_day=day, on_ready=ready)
+    # SIGTERM (a CI job's timeout, `kill`) unwinds like Ctrl-C, so the lab fleet's process is stopped with the proxy
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         summary = replay.run()
         out.print(_table(summary))
@@ -141,7 +144,12 @@ def command(
                 console.print("stopping")
     finally:
         replay.close()
+        signal.signal(signal.SIGTERM, previous)
     raise SystemExit(0 if summary.all_caught_and_attributed else 1)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _segment(segment: dict[str, str]) -> str:
