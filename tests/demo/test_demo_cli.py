@@ -57,3 +57,29 @@ def test_sigterm_stops_the_lab_fleet_with_the_demo(tmp_path: Path) -> None:
             if demo.poll() is None:
                 demo.kill()
                 demo.wait()
+
+
+@pytest.mark.timeout(300)
+def test_the_replay_reads_the_labs_change_log_over_one_connection() -> None:
+    from parity._exceptions import EndpointError
+    from parity.demo.lab_process import LabProcess
+    from parity.demo.replay import LabChangeLog
+    from parity.demo.timeline import incident_timeline
+    from parity.lab.fleet import default_config_path
+
+    with LabProcess(default_config_path("incident"), weights="parity-lab-9m") as lab:
+        log = LabChangeLog(lab.url, token=lab.admin_token)
+        try:
+            before = {c.change_id for c in log()}
+            lab.post_change(incident_timeline().change("routing-1p").to_json())
+            changes = {c.change_id: c for c in log()}
+            assert set(changes) - before == {"routing-1p"}
+            assert changes["routing-1p"].scope == {"model": "S", "platform": "gpu"}
+        finally:
+            log.close()
+    gone = LabChangeLog(lab.url)  # the lab has stopped: a clear error naming the change log, not a traceback
+    try:
+        with pytest.raises(EndpointError, match="cannot fetch the change log"):
+            gone()
+    finally:
+        gone.close()

@@ -24,18 +24,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from parity._background_server import BackgroundServer
-from parity._exceptions import InvalidInputError, ParityError
+from parity._exceptions import EndpointError, InvalidInputError, ParityError
 from parity.demo.clock import SimulatedClock
 from parity.demo.lab_process import LabProcess
 from parity.demo.summary import DemoSummary, summarize
 from parity.demo.timeline import ScriptedChange, Timeline, incident_timeline
-from parity.monitor import Alert
-from parity.monitor.changes import load_changes
+from parity.monitor import Alert, Change
+from parity.monitor.changes import CHANGES_PATH, changes_from_json
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.proxy import ParityProxy, ProxyConfig
 from parity.monitor.scoring import RecordBuilder, default_scorer
@@ -176,6 +175,38 @@ class ReplayConfig:
         return self.quiet_requests_per_day
 
 
+class LabChangeLog:
+    """The lab's change log, read over one kept-alive connection: the proxy polls it four times a second during a
+    replay, and a fresh client per poll (``load_changes``: TLS set-up included, though the lab speaks plain HTTP)
+    cost the replay's process more CPU than its monitor did."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/") + CHANGES_PATH
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+        self._error: type[Exception] = httpx.HTTPError
+
+    def __call__(self) -> list[Change]:
+        """The change log now (raises :class:`~parity.EndpointError` as ``load_changes`` does)."""
+        try:
+            resp = self._client.get(self.url)
+        except self._error as err:
+            raise EndpointError(f"cannot fetch the change log: {err}", url=self.url) from err
+        if resp.status_code != 200:
+            raise EndpointError(f"answered HTTP {resp.status_code}", url=self.url, status_code=resp.status_code)
+        try:
+            data = resp.json()
+        except ValueError as err:
+            raise EndpointError("answered with invalid JSON", url=self.url) from err
+        return changes_from_json(data, source=self.url)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
+
+
 @dataclass(frozen=True)
 class DayReport:
     """What one simulated day did (for progress output)."""
@@ -222,6 +253,7 @@ class IncidentReplay:
         self.proxy: ParityProxy | None = None
         self.server: BackgroundServer | None = None
         self.url: str | None = None
+        self.change_log: LabChangeLog | None = None
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
@@ -248,6 +280,7 @@ class IncidentReplay:
                 worsening_window=cfg.worsening_window,
             )
         )
+        self.change_log = LabChangeLog(self.lab.url, token=self.lab.admin_token)
         builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture)
         proxy_config = ProxyConfig(
             upstream=self.lab.url,
@@ -261,7 +294,7 @@ class IncidentReplay:
             self.store,
             builder,
             hook=monitor,
-            changes_source=partial(load_changes, self.lab.url, token=self.lab.admin_token),
+            changes_source=self.change_log,
             clock=self.clock,
             mounts=self._dashboard_mount(self.store),
         )
@@ -402,6 +435,9 @@ class IncidentReplay:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self.change_log is not None:
+            self.change_log.close()
+            self.change_log = None
         if self.lab is not None:
             self.lab.stop()
             self.lab = None
