@@ -127,3 +127,41 @@ def test_replay_config_names_bad_values() -> None:
         ReplayConfig(requests_per_day=3)
     with pytest.raises(InvalidInputError, match="`concurrency`"):
         ReplayConfig(concurrency=0)
+    with pytest.raises(InvalidInputError, match="`quiet_requests_per_day` must be >= 1"):
+        ReplayConfig(quiet_requests_per_day=0)
+    with pytest.raises(InvalidInputError, match="`busy_days` must be"):
+        ReplayConfig(busy_days=(date(2025, 9, 4), date(2025, 8, 5)))
+
+
+def test_a_detectors_mean_score_alert_belongs_to_its_fault() -> None:
+    """The 60-a-day SmolLM2 run counted a ``degeneration.score`` alert on platform=tpu as false: the fault lists the
+    detector ``degeneration``, and its mean-score signal did not match. SmolLM2 flags degeneration in 0.7% of clean
+    tpu answers and 9.6% under the corrupting config; the alert is the corruption's."""
+    score = alert("a1", "degeneration.score", {"platform": "tpu"}, "08-25T12:00", "corruption-O")
+    summary = summarize(TL, [score], [])
+    assert summary.false_alerts == []
+    row = {f.name: f for f in summary.faults}["corruption"]
+    assert row.signals == ("degeneration.score",)
+    assert row.attribution_correct
+    # a family prefix still matches only its family, and a score signal of another detector matches nothing here
+    other = alert("a2", "reference.score", {"platform": "tpu"}, "08-25T12:00", "corruption-O")
+    assert [a.alert_id for a in summarize(TL, [other], []).false_alerts] == ["a2"]
+
+
+def test_the_demo_spends_its_requests_on_the_incidents_days() -> None:
+    from click.testing import CliRunner
+
+    from parity.cli import main
+    from parity.demo.replay import DEMO_BUSY_DAYS, DEMO_QUIET_REQUESTS_PER_DAY, DEMO_REQUESTS_PER_DAY
+
+    config = ReplayConfig(quiet_requests_per_day=DEMO_QUIET_REQUESTS_PER_DAY)
+    per_day = [config.requests_on(d) for d in TL.days]
+    busy = [d for d in TL.days if DEMO_BUSY_DAYS[0] <= d <= DEMO_BUSY_DAYS[1]]
+    assert sum(per_day) == DEMO_REQUESTS_PER_DAY * len(busy) + DEMO_QUIET_REQUESTS_PER_DAY * (49 - len(busy))
+    # every scripted fault's onset and the last rollback are busy days
+    assert all(DEMO_BUSY_DAYS[0] <= f.onset.date() <= DEMO_BUSY_DAYS[1] for f in TL.faults)
+    assert TL.change("rollback-sampler-H").at.date() == DEMO_BUSY_DAYS[1]
+    # `parity demo`'s defaults are these constants
+    help_text = CliRunner().invoke(main, ["demo", "--help"], terminal_width=200).output
+    assert f"[default: {DEMO_REQUESTS_PER_DAY};" in help_text
+    assert f"[default: {DEMO_QUIET_REQUESTS_PER_DAY};" in help_text

@@ -10,6 +10,7 @@ otherwise, 2 on a usage or start-up error.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from datetime import date
 from pathlib import Path
@@ -53,8 +54,10 @@ def _parse_days(text: str | None) -> list[date] | None:
               help="Store of the replay (recreated).")  # fmt: skip
 @click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True,
               help="Port of the proxy and dashboard on 127.0.0.1 (0: any free one).")  # fmt: skip
-@click.option("--requests-per-day", type=click.IntRange(min=10), default=24, show_default=True,
-              help="Requests per simulated day.")  # fmt: skip
+@click.option("--requests-per-day", type=click.IntRange(min=10), default=100, show_default=True,
+              help="Requests per simulated day from the first fault to the last rollback (08-05..09-04).")  # fmt: skip
+@click.option("--quiet-requests-per-day", type=click.IntRange(min=0), default=15, show_default=True,
+              help="Requests per simulated day before 08-05 and after 09-04 (0: as --requests-per-day).")  # fmt: skip
 @click.option("--days", default=None, help="Replay only these days of 2025, e.g. 08-01..08-08,08-24..09-05.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lab-threads", type=click.IntRange(1, 64), default=1, show_default=True,
@@ -69,6 +72,7 @@ def command(
     store_path: Path,
     port: int,
     requests_per_day: int,
+    quiet_requests_per_day: int,
     days: str | None,
     seed: int,
     lab_threads: int,
@@ -83,6 +87,7 @@ def command(
     config = ReplayConfig(
         store_path=store_path,
         requests_per_day=requests_per_day,
+        quiet_requests_per_day=quiet_requests_per_day or None,
         days=_parse_days(days),
         seed=seed,
         port=port,
@@ -113,6 +118,8 @@ def command(
         f"[bold]parity demo[/]: starting the lab fleet (incident.toml, weights {weights}) and the monitoring proxy ..."
     )
     replay = IncidentReplay(config, on_day=day, on_ready=ready)
+    # SIGTERM (a CI job's timeout, `kill`) unwinds like Ctrl-C, so the lab fleet's process is stopped with the proxy
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         summary = replay.run()
         out.print(_table(summary))
@@ -137,7 +144,12 @@ def command(
                 console.print("stopping")
     finally:
         replay.close()
+        signal.signal(signal.SIGTERM, previous)
     raise SystemExit(0 if summary.all_caught_and_attributed else 1)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _segment(segment: dict[str, str]) -> str:

@@ -24,18 +24,17 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from parity._background_server import BackgroundServer
-from parity._exceptions import InvalidInputError, ParityError
+from parity._exceptions import EndpointError, InvalidInputError, ParityError
 from parity.demo.clock import SimulatedClock
 from parity.demo.lab_process import LabProcess
 from parity.demo.summary import DemoSummary, summarize
 from parity.demo.timeline import ScriptedChange, Timeline, incident_timeline
-from parity.monitor import Alert
-from parity.monitor.changes import load_changes
+from parity.monitor import Alert, Change
+from parity.monitor.changes import CHANGES_PATH, changes_from_json
 from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.proxy import ParityProxy, ProxyConfig
 from parity.monitor.scoring import RecordBuilder, default_scorer
@@ -43,8 +42,11 @@ from parity.monitor.segments import StatsConfig
 from parity.monitor.store import DuckDBStore, session_salt
 
 __all__ = [
+    "DEMO_BUSY_DAYS",
     "DEMO_MAX_TOKENS",
+    "DEMO_MODEL_SHARES",
     "DEMO_PROMPT_SHARES",
+    "DEMO_QUIET_REQUESTS_PER_DAY",
     "DEMO_REQUESTS_PER_DAY",
     "DEMO_WARMUP",
     "DEMO_WEIGHTS",
@@ -57,19 +59,33 @@ __all__ = [
 #: The lab router's short/long split (``incident.toml``: ``router.long_context_threshold``).
 LAB_LONG_CONTEXT_TOKENS = 192
 
-#: ``make demo``'s traffic on SmolLM2-135M-Instruct, sized to replay the 49 days in <= 10 minutes on 2 cores (the
-#: lab engine decodes about 1-2 requests a second there; see the README's demo section): requests per simulated day,
-#: answer tokens (every one of them is checked by the script and consistency detectors; 8 tokens carry a corruption
-#: burst in a third of the answers at the 5% per-step rate), and each stream's warm-up (a day's segment holds a few
-#: requests, so a baseline of 40 is what a stream learns in one to two simulated weeks).
-DEMO_REQUESTS_PER_DAY = 24
+#: ``make demo``'s traffic on SmolLM2-135M-Instruct (see the README's demo section for the sizing): requests per
+#: simulated day on the incident's busy days (:data:`DEMO_BUSY_DAYS`) and on the quiet days around them, answer
+#: tokens (every one of them is checked by the script and consistency detectors; 8 tokens carry a corruption burst
+#: in a third of the answers at the 5% per-step rate), and each stream's warm-up (a day's segment holds a few
+#: requests, so a baseline of 40 is what a stream learns in about a simulated week).
+#:
+#: The postmortem's shares set the traffic a fault needs, not the replay's length: first-party misrouting at 0.8% of
+#: model S's sessions shows three misrouted requests (what the routing invariant needs at the replay's false-alarm
+#: bound) only after about 400-600 short requests of model S on gpu, and they must come before the 08-19 release for
+#: the alert to be traced to the routing change; the sampler fault needs about 50 requests of model H on tpu after
+#: 08-26. So the replay spends its requests from the first fault (08-05) to the last rollback (09-04), 100 a day,
+#: and 15 a day on the days before and after, where nothing is scripted to happen.
+DEMO_REQUESTS_PER_DAY = 100
+DEMO_QUIET_REQUESTS_PER_DAY = 15
+#: the busy stretch of the replay: the first fault's onset to the last fault's rollback (inclusive)
+DEMO_BUSY_DAYS = (date(2025, 8, 5), date(2025, 9, 4))
+#: model shares of the demo traffic: the lab's usual mix (S most traffic) with model H, the sampler fault's only
+#: model, at 30% instead of 25% and O at 10% (O's corruption lasts three days and S shows the same fault).
+DEMO_MODEL_SHARES = {"S": 0.6, "O": 0.1, "H": 0.3}
 #: the weights the demo serves for every model of ``incident.toml`` (whose own default is the 9M model, for tests).
 DEMO_WEIGHTS = "smollm2-135m"
 DEMO_MAX_TOKENS = 8
 DEMO_WARMUP = 40
 #: The prompt mix of the replay: the traffic generator's, with long-context prompts (several hundred tokens, each
-#: as costly as ten short ones to prefill) at 3% instead of 8%; no fault involves long prompts.
-DEMO_PROMPT_SHARES = {"code": 0.47, "prose": 0.45, "non_latin": 0.05, "long": 0.03}
+#: as costly as ten short ones to prefill: at 3% they were a third of all prefilled tokens) at 2% instead of 8%;
+#: no fault involves long prompts.
+DEMO_PROMPT_SHARES = {"code": 0.48, "prose": 0.45, "non_latin": 0.05, "long": 0.02}
 
 #: Segment dimensions of the replay: the lab fleet has no regions, so ``region`` (always "unknown") is left out.
 REPLAY_DIMENSIONS = ("model", "pool", "platform", "context_class", "config_version")
@@ -99,12 +115,22 @@ def replay_stats_config(total_requests: int, *, alpha: float = 0.05, warmup: int
 
 @dataclass(frozen=True)
 class ReplayConfig:
-    """Settings of one replay. ``days`` restricts it to some of the timeline's days (a shortened replay)."""
+    """Settings of one replay. ``days`` restricts it to some of the timeline's days (a shortened replay).
+
+    Every day gets ``requests_per_day`` requests, unless ``quiet_requests_per_day`` is set: then only the days from
+    ``busy_days[0]`` to ``busy_days[1]`` do, and the others get ``quiet_requests_per_day``.
+
+    >>> config = ReplayConfig(requests_per_day=100, quiet_requests_per_day=15)
+    >>> [config.requests_on(date(2025, 8, d)) for d in (4, 5)], config.requests_on(date(2025, 9, 5))
+    ([15, 100], 15)
+    >>> ReplayConfig(requests_per_day=60).requests_on(date(2025, 9, 5))
+    60
+    """
 
     store_path: Path = Path("runs/demo/parity.duckdb")
     requests_per_day: int = DEMO_REQUESTS_PER_DAY
     days: Sequence[date] | None = None
-    model_shares: Mapping[str, float] = field(default_factory=lambda: {"S": 0.6, "O": 0.15, "H": 0.25})
+    model_shares: Mapping[str, float] = field(default_factory=lambda: dict(DEMO_MODEL_SHARES))
     max_tokens: int = DEMO_MAX_TOKENS
     top_logprobs: int = 5
     concurrency: int = 32
@@ -120,10 +146,18 @@ class ReplayConfig:
     warmup: int = DEMO_WARMUP
     worsening_window: int = 150
     weights: str | Path | None = DEMO_WEIGHTS
+    quiet_requests_per_day: int | None = None
+    busy_days: tuple[date, date] = DEMO_BUSY_DAYS
 
     def __post_init__(self) -> None:
         if self.requests_per_day < 10:
             raise InvalidInputError("requests_per_day", "must be >= 10", self.requests_per_day)
+        if self.quiet_requests_per_day is not None and self.quiet_requests_per_day < 1:
+            raise InvalidInputError(
+                "quiet_requests_per_day", "must be >= 1 (or None: every day busy)", self.quiet_requests_per_day
+            )
+        if self.busy_days[1] < self.busy_days[0]:
+            raise InvalidInputError("busy_days", "must be (first, last) with first <= last", self.busy_days)
         if not 1 <= self.max_tokens <= 256:
             raise InvalidInputError("max_tokens", "must be in [1, 256]", self.max_tokens)
         if not 1 <= self.concurrency <= 256:
@@ -132,6 +166,44 @@ class ReplayConfig:
             raise InvalidInputError("max_batch", "must be in [1, 256]", self.max_batch)
         if not 1 <= self.lab_threads <= 64:
             raise InvalidInputError("lab_threads", "must be in [1, 64]", self.lab_threads)
+
+    def requests_on(self, day: date) -> int:
+        """The requests replayed on simulated ``day``."""
+        if self.quiet_requests_per_day is None or self.busy_days[0] <= day <= self.busy_days[1]:
+            return self.requests_per_day
+        return self.quiet_requests_per_day
+
+
+class LabChangeLog:
+    """The lab's change log, read over one kept-alive connection: the proxy polls it four times a second during a
+    replay, and a fresh client per poll (``load_changes``: TLS set-up included, though the lab speaks plain HTTP)
+    cost the replay's process more CPU than its monitor did."""
+
+    def __init__(self, url: str, *, token: str | None = None, timeout: float = 10.0) -> None:
+        import httpx
+
+        self.url = url.rstrip("/") + CHANGES_PATH
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._client = httpx.Client(headers=headers, timeout=timeout)
+        self._error: type[Exception] = httpx.HTTPError
+
+    def __call__(self) -> list[Change]:
+        """The change log now (raises :class:`~parity.EndpointError` as ``load_changes`` does)."""
+        try:
+            resp = self._client.get(self.url)
+        except self._error as err:
+            raise EndpointError(f"cannot fetch the change log: {err}", url=self.url) from err
+        if resp.status_code != 200:
+            raise EndpointError(f"answered HTTP {resp.status_code}", url=self.url, status_code=resp.status_code)
+        try:
+            data = resp.json()
+        except ValueError as err:
+            raise EndpointError("answered with invalid JSON", url=self.url) from err
+        return changes_from_json(data, source=self.url)
+
+    def close(self) -> None:
+        """Close the connection."""
+        self._client.close()
 
 
 @dataclass(frozen=True)
@@ -180,6 +252,7 @@ class IncidentReplay:
         self.proxy: ParityProxy | None = None
         self.server: BackgroundServer | None = None
         self.url: str | None = None
+        self.change_log: LabChangeLog | None = None
 
     # -- set-up ------------------------------------------------------------------------------------------------
 
@@ -198,13 +271,14 @@ class IncidentReplay:
         self.lab = LabProcess(
             default_config_path("incident"), threads=cfg.lab_threads, max_batch=cfg.max_batch, weights=cfg.weights
         ).start()
-        total = cfg.requests_per_day * len(self.days)
+        total = sum(cfg.requests_on(d) for d in self.days)
         monitor = SegmentMonitor(
             config=MonitorConfig(
                 stats=replay_stats_config(total, alpha=cfg.alpha, warmup=cfg.warmup),
                 worsening_window=cfg.worsening_window,
             )
         )
+        self.change_log = LabChangeLog(self.lab.url, token=self.lab.admin_token)
         builder = RecordBuilder(salt=session_salt(self.store), scorer=default_scorer(), capture=cfg.capture,
                                 long_context_tokens=LAB_LONG_CONTEXT_TOKENS)  # fmt: skip
         proxy_config = ProxyConfig(
@@ -219,7 +293,7 @@ class IncidentReplay:
             self.store,
             builder,
             hook=monitor,
-            changes_source=partial(load_changes, self.lab.url, token=self.lab.admin_token),
+            changes_source=self.change_log,
             clock=self.clock,
             mounts=self._dashboard_mount(self.store),
         )
@@ -296,8 +370,8 @@ class IncidentReplay:
         assert self.store is not None
         total = 0
         seen = self._known_alerts()
-        per_day = self.config.requests_per_day
         for index, day in enumerate(self.days):
+            per_day = self.config.requests_on(day)
             t_day = time.monotonic()
             done = errors = 0
             posted: list[str] = []
@@ -343,7 +417,11 @@ class IncidentReplay:
         summary.extra.update(
             {
                 "days": [self.days[0].isoformat(), self.days[-1].isoformat()],
-                "requests_per_day": per_day,
+                "requests_per_day": self.config.requests_per_day,
+                "quiet_requests_per_day": self.config.quiet_requests_per_day,
+                "busy_days": [d.isoformat() for d in self.config.busy_days],
+                "model_shares": dict(self.config.model_shares),
+                "max_tokens": self.config.max_tokens,
                 "lab_url": self.lab.url,
                 "store": str(self.config.store_path),
             }
@@ -355,6 +433,9 @@ class IncidentReplay:
         if self.server is not None:
             self.server.stop()
             self.server = None
+        if self.change_log is not None:
+            self.change_log.close()
+            self.change_log = None
         if self.lab is not None:
             self.lab.stop()
             self.lab = None

@@ -61,6 +61,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from parity._exceptions import InvalidInputError
+from parity.monitor.signals import score_signal
 
 __all__ = ["Fault", "ScriptedChange", "Timeline", "incident_timeline"]
 
@@ -93,9 +94,10 @@ class Fault:
     """A fault the replay injects and parity should find.
 
     An alert is *about* this fault when its signal is one of ``signals`` (a prefix ending in ``.`` matches a family,
-    e.g. ``routing.``), its segment agrees with ``scope`` on every dimension both name, and it started no earlier
-    than a day before ``onset`` (``worsening=True``: only alerts that worsen an earlier one). Its attribution is
-    correct when the top-ranked change is one of ``causes``.
+    e.g. ``routing.``; a detector's name also matches its mean-score signal, ``degeneration.score``), its segment
+    agrees with ``scope`` on every dimension both name, and it started no earlier than a day before ``onset``
+    (``worsening=True``: only alerts that worsen an earlier one). Its attribution is correct when the top-ranked
+    change is one of ``causes``.
     """
 
     name: str
@@ -108,8 +110,13 @@ class Fault:
     worsening: bool = False
 
     def matches_signal(self, signal: str) -> bool:
-        """Whether ``signal`` is one this fault shows in."""
-        return any(signal.startswith(s) if s.endswith(".") else signal == s for s in self.signals)
+        """Whether ``signal`` is one this fault shows in: a detector's rate or its mean score, or one of a family.
+
+        >>> corruption = incident_timeline().faults[2]
+        >>> [corruption.matches_signal(s) for s in ("degeneration", "degeneration.score", "routing.short_on_long_pool")]
+        [True, True, False]
+        """
+        return any(signal.startswith(s) if s.endswith(".") else signal in (s, score_signal(s)) for s in self.signals)
 
     def agrees_with(self, segment: Mapping[str, str]) -> bool:
         """Whether ``segment`` agrees with this fault's scope on every dimension both fix."""
