@@ -40,8 +40,11 @@ climbs to ``platform=tpu`` because models S and O on tpu are degraded too), that
 of them: if an alert's excess is explained by another part of its segment, one the refinement has no traffic in -
 its best-ranked changes all name another value (the corruption of models S and O), or, with nothing attributed, the
 alert would drill into a part without the refinement's traffic (model S, or S's config version) - the refinement is
-a second fault. It gets one alert of its own, in an incident of its own, and the alerts it is apart from are neither
-superseded nor joined; the same holds for a target that refines an open alert (it would otherwise supersede it).
+a second fault - unless another open alert sharing its traffic can explain it (the sampler's own alert on its config
+version absorbs model H on tpu). It gets one alert of its own, in an incident of its own, and the alerts it is apart
+from are neither superseded nor joined; the same holds for any new alert next to an open alert sharing its traffic,
+and no new alert joins the incident of an alert that another fault explains (the corruption's alert on
+``model=S,platform=tpu`` and the sampler's on its config version intersect as segments, not as causes).
 An alarm absorbed as explained by an intersecting alert (the rule above) is checked the same way, on its own
 segment: the sampler's score alarm on ``model=H`` is not explained by the corruption's score alert on ``platform=tpu``.
 Two faults nothing tells apart (changes of both scopes ranked alike, or every part degraded) stay one alert.
