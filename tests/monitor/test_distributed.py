@@ -155,7 +155,9 @@ def test_a_ray_checkpoint_round_trip_continues_with_the_single_process_alerts(ra
     single = SegmentMonitor(config=REPLAY_CONFIG)
     assert Checkpointer(single_store).restore(single).replayed == len(records) - cut
     want = sorted(single.alerts, key=lambda a: a.alert_id)
-    assert len(want) == 2
+    # the routing fault (c-0805), its rollout to tpu (c-0812, a change of its own: a second alert since the
+    # second-fault rule) and the corruption
+    assert len(want) == 3
     store = MemoryStore()
     with ShardedMonitor(config=REPLAY_CONFIG, workers=2, engine="ray") as first:
         first.add_changes(changes)
