@@ -184,7 +184,7 @@ def test_the_context_class_is_decided_in_one_place() -> None:
 
 #: Modules other sessions were changing when the per-stream CUSUM stopped being called a "detector": renamed at
 #: their merge (then this set is empty).
-DETECTOR_RENAME_PENDING = frozenset({"monitor/statistics.py", "monitor/distributed.py", "monitor/pipeline.py"})
+DETECTOR_RENAME_PENDING: frozenset[str] = frozenset()
 
 #: Phrases that call a per-stream sequential test (the CUSUM of ``parity.stats.sequential``) a "detector".
 CUSUM_AS_DETECTOR = re.compile(

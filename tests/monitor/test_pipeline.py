@@ -322,7 +322,7 @@ def test_a_stream_restarted_by_its_own_alarm_still_counts_as_degraded(rng: np.ra
     restarted = [key for signal, key in mon.stats.alarmed if signal == "unexpected_script"]
     assert restarted
     for key in restarted:
-        det = mon.stats.detector("unexpected_script", key)
+        det = mon.stats.sequential_test("unexpected_script", key)
         assert det is not None
         assert det.n < det.warmup  # it restarted when it alarmed
         assert mon._degraded("unexpected_script", key) is True
@@ -337,4 +337,4 @@ def test_sticky_sessions_are_counted_but_do_not_alert_by_default(make_record: Ca
     assert mon.audit is not None
     assert mon.audit.counts["sticky_degraded_session"] == 1998
     assert not [a for a in memory.alerts if a.signal == "routing.sticky_degraded_session"]
-    assert mon.stats.detector("routing.sticky_degraded_session", ("*", "*", "*", "*")) is None
+    assert mon.stats.sequential_test("routing.sticky_degraded_session", ("*", "*", "*", "*")) is None

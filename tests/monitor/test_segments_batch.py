@@ -117,7 +117,7 @@ def test_batches_raise_the_per_record_alerts_at_the_defaults(
     assert got == want
     assert (mon.n_absorbed, len(mon.stats), mon.stats.untracked) == (one.n_absorbed, len(one.stats), 0)
     for signal, key in list(one.stats.streams())[::50]:  # every stream's detector in the same state
-        a, b = one.stats.detector(signal, key), mon.stats.detector(signal, key)
+        a, b = one.stats.sequential_test(signal, key), mon.stats.sequential_test(signal, key)
         assert a is not None
         assert b is not None
         assert (a.n, a.statistic, a.mean) == (b.n, b.statistic, b.mean)
@@ -146,7 +146,7 @@ def test_the_compiled_score_bank_is_the_object_bank_exactly(
     assert streams == list(compiled_mon.stats.streams())
     scores = 0
     for signal, key in streams:
-        a, b = objects.stats.detector(signal, key), compiled_mon.stats.detector(signal, key)
+        a, b = objects.stats.sequential_test(signal, key), compiled_mon.stats.sequential_test(signal, key)
         assert a is not None
         assert b is not None
         assert (a.n, a.statistic, a.mean, a.baseline, a.drift_detected, a.estimate()) == (

@@ -41,6 +41,6 @@ def test_a_record_carrying_signals_is_observed_with_them(make_record: Callable[.
     monitor.observe(replace(decided, signals={**decided.signals, f"routing.{RULE}": 1.0}))
     assert monitor.audit is not None
     assert monitor.audit.counts[RULE] == 0
-    detector = monitor.stats.detector(f"routing.{RULE}", ("*", "*"))
+    detector = monitor.stats.sequential_test(f"routing.{RULE}", ("*", "*"))
     assert detector is not None
     assert (detector.n, detector.mean) == (1, 1.0)

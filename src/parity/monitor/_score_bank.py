@@ -8,7 +8,7 @@ interpreter (``benchmarks/results/segments.md``). Here a row holds exactly the s
 zeros, the CUSUM bank and each excursion's start and support), and the kernels run the same arithmetic in the same
 order (IEEE double, no fast-math, the same libm ``log`` and ``sqrt``), so a stream reads exactly as the object
 would: the equivalence tests compare the alerts and the streams' states of both banks on the replay.
-:class:`ScoreStream` is a row's view with the detector interface the monitor reads (``n``, ``mean``,
+:class:`ScoreStream` is a row's view with the sequential test's interface the monitor reads (``n``, ``mean``,
 ``statistic``, ``estimate()``, ...).
 
 numba is in the ``monitor`` extra; without it (:data:`COMPILED` false) the statistics bank keeps one

@@ -8,7 +8,7 @@ flag usually is), largest first onto the least loaded worker; a signal first see
 ``signal_shard(signal, n)``, a CRC-32 of its name. The assignment is fixed once made and sent to every worker.
 A worker is a ``SegmentMonitor`` that sees every record and feedback event but updates, localises and alerts only
 on its signals. Sharding by signal rather than by segment key is what keeps the result exact and the traffic
-small: every step after a detector alarms - localisation across nested segments (climb to a marginal, drill down to
+small: every step after a stream's test alarms - localisation across nested segments (climb to a marginal, drill down to
 a child), the de-duplication against open alerts, the worsening watch of an alert, the ranking of changes - reads
 streams *of the alarm's own signal only*, so it runs inside the worker that owns the signal, on its state at that
 very record. Sharding by segment key would split one signal's lattice across workers, and each alarm would need a
@@ -44,7 +44,7 @@ design would be a round trip per record.
   worker's learned state, fetched from its actor; a restart with the same configuration and worker count hands
   each worker its own state back (:meth:`ShardedMonitor.adopt_state`) and replays the stored records after it.
 
-Everything per stream - the detectors, their lazy zeros, their alarms and restarts - is owned by one worker and never
+Everything per stream - the tests, their lazy zeros, their alarms and restarts - is owned by one worker and never
 merged. A worker's ``max_streams`` caps its own streams, so the cap binds later than in one process (the only case
 where the alerts can differ, reported as ``untracked``).
 

@@ -1,11 +1,11 @@
-"""The monitor's statistics pipeline: records -> signals -> per-segment detectors -> alerts + attribution.
+"""The monitor's statistics pipeline: records -> signals -> per-segment sequential tests -> alerts + attribution.
 
 The order of operations for every record (:meth:`SegmentMonitor.observe`):
 
 1. its signals are decided once (:meth:`SegmentMonitor.decide`, ``parity.monitor.signals``: the detectors'
    flags and scores, the serving signals, and the routing audit's 0/1 per rule as ``routing.<rule>``), unless the
    record already carries them (a replay of stored records reads the stored values);
-2. its signals update the detector of every (signal, segment) stream
+2. its signals update the sequential test of every (signal, segment) stream
    of the segment lattice that this shard owns;
 3. each stream that alarms is *localised* (below), de-duplicated against the open alerts, attributed to the
    change log (``parity.monitor.attribution``) and sent to the notifiers.
@@ -24,7 +24,7 @@ segment ``S`` alarms, the monitor looks for the most specific segment that expla
 
 "Degraded" means the child's CUSUM statistic is above ``evidence_threshold`` (default ``log 100``, i.e. locally
 significant at 1% without the family-wise correction), or it has an open alert, or it is in the warm-up that
-follows its own alarm (a detector restarts after alarming), or it is still in its first warm-up (a segment that
+follows its own alarm (a stream's test restarts after alarming), or it is still in its first warm-up (a segment that
 appeared with the change, like short requests on the long pool) and its mean is at least the alarm's post-change
 level; a stream in its first warm-up otherwise counts as having no traffic. A dimension with a single value in
 ``S`` is never fixed: it adds no contrast. Then, for the same signal: if an open alert already names the target
@@ -411,7 +411,7 @@ class SegmentMonitor:
         """True/False for a stream with traffic here; None when it has none. A stream still in its warm-up (a
         segment that appeared recently, such as short requests on the long pool) is degraded when its mean is at
         least ``level``, the post-change level of the alarm being localised."""
-        det = self.stats.detector(signal, key)
+        det = self.stats.sequential_test(signal, key)
         if det is None:
             return None
         if det.statistic >= self.config.evidence_threshold:
@@ -470,7 +470,7 @@ class SegmentMonitor:
                         children.append((child, status))
                 bad = [c for c, degraded in children if degraded]
                 if len(bad) == 1 and len(children) > 1:
-                    det = self.stats.detector(signal, bad[0])
+                    det = self.stats.sequential_test(signal, bad[0])
                     stat = det.statistic if det is not None else 0.0
                     if best is None or stat > best[0]:
                         best = (stat, bad[0])
@@ -481,11 +481,11 @@ class SegmentMonitor:
         return trail
 
     def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
-        """The change estimate of segment ``key``: its own detector's when that holds evidence; else the alarm's
+        """The change estimate of segment ``key``: its own sequential test's when that holds evidence; else the alarm's
         (``fallback``, from a marginal), started no earlier than ``key``'s own excursion. A marginal pools other
         segments, whose events (another fault) may have begun its excursion earlier; blaming changes by that start
         would rule out the change that began ``key``'s trouble."""
-        det = self.stats.detector(signal, key)
+        det = self.stats.sequential_test(signal, key)
         est = det.estimate() if det is not None else None
         if est is not None and est.statistic >= self.config.evidence_threshold:
             return est
@@ -535,7 +535,7 @@ class SegmentMonitor:
         pool, all from gpu) - except versions, which the next deploy changes - and release the fixed
         dimension whose parent has the most traffic at a non-degenerate rate (the pool): the share of model
         S's short gpu requests that were misrouted."""
-        det = self.stats.detector(signal, key)
+        det = self.stats.sequential_test(signal, key)
         if det is None or det.mean < DEGENERATE_LEVEL:
             return key
         implied = self._implied(key, versions=False)
@@ -544,7 +544,7 @@ class SegmentMonitor:
             if value == WILDCARD:
                 continue
             parent = (*implied[:i], WILDCARD, *implied[i + 1 :])
-            pdet = self.stats.detector(signal, parent)
+            pdet = self.stats.sequential_test(signal, parent)
             if pdet is not None and pdet.mean < DEGENERATE_LEVEL and (best is None or pdet.n > best[0]):
                 best = (pdet.n, parent)
         return best[1] if best is not None else key
@@ -723,7 +723,7 @@ class SegmentMonitor:
         if any(k != WILDCARD and t != WILDCARD and k != t for k, t in zip(key, target, strict=True)):
             return False
         meet = tuple(t if t != WILDCARD else k for k, t in zip(key, target, strict=True))
-        if meet == key or self.stats.detector(alert.signal, meet) is not None:
+        if meet == key or self.stats.sequential_test(alert.signal, meet) is not None:
             return False
         for i, value in enumerate(key):
             if value == WILDCARD or target[i] != WILDCARD:

@@ -1,4 +1,4 @@
-"""The statistics bank: one sequential detector per (signal, segment) stream that a shard owns.
+"""The statistics bank: one sequential test per (signal, segment) stream that a shard owns.
 
 See ``parity.monitor.segments`` for the signals a record carries and ``parity.monitor.lattice`` for the segments.
 Each stream runs a :class:`~parity.stats.sequential.BernoulliCUSUM`: ``"rate"`` signals (0/1, baseline learned),
@@ -35,7 +35,7 @@ class StatsConfig:
     """Settings of the per-segment statistics.
 
     ``alpha`` is the family-wise false-alarm probability over ``horizon`` observations per stream, split
-    (Bonferroni) across ``max_streams`` streams and each detector's alternatives; streams beyond ``max_streams``
+    (Bonferroni) across ``max_streams`` streams and each test's alternatives; streams beyond ``max_streams``
     are not tracked (counted in ``SegmentStatistics.untracked``). ``warmup`` is the number of baseline
     observations a stream needs before it may alarm. ``invariant_rate`` is the known baseline of invariant signals
     (a routing rule a correct fleet never breaks: at most one violation in 100,000 requests by default) and
@@ -77,19 +77,19 @@ class StatsConfig:
 
 @dataclass(frozen=True, slots=True)
 class Firing:
-    """A stream's detector alarmed: the signal, the segment key and the detector's change estimate."""
+    """A stream's sequential test alarmed: the signal, the segment key and the test's change estimate."""
 
     signal: str
     key: SegmentKey
     estimate: ChangeEstimate
 
 
-#: A stream's detector: an object, or a row of the compiled score bank (the score streams, numba installed)
-Detector = BernoulliCUSUM | ScoreStream
+#: A stream's sequential test: an object, or a row of the compiled score bank (the score streams, numba installed)
+SequentialTest = BernoulliCUSUM | ScoreStream
 
 
 class SegmentStatistics:
-    """The (signal, segment) streams one shard owns, each with its own sequential detector.
+    """The (signal, segment) streams one shard owns, each with its own sequential test.
 
     >>> from datetime import datetime, timezone
     >>> from parity.monitor import DetectorObservation, Record
@@ -103,7 +103,7 @@ class SegmentStatistics:
     (11, ['feedback', 'unexpected_script', 'unexpected_script.score'])
     >>> stats.observe_batch([(stats.lattice.values_of(r), record_signals(r), 1.0)] * 3)
     (3, [])
-    >>> stats.detector("unexpected_script", ("S", "tpu")).n
+    >>> stats.sequential_test("unexpected_script", ("S", "tpu")).n
     4
     """
 
@@ -125,7 +125,7 @@ class SegmentStatistics:
             n_streams=self.config.max_streams,
             n_alternatives=max(len(BernoulliCUSUM(threshold=1.0).ratios), len(self.config.invariant_ratios)),
         )
-        self._streams: dict[tuple[str, SegmentKey], Detector] = {}
+        self._streams: dict[tuple[str, SegmentKey], SequentialTest] = {}
         #: the score streams' compiled bank (``parity.monitor._score_bank``), ``None``: one object per stream
         #: (``compiled=False``, or numba not installed); the same results either way
         self._scores: ScoreBank | None = None
@@ -134,7 +134,7 @@ class SegmentStatistics:
         # Lazy zeros: a record's zero observations are not fed one by one. Each segment counts its records per
         # *signature* (the tuple of signals they carried); each stream remembers, per signature, how many of
         # those records it has accounted for, and takes the difference as zeros (``add_zeros``) when it next
-        # sees a non-zero or is read. Per record this costs one counter per segment instead of one detector
+        # sees a non-zero or is read. Per record this costs one counter per segment instead of one sequential test
         # call per segment and signal.
         self._clocks: dict[SegmentKey, dict[int, int]] = {}
         self._synced: dict[tuple[str, SegmentKey], dict[int, int]] = {}
@@ -143,7 +143,7 @@ class SegmentStatistics:
         self._owned: dict[SegmentKey, bool] = {}
         #: streams not created because ``max_streams`` was reached
         self.untracked = 0
-        #: streams that have alarmed at least once (a detector restarts after its alarm; this keeps the fact)
+        #: streams that have alarmed at least once (a stream's test restarts after its alarm; this keeps the fact)
         self.alarmed: set[tuple[str, SegmentKey]] = set()
         self._init_fast()
 
@@ -193,8 +193,8 @@ class SegmentStatistics:
         """Every (signal, segment key) this shard tracks."""
         return iter(list(self._streams))
 
-    def detector(self, signal: str, key: SegmentKey) -> Detector | None:
-        """The detector of one stream, brought up to date, or ``None`` when it has no traffic here."""
+    def sequential_test(self, signal: str, key: SegmentKey) -> SequentialTest | None:
+        """The sequential test of one stream, brought up to date, or ``None`` when it has no traffic here."""
         sk = (signal, key)
         det = self._streams.get(sk)
         if det is not None:
@@ -203,7 +203,7 @@ class SegmentStatistics:
             self._sync(sk, det)
         return det
 
-    def _new(self, kind: str) -> Detector:
+    def _new(self, kind: str) -> SequentialTest:
         if kind == "rate":
             return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
         if kind == "invariant":
@@ -216,7 +216,7 @@ class SegmentStatistics:
             return self._scores.new()
         return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
 
-    def _sync(self, sk: tuple[str, SegmentKey], det: Detector) -> None:
+    def _sync(self, sk: tuple[str, SegmentKey], det: SequentialTest) -> None:
         synced = self._synced[sk]
         clocks = self._clocks[sk[1]]
         missed = 0
@@ -286,7 +286,7 @@ class SegmentStatistics:
                 self._synced[sk] = {}
             self._synced[sk][sid] = 0
 
-    def _fire(self, sk: tuple[str, SegmentKey], det: Detector, fired: list[Firing]) -> None:
+    def _fire(self, sk: tuple[str, SegmentKey], det: SequentialTest, fired: list[Firing]) -> None:
         if det.drift_detected:
             self.alarmed.add(sk)
             est = det.estimate()
@@ -346,7 +346,7 @@ class SegmentStatistics:
         bank.reserve(len(low) * len(nonzero))
         rows, missed_buf, xs = bank.buf_rows, bank.buf_missed, bank.buf_xs
         count = 0
-        order: list[tuple[int, tuple[str, SegmentKey], Detector]] = []  # (position, stream, detector) of each update
+        order: list[tuple[int, tuple[str, SegmentKey], SequentialTest]] = []  # (position, stream, test) of each update
         for key in low:
             clocks = clocks_all.get(key)
             if clocks is None or full not in clocks:
