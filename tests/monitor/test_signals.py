@@ -44,3 +44,19 @@ def test_a_record_carrying_signals_is_observed_with_them(make_record: Callable[.
     detector = monitor.stats.sequential_test(f"routing.{RULE}", ("*", "*"))
     assert detector is not None
     assert (detector.n, detector.mean) == (1, 1.0)
+
+
+def test_a_monitor_without_the_routing_audit_watches_no_stored_routing_verdict(
+    make_record: Callable[..., Record],
+) -> None:
+    """Records stored by a monitor with the audit carry routing verdicts; a monitor with ``routing_audit=False``
+    reading them (an offline re-run) must not watch them, the silent sticky-session rule included."""
+    auditing = SegmentMonitor(config=CONFIG)
+    decided = auditing.decide(make_record(1, pool="long"))
+    assert decided.signals is not None
+    assert decided.signals[f"routing.{RULE}"] == 1.0
+    assert "routing.sticky_degraded_session" in decided.signals
+    plain = SegmentMonitor(config=MonitorConfig(stats=CONFIG.stats, routing_audit=False))
+    plain.observe(decided)
+    assert plain.stats.sequential_test(f"routing.{RULE}", ("*", "*")) is None
+    assert plain.stats.sequential_test("routing.sticky_degraded_session", ("*", "*")) is None

@@ -250,8 +250,9 @@ class SignalStage:
 
     def values(self, record: Record) -> list[SignalValue]:
         """What the statistics read of a decided record (decided now when it is not): its signals, less the routing
-        signals that do not alert, each detector's flag followed by its score (from ``Record.observations``), in
-        the order of :func:`record_signals`."""
+        signals that do not alert (all routing signals when this stage has no audit: another monitor's stored
+        verdicts are not this one's to watch), each detector's flag followed by its score (from
+        ``Record.observations``), in the order of :func:`record_signals`."""
         signals: Mapping[str, float] | None = record.signals
         if signals is None:
             signals = self.decide(record).signals or {}
@@ -262,8 +263,8 @@ class SignalStage:
         }
         out: list[SignalValue] = []
         for name, value in signals.items():
-            if name in self._silent:
-                continue
+            if name in self._silent or (self.audit is None and name.startswith(AUDIT_PREFIX)):
+                continue  # a rule that does not alert, or any routing verdict when this stage audits no routing
             out.append(SignalValue(name, self.kind(name), value))
             score = scores.pop(score_signal(name), None)
             if score is not None:
