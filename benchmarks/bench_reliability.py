@@ -31,10 +31,10 @@ import httpx
 from benchmarks._results import write_section
 from parity._loopback import free_port
 from parity.monitor import Alert, Change, FeedbackEvent, Record
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.spool import Spool
-from parity.monitor.store import DuckDBStore
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.storage.store import DuckDBStore
 
 REQUESTS = int(os.environ.get("BENCH_RELIABILITY_REQUESTS", "1000"))
 SOAK_S = float(os.environ.get("BENCH_RELIABILITY_SOAK_S", "30"))

@@ -32,7 +32,7 @@ from benchmarks.bench_detection import (
     first_alarm,
 )
 from parity.monitor import Record, context_class_of
-from parity.monitor.segments import StatsConfig
+from parity.monitor.detection.segments import StatsConfig
 from parity.stats.sequential import BernoulliCUSUM
 
 STORE = Path(os.environ.get("PARITY_REPLAY_STORE", "runs/demo/parity.duckdb"))
@@ -110,7 +110,7 @@ def _series(records: list[Record], stream: LabStream) -> tuple[list[int], list[i
 
 
 def main() -> None:
-    from parity.monitor.store import open_store
+    from parity.monitor.storage.store import open_store
 
     if not STORE.exists():
         print(f"skipped: no replay store at {STORE}; run `parity demo --json runs/demo/summary.json` first")

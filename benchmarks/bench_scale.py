@@ -30,9 +30,9 @@ from typing import Any
 from benchmarks._results import write_section
 from benchmarks.bench_ingest import make_records
 from parity.monitor import Alert, Record
-from parity.monitor.distributed import ShardedMonitor, ShardWorker
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.store import DuckDBStore, PostgresStore
+from parity.monitor.detection.distributed import ShardedMonitor, ShardWorker
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.storage.store import DuckDBStore, PostgresStore
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAY = ROOT / "tests" / "data" / "replay" / "replay.json.gz"
@@ -244,8 +244,8 @@ field in Python) costs about as much as monitoring it, so on one machine shippin
 actors mostly do.
 
 **Where the time goes, and the bottleneck.** Workers are sharded by signal (see
-`parity.monitor.distributed`): that keeps localisation, de-duplication and attribution inside one worker and the
-alerts exact, but every worker still walks the whole segment lattice of every record and runs the routing audit.
+`parity.monitor.detection.distributed`): that keeps localisation, de-duplication and attribution inside one worker
+and the alerts exact, but every worker still walks the whole segment lattice of every record and runs the routing audit.
 That floor is {floor * 1e3:.2f} ms of CPU per record (the cheapest of 4 workers), against {one * 1e3:.2f} ms for
 all the work in one worker: with N workers the slowest one still pays {per_worker[2] * 1e3:.2f} ms (N=2) and
 {per_worker[4] * 1e3:.2f} ms (N=4), and the total CPU grows to {sum(costs[4]) / one:.2f}x at N=4. So on this

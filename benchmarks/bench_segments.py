@@ -7,7 +7,7 @@ each, every run on a fresh monitor):
 * the defaults of issue 12 (64 segments per record, every detector's flag and score, scores on the segments with at
   most one fixed dimension, the routing audit): ``SegmentMonitor.observe`` record by record, and
   ``SegmentMonitor.observe_batch`` on batches of ``BATCH`` (the worker's and ingest's path), both with the score
-  streams in the compiled bank (``parity.monitor._score_bank``, numba), and the batch path with one
+  streams in the compiled bank (``parity.monitor.detection._score_bank``, numba), and the batch path with one
   ``BernoulliCUSUM`` object per stream (the bank without numba); all must raise the same alerts (checked);
 * the batch path without score streams beyond the global segment (``score_max_order=0``), and additionally without
   the routing audit: what the score streams and the audit's alarms cost;
@@ -34,9 +34,9 @@ from pathlib import Path
 from benchmarks._results import write_section
 from benchmarks.bench_scale import replay_records
 from parity.monitor import Alert, Record
-from parity.monitor._score_bank import COMPILED, ScoreBank
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import SegmentStatistics
+from parity.monitor.detection._score_bank import COMPILED, ScoreBank
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import SegmentStatistics
 from parity.stats.sequential import BernoulliCUSUM
 
 N_RECORDS = 3000
@@ -49,8 +49,8 @@ ROOT = Path(__file__).resolve().parents[1]
 _BEFORE_RUN = """
 import sys, time
 from benchmarks.bench_scale import replay_records
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
 records = replay_records(int(sys.argv[1]))
 mon = SegmentMonitor(config=MonitorConfig())
 t = time.perf_counter()
@@ -232,7 +232,7 @@ def main() -> None:
     per_kernel_update = kernel_cost()
     # non-zero observations fed to a detector per record: every stream's n counts them and its zeros alike, so
     # count them the way the bank feeds them: the signals with a non-zero value times the segments that take them
-    from parity.monitor.segments import record_signals
+    from parity.monitor.detection.segments import record_signals
 
     score_keys = sum(1 for m in mon_many.stats.lattice.masks if sum(m) <= DEFAULT.stats.score_max_order)
     n_keys = len(mon_many.stats.lattice.masks)

@@ -111,7 +111,7 @@ def test_public_exceptions_are_in_the_parity_error_tree() -> None:
     assert APIError.__module__ == QueueFullError.__module__ == "parity._exceptions"
 
 
-@pytest.mark.parametrize("path", ["compare/_runner.py", "monitor/scoring.py", "lab/engine.py", "cli/lab.py"])
+@pytest.mark.parametrize("path", ["compare/_runner.py", "monitor/intake/scoring.py", "lab/engine.py", "cli/lab.py"])
 def test_imports_of_parity_modules_are_plain(path: str) -> None:
     """``importlib`` hides an import from mypy and the import contracts; parity's own modules are imported plainly."""
     source = (SRC / path).read_text(encoding="utf-8")
@@ -176,9 +176,9 @@ def test_the_context_class_is_decided_in_one_place() -> None:
         return "context_tokens" in names and any("threshold" in n or "long_context" in n for n in names)
 
     callers = {where.split(":")[0] for where in _where(ast.Call, calls_split)}
-    assert callers == {"monitor/_records.py", "monitor/scoring.py"}
+    assert callers == {"monitor/_records.py", "monitor/intake/scoring.py"}
     setters = {where.split(":")[0] for where in _where(ast.keyword, sets_class)}
-    assert setters == {"monitor/scoring.py"}
+    assert setters == {"monitor/intake/scoring.py"}
     assert [where.split(":")[0] for where in _where(ast.Compare, compares_tokens)] == ["monitor/_records.py"]
 
 
@@ -195,7 +195,7 @@ CUSUM_AS_DETECTOR = re.compile(
 
 
 def test_detector_means_the_per_response_scorer() -> None:
-    """A *detector* scores one response (``parity.detectors``, ``parity.monitor.scoring``); what watches a
+    """A *detector* scores one response (``parity.detectors``, ``parity.monitor.intake.scoring``); what watches a
     (signal, segment) stream over time is a *sequential test* (``parity.stats.sequential``). The source and the
     docs never call the second a detector."""
     texts = {str(p.relative_to(SRC)): p.read_text(encoding="utf-8") for p in SRC.rglob("*.py")}

@@ -37,7 +37,7 @@ import pytest
 from parity._loopback import free_port
 from parity.monitor import Alert, Change, FeedbackEvent, MemoryStore, Record
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor.store import DuckDBStore
+from parity.monitor.storage.store import DuckDBStore
 
 from ._chromium import CHROMIUM, ensure_chromium
 

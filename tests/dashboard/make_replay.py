@@ -33,8 +33,8 @@ import numpy as np
 
 from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record, context_class_of
 from parity.monitor._codec import feedback_to_dict
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
 
 OUT = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
 OUT_SCHEMA2 = OUT.with_name("replay-schema2.json")

@@ -17,12 +17,12 @@ from parity.dashboard._series import segment_series
 from parity.dashboard._snapshot import take_snapshot
 from parity.dashboard._views import DashboardViews
 from parity.monitor import FeedbackEvent, Record
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.segments import StatsConfig
-from parity.monitor.signals import is_score_signal
-from parity.monitor.store import DuckDBStore
-from parity.monitor.worker import MonitorWorker
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.detection.signals import is_score_signal
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.worker import MonitorWorker
+from parity.monitor.storage.store import DuckDBStore
 
 from .conftest import Replay
 

@@ -18,7 +18,7 @@ from parity._exceptions import EndpointError, InvalidInputError
 from parity.dashboard import create_app
 from parity.dashboard._app import plotly_js_path
 from parity.monitor import Alert, Change, FeedbackEvent, MemoryStore, Record
-from parity.monitor.store import open_store
+from parity.monitor.storage.store import open_store
 
 from .conftest import Replay, ServerHandle
 

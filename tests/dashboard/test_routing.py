@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 from parity.dashboard._routing import routing_findings
 from parity.monitor import Record, context_class_of
-from parity.monitor.audit import PoolContextRule
+from parity.monitor.detection.audit import PoolContextRule
 
 T0 = datetime(2025, 8, 5, tzinfo=UTC)
 RULE = PoolContextRule()

@@ -92,7 +92,7 @@ def test_the_monitor_scores_with_the_finish_reason() -> None:
     import json
     from datetime import UTC, datetime
 
-    from parity.monitor.scoring import DetectorScorer, Exchange, parse_exchange
+    from parity.monitor.intake.scoring import DetectorScorer, Exchange, parse_exchange
 
     def verdict(finish: str) -> bool:
         choice = {"index": 0, "message": {"role": "assistant", "content": "你可以\ufffd"}, "finish_reason": finish}

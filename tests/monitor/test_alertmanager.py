@@ -17,8 +17,8 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import Alert, AttributedChange
-from parity.monitor.alerts import WebhookNotifier, explain_alert
-from parity.monitor.worker import default_notifiers
+from parity.monitor.alerting.alerts import WebhookNotifier, explain_alert
+from parity.monitor.runtime.worker import default_notifiers
 
 T = datetime(2025, 8, 25, 6, 30, tzinfo=UTC)
 ALERT = Alert(
@@ -129,7 +129,8 @@ def test_parity_format_is_unchanged(alertmanager: ThreadingHTTPServer) -> None:
     hook = WebhookNotifier(_url(alertmanager), retries=0)
     hook.send(ALERT)
     hook.close()
-    assert alertmanager.received == [ALERT.to_dict() | {"explanation": explain_alert(ALERT)}]  # type: ignore[attr-defined]
+    # type: ignore[attr-defined]
+    assert alertmanager.received == [ALERT.to_dict() | {"explanation": explain_alert(ALERT)}]
     assert (hook.sent, hook.failures) == (0, 1)  # a real Alertmanager rejects parity's own JSON: 400
 
 

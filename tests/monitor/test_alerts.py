@@ -13,7 +13,7 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import Alert, AttributedChange
-from parity.monitor.alerts import (
+from parity.monitor.alerting.alerts import (
     LogNotifier,
     MemoryNotifier,
     Notifier,
@@ -22,7 +22,7 @@ from parity.monitor.alerts import (
     describe_alert,
     explain_alert,
 )
-from parity.monitor.store import MemoryStore
+from parity.monitor.storage.store import MemoryStore
 
 T = datetime(2025, 8, 25, tzinfo=UTC)
 ALERT = Alert(
@@ -51,7 +51,8 @@ def webhook(statuses: Sequence[int | Exception], **kwargs: object) -> tuple[Webh
         return httpx.Response(answer)
 
     client = httpx.Client(transport=httpx.MockTransport(handler))
-    return WebhookNotifier("http://hooks.test/parity", client=client, backoff=0.0, **kwargs), seen  # type: ignore[arg-type]
+    # type: ignore[arg-type]
+    return WebhookNotifier("http://hooks.test/parity", client=client, backoff=0.0, **kwargs), seen
 
 
 def test_webhook_posts_the_status_json_shape() -> None:
@@ -83,7 +84,7 @@ def test_webhook_retries_server_errors_and_connection_failures() -> None:
 
 def test_webhook_gives_up_without_raising(caplog: pytest.LogCaptureFixture) -> None:
     hook, seen = webhook([500, 500, 500], retries=2)
-    with caplog.at_level(logging.ERROR, logger="parity.monitor.alerts"):
+    with caplog.at_level(logging.ERROR, logger="parity.monitor.alerting.alerts"):
         hook.send(ALERT)
     assert len(seen) == 3
     assert hook.failures == 1
@@ -105,7 +106,7 @@ def test_webhook_validation() -> None:
 
 
 def test_log_notifier_writes_one_line(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="parity.monitor.alerts"):
+    with caplog.at_level(logging.WARNING, logger="parity.monitor.alerting.alerts"):
         LogNotifier().send(ALERT)
     assert len(caplog.records) == 1
     assert "unexpected_script on platform=tpu,model=O" in caplog.text

@@ -14,8 +14,8 @@ import pytest
 
 from parity._exceptions import EndpointError, InvalidInputError
 from parity.monitor import Change
-from parity.monitor.attribution import AttributionConfig, rank_changes
-from parity.monitor.changes import load_changes
+from parity.monitor.detection.attribution import AttributionConfig, rank_changes
+from parity.monitor.intake.changes import load_changes
 
 T = datetime(2025, 8, 29, 12, tzinfo=UTC)
 SEG = {"model": "S", "platform": "tpu"}
@@ -99,7 +99,7 @@ def test_max_candidates_and_validation() -> None:
         AttributionConfig(recency_scale=timedelta(0))
 
 
-# -- loading the change log (parity.monitor.changes) -------------------------------------------------------------
+# -- loading the change log (parity.monitor.intake.changes) ------------------------------------------------------------
 
 LAB_ENTRY = {
     "time": "2025-08-29T10:00:00+00:00",

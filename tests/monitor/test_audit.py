@@ -8,7 +8,7 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import Record
-from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.detection.audit import AuditContext, PoolContextRule, RoutingAudit, StickySessionRule
 
 
 def test_short_context_on_long_pool(make_record: Callable[..., Record]) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from parity import InvalidInputError
-from parity.monitor.capture import CapturePolicy, redact, safe_request_headers
+from parity.monitor.intake.capture import CapturePolicy, redact, safe_request_headers
 
 
 @pytest.mark.parametrize(

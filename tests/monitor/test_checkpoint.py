@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from parity.monitor import DetectorObservation, DuckDBStore, MemoryStore, Record
-from parity.monitor.alerts import MemoryNotifier
-from parity.monitor.checkpoint import Checkpointer
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
+from parity.monitor.alerting.alerts import MemoryNotifier
+from parity.monitor.detection.checkpoint import Checkpointer
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
 
 CONFIG = MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), alpha=0.01, horizon=100_000))
 T0 = datetime(2025, 8, 25, tzinfo=UTC)
@@ -176,8 +176,8 @@ def test_replay_without_remembered_ids_trusts_the_snapshot_time(tracked: int) ->
 
 def test_the_worker_restores_on_start_and_snapshots_on_its_last_step() -> None:
     """The wiring the proxy and ingest use: a second worker on the same store continues the first's alert."""
-    from parity.monitor.scoring import RecordBuilder
-    from parity.monitor.worker import MonitorWorker
+    from parity.monitor.intake.scoring import RecordBuilder
+    from parity.monitor.runtime.worker import MonitorWorker
 
     store = MemoryStore()
     sent = MemoryNotifier()

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 from parity._exceptions import InvalidInputError
 from parity.cli._main import main
 from parity.monitor import Record
-from parity.monitor.ingest import ingest_lines
-from parity.monitor.lattice import SegmentLattice
-from parity.monitor.pipeline import SegmentMonitor
-from parity.monitor.scoring import Exchange, RecordBuilder
-from parity.monitor.signals import SignalStage
-from parity.monitor.store import DuckDBStore, MemoryStore
+from parity.monitor.detection.lattice import SegmentLattice
+from parity.monitor.detection.pipeline import SegmentMonitor
+from parity.monitor.detection.signals import SignalStage
+from parity.monitor.intake.ingest import ingest_lines
+from parity.monitor.intake.scoring import Exchange, RecordBuilder
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 T = datetime(2025, 8, 5, tzinfo=UTC)
 

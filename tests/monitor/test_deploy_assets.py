@@ -15,9 +15,9 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from parity.monitor.metrics import ProxyMetrics
-from parity.monitor.otlp_receiver import ListSink, OTLPReceiver
-from parity.monitor.scoring import RecordBuilder
+from parity.monitor.intake.otlp_receiver import ListSink, OTLPReceiver
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.metrics import ProxyMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 DASHBOARD = DEPLOY / "grafana" / "parity-dashboard.json"

@@ -18,10 +18,10 @@ from parity import InvalidInputError
 from parity.cli._main import main
 from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
-from parity.monitor.distributed import ShardedMonitor
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
-from parity.monitor.store import open_store
+from parity.monitor.detection.distributed import ShardedMonitor
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.storage.store import open_store
 
 REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
 
@@ -136,10 +136,10 @@ def test_the_batch_path_on_ray_decides_signals_in_the_coordinator_with_the_singl
 def test_a_ray_checkpoint_round_trip_continues_with_the_single_process_alerts(ray_cluster: Any) -> None:
     """The sharded monitor's state (coordinator and every actor's) goes to the store's checkpoint; a new monitor
     on new actors restores it, replays the stored records it has not seen, and ends with one process's alerts."""
-    from parity.monitor.checkpoint import Checkpointer
-    from parity.monitor.scoring import RecordBuilder
-    from parity.monitor.store import MemoryStore
-    from parity.monitor.worker import MonitorWorker
+    from parity.monitor.detection.checkpoint import Checkpointer
+    from parity.monitor.intake.scoring import RecordBuilder
+    from parity.monitor.runtime.worker import MonitorWorker
+    from parity.monitor.storage.store import MemoryStore
 
     events, changes = _replay()
     records = [e for e in events if isinstance(e, Record)]
@@ -281,9 +281,9 @@ def _proxied_alerts(serve_app: Any, upstream: Any, hook: Any) -> tuple[list[tupl
     the (signal, segment) of the alerts stored, and the records stored."""
     import httpx
 
-    from parity.monitor.proxy import ParityProxy, ProxyConfig
-    from parity.monitor.scoring import ParsedExchange, RecordBuilder
-    from parity.monitor.store import MemoryStore
+    from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+    from parity.monitor.intake.scoring import ParsedExchange, RecordBuilder
+    from parity.monitor.storage.store import MemoryStore
 
     class ThaiScorer:  # the detectors would read "say thai" as asking for Thai; this flags any Thai
         def score(self, parsed: ParsedExchange) -> list[DetectorObservation]:
@@ -313,7 +313,7 @@ def test_the_proxy_hands_its_records_to_ray_workers_with_the_alerts_of_one_proce
 ) -> None:
     """``parity proxy --engine ray --workers 2``: the proxy's worker feeds a sharded monitor on Ray actors, drains it
     on each store flush (an alert waits at most one flush, however slow the traffic) and closes it on stop."""
-    from parity.monitor.worker import default_monitor
+    from parity.monitor.runtime.worker import default_monitor
 
     config = MonitorConfig(stats=StatsConfig(rate_warmup=100, mean_warmup=100))
     single, n_single = _proxied_alerts(serve_app, upstream, SegmentMonitor(config=config))

@@ -24,12 +24,12 @@ import uvicorn
 from tests.monitor.conftest import upstream_app
 
 from parity._loopback import free_port
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.spool import Spool
-from parity.monitor.store import DuckDBStore
-from parity.monitor.wal import WriteAheadLog
-from parity.monitor.worker import MonitorWorker
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.runtime.wal import WriteAheadLog
+from parity.monitor.runtime.worker import MonitorWorker
+from parity.monitor.storage.store import DuckDBStore
 
 pytest.importorskip("duckdb")
 

@@ -12,10 +12,10 @@ import httpx
 import pytest
 from benchmarks._fuzz import MisbehavingUpstream, decode_reject, fuzz_records, fuzz_requests, send
 
-from parity.monitor.ingest import ingest_file
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.store import MemoryStore
+from parity.monitor.intake.ingest import ingest_file
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.storage.store import MemoryStore
 
 LIMIT = 64 * 1024
 

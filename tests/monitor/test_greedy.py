@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from parity._exceptions import InvalidInputError
-from parity.monitor.alerts import MemoryNotifier, explain_alert
-from parity.monitor.incidents import group_incidents
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import GREEDY_DISAGREEMENT, Exchange, GreedyRepeats, ParsedExchange, RecordBuilder
-from parity.monitor.segments import StatsConfig
+from parity.monitor.alerting.alerts import MemoryNotifier, explain_alert
+from parity.monitor.detection.incidents import group_incidents
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.intake.scoring import GREEDY_DISAGREEMENT, Exchange, GreedyRepeats, ParsedExchange, RecordBuilder
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 PATH = "/v1/chat/completions"

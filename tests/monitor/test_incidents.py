@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from parity.monitor import Change, DetectorObservation, Record
-from parity.monitor.alerts import MemoryNotifier
-from parity.monitor.incidents import group_incidents
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig
+from parity.monitor.alerting.alerts import MemoryNotifier
+from parity.monitor.detection.incidents import group_incidents
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 MODELS = ("S", "H", "O")

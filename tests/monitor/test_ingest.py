@@ -11,9 +11,9 @@ from click.testing import CliRunner
 
 from parity.cli._main import main
 from parity.monitor import DetectorObservation
-from parity.monitor.ingest import ingest_file
-from parity.monitor.scoring import ParsedExchange, session_hash
-from parity.monitor.store import DuckDBStore, MemoryStore
+from parity.monitor.intake.ingest import ingest_file
+from parity.monitor.intake.scoring import ParsedExchange, session_hash
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 
 class ThaiScorer:

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from parity.monitor.ingest import FollowControl, IngestResult, follow_lines, ingest_lines
-from parity.monitor.store import DuckDBStore, MemoryStore
+from parity.monitor.intake.ingest import FollowControl, IngestResult, follow_lines, ingest_lines
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 pytest.importorskip("duckdb")
 

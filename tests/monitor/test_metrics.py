@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from parity.monitor.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.runtime.metrics import ProxyMetrics, endpoint_kind
 
 
 def test_registries_are_independent() -> None:

@@ -32,12 +32,12 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from parity._background_server import BackgroundServer
 from parity._loopback import free_port
-from parity.monitor.alerts import MemoryNotifier
-from parity.monitor.ingest import ingest_lines
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder, default_scorer, session_hash
-from parity.monitor.store import DuckDBStore, MemoryStore
+from parity.monitor.alerting.alerts import MemoryNotifier
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.intake.ingest import ingest_lines
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder, default_scorer, session_hash
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 T0_NS = 1_756_634_400_000_000_000  # 2025-08-31T10:00:00Z
 

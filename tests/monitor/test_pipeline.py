@@ -12,9 +12,9 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
-from parity.monitor.alerts import MemoryNotifier
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import StatsConfig, shard_of
+from parity.monitor.alerting.alerts import MemoryNotifier
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig, shard_of
 
 T0 = datetime(2025, 8, 25, tzinfo=UTC)
 DIMS = ("model", "pool", "platform", "context_class")

@@ -15,9 +15,9 @@ import pytest
 import regex
 
 from parity.monitor import Alert, DetectorObservation, Record
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import ParsedExchange, RecordBuilder, session_hash
-from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, open_store
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import ParsedExchange, RecordBuilder, session_hash
+from parity.monitor.storage.store import DuckDBStore, HTTPStore, MemoryStore, open_store
 
 SECRET_KEY = "sk-test-SECRETSECRETSECRET0123456789"
 
@@ -311,8 +311,8 @@ def test_lab_fleet_behind_the_proxy(tmp_path: Path, serve_app: Callable[[Any], A
     torch = pytest.importorskip("torch")
     lab_server = pytest.importorskip("parity.lab.server")
     fleet = pytest.importorskip("parity.lab.fleet")
-    from parity.monitor.changes import load_changes
-    from parity.monitor.scoring import DetectorScorer
+    from parity.monitor.intake.changes import load_changes
+    from parity.monitor.intake.scoring import DetectorScorer
 
     torch.set_num_threads(1)
     lab = lab_server.LabServer(fleet.FleetConfig.load(fleet.default_config_path("incident")), admin_token="t")

@@ -19,9 +19,9 @@ from click.testing import CliRunner
 
 from parity._loopback import free_port
 from parity.cli._main import main as cli
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.store import HTTPStore, MemoryStore
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.storage.store import HTTPStore, MemoryStore
 
 TOKEN = "proxy-token-0123456789"
 FEEDBACK_TOKEN = "feedback-only-token-987"

@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.store import MemoryStore
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.storage.store import MemoryStore
 
 CHAT = {"model": "S", "messages": [{"role": "user", "content": "hello"}]}
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from parity.cli._main import main
 from parity.monitor import Record
-from parity.monitor.store import DuckDBStore, session_salt
+from parity.monitor.storage.store import DuckDBStore, session_salt
 
 
 def test_reopen_read_meta_then_write(tmp_path: Path, make_record: Callable[..., Record]) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import SEGMENT_DIMENSIONS, DetectorObservation, Record
-from parity.monitor.segments import (
+from parity.monitor.detection.segments import (
     SegmentLattice,
     SegmentStatistics,
     StatsConfig,

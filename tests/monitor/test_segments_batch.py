@@ -14,12 +14,12 @@ import pytest
 
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
-from parity.monitor._score_bank import COMPILED, ScoreStream
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.segments import SegmentStatistics, StatsConfig
-from parity.monitor.store import MemoryStore
-from parity.monitor.worker import MonitorWorker
+from parity.monitor.detection._score_bank import COMPILED, ScoreStream
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.worker import MonitorWorker
+from parity.monitor.storage.store import MemoryStore
 
 REPLAY = Path(__file__).resolve().parents[1] / "data" / "replay" / "replay.json.gz"
 

@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from parity.monitor import MemoryStore, Record
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.scoring import RecordBuilder
-from parity.monitor.segments import StatsConfig
-from parity.monitor.worker import MonitorWorker
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.worker import MonitorWorker
 
 CONFIG = MonitorConfig(stats=StatsConfig(dimensions=("model", "pool"), horizon=1000, score_max_order=0))
 RULE = "short_on_long_pool"

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 
 from parity.cli._main import main
 from parity.monitor import Alert, AttributedChange
-from parity.monitor.store import open_store
+from parity.monitor.storage.store import open_store
 
 T = datetime(2025, 8, 25, 12, tzinfo=UTC)
 OPEN = Alert(
@@ -163,9 +163,9 @@ def test_end_to_end_replay_shows_the_right_segment_and_change(
     import numpy as np
 
     from parity.monitor import Change, DetectorObservation, Record
-    from parity.monitor.alerts import StoreNotifier
-    from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-    from parity.monitor.segments import StatsConfig
+    from parity.monitor.alerting.alerts import StoreNotifier
+    from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+    from parity.monitor.detection.segments import StatsConfig
 
     path = str(tmp_path / "parity.duckdb") if backend == "duckdb" else request.getfixturevalue("postgres_url")
     store = open_store(path)

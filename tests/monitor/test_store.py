@@ -12,7 +12,7 @@ import pytest
 import parity
 from parity import StoreError
 from parity.monitor import SCHEMA_VERSION, Alert, AttributedChange, Change, FeedbackEvent, Record, Store
-from parity.monitor.store import (
+from parity.monitor.storage.store import (
     STORE_SCHEMA_VERSION,
     DuckDBStore,
     MemoryStore,
@@ -80,7 +80,8 @@ def test_feedback_changes_alerts(store: AnyStore) -> None:
     )
     store.write_alerts([alert])
     assert store.alerts(open_only=True) == [alert]
-    closed = Alert(**{**{f: getattr(alert, f) for f in alert.__slots__}, "status": "resolved"})  # type: ignore[attr-defined]
+    # type: ignore[attr-defined]
+    closed = Alert(**{**{f: getattr(alert, f) for f in alert.__slots__}, "status": "resolved"})
     store.write_alerts([closed])
     assert store.alerts(open_only=True) == []
     assert store.alerts() == [closed]
@@ -162,7 +163,7 @@ def test_duckdb_keeps_the_request_token_estimate(tmp_path: Path) -> None:
     from datetime import UTC, datetime
 
     from parity.monitor import Record
-    from parity.monitor.store import DuckDBStore
+    from parity.monitor.storage.store import DuckDBStore
 
     rec = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=UTC), model="H", context_tokens=9, request_tokens=41)
     bare = Record(record_id="s", time=datetime(2025, 8, 5, 1, tzinfo=UTC), model="H")
@@ -196,7 +197,7 @@ _V2_RECORD = (
 def test_duckdb_store_of_schema_2_migrates_on_open(tmp_path: Path) -> None:
     import duckdb
 
-    from parity.monitor.store import MIGRATIONS
+    from parity.monitor.storage.store import MIGRATIONS
 
     path = tmp_path / "v2.duckdb"
     con = duckdb.connect(str(path))
@@ -220,7 +221,7 @@ def test_duckdb_store_of_schema_2_migrates_on_open(tmp_path: Path) -> None:
 
 
 def test_postgres_store_of_schema_2_migrates_on_open(postgres_url: str) -> None:
-    from parity.monitor.store import PG_MIGRATIONS
+    from parity.monitor.storage.store import PG_MIGRATIONS
 
     psycopg = pytest.importorskip("psycopg")
     with psycopg.connect(postgres_url, autocommit=True) as conn:

@@ -22,7 +22,7 @@ from parity import StoreError
 from parity._loopback import free_port
 from parity.cli._main import main
 from parity.monitor import Record
-from parity.monitor.store import PG_MIGRATIONS, PostgresStore, open_store, open_writable_store, session_salt
+from parity.monitor.storage.store import PG_MIGRATIONS, PostgresStore, open_store, open_writable_store, session_salt
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
 
@@ -70,7 +70,7 @@ WRITER = textwrap.dedent(
     import sys
     from datetime import UTC, datetime, timedelta
     from parity.monitor import Alert, DetectorObservation, Record
-    from parity.monitor.store import open_store
+    from parity.monitor.storage.store import open_store
 
     url, name, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     t0 = datetime(2025, 8, 5, tzinfo=UTC)

@@ -17,12 +17,12 @@ from click.testing import CliRunner
 
 from parity.cli._main import main
 from parity.monitor import Alert, Change, FeedbackEvent, Record
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import Exchange, RecordBuilder
-from parity.monitor.spool import Spool
-from parity.monitor.store import DuckDBStore, MemoryStore
-from parity.monitor.wal import WriteAheadLog
-from parity.monitor.worker import MAX_JSON_DEPTH, MonitorWorker, RawExchange, json_depth
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import Exchange, RecordBuilder
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.runtime.wal import WriteAheadLog
+from parity.monitor.runtime.worker import MAX_JSON_DEPTH, MonitorWorker, RawExchange, json_depth
+from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 T0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
 
@@ -303,7 +303,7 @@ def test_ingest_rejects_a_1000_deep_line_by_number_and_stores_the_rest() -> None
     import io
     import json
 
-    from parity.monitor.ingest import ingest_lines
+    from parity.monitor.intake.ingest import ingest_lines
 
     good = [json.dumps({"request": {"model": "S", "messages": []}, "response": json.loads(exchange(i).response_body)})
             for i in range(6)]  # fmt: skip

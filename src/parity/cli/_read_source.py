@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from parity._exceptions import InvalidInputError, ParityError, StoreError
 
 if TYPE_CHECKING:
-    from parity.monitor.store import AnyStore
+    from parity.monitor.storage.store import AnyStore
 
 __all__ = ["DEFAULT_STORE", "open_read_source"]
 
@@ -38,7 +38,7 @@ def open_read_source(*, store: str | None, proxy: str | None, proxy_token: str |
     """The store to read (exactly one of ``store``, ``proxy``; neither: :data:`DEFAULT_STORE`), checked to answer
     now rather than at the first read; ``proxy_token``: the proxy's token, when it asks for one. The caller
     closes it."""
-    from parity.monitor.store import HTTPStore, is_postgres_url, open_store
+    from parity.monitor.storage.store import HTTPStore, is_postgres_url, open_store
 
     if store is not None and proxy is not None:
         raise InvalidInputError("--store/--proxy", "are exclusive: give one source")

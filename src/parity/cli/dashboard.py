@@ -92,7 +92,7 @@ def command(
     from rich.console import Console
 
     from parity.dashboard import DEFAULT_TITLE, create_app
-    from parity.monitor.store import redact_url
+    from parity.monitor.storage.store import redact_url
 
     uvicorn = import_optional("uvicorn", extra="dashboard")
     required, generated = resolve_token(host, token)

@@ -94,11 +94,11 @@ def command(
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     from parity.cli.proxy import parse_labels
-    from parity.monitor.ingest import FollowControl, IngestResult, ingest_file
-    from parity.monitor.scoring import default_scorer
-    from parity.monitor.spool import Spool
-    from parity.monitor.store import default_spool_path, open_writable_store, redact_url, session_salt
-    from parity.monitor.worker import default_monitor, default_notifiers
+    from parity.monitor.intake.ingest import FollowControl, IngestResult, ingest_file
+    from parity.monitor.intake.scoring import default_scorer
+    from parity.monitor.runtime.spool import Spool
+    from parity.monitor.runtime.worker import default_monitor, default_notifiers
+    from parity.monitor.storage.store import default_spool_path, open_writable_store, redact_url, session_salt
 
     console = Console(stderr=True)
     control = FollowControl() if follow else None

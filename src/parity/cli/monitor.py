@@ -3,8 +3,8 @@
 SOURCE is one or more JSONL files (the lines ``parity ingest`` reads: exchanges, stored records, feedback), a
 directory (its ``*.jsonl`` files in name order) or ``-`` for stdin. Records and alerts go to ``--store`` (a DuckDB
 file, or a ``postgresql://`` URL, the store several monitors and proxies share). ``--engine ray --workers N``
-splits the monitor's streams across N Ray actors by signal (``parity.monitor.distributed``): the same alerts as
-one process. ``--address`` joins an existing Ray cluster (``ray start --head`` on the head node); without it a
+splits the monitor's streams across N Ray actors by signal (``parity.monitor.detection.distributed``): the same alerts
+as one process. ``--address`` joins an existing Ray cluster (``ray start --head`` on the head node); without it a
 local one is started for the run.
 """
 
@@ -76,13 +76,13 @@ def command(
     from rich.console import Console
 
     from parity.cli.proxy import parse_labels
-    from parity.monitor.alerts import LogNotifier
-    from parity.monitor.changes import load_changes
-    from parity.monitor.distributed import ShardedMonitor
-    from parity.monitor.ingest import ingest_file
-    from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-    from parity.monitor.scoring import default_scorer
-    from parity.monitor.store import open_writable_store, redact_url, session_salt
+    from parity.monitor.alerting.alerts import LogNotifier
+    from parity.monitor.detection.distributed import ShardedMonitor
+    from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+    from parity.monitor.intake.changes import load_changes
+    from parity.monitor.intake.ingest import ingest_file
+    from parity.monitor.intake.scoring import default_scorer
+    from parity.monitor.storage.store import open_writable_store, redact_url, session_salt
 
     if address is not None and engine != "ray":
         raise InvalidInputError("--address", "needs --engine ray", address)

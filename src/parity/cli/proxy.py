@@ -58,7 +58,7 @@ def parse_listen(value: str) -> tuple[str, int]:
 
 def parse_labels(values: Sequence[str]) -> dict[str, str]:
     """``k=v`` pairs -> dict; keys are record provenance fields (model, pool, platform, region, ...)."""
-    from parity.monitor.scoring import LABEL_FIELDS
+    from parity.monitor.intake.scoring import LABEL_FIELDS
 
     out: dict[str, str] = {}
     for item in values:
@@ -73,7 +73,7 @@ def parse_labels(values: Sequence[str]) -> dict[str, str]:
 
 def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]:
     """A function re-reading the change log at ``source`` (URL or JSONL file)."""
-    from parity.monitor.changes import load_changes
+    from parity.monitor.intake.changes import load_changes
 
     return partial(load_changes, source, token=token)
 
@@ -161,16 +161,16 @@ def command(
     """
     from rich.console import Console
 
-    from parity.monitor.proxy import ParityProxy, ProxyConfig
-    from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import (
+    from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+    from parity.monitor.intake.scoring import RecordBuilder, default_scorer
+    from parity.monitor.runtime.worker import BufferingHook, MonitorHook, default_monitor, default_notifiers
+    from parity.monitor.storage.store import (
         default_spool_path,
         default_wal_path,
         open_writable_store,
         redact_url,
         session_salt,
     )
-    from parity.monitor.worker import BufferingHook, MonitorHook, default_monitor, default_notifiers
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)

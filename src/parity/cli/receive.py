@@ -26,9 +26,9 @@ from parity.cli.proxy import parse_labels, parse_listen
 def receiver_app(store: Any, builder: Any, *, hook: Any = None, notifiers: Any = ()) -> tuple[Any, Any]:
     """(ASGI app, worker): ``POST /v1/traces``, ``GET /metrics`` and ``GET /parity/health`` over a monitor worker
     that stores ``builder``'s records in ``store`` and hands them to ``hook``; the app's lifespan runs the worker."""
-    from parity.monitor.metrics import ProxyMetrics
-    from parity.monitor.otlp_receiver import OTLPReceiver
-    from parity.monitor.worker import MonitorWorker
+    from parity.monitor.intake.otlp_receiver import OTLPReceiver
+    from parity.monitor.runtime.metrics import ProxyMetrics
+    from parity.monitor.runtime.worker import MonitorWorker
 
     starlette = import_optional("starlette.applications", extra="monitor")
     routing = import_optional("starlette.routing", extra="monitor")
@@ -84,9 +84,9 @@ def command(
     """Receive OpenTelemetry traces at POST /v1/traces (protobuf or JSON, gzip or not) and monitor GenAI spans."""
     from rich.console import Console
 
-    from parity.monitor.scoring import RecordBuilder, default_scorer
-    from parity.monitor.store import DuckDBStore, session_salt
-    from parity.monitor.worker import default_monitor, default_notifiers
+    from parity.monitor.intake.scoring import RecordBuilder, default_scorer
+    from parity.monitor.runtime.worker import default_monitor, default_notifiers
+    from parity.monitor.storage.store import DuckDBStore, session_salt
 
     uvicorn = import_optional("uvicorn", extra="monitor")
     host, port = parse_listen(listen)

@@ -13,8 +13,8 @@ pending, spooled and dropped); from a store file, what waits beside it: records 
 was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``,
 ``/metrics``, and the last line of ``parity ingest``).
 
-Alerts sharing a cause (one fault) are grouped into incidents (``parity.monitor.incidents``): the incidents table
-comes first, one row per fault with a readable explanation of its strongest evidence and every segment and signal
+Alerts sharing a cause (one fault) are grouped into incidents (``parity.monitor.detection.incidents``): the incidents
+table comes first, one row per fault with a readable explanation of its strongest evidence and every segment and signal
 involved, then the alerts.
 """
 
@@ -31,8 +31,8 @@ from rich.table import Table
 
 from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
-from parity.monitor.alerts import explain_alert
-from parity.monitor.incidents import Incident, group_incidents
+from parity.monitor.alerting.alerts import explain_alert
+from parity.monitor.detection.incidents import Incident, group_incidents
 
 __all__ = ["alerts_table", "command", "health_line", "incidents_table", "load_alerts", "load_health"]
 
@@ -73,7 +73,7 @@ def load_health(
         if not isinstance(data, dict) or "status" not in data:
             return {"status": "unknown", "reasons": [f"{url} answered {resp.status_code} without a health status"]}
         return data
-    from parity.monitor.spool import Spool
+    from parity.monitor.runtime.spool import Spool
 
     path = Path(store or DEFAULT_STORE)
     spool_file = path.with_name(path.name + ".spool.jsonl")

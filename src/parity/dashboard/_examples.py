@@ -3,7 +3,7 @@
 The examples of an alert are the records of its segment, from when its signal moved (``started_at``) until its
 fix (or the end of the store), on which the alert's signal is 1 (a detector flag, a routing violation, negative
 feedback). Text is shown only as stored: the proxy keeps none unless started with ``--capture flagged``, and
-then only the redacted text of flagged responses (``parity.monitor.capture``).
+then only the redacted text of flagged responses (``parity.monitor.intake.capture``).
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.monitor import Alert, DetectorObservation, Record

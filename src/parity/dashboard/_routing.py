@@ -2,15 +2,15 @@
 stuck.
 
 Each stored record's verdict is the one the monitor decided (its ``routing.<rule>`` signal, kept with the record);
-``rule`` (a :class:`~parity.monitor.audit.PoolContextRule`) is run, read-only, only on records no monitor saw. In
-time order, per session hash (already salted by the proxy; raw session ids never reach the store) a
+``rule`` (a :class:`~parity.monitor.detection.audit.PoolContextRule`) is run, read-only, only on records no monitor saw.
+In time order, per session hash (already salted by the proxy; raw session ids never reach the store) a
 :class:`SessionFinding` counts the violating requests, names the server (and its pool) that served most of
 them, and the longest run of consecutive requests of the session that violated the rule on that same server:
 the "sticky" routing of the incident, where a session that once landed on a wrong server stayed there.
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.monitor import Record
->>> from parity.monitor.audit import PoolContextRule
+>>> from parity.monitor.detection.audit import PoolContextRule
 >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
 >>> pools = ["short", "long", "long", "long", "short"]
 >>> recs = [Record(record_id=f"r{i}", time=t + timedelta(minutes=i), model="S", pool=p, server=f"{p}-0",
@@ -32,8 +32,8 @@ from datetime import datetime
 from typing import Any
 
 from parity.monitor import Record
-from parity.monitor.audit import AuditContext, PoolContextRule
-from parity.monitor.signals import audit_signal
+from parity.monitor.detection.audit import AuditContext, PoolContextRule
+from parity.monitor.detection.signals import audit_signal
 
 __all__ = ["RoutingFindings", "SessionFinding", "routing_findings"]
 

@@ -20,7 +20,7 @@ from collections.abc import Mapping
 
 from parity._exceptions import InvalidInputError
 from parity.monitor import SEGMENT_DIMENSIONS
-from parity.monitor.attribution import scope_values
+from parity.monitor.detection.attribution import scope_values
 
 __all__ = ["contains", "nested", "overlaps", "parse_segment", "scope_overlaps", "segment_text"]
 

@@ -2,15 +2,15 @@
 the fraction of its traffic that a live regression affected.
 
 **Signals of a record** are the ones the monitor decided and the store kept with it (``Record.signals``, see
-:mod:`parity.monitor.signals`), never re-derived: each detector's flag, the serving signals and the routing audit's
-``routing.<rule>``, as the monitor's own audit saw them; and its finest segment is ``Record.segment()``, with the
-``context_class`` the record carries. A record's ``feedback`` is 1 when a negative feedback event
-(:data:`~parity.monitor.signals.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the request,
-not of the feedback). Score signals (``<detector>.score``) are not drawn. A record no monitor saw (stored by
+:mod:`parity.monitor.detection.signals`), never re-derived: each detector's flag, the serving signals and the routing
+audit's ``routing.<rule>``, as the monitor's own audit saw them; and its finest segment is ``Record.segment()``, with
+the ``context_class`` the record carries. A record's ``feedback`` is 1 when a negative feedback event
+(:data:`~parity.monitor.detection.signals.NEGATIVE_FEEDBACK`) names it (counted once per record, in the bin of the
+request, not of the feedback). Score signals (``<detector>.score``) are not drawn. A record no monitor saw (stored by
 ``parity ingest --no-monitor``, or before schema version 3) has its signals decided here by the same
-:class:`~parity.monitor.signals.SignalStage` (counted in ``SignalTable.undecided``); its ``context_class`` is the
-one it was built with (a store migrated from before schema version 3 classified its older records once, see
-``parity.monitor.store.MIGRATIONS``).
+:class:`~parity.monitor.detection.signals.SignalStage` (counted in ``SignalTable.undecided``); its ``context_class`` is
+the one it was built with (a store migrated from before schema version 3 classified its older records once, see
+``parity.monitor.storage.store.MIGRATIONS``).
 
 **Per bin** ``i`` of a segment: ``n[i]`` requests carrying the signal, ``k[i]`` of them 1, rate ``k/n``
 (``None`` when ``n`` is 0); ``traffic_share = requests / all requests`` in the bin; ``affected_fraction`` = the
@@ -50,8 +50,8 @@ from parity.dashboard._control import MIN_BASELINE_REQUESTS, ControlBand, baseli
 from parity.dashboard._segment import contains, nested
 from parity.dashboard._timeline import TimelineRow
 from parity.monitor import Alert, Change, FeedbackEvent, Record
-from parity.monitor.audit import AuditContext
-from parity.monitor.signals import FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, is_score_signal
+from parity.monitor.detection.audit import AuditContext
+from parity.monitor.detection.signals import FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, is_score_signal
 
 __all__ = ["SegmentSeries", "SignalSeries", "SignalTable", "segment_series", "signal_table"]
 

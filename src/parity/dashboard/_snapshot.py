@@ -12,8 +12,8 @@ a ``MemoryStore``, an ``HTTPStore`` reading a running proxy) and reads everythin
 >>> len(snap.records), snap.start.isoformat()
 (1, '2025-08-05T00:00:00+00:00')
 
-Each record carries its ``context_class``, decided when it was built (``parity.monitor.scoring.RecordBuilder``, at
-the split given to ``parity proxy``/``ingest``/``monitor``); the dashboard draws it as stored and never reclassifies.
+Each record carries its ``context_class``, decided when it was built (``parity.monitor.intake.scoring.RecordBuilder``,
+at the split given to ``parity proxy``/``ingest``/``monitor``); the dashboard draws it as stored and never reclassifies.
 """
 
 from __future__ import annotations

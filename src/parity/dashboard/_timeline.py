@@ -52,7 +52,7 @@ from typing import Literal
 from parity._change import OFF_KINDS
 from parity.dashboard._segment import contains, scope_overlaps, segment_text
 from parity.monitor import Alert, Change
-from parity.monitor.attribution import scope_values
+from parity.monitor.detection.attribution import scope_values
 
 __all__ = ["OFF_KINDS", "PHASES", "Phase", "TimelineRow", "lineage", "resolving_change", "timeline_rows"]
 

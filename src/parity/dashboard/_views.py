@@ -36,8 +36,8 @@ from parity.dashboard._series import SignalTable, segment_series, signal_table
 from parity.dashboard._snapshot import Snapshot
 from parity.dashboard._timeline import TimelineRow, resolving_change, timeline_rows
 from parity.monitor import Alert
-from parity.monitor.alerts import explain_alert
-from parity.monitor.audit import PoolContextRule
+from parity.monitor.alerting.alerts import explain_alert
+from parity.monitor.detection.audit import PoolContextRule
 
 __all__ = ["ROUTING_LIMIT", "DashboardViews"]
 

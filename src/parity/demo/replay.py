@@ -4,8 +4,8 @@ Order of one run (:meth:`IncidentReplay.run`):
 
 1. a fresh DuckDB store; the lab fleet (``incident.toml``, every model on SmolLM2-135M-Instruct by default) as a
    child process on 127.0.0.1 (:class:`~parity.demo.lab_process.LabProcess`); the monitoring proxy in front of it,
-   in this process, with a :class:`~parity.monitor.pipeline.SegmentMonitor` sized for the replay's traffic, the
-   lab's change log as its change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
+   in this process, with a :class:`~parity.monitor.detection.pipeline.SegmentMonitor` sized for the replay's traffic,
+   the lab's change log as its change source, the simulated clock, and the dashboard mounted at ``/dashboard``;
 2. for each simulated day: the day is cut at the times of its scripted changes; each piece gets its share of the
    day's requests from the lab's traffic generator (sessions, follow-ups, the prompt mix, feedback, logprobs)
    *through the proxy*, with the clock moved along the piece as requests complete; at each cut the change is posted
@@ -34,12 +34,12 @@ from parity.demo.lab_process import LabProcess
 from parity.demo.summary import DemoSummary, summarize
 from parity.demo.timeline import ScriptedChange, Timeline, incident_timeline
 from parity.monitor import Alert, Change
-from parity.monitor.changes import CHANGES_PATH, changes_from_json
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.proxy import ParityProxy, ProxyConfig
-from parity.monitor.scoring import RecordBuilder, default_scorer
-from parity.monitor.segments import StatsConfig
-from parity.monitor.store import DuckDBStore, session_salt
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.intake.changes import CHANGES_PATH, changes_from_json
+from parity.monitor.intake.proxy import ParityProxy, ProxyConfig
+from parity.monitor.intake.scoring import RecordBuilder, default_scorer
+from parity.monitor.storage.store import DuckDBStore, session_salt
 
 __all__ = [
     "DEMO_BUSY_DAYS",

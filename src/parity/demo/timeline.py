@@ -61,7 +61,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from parity._exceptions import InvalidInputError
-from parity.monitor.signals import score_signal
+from parity.monitor.detection.signals import score_signal
 
 __all__ = ["Fault", "ScriptedChange", "Timeline", "incident_timeline"]
 

@@ -17,8 +17,8 @@ from parity.monitor._records import (
     Record,
     context_class_of,
 )
-from parity.monitor._store_protocol import MetaStore, Store, StoreReader, StoreWriter
-from parity.monitor.store import DuckDBStore, HTTPStore, MemoryStore, PostgresStore, StoreSummary, open_store
+from parity.monitor.storage._store_protocol import MetaStore, Store, StoreReader, StoreWriter
+from parity.monitor.storage.store import DuckDBStore, HTTPStore, MemoryStore, PostgresStore, StoreSummary, open_store
 
 __all__ = [
     "LONG_CONTEXT_THRESHOLD_TOKENS",

@@ -17,15 +17,15 @@ text of flagged responses, in ``captured_text``).
 True
 
 ``context_class`` is a field, decided once, when the record is built: the record builder
-(:class:`parity.monitor.scoring.RecordBuilder`, the proxy's, the OTLP receiver's and ``parity ingest``'s) splits
+(:class:`parity.monitor.intake.scoring.RecordBuilder`, the proxy's, the OTLP receiver's and ``parity ingest``'s) splits
 ``context_tokens`` at the fleet's configured split (``--long-context-tokens``). Every later stage - the signals and
 routing audit, the segment statistics, the store, the dashboard - reads the field and never reclassifies; a stored
 record that carries one keeps it. A record built without a class (by hand, or read from a record dict written
 before schema version 3, which has none) is split at the default, :data:`LONG_CONTEXT_THRESHOLD_TOKENS`, when it
-is constructed; the builder's :meth:`~parity.monitor.scoring.RecordBuilder.adopt` decides such a dict at its own
+is constructed; the builder's :meth:`~parity.monitor.intake.scoring.RecordBuilder.adopt` decides such a dict at its own
 split instead, and a store from before schema 3 classified its records once, by its migration 3. The record's
 ``signals`` (every per-record signal's value) are ``None`` until a monitor decided them
-(:meth:`parity.monitor.signals.SignalStage.decide`); the store keeps both and readers draw them as stored.
+(:meth:`parity.monitor.detection.signals.SignalStage.decide`); the store keeps both and readers draw them as stored.
 """
 
 from __future__ import annotations
@@ -111,11 +111,13 @@ class Record:
     #: the forwarded request's size in tokens as the proxy estimates it (all messages; characters / 4 unless a
     #: tokenizer is configured), to compare with ``context_tokens`` the upstream reports (schema version 2)
     request_tokens: int | None = None
-    #: ``'short'`` or ``'long'``, decided when the record is built (:class:`~parity.monitor.scoring.RecordBuilder`,
+    #: ``'short'`` or ``'long'``, decided when the record is built
+    # (:class:`~parity.monitor.intake.scoring.RecordBuilder`,
     #: at the one configured split); left empty, ``context_tokens`` is split at :data:`LONG_CONTEXT_THRESHOLD_TOKENS`
     #: (schema version 3)
     context_class: str = ""
-    #: every per-record signal's value (``parity.monitor.signals``) as the monitor decided it; ``None`` until a
+    #: every per-record signal's value (``parity.monitor.detection.signals``) as the monitor decided it; ``None`` until
+    # a
     #: monitor saw the record (schema version 3)
     signals: dict[str, float] | None = None
     #: the parity version that built the record (``None`` for records stored before schema version 3)
@@ -234,7 +236,7 @@ class Alert:
     #: days of traffic, and a change landing inside ``[started_at, latest_start]`` may still be its cause.
     latest_start: datetime | None = None
     schema_version: int = SCHEMA_VERSION
-    #: The incident this alert belongs to (``parity.monitor.incidents``): alarms sharing a cause - nested
+    #: The incident this alert belongs to (``parity.monitor.detection.incidents``): alarms sharing a cause - nested
     #: segments, related signals, a close start - share one id, the first such alert's; ``None`` for alerts
     #: stored before incidents existed (each is then its own incident).
     incident: str | None = None

@@ -1,21 +1,21 @@
 """The monitoring reverse proxy: forwards ``/v1/*`` to an OpenAI-compatible upstream untouched, and hands every
-exchange to the monitor's worker (:mod:`parity.monitor.worker`) off the request path.
+exchange to the monitor's worker (:mod:`parity.monitor.runtime.worker`) off the request path.
 
 Request path (never changed, delayed or failed because of parity): the request body and headers go upstream
 as received (hop-by-hop headers aside); the upstream's status, headers and body bytes come back as they arrive,
 chunk by chunk (SSE included); upstream errors pass through unchanged. Only after the last byte has been sent
-does the proxy hand the exchange (credentials stripped) to :class:`~parity.monitor.worker.MonitorWorker` with a
+does the proxy hand the exchange (credentials stripped) to :class:`~parity.monitor.runtime.worker.MonitorWorker` with a
 non-blocking put on a bounded queue; when that queue is full the exchange is spooled to disk
-(:class:`~parity.monitor.spool.Spool`) and counted in ``parity_proxy_spooled_records_total``, never dropped.
+(:class:`~parity.monitor.runtime.spool.Spool`) and counted in ``parity_proxy_spooled_records_total``, never dropped.
 
 The worker parses, scores, builds the :class:`~parity.monitor.Record`, logs it ahead (write-ahead log), runs the
 monitor, publishes alerts (store, then notifiers) and writes records in batches, spooling what the store refuses;
-see :mod:`parity.monitor.worker` for what a crash or a failing store can cost.
+see :mod:`parity.monitor.runtime.worker` for what a crash or a failing store can cost.
 
 Other routes: ``POST /v1/feedback`` ``{"response_id", "kind"}`` (202; joined to records by response id), ``POST
-/v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.otlp_receiver`), ``GET /metrics``
-(Prometheus), the store's read API for ``parity status`` and the dashboard (:mod:`parity.monitor.read_api`, which
-holds both its routes and the ``HTTPStore`` client), because DuckDB lets no other process open the file while the
+/v1/traces`` (OTLP/HTTP GenAI spans become records, :mod:`parity.monitor.intake.otlp_receiver`), ``GET /metrics``
+(Prometheus), the store's read API for ``parity status`` and the dashboard (:mod:`parity.monitor.storage.read_api`,
+which holds both its routes and the ``HTTPStore`` client), because DuckDB lets no other process open the file while the
 proxy writes it, and ``/parity/health`` (``{"status": "ok" | "degraded" | "failing", "reasons": [...], counts}``:
 200 unless failing, then 503).
 
@@ -50,16 +50,16 @@ from parity._optional import import_optional
 from parity._time import parse_time
 from parity._token import TokenCheck
 from parity.monitor._records import Change, FeedbackEvent
-from parity.monitor._store_protocol import Store
-from parity.monitor.alerts import Notifier
-from parity.monitor.capture import CapturePolicy, safe_request_headers
-from parity.monitor.metrics import ProxyMetrics, endpoint_kind
-from parity.monitor.otlp_receiver import OTLPReceiver
-from parity.monitor.read_api import read_routes
-from parity.monitor.scoring import SCORED_PATHS, RecordBuilder, utcnow
-from parity.monitor.spool import Spool
-from parity.monitor.wal import DEFAULT_WAL_FLUSH_S, WriteAheadLog
-from parity.monitor.worker import MAX_SCORED_BODY_BYTES, ChangeBatch, MonitorHook, MonitorWorker, RawExchange
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.intake.capture import CapturePolicy, safe_request_headers
+from parity.monitor.intake.otlp_receiver import OTLPReceiver
+from parity.monitor.intake.scoring import SCORED_PATHS, RecordBuilder, utcnow
+from parity.monitor.runtime.metrics import ProxyMetrics, endpoint_kind
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.runtime.wal import DEFAULT_WAL_FLUSH_S, WriteAheadLog
+from parity.monitor.runtime.worker import MAX_SCORED_BODY_BYTES, ChangeBatch, MonitorHook, MonitorWorker, RawExchange
+from parity.monitor.storage._store_protocol import Store
+from parity.monitor.storage.read_api import read_routes
 
 log = logging.getLogger("parity.monitor")
 

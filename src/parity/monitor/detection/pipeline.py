@@ -2,13 +2,13 @@
 
 The order of operations for every record (:meth:`SegmentMonitor.observe`):
 
-1. its signals are decided once (:meth:`SegmentMonitor.decide`, ``parity.monitor.signals``: the detectors'
+1. its signals are decided once (:meth:`SegmentMonitor.decide`, ``parity.monitor.detection.signals``: the detectors'
    flags and scores, the serving signals, and the routing audit's 0/1 per rule as ``routing.<rule>``), unless the
    record already carries them (a replay of stored records reads the stored values);
 2. its signals update the sequential test of every (signal, segment) stream
    of the segment lattice that this shard owns;
 3. each stream that alarms is *localised* (below), de-duplicated against the open alerts, attributed to the
-   change log (``parity.monitor.attribution``) and sent to the notifiers.
+   change log (``parity.monitor.detection.attribution``) and sent to the notifiers.
 
 Feedback events (:meth:`SegmentMonitor.observe_feedback`) add a 1 to the ``feedback`` signal of the segments of
 the response they refer to (remembered for the last ``max_tracked_responses`` responses).
@@ -66,7 +66,7 @@ took a 0.8% routing fault to 16% and was not tied to it for days).
 >>> from datetime import datetime, timedelta, timezone
 >>> import numpy as np
 >>> from parity.monitor import DetectorObservation, Record
->>> from parity.monitor.alerts import MemoryNotifier
+>>> from parity.monitor.alerting.alerts import MemoryNotifier
 >>> rng = np.random.default_rng(3)
 >>> memory = MemoryNotifier()
 >>> mon = SegmentMonitor(config=MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), alpha=0.01,
@@ -98,11 +98,11 @@ from typing import Any
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEvent, Record
-from parity.monitor.alerts import Notifier
-from parity.monitor.attribution import AttributionConfig, rank_changes, scope_values
-from parity.monitor.audit import AuditContext, RoutingAudit
-from parity.monitor.incidents import related
-from parity.monitor.segments import (
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.detection.attribution import AttributionConfig, rank_changes, scope_values
+from parity.monitor.detection.audit import AuditContext, RoutingAudit
+from parity.monitor.detection.incidents import related
+from parity.monitor.detection.segments import (
     WILDCARD,
     Firing,
     SegmentKey,
@@ -113,7 +113,13 @@ from parity.monitor.segments import (
     segment_dict,
     segment_label,
 )
-from parity.monitor.signals import DEFAULT_LONG_POOLS, FEEDBACK_SIGNAL, NEGATIVE_FEEDBACK, SignalStage, SignalValue
+from parity.monitor.detection.signals import (
+    DEFAULT_LONG_POOLS,
+    FEEDBACK_SIGNAL,
+    NEGATIVE_FEEDBACK,
+    SignalStage,
+    SignalValue,
+)
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
@@ -211,7 +217,8 @@ class SegmentMonitor:
         self.clock = clock
         self.stats = SegmentStatistics(self.config.stats, shard=self.config.shard, n_shards=self.config.n_shards)
         self.dimensions = self.config.stats.dimensions
-        #: decides each record's signals once (``parity.monitor.signals``), with the routing audit configured here
+        #: decides each record's signals once (``parity.monitor.detection.signals``), with the routing audit configured
+        # here
         self.signal_stage = _signal_stage(self.config)
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
         self._alerts: dict[str, Alert] = {}
@@ -238,7 +245,7 @@ class SegmentMonitor:
     def __getstate__(self) -> dict[str, Any]:
         """Everything the statistics learned (streams, baselines, open alerts and their watches, the change log,
         remembered responses), without the notifiers, the clock or the audit's callbacks (see
-        :mod:`parity.monitor.checkpoint`)."""
+        :mod:`parity.monitor.detection.checkpoint`)."""
         return {k: v for k, v in self.__dict__.items() if k not in self._PROCESS_LOCAL}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -300,8 +307,9 @@ class SegmentMonitor:
     # -- writing ---------------------------------------------------------------------------------------------
 
     def decide(self, record: Record) -> Record:
-        """``record`` with its signals decided (:meth:`parity.monitor.signals.SignalStage.decide`, the routing audit
-        asking this monitor which segments alert); a record that carries signals is returned as it is. Call it once
+        """``record`` with its signals decided (:meth:`parity.monitor.detection.signals.SignalStage.decide`, the routing
+        audit asking this monitor which segments alert); a record that carries signals is returned as it is. Call it
+        once
         per record, before :meth:`observe` (which then reads the decided signals): the audit keeps state."""
         return self.signal_stage.decide(record, self._audit_ctx)
 
@@ -592,7 +600,7 @@ class SegmentMonitor:
         return out
 
     def _incident_of(self, alert: Alert, key: SegmentKey, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
-        """The incident of a new alert on ``key`` (see ``parity.monitor.incidents``): a worsening is a new
+        """The incident of a new alert on ``key`` (see ``parity.monitor.detection.incidents``): a worsening is a new
         development (a second change on top of the first, attributed on its own), so a new incident; else that of
         the earliest alert it is related to and that another fault does not explain (:meth:`_second_fault`: the
         corruption's alert on ``model=S,platform=tpu`` and the sampler's on its config version intersect, as

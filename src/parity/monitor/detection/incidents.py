@@ -36,7 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from parity.monitor._records import Alert
-from parity.monitor.alerts import explain_alert
+from parity.monitor.alerting.alerts import explain_alert
 
 __all__ = ["START_SLACK", "Incident", "group_incidents", "related", "signal_family"]
 

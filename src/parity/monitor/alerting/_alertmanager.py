@@ -57,7 +57,7 @@ def alertmanager_alerts(
     now: datetime | None = None,
 ) -> list[dict[str, Any]]:
     """The ``POST /api/v2/alerts`` body for one parity alert (a one-element list)."""
-    from parity.monitor.alerts import describe_alert
+    from parity.monitor.alerting.alerts import describe_alert
 
     labels = {_label_name(k): str(v) for k, v in sorted(alert.segment.items())}
     labels.update(

@@ -24,12 +24,12 @@ import secrets
 from pathlib import Path
 
 from parity._exceptions import StoreError
-from parity.monitor._duckdb_store import MIGRATIONS, STORE_SCHEMA_VERSION, DuckDBStore
-from parity.monitor._memory_store import MemoryStore
-from parity.monitor._postgres_store import PG_MIGRATIONS, PostgresStore, is_postgres_url, redact_url
-from parity.monitor._store_protocol import MetaStore, Store, StoreReader, StoreWriter
-from parity.monitor._store_summary import StoreSummary, summarize
-from parity.monitor.read_api import HTTPStore
+from parity.monitor.storage._duckdb_store import MIGRATIONS, STORE_SCHEMA_VERSION, DuckDBStore
+from parity.monitor.storage._memory_store import MemoryStore
+from parity.monitor.storage._postgres_store import PG_MIGRATIONS, PostgresStore, is_postgres_url, redact_url
+from parity.monitor.storage._store_protocol import MetaStore, Store, StoreReader, StoreWriter
+from parity.monitor.storage._store_summary import StoreSummary, summarize
+from parity.monitor.storage.read_api import HTTPStore
 
 __all__ = [
     "MIGRATIONS",

@@ -54,7 +54,7 @@ from parity.monitor._records import (
     Record,
     context_class_of,
 )
-from parity.monitor.capture import CapturePolicy
+from parity.monitor.intake.capture import CapturePolicy
 
 log = logging.getLogger("parity.monitor")
 

@@ -1,9 +1,9 @@
 """The statistics bank: one sequential test per (signal, segment) stream that a shard owns.
 
-See ``parity.monitor.segments`` for the signals a record carries and ``parity.monitor.lattice`` for the segments.
-Each stream runs a :class:`~parity.stats.sequential.BernoulliCUSUM`: ``"rate"`` signals (0/1, baseline learned),
-``"invariant"`` ones (0/1, baseline fixed at :attr:`StatsConfig.invariant_rate`) and ``"mean"`` ones (a score in
-[0, 1], watched for an increase by the same bank, valid for bounded means, see ``parity.stats.sequential``).
+See ``parity.monitor.detection.segments`` for the signals a record carries and ``parity.monitor.detection.lattice`` for
+the segments. Each stream runs a :class:`~parity.stats.sequential.BernoulliCUSUM`: ``"rate"`` signals (0/1, baseline
+learned), ``"invariant"`` ones (0/1, baseline fixed at :attr:`StatsConfig.invariant_rate`) and ``"mean"`` ones (a score
+in [0, 1], watched for an increase by the same bank, valid for bounded means, see ``parity.stats.sequential``).
 
 **Cost per record.** Most observations are zeros, which only decay a CUSUM; they are never fed one by one (see
 :class:`SegmentStatistics`). Per record the bank pays one counter per segment with at most ``score_max_order``
@@ -22,9 +22,9 @@ from typing import Any
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
-from parity.monitor._score_bank import COMPILED, ScoreBank, ScoreStream
-from parity.monitor.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
-from parity.monitor.signals import SignalValue
+from parity.monitor.detection._score_bank import COMPILED, ScoreBank, ScoreStream
+from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
+from parity.monitor.detection.signals import SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = ["Firing", "SegmentStatistics", "SignalValue", "StatsConfig"]
@@ -93,7 +93,7 @@ class SegmentStatistics:
 
     >>> from datetime import datetime, timezone
     >>> from parity.monitor import DetectorObservation, Record
-    >>> from parity.monitor.segments import record_signals
+    >>> from parity.monitor.detection.segments import record_signals
     >>> stats = SegmentStatistics(StatsConfig(dimensions=("model", "platform")))
     >>> r = Record(record_id="r", time=datetime(2025, 8, 5, tzinfo=timezone.utc), model="S", platform="tpu",
     ...            observations=(DetectorObservation("unexpected_script", False, 0.1),))
@@ -126,7 +126,7 @@ class SegmentStatistics:
             n_alternatives=max(len(BernoulliCUSUM(threshold=1.0).ratios), len(self.config.invariant_ratios)),
         )
         self._streams: dict[tuple[str, SegmentKey], SequentialTest] = {}
-        #: the score streams' compiled bank (``parity.monitor._score_bank``), ``None``: one object per stream
+        #: the score streams' compiled bank (``parity.monitor.detection._score_bank``), ``None``: one object per stream
         #: (``compiled=False``, or numba not installed); the same results either way
         self._scores: ScoreBank | None = None
         if COMPILED if compiled is None else compiled and COMPILED:

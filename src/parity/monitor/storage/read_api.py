@@ -43,8 +43,8 @@ from parity._time import parse_time
 from parity._token import bearer_headers
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
-from parity.monitor._store_protocol import StoreReader
-from parity.monitor._store_summary import StoreSummary, summarize
+from parity.monitor.storage._store_protocol import StoreReader
+from parity.monitor.storage._store_summary import StoreSummary, summarize
 
 __all__ = [
     "ALERTS_PATH",

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
-from parity.monitor._store_summary import StoreSummary, summarize
+from parity.monitor.storage._store_summary import StoreSummary, summarize
 
 
 class MemoryStore:

@@ -103,8 +103,8 @@ def shard_of(key: SegmentKey, n: int) -> int:
 class SegmentLattice:
     """All marginals of a finest segment over ``dimensions``, with at most ``max_order`` fixed dimensions.
 
-    A record's ``context_class`` is decided when it is built (:class:`~parity.monitor.scoring.RecordBuilder`); the
-    lattice reads it like any other dimension.
+    A record's ``context_class`` is decided when it is built (:class:`~parity.monitor.intake.scoring.RecordBuilder`);
+    the lattice reads it like any other dimension.
 
     >>> len(SegmentLattice(SEGMENT_DIMENSIONS).keys(("a",) * 6)), len(SegmentLattice(SEGMENT_DIMENSIONS, 2).masks)
     (64, 22)

@@ -39,7 +39,7 @@ events. Provenance from span or resource attributes ``parity.{server,pool,platfo
 session from ``session.id`` / ``gen_ai.conversation.id``.
 
 >>> import io, json
->>> from parity.monitor.store import MemoryStore
+>>> from parity.monitor.storage.store import MemoryStore
 >>> line = {"request": {"model": "S", "messages": [{"role": "user", "content": "hi"}]},
 ...         "response": {"id": "c1", "created": 1754395200, "choices": [{"index": 0,
 ...                      "message": {"content": "hello"}, "finish_reason": "stop"}],
@@ -71,12 +71,12 @@ from parity._json_input import JSONInputError, loads_bounded
 from parity._time import parse_time
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record
-from parity.monitor._store_protocol import Store
-from parity.monitor.alerts import Notifier
-from parity.monitor.capture import CapturePolicy
-from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer, parse_exchange
-from parity.monitor.spool import Spool
-from parity.monitor.worker import MonitorHook, MonitorWorker
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.intake.capture import CapturePolicy
+from parity.monitor.intake.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer, parse_exchange
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.runtime.worker import MonitorHook, MonitorWorker
+from parity.monitor.storage._store_protocol import Store
 
 #: Input formats.
 FORMATS: tuple[str, ...] = ("jsonl", "otlp")
@@ -85,7 +85,7 @@ FORMATS: tuple[str, ...] = ("jsonl", "otlp")
 INGEST_BATCH = 5000
 
 #: How often (seconds) a long ingest snapshots the monitor's state into the store (and once at its end), so the
-#: next run into the same store continues from it (:mod:`parity.monitor.checkpoint`).
+#: next run into the same store continues from it (:mod:`parity.monitor.detection.checkpoint`).
 CHECKPOINT_INTERVAL_S = 60.0
 
 #: Error messages kept in the result (all rejected lines still go to the reject file, and every rejected line's
@@ -465,11 +465,11 @@ def ingest_lines(
 
     Each rejected line is written to ``reject`` when given, as one JSON object (see the module docstring).
     ``on_line(line_number, n_bytes)`` reports progress. Records go through the monitor's one worker
-    (:class:`~parity.monitor.worker.MonitorWorker`, driven on this thread): ``hook`` is the monitor pipeline, its
-    alerts are stored and sent to ``notifiers``; what the store refuses goes to ``spool`` (drained on the next run)
+    (:class:`~parity.monitor.runtime.worker.MonitorWorker`, driven on this thread): ``hook`` is the monitor pipeline,
+    its alerts are stored and sent to ``notifiers``; what the store refuses goes to ``spool`` (drained on the next run)
     or is counted in ``dropped``. ``max_rejects``: stop reading once more lines than this are rejected (what was
     ingested before stays stored). ``long_context_tokens``: the fleet router's short/long split, at which each built
-    record's ``context_class`` is decided (:class:`~parity.monitor.scoring.RecordBuilder`); a stored record that
+    record's ``context_class`` is decided (:class:`~parity.monitor.intake.scoring.RecordBuilder`); a stored record that
     carries one keeps it.
     """
     if max_rejects is not None and max_rejects < 0:
@@ -511,7 +511,8 @@ def ingest_lines(
     while True:  # store what was read; a stop signal landing here (or a second one) only restarts these steps
         try:
             drain = getattr(hook, "drain", None)
-            if callable(drain):  # a batching monitor (parity.monitor.distributed.ShardedMonitor): its last alerts
+            # a batching monitor (parity.monitor.detection.distributed.ShardedMonitor): its last alerts
+            if callable(drain):
                 worker.publish(drain())
             worker.flush()
             worker.drain()

@@ -1,5 +1,5 @@
 """Scale-out of the segment monitor: its streams split across workers (Ray actors, or in-process), with alerts
-identical to one :class:`~parity.monitor.pipeline.SegmentMonitor`.
+identical to one :class:`~parity.monitor.detection.pipeline.SegmentMonitor`.
 
 **What is sharded.** A stream is one (signal, segment) pair. :class:`ShardedMonitor` gives each worker the streams
 of a subset of the *signals*, over every segment key. The signals of the first batch are balanced across workers by
@@ -23,7 +23,7 @@ design would be a round trip per record.
 - *Alerts* are merged by id: an alert id belongs to one signal, so to one worker; the coordinator keeps the latest
   version of each (status changes included) and sends every update to the notifiers and the store in record order.
 - *The worsening watches' false-alarm budget* is global: the ``k``-th watch the whole monitor starts spends
-  ``alpha * 6 / (pi**2 k**2)`` (``parity.monitor.pipeline``). Workers number their new watches provisionally;
+  ``alpha * 6 / (pi**2 k**2)`` (``parity.monitor.detection.pipeline``). Workers number their new watches provisionally;
   after each batch the coordinator orders the new alerts of all workers the way one monitor would have raised them
   (record, then alarm order within the record: segment, then signal; alarms before worsenings) and sends the global
   numbers back. A watch needs ``worsening_window`` records before its threshold is used, so batches are kept to a
@@ -39,10 +39,11 @@ design would be a round trip per record.
   (at most two): only the sticky-session rule asks, and it does not alert (it is stored, not fed to the
   statistics), so the alerts are exact; its stored value may differ from one process's for records within two
   batches of an alert opening.
-- *Checkpoints* (``parity.monitor.checkpoint``, the store's ``meta`` table, key :attr:`ShardedMonitor.checkpoint_key`)
-  hold the coordinator's state (merged alerts, watch numbers, signal assignment, routing audit, counts) and every
-  worker's learned state, fetched from its actor; a restart with the same configuration and worker count hands
-  each worker its own state back (:meth:`ShardedMonitor.adopt_state`) and replays the stored records after it.
+- *Checkpoints* (``parity.monitor.detection.checkpoint``, the store's ``meta`` table, key
+  :attr:`ShardedMonitor.checkpoint_key`) hold the coordinator's state (merged alerts, watch numbers, signal assignment,
+  routing audit, counts) and every worker's learned state, fetched from its actor; a restart with the same configuration
+  and worker count hands each worker its own state back (:meth:`ShardedMonitor.adopt_state`) and replays the stored
+  records after it.
 
 Everything per stream - the tests, their lazy zeros, their alarms and restarts - is owned by one worker and never
 merged. A worker's ``max_streams`` caps its own streams, so the cap binds later than in one process (the only case
@@ -54,8 +55,8 @@ so the speed-up is bounded by the share of per-signal work; ``benchmarks/bench_s
 >>> from datetime import datetime, timedelta, timezone
 >>> import numpy as np
 >>> from parity.monitor import DetectorObservation, Record
->>> from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
->>> from parity.monitor.segments import StatsConfig
+>>> from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+>>> from parity.monitor.detection.segments import StatsConfig
 >>> rng = np.random.default_rng(3)
 >>> t0 = datetime(2025, 8, 25, tzinfo=timezone.utc)
 >>> records = [Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S", platform=("gpu", "tpu")[i % 2],
@@ -89,11 +90,11 @@ from typing import Any
 from parity._exceptions import InvalidInputError
 from parity._optional import import_optional
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
-from parity.monitor.alerts import Notifier
-from parity.monitor.audit import AuditContext, RoutingAudit
-from parity.monitor.checkpoint import loads
-from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.segments import (
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.detection.audit import AuditContext, RoutingAudit
+from parity.monitor.detection.checkpoint import loads
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import (
     FEEDBACK_SIGNAL,
     WILDCARD,
     Firing,
@@ -106,7 +107,7 @@ from parity.monitor.segments import (
     is_refinement,
     record_signals,
 )
-from parity.monitor.signals import SignalStage
+from parity.monitor.detection.signals import SignalStage
 from parity.stats.sequential import ChangeEstimate
 
 __all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
@@ -430,7 +431,7 @@ class ShardedMonitor:
 
     @property
     def checkpoint_key(self) -> str:
-        """The store ``meta`` key of this monitor's checkpoint (``parity.monitor.checkpoint``): one per worker
+        """The store ``meta`` key of this monitor's checkpoint (``parity.monitor.detection.checkpoint``): one per worker
         count, since the signal assignment and every worker's streams depend on it."""
         return f"monitor_checkpoint.by_signal.{self.workers}workers"
 
@@ -515,7 +516,7 @@ class ShardedMonitor:
         out.extend(self._collect())
         return out
 
-    # -- state (a checkpoint: parity.monitor.checkpoint) ------------------------------------------------------
+    # -- state (a checkpoint: parity.monitor.detection.checkpoint) -----------------------------------------------------
 
     #: Attributes that belong to this process (the workers' handles, the notifiers), never part of a checkpoint.
     _PROCESS_LOCAL = ("notifiers", "_ray", "_started_ray", "_actors", "_local", "_audit_ctx", "_pending", "_in_flight")

@@ -2,8 +2,8 @@
 
 Layout (schema version 3; :data:`MIGRATIONS` says what each version added):
 ``schema_migrations(version, description, applied_at)``, ``meta(key, value)``, ``records`` (one flat row per
-:class:`Record`, read and written by ``parity.monitor._record_rows`` as the PostgreSQL store does: ``observations``,
-``logprob_summary`` and the decided ``signals`` as JSON text),
+:class:`Record`, read and written by ``parity.monitor.storage._record_rows`` as the PostgreSQL store does:
+``observations``, ``logprob_summary`` and the decided ``signals`` as JSON text),
 ``feedback``, ``changes`` (replace by id) and ``alerts`` (replace by id; the alert's ``to_dict()`` as JSON
 plus the columns used to filter). Times are ``TIMESTAMPTZ`` in UTC.
 
@@ -44,7 +44,8 @@ import numpy as np
 from parity._exceptions import StoreError
 from parity._optional import import_optional
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor._record_rows import (
+from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
+from parity.monitor.storage._record_rows import (
     LONG_CONTEXT_KEY,
     RECORD_FIELDS,
     from_us,
@@ -54,8 +55,7 @@ from parity.monitor._record_rows import (
     summary_json,
     us,
 )
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
-from parity.monitor._store_summary import StoreSummary
+from parity.monitor.storage._store_summary import StoreSummary
 
 _RECORD_COLUMNS = """
     record_id VARCHAR NOT NULL, time TIMESTAMPTZ NOT NULL, model VARCHAR NOT NULL, pool VARCHAR, platform VARCHAR,

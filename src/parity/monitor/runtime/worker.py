@@ -6,14 +6,14 @@ Stages, each guarded (an exception in one never ends the worker):
 1. **parse** (:meth:`RawExchange.to_exchange`): request JSON is checked for size and nesting depth
    (:data:`MAX_JSON_DEPTH`) before any object is built; the response body is decompressed up to
    :data:`MAX_SCORED_BODY_BYTES`. An exchange that cannot be parsed is a counted, logged rejection.
-2. **build and score** (:class:`~parity.monitor.scoring.RecordBuilder`): a failure is a counted rejection.
+2. **build and score** (:class:`~parity.monitor.intake.scoring.RecordBuilder`): a failure is a counted rejection.
 3. **signals and monitor** (:class:`MonitorHook`, ``SegmentMonitor`` by default): the hook decides the record's
-   signals once (:class:`SignalDecider`, ``parity.monitor.signals``) and the record is stored with them, then
+   signals once (:class:`SignalDecider`, ``parity.monitor.detection.signals``) and the record is stored with them, then
    observes it; the alerts it returns leave through one exit, :meth:`MonitorWorker.publish`: written to the
    store, then sent to the notifiers.
 4. **store**: records are written in batches. The durability rules (issue 10):
 
-   - a record built is first appended to the write-ahead log (:class:`~parity.monitor.wal.WriteAheadLog`,
+   - a record built is first appended to the write-ahead log (:class:`~parity.monitor.runtime.wal.WriteAheadLog`,
      written and fsynced every ``wal_flush_s``, default 100 ms) when one is configured; the log is emptied
      once every record in it is stored, and replayed into the store on the next start (records carry ids: a
      replay skips those the store already holds). A ``kill -9`` loses at most the records built in the last
@@ -29,8 +29,8 @@ A supervisor runs the worker loop: an exception that escapes it anyway is counte
 that died.
 
 >>> from datetime import datetime, timezone
->>> from parity.monitor.store import MemoryStore
->>> from parity.monitor.scoring import Exchange, RecordBuilder
+>>> from parity.monitor.storage.store import MemoryStore
+>>> from parity.monitor.intake.scoring import Exchange, RecordBuilder
 >>> store = MemoryStore()
 >>> worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None))
 >>> body = '{"id": "c1", "choices": [{"message": {"content": "hi"}, "finish_reason": "stop"}]}'
@@ -60,14 +60,14 @@ from typing import Any, Protocol, cast, runtime_checkable
 from parity._exceptions import InvalidInputError
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
-from parity.monitor._store_protocol import Store
-from parity.monitor.alerts import Notifier
-from parity.monitor.checkpoint import Checkpointable, Checkpointer, CheckpointStore, RestoreResult
-from parity.monitor.metrics import ProxyMetrics
-from parity.monitor.pipeline import SegmentMonitor
-from parity.monitor.scoring import SCORED_PATHS, Exchange, RecordBuilder
-from parity.monitor.spool import Spool
-from parity.monitor.wal import WriteAheadLog
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.detection.checkpoint import Checkpointable, Checkpointer, CheckpointStore, RestoreResult
+from parity.monitor.detection.pipeline import SegmentMonitor
+from parity.monitor.intake.scoring import SCORED_PATHS, Exchange, RecordBuilder
+from parity.monitor.runtime.metrics import ProxyMetrics
+from parity.monitor.runtime.spool import Spool
+from parity.monitor.runtime.wal import WriteAheadLog
+from parity.monitor.storage._store_protocol import Store
 
 __all__ = [
     "HEALTH_STATES",
@@ -878,13 +878,13 @@ class MonitorWorker:
 
 def default_monitor(*, engine: str = "local", workers: int = 1, address: str | None = None) -> MonitorHook:
     """The monitor pipeline (without notifiers: the worker publishes its alerts): one
-    :class:`~parity.monitor.pipeline.SegmentMonitor`, or with ``workers`` > 1 or ``engine="ray"`` a
-    :class:`~parity.monitor.distributed.ShardedMonitor` whose streams are split across in-process workers or Ray
-    actors (``address``: a Ray cluster to join; default a local one). The fleet's short/long split is not the
+    :class:`~parity.monitor.detection.pipeline.SegmentMonitor`, or with ``workers`` > 1 or ``engine="ray"`` a
+    :class:`~parity.monitor.detection.distributed.ShardedMonitor` whose streams are split across in-process workers or
+    Ray actors (``address``: a Ray cluster to join; default a local one). The fleet's short/long split is not the
     monitor's to set: each record's ``context_class`` is decided when it is built
-    (:class:`~parity.monitor.scoring.RecordBuilder`)."""
-    from parity.monitor.distributed import ShardedMonitor
-    from parity.monitor.pipeline import MonitorConfig
+    (:class:`~parity.monitor.intake.scoring.RecordBuilder`)."""
+    from parity.monitor.detection.distributed import ShardedMonitor
+    from parity.monitor.detection.pipeline import MonitorConfig
 
     if address is not None and engine != "ray":
         raise InvalidInputError("--address", "needs --engine ray", address)
@@ -909,7 +909,7 @@ def default_notifiers(
 ) -> list[Notifier]:
     """A log notifier, plus a webhook one when ``webhook`` is given (``webhook_format``: ``parity`` JSON or
     ``alertmanager``, with ``generator_url`` as each alert's link)."""
-    from parity.monitor.alerts import LogNotifier, WebhookNotifier
+    from parity.monitor.alerting.alerts import LogNotifier, WebhookNotifier
 
     notifiers: list[Notifier] = [LogNotifier()]
     if webhook:

@@ -51,7 +51,7 @@ def changes_from_json(data: Any, *, source: str = "changes") -> list[Change]:
 
 def _normalize(entry: Any) -> Any:
     """A scope value given as a list (``{"model": ["O", "S"]}``) becomes ``"O,S"`` (see
-    ``parity.monitor.attribution.scope_values``)."""
+    ``parity.monitor.detection.attribution.scope_values``)."""
     if isinstance(entry, dict) and isinstance(entry.get("scope"), dict):
         scope = {k: ",".join(map(str, v)) if isinstance(v, list | tuple) else v for k, v in entry["scope"].items()}
         entry = {**entry, "scope": scope}

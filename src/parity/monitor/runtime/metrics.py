@@ -130,7 +130,7 @@ class ProxyMetrics:
             self.open_alerts.labels(signal=signal).set(n)
 
     def set_open_incidents(self, n: int) -> None:
-        """Set the open-incident gauge (``parity.monitor.incidents``: one per fault)."""
+        """Set the open-incident gauge (``parity.monitor.detection.incidents``: one per fault)."""
         self.open_incidents.set(n)
 
     def render(self) -> bytes:

@@ -22,9 +22,9 @@ from typing import Any, Protocol, runtime_checkable
 import httpx
 
 from parity._exceptions import InvalidInputError
-from parity.monitor._alertmanager import alertmanager_alerts
 from parity.monitor._records import Alert
-from parity.monitor._store_protocol import Store
+from parity.monitor.alerting._alertmanager import alertmanager_alerts
+from parity.monitor.storage._store_protocol import Store
 
 __all__ = [
     "WEBHOOK_FORMATS",
@@ -37,7 +37,7 @@ __all__ = [
     "explain_alert",
 ]
 
-log = logging.getLogger("parity.monitor.alerts")
+log = logging.getLogger("parity.monitor.alerting.alerts")
 
 
 @runtime_checkable
@@ -121,7 +121,7 @@ class MemoryNotifier:
 
 
 class LogNotifier:
-    """Logs each alert as one line on ``logger`` (default ``parity.monitor.alerts``) at ``level``."""
+    """Logs each alert as one line on ``logger`` (default ``parity.monitor.alerting.alerts``) at ``level``."""
 
     def __init__(self, logger: logging.Logger | None = None, *, level: int = logging.WARNING) -> None:
         self.logger = logger or log
@@ -157,8 +157,8 @@ class WebhookNotifier:
     ``headers`` are sent with each request (e.g. an ``Authorization`` for the receiver); ``client`` may be
     given (tests pass one with ``httpx.MockTransport``). ``format="alertmanager"`` sends Alertmanager's
     ``/api/v2/alerts`` body instead (point ``url`` at ``http://ALERTMANAGER:9093/api/v2/alerts``; see
-    :mod:`parity.monitor._alertmanager`), with ``generator_url`` as each alert's link back. parity's payload
-    carries ``incident`` (the id shared by the alerts of one fault, see ``parity.monitor.incidents``) and a
+    :mod:`parity.monitor.alerting._alertmanager`), with ``generator_url`` as each alert's link back. parity's payload
+    carries ``incident`` (the id shared by the alerts of one fault, see ``parity.monitor.detection.incidents``) and a
     readable ``explanation``; ``incidents_only`` sends only the alert that opens each incident (one message per
     fault; later alerts of the incident are skipped and counted in ``skipped``).
     """

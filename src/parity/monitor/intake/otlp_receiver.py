@@ -5,8 +5,9 @@ This is what a serving engine's own exporter (vLLM's ``--otlp-traces-endpoint``)
 (``Content-Type: application/x-protobuf``) or as OTLP/JSON (``application/json``), optionally
 ``Content-Encoding: gzip``. Protobuf is converted to the OTLP/JSON dict form with
 ``google.protobuf.json_format.MessageToDict``, so both go through exactly the code path of ``parity ingest
---format otlp`` (:func:`parity.monitor.ingest.iter_otlp_spans` and :func:`~parity.monitor.ingest.span_to_parsed`):
-a span with ``gen_ai.*`` attributes becomes the same record, a span without them is accepted and ignored.
+--format otlp`` (:func:`parity.monitor.intake.ingest.iter_otlp_spans` and
+:func:`~parity.monitor.intake.ingest.span_to_parsed`): a span with ``gen_ai.*`` attributes becomes the same record, a
+span without them is accepted and ignored.
 
 Responses follow the OTLP/HTTP specification: ``200`` with an ``ExportTraceServiceResponse`` in the request's
 encoding; when some GenAI spans cannot be read, its ``partial_success`` says how many were rejected and why (the
@@ -43,8 +44,8 @@ from typing import Any, Protocol
 from parity._exceptions import InvalidInputError, ParityError
 from parity._optional import import_optional
 from parity.monitor._records import Record
-from parity.monitor.ingest import iter_otlp_spans, span_to_parsed
-from parity.monitor.scoring import Exchange, ParsedExchange, RecordBuilder
+from parity.monitor.intake.ingest import iter_otlp_spans, span_to_parsed
+from parity.monitor.intake.scoring import Exchange, ParsedExchange, RecordBuilder
 
 __all__ = ["MAX_BODY_BYTES", "ExportOutcome", "ListSink", "OTLPReceiver", "RecordSink"]
 

@@ -15,10 +15,10 @@ what the dashboard draws.
 - ``context.dropped`` (:data:`CONTEXT_DROPPED_SIGNAL`): the upstream's ``usage.prompt_tokens`` is under
   :data:`SERVED_CONTEXT_RATIO` of the proxy's estimate of the forwarded request (``Record.request_tokens``), on
   requests of at least :data:`MIN_REQUEST_TOKENS`: a fleet that drops or truncates history shows a rise;
-- ``routing.<rule>`` (:func:`audit_signal`): the routing audit's verdict on the record (``parity.monitor.audit``),
-  one per rule. A rule that states an *invariant* (``PoolContextRule``) is an ``"invariant"`` signal: its
-  baseline is fixed, not learned (``StatsConfig.invariant_rate``). A rule whose ``alerts`` is false
-  (``StickySessionRule`` by default) is decided and stored, but not fed to the statistics.
+- ``routing.<rule>`` (:func:`audit_signal`): the routing audit's verdict on the record
+  (``parity.monitor.detection.audit``), one per rule. A rule that states an *invariant* (``PoolContextRule``) is an
+  ``"invariant"`` signal: its baseline is fixed, not learned (``StatsConfig.invariant_rate``). A rule whose ``alerts``
+  is false (``StickySessionRule`` by default) is decided and stored, but not fed to the statistics.
 
 **Decided once.** :meth:`SignalStage.decide` runs once per record, in the monitor (the routing audit keeps state:
 sticky sessions, and depends on the monitor's configuration), and returns the record with ``Record.signals``
@@ -51,7 +51,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from parity.monitor._records import Record
-from parity.monitor.audit import AuditContext, PoolContextRule, RoutingAudit, RoutingRule, StickySessionRule
+from parity.monitor.detection.audit import AuditContext, PoolContextRule, RoutingAudit, RoutingRule, StickySessionRule
 
 __all__ = [
     "AUDIT_PREFIX",
@@ -209,7 +209,7 @@ class SignalStage:
 
     ``audit``: the routing audit (default :func:`default_audit` with ``long_pools`` and ``sticky_min_run``);
     ``routing=False``: no routing signals. The stage reads the record's ``context_class`` (decided when the record
-    was built, :class:`~parity.monitor.scoring.RecordBuilder`) and never changes it.
+    was built, :class:`~parity.monitor.intake.scoring.RecordBuilder`) and never changes it.
     """
 
     def __init__(

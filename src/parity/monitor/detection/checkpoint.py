@@ -6,7 +6,7 @@ its baselines afresh, possibly from the faulty traffic that is flowing right now
 :class:`Checkpointer` prevents all three, the way Prometheus restores its head block: a *snapshot* plus a *replay*
 of what came after it.
 
-- **Snapshot.** The whole learned state of a :class:`~parity.monitor.pipeline.SegmentMonitor` (every stream's
+- **Snapshot.** The whole learned state of a :class:`~parity.monitor.detection.pipeline.SegmentMonitor` (every stream's
   sequential test and baseline, open alerts and their worsening watches, the change log, the ids of the last
   ``max_tracked_responses`` records it observed) is pickled, compressed and written to the store's ``meta`` table
   under ``monitor_checkpoint.<shard>of<n>``, every ``interval_s`` (default 60 s) and at shutdown. It lives beside
@@ -18,15 +18,15 @@ of what came after it.
   minus ``lag_s`` (records are stamped when a request arrives and stored when it completes, so a long request can
   land after newer ones) whose id the monitor does not remember. Alerts this replay raises that the store
   already holds were sent before the restart and are not sent again; new ones are (the caller publishes them:
-  the proxy's and ingest's :class:`~parity.monitor.worker.MonitorWorker` does, on start).
+  the proxy's and ingest's :class:`~parity.monitor.runtime.worker.MonitorWorker` does, on start).
 
 What a crash can still cost: records observed after the last snapshot are replayed from the store, so the only
 loss is what the store itself lost (see the proxy's write-ahead buffer).
 
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.monitor import DetectorObservation, MemoryStore, Record
->>> from parity.monitor.pipeline import MonitorConfig, SegmentMonitor
->>> from parity.monitor.segments import StatsConfig
+>>> from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+>>> from parity.monitor.detection.segments import StatsConfig
 >>> config = MonitorConfig(stats=StatsConfig(dimensions=("model",), horizon=1000))
 >>> store, t0 = MemoryStore(), datetime(2025, 8, 5, tzinfo=timezone.utc)
 >>> records = [Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="S",
@@ -60,9 +60,9 @@ from typing import Any, Protocol, runtime_checkable
 from parity._exceptions import ParityError, StoreError
 from parity._version import __version__
 from parity.monitor._records import Alert, Change, Record
-from parity.monitor._store_protocol import MetaStore
-from parity.monitor.alerts import Notifier
-from parity.monitor.pipeline import MonitorConfig
+from parity.monitor.alerting.alerts import Notifier
+from parity.monitor.detection.pipeline import MonitorConfig
+from parity.monitor.storage._store_protocol import MetaStore
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointStore", "Checkpointable", "Checkpointer", "RestoreResult", "loads"]
 
@@ -105,8 +105,8 @@ def loads(data: bytes) -> Any:
 @runtime_checkable
 class Checkpointable(Protocol):
     """What a checkpoint needs of a monitor: ``SegmentMonitor`` and the sharded one
-    (``parity.monitor.distributed.ShardedMonitor``, whose ``checkpoint_key`` names its own ``meta`` key). Its pickle
-    is its learned state; :meth:`adopt_state` takes over an unpickled one (raising a ``ParityError`` when it was
+    (``parity.monitor.detection.distributed.ShardedMonitor``, whose ``checkpoint_key`` names its own ``meta`` key). Its
+    pickle is its learned state; :meth:`adopt_state` takes over an unpickled one (raising a ``ParityError`` when it was
     learned under another configuration)."""
 
     config: MonitorConfig

@@ -6,8 +6,8 @@ store) returns one. It holds the same data as :class:`~parity.monitor.DuckDBStor
 which engine is behind it.
 
 Layout (schema version 3, :data:`PG_MIGRATIONS`): ``schema_migrations(version, description, applied_at)``,
-``meta``, ``records`` (one flat row per :class:`Record`, read and written by ``parity.monitor._record_rows`` as the
-DuckDB store does; ``observations``, ``logprob_summary`` and the decided ``signals`` as JSON text -
+``meta``, ``records`` (one flat row per :class:`Record`, read and written by ``parity.monitor.storage._record_rows`` as
+the DuckDB store does; ``observations``, ``logprob_summary`` and the decided ``signals`` as JSON text -
 text, not ``jsonb``, because scores may be NaN, which JSON proper cannot hold - plus the detectors and their flags
 as two arrays, so :meth:`summary` counts flags in SQL), ``feedback``, ``changes`` and ``alerts`` (upserted by id).
 Times are ``timestamptz``; every session runs in UTC, so times come back in UTC.
@@ -34,7 +34,6 @@ from typing import Any
 from parity._exceptions import StoreError
 from parity._optional import import_optional
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor._record_rows import LONG_CONTEXT_KEY, RECORD_FIELDS, record_from_row, record_row, us
 from parity.monitor._records import (
     LONG_CONTEXT_THRESHOLD_TOKENS,
     Alert,
@@ -43,7 +42,8 @@ from parity.monitor._records import (
     FeedbackEvent,
     Record,
 )
-from parity.monitor._store_summary import StoreSummary
+from parity.monitor.storage._record_rows import LONG_CONTEXT_KEY, RECORD_FIELDS, record_from_row, record_row, us
+from parity.monitor.storage._store_summary import StoreSummary
 
 __all__ = ["PG_MIGRATIONS", "PG_SCHEMA_VERSION", "PostgresStore", "is_postgres_url", "redact_url"]
 
@@ -64,7 +64,7 @@ _COPY_COLUMNS = (
 )
 
 #: ``records`` holds the detector arrays after ``schema_version`` (columns added later follow them): where they go
-#: in a :func:`~parity.monitor._record_rows.record_row`.
+#: in a :func:`~parity.monitor.storage._record_rows.record_row`.
 _TABLE_ORDER = RECORD_FIELDS.index("schema_version") + 1
 
 #: Ordered migrations of the PostgreSQL schema: (version, description, SQL statements). The versions and their

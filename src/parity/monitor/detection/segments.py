@@ -1,13 +1,13 @@
 """The monitor's per-segment vocabulary in one import: the segment lattice, the statistics bank and the signals.
 
-Each is defined in its own module and re-exported here: :mod:`parity.monitor.lattice` (segment keys, the lattice
-of marginals, sharding by key), :mod:`parity.monitor.statistics` (the bank of per-stream sequential tests, with its
-batch path) and :mod:`parity.monitor.signals` (every per-record signal: each detector's flag and score, ``feedback``,
-``output.cut``, ``context.dropped``, ``routing.<rule>``, defined once). Scores are watched by the same CUSUM bank
-(valid for bounded means, see ``parity.stats.sequential``) on segments with at most ``score_max_order`` fixed
-dimensions (a score is rarely exactly 0, so it costs ~10x a rate update); ``"invariant"`` signals have a baseline
-fixed at ``StatsConfig.invariant_rate``, the tolerance a correct fleet stays under, so a handful of violations
-alarm even on a segment with little traffic.
+Each is defined in its own module and re-exported here: :mod:`parity.monitor.detection.lattice` (segment keys, the
+lattice of marginals, sharding by key), :mod:`parity.monitor.detection.statistics` (the bank of per-stream sequential
+tests, with its batch path) and :mod:`parity.monitor.detection.signals` (every per-record signal: each detector's flag
+and score, ``feedback``, ``output.cut``, ``context.dropped``, ``routing.<rule>``, defined once). Scores are watched by
+the same CUSUM bank (valid for bounded means, see ``parity.stats.sequential``) on segments with at most
+``score_max_order`` fixed dimensions (a score is rarely exactly 0, so it costs ~10x a rate update); ``"invariant"``
+signals have a baseline fixed at ``StatsConfig.invariant_rate``, the tolerance a correct fleet stays under, so a handful
+of violations alarm even on a segment with little traffic.
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import DetectorObservation, Record
@@ -19,7 +19,7 @@ alarm even on a segment with little traffic.
 
 from __future__ import annotations
 
-from parity.monitor.lattice import (
+from parity.monitor.detection.lattice import (
     WILDCARD,
     SegmentKey,
     SegmentLattice,
@@ -29,7 +29,9 @@ from parity.monitor.lattice import (
     segment_label,
     shard_of,
 )
-from parity.monitor.signals import (  # the signal definitions live in parity.monitor.signals; re-exported here
+
+# the signal definitions live in parity.monitor.detection.signals; re-exported here
+from parity.monitor.detection.signals import (
     CONTEXT_DROPPED_SIGNAL,
     FEEDBACK_SIGNAL,
     MIN_REQUEST_TOKENS,
@@ -42,7 +44,7 @@ from parity.monitor.signals import (  # the signal definitions live in parity.mo
     score_signal,
     serving_signals,
 )
-from parity.monitor.statistics import Firing, SegmentStatistics, StatsConfig
+from parity.monitor.detection.statistics import Firing, SegmentStatistics, StatsConfig
 
 __all__ = [
     "CONTEXT_DROPPED_SIGNAL",
