@@ -184,6 +184,7 @@ def tolerance_rate_mde(n: int, *, tolerance: float, alpha: float = 0.05, power: 
     k = _tolerance_critical(n, tolerance, alpha)
     return float(optimize.brentq(lambda r: float(stats.binom.sf(k - 1, n, r)) - power, 1e-12, 1.0 - 1e-12, xtol=1e-10))
 
+
 def mean_shift_mde(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True) -> float:
     """Smallest shift in a mean detectable by comparing two samples of ``n`` each with per-sample spread ``sd``.
 
