@@ -80,7 +80,7 @@ def lab_server(token: str) -> Iterator[str]:
         proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
         url = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + 180
+            deadline = time.monotonic() + float(os.environ.get("PARITY_GATE_START_S", "180"))
             while True:
                 if proc.poll() is not None:
                     log.seek(0)
@@ -89,7 +89,7 @@ def lab_server(token: str) -> Iterator[str]:
                     if httpx.get(f"{url}/v1/models", timeout=2).status_code == 200:
                         break
                 if time.monotonic() > deadline:
-                    raise RuntimeError("parity lab serve did not answer within 180 s")
+                    raise RuntimeError("parity lab serve did not answer in time (PARITY_GATE_START_S)")
                 time.sleep(0.5)
             yield url
         finally:

@@ -194,7 +194,9 @@ def test_cli_plan_only_sends_nothing() -> None:
     )
     assert result.exit_code == 0
     assert "budget 100 completions per endpoint (25 prompts x 4)" in result.output
-    assert "support - a sampler that draws a token the reference never keeps in" in result.output
+    assert "reference floor at most 0.0002 per token): support - " in result.output
+    assert "of sampled tokens outside the reference's kept set (power 1.00 against 1%)" in result.output
+    assert "greedy tokens off the reference's argmax over 32 probes (power" in result.output
     assert "top-k 20, top-p 0.9, min-p 0 (every token decided exactly)" in result.output
 
 

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from parity._exceptions import InvalidInputError
-from parity.stats.calibration import MIN_PVALUE, pit_uniformity_test, violation_rate_test
+from parity.stats.calibration import MIN_PVALUE, pit_uniformity_test, violation_floor_test, violation_rate_test
+from parity.stats.power import tolerance_rate_power
 
 
 def test_violation_test_is_one_sided_and_never_zero() -> None:
@@ -33,6 +34,47 @@ def test_violation_test_rejects_bad_items() -> None:
         violation_rate_test([[(3, 2)]], [[(0, 2)]])
     with pytest.raises(InvalidInputError, match="one group per prompt"):
         violation_rate_test([[(0, 2)]], [])
+
+
+def _sides(rng: np.random.Generator, ref_rate: float, cand_rate: float) -> tuple[list[list[tuple[int, int]]], ...]:
+    """16 prompts x 4 completions x 16 tokens a side (the benchmark's budget-64 run), violations i.i.d."""
+    return tuple(
+        [[(int(rng.binomial(16, rate)), 16) for _ in range(4)] for _ in range(16)] for rate in (ref_rate, cand_rate)
+    )
+
+
+@pytest.mark.slow
+def test_floor_test_false_positive_rate_at_the_tolerance() -> None:
+    # the worst null: both sides violate at exactly the stated tolerance (larger, so that the test sees events)
+    rng = np.random.default_rng(11)
+    pvalues = np.array([violation_floor_test(*_sides(rng, 2e-3, 2e-3), tolerance=2e-3).pvalue for _ in range(1000)])
+    assert np.mean(pvalues <= 0.05) <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / 1000)
+    assert np.mean(pvalues <= 0.05 / 9) <= 0.05 / 9 + 2 * np.sqrt(0.05 / 9 / 1000)
+
+
+def test_floor_test_power_matches_the_plan_and_beats_the_permutation() -> None:
+    # 1% corrupted tokens against a zero floor: the analytic power the plan states is what simulation gives
+    rng = np.random.default_rng(12)
+    holm = 0.05 / 9
+    runs = [_sides(rng, 0.0, 0.004) for _ in range(300)]
+    exact = np.mean([violation_floor_test(r, c).pvalue <= holm for r, c in runs])
+    predicted = tolerance_rate_power(1024, 0.004, tolerance=2e-4, alpha=holm)
+    assert abs(exact - predicted) < 0.08
+    permutation = np.mean([violation_rate_test(r, c, n_resamples=499, rng=0).pvalue <= holm for r, c in runs[:60]])
+    assert exact > permutation + 0.2
+
+
+def test_floor_test_falls_back_when_the_reference_refutes_the_tolerance() -> None:
+    rng = np.random.default_rng(13)
+    ref, cand = _sides(rng, 0.02, 0.02)
+    result = violation_floor_test(ref, cand, n_resamples=199, rng=0)
+    assert "reject the stated tolerance" in str(result.details["fallback"])
+    assert result.method == "support-violation"  # the permutation against the measured floor
+    assert result.pvalue > 0.05 / 9
+    with pytest.raises(InvalidInputError, match="per-token rate"):
+        violation_floor_test(ref, cand, tolerance=1.5)
+    with pytest.raises(InvalidInputError, match="violations"):
+        violation_floor_test([[(3, 2)]], [[(0, 2)]])
 
 
 def test_pit_test_false_positive_rate_under_the_null() -> None:

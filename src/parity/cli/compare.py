@@ -26,6 +26,7 @@ from parity.compare import (
     write_html,
     write_junit_report,
 )
+from parity.stats.calibration import DEFAULT_TOLERANCE_RATE
 
 
 def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
@@ -68,6 +69,13 @@ def _json_object(argument: str, text: str | None) -> dict[str, Any] | None:
 @click.option("--top-k", type=int, default=20, show_default=True, help="Top-k sent (0: off; <= 20 keeps PITs exact).")
 @click.option("--min-p", type=float, default=0.0, show_default=True, help="Min-p sent (0: off).")
 @click.option("--greedy-probes", type=int, default=32, show_default=True, help="Greedy requests per endpoint.")
+@click.option(
+    "--violation-tolerance",
+    type=float,
+    default=DEFAULT_TOLERANCE_RATE,
+    show_default=True,
+    help="Per-token rate at which the reference may itself violate its kept sets (numerical noise).",
+)
 @click.option("--contexts", type=int, default=24, show_default=True, help="Shared contexts teacher-forced.")
 @click.option("--concurrency", type=int, default=8, show_default=True, help="Concurrent requests per endpoint.")
 @click.option("--api-key", envvar="OPENAI_API_KEY", default=None, help="Bearer token (or $OPENAI_API_KEY).")
@@ -98,6 +106,7 @@ def command(
     top_k: int,
     min_p: float,
     greedy_probes: int,
+    violation_tolerance: float,
     contexts: int,
     concurrency: int,
     api_key: str | None,
@@ -119,6 +128,7 @@ def command(
             top_k=top_k,
             min_p=min_p,
             greedy_probes=greedy_probes,
+            violation_tolerance=violation_tolerance,
             seed=seed,
             contexts=contexts,
             max_concurrency=concurrency,

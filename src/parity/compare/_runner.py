@@ -47,8 +47,14 @@ from parity._version import __version__
 from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
 from parity.compare._support import KEPT, VIOLATION, TokenCheck, check_completion, check_completions, exactly_decidable
 from parity.sampling import DEFAULT_ORDER, SamplingParams
-from parity.stats.calibration import pit_uniformity_test, violation_rate_test
-from parity.stats.power import mean_shift_mde, proportion_budget, proportion_mde, rare_event_mde
+from parity.stats.calibration import DEFAULT_TOLERANCE_RATE, pit_uniformity_test, violation_floor_test
+from parity.stats.power import (
+    mean_shift_mde,
+    proportion_budget,
+    proportion_mde,
+    tolerance_rate_mde,
+    tolerance_rate_power,
+)
 from parity.stats.twosample import (
     PositionDivergence,
     TwoSampleResult,
@@ -83,6 +89,10 @@ ProgressFn = Callable[[str, int, int], None]
 #: The tests that judge the candidate's sampler against the reference's kept sets (:mod:`parity.compare._support`).
 SAMPLER_TESTS = ("support", "calibration", "greedy")
 
+#: The effect size at which ``--plan-only`` states the support and greedy tests' power: this share of tokens
+#: outside the reference's kept set (or off its argmax).
+EFFECT_RATE = 0.01
+
 #: Fewest completions per prompt per side: below this a within-prompt permutation has too few arrangements.
 MIN_PER_PROMPT = 4
 
@@ -98,7 +108,10 @@ class CompareConfig:
     lists, so the support and calibration tests decide every token exactly). ``sampler_order`` is the order in
     which the reference applies its filters (:data:`parity.sampling.DEFAULT_ORDER`; vLLM's is
     :data:`parity.sampling.VLLM_ORDER`). ``greedy_probes``: greedy requests per endpoint, on prefixes of the
-    reference's samples.
+    reference's samples. ``violation_tolerance``: the per-token rate at which the reference itself may draw (or
+    greedily pick) outside its own kept set, from numerical noise; the support and greedy tests count the
+    candidate's violating tokens against it (:func:`parity.stats.calibration.violation_floor_test`, which falls
+    back to a permutation against the reference's measured floor when the reference's own tokens exceed it).
     """
 
     budget: int = 300
@@ -116,6 +129,7 @@ class CompareConfig:
     n_resamples: int = 1000
     max_concurrency: int = 8
     max_retries: int = 4
+    violation_tolerance: float = DEFAULT_TOLERANCE_RATE
 
     def __post_init__(self) -> None:
         if self.budget < 2 * MIN_PER_PROMPT:
@@ -139,6 +153,10 @@ class CompareConfig:
             raise InvalidInputError("contexts", "must be >= 0", self.contexts)
         if not 1 <= self.top_logprobs <= 20:
             raise InvalidInputError("top_logprobs", "must be in [1, 20]", self.top_logprobs)
+        if not 0.0 <= self.violation_tolerance < 1.0:
+            raise InvalidInputError(
+                "violation_tolerance", "must be a per-token rate in [0, 1)", self.violation_tolerance
+            )
 
     @property
     def sampling_params(self) -> SamplingParams:
@@ -166,6 +184,9 @@ class BudgetPlan:
     support_violation_mde: float = math.nan
     greedy_violation_mde: float = math.nan
     pit_shift_mde: float = math.nan
+    violation_tolerance: float = DEFAULT_TOLERANCE_RATE
+    support_power: float = math.nan
+    greedy_power: float = math.nan
     tests: int = 9
     settings: str = ""
 
@@ -183,10 +204,12 @@ class BudgetPlan:
         )
         if math.isfinite(self.support_violation_mde):
             text += (
-                f". Sampler tests (80% power, Holm over {self.tests} tests, reference floor 0): support - a sampler "
-                f"that draws a token the reference never keeps in {self.support_violation_mde:.1%} of completions; "
-                f"calibration - a mean PIT shift of {self.pit_shift_mde:.3f} (uniform: 0.5); greedy - an argmax "
-                f"missed in {self.greedy_violation_mde:.1%} of {self.greedy_probes} greedy probes"
+                f". Sampler tests (80% power, Holm over {self.tests} tests, reference floor at most "
+                f"{self.violation_tolerance:g} per token): support - {self.support_violation_mde:.2%} of sampled "
+                f"tokens outside the reference's kept set (power {self.support_power:.2f} against {EFFECT_RATE:.0%}); "
+                f"calibration - a mean PIT shift of {self.pit_shift_mde:.3f} (uniform: 0.5); greedy - "
+                f"{self.greedy_violation_mde:.2%} of greedy tokens off the reference's argmax over "
+                f"{self.greedy_probes} probes (power {self.greedy_power:.2f} against {EFFECT_RATE:.0%})"
             )
         if self.settings:
             text += f". Sampling: {self.settings}"
@@ -202,13 +225,15 @@ def plan_budget(
 ) -> BudgetPlan:
     """Spread ``budget`` over up to ``n_prompts`` prompts (at least :data:`MIN_PER_PROMPT` each) and state the
     smallest effects it detects with 80% power (analytic: normal approximations; for the support and greedy tests,
-    the number of violating completions a zero floor needs to reach Holm's smallest threshold).
+    the exact binomial test of violating tokens against ``config.violation_tolerance`` at Holm's smallest
+    threshold), and the power of those two against :data:`EFFECT_RATE` of tokens (the lab's 1% corruption puts
+    about that many sampled tokens outside the kept set).
 
     >>> plan_budget(40, 32).prompts, plan_budget(40, 32).per_prompt
     (10, 4)
     >>> p = plan_budget(64, 32, config=CompareConfig(budget=64))
-    >>> round(p.support_violation_mde, 3), p.greedy_probes
-    (0.156, 32)
+    >>> round(p.support_violation_mde, 4), p.greedy_probes, round(p.support_power, 3)
+    (0.0027, 32, 1.0)
     """
     if n_prompts < 1:
         raise InvalidInputError("prompts", "must contain at least one prompt", n_prompts)
@@ -228,6 +253,8 @@ def plan_budget(
     tests = 9
     holm_alpha = alpha / tests  # the smallest Holm threshold: what a test must reach when every test is run
     tokens = used * config.max_tokens
+    greedy_tokens = config.greedy_probes * config.max_tokens
+    eps = config.violation_tolerance
     exact = exactly_decidable(config.sampling_params, config.top_logprobs)
     settings = (
         f"temperature {config.temperature:g}, top-k {config.top_k or 'off'}, top-p {config.top_p:g}, min-p "
@@ -238,10 +265,15 @@ def plan_budget(
     return replace(
         plan,
         greedy_probes=config.greedy_probes,
-        support_violation_mde=rare_event_mde(used, alpha=holm_alpha),
-        greedy_violation_mde=rare_event_mde(config.greedy_probes, alpha=holm_alpha)
-        if config.greedy_probes
+        support_violation_mde=tolerance_rate_mde(max(tokens, 1), tolerance=eps, alpha=holm_alpha),
+        greedy_violation_mde=tolerance_rate_mde(greedy_tokens, tolerance=eps, alpha=holm_alpha)
+        if greedy_tokens
         else math.nan,
+        support_power=tolerance_rate_power(max(tokens, 1), EFFECT_RATE, tolerance=eps, alpha=holm_alpha),
+        greedy_power=tolerance_rate_power(greedy_tokens, EFFECT_RATE, tolerance=eps, alpha=holm_alpha)
+        if greedy_tokens
+        else math.nan,
+        violation_tolerance=eps,
         pit_shift_mde=mean_shift_mde(math.sqrt(1 / 12), max(tokens, 1), alpha=holm_alpha / 2),
         tests=tests,
         settings=settings,
@@ -626,8 +658,13 @@ async def _sampler_tests(
     if min(decided) == 0:
         skipped.append(("support", "no sampled token's membership in the reference's kept set could be decided"))
     else:
-        result = violation_rate_test(
-            ref_items, cand_items, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(rng.integers(2**31))
+        result = violation_floor_test(
+            ref_items,
+            cand_items,
+            tolerance=config.violation_tolerance,
+            n_resamples=config.n_resamples,
+            alpha=config.alpha,
+            rng=int(rng.integers(2**31)),
         )
         tests["support"] = replace(result, details={**result.details, "tolerance_nats": tolerance})
     ref_pits = [
@@ -687,10 +724,17 @@ async def _sampler_tests(
     if sum(d for g in g_cand for _, d in g) == 0:
         skipped.append(("greedy", "the greedy probes produced no scorable token"))
         return
-    result = violation_rate_test(
-        g_ref, g_cand, n_resamples=config.n_resamples, alpha=config.alpha, rng=int(rng.integers(2**31))
+    result = violation_floor_test(
+        g_ref,
+        g_cand,
+        tolerance=config.violation_tolerance,
+        n_resamples=config.n_resamples,
+        alpha=config.alpha,
+        rng=int(rng.integers(2**31)),
     )
-    tests["greedy"] = replace(result, method="greedy-argmax", details={**result.details, "tolerance_nats": tolerance})
+    tests["greedy"] = replace(
+        result, method=f"greedy-argmax ({result.method})", details={**result.details, "tolerance_nats": tolerance}
+    )
 
 
 def _greedy_prefixes(

@@ -23,6 +23,8 @@ correction; permutation p-values are ``(k + 1) / (B + 1)`` and the analytic ones
 >>> r = violation_rate_test([[(0, 30)] * 4] * 8, [[(1, 30)] * 4] * 8, rng=0)
 >>> r.pvalue < 0.01, round(r.effect, 4), r.method
 (True, 0.0333, 'support-violation')
+>>> violation_floor_test([[(0, 30)] * 4] * 8, [[(0, 30)] * 3 + [(3, 30)]] + [[(0, 30)] * 4] * 7).pvalue < 0.002
+True
 >>> u = np.random.default_rng(0).random((10, 40))
 >>> pit_uniformity_test(u.tolist()).pvalue > 0.05
 True
@@ -37,10 +39,16 @@ import numpy as np
 from scipy import stats
 
 from parity._exceptions import InvalidInputError
-from parity.stats.power import proportion_mde
+from parity.stats.power import proportion_mde, tolerance_rate_mde
 from parity.stats.twosample import DEFAULT_RESAMPLES, TwoSampleResult
 
-__all__ = ["MIN_PVALUE", "pit_uniformity_test", "violation_rate_test"]
+__all__ = ["DEFAULT_TOLERANCE_RATE", "MIN_PVALUE", "pit_uniformity_test", "violation_floor_test", "violation_rate_test"]
+
+#: Per-token violation rate the reference's own sampler is allowed before a candidate's excess counts (see
+#: :func:`violation_floor_test`): above the lab's measured floor on the token-id path (0 violations in every
+#: reference-vs-reference run, about 1,000 decided tokens a side each; docs/compare.md) and small enough that 3
+#: violating tokens in 1,000 reject under Holm over 9 tests.
+DEFAULT_TOLERANCE_RATE = 2e-4
 
 #: Floor of analytic p-values (float64 cannot tell smaller tail probabilities from rounding in their computation).
 MIN_PVALUE = 1e-16
@@ -127,6 +135,95 @@ def violation_rate_test(
             "reference_decided": int(ref_n[0]),
             "candidate_decided": int(cand_n[0]),
         },
+    )
+
+
+def violation_floor_test(
+    reference: Sequence[Sequence[tuple[int, int]]],
+    candidate: Sequence[Sequence[tuple[int, int]]],
+    *,
+    tolerance: float = DEFAULT_TOLERANCE_RATE,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    alpha: float = 0.05,
+    rng: np.random.Generator | int | None = None,
+) -> TwoSampleResult:
+    """One-sided exact test of the candidate's violations against a stated per-token tolerance, for a reference
+    whose own floor is (near) zero. Same inputs as :func:`violation_rate_test`.
+
+    Null: each decided candidate token lies outside the reference's kept set independently with probability at
+    most ``tolerance`` (the reference's numerical noise, stated, not estimated). With ``c`` violations in ``n``
+    decided tokens the p-value is ``P(Binomial(n, tolerance) >= c)`` (1 when ``c = 0``), floored at
+    :data:`MIN_PVALUE`. Where :func:`violation_rate_test` counts violating *completions* (a zero floor needs about
+    ``log2(1/alpha)`` of them), this counts violating *tokens*: at 1,000 decided tokens and ``tolerance`` 2e-4, 3
+    violating tokens reach ``p = 1.1e-3``, under Holm's smallest threshold for 9 tests.
+
+    The tolerance is checked on the run itself: the reference's own samples, scored the same way, must not reject
+    it (``P(Binomial(n_ref, tolerance) >= r) > alpha``). When they do, the stated floor is wrong for this
+    reference (re-tokenised text, a noisy kernel) and the test falls back to :func:`violation_rate_test`'s
+    permutation against the measured floor; ``details["fallback"]`` then says why. The false-positive rate is at
+    most ``alpha`` when the reference's true per-token rate is at most ``tolerance`` and violations are
+    independent across tokens; a floor above the tolerance that the reference's own check misses can inflate it,
+    which is why the runner's reference-vs-reference validation matters (docs/compare.md).
+
+    >>> r = violation_floor_test([[(0, 500)] * 2], [[(2, 500), (1, 500)]])
+    >>> r.method, r.details["candidate_violations"], r.pvalue < 0.002
+    ('violation-floor-binomial', 3, True)
+    >>> violation_floor_test([[(0, 500)] * 2], [[(0, 500), (0, 500)]]).pvalue
+    1.0
+    >>> violation_floor_test([[(30, 500)] * 2], [[(30, 500)] * 2], rng=0).details["fallback"][:30]
+    "the reference's own violations"
+    """
+    if not 0.0 <= tolerance < 1.0:
+        raise InvalidInputError("tolerance", "must be a per-token rate in [0, 1)", tolerance)
+    if len(reference) != len(candidate):
+        raise InvalidInputError("candidate", f"must have one group per prompt like `reference` ({len(reference)})")
+    for side in (reference, candidate):
+        for items in side:
+            for v, d in items:
+                if v < 0 or v > d:
+                    raise InvalidInputError(
+                        "reference", "items must be (violations, decided) with 0 <= violations <= decided"
+                    )
+    r = sum(v for g in reference for v, _ in g)
+    n_r = sum(d for g in reference for _, d in g)
+    c = sum(v for g in candidate for v, _ in g)
+    n_c = sum(d for g in candidate for _, d in g)
+    ref_p = float(stats.binom.sf(r - 1, n_r, tolerance)) if r else 1.0
+    counts = {
+        "reference_rate": r / n_r if n_r else 0.0,
+        "candidate_rate": c / n_c if n_c else 0.0,
+        "reference_violations": r,
+        "candidate_violations": c,
+        "reference_decided": n_r,
+        "candidate_decided": n_c,
+        "tolerance_rate": tolerance,
+        "reference_floor_pvalue": ref_p,
+    }
+    if ref_p <= alpha:
+        fallback = violation_rate_test(reference, candidate, n_resamples=n_resamples, alpha=alpha, rng=rng)
+        reason = (
+            f"the reference's own violations ({r} of {n_r} tokens) reject the stated tolerance {tolerance:g} "
+            f"(p = {ref_p:.2g}); compared with the reference's measured floor by permutation instead"
+        )
+        return TwoSampleResult(
+            statistic=fallback.statistic,
+            pvalue=fallback.pvalue,
+            n=fallback.n,
+            method=fallback.method,
+            null_distribution=fallback.null_distribution,
+            effect=fallback.effect,
+            min_detectable_effect=fallback.min_detectable_effect,
+            details={**fallback.details, **counts, "fallback": reason},
+        )
+    pvalue = max(float(stats.binom.sf(c - 1, n_c, tolerance)), MIN_PVALUE) if c else 1.0
+    return TwoSampleResult(
+        statistic=float(c),
+        pvalue=pvalue,
+        n=int(n_c),
+        method="violation-floor-binomial",
+        effect=counts["candidate_rate"] - counts["reference_rate"],
+        min_detectable_effect=tolerance_rate_mde(n_c, tolerance=tolerance, alpha=alpha) if n_c else math.nan,
+        details=counts,
     )
 
 

@@ -38,6 +38,8 @@ __all__ = [
     "proportion_mde",
     "rare_event_mde",
     "simulate_power",
+    "tolerance_rate_mde",
+    "tolerance_rate_power",
 ]
 
 
@@ -140,6 +142,47 @@ def rare_event_mde(n: int, *, alpha: float = 0.05, power: float = 0.8) -> float:
     if gap(1.0 - 1e-12) < 0:
         return 1.0
     return float(optimize.brentq(gap, 1e-12, 1.0 - 1e-12, xtol=1e-10))
+
+
+def _tolerance_critical(n: int, tolerance: float, alpha: float) -> int:
+    """Smallest count ``k`` with ``P(Binomial(n, tolerance) >= k) <= alpha`` (``n + 1`` when none)."""
+    k = int(stats.binom.isf(alpha, n, tolerance)) + 1 if tolerance > 0 else 1
+    while k > 1 and float(stats.binom.sf(k - 2, n, tolerance)) <= alpha:
+        k -= 1
+    while k <= n and float(stats.binom.sf(k - 1, n, tolerance)) > alpha:
+        k += 1
+    return k
+
+
+def tolerance_rate_power(n: int, rate: float, *, tolerance: float, alpha: float = 0.05) -> float:
+    """Power of the exact binomial test against a stated per-unit tolerance (``parity compare``'s support and
+    greedy tests, :func:`parity.stats.calibration.violation_floor_test`) when each of ``n`` units shows the event
+    with probability ``rate``: ``P(Binomial(n, rate) >= k)`` with ``k`` the test's critical count at ``alpha``.
+
+    >>> round(tolerance_rate_power(1024, 0.005, tolerance=2e-4, alpha=0.05 / 9), 3)
+    0.886
+    """
+    if n < 1:
+        raise InvalidInputError("n", "must be >= 1", n)
+    _check_level("alpha", alpha)
+    if not 0.0 <= tolerance < 1.0:
+        raise InvalidInputError("tolerance", "must be in [0, 1)", tolerance)
+    k = _tolerance_critical(n, tolerance, alpha)
+    return float(stats.binom.sf(k - 1, n, rate)) if k <= n else 0.0
+
+
+def tolerance_rate_mde(n: int, *, tolerance: float, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest per-unit event rate that the exact binomial test against ``tolerance`` detects in ``n`` units with
+    probability ``power`` (see :func:`tolerance_rate_power`; 1.0 when no rate suffices).
+
+    >>> round(tolerance_rate_mde(1024, tolerance=2e-4, alpha=0.05 / 9), 4)
+    0.0042
+    """
+    _check_level("power", power)
+    if tolerance_rate_power(n, 1.0 - 1e-12, tolerance=tolerance, alpha=alpha) < power:
+        return 1.0
+    k = _tolerance_critical(n, tolerance, alpha)
+    return float(optimize.brentq(lambda r: float(stats.binom.sf(k - 1, n, r)) - power, 1e-12, 1.0 - 1e-12, xtol=1e-10))
 
 
 def mean_shift_mde(sd: float, n: int, *, alpha: float = 0.05, power: float = 0.8, two_sided: bool = True) -> float:
