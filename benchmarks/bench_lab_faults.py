@@ -37,6 +37,7 @@ import regex
 import torch
 
 from benchmarks._results import write_section
+from benchmarks.bench_detectors import LAB_CODE_REQUESTS
 from parity.lab._corpus import is_validation, python_documents
 from parity.lab.changelog import new_change
 from parity.lab.engine import Engine, GenerationRequest, GenerationResult
@@ -177,27 +178,6 @@ def _block_parses(answer: str) -> bool:
     return _parses("", body)
 
 
-#: SmolLM2's code prompts: chat requests for a short Python function (the 9M corpus's raw function headers are no
-#: prompts for a chat model, which continues them with prose).
-SMOL_CODE_REQUESTS = (
-    "Write a Python function that reverses a string.",
-    "Write a Python function that checks whether a number is prime.",
-    "Write a Python function that counts the words in a text.",
-    "Write a Python function that returns the largest item of a list.",
-    "Write a Python function that reads a JSON file and returns its contents.",
-    "Write a Python function that computes the factorial of n.",
-    "Write a Python function that removes duplicates from a list, keeping the order.",
-    "Write a Python function that merges two sorted lists.",
-    "Write a Python function that converts Celsius to Fahrenheit.",
-    "Write a Python function that checks whether a string is a palindrome.",
-    "Write a Python function that flattens a nested list.",
-    "Write a Python function that returns the n-th Fibonacci number.",
-    "Write a Python function that sums the even numbers of a list.",
-    "Write a Python function that counts the vowels in a string.",
-    "Write a Python class for a stack with push and pop.",
-    "Write a Python function that splits a list into chunks of size n.",
-)
-
 SMOL_NOTE = (
     "\nOn SmolLM2 the code prompts are chat requests for a short Python function (`Write a Python function that "
     "...`), and a code answer counts as broken when its first fenced block does not parse (or it has none): the "
@@ -227,7 +207,7 @@ def main() -> None:
     code_prompts, questions, texts = _heldout()
     prose_prompts = [reference.chat_prompt([{"role": "user", "content": q}]) for q in questions]
     if smol:
-        code_prompts = [reference.chat_prompt([{"role": "user", "content": q}]) for q in SMOL_CODE_REQUESTS]
+        code_prompts = [reference.chat_prompt([{"role": "user", "content": q}]) for q in LAB_CODE_REQUESTS]
     print(
         f"prompts ready: {len(code_prompts)} code, {len(prose_prompts)} prose ({time.perf_counter() - t0:.0f}s)",
         flush=True,
