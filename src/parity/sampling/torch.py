@@ -305,11 +305,11 @@ def _topp_thresholds(z: Any, z_max: Any, thr: Any, top_p: float, rank_key: Any) 
     out = torch.where(decided, torch.maximum(thr, level_z), thr)
     rest = torch.nonzero(~decided)[:, 0]  # the one host round trip
     if rest.numel():
-        out[rest] = _topp_thresholds_hist(z[rest], d[rest], w[rest], total[rest], thr[rest], top_p)
+        out[rest] = _topp_thresholds_hist(z[rest], d[rest], w[rest], target[rest], guard[rest], thr[rest], top_p)
     return out
 
 
-def _topp_thresholds_hist(z: Any, d: Any, w: Any, total: Any, thr: Any, top_p: float) -> Any:
+def _topp_thresholds_hist(z: Any, d: Any, w: Any, target: Any, guard: Any, thr: Any, top_p: float) -> Any:
     """The histogram search: mass per log-probability bucket, then the exact decision on the boundary buckets."""
     torch = _torch()
     b, v = z.shape
@@ -317,11 +317,9 @@ def _topp_thresholds_hist(z: Any, d: Any, w: Any, total: Any, thr: Any, top_p: f
     key = d.mul(-HIST_SCALE).clamp_(max=float(last)).to(torch.int64)
     mass = torch.zeros((b, last + 1), dtype=torch.float64, device=z.device).scatter_add_(1, key, w)
     cum = torch.cumsum(mass, dim=1)
-    target = top_p * total
-    guard = mass_guard(v) * total
     lo = (cum < (target - guard)[:, None]).sum(dim=1)
     hi = torch.clamp((cum < (target + guard)[:, None]).sum(dim=1), max=last)
-    above = torch.where(lo > 0, cum.gather(1, torch.clamp(lo - 1, min=0)[:, None])[:, 0], torch.zeros_like(total))
+    above = torch.where(lo > 0, cum.gather(1, torch.clamp(lo - 1, min=0)[:, None])[:, 0], torch.zeros_like(target))
     cand = key.ge(lo[:, None]).logical_and_(key.le(hi[:, None]))
     rows, cols = torch.nonzero(cand, as_tuple=True)
     live = d[rows, cols] > -math.inf  # -inf logits and non-survivors are never boundary candidates
