@@ -59,7 +59,10 @@ if TYPE_CHECKING:
     from parity.lab.engine import GenerationResult
     from parity.lab.tokenizer import Tokenizer
 
-__all__ = ["EngineKey", "LabServer", "ServerThread", "serve"]
+__all__ = ["KEEP_ALIVE_S", "EngineKey", "LabServer", "ServerThread", "serve"]
+
+#: Seconds an idle keep-alive connection to ``parity lab serve`` stays open (uvicorn's default is 5; nginx's 75).
+KEEP_ALIVE_S = 75
 
 log = logging.getLogger("parity.lab")
 
@@ -404,10 +407,18 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 
 def serve(server: LabServer, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
-    """Run ``server`` with uvicorn until interrupted, then close it."""
+    """Run ``server`` with uvicorn until interrupted, then close it.
+
+    Idle keep-alive connections stay open for :data:`KEEP_ALIVE_S`, longer than the clients in front of the lab
+    keep them (``parity proxy`` drops its own after 4 s):
+    with uvicorn's default of 5 s a proxy could send a request on a connection the lab was closing at that
+    moment, and the request failed with a read error (seen once under heavy load in the demo's replay).
+    """
     uvicorn = import_optional("uvicorn", extra="lab")
     try:
-        uvicorn.run(server.app, host=host, port=port, log_level=log_level, access_log=False)
+        uvicorn.run(
+            server.app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_S
+        )
     finally:
         server.close()
 

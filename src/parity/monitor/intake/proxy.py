@@ -63,6 +63,11 @@ from parity.monitor.storage.read_api import read_routes
 
 log = logging.getLogger("parity.monitor")
 
+#: Seconds the proxy keeps an idle upstream connection for reuse: under the 5 s after which uvicorn (vLLM's and
+#: SGLang's OpenAI servers, the lab before it kept its own for longer) and Node close theirs, so the proxy never
+#: sends a request on a connection the upstream is closing at that moment (that request fails with a read error).
+UPSTREAM_KEEPALIVE_S = 4.0
+
 #: Headers that belong to one connection and are never forwarded (RFC 9110 section 7.6.1), plus ``host``.
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer", "transfer-encoding",
@@ -259,7 +264,7 @@ class ParityProxy:
         # httpcore directly, not httpx.AsyncClient: bytes in, bytes out, no URL/header models (~30% less CPU
         # per forwarded request, measured)
         self._pool = httpcore.AsyncConnectionPool(max_connections=1000, max_keepalive_connections=200,
-                                                  keepalive_expiry=30.0)  # fmt: skip
+                                                  keepalive_expiry=UPSTREAM_KEEPALIVE_S)  # fmt: skip
         self.worker.start()  # replays what a previous run left (write-ahead log, spool) first
         self.worker.submit(ChangeBatch(self._initial_changes))
         if self._changes_source is not None:
