@@ -39,7 +39,11 @@ SHORT_DAYS = days("08-01", "08-12") + days("08-25", "08-27") + days("08-29", "08
 @pytest.mark.timeout(900)
 def test_a_shortened_replay_catches_and_attributes_every_fault(tmp_path: Path) -> None:
     timeline = incident_timeline(
-        misroute_fraction=0.04, misroute_growth=6.0, corruption_fraction=0.05, sampler_cutoff=512
+        misroute_fraction=0.04,
+        misroute_growth=6.0,
+        corruption_fraction=0.05,
+        sampler_cutoff=512,
+        sampler_batch_sizes="all",
     )
     config = ReplayConfig(
         store_path=tmp_path / "demo.duckdb",

@@ -55,15 +55,18 @@ the served logprobs prove.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from parity._exceptions import InvalidInputError
 from parity.monitor.detection.signals import score_signal
 
-__all__ = ["Fault", "ScriptedChange", "Timeline", "incident_timeline"]
+__all__ = ["ODD_BATCH_SIZES", "Fault", "ScriptedChange", "Timeline", "incident_timeline"]
+
+#: The batch sizes at which the incident's approximate top-k miscompile showed (odd ones, up to the lab's 256).
+ODD_BATCH_SIZES: tuple[int, ...] = tuple(range(1, 257, 2))
 
 
 @dataclass(frozen=True)
@@ -170,13 +173,16 @@ def incident_timeline(
     misroute_growth: float = 20.0,
     corruption_fraction: float = 0.05,
     sampler_cutoff: int = 10240,
+    sampler_batch_sizes: Sequence[int] | Literal["all"] = ODD_BATCH_SIZES,
 ) -> Timeline:
     """The incident's script (the table in the module docstring): first-party misrouting at ``misroute_fraction`` of
     sessions (the postmortem's 0.8%), multiplied by ``misroute_growth`` on 08-29 (to its 16%), and corruption
     bursts starting at ``corruption_fraction`` of decoding steps (the postmortem says "occasionally" and gives
     no rate; at 5% a third of the demo's 8-token answers from the misconfigured servers carry a burst), and the
     approximate top-k missing every token id >= ``sampler_cutoff`` (the postmortem's 10240; see the module
-    docstring). A shortened replay raises the shares so that its few hundred requests hold enough events."""
+    docstring), at the batch sizes ``sampler_batch_sizes`` (the postmortem's odd ones, or ``"all"``). A shortened
+    replay raises the shares so that its few hundred requests hold enough events, and may put the sampler fault on
+    every batch size so that whether it shows does not hang on how the lab's batches happen to form."""
     if not 0 < misroute_fraction * misroute_growth <= 1:
         raise InvalidInputError("misroute_fraction", "times misroute_growth must be in (0, 1]", misroute_fraction)
     changes = (
@@ -229,7 +235,9 @@ def incident_timeline(
             {
                 "sampler": "approx-topk-10240",
                 "cutoff": sampler_cutoff,
-                "affected_batch_sizes": list(range(1, 257, 2)),
+                "affected_batch_sizes": sampler_batch_sizes
+                if sampler_batch_sizes == "all"
+                else list(sampler_batch_sizes),
                 "config_version": "2025-08-26.sampler",
             },
             f"sampler rewrite on tpu (December workaround removed) exposes the approximate top-k miscompile: ids >= "
