@@ -20,6 +20,7 @@ import httpx
 
 from parity._exceptions import ParityError
 from parity._loopback import free_port
+from parity._tls import tls_context
 
 __all__ = ["LabProcess"]
 
@@ -51,6 +52,8 @@ class LabProcess:
         self.startup_timeout_s = startup_timeout_s
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
+        # one client for the health polls and the change posts (a new one per call cost a TLS context each)
+        self._client = httpx.Client(timeout=30.0, verify=tls_context())
 
     def start(self) -> LabProcess:
         """Start the child and wait until ``GET /health`` answers (engines warmed up)."""
@@ -84,7 +87,7 @@ class LabProcess:
                     f"the lab fleet exited while starting (code {self._proc.returncode}): {self.output()}"
                 )
             try:
-                if httpx.get(f"{self.url}/health", timeout=2.0).status_code == 200:
+                if self._client.get(f"{self.url}/health", timeout=2.0).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -103,11 +106,8 @@ class LabProcess:
 
     def post_change(self, change: dict[str, Any]) -> dict[str, Any]:
         """``POST /admin/changes``; a refusal is a :class:`~parity.ParityError` with the lab's message."""
-        resp = httpx.post(
-            f"{self.url}/admin/changes",
-            json=change,
-            headers={"authorization": f"Bearer {self.admin_token}"},
-            timeout=30.0,
+        resp = self._client.post(
+            f"{self.url}/admin/changes", json=change, headers={"authorization": f"Bearer {self.admin_token}"}
         )
         if resp.status_code != 201:
             raise ParityError(f"the lab refused change {change.get('id')}: HTTP {resp.status_code} {resp.text[:300]}")
@@ -126,6 +126,7 @@ class LabProcess:
         if self._log is not None:
             self._log.close()
             self._log = None
+        self._client.close()
 
     def __enter__(self) -> LabProcess:
         return self.start()

@@ -44,6 +44,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from parity._exceptions import InvalidInputError
+from parity._tls import tls_context
 from parity.lab._prompts import PROMPT_KINDS, TrafficPrompt, make_prompt, prompt_mix
 
 __all__ = [
@@ -252,7 +253,8 @@ class TrafficGenerator:
         outcomes: list[RequestOutcome] = []
         semaphore = asyncio.Semaphore(self.max_concurrency)
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        async with httpx.AsyncClient(base_url=self.target, timeout=self.timeout, limits=limits) as client:
+        client_kwargs: dict[str, Any] = {"timeout": self.timeout, "limits": limits, "verify": tls_context()}
+        async with httpx.AsyncClient(base_url=self.target, **client_kwargs) as client:
             models = self.models or await self._served_models(client)
             names = list(models)
             weights = np.array([models[n] for n in names], dtype=np.float64)
