@@ -247,6 +247,7 @@ class IncidentReplay:
             raise InvalidInputError("days", "must be days of the timeline", unknown or days)
         self.days = sorted(days)
         self.clock = SimulatedClock(datetime.combine(self.days[0], datetime.min.time(), tzinfo=UTC))
+        self._posted: set[str] = set()  # ids of the changes posted to the lab so far
         self.store: DuckDBStore | None = None
         self.lab: LabProcess | None = None
         self.proxy: ParityProxy | None = None
@@ -376,17 +377,17 @@ class IncidentReplay:
             t_day = time.monotonic()
             done = errors = 0
             posted: list[str] = []
-            # a shortened replay skips days, not changes: those of the days it left out since the last one it
-            # replayed are posted first, at their own times, so the fleet and the change log stand as they would
+            # a shortened replay skips the changes of the days it leaves out, except one that a change it replays
+            # rolls back or fixes: that one is posted first, at its own time, so the rollback has something to undo
+            undone = {str(c.params.get("change_id")) for c in self.timeline.changes_on(day)}
             skipped = [
                 c
                 for c in sorted(self.timeline.changes, key=lambda c: c.at)
-                if c.at.date() < day
-                and c.at.date() not in replayed
-                and (index == 0 or c.at.date() > self.days[index - 1])
+                if c.change_id in undone and c.change_id not in self._posted and c.at.date() not in replayed
             ]
             for change in skipped:
                 self.lab.post_change(change.to_json())
+                self._posted.add(change.change_id)
                 posted.append(change.change_id)
             if skipped:
                 time.sleep(0.6)
@@ -394,6 +395,7 @@ class IncidentReplay:
             for p, (start, end, changes) in enumerate(pieces):
                 for change in changes:
                     self.lab.post_change(change.to_json())
+                    self._posted.add(change.change_id)
                     posted.append(change.change_id)
                 if changes:
                     time.sleep(0.6)  # two polls of the proxy's change-log reader: the monitor knows before traffic
