@@ -4,9 +4,10 @@ The shortened replay runs on the lab's own 9M model (ten times faster than SmolL
 requests fit a test): it keeps the script but 17 of its 49 days, with the fault shares raised so that those
 requests hold enough events: first-party misrouting at 4% of sessions (x6 on 08-29), the approximate top-k's
 cut-off at token id 512 (the 9M model's argmax lies past it in a quarter of the steps), model H a third of the
-traffic. A short replay on SmolLM2-135M-Instruct (the demo's model) checks that the corruption reaches the
-monitor's script detectors through the proxy and that the model's clean answers do not trip them. The full
-replay (``make demo``) runs the postmortem's own shares on SmolLM2.
+traffic, and the sampler fault on every batch size (not only the odd ones), so that whether model H on tpu shows
+it does not hang on how the lab's batches happen to form. A short replay on SmolLM2-135M-Instruct (the demo's
+model) checks that the corruption reaches the monitor's script detectors through the proxy and that the model's
+clean answers do not trip them. The full replay (``make demo``) runs the postmortem's own shares on SmolLM2.
 """
 
 from __future__ import annotations

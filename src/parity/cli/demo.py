@@ -58,7 +58,9 @@ def _parse_days(text: str | None) -> list[date] | None:
               help="Requests per simulated day from the first fault to the last rollback (08-05..09-04).")  # fmt: skip
 @click.option("--quiet-requests-per-day", type=click.IntRange(min=0), default=15, show_default=True,
               help="Requests per simulated day before 08-05 and after 09-04 (0: as --requests-per-day).")  # fmt: skip
-@click.option("--days", default=None, help="Replay only these days of 2025, e.g. 08-01..08-08,08-24..09-05.")
+@click.option("--days", default=None,
+              help="Replay only these days of 2025, e.g. 08-01..08-08,08-24..09-05. The changes of the days left out "
+                   "are left out too, except one that a replayed rollback or fix undoes.")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--lab-threads", type=click.IntRange(1, 64), default=2, show_default=True,
               help="torch threads of the lab fleet (2 on an idle 2-core machine: 691 s against about 960 s with 1; "
