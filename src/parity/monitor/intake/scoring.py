@@ -47,12 +47,15 @@ from typing import Any, Protocol
 
 from parity._exceptions import InvalidInputError
 from parity._time import parse_time
+from parity._version import __version__
 from parity.monitor._records import (
     LONG_CONTEXT_THRESHOLD_TOKENS,
+    SCHEMA_VERSION,
     UNKNOWN,
     DetectorObservation,
     Record,
     context_class_of,
+    record_of,
 )
 from parity.monitor.intake.capture import CapturePolicy
 
@@ -70,6 +73,8 @@ PROVENANCE_HEADERS: dict[str, str] = {
     "x-parity-config-version": "config_version",
     "x-parity-model": "model",
 }
+
+_PROVENANCE_ITEMS = tuple(PROVENANCE_HEADERS.items())
 
 #: Record fields a static label (``--label k=v``) may set.
 LABEL_FIELDS = frozenset(PROVENANCE_HEADERS.values())
@@ -280,6 +285,27 @@ def parse_exchange(exchange: Exchange, events: Sequence[Mapping[str, Any]] | Non
             obj = None
         if isinstance(obj, dict):
             acc.add(obj)
+    return _parsed(req, acc, exchange.request_headers.get("x-session-id"))
+
+
+def parse_response_object(
+    request: Mapping[str, Any], response: Mapping[str, Any], session_header: str | None = None
+) -> ParsedExchange:
+    """:func:`parse_exchange` of an exchange whose response is one JSON object already parsed (``parity ingest``'s
+    common line), without the :class:`Exchange`: ``session_header`` stands for its ``x-session-id`` request header.
+
+    >>> p = parse_response_object({"model": "S", "messages": [{"role": "user", "content": "hi"}], "user": "u"},
+    ...                           {"id": "c1", "choices": [{"message": {"content": "yo"}, "finish_reason": "stop"}]})
+    >>> p.response_id, p.text, p.prompt, p.session
+    ('c1', 'yo', 'hi', 'u')
+    """
+    acc = _Acc()
+    acc.add(response)
+    return _parsed(request or {}, acc, session_header)
+
+
+def _parsed(req: Mapping[str, Any], acc: _Acc, session_header: str | None) -> ParsedExchange:
+    """The :class:`ParsedExchange` of a request and its accumulated response (one definition for every path)."""
     messages: tuple[dict[str, str], ...] = ()
     prompt = ""
     if isinstance(req.get("messages"), list):
@@ -294,7 +320,7 @@ def parse_exchange(exchange: Exchange, events: Sequence[Mapping[str, Any]] | Non
     elif isinstance(req.get("prompt"), list):
         prompt = "\n".join(p for p in req["prompt"] if isinstance(p, str))
     session = req.get("user") if isinstance(req.get("user"), str) else None
-    session = session or exchange.request_headers.get("x-session-id")
+    session = session or session_header
     max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
     has_lp = bool(acc.lps)
     return ParsedExchange(
@@ -519,47 +545,70 @@ class RecordBuilder:
         return self.build_parsed(exchange, parsed)
 
     def build_parsed(self, exchange: Exchange, parsed: ParsedExchange) -> Record:
-        prov = dict(self.labels)
         headers = {k.lower(): v for k, v in exchange.response_headers.items()}
-        for header, name in PROVENANCE_HEADERS.items():
-            if headers.get(header):
-                prov[name] = headers[header]
-        ok = 200 <= exchange.status_code < 300
+        return self.build_fields(exchange.path, exchange.time, exchange.request, exchange.status_code, headers,
+                                 exchange.latency_ms, parsed)  # fmt: skip
+
+    def build_fields(
+        self,
+        path: str,
+        time: datetime,
+        request: dict[str, Any] | None,
+        status_code: int,
+        headers: Mapping[str, str],
+        latency_ms: float | None,
+        parsed: ParsedExchange,
+    ) -> Record:
+        """:meth:`build_parsed` from an exchange's parts (``headers``: the response headers, names lower-case), for a
+        caller that has them without an :class:`Exchange` (``parity ingest``'s log lines)."""
+        prov = self.labels  # copied before a header changes it
+        if headers:
+            for header, name in _PROVENANCE_ITEMS:
+                value = headers.get(header)
+                if value:
+                    if prov is self.labels:
+                        prov = dict(prov)
+                    prov[name] = value
+        ok = 200 <= status_code < 300
         observations = self.scorer.score(parsed) if ok and self.scorer is not None else []
         if ok and self.greedy is not None:
-            repeat = self.greedy.observe(exchange.path, exchange.request, parsed)
+            repeat = self.greedy.observe(path, request, parsed)
             if repeat is not None:
                 observations.append(repeat)
-        flagged = any(o.flagged for o in observations)
         context = parsed.prompt_tokens
         if context is None:
             context = math.ceil(len(parsed.prompt) / CHARS_PER_TOKEN_ESTIMATE)
-        return Record(
-            record_id=parsed.response_id or f"parity-{uuid.uuid4().hex}",
-            time=exchange.time,
-            model=headers.get("x-parity-model") or parsed.model or prov.get("model") or UNKNOWN,
-            pool=prov.get("pool", UNKNOWN),
-            platform=prov.get("platform", UNKNOWN),
-            region=prov.get("region", UNKNOWN),
-            config_version=prov.get("config_version", UNKNOWN),
-            server=prov.get("server", UNKNOWN),
-            context_tokens=context,
-            output_tokens=parsed.completion_tokens or 0,
-            session_hash=session_hash(parsed.session, self.salt) if parsed.session else None,
-            temperature=parsed.temperature,
-            top_p=parsed.top_p,
-            top_k=parsed.top_k,
-            max_tokens=parsed.max_tokens,
-            finish_reason=parsed.finish_reason,
-            status_code=exchange.status_code,
-            latency_ms=exchange.latency_ms,
-            observations=tuple(observations),
-            logprob_summary=logprob_summary(parsed.token_logprobs),
-            captured_text=self.capture.capture(parsed.text, flagged=flagged),
-            source=self.source,
-            request_tokens=self._request_tokens(parsed),
-            context_class=self.context_class(context),
-        )
+        flagged = any(o.flagged for o in observations)
+        get = prov.get
+        return record_of((
+            parsed.response_id or f"parity-{uuid.uuid4().hex}",
+            time,
+            headers.get("x-parity-model") or parsed.model or get("model") or UNKNOWN,
+            get("pool", UNKNOWN),
+            get("platform", UNKNOWN),
+            get("region", UNKNOWN),
+            get("config_version", UNKNOWN),
+            get("server", UNKNOWN),
+            context,
+            parsed.completion_tokens or 0,
+            session_hash(parsed.session, self.salt) if parsed.session else None,
+            parsed.temperature,
+            parsed.top_p,
+            parsed.top_k,
+            parsed.max_tokens,
+            parsed.finish_reason,
+            status_code,
+            latency_ms,
+            tuple(observations),
+            logprob_summary(parsed.token_logprobs) if parsed.token_logprobs else {},
+            self.capture.capture(parsed.text, flagged=flagged),
+            self.source,
+            SCHEMA_VERSION,
+            self._request_tokens(parsed),
+            context_class_of(context, self.long_context_tokens),
+            None,
+            __version__,
+        ))  # fmt: skip
 
     def _request_tokens(self, parsed: ParsedExchange) -> int | None:
         """The forwarded request's size in tokens: ``tokenizer`` when one is configured, else characters / 4
