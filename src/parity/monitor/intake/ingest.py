@@ -507,7 +507,7 @@ def ingest_lines(
             n += 1
             if on_line is not None:
                 on_line(n, len(line))
-            if not line.strip():
+            if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             try:
                 obj = _parse_line(line)

@@ -88,6 +88,9 @@ _NOT_IN_FINGERPRINT = frozenset(
      "metadata", "store"}
 )  # fmt: skip
 
+#: Session hashes a record builder remembers (emptied when full).
+_SESSION_CACHE_SIZE = 65_536
+
 #: Characters per token for estimating the context length when the response carries no ``usage``.
 CHARS_PER_TOKEN_ESTIMATE = 4
 
@@ -177,16 +180,16 @@ def _content_text(content: Any) -> str:
 
 
 def _opt_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
+    if value is None or type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(name, "must be a number", value)
     return float(value)
 
 
 def _opt_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise InvalidInputError(name, "must be an integer", value)
     return int(value)
@@ -208,8 +211,9 @@ class _Acc:
     def add(self, obj: Mapping[str, Any]) -> None:
         self.id = self.id or obj.get("id")
         self.model = self.model or obj.get("model")
-        if isinstance(obj.get("usage"), dict):
-            self.usage = obj["usage"]
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
         for choice in obj.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -220,7 +224,9 @@ class _Acc:
             elif "text" in choice:
                 self.text.append(str(choice.get("text") or ""))
             self.finish = choice.get("finish_reason") or self.finish
-            self._logprobs(choice.get("logprobs"))
+            logprobs = choice.get("logprobs")
+            if logprobs is not None:
+                self._logprobs(logprobs)
 
     def _logprobs(self, lp: Any) -> None:
         if not isinstance(lp, dict):
@@ -306,26 +312,33 @@ def parse_response_object(
 
 def _parsed(req: Mapping[str, Any], acc: _Acc, session_header: str | None) -> ParsedExchange:
     """The :class:`ParsedExchange` of a request and its accumulated response (one definition for every path)."""
+    get = req.get
     messages: tuple[dict[str, str], ...] = ()
     prompt = ""
-    if isinstance(req.get("messages"), list):
+    listed = get("messages")
+    if isinstance(listed, list):
         messages = tuple(
-            {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
-            for m in req["messages"]
-            if isinstance(m, dict)
+            [
+                {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
+                for m in listed
+                if isinstance(m, dict)
+            ]
         )
-        prompt = "\n".join(m["content"] for m in messages)
-    elif isinstance(req.get("prompt"), str):
-        prompt = req["prompt"]
-    elif isinstance(req.get("prompt"), list):
-        prompt = "\n".join(p for p in req["prompt"] if isinstance(p, str))
-    session = req.get("user") if isinstance(req.get("user"), str) else None
-    session = session or session_header
-    max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
+        prompt = "\n".join([m["content"] for m in messages])
+    else:
+        text = get("prompt")
+        if isinstance(text, str):
+            prompt = text
+        elif isinstance(text, list):
+            prompt = "\n".join([p for p in text if isinstance(p, str)])
+    user = get("user")
+    session = (user if isinstance(user, str) else None) or session_header
+    max_tokens = get("max_completion_tokens", get("max_tokens"))
     has_lp = bool(acc.lps)
+    model = get("model")
     return ParsedExchange(
         response_id=acc.id,
-        model=acc.model or (req.get("model") if isinstance(req.get("model"), str) else None),
+        model=acc.model or (model if isinstance(model, str) else None),
         text="".join(acc.text),
         finish_reason=acc.finish,
         prompt_tokens=_opt_int(acc.usage.get("prompt_tokens"), "usage.prompt_tokens"),
@@ -505,6 +518,8 @@ class RecordBuilder:
             raise InvalidInputError("salt", "must be a non-empty string", salt)
         self.salt = salt
         self.labels = labels
+        self._session_hashes: dict[str, str] = {}
+        self._hashed_with = salt
         self.scorer = scorer
         self.capture = capture if isinstance(capture, CapturePolicy) else CapturePolicy(capture)
         self.source = source
@@ -578,7 +593,7 @@ class RecordBuilder:
         context = parsed.prompt_tokens
         if context is None:
             context = math.ceil(len(parsed.prompt) / CHARS_PER_TOKEN_ESTIMATE)
-        flagged = any(o.flagged for o in observations)
+        flagged = any([o.flagged for o in observations]) if observations else False
         get = prov.get
         return record_of((
             parsed.response_id or f"parity-{uuid.uuid4().hex}",
@@ -591,7 +606,7 @@ class RecordBuilder:
             get("server", UNKNOWN),
             context,
             parsed.completion_tokens or 0,
-            session_hash(parsed.session, self.salt) if parsed.session else None,
+            self._session_hash(parsed.session) if parsed.session else None,
             parsed.temperature,
             parsed.top_p,
             parsed.top_k,
@@ -609,6 +624,22 @@ class RecordBuilder:
             None,
             __version__,
         ))  # fmt: skip
+
+    def _session_hash(self, session: str) -> str:
+        """:func:`session_hash` with this builder's salt, remembered for the last sessions seen (a session sends
+        many requests)."""
+        if type(session) is not str:
+            return session_hash(session, self.salt)
+        cache = self._session_hashes
+        if self._hashed_with != self.salt:  # the salt was changed: the remembered hashes are not its
+            cache.clear()
+            self._hashed_with = self.salt
+        hashed = cache.get(session)
+        if hashed is None:
+            if len(cache) >= _SESSION_CACHE_SIZE:
+                cache.clear()
+            hashed = cache[session] = session_hash(session, self.salt)
+        return hashed
 
     def _request_tokens(self, parsed: ParsedExchange) -> int | None:
         """The forwarded request's size in tokens: ``tokenizer`` when one is configured, else characters / 4
