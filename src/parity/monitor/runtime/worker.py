@@ -68,7 +68,7 @@ from parity.monitor.intake.scoring import SCORED_PATHS, Exchange, RecordBuilder
 from parity.monitor.runtime.metrics import ProxyMetrics
 from parity.monitor.runtime.spool import Spool
 from parity.monitor.runtime.wal import WriteAheadLog
-from parity.monitor.storage._store_protocol import Store
+from parity.monitor.storage._store_protocol import RecordIdReader, Store
 
 __all__ = [
     "HEALTH_STATES",
@@ -657,7 +657,10 @@ class MonitorWorker:
             return batch
         since = min(r.time for r in batch)
         until = max(r.time for r in batch) + timedelta(microseconds=1)
-        held = {r.record_id for r in self.store.records(since=since, until=until)}
+        if isinstance(self.store, RecordIdReader):  # the ids alone, not the records (a re-read file holds them all)
+            held = self.store.stored_record_ids(since=since, until=until)
+        else:
+            held = {r.record_id for r in self.store.records(since=since, until=until)}
         seen: set[str] = set()
         out = []
         for r in batch:
