@@ -26,6 +26,7 @@ from parity.monitor import DetectorObservation, Record
 from parity.monitor.intake.ingest import ingest_file
 from parity.monitor.intake.scoring import default_scorer
 from parity.monitor.runtime.worker import default_monitor
+from parity.monitor.storage._record_rows import RECORD_FIELDS, record_row
 from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 N_RECORDS = 200_000
@@ -91,14 +92,15 @@ def bench_parity(records: list[Record], batch: int, tmp: Path) -> tuple[float, f
 
 def bench_duckdb_executemany(records: list[Record], tmp: Path) -> float:
     sample = records[:2000]
-    rows = [_row(r) for r in sample]
+    rows = [record_row(r) for r in sample]  # the store's own row: all 27 columns, the time in microseconds
+    values = ", ".join(["?", "make_timestamptz(?::BIGINT)"] + ["?"] * (len(RECORD_FIELDS) - 2))
     rates = []
     for rep in range(REPEATS):
         path = tmp / f"em-{rep}.duckdb"
         with DuckDBStore(path) as store:
             con = store._con
             t = time.perf_counter()
-            con.executemany(f"INSERT INTO records VALUES ({', '.join(['?'] * 24)})", rows)
+            con.executemany(f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) VALUES ({values})", rows)
             rates.append(len(rows) / (time.perf_counter() - t))
         path.unlink()
     return statistics.median(rates)

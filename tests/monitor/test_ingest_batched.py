@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 from dataclasses import fields, replace
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +19,8 @@ from parity.monitor import DetectorObservation, Record
 from parity.monitor._records import record_of
 from parity.monitor.intake.ingest import _LINE_ERRORS, HAND_OVER_BATCH, _describe, exchange_from_log, ingest_lines
 from parity.monitor.intake.scoring import ParsedExchange, RecordBuilder
+from parity.monitor.runtime.wal import WriteAheadLog
+from parity.monitor.runtime.worker import MonitorWorker
 from parity.monitor.storage.store import MemoryStore
 
 SALT = "batched"
@@ -205,3 +209,30 @@ def test_record_of_falls_back_to_the_constructor() -> None:
     values[8] = -1
     with pytest.raises(InvalidInputError, match="context_tokens"):
         record_of(values)
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_accept_batch_logs_stores_and_flushes_as_accept_does(batched: bool, tmp_path: Path) -> None:
+    """With a write-ahead log and a store batch of 3: the same flushes, and what the log holds after them (the one
+    record still pending: the log is emptied only when every record in it is stored)."""
+    records = [
+        Record(record_id=f"r{i}", time=datetime(2025, 8, 5, 0, 0, i, tzinfo=UTC), model="S",
+               observations=(DetectorObservation("unexpected_script", i % 2 == 0, 0.5),))
+        for i in range(10)
+    ]  # fmt: skip
+    store = MemoryStore()
+    wal = WriteAheadLog(tmp_path / "wal.jsonl")
+    worker = MonitorWorker(store, RecordBuilder(salt=SALT), wal=wal, batch_size=3)
+    if batched:
+        worker.accept_batch(records)
+    else:
+        for r in records:
+            worker.accept(r)
+    wal.sync()
+    assert store.records() == records[:9]
+    assert WriteAheadLog(tmp_path / "wal.jsonl").replay() == records[9:]
+    flags = worker.metrics.detector_flags.labels(detector="unexpected_script")._value.get()
+    assert flags == 5
+    worker.flush()
+    assert store.records() == records
+    assert WriteAheadLog(tmp_path / "wal.jsonl").replay() == []
