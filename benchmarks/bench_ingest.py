@@ -195,12 +195,15 @@ PROFILE = (
     "records per CPU-second, this round 22,000-26,000. After: reading the request and response "
     "(`parse_response_object`) 31%, the record's fields (`build_fields`) 15%, the `Record` 10%, the line's own "
     "fields (headers, time) 15%, parsing 8%, the worker and the DuckDB write 14% (DuckDB itself ~10%), the loop 7%. "
-    "What is left is Python work per record: orjson builds a dict tree per line (~4 us on this CPU when quiet), the "
-    "builder walks it, and the `Record` is 27 slot writes; DuckDB's insert costs ~0.25 us per text value (16 text "
-    "columns; Arrow input measured no faster: the cost is the insert, not the scan). 100,000 records/s per core is "
-    "10 us per record all in: it needs the line decoded straight into typed fields (msgspec structs, skipping what "
-    "is not read) and records kept as columns from the parser to the store, without a `Record` object per line - a "
-    "change to the record and store contracts every stage reads, not made here."
+    "What is left: the two C libraries alone take about 10 us per record on this CPU - `orjson.loads` of a 500-byte "
+    "line 4-5 us at best (min of repeated runs; over 12 us under load spikes) and DuckDB's insert ~5 us per record "
+    "(~0.25 us per text value, 16 text columns; an Arrow table measured no faster, and passing a column that is the "
+    "same in every row as one SQL parameter gave no measurable gain: the cost is the table append, not the scan) - "
+    "plus ~4.5 us building the batch's columns in Python, and the builder walking each line's dict tree into a "
+    "27-field `Record`. 100,000 records/s per core is 10 us per record all in, so it is out of reach on this design "
+    "and this CPU: it needs the line decoded straight into typed fields (msgspec structs, skipping what is not "
+    "read), records kept as columns from the parser to the store without a `Record` object per line (a change to the "
+    "record and store contracts every stage reads), and a store append cheaper than DuckDB's per-row insert."
 )
 
 
@@ -259,9 +262,9 @@ def main() -> None:
         "The columnar path converts each batch to numpy columns and inserts them with one `INSERT ... SELECT`; "
         "`executemany` pays a per-row round trip and is shown for contrast.\n\n"
         "`parity ingest` goal: >= 100,000 records/s per core without detectors (**missed**: see the per-CPU-second "
-        "rate above, about a quarter of the goal; before this round, 2026-12-04 09:12 under a similar load, 18,733 "
-        "per CPU-second); with detectors it is bounded by the detectors and the segment monitor (the rows with them "
-        "above). " + PROFILE
+        "rate above, about a quarter of the goal; the run before this round, 2026-12-04 09:12 at a load average of 17, "
+        "measured 18,733 per CPU-second, and the A/B below compares the two under the same load); with detectors it "
+        "is bounded by the detectors and the segment monitor (the rows with them above). " + PROFILE
     )
     write_section("ingest", "Store and ingestion throughput", body)
 
