@@ -255,7 +255,9 @@ def main() -> None:
     body = (
         f"Load average {load_start[0]:.1f} at the start and {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end of "
         "the run, on 2 cores shared with other jobs; "
-        "wall-clock rates are depressed accordingly, per-CPU-second rates (process CPU time, all threads) are not.\n\n"
+        "wall-clock rates are depressed accordingly; per-CPU-second rates (process CPU time, all threads) much less, "
+        "though not wholly: the same code measured 2-3x apart in CPU time per record between quiet and loaded "
+        "minutes here (shared caches and cores), so compare rows of one run.\n\n"
         f"{N_RECORDS:,} records (3 detector observations and a logprob summary each), median of {REPEATS} runs, each "
         "into a fresh file.\n\n| path | records/s |\n|---|---:|\n" + "\n".join(rows) + "\n\n"
         f"Goal: >= 50,000 records/s into DuckDB in batches. `MemoryStore` (list append) for scale: {mem:,.0f}/s. "
