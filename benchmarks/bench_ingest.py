@@ -5,7 +5,8 @@ Arms, all in this process on the same records:
 * DuckDB ``executemany`` of the same rows (the obvious path) - on a 2,000-row sample, it is that slow;
 * SQLite ``executemany`` into an equivalent table (the embedded store Phoenix-style tools use);
 * ``parity ingest`` end to end (JSON parse, record building, batched store writes) without detectors, and with
-  the default detectors when ``parity.detectors`` is available.
+  the default detectors when ``parity.detectors`` is available; and the same file read a second time into the same
+  store (every line a duplicate the de-duplication drops).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from parity.monitor import DetectorObservation, Record
 from parity.monitor.intake.ingest import ingest_file
 from parity.monitor.intake.scoring import default_scorer
 from parity.monitor.runtime.worker import default_monitor
+from parity.monitor.storage._record_rows import RECORD_FIELDS, record_row
 from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 N_RECORDS = 200_000
@@ -90,14 +92,15 @@ def bench_parity(records: list[Record], batch: int, tmp: Path) -> tuple[float, f
 
 def bench_duckdb_executemany(records: list[Record], tmp: Path) -> float:
     sample = records[:2000]
-    rows = [_row(r) for r in sample]
+    rows = [record_row(r) for r in sample]  # the store's own row: all 27 columns, the time in microseconds
+    values = ", ".join(["?", "make_timestamptz(?::BIGINT)"] + ["?"] * (len(RECORD_FIELDS) - 2))
     rates = []
     for rep in range(REPEATS):
         path = tmp / f"em-{rep}.duckdb"
         with DuckDBStore(path) as store:
             con = store._con
             t = time.perf_counter()
-            con.executemany(f"INSERT INTO records VALUES ({', '.join(['?'] * 24)})", rows)
+            con.executemany(f"INSERT INTO records ({', '.join(RECORD_FIELDS)}) VALUES ({values})", rows)
             rates.append(len(rows) / (time.perf_counter() - t))
         path.unlink()
     return statistics.median(rates)
@@ -140,20 +143,26 @@ def log_lines(n: int) -> list[str]:
     return lines
 
 
-def bench_ingest(lines: list[str], tmp: Path, *, scorer: Any, monitor: bool = False) -> tuple[float, float]:
+def bench_ingest(
+    lines: list[str], tmp: Path, *, scorer: Any, monitor: bool = False, again: bool = False, repeats: int = REPEATS
+) -> tuple[float, float]:
     """``parity ingest`` of a JSONL file end to end (read, parse, build, batched store writes; the segment monitor
-    when ``monitor``): (records per wall second, records per CPU-second of this process), medians."""
+    when ``monitor``): (records per wall second, records per CPU-second of this process), medians. ``again``: time
+    the second ingest of the file into the same store (all duplicates)."""
     src = tmp / "log.jsonl"
     src.write_text("".join(lines))
     rates, cpu_rates = [], []
-    for rep in range(REPEATS):
+    for rep in range(repeats):
         path = tmp / f"ing-{rep}.duckdb"
-        hook = default_monitor() if monitor else None
         with DuckDBStore(path) as store:
+            if again:
+                ingest_file(src, store, salt="bench", scorer=scorer)
+            hook = default_monitor() if monitor else None
             t, c = time.perf_counter(), time.process_time()
             result = ingest_file(src, store, salt="bench", scorer=scorer, hook=hook)
             wall, cpu = time.perf_counter() - t, time.process_time() - c
             assert result.records == len(lines), result.errors[:3]
+            assert store.summary().records == len(lines)
             rates.append(result.records / wall)
             cpu_rates.append(result.records / cpu)
         path.unlink()
@@ -161,25 +170,45 @@ def bench_ingest(lines: list[str], tmp: Path, *, scorer: Any, monitor: bool = Fa
 
 
 #: Where the time of ``parity ingest`` went, and what changed (cProfile of 20,000 lines into DuckDB, no detectors
-#: and no monitor, measured by hand on 2026-12-04 on this contended machine; shares of the profiled run).
+#: and no monitor, measured by hand on 2026-12-04 on this contended machine; shares of the profiled run, which
+#: inflates many small Python calls).
 PROFILE = (
-    "Where the time went (cProfile, 20,000 lines into DuckDB, no detectors, no monitor). Before (git 08850e4): "
-    "`loads_bounded` on the stdlib parser 15%; the log line to an exchange 19%, of which 7% dumping the response "
-    "back to text (`json.dumps`) only for the record builder to parse it again (8%, inside `parse_exchange`, 30%); "
-    "`build_parsed` 24%; the worker (batching, write-ahead log hook, DuckDB) the rest. "
-    "Changes: orjson behind `parity._json_input.loads_bounded` (same bounds and messages: a line orjson refuses, or "
-    "would read differently, an integer over 64 bits, takes the strict stdlib path that names what is wrong), "
-    "each line parsed once (`parse_exchange(exchange, events)` reads the already-parsed response), about 80 -> 45 "
-    "us of CPU per record. After: parsing 7%, the log line to an exchange 16%, `parse_exchange` 28%, "
-    "`build_parsed` 31% (provenance, salted SHA-256 of the session, the `Record` and its validation), the "
-    "worker 24%. What is left is one Python object graph per record (`Exchange`, `ParsedExchange`, `Record`): "
-    "the 100,000 records/s per core goal (10 us per record) needs record building on columns (parse a batch, "
-    "fill column arrays, write them to DuckDB without `Record` objects), which crosses the record and store "
-    "modules (issue 17's lane this round) and is not done."
+    "Where the time went (cProfile, 20,000 lines into DuckDB, no detectors, no monitor). "
+    "Round 1 (git 08850e4 -> 94492b0): orjson behind `parity._json_input.loads_bounded` (same bounds and messages), "
+    "each line parsed once instead of dumping the response back to text for the record builder. "
+    "Round 2 before (git aececc4): handing each record to the worker 33%, of which 22% was one `isinstance` check "
+    "against a runtime-checkable Protocol per record (it walks the protocol's attributes every call, hook or no "
+    "hook); `build_parsed` 23%; `parse_exchange` 19%; the log line to an `Exchange` 11%; parsing 7%; the DuckDB "
+    "write 6%. Changes: the Protocol check only where a per-record hook exists; records built and handed to the "
+    "worker in batches of 1,024 (`MonitorWorker.accept_batch`: the flag counts once per batch, the pending batch "
+    "extended up to each store flush); the common line (request and response JSON objects) built without the "
+    "intermediate `Exchange` (`RecordBuilder.build_fields`, shared with the proxy's `build_parsed`, so one "
+    "definition of a record); `Record` and `ParsedExchange` built through their slot setters (`record_of`: the "
+    "frozen dataclass `__init__` sets 27 fields by name; values its `__post_init__` would change or refuse still go "
+    "through the constructor); one dict lookup per request field; session hashes remembered per builder; "
+    "`loads_bounded`'s fast path inlined per line; DuckDB batch columns from one `attrgetter` pass per record "
+    "transposed in C; de-duplication asks the store for the window's record ids (`stored_record_ids`) instead of "
+    "reading the records back (the second-read row: a re-read file used to pay a full record read per record). "
+    "Same records and rejections: `tests/monitor/test_ingest_batched.py` compares the batched path with the "
+    "per-record one on a mixed file (every line shape, bad lines included), and the mixed file gave byte-identical "
+    "records and messages before and after. Interleaved A/B on 20,000 lines at load ~6: aececc4 7,000-11,000 "
+    "records per CPU-second, this round 22,000-26,000. After: reading the request and response "
+    "(`parse_response_object`) 31%, the record's fields (`build_fields`) 15%, the `Record` 10%, the line's own "
+    "fields (headers, time) 15%, parsing 8%, the worker and the DuckDB write 14% (DuckDB itself ~10%), the loop 7%. "
+    "What is left: the two C libraries alone take about 10 us per record on this CPU - `orjson.loads` of a 500-byte "
+    "line 4-5 us at best (min of repeated runs; over 12 us under load spikes) and DuckDB's insert ~5 us per record "
+    "(~0.25 us per text value, 16 text columns; an Arrow table measured no faster, and passing a column that is the "
+    "same in every row as one SQL parameter gave no measurable gain: the cost is the table append, not the scan) - "
+    "plus ~4.5 us building the batch's columns in Python, and the builder walking each line's dict tree into a "
+    "27-field `Record`. 100,000 records/s per core is 10 us per record all in, so it is out of reach on this design "
+    "and this CPU: it needs the line decoded straight into typed fields (msgspec structs, skipping what is not "
+    "read), records kept as columns from the parser to the store without a `Record` object per line (a change to the "
+    "record and store contracts every stage reads), and a store append cheaper than DuckDB's per-row insert."
 )
 
 
 def main() -> None:
+    load_start = os.getloadavg()
     records = make_records(N_RECORDS)
     rows = []
     with tempfile.TemporaryDirectory() as d:
@@ -198,9 +227,13 @@ def main() -> None:
         rows.append(f"| SQLite `executemany`, batches of 5,000 (WAL) | {rate:,.0f} |")
         print(rows[-1], flush=True)
         lines = log_lines(50_000)
-        rate, cpu_rate = bench_ingest(lines, tmp, scorer=None)
-        rows.append(f"| `parity ingest` JSONL file end to end, no detectors, no monitor (50,000 lines) | {rate:,.0f} "
-                    f"({cpu_rate:,.0f} per CPU-second) |")  # fmt: skip
+        rate, cpu_rate = bench_ingest(lines, tmp, scorer=None, repeats=5)
+        rows.append(f"| `parity ingest` JSONL file end to end, no detectors, no monitor (50,000 lines, median of 5) | "
+                    f"{rate:,.0f} ({cpu_rate:,.0f} per CPU-second) |")  # fmt: skip
+        print(rows[-1], flush=True)
+        rate, cpu_rate = bench_ingest(lines[:20_000], tmp, scorer=None, again=True)
+        rows.append(f"| `parity ingest` of the same file a second time into the same store, every line a duplicate "
+                    f"(20,000 lines) | {rate:,.0f} ({cpu_rate:,.0f} per CPU-second) |")  # fmt: skip
         print(rows[-1], flush=True)
         rate, cpu_rate = bench_ingest(lines[:20_000], tmp, scorer=None, monitor=True)
         rows.append(f"| `parity ingest` JSONL file end to end, no detectors, segment monitor (20,000 lines) | "
@@ -220,16 +253,20 @@ def main() -> None:
         mem = N_RECORDS / (time.perf_counter() - t)
     load = os.getloadavg()
     body = (
-        f"Load average during the run {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) on 2 cores shared with other jobs; "
-        "wall-clock rates are depressed accordingly, per-CPU-second rates (process CPU time, all threads) are not.\n\n"
+        f"Load average {load_start[0]:.1f} at the start and {load[0]:.1f} / {load[1]:.1f} (1 / 5 min) at the end of "
+        "the run, on 2 cores shared with other jobs; "
+        "wall-clock rates are depressed accordingly; per-CPU-second rates (process CPU time, all threads) much less, "
+        "though not wholly: the same code measured 2-3x apart in CPU time per record between quiet and loaded "
+        "minutes here (shared caches and cores), so compare rows of one run.\n\n"
         f"{N_RECORDS:,} records (3 detector observations and a logprob summary each), median of {REPEATS} runs, each "
         "into a fresh file.\n\n| path | records/s |\n|---|---:|\n" + "\n".join(rows) + "\n\n"
         f"Goal: >= 50,000 records/s into DuckDB in batches. `MemoryStore` (list append) for scale: {mem:,.0f}/s. "
         "The columnar path converts each batch to numpy columns and inserts them with one `INSERT ... SELECT`; "
         "`executemany` pays a per-row round trip and is shown for contrast.\n\n"
         "`parity ingest` goal: >= 100,000 records/s per core without detectors (**missed**: see the per-CPU-second "
-        "rate above; the previous measurement, 2026-12-01, was 9,647/s wall on a quieter machine); with detectors "
-        "it is bounded by the detectors. " + PROFILE
+        "rate above, about a quarter of the goal; the run before this round, 2026-12-04 09:12 at a load average of 17, "
+        "measured 18,733 per CPU-second, and the A/B below compares the two under the same load); with detectors it "
+        "is bounded by the detectors and the segment monitor (the rows with them above). " + PROFILE
     )
     write_section("ingest", "Store and ingestion throughput", body)
 

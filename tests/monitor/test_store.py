@@ -12,6 +12,7 @@ import pytest
 import parity
 from parity import StoreError
 from parity.monitor import SCHEMA_VERSION, Alert, AttributedChange, Change, FeedbackEvent, Record, Store
+from parity.monitor.storage._store_protocol import RecordIdReader
 from parity.monitor.storage.store import (
     STORE_SCHEMA_VERSION,
     DuckDBStore,
@@ -57,6 +58,18 @@ def test_records_time_window(store: AnyStore, make_record: Callable[..., Record]
     store.write_records([make_record(i) for i in range(10)])
     got = store.records(since=T0 + timedelta(seconds=3), until=T0 + timedelta(seconds=6))
     assert [r.record_id for r in got] == ["cmpl-3", "cmpl-4", "cmpl-5"]
+
+
+def test_stored_record_ids_are_the_ids_of_the_time_window(store: AnyStore, make_record: Callable[..., Record]) -> None:
+    """What the worker's de-duplication asks instead of reading the records back: the same ids as the window's."""
+    assert isinstance(store, RecordIdReader)
+    store.write_records([make_record(i) for i in range(10)])
+    since, until = T0 + timedelta(seconds=3), T0 + timedelta(seconds=6)
+    assert store.stored_record_ids(since=since, until=until) == {"cmpl-3", "cmpl-4", "cmpl-5"}
+    assert store.stored_record_ids(since=since, until=until) == {
+        r.record_id for r in store.records(since=since, until=until)
+    }
+    assert store.stored_record_ids(since=T0 - timedelta(days=1), until=T0) == set()
 
 
 def test_feedback_changes_alerts(store: AnyStore) -> None:

@@ -30,8 +30,9 @@ split instead, and a store from before schema 3 classified its records once, by 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from parity._change import Change as Change  # the one Change (shared with the lab), re-exported here
@@ -171,6 +172,38 @@ class Record:
         )
         values.setdefault("parity_version", None)  # a dict without one does not say which parity built it
         return cls(**values)
+
+
+#: One setter per field of :class:`Record`, in field order (the slots' descriptors: they bypass the frozen
+#: ``__setattr__`` the way the generated ``__init__`` does, without its keyword handling).
+_RECORD_SETTERS = tuple(getattr(Record, f.name).__set__ for f in fields(Record))
+_new_object = object.__new__
+
+
+def record_of(values: Sequence[Any]) -> Record:
+    """The :class:`Record` of ``values``, all its fields in field order: equal to ``Record(*values)``, built at about
+    half the cost (the record builder's hot path, ``parity ingest``'s batches). Values that ``__post_init__`` would
+    change or refuse (a time that is not a UTC ``datetime``, a context length that is not an int >= 0, a missing or
+    unknown context class) go through ``Record(*values)``, so the result and any error are the constructor's.
+
+    >>> from datetime import datetime, timezone
+    >>> values = [f.default for f in fields(Record)]
+    >>> values[:3] = ["r1", datetime(2025, 8, 5, tzinfo=timezone.utc), "S"]
+    >>> values[19], values[24] = {}, "short"
+    >>> record_of(values) == Record(*values)
+    True
+    """
+    if len(values) != len(_RECORD_SETTERS):
+        return Record(*values)
+    t, context, context_class = values[1], values[8], values[24]
+    if type(t) is not datetime or t.tzinfo is not UTC or type(context) is not int or context < 0:
+        return Record(*values)
+    if context_class not in CONTEXT_CLASSES:
+        return Record(*values)
+    record: Record = _new_object(Record)
+    for setter, value in zip(_RECORD_SETTERS, values, strict=True):
+        setter(record, value)
+    return record
 
 
 @dataclass(frozen=True, slots=True)

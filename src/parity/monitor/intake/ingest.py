@@ -66,14 +66,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from parity._exceptions import InvalidInputError, ParityError
-from parity._json_input import JSONInputError, loads_bounded
+from parity._json_input import MAX_JSON_DEPTH, JSONInputError, loads_bounded
 from parity._time import parse_time
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.intake.capture import CapturePolicy
-from parity.monitor.intake.scoring import Exchange, ParsedExchange, RecordBuilder, ResponseScorer, parse_exchange
+from parity.monitor.intake.scoring import (
+    Exchange,
+    ParsedExchange,
+    RecordBuilder,
+    ResponseScorer,
+    parse_exchange,
+    parse_response_object,
+)
 from parity.monitor.runtime.spool import Spool
 from parity.monitor.runtime.worker import MonitorHook, MonitorWorker
 from parity.monitor.storage._store_protocol import Store
@@ -83,6 +92,9 @@ FORMATS: tuple[str, ...] = ("jsonl", "otlp")
 
 #: Records written to the store per batch.
 INGEST_BATCH = 5000
+
+#: Records built before they are handed to the worker in one call (it writes them per :data:`INGEST_BATCH`).
+HAND_OVER_BATCH = 1024
 
 #: How often (seconds) a long ingest snapshots the monitor's state into the store (and once at its end), so the
 #: next run into the same store continues from it (:mod:`parity.monitor.detection.checkpoint`).
@@ -485,18 +497,27 @@ def ingest_lines(
     worker.recover()  # what a previous run spooled
     t0 = time.perf_counter()
     n = 0
+    built: list[Record] = []  # records built and not yet handed to the worker, in input order
     try:
         for line in lines:
             if isinstance(line, _Idle):  # a followed file caught up: store what is pending now
+                _hand_over(worker, built)
                 worker.flush()
                 continue
             n += 1
             if on_line is not None:
                 on_line(n, len(line))
-            if not line.strip():
+            if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             try:
                 obj = _parse_line(line)
+                if fmt == "jsonl" and type(obj) is dict and "feedback" not in obj:
+                    built.append(builder.adopt(obj) if "record_id" in obj else _log_record(obj, builder))
+                    result.records += 1
+                    if len(built) >= HAND_OVER_BATCH:
+                        _hand_over(worker, built)
+                    continue
+                _hand_over(worker, built)  # feedback and spans meet the records before them in the store
                 if fmt == "jsonl":
                     _ingest_jsonl(obj, builder, worker, result)
                 else:
@@ -510,6 +531,7 @@ def ingest_lines(
         result.interrupted = True
     while True:  # store what was read; a stop signal landing here (or a second one) only restarts these steps
         try:
+            _hand_over(worker, built)
             drain = getattr(hook, "drain", None)
             # a batching monitor (parity.monitor.detection.distributed.ShardedMonitor): its last alerts
             if callable(drain):
@@ -536,8 +558,60 @@ _LINE_ERRORS = (ValueError, TypeError, KeyError, AttributeError, IndexError, Ove
                 ParityError)  # fmt: skip
 
 
+def _hand_over(worker: MonitorWorker, built: list[Record]) -> None:
+    """Give the worker the records built so far (emptying ``built``)."""
+    if built:
+        batch = built[:]
+        built.clear()
+        worker.accept_batch(batch)
+
+
+def _log_record(obj: dict[str, Any], builder: RecordBuilder) -> Record:
+    """The record of one ``jsonl`` exchange line: :func:`_log_exchange`, :func:`parse_exchange` and
+    :meth:`RecordBuilder.build_parsed`, with the common line (request and response as JSON objects) taken without
+    the intermediate :class:`Exchange`. The same steps in the same order, so the same record or the same error."""
+    request = obj.get("request")
+    response = obj.get("response")
+    headers = obj.get("headers") or {}
+    status = obj.get("status_code", 200)
+    if type(request) is not dict or type(response) is not dict or type(headers) is not dict or type(status) is not int:
+        exchange, events = _log_exchange(obj, with_body=False)
+        return builder.build_parsed(exchange, parse_exchange(exchange, events))
+    t = _when(obj.get("time"), "time")
+    if t is None:
+        t = _when(response.get("created"), "response.created")
+    session = obj.get("session_id")
+    latency = obj.get("latency_ms")
+    return builder.build_fields(
+        "/v1/chat/completions" if "messages" in request else "/v1/completions",
+        t or datetime.now(UTC),
+        request,
+        status,
+        {str(k).lower(): str(v) for k, v in headers.items()},
+        float(latency) if latency is not None else None,
+        parse_response_object(request, response, str(session) if session else None),
+    )
+
+
+#: :func:`loads_bounded`'s test for integers orjson would read differently: digits to "0", the rest to " ", then
+#: 20 zeros in a row
+_DIGITS_AS_ZERO = bytes(48 if 48 <= b <= 57 else 32 for b in range(256))
+_TWENTY_ZEROS = b"0" * 20
+
+
 def _parse_line(line: str | bytes) -> Any:
     """One line's JSON value, within the bounds of the module docstring (raises :class:`JSONInputError`)."""
+    # loads_bounded's fast path inlined: fewer brackets than the depth limit, no number of 20 digits or more
+    if (
+        type(line) is bytes
+        and len(line) <= MAX_LINE_BYTES
+        and line.count(b"[") + line.count(b"{") <= MAX_JSON_DEPTH
+        and _TWENTY_ZEROS not in line.translate(_DIGITS_AS_ZERO)
+    ):
+        try:
+            return orjson.loads(line)
+        except orjson.JSONDecodeError:
+            pass  # loads_bounded names what is wrong
     if len(line) > MAX_LINE_BYTES:
         raise JSONInputError("line", f"must be at most {MAX_LINE_BYTES} bytes long", code="too_long",
                              detail=f"{len(line)} bytes")  # fmt: skip

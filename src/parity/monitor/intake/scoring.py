@@ -41,18 +41,21 @@ import threading
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from parity._exceptions import InvalidInputError
 from parity._time import parse_time
+from parity._version import __version__
 from parity.monitor._records import (
     LONG_CONTEXT_THRESHOLD_TOKENS,
+    SCHEMA_VERSION,
     UNKNOWN,
     DetectorObservation,
     Record,
     context_class_of,
+    record_of,
 )
 from parity.monitor.intake.capture import CapturePolicy
 
@@ -82,6 +85,9 @@ _NOT_IN_FINGERPRINT = frozenset(
     {"user", "stream", "stream_options", "logprobs", "top_logprobs", "seed", "temperature", "top_p", "top_k", "n",
      "metadata", "store"}
 )  # fmt: skip
+
+#: Session hashes a record builder remembers (emptied when full).
+_SESSION_CACHE_SIZE = 65_536
 
 #: Characters per token for estimating the context length when the response carries no ``usage``.
 CHARS_PER_TOKEN_ESTIMATE = 4
@@ -172,23 +178,38 @@ def _content_text(content: Any) -> str:
 
 
 def _opt_float(value: Any, name: str) -> float | None:
-    if value is None:
-        return None
+    if value is None or type(value) is float:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidInputError(name, "must be a number", value)
     return float(value)
 
 
 def _opt_int(value: Any, name: str) -> int | None:
-    if value is None:
-        return None
+    if value is None or type(value) is int:
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or value != int(value):
         raise InvalidInputError(name, "must be an integer", value)
     return int(value)
 
 
+#: One setter per field of :class:`ParsedExchange`, in field order (as :func:`parity.monitor._records.record_of`:
+#: the frozen dataclass's generated ``__init__`` sets each field through ``object.__setattr__`` by name).
+_PARSED_SETTERS = tuple(getattr(ParsedExchange, f.name).__set__ for f in fields(ParsedExchange))
+
+
+def _parsed_of(*values: Any) -> ParsedExchange:
+    """``ParsedExchange(*values)`` (all fields, in order; it has no ``__post_init__``), at about half the cost."""
+    parsed: ParsedExchange = object.__new__(ParsedExchange)
+    for setter, value in zip(_PARSED_SETTERS, values, strict=True):
+        setter(parsed, value)
+    return parsed
+
+
 class _Acc:
     """Accumulates choice 0 of a response, whole or streamed."""
+
+    __slots__ = ("finish", "id", "lps", "model", "text", "tokens", "tops", "usage")
 
     def __init__(self) -> None:
         self.text: list[str] = []
@@ -203,8 +224,9 @@ class _Acc:
     def add(self, obj: Mapping[str, Any]) -> None:
         self.id = self.id or obj.get("id")
         self.model = self.model or obj.get("model")
-        if isinstance(obj.get("usage"), dict):
-            self.usage = obj["usage"]
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self.usage = usage
         for choice in obj.get("choices") or ():
             if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                 continue
@@ -215,7 +237,9 @@ class _Acc:
             elif "text" in choice:
                 self.text.append(str(choice.get("text") or ""))
             self.finish = choice.get("finish_reason") or self.finish
-            self._logprobs(choice.get("logprobs"))
+            logprobs = choice.get("logprobs")
+            if logprobs is not None:
+                self._logprobs(logprobs)
 
     def _logprobs(self, lp: Any) -> None:
         if not isinstance(lp, dict):
@@ -280,40 +304,69 @@ def parse_exchange(exchange: Exchange, events: Sequence[Mapping[str, Any]] | Non
             obj = None
         if isinstance(obj, dict):
             acc.add(obj)
+    return _parsed(req, acc, exchange.request_headers.get("x-session-id"))
+
+
+def parse_response_object(
+    request: Mapping[str, Any], response: Mapping[str, Any], session_header: str | None = None
+) -> ParsedExchange:
+    """:func:`parse_exchange` of an exchange whose response is one JSON object already parsed (``parity ingest``'s
+    common line), without the :class:`Exchange`: ``session_header`` stands for its ``x-session-id`` request header.
+
+    >>> p = parse_response_object({"model": "S", "messages": [{"role": "user", "content": "hi"}], "user": "u"},
+    ...                           {"id": "c1", "choices": [{"message": {"content": "yo"}, "finish_reason": "stop"}]})
+    >>> p.response_id, p.text, p.prompt, p.session
+    ('c1', 'yo', 'hi', 'u')
+    """
+    acc = _Acc()
+    acc.add(response)
+    return _parsed(request or {}, acc, session_header)
+
+
+def _parsed(req: Mapping[str, Any], acc: _Acc, session_header: str | None) -> ParsedExchange:
+    """The :class:`ParsedExchange` of a request and its accumulated response (one definition for every path)."""
+    get = req.get
     messages: tuple[dict[str, str], ...] = ()
     prompt = ""
-    if isinstance(req.get("messages"), list):
+    listed = get("messages")
+    if isinstance(listed, list):
         messages = tuple(
-            {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
-            for m in req["messages"]
-            if isinstance(m, dict)
+            [
+                {"role": str(m.get("role", "")), "content": _content_text(m.get("content"))}
+                for m in listed
+                if isinstance(m, dict)
+            ]
         )
-        prompt = "\n".join(m["content"] for m in messages)
-    elif isinstance(req.get("prompt"), str):
-        prompt = req["prompt"]
-    elif isinstance(req.get("prompt"), list):
-        prompt = "\n".join(p for p in req["prompt"] if isinstance(p, str))
-    session = req.get("user") if isinstance(req.get("user"), str) else None
-    session = session or exchange.request_headers.get("x-session-id")
-    max_tokens = req.get("max_completion_tokens", req.get("max_tokens"))
+        prompt = "\n".join([m["content"] for m in messages])
+    else:
+        text = get("prompt")
+        if isinstance(text, str):
+            prompt = text
+        elif isinstance(text, list):
+            prompt = "\n".join([p for p in text if isinstance(p, str)])
+    user = get("user")
+    session = (user if isinstance(user, str) else None) or session_header
+    max_tokens = get("max_completion_tokens", get("max_tokens"))
     has_lp = bool(acc.lps)
-    return ParsedExchange(
-        response_id=acc.id,
-        model=acc.model or (req.get("model") if isinstance(req.get("model"), str) else None),
-        text="".join(acc.text),
-        finish_reason=acc.finish,
-        prompt_tokens=_opt_int(acc.usage.get("prompt_tokens"), "usage.prompt_tokens"),
-        completion_tokens=_opt_int(acc.usage.get("completion_tokens"), "usage.completion_tokens"),
-        prompt=prompt,
-        messages=messages,
-        tokens=tuple(acc.tokens) if has_lp else None,
-        token_logprobs=tuple(acc.lps) if has_lp else None,
-        top_logprobs=tuple(acc.tops) if has_lp and any(acc.tops) else None,
-        temperature=_opt_float(req.get("temperature"), "temperature"),
-        top_p=_opt_float(req.get("top_p"), "top_p"),
-        top_k=_opt_int(req.get("top_k"), "top_k"),
-        max_tokens=_opt_int(max_tokens, "max_tokens"),
-        session=session,
+    model = get("model")
+    usage = acc.usage
+    return _parsed_of(
+        acc.id,  # response_id
+        acc.model or (model if isinstance(model, str) else None),  # model
+        "".join(acc.text),  # text
+        acc.finish,  # finish_reason
+        _opt_int(usage.get("prompt_tokens"), "usage.prompt_tokens"),  # prompt_tokens
+        _opt_int(usage.get("completion_tokens"), "usage.completion_tokens"),  # completion_tokens
+        prompt,  # prompt
+        messages,  # messages
+        tuple(acc.tokens) if has_lp else None,  # tokens
+        tuple(acc.lps) if has_lp else None,  # token_logprobs
+        tuple(acc.tops) if has_lp and any(acc.tops) else None,  # top_logprobs
+        _opt_float(get("temperature"), "temperature"),  # temperature
+        _opt_float(get("top_p"), "top_p"),  # top_p
+        _opt_int(get("top_k"), "top_k"),  # top_k
+        _opt_int(max_tokens, "max_tokens"),  # max_tokens
+        session,  # session
     )
 
 
@@ -479,6 +532,8 @@ class RecordBuilder:
             raise InvalidInputError("salt", "must be a non-empty string", salt)
         self.salt = salt
         self.labels = labels
+        self._session_hashes: dict[str, str] = {}
+        self._hashed_with = salt
         self.scorer = scorer
         self.capture = capture if isinstance(capture, CapturePolicy) else CapturePolicy(capture)
         self.source = source
@@ -519,47 +574,86 @@ class RecordBuilder:
         return self.build_parsed(exchange, parsed)
 
     def build_parsed(self, exchange: Exchange, parsed: ParsedExchange) -> Record:
-        prov = dict(self.labels)
         headers = {k.lower(): v for k, v in exchange.response_headers.items()}
-        for header, name in PROVENANCE_HEADERS.items():
-            if headers.get(header):
-                prov[name] = headers[header]
-        ok = 200 <= exchange.status_code < 300
+        return self.build_fields(exchange.path, exchange.time, exchange.request, exchange.status_code, headers,
+                                 exchange.latency_ms, parsed)  # fmt: skip
+
+    def build_fields(
+        self,
+        path: str,
+        time: datetime,
+        request: dict[str, Any] | None,
+        status_code: int,
+        headers: Mapping[str, str],
+        latency_ms: float | None,
+        parsed: ParsedExchange,
+    ) -> Record:
+        """:meth:`build_parsed` from an exchange's parts (``headers``: the response headers, names lower-case), for a
+        caller that has them without an :class:`Exchange` (``parity ingest``'s log lines)."""
+        prov = self.labels  # copied before a header changes it
+        if headers:
+            for header, value in headers.items():  # each header names one field: the order does not matter
+                name = PROVENANCE_HEADERS.get(header)
+                if name is not None and value:
+                    if prov is self.labels:
+                        prov = dict(prov)
+                    prov[name] = value
+        ok = 200 <= status_code < 300
         observations = self.scorer.score(parsed) if ok and self.scorer is not None else []
         if ok and self.greedy is not None:
-            repeat = self.greedy.observe(exchange.path, exchange.request, parsed)
+            repeat = self.greedy.observe(path, request, parsed)
             if repeat is not None:
                 observations.append(repeat)
-        flagged = any(o.flagged for o in observations)
         context = parsed.prompt_tokens
         if context is None:
             context = math.ceil(len(parsed.prompt) / CHARS_PER_TOKEN_ESTIMATE)
-        return Record(
-            record_id=parsed.response_id or f"parity-{uuid.uuid4().hex}",
-            time=exchange.time,
-            model=headers.get("x-parity-model") or parsed.model or prov.get("model") or UNKNOWN,
-            pool=prov.get("pool", UNKNOWN),
-            platform=prov.get("platform", UNKNOWN),
-            region=prov.get("region", UNKNOWN),
-            config_version=prov.get("config_version", UNKNOWN),
-            server=prov.get("server", UNKNOWN),
-            context_tokens=context,
-            output_tokens=parsed.completion_tokens or 0,
-            session_hash=session_hash(parsed.session, self.salt) if parsed.session else None,
-            temperature=parsed.temperature,
-            top_p=parsed.top_p,
-            top_k=parsed.top_k,
-            max_tokens=parsed.max_tokens,
-            finish_reason=parsed.finish_reason,
-            status_code=exchange.status_code,
-            latency_ms=exchange.latency_ms,
-            observations=tuple(observations),
-            logprob_summary=logprob_summary(parsed.token_logprobs),
-            captured_text=self.capture.capture(parsed.text, flagged=flagged),
-            source=self.source,
-            request_tokens=self._request_tokens(parsed),
-            context_class=self.context_class(context),
-        )
+        flagged = any([o.flagged for o in observations]) if observations else False
+        get = prov.get
+        return record_of((
+            parsed.response_id or f"parity-{uuid.uuid4().hex}",
+            time,
+            headers.get("x-parity-model") or parsed.model or get("model") or UNKNOWN,
+            get("pool", UNKNOWN),
+            get("platform", UNKNOWN),
+            get("region", UNKNOWN),
+            get("config_version", UNKNOWN),
+            get("server", UNKNOWN),
+            context,
+            parsed.completion_tokens or 0,
+            self._session_hash(parsed.session) if parsed.session else None,
+            parsed.temperature,
+            parsed.top_p,
+            parsed.top_k,
+            parsed.max_tokens,
+            parsed.finish_reason,
+            status_code,
+            latency_ms,
+            tuple(observations),
+            logprob_summary(parsed.token_logprobs) if parsed.token_logprobs else {},
+            self.capture.capture(parsed.text, flagged=flagged),
+            self.source,
+            SCHEMA_VERSION,
+            self._request_tokens(parsed),
+            context_class_of(context, self.long_context_tokens),
+            None,
+            __version__,
+        ))  # fmt: skip
+
+    def _session_hash(self, session: str) -> str:
+        """:func:`session_hash` with this builder's salt, remembered for the last sessions seen (a session sends
+        many requests)."""
+        if type(session) is not str:
+            return session_hash(session, self.salt)
+        cache = self._session_hashes
+        if self._hashed_with != self.salt:  # the salt was changed: the remembered hashes are not its
+            cache.clear()
+            self._hashed_with = self.salt
+        hashed = cache.get(session)
+        if hashed is None:
+            if len(cache) >= _SESSION_CACHE_SIZE:
+                cache.clear()
+            hashed = cache[session] = session_hash(session, self.salt)
+        return hashed
 
     def _request_tokens(self, parsed: ParsedExchange) -> int | None:
         """The forwarded request's size in tokens: ``tokenizer`` when one is configured, else characters / 4
@@ -570,7 +664,9 @@ class RecordBuilder:
             texts = [m["content"] for m in parsed.messages] if parsed.messages else [parsed.prompt]
             return sum(len(self.tokenizer(t)) for t in texts)
         chars = (
-            sum(len(m["content"]) + len(m["role"]) for m in parsed.messages) if parsed.messages else len(parsed.prompt)
+            sum([len(m["content"]) + len(m["role"]) for m in parsed.messages])
+            if parsed.messages
+            else len(parsed.prompt)
         )
         return math.ceil(chars / CHARS_PER_TOKEN_ESTIMATE)
 

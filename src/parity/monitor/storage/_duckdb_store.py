@@ -36,6 +36,7 @@ import json
 import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -105,14 +106,24 @@ MIGRATIONS: tuple[tuple[int, str, tuple[str, ...]], ...] = (
 STORE_SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 
-def _obj(values: list[Any]) -> np.ndarray[Any, Any]:
+def _obj(values: Sequence[Any]) -> np.ndarray[Any, Any]:
     arr = np.empty(len(values), dtype=object)
     arr[:] = values
     return arr
 
 
-def _num(values: list[float | int | None]) -> np.ndarray[Any, Any]:
-    return np.array([np.nan if v is None else v for v in values], dtype=np.float64)
+def _num(values: Sequence[float | int | None]) -> np.ndarray[Any, Any]:
+    """Numbers and ``None`` as float64 with NaN for ``None`` (numpy's own object-to-float conversion)."""
+    return _obj(values).astype(np.float64)
+
+
+#: Every record field in :data:`RECORD_FIELDS` order, read in one call per record.
+_RECORD_ATTRS = attrgetter(*RECORD_FIELDS)
+#: Columns written as they are: text (or ``None``), integers, and numbers that may be ``None`` (NaN in the batch)
+_TEXT_FIELDS = ("model", "pool", "platform", "region", "config_version", "server", "session_hash", "finish_reason",
+                "captured_text", "source", "context_class", "parity_version")  # fmt: skip
+_INT_FIELDS = ("context_tokens", "output_tokens", "status_code", "schema_version")
+_NULLABLE_NUMBER_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "latency_ms", "request_tokens")
 
 
 class DuckDBStore:
@@ -212,35 +223,18 @@ class DuckDBStore:
         """Append records in one columnar insert (batch them: per-call overhead is ~1 ms)."""
         if not records:
             return
-        rs = list(records)
+        # one C-level pass per batch: every record's fields as a tuple, transposed into columns
+        columns = list(zip(*map(_RECORD_ATTRS, records), strict=True))
+        c = dict(zip(RECORD_FIELDS, columns, strict=True))
         batch = {
-            "record_id": _obj([r.record_id for r in rs]),
-            "t_us": np.array([us(r.time) for r in rs], dtype=np.int64),
-            "model": _obj([r.model for r in rs]),
-            "pool": _obj([r.pool for r in rs]),
-            "platform": _obj([r.platform for r in rs]),
-            "region": _obj([r.region for r in rs]),
-            "config_version": _obj([r.config_version for r in rs]),
-            "server": _obj([r.server for r in rs]),
-            "context_tokens": np.array([r.context_tokens for r in rs], dtype=np.int64),
-            "output_tokens": np.array([r.output_tokens for r in rs], dtype=np.int64),
-            "session_hash": _obj([r.session_hash for r in rs]),
-            "temperature": _num([r.temperature for r in rs]),
-            "top_p": _num([r.top_p for r in rs]),
-            "top_k": _num([r.top_k for r in rs]),
-            "max_tokens": _num([r.max_tokens for r in rs]),
-            "finish_reason": _obj([r.finish_reason for r in rs]),
-            "status_code": np.array([r.status_code for r in rs], dtype=np.int64),
-            "latency_ms": _num([r.latency_ms for r in rs]),
-            "observations": _obj([observations_json(r.observations) for r in rs]),
-            "logprob_summary": _obj([summary_json(r.logprob_summary) if r.logprob_summary else None for r in rs]),
-            "captured_text": _obj([r.captured_text for r in rs]),
-            "source": _obj([r.source for r in rs]),
-            "schema_version": np.array([r.schema_version for r in rs], dtype=np.int64),
-            "request_tokens": _num([r.request_tokens for r in rs]),
-            "context_class": _obj([r.context_class for r in rs]),
-            "signals": _obj([signals_json(r.signals) for r in rs]),
-            "parity_version": _obj([r.parity_version for r in rs]),
+            "record_id": _obj(c["record_id"]),
+            "t_us": np.array([us(t) for t in c["time"]], dtype=np.int64),
+            **{name: _obj(c[name]) for name in _TEXT_FIELDS},
+            **{name: np.array(c[name], dtype=np.int64) for name in _INT_FIELDS},
+            **{name: _num(c[name]) for name in _NULLABLE_NUMBER_FIELDS},
+            "observations": _obj([observations_json(o) if o else "[]" for o in c["observations"]]),
+            "logprob_summary": _obj([summary_json(s) if s else None for s in c["logprob_summary"]]),
+            "signals": _obj([signals_json(s) for s in c["signals"]]),
         }
 
         def nullable(col: str, cast: str) -> str:
@@ -314,6 +308,17 @@ class DuckDBStore:
         )
         rows = self._run(lambda con: con.execute(sql, params).fetchall())
         return [record_from_row(row) for row in rows]
+
+    def stored_record_ids(self, *, since: datetime, until: datetime) -> set[str]:
+        """The ids of the records with ``since <= time < until``, without reading the records."""
+        rows = self._run(
+            lambda con: con.execute(
+                "SELECT DISTINCT record_id FROM records WHERE time >= make_timestamptz(?::BIGINT)"
+                " AND time < make_timestamptz(?::BIGINT)",
+                [us(since), us(until)],
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
 
     def feedback(self) -> list[FeedbackEvent]:
         rows = self._run(

@@ -57,6 +57,11 @@ class MemoryStore:
             out = [r for r in self._records if (since is None or r.time >= since) and (until is None or r.time < until)]
         return sorted(out, key=lambda r: r.time)
 
+    def stored_record_ids(self, *, since: datetime, until: datetime) -> set[str]:
+        """The ids of the records with ``since <= time < until``."""
+        with self._lock:
+            return {r.record_id for r in self._records if since <= r.time < until}
+
     def feedback(self) -> list[FeedbackEvent]:
         with self._lock:
             return sorted(self._feedback, key=lambda e: e.time)

@@ -345,6 +345,15 @@ class PostgresStore:
         rows = self._run(lambda conn: conn.execute(sql, params).fetchall())
         return [record_from_row((row[0], us(row[1]), *row[2:])) for row in rows]
 
+    def stored_record_ids(self, *, since: datetime, until: datetime) -> set[str]:
+        """The ids of the records with ``since <= time < until``, without reading the records."""
+        rows = self._run(
+            lambda conn: conn.execute(
+                "SELECT DISTINCT record_id FROM records WHERE time >= %s AND time < %s", [since, until]
+            ).fetchall()
+        )
+        return {r[0] for r in rows}
+
     def feedback(self) -> list[FeedbackEvent]:
         rows = self._run(
             lambda conn: conn.execute(

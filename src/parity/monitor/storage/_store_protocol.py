@@ -23,7 +23,7 @@ from typing import Protocol, runtime_checkable
 
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 
-__all__ = ["MetaStore", "Store", "StoreReader", "StoreWriter"]
+__all__ = ["MetaStore", "RecordIdReader", "Store", "StoreReader", "StoreWriter"]
 
 
 @runtime_checkable
@@ -60,6 +60,14 @@ class StoreWriter(Protocol):
 @runtime_checkable
 class Store(StoreReader, StoreWriter, Protocol):
     """A store that is read and written (DuckDB, PostgreSQL, memory)."""
+
+
+@runtime_checkable
+class RecordIdReader(Protocol):
+    """A store that can say which record ids it holds in a time window without reading the records (the worker's
+    de-duplication of a replayed or re-read batch asks this; a store without it is asked for the records)."""
+
+    def stored_record_ids(self, *, since: datetime, until: datetime) -> set[str]: ...
 
 
 @runtime_checkable
