@@ -266,7 +266,7 @@ coordinator's parsing), and (b) splitting the *stream* between independent monit
 it (one monitor per model or per region, each its own `ShardedMonitor`), so M machines of C cores each carry
 100,000 / M records/s. With today's code: {groups:,.0f} cores' worth of single-process monitors over disjoint
 streams, e.g. {int(groups / 16 + 0.999)} machines of 16 cores; with the 50,000/s goal met, 2 cores plus
-parsing (ingest today parses ~9,600 lines/s per core, so ~11 cores of parsing - the next bottleneck).
+parsing (ingest parses ~28,000 lines per CPU-second since stop 12, so ~4 cores of parsing - the next bottleneck).
 
 **Stores.** {N_STORE:,} records (3 detector observations and a logprob summary each), batches of
 {STORE_BATCH:,}, median of {REPEATS}; PostgreSQL 15 on 127.0.0.1 (a throwaway cluster, fsync on, default
