@@ -14,19 +14,19 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from tests.dashboard.make_replay import OUT as REPLAY
+from tests.dashboard.make_replay import run_monitor
 
 from parity.monitor import Change, DetectorObservation, Record
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor.alerting.alerts import MemoryNotifier, WebhookNotifier
 from parity.monitor.detection.incidents import group_incidents, notified
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.segments import StatsConfig
 from parity.monitor.intake.scoring import RecordBuilder
 from parity.monitor.runtime.metrics import ProxyMetrics
 from parity.monitor.runtime.worker import MonitorWorker
 from parity.monitor.storage.store import MemoryStore
-from tests.dashboard.make_replay import OUT as REPLAY
-from tests.dashboard.make_replay import run_monitor
-from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.detection.segments import StatsConfig
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 MODELS = ("S", "H", "O")

@@ -107,9 +107,7 @@ def command(
             long_context_tokens=long_context_tokens,
         )
         hook = default_monitor()
-        notifiers = default_notifiers(
-            webhook=webhook, webhook_format=webhook_format, every_alarm=webhook_every_alarm
-        )
+        notifiers = default_notifiers(webhook=webhook, webhook_format=webhook_format, every_alarm=webhook_every_alarm)
         app, _ = receiver_app(store, builder, hook=hook, notifiers=notifiers)
         Console(stderr=True).print(
             f"[bold]parity receive[/] http://{host}:{port}/v1/traces  store={store_path}  (pid {os.getpid()})"

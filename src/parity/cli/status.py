@@ -149,8 +149,8 @@ def incidents_table(incidents: list[Incident]) -> Table:
             explain_alert(inc.lead),
             "\n".join(inc.segments),
             "\n".join(inc.signals),
-            f"{len(inc.alerts)} alarm(s)" + (f"\n({sum(a.status == 'open' for a in inc.alerts)} open)"
-                                            if len(inc.alerts) > 1 else ""),
+            f"{len(inc.alerts)} alarm(s)"
+            + (f"\n({sum(a.status == 'open' for a in inc.alerts)} open)" if len(inc.alerts) > 1 else ""),
             f"{inc.detected_at:%Y-%m-%d %H:%M:%S}",
             top,
         )

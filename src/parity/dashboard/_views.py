@@ -39,8 +39,8 @@ from parity.dashboard._snapshot import Snapshot
 from parity.dashboard._timeline import TimelineRow, resolving_change, timeline_rows
 from parity.monitor import Alert
 from parity.monitor.alerting.alerts import explain_alert
-from parity.monitor.detection.incidents import group_incidents
 from parity.monitor.detection.audit import PoolContextRule
+from parity.monitor.detection.incidents import group_incidents
 
 __all__ = ["ROUTING_LIMIT", "DashboardViews"]
 
@@ -159,8 +159,7 @@ class DashboardViews:
                 | {"explanation": explain_alert(alert), "incident_id": alert.incident or alert.alert_id}
             )
         incidents = [
-            incident.to_dict()
-            | {"segment_text": segment_text(incident.lead.segment), "fix": self._fix(incident.lead)}
+            incident.to_dict() | {"segment_text": segment_text(incident.lead.segment), "fix": self._fix(incident.lead)}
             for incident in reversed(group_incidents(self.snapshot.alerts))
         ]
         return {"incidents": incidents, "alerts": out}

@@ -925,8 +925,6 @@ def default_notifiers(
     notifiers: list[Notifier] = [LogNotifier()]
     if webhook:
         notifiers.append(
-            WebhookNotifier(
-                webhook, format=webhook_format, generator_url=generator_url, incidents_only=not every_alarm
-            )
+            WebhookNotifier(webhook, format=webhook_format, generator_url=generator_url, incidents_only=not every_alarm)
         )
     return notifiers
