@@ -162,3 +162,15 @@ def test_store_notifier_never_raises() -> None:
 def test_all_shipped_notifiers_satisfy_the_protocol() -> None:
     for notifier in (MemoryNotifier(), LogNotifier(), StoreNotifier(MemoryStore()), webhook([])[0]):
         assert isinstance(notifier, Notifier)
+
+
+@pytest.mark.parametrize("command", ["proxy", "receive"])
+def test_the_cli_offers_every_alarm_on_the_webhook(command: str) -> None:
+    from click.testing import CliRunner
+
+    from parity.cli._main import main
+
+    result = CliRunner().invoke(main, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "--webhook-every-alarm" in result.output
+    assert "one message per incident" in result.output
