@@ -1,4 +1,4 @@
-"""Silent faults injected with ``parity lab faultbox``: one incident per fault, and how soon, against river.
+"""Silent faults injected with ``parity lab faultbox``: one alert per fault, and how soon, against river.
 
 The chain is the one a user would drill on their own stack: chat clients -> ``parity proxy`` (a real
 subprocess, DuckDB store) -> the faultbox -> the lab fleet (incident config, committed weights). One clean phase
@@ -20,11 +20,14 @@ alerting segment)
 and, on the fault's own signal, to river's ADWIN and PageHinkley (default settings) on the fault's segment and on
 all traffic.
 
-Per fault: alerts and incidents raised in the faulty phase, the segment and signal of the incident's lead alert,
+Per fault: in the faulty phase, the alerts a person is notified of (one per incident: the alarm that opened it,
+``Alert.opens_incident``, what the webhook sends), the alarms raised (a signal on a segment each, an incident's
+evidence) and the incidents, the segment and signal of the incident's lead alarm,
 the in-segment requests from the switch to the first alert and, of those, how many the fault actually *changed*
 (the faultbox's count: dropping context changes only a request with history, re-encoding only a non-ASCII
 answer, ignoring sampling only a request that set a sampling parameter), each signal that alerted with the
-in-segment requests until its first alert, false alerts in the clean phase; for river, detections in the clean
+in-segment requests until its first alarm, false alerts (notified / alarms) in the clean phase; for river,
+detections in the clean
 phase (false) and in-segment requests until the first detection in the faulty phase.
 
 Run: ``python -m benchmarks faults`` (``BENCH_FAULTS_CLEAN_S``, ``BENCH_FAULTS_FAULT_S``,
@@ -56,7 +59,7 @@ from parity._background_server import BackgroundServer
 from parity._loopback import free_port
 from parity.lab.faultbox import FaultBox, FaultPlan
 from parity.monitor import Record
-from parity.monitor.detection.incidents import group_incidents
+from parity.monitor.detection.incidents import group_incidents, notified
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import StatsConfig, record_signals, serving_signals
 from parity.monitor.intake.scoring import GREEDY_DISAGREEMENT
@@ -322,9 +325,9 @@ def main() -> None:
         faulty = [r for r in records if t0 <= r.time <= t1]
         config = MonitorConfig(stats=StatsConfig(rate_warmup=100, mean_warmup=50))
         mon = SegmentMonitor(config=config)
-        false_alerts = 0
         for r in clean:
-            false_alerts += sum(1 for a in mon.observe(r) if a.status == "open")
+            mon.observe(r)
+        clean_alarms = mon.alerts
         hit = affected = 0
         first: int | None = None
         first_affected: int | None = None
@@ -341,6 +344,7 @@ def main() -> None:
                         first, first_affected = hit, affected
         raised = [a for a in mon.alerts if a.detected_at >= t0]
         incidents = group_incidents(raised)
+        pages = notified(raised)
         lead = incidents[0].lead if incidents else None
         seg_label = ",".join(f"{k}={v}" for k, v in segment.items())
         named = ",".join(f"{k}={v}" for k, v in lead.segment.items()) or "all" if lead else "-"
@@ -362,7 +366,8 @@ def main() -> None:
         to_first = f"{first} ({first_affected} changed)" if first is not None else "none"
         rows.append(
             f"| {fault} on {seg_label} | {len(clean)} / {len(faulty)} ({n_seg} in segment, {affected} changed) | "
-            f"{false_alerts} | {len(raised)} / {len(incidents)} | {named} ({lead.signal if lead else '-'}) | "
+            f"{len(notified(clean_alarms))} / {len(clean_alarms)} | {len(pages)} / {len(raised)} / {len(incidents)} | "
+            f"{named} ({lead.signal if lead else '-'}) | "
             f"{to_first} | {signals} | " + " | ".join(river_cells) + " |"
         )
         print(rows[-1], flush=True)
@@ -375,7 +380,8 @@ def main() -> None:
         "(their tests and benchmarks running).\n\n"
         f"Per-request events of the serving signals in the clean phase (their false-alarm exposure): {clean_rates}."
         "\n\n"
-        "| fault | requests clean / faulty | false alerts (clean) | alerts / incidents (faulty) | lead segment "
+        "| fault | requests clean / faulty | false alerts / alarms (clean) | alerts / alarms / incidents (faulty) "
+        "| lead segment "
         "(signal) | in-segment requests to the first alert | signals alerted (in-segment requests to each) | ADWIN "
         "seg: clean false / to detect | PageHinkley seg | ADWIN all | PageHinkley all |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows)

@@ -115,6 +115,23 @@ def test_alerts_are_the_stores_with_cause_evidence_and_fix(client: TestClient, r
     assert any(a["attributed_changes"] and a["attributed_changes"][0]["evidence"] for a in alerts)
 
 
+def test_alerts_are_one_per_incident_with_every_alarm_as_evidence(client: TestClient, replay: Replay) -> None:
+    """The alert list a person reads: one entry per incident (one fault), every stored alarm in exactly one of
+    them as evidence, none dropped; the overview counts incidents as alerts and alarms apart."""
+    body = client.get("/api/alerts").json()
+    incidents = body["incidents"]
+    evidence = [e["id"] for i in incidents for e in i["evidence"]]
+    assert sorted(evidence) == sorted(a.alert_id for a in replay.alerts)  # each alarm once
+    assert len(incidents) == len({a.incident or a.alert_id for a in replay.alerts}) < len(replay.alerts)
+    by_id = {a.alert_id: a for a in replay.alerts}
+    for incident in incidents:
+        assert by_id[incident["opened_by"]].opens_incident
+        assert incident["evidence"][0]["id"] == incident["lead"]
+        assert {by_id[e["id"]].incident or e["id"] for e in incident["evidence"]} == {incident["id"]}
+    overview = client.get("/api/overview").json()
+    assert (overview["incidents"], overview["alerts"]) == (len(incidents), len(replay.alerts))
+
+
 def test_timeline_covers_every_shown_alert(client: TestClient, replay: Replay) -> None:
     data = client.get("/api/timeline").json()
     in_rows = {a for row in data["rows"] for a in row["alert_ids"]}

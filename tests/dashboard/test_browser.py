@@ -16,6 +16,7 @@ import pytest
 from parity.dashboard import create_app
 from parity.dashboard._figures import PHASE_COLOURS
 from parity.monitor import MemoryStore
+from parity.monitor.detection.incidents import group_incidents
 
 from ._chromium import CHROMIUM_ARGS
 from ._png import read_png
@@ -70,6 +71,14 @@ def test_the_dashboard_in_headless_chromium(
                 if alert.attributed_changes:
                     assert alert.attributed_changes[0].change_id in table
             assert str(len(replay.records)) in page.inner_text("#summary").replace(",", "")
+            # one alert a person sees per incident, listing its alarms as evidence
+            incidents = group_incidents(replay.alerts)
+            assert len(incidents) < len(replay.alerts)  # the replay has incidents of several alarms
+            assert page.locator("#incidents tbody tr").count() == len(incidents)
+            for incident in incidents:
+                row = page.inner_text(f'#incidents tr[data-incident-id="{incident.incident_id}"]')
+                assert f"{len(incident.alerts)} alarm(s)" in row
+                assert all(a.alert_id in row for a in incident.alerts)
             row = page.inner_text(f'#alerts tr[data-alert-id="{uncertain.alert_id}"]')
             assert "or as late as" in row
             others = [x for x in replay.alerts if x.alert_id != uncertain.alert_id]

@@ -165,3 +165,22 @@ def test_the_demo_spends_its_requests_on_the_incidents_days() -> None:
     help_text = CliRunner().invoke(main, ["demo", "--help"], terminal_width=200).output
     assert f"[default: {DEMO_REQUESTS_PER_DAY};" in help_text
     assert f"[default: {DEMO_QUIET_REQUESTS_PER_DAY};" in help_text
+
+
+def test_a_faults_alerts_count_what_a_person_is_notified_of() -> None:
+    """The corruption raised three alarms: its script rate on platform=tpu, then on model=S,platform=tpu (superseding
+    it), and the script score - one incident, one alert a person is notified of (the first), three alarms. A second
+    incident on the same fault (nothing joined it) is a second alert."""
+    tpu = replace(alert("a1", "unexpected_script", {"platform": "tpu"}, "08-25T11:00", "corruption-S"),
+                  status="superseded", incident="a1")  # fmt: skip
+    s_tpu = replace(alert("a2", "unexpected_script", {"platform": "tpu", "model": "S"}, "08-25T11:00",
+                          "corruption-S", hours=9), incident="a1")  # fmt: skip
+    score = replace(alert("a3", "unexpected_script.score", {"platform": "tpu"}, "08-25T11:00", "corruption-S",
+                          hours=10), incident="a1")  # fmt: skip
+    row = {f.name: f for f in summarize(TL, [tpu, s_tpu, score], []).faults}["corruption"]
+    assert (row.alerts, row.incidents, row.alarms) == (1, 1, 3)
+    assert row.to_dict()["alarms"] == 3
+    apart = replace(alert("a4", "code_integrity", {"platform": "tpu"}, "08-25T11:00", "corruption-S", hours=12),
+                    incident="a4")  # fmt: skip
+    row = {f.name: f for f in summarize(TL, [tpu, s_tpu, score, apart], []).faults}["corruption"]
+    assert (row.alerts, row.incidents, row.alarms) == (2, 2, 4)

@@ -97,7 +97,10 @@ def _url(server: ThreadingHTTPServer) -> str:
 
 
 def test_alertmanager_format_is_accepted(alertmanager: ThreadingHTTPServer) -> None:
-    hook = WebhookNotifier(_url(alertmanager), format="alertmanager", generator_url="http://proxy:8080/dashboard/")
+    # every alarm and update (not only each incident's first alarm): the format of an update is checked too
+    hook = WebhookNotifier(
+        _url(alertmanager), format="alertmanager", generator_url="http://proxy:8080/dashboard/", incidents_only=False
+    )
     hook.send(ALERT)
     hook.send(replace(ALERT, alert_id="a2", worsens="a1", segment={"alertname": "x", "pool-name": "long"}))
     hook.send(replace(ALERT, status="superseded"))
@@ -138,6 +141,9 @@ def test_default_notifiers_pass_the_format() -> None:
     notifiers = default_notifiers(webhook="http://127.0.0.1:9/api/v2/alerts", webhook_format="alertmanager")
     webhooks = [n for n in notifiers if isinstance(n, WebhookNotifier)]
     assert [n.format for n in webhooks] == ["alertmanager"]
+    assert [n.incidents_only for n in webhooks] == [True]  # one message per fault unless asked for every alarm
+    every = default_notifiers(webhook="http://127.0.0.1:9/api/v2/alerts", every_alarm=True)
+    assert [n.incidents_only for n in every if isinstance(n, WebhookNotifier)] == [False]
 
 
 def test_unknown_format_is_named() -> None:

@@ -63,16 +63,39 @@ def test_webhook_posts_the_status_json_shape() -> None:
     assert (hook.sent, hook.failures) == (1, 0)
 
 
-def test_webhook_incidents_only_sends_one_message_per_fault() -> None:
-    hook, seen = webhook([200, 200], incidents_only=True)
+def test_webhook_sends_one_message_per_fault_by_default() -> None:
+    hook, seen = webhook([200, 200])
     first = replace(ALERT, incident=ALERT.alert_id)
     same_fault = replace(ALERT, alert_id="a2", segment={}, incident=ALERT.alert_id)
     hook.send(first)
     hook.send(same_fault)
+    hook.send(replace(first, attributed_changes=()))  # a re-attribution of the incident already sent
     hook.send(replace(first, status="superseded"))
-    assert [p["id"] for p in seen] == ["a1"]
+    second_fault = replace(ALERT, alert_id="a3", incident="a3")
+    hook.send(second_fault)
+    assert [p["id"] for p in seen] == ["a1", "a3"]
     assert seen[0]["incident"] == "a1"
-    assert (hook.sent, hook.skipped) == (1, 2)
+    assert (hook.sent, hook.skipped) == (2, 3)
+
+
+def test_webhook_sends_an_incident_whose_first_message_failed_with_its_next_update() -> None:
+    hook, seen = webhook([400, 200, 200])
+    first = replace(ALERT, incident=ALERT.alert_id)
+    hook.send(first)  # rejected: counted as a failure, the incident not yet notified
+    hook.send(replace(first, attributed_changes=()))
+    hook.send(first)
+    assert [p["id"] for p in seen] == ["a1", "a1"]
+    assert (hook.sent, hook.failures, hook.skipped) == (1, 1, 1)
+
+
+def test_webhook_every_alarm_sends_each_alarm_and_update() -> None:
+    hook, seen = webhook([200, 200, 200], incidents_only=False)
+    first = replace(ALERT, incident=ALERT.alert_id)
+    hook.send(first)
+    hook.send(replace(ALERT, alert_id="a2", segment={}, incident=ALERT.alert_id))
+    hook.send(replace(first, status="superseded"))
+    assert [(p["id"], p["status"]) for p in seen] == [("a1", "open"), ("a2", "open"), ("a1", "superseded")]
+    assert hook.skipped == 0
 
 
 def test_webhook_retries_server_errors_and_connection_failures() -> None:
@@ -105,6 +128,11 @@ def test_webhook_validation() -> None:
         WebhookNotifier("http://x", retries=-1)
 
 
+def test_a_later_alarm_of_an_incident_reads_as_its_evidence() -> None:
+    assert "evidence for incident" not in describe_alert(replace(ALERT, incident="a1"))
+    assert describe_alert(replace(ALERT, alert_id="a2", incident="a1")).endswith("; evidence for incident a1")
+
+
 def test_log_notifier_writes_one_line(caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, logger="parity.monitor.alerting.alerts"):
         LogNotifier().send(ALERT)
@@ -134,3 +162,16 @@ def test_store_notifier_never_raises() -> None:
 def test_all_shipped_notifiers_satisfy_the_protocol() -> None:
     for notifier in (MemoryNotifier(), LogNotifier(), StoreNotifier(MemoryStore()), webhook([])[0]):
         assert isinstance(notifier, Notifier)
+
+
+@pytest.mark.parametrize("command", ["proxy", "receive"])
+def test_the_cli_offers_every_alarm_on_the_webhook(command: str) -> None:
+    from click.testing import CliRunner
+
+    from parity.cli._main import main
+
+    result = CliRunner().invoke(main, [command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())  # help lines wrap
+    assert "--webhook-every-alarm" in text
+    assert "one message per incident" in text

@@ -1,48 +1,61 @@
-"""Incidents: one per fault, grouping alarms on nested segments and related signals; the serving signals."""
+"""Incidents: one per fault, grouping alarms on nested segments and related signals; the serving signals; one alert a
+person sees per fault (the webhook, ``/metrics``, the replay), every alarm kept as its evidence."""
 
 from __future__ import annotations
 
+import gzip
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from tests.dashboard.make_replay import OUT as REPLAY
+from tests.dashboard.make_replay import run_monitor
 
 from parity.monitor import Change, DetectorObservation, Record
-from parity.monitor.alerting.alerts import MemoryNotifier
-from parity.monitor.detection.incidents import group_incidents
+from parity.monitor._codec import feedback_from_dict
+from parity.monitor.alerting.alerts import MemoryNotifier, WebhookNotifier
+from parity.monitor.detection.incidents import group_incidents, notified
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import StatsConfig
+from parity.monitor.intake.scoring import RecordBuilder
+from parity.monitor.runtime.metrics import ProxyMetrics
+from parity.monitor.runtime.worker import MonitorWorker
+from parity.monitor.storage.store import MemoryStore
 
 T0 = datetime(2026, 12, 1, tzinfo=UTC)
 MODELS = ("S", "H", "O")
 
 
-def run(fault: str, n_clean: int = 3000, n_faulty: int = 1500, seed: int = 5) -> tuple[SegmentMonitor, int, int]:
-    """Clean traffic over three models, then ``fault`` on model H; returns the monitor, the alerts raised in the
-    clean phase, and how many affected requests came before the first alert (-1: none)."""
+def traffic(fault: str, n_clean: int = 3000, n_faulty: int = 1500, seed: int = 5) -> list[tuple[Record, bool]]:
+    """Clean traffic over three models, then ``fault`` on model H: each record, and whether the fault changed it."""
     rng = np.random.default_rng(seed)
-    memory = MemoryNotifier()
-    config = MonitorConfig(stats=StatsConfig(dimensions=("model", "platform"), rate_warmup=300, mean_warmup=100))
-    mon = SegmentMonitor(config=config, notifiers=[memory])
-    clean_alerts, affected, first = 0, 0, -1
+    out: list[tuple[Record, bool]] = []
     for i in range(n_clean + n_faulty):
         model = MODELS[i % 3]
         faulty = i >= n_clean and model == "H"
+        affected = False
         history = rng.random() < 0.3
         request = int(rng.integers(60, 200)) if history else int(rng.integers(10, 60))
         served = max(1, int(request * rng.uniform(0.9, 1.3)))
         max_tokens = 32
-        out = int(rng.integers(5, 33))
-        finish = "length" if out == 32 else "stop"
+        out_tokens = int(rng.integers(5, 33))
+        finish = "length" if out_tokens == 32 else "stop"
         flagged = bool(rng.random() < 0.01)
         if faulty and fault == "cap":
-            out, finish = min(out, 4), "length" if out >= 4 else finish
-            affected += 1
+            out_tokens, finish = min(out_tokens, 4), "length" if out_tokens >= 4 else finish
+            affected = True
         if faulty and fault == "context" and history:
             served = max(1, int(served * 0.25))
-            affected += 1
+            affected = True
         if faulty and fault == "script":
             flagged = bool(rng.random() < 0.3)
-            affected += 1
+            affected = True
         rec = Record(
             record_id=f"r{i}",
             time=T0 + timedelta(seconds=i / 12),
@@ -50,11 +63,31 @@ def run(fault: str, n_clean: int = 3000, n_faulty: int = 1500, seed: int = 5) ->
             platform=("gpu", "tpu")[i % 2],
             context_tokens=served,
             request_tokens=request,
-            output_tokens=out,
+            output_tokens=out_tokens,
             max_tokens=max_tokens,
             finish_reason=finish,
             observations=(DetectorObservation("degeneration", flagged, 0.9 if flagged else 0.05),),
         )
+        out.append((rec, affected))
+    return out
+
+
+def config(score_max_order: int = 1) -> MonitorConfig:
+    return MonitorConfig(
+        stats=StatsConfig(
+            dimensions=("model", "platform"), rate_warmup=300, mean_warmup=100, score_max_order=score_max_order
+        )
+    )
+
+
+def run(fault: str, n_clean: int = 3000, n_faulty: int = 1500, seed: int = 5) -> tuple[SegmentMonitor, int, int]:
+    """:func:`traffic` through a monitor; returns the monitor, the alerts raised in the clean phase, and how many
+    affected requests came before the first alert (-1: none)."""
+    memory = MemoryNotifier()
+    mon = SegmentMonitor(config=config(), notifiers=[memory])
+    clean_alerts, affected, first = 0, 0, -1
+    for i, (rec, changed) in enumerate(traffic(fault, n_clean, n_faulty, seed)):
+        affected += changed
         raised = mon.observe(rec)
         if raised and i < n_clean:
             clean_alerts += len(raised)
@@ -176,4 +209,96 @@ def test_a_second_fault_inside_an_open_alert_on_its_platform_gets_its_own_alert(
     assert sampler[0].incident != first.incident
     assert mon._alerts[first.alert_id].status == "open", alerts
     assert len(group_incidents(mon.alerts)) == 2, alerts
+    # two faults, two alerts a person sees: the corruption's on platform=tpu and the sampler's own
+    assert [a.alert_id for a in notified(mon.alerts)] == [first.alert_id, sampler[0].alert_id]
     assert [a.to_dict() for a in _two_faults_on_one_platform(batch=True).alerts] == [a.to_dict() for a in mon.alerts]
+
+
+def receiver(serve_app: Callable[[Any], Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A webhook receiver on 127.0.0.1: its URL and the JSON bodies it was sent."""
+    seen: list[dict[str, Any]] = []
+
+    async def hook(request: Request) -> Response:
+        seen.append(await request.json())
+        return Response(status_code=204)
+
+    handle = serve_app(Starlette(routes=[Route("/hook", hook, methods=["POST"])]))
+    return handle.url + "/hook", seen
+
+
+def test_a_rate_and_its_score_on_one_segment_are_one_alert(serve_app: Callable[[Any], Any]) -> None:
+    """``degeneration`` and ``degeneration.score`` alarm on model=H: the worker stores both alarms (the evidence),
+    the webhook sends one message, ``/metrics`` counts one alert and two alarms."""
+    url, seen = receiver(serve_app)
+    webhook = WebhookNotifier(url, backoff=0.0)
+    metrics, store = ProxyMetrics(), MemoryStore()
+    worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), metrics=metrics,
+                           hook=SegmentMonitor(config=config()), notifiers=[webhook])  # fmt: skip
+    for rec, _ in traffic("script"):
+        worker.accept(rec)
+    worker.flush()
+    webhook.close()
+    alarms = store.alerts()
+    assert sorted((a.signal, tuple(a.segment.items())) for a in alarms) == [
+        ("degeneration", (("model", "H"),)),
+        ("degeneration.score", (("model", "H"),)),
+    ]
+    (incident,) = group_incidents(alarms)
+    assert [e["id"] for e in incident.to_dict()["evidence"]] == [incident.lead.alert_id] + [
+        a.alert_id for a in alarms if a is not incident.lead
+    ]
+    assert [(m["id"], m["signal"], m["segment"], m["incident"]) for m in seen] == [
+        (incident.incident_id, "degeneration", {"model": "H"}, incident.incident_id)
+    ]
+    assert (webhook.sent, webhook.skipped, webhook.failures) == (1, 1, 0)
+    text = metrics.render().decode()
+    assert 'parity_monitor_alerts_total{signal="degeneration"} 1.0' in text
+    assert 'parity_monitor_alerts_total{signal="degeneration.score"}' not in text
+    assert 'parity_monitor_alarms_total{signal="degeneration"} 1.0' in text
+    assert 'parity_monitor_alarms_total{signal="degeneration.score"} 1.0' in text
+    assert "parity_monitor_open_incidents 1.0" in text
+
+
+def test_a_segment_alarm_and_the_all_traffic_alarm_of_its_signal_are_one_alert(
+    serve_app: Callable[[Any], Any],
+) -> None:
+    """A mean score watched on all traffic only (``score_max_order=0``): the fault on model H alarms there too, with
+    the same onset. One alert, on model=H, listing both segments; both alarms kept."""
+    url, seen = receiver(serve_app)
+    memory = MemoryNotifier()
+    webhook = WebhookNotifier(url, backoff=0.0)
+    mon = SegmentMonitor(config=config(score_max_order=0), notifiers=[memory, webhook])
+    for rec, _ in traffic("script"):
+        mon.observe(rec)
+    webhook.close()
+    assert sorted((a.signal, tuple(a.segment.items())) for a in mon.alerts) == [
+        ("degeneration", (("model", "H"),)),
+        ("degeneration.score", ()),
+    ]
+    assert len({a.started_at for a in mon.alerts}) == 1  # one onset
+    (incident,) = group_incidents(mon.alerts)
+    assert (incident.segments, incident.signals) == (["model=H", "all"], ["degeneration", "degeneration.score"])
+    assert incident.lead.segment == {"model": "H"}
+    assert [m["segment"] for m in seen] == [{"model": "H"}]
+    assert [a.alert_id for a in notified(mon.alerts)] == [incident.incident_id]
+    assert len(memory.alerts) == 2  # the log and the store get every alarm
+
+
+def test_the_replay_has_one_alert_per_fault_and_keeps_every_alarm() -> None:
+    """The dashboard's replay fixture (five faulty changes) through the monitor that made it: eight alarms - the
+    corruption's on platform=tpu, then on model=S,platform=tpu (the same signal, a nested segment, superseding it),
+    the routing growth's degeneration on three nested segments of model S - in five incidents: five alerts a person
+    sees, each blaming another of the five changes."""
+    data = json.loads(gzip.decompress(REPLAY.read_bytes()))
+    records = [Record.from_dict(r) for r in data["records"]]
+    _, alarms = run_monitor(records, [feedback_from_dict(f) for f in data["feedback"]])
+    pages = notified(alarms)
+    incidents = group_incidents(alarms)
+    assert len(alarms) > len(pages) == len(incidents)
+    assert sorted(a.attributed_changes[0].change_id for a in pages) == [
+        "c-0805-routing", "c-0812-routing", "c-0825-corruption", "c-0826-sampler", "c-0829-lb"
+    ]  # fmt: skip
+    corruption = next(i for i in incidents if "unexpected_script" in i.signals)
+    assert corruption.segments == ["model=S,platform=tpu", "platform=tpu"]
+    assert corruption.lead.segment == {"model": "S", "platform": "tpu"}
+    assert [a.status for a in corruption.alerts] == ["superseded", "open"]

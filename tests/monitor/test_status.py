@@ -222,6 +222,12 @@ def test_one_incident_per_fault_with_its_explanation(tmp_path: Path) -> None:
         ("a-open", "a-open", ["model=H", "all"]),
         ("a-score", "a-score", ["platform=tpu"]),
     ]
+    assert [[e["id"] for e in i["evidence"]] for i in data["incidents"]] == [["a-open", "a-all"], ["a-score"]]
+    assert [i["opened_by"] for i in data["incidents"]] == ["a-open", "a-score"]
+    assert sorted(a["id"] for a in data["alerts"]) == ["a-all", "a-open", "a-score"]  # every alarm, the evidence
     text = CliRunner().invoke(main, ["status", "--store", str(path)], env={"COLUMNS": "240"}).output
-    assert "2 incident(s)" in text
+    assert "2 incident(s), one alert per fault" in text
+    assert "2 alarm(s)" in text
+    assert "evidence: 3 alarm(s)" in text
+    assert "evidence for a-open" in text
     assert "45% of answers for model=H end at a length limit below the requested max_tokens, against 3%" in text

@@ -171,8 +171,8 @@ def _table(summary: DemoSummary) -> Table:
         table.add_row(
             f.title,
             f"{f.onset:%m-%d %H:%M}",
-            f"{f.alerted_at:%m-%d %H:%M}\n({f.signal})\n{f.incidents} incident(s), {f.alerts} alert(s)"
-            + (f"\nalso: {', '.join(f.signals[1:])}" if len(f.signals) > 1 else ""),
+            f"{f.alerted_at:%m-%d %H:%M}\n({f.signal})\n{f.alerts} alert(s) notified, {f.incidents} incident(s), "
+            f"{f.alarms} alarm(s)" + (f"\nalso: {', '.join(f.signals[1:])}" if len(f.signals) > 1 else ""),
             f"{f.requests_after_onset} ({f.segment_requests_after_onset} in the fault's segment)",
             _segment(f.segment or {}),
             f"{f.attributed_change} ({verdict})",

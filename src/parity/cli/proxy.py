@@ -87,10 +87,13 @@ def changes_loader(source: str, token: str | None) -> Callable[[], list[Change]]
               help="DuckDB store file, or a postgresql:// URL (a store several processes share).")  # fmt: skip
 @click.option("--changes", default=None, help="Change log: URL (the lab's /admin/changes) or JSONL file; re-polled.")
 @click.option("--changes-token", envvar="PARITY_CHANGES_TOKEN", default=None, help="Bearer token for --changes URL.")
-@click.option("--webhook", default=None, help="POST each new alert as JSON to this URL.")
+@click.option("--webhook", default=None,
+              help="POST each new alert as JSON to this URL: one message per incident (per fault).")  # fmt: skip
 @click.option("--webhook-format", type=click.Choice(["parity", "alertmanager"]), default="parity", show_default=True,
               help="Webhook body: parity's alert JSON, or Alertmanager's /api/v2/alerts array "
                    "(--webhook http://ALERTMANAGER:9093/api/v2/alerts).")  # fmt: skip
+@click.option("--webhook-every-alarm", is_flag=True,
+              help="Send every alarm and update to --webhook, not only the one that opens each incident.")  # fmt: skip
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE when responses lack x-parity-*.")
 @click.option("--capture", type=click.Choice(["none", "flagged"]), default="none", show_default=True,
               help="Keep redacted text of flagged responses (default: no text at all).")  # fmt: skip
@@ -134,6 +137,7 @@ def command(
     changes_token: str | None,
     webhook: str | None,
     webhook_format: str,
+    webhook_every_alarm: bool,
     labels: tuple[str, ...],
     capture: str,
     salt: str | None,
@@ -217,7 +221,10 @@ def command(
             builder,
             hook=hook,
             notifiers=default_notifiers(
-                webhook=webhook, webhook_format=webhook_format, generator_url=f"http://{host}:{port}/dashboard/"
+                webhook=webhook,
+                webhook_format=webhook_format,
+                generator_url=f"http://{host}:{port}/dashboard/",
+                every_alarm=webhook_every_alarm,
             ),
             changes_source=changes_loader(changes, changes_token) if changes else None,
             mounts=mounts,

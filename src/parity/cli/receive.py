@@ -63,9 +63,12 @@ def receiver_app(store: Any, builder: Any, *, hook: Any = None, notifiers: Any =
 @click.command(name="receive")
 @click.option("--listen", default="127.0.0.1:4318", show_default=True, help="HOST:PORT to listen on (OTLP/HTTP).")
 @click.option("--store", "store_path", default="parity.duckdb", show_default=True, help="DuckDB store file.")
-@click.option("--webhook", default=None, help="POST each new alert to this URL.")
+@click.option("--webhook", default=None,
+              help="POST each new alert to this URL: one message per incident (per fault).")  # fmt: skip
 @click.option("--webhook-format", type=click.Choice(["parity", "alertmanager"]), default="parity", show_default=True,
               help="Webhook body: parity's alert JSON, or Alertmanager's /api/v2/alerts array.")  # fmt: skip
+@click.option("--webhook-every-alarm", is_flag=True,
+              help="Send every alarm and update to --webhook, not only the one that opens each incident.")  # fmt: skip
 @click.option("--label", "labels", multiple=True, help="Static provenance KEY=VALUE for spans without parity.*.")
 @click.option("--salt", envvar="PARITY_SESSION_SALT", default=None,
               help="Salt for session hashes (default: random per store, persisted in it).")  # fmt: skip
@@ -76,6 +79,7 @@ def command(
     store_path: str,
     webhook: str | None,
     webhook_format: str,
+    webhook_every_alarm: bool,
     labels: tuple[str, ...],
     salt: str | None,
     no_detectors: bool,
@@ -103,7 +107,7 @@ def command(
             long_context_tokens=long_context_tokens,
         )
         hook = default_monitor()
-        notifiers = default_notifiers(webhook=webhook, webhook_format=webhook_format)
+        notifiers = default_notifiers(webhook=webhook, webhook_format=webhook_format, every_alarm=webhook_every_alarm)
         app, _ = receiver_app(store, builder, hook=hook, notifiers=notifiers)
         Console(stderr=True).print(
             f"[bold]parity receive[/] http://{host}:{port}/v1/traces  store={store_path}  (pid {os.getpid()})"

@@ -13,9 +13,12 @@ pending, spooled and dropped); from a store file, what waits beside it: records 
 was killed), both stored on the next start. Dropped records are counted by the running process (``--proxy``,
 ``/metrics``, and the last line of ``parity ingest``).
 
-Alerts sharing a cause (one fault) are grouped into incidents (``parity.monitor.detection.incidents``): the incidents
-table comes first, one row per fault with a readable explanation of its strongest evidence and every segment and signal
-involved, then the alerts.
+Alarms sharing a cause (one fault) are grouped into incidents (``parity.monitor.detection.incidents``), and the
+incident is the alert a person sees (the webhook sends one message per incident): the incidents table comes first,
+one row per fault with a readable explanation of its strongest evidence, every segment and signal involved and how
+many alarms back it, then the evidence: every alarm (one signal on one segment; a store's ``alerts``), each naming
+the incident it belongs to. In ``--json``, ``incidents[]`` are the alerts (each with its ``evidence[]``) and
+``alerts[]`` every alarm.
 """
 
 from __future__ import annotations
@@ -100,8 +103,9 @@ def health_line(health: dict[str, Any]) -> str:
 
 
 def alerts_table(alerts: list[Alert]) -> Table:
-    """A rich table: one row per alert with its most likely change."""
-    table = Table(title=f"parity: {len(alerts)} alert(s)", show_lines=True)
+    """A rich table: one row per alarm (a stored alert: one signal on one segment) with its most likely change and,
+    for an incident's later alarms, the incident it is evidence for."""
+    table = Table(title=f"evidence: {len(alerts)} alarm(s), a signal on a segment each", show_lines=True)
     for name in ("alert", "signal", "segment", "started / detected", "effect", "requests", "likely change"):
         table.add_column(name, overflow="fold")
     for a in alerts:
@@ -114,6 +118,8 @@ def alerts_table(alerts: list[Alert]) -> Table:
         else:
             cause = "no candidate change in the log"
         status = "" if a.status == "open" else f" [{a.status}]"
+        if not a.opens_incident:
+            status += f"\nevidence for {a.incident}"
         started = f"{a.started_at:%Y-%m-%d %H:%M:%S}"
         if a.latest_start is not None and a.latest_start - a.started_at >= timedelta(minutes=1):
             started += f"\n(or as late as {a.latest_start:%Y-%m-%d %H:%M})"
@@ -130,9 +136,10 @@ def alerts_table(alerts: list[Alert]) -> Table:
 
 
 def incidents_table(incidents: list[Incident]) -> Table:
-    """A rich table: one row per incident (one fault), its explanation, segments and signals."""
-    table = Table(title=f"parity: {len(incidents)} incident(s)", show_lines=True)
-    for name in ("incident", "what changed", "segments", "signals", "detected", "likely change"):
+    """A rich table: one row per incident - the alert a person sees, one per fault - with its explanation, segments,
+    signals and the number of alarms behind it."""
+    table = Table(title=f"parity: {len(incidents)} incident(s), one alert per fault", show_lines=True)
+    for name in ("incident", "what changed", "segments", "signals", "evidence", "detected", "likely change"):
         table.add_column(name, overflow="fold")
     for inc in incidents:
         top = inc.lead.attributed_changes[0].change_id if inc.lead.attributed_changes else "-"
@@ -142,6 +149,8 @@ def incidents_table(incidents: list[Incident]) -> Table:
             explain_alert(inc.lead),
             "\n".join(inc.segments),
             "\n".join(inc.signals),
+            f"{len(inc.alerts)} alarm(s)"
+            + (f"\n({sum(a.status == 'open' for a in inc.alerts)} open)" if len(inc.alerts) > 1 else ""),
             f"{inc.detected_at:%Y-%m-%d %H:%M:%S}",
             top,
         )

@@ -57,6 +57,15 @@ _PAGE = """<!doctype html>
   </section>
   <section id="alerts-section">
     <h2>Alerts</h2>
+    <p class="hint">One alert per incident: alarms that share a cause (nested segments, a signal and its mean score,
+      a close start) are one fault, notified once (the webhook sends one message per incident), led by its strongest
+      evidence. Every alarm stays below, as the evidence.</p>
+    <table id="incidents" class="data">
+      <thead><tr><th>incident</th><th>what changed</th><th>segments</th><th>signals</th><th>evidence</th>
+        <th>detected (UTC)</th><th>attributed change</th><th>fixed by</th></tr></thead>
+      <tbody></tbody>
+    </table>
+    <h3>Evidence: every alarm (a signal on a segment)</h3>
     <table id="alerts" class="data">
       <thead><tr><th>alert</th><th>signal</th><th>segment</th><th>moved /<br>detected (UTC)</th>
         <th>baseline &rarr; current</th><th>requests</th><th>attributed change and evidence</th><th>fixed by</th>

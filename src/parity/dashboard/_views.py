@@ -14,6 +14,8 @@ are computed once per snapshot, on first use.
 >>> views = DashboardViews(Snapshot(recs, (alert,), (), ()))
 >>> views.overview()["records"], [a["id"] for a in views.alerts()["alerts"]]
 (8, ['a1'])
+>>> [(i["id"], i["evidence"][0]["id"]) for i in views.alerts()["incidents"]]  # the alert a person sees, per fault
+[('a1', 'a1')]
 >>> views.segment({"platform": "tpu"})["signals"][0]["signal"]
 'unexpected_script'
 >>> [s["segment"] for s in views.segments()][:2]
@@ -38,6 +40,7 @@ from parity.dashboard._timeline import TimelineRow, resolving_change, timeline_r
 from parity.monitor import Alert
 from parity.monitor.alerting.alerts import explain_alert
 from parity.monitor.detection.audit import PoolContextRule
+from parity.monitor.detection.incidents import group_incidents
 
 __all__ = ["ROUTING_LIMIT", "DashboardViews"]
 
@@ -96,10 +99,13 @@ class DashboardViews:
         """Counts and span of the store, the bin width, the longest short-context request stored (the records'
         context classes were decided when they were built, at the fleet's split) and whether capture was on."""
         s = self.snapshot
+        incidents = group_incidents(s.alerts)
         return {
             "records": len(s.records),
             "alerts": len(s.alerts),
             "open_alerts": sum(a.status == "open" for a in s.alerts),
+            "incidents": len(incidents),
+            "open_incidents": sum(i.status == "open" for i in incidents),
             "changes": len(s.changes),
             "feedback": len(s.feedback),
             "start": s.start.isoformat(),
@@ -141,8 +147,10 @@ class DashboardViews:
         }
 
     def alerts(self) -> dict[str, Any]:
-        """Every alert (``Alert.to_dict()``, newest detection first) with its segment's URL form, the fix of
-        its attributed change, its incident (alerts of one fault share it) and a readable explanation."""
+        """The incidents - the alerts a person sees, one per fault (``Incident.to_dict()``, newest first, with the
+        lead's segment in URL form and the fix of its attributed change) - and every alarm, their evidence
+        (``Alert.to_dict()``, newest detection first, with its segment's URL form, the fix of its attributed
+        change, its incident and a readable explanation)."""
         out = []
         for alert in sorted(self.snapshot.alerts, key=lambda a: a.detected_at, reverse=True):
             out.append(
@@ -150,7 +158,11 @@ class DashboardViews:
                 | {"segment_text": segment_text(alert.segment), "fix": self._fix(alert)}
                 | {"explanation": explain_alert(alert), "incident_id": alert.incident or alert.alert_id}
             )
-        return {"alerts": out}
+        incidents = [
+            incident.to_dict() | {"segment_text": segment_text(incident.lead.segment), "fix": self._fix(incident.lead)}
+            for incident in reversed(group_incidents(self.snapshot.alerts))
+        ]
+        return {"incidents": incidents, "alerts": out}
 
     def examples(self, alert_id: str) -> dict[str, Any]:
         """The requests behind one alert (see ``_examples``); unknown ids are an :class:`InvalidInputError`."""

@@ -57,9 +57,13 @@ class FaultResult:
     alert_id: str | None = None
     attributed_change: str | None = None
     attribution_correct: bool = False
+    #: alerts a person was notified of for this fault: its alarms that opened their incident
+    #: (``Alert.opens_incident``; goal 1: one alert per fault); the incident's other alarms are its evidence
     alerts: int = 0
-    #: distinct incidents among this fault's alerts (``Alert.incident``; goal 1: one incident per fault)
+    #: distinct incidents among this fault's alarms (``Alert.incident``; goal 1: one incident per fault)
     incidents: int = 0
+    #: every alarm about this fault (a signal on a segment, superseded ones included): the evidence
+    alarms: int = 0
     #: every signal that alerted on this fault, in the order of their first alerts (``signal`` is the first)
     signals: tuple[str, ...] = ()
 
@@ -84,6 +88,7 @@ class FaultResult:
             "attribution_correct": self.attribution_correct,
             "alerts": self.alerts,
             "incidents": self.incidents,
+            "alarms": self.alarms,
             "signals": list(self.signals),
             "postmortem": self.postmortem,
         }
@@ -207,8 +212,9 @@ def summarize(
                 alert_id=first.alert_id,
                 attributed_change=top,
                 attribution_correct=top in fault.causes,
-                alerts=len(mine),
+                alerts=sum(a.opens_incident for a in mine),
                 incidents=len({a.incident or a.alert_id for a in mine}),
+                alarms=len(mine),
                 signals=tuple(dict.fromkeys(a.signal for a in mine)),
             )
         )

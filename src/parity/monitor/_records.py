@@ -280,6 +280,21 @@ class Alert:
         if self.latest_start is not None:
             object.__setattr__(self, "latest_start", _utc(self.latest_start))
 
+    @property
+    def opens_incident(self) -> bool:
+        """Whether this alarm opened its incident: the one alert of the incident a person is notified of (the
+        incident's later alarms are its evidence; see ``parity.monitor.detection.incidents``). An alert without an
+        ``incident`` (stored before incidents existed) is its own incident.
+
+        >>> from datetime import datetime, timezone
+        >>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
+        >>> Alert("a-1", "degeneration", {}, t, t, 0.1, 0.0, 0.1, 50, incident="a-1").opens_incident
+        True
+        >>> Alert("a-2", "degeneration.score", {}, t, t, 0.1, 0.0, 0.1, 50, incident="a-1").opens_incident
+        False
+        """
+        return self.incident is None or self.incident == self.alert_id
+
     def to_dict(self) -> dict[str, Any]:
         """The ``parity status --json`` shape of one alert."""
         return {

@@ -95,7 +95,8 @@
     const bin = o.bin_width_s >= 3600 ? o.bin_width_s / 3600 + " h" : o.bin_width_s / 60 + " min";
     document.getElementById("summary").textContent =
       o.records.toLocaleString("en") + " requests from " + utc(o.start) + " to " + utc(o.end) + " UTC (" +
-      days.toFixed(1) + " days, " + bin + " bins); " + o.open_alerts + " open alert(s) of " + o.alerts + "; " +
+      days.toFixed(1) + " days, " + bin + " bins); " + o.open_incidents + " open alert(s) of " + o.incidents +
+      " (one per incident; " + o.alerts + " alarm(s) as evidence); " +
       o.changes + " change(s); " + o.feedback + " feedback event(s); " + shortContext(o.short_context_max_tokens) +
       "; capture " + (o.capture_on ? "on (redacted text of flagged responses)" : "off") +
       ".";
@@ -166,7 +167,45 @@
     );
   }
 
+  function renderIncidents(incidents) {
+    const body = document.querySelector("#incidents tbody");
+    body.textContent = "";
+    if (!incidents.length) {
+      const tr = el("tr");
+      const td = cell(tr, "No alerts in this store.");
+      td.colSpan = 8;
+      body.appendChild(tr);
+    }
+    for (const inc of incidents) {
+      const tr = el("tr", null, "incident " + inc.status);
+      tr.dataset.incidentId = inc.id;
+      const idCell = cell(tr, el("span", inc.id, "mono"));
+      if (inc.status !== "open") idCell.appendChild(el("span", inc.status, "badge"));
+      cell(tr, inc.explanation, "wrap");
+      const segs = cell(tr, null, "mono wrap");
+      inc.segments.forEach((s, i) => {
+        const link = el("a", breakable(s));
+        link.href = "#segment-section";
+        link.addEventListener("click", () => showSegment(s));
+        if (i) segs.appendChild(el("br"));
+        segs.appendChild(link);
+      });
+      cell(tr, breakable(inc.signals.join(", ")), "mono wrap");
+      const ev = cell(tr, inc.evidence.length + " alarm(s)");
+      for (const e of inc.evidence) {
+        const line = el("div", e.id + " " + e.signal + " on " + e.segment + (e.status !== "open" ? " [" + e.status +
+          "]" : "") + (e.id === inc.opened_by ? " (notified)" : ""), "note mono");
+        ev.appendChild(line);
+      }
+      cell(tr, shortUtc(inc.detected_at), "nowrap");
+      cell(tr, inc.attributed_changes.length ? inc.attributed_changes[0] : "no candidate change in the log", "mono");
+      cell(tr, inc.fix ? inc.fix.change_id : "not yet", inc.fix ? "mono" : "");
+      body.appendChild(tr);
+    }
+  }
+
   function renderAlerts(data) {
+    renderIncidents(data.incidents || []);
     const body = document.querySelector("#alerts tbody");
     body.textContent = "";
     if (!data.alerts.length) {

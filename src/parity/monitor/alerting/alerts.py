@@ -4,6 +4,13 @@ A notifier receives every new alert and every update of one (a re-attribution wh
 ``status="superseded"`` when a more specific segment explains it); ``alert.alert_id`` tells them apart.
 Notifiers never raise into the pipeline: a failing webhook is retried, then logged and counted.
 
+Each :class:`~parity.monitor.Alert` is one alarm (a signal on a segment); alarms sharing a cause share an incident
+(``Alert.incident``, see ``parity.monitor.detection.incidents``), and the incident is what a person is notified of:
+the webhook sends the alarm that opens each incident (``Alert.opens_incident``), once - one message per fault - and
+counts the incident's later alarms and updates in ``skipped`` (they stay in the store, ``parity status`` and the
+dashboard as the incident's evidence); ``incidents_only=False`` sends every alarm and update. The log and the store
+get every alarm; the log line of a later alarm names the incident it is evidence for.
+
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import Alert
 >>> t = datetime(2025, 8, 5, tzinfo=timezone.utc)
@@ -63,6 +70,8 @@ def describe_alert(alert: Alert) -> str:
     if alert.attributed_changes:
         top = alert.attributed_changes[0]
         text += f"; likely cause {top.change_id} ({top.score:.2f}): {top.evidence}"
+    if not alert.opens_incident:
+        text += f"; evidence for incident {alert.incident}"
     return text
 
 
@@ -159,8 +168,10 @@ class WebhookNotifier:
     ``/api/v2/alerts`` body instead (point ``url`` at ``http://ALERTMANAGER:9093/api/v2/alerts``; see
     :mod:`parity.monitor.alerting._alertmanager`), with ``generator_url`` as each alert's link back. parity's payload
     carries ``incident`` (the id shared by the alerts of one fault, see ``parity.monitor.detection.incidents``) and a
-    readable ``explanation``; ``incidents_only`` sends only the alert that opens each incident (one message per
-    fault; later alerts of the incident are skipped and counted in ``skipped``).
+    readable ``explanation``. By default (``incidents_only``) it sends one message per incident - per fault: the
+    alarm that opens it (``Alert.opens_incident``), the first time it is sent; the incident's later alarms, and
+    updates of an incident already sent (a re-attribution, a supersession), are skipped and counted in ``skipped``
+    (read them in ``parity status`` or the dashboard). ``incidents_only=False`` sends every alarm and every update.
     """
 
     def __init__(
@@ -174,7 +185,7 @@ class WebhookNotifier:
         client: httpx.Client | None = None,
         format: str = "parity",
         generator_url: str = "",
-        incidents_only: bool = False,
+        incidents_only: bool = True,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise InvalidInputError("url", "must be an http(s) URL", url)
@@ -196,6 +207,7 @@ class WebhookNotifier:
         self.failures = 0
         self.skipped = 0
         self.incidents_only = incidents_only
+        self._incidents_sent: set[str] = set()  # incidents already notified (one message per fault)
 
     def payload(self, alert: Alert) -> Any:
         """The JSON body sent for ``alert`` in this notifier's format."""
@@ -204,7 +216,10 @@ class WebhookNotifier:
         return alert.to_dict() | {"explanation": explain_alert(alert)}
 
     def send(self, alert: Alert) -> None:
-        if self.incidents_only and (alert.status != "open" or alert.incident not in (None, alert.alert_id)):
+        incident = alert.incident or alert.alert_id
+        if self.incidents_only and (
+            alert.status != "open" or not alert.opens_incident or incident in self._incidents_sent
+        ):
             self.skipped += 1
             return
         payload = self.payload(alert)
@@ -217,6 +232,7 @@ class WebhookNotifier:
             else:
                 if resp.status_code < 400:
                     self.sent += 1
+                    self._incidents_sent.add(incident)  # a failed one goes out with its next update
                     return
                 last = f"HTTP {resp.status_code}"
                 if resp.status_code < 500 and resp.status_code != 429:

@@ -17,6 +17,15 @@ stores it in ``Alert.incident``; :func:`group_incidents` reads the groups back f
 a proxy's ``/parity/alerts``). An incident's *lead* alert is its strongest evidence: a rate signal before a score,
 then the most specific segment, then the largest relative rise.
 
+**The incident is the alert a person sees.** Each stored :class:`~parity.monitor.Alert` is one *alarm*: one signal
+on one segment. Every alarm is kept (the store, ``parity status``'s evidence table, the dashboard), but a person is
+notified once per incident, by the alarm that opened it (``Alert.opens_incident``): the webhook sends that one
+(``WebhookNotifier``: one message per fault by default), ``/metrics`` counts it in ``parity_monitor_alerts_total``
+(every alarm in ``parity_monitor_alarms_total``), and ``parity status``, the dashboard and the demo's summary count
+incidents as alerts, each carrying its lead's explanation, its segments and signals, and its alarms as evidence. A
+worsening (``Alert.worsens``) opens an incident of its own (a second change on top of the first), and so does a
+second fault inside an open alert (``SegmentMonitor._second_fault``): each is notified.
+
 >>> from datetime import datetime, timedelta, timezone
 >>> from parity.monitor._records import Alert
 >>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
@@ -26,6 +35,8 @@ then the most specific segment, then the largest relative rise.
 ...                incident="a-1")
 >>> [(i.incident_id, i.lead.alert_id, i.segments, i.signals) for i in group_incidents([own, pooled])]
 [('a-1', 'a-1', ['model=O', 'all'], ['sampling_consistency'])]
+>>> [a.alert_id for a in notified([own, pooled])]  # one alert a person sees; a-2 is evidence of it
+['a-1']
 """
 
 from __future__ import annotations
@@ -38,7 +49,7 @@ from typing import Any
 from parity.monitor._records import Alert
 from parity.monitor.alerting.alerts import explain_alert
 
-__all__ = ["START_SLACK", "Incident", "group_incidents", "related", "signal_family"]
+__all__ = ["START_SLACK", "Incident", "group_incidents", "notified", "related", "signal_family"]
 
 #: Starts this close (either way) count as one cause for alerts on nested segments with unrelated signals.
 START_SLACK = timedelta(minutes=15)
@@ -51,6 +62,12 @@ def signal_family(signal: str) -> str:
     ('degeneration', 'routing.short_on_long_pool')
     """
     return signal.removesuffix(".score")
+
+
+def notified(alerts: Sequence[Alert]) -> list[Alert]:
+    """The alarms among ``alerts`` that a person was notified of (``Alert.opens_incident``), oldest first: one per
+    incident whose opening alarm is in ``alerts``."""
+    return sorted((a for a in alerts if a.opens_incident), key=lambda a: a.detected_at)
 
 
 def _intersect(a: dict[str, str], b: dict[str, str]) -> bool:
@@ -122,8 +139,16 @@ class Incident:
     def detected_at(self) -> datetime:
         return min(a.detected_at for a in self.alerts)
 
+    @property
+    def opened_by(self) -> Alert:
+        """The alarm that opened the incident (the one a person was notified of); the earliest when that alarm is
+        not among :attr:`alerts` (read with a filter)."""
+        return next((a for a in self.alerts if a.opens_incident), self.alerts[0])
+
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (``parity status --json``'s ``incidents[]``)."""
+        """JSON-ready form (``parity status --json``'s ``incidents[]``): the lead's explanation, the segments and
+        signals involved, and every alarm as ``evidence`` (the lead first, then the open ones, strongest first)."""
+        ranked = sorted(self.alerts, key=lambda a: (a is self.lead, a.status == "open", *_strength(a)), reverse=True)
         return {
             "id": self.incident_id,
             "status": self.status,
@@ -134,6 +159,19 @@ class Incident:
             "segments": self.segments,
             "signals": self.signals,
             "alerts": [a.alert_id for a in self.alerts],
+            "opened_by": self.opened_by.alert_id,
+            "evidence": [
+                {
+                    "id": a.alert_id,
+                    "signal": a.signal,
+                    "segment": _label(a.segment),
+                    "status": a.status,
+                    "explanation": explain_alert(a),
+                    "detected_at": a.detected_at.isoformat(),
+                    "n_after": a.n_after,
+                }
+                for a in ranked
+            ],
             "started_at": self.started_at.isoformat(),
             "detected_at": self.detected_at.isoformat(),
             "attributed_changes": [c.change_id for c in self.lead.attributed_changes],

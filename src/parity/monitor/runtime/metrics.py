@@ -103,9 +103,24 @@ class ProxyMetrics:
         self.detector_flags = prom.Counter(
             "parity_detector_flags", "Responses flagged, per detector.", ["detector"], registry=r
         )
-        self.open_alerts = prom.Gauge("parity_monitor_open_alerts", "Open alerts, per signal.", ["signal"], registry=r)
+        self.open_alerts = prom.Gauge(
+            "parity_monitor_open_alerts", "Open alarms (a signal on a segment), per signal.", ["signal"], registry=r
+        )
         self.open_incidents = prom.Gauge(
             "parity_monitor_open_incidents", "Open incidents (alerts sharing a cause count once).", registry=r
+        )
+        self.alerts = prom.Counter(
+            "parity_monitor_alerts",
+            "Alerts a person is notified of: one per incident (one per fault), the alarm that opened it; per signal"
+            " of that alarm.",
+            ["signal"],
+            registry=r,
+        )
+        self.alarms = prom.Counter(
+            "parity_monitor_alarms",
+            "Alarms raised (a signal on a segment), an incident's later ones included: its evidence, not new alerts.",
+            ["signal"],
+            registry=r,
         )
         self.added_latency = prom.Histogram(
             "parity_proxy_added_latency_seconds",
@@ -128,6 +143,12 @@ class ProxyMetrics:
                     self.open_alerts.labels(signal=signal).set(0)
         for signal, n in counts.items():
             self.open_alerts.labels(signal=signal).set(n)
+
+    def count_alarm(self, signal: str, *, opens_incident: bool) -> None:
+        """Count one new alarm, and one alert a person is notified of when it opens its incident."""
+        self.alarms.labels(signal=signal).inc()
+        if opens_incident:
+            self.alerts.labels(signal=signal).inc()
 
     def set_open_incidents(self, n: int) -> None:
         """Set the open-incident gauge (``parity.monitor.detection.incidents``: one per fault)."""

@@ -293,6 +293,7 @@ class MonitorWorker:
         self.rejected = 0
         self.restarts = 0
         self.alerts_published = 0
+        self._alarms_counted: set[str] = set()  # alarm ids counted in /metrics (an update is not a new alarm)
         # store failure state
         self.store_error: str | None = None
         self._retry_at = 0.0
@@ -600,7 +601,9 @@ class MonitorWorker:
     def publish(self, alerts: Sequence[Alert] | None, *, notify: Collection[str] | None = None) -> None:
         """The one exit for alerts: the pending records first (an alert never refers to an unstored record), then
         the alerts (insert or replace by id; spooled if the store fails), then every notifier (only the alerts
-        whose ids are in ``notify`` when given: a restart's replay re-raises alerts that were sent before it)."""
+        whose ids are in ``notify`` when given: a restart's replay re-raises alerts that were sent before it).
+        Each new alarm is counted once in ``/metrics`` (``parity_monitor_alarms_total``; the one that opens an
+        incident also in ``parity_monitor_alerts_total``, the alerts a person is notified of)."""
         if not alerts:
             return
         self._flush()
@@ -610,6 +613,9 @@ class MonitorWorker:
         for alert in batch:
             if notify is not None and alert.alert_id not in notify:
                 continue
+            if alert.alert_id not in self._alarms_counted:
+                self._alarms_counted.add(alert.alert_id)
+                self.metrics.count_alarm(alert.signal, opens_incident=alert.opens_incident)
             for notifier in self.notifiers:
                 try:
                     notifier.send(alert)
@@ -938,13 +944,20 @@ class BufferingHook(Protocol):
 
 
 def default_notifiers(
-    *, webhook: str | None = None, webhook_format: str = "parity", generator_url: str = ""
+    *,
+    webhook: str | None = None,
+    webhook_format: str = "parity",
+    generator_url: str = "",
+    every_alarm: bool = False,
 ) -> list[Notifier]:
     """A log notifier, plus a webhook one when ``webhook`` is given (``webhook_format``: ``parity`` JSON or
-    ``alertmanager``, with ``generator_url`` as each alert's link)."""
+    ``alertmanager``, with ``generator_url`` as each alert's link): one message per incident, or every alarm and
+    update with ``every_alarm``."""
     from parity.monitor.alerting.alerts import LogNotifier, WebhookNotifier
 
     notifiers: list[Notifier] = [LogNotifier()]
     if webhook:
-        notifiers.append(WebhookNotifier(webhook, format=webhook_format, generator_url=generator_url))
+        notifiers.append(
+            WebhookNotifier(webhook, format=webhook_format, generator_url=generator_url, incidents_only=not every_alarm)
+        )
     return notifiers
