@@ -377,7 +377,14 @@ def main() -> None:
         + f"Phases as run: clean {_span(phases[0])}, faulty {', '.join(_span(p) for p in phases[1:])} ("
         f"{CONVERSATIONS} conversations of {TURNS} turns plus the canary, the last answers awaited; "
         f"{_load_line(records, phases)}). **Measured on a contended machine: 2 cores shared by about 6 sessions** "
-        "(their tests and benchmarks running).\n\n"
+        "(their tests and benchmarks running)."
+        + (
+            f" The records are those the run starting {min(r.time for r in records):%Y-%m-%d %H:%M} UTC kept "
+            "(`BENCH_FAULTS_DUMP`), analysed again by this revision's monitor (`BENCH_FAULTS_FROM`)."
+            if FROM
+            else ""
+        )
+        + "\n\n"
         f"Per-request events of the serving signals in the clean phase (their false-alarm exposure): {clean_rates}."
         "\n\n"
         "| fault | requests clean / faulty | false alerts / alarms (clean) | alerts / alarms / incidents (faulty) "

@@ -9,8 +9,11 @@ seeing the same broken text). Two alerts are *related* (:func:`related`) when
 - their signals are of one family (``x`` and ``x.score``, or one signal on two marginals of the faulty segment)
   and the earlier alert is still open or their evidence periods ``[started_at, detected_at]`` widened by
   :data:`START_SLACK` overlap (one family's streams estimate a start differently, but they watch the same
-  excursion); or their starts are close: the intervals ``[started_at, latest_start]`` widened by
-  :data:`START_SLACK` overlap.
+  excursion); or, for signals of different families, their start estimates agree (the intervals
+  ``[started_at, latest_start]`` overlap, with no slack: a false alarm that opened minutes before a real fault
+  would otherwise take the fault's alarms as its evidence, and nobody would be notified of the fault), or one
+  segment holds the other and each excursion had begun before the other was detected (``started_at`` before the
+  other's ``detected_at``: a sparse stream's start estimate lags the fault it sees).
 
 The pipeline gives every new alert the incident id of the earliest alert it is related to (or its own id), and
 stores it in ``Alert.incident``; :func:`group_incidents` reads the groups back from any list of alerts (a store,
@@ -51,7 +54,7 @@ from parity.monitor.alerting.alerts import explain_alert
 
 __all__ = ["START_SLACK", "Incident", "group_incidents", "notified", "related", "signal_family"]
 
-#: Starts this close (either way) count as one cause for alerts on nested segments with unrelated signals.
+#: Evidence periods of one signal family this close (either way) count as one excursion.
 START_SLACK = timedelta(minutes=15)
 
 
@@ -74,6 +77,11 @@ def _intersect(a: dict[str, str], b: dict[str, str]) -> bool:
     return all(b.get(k, v) == v for k, v in a.items())
 
 
+def _within(inner: dict[str, str], outer: dict[str, str]) -> bool:
+    """Whether segment ``inner`` lies inside ``outer`` (fixes every dimension ``outer`` fixes, the same way)."""
+    return all(inner.get(k) == v for k, v in outer.items())
+
+
 def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
     """Whether two alerts share a cause (see the module docstring); the pipeline asks it of a new (open) alert
     against every earlier one.
@@ -92,8 +100,15 @@ def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
         if a.status == "open" and b.status == "open":
             return True
         return a.started_at - slack <= b.detected_at + slack and b.started_at - slack <= a.detected_at + slack
+    # signals of different families share a cause when their start estimates agree (no slack: in a stream of a few
+    # requests a minute a slack joined a fault to a false alarm that opened minutes before it, seen in the drill), or
+    # when one segment holds the other and each excursion had begun before the other was detected (a sparse
+    # stream's start estimate lags the fault it sees)
     a_end, b_end = a.latest_start or a.started_at, b.latest_start or b.started_at
-    return a.started_at - slack <= b_end and b.started_at - slack <= a_end
+    if a.started_at <= b_end and b.started_at <= a_end:
+        return True
+    nested = _within(a.segment, b.segment) or _within(b.segment, a.segment)
+    return nested and a.started_at <= b.detected_at and b.started_at <= a.detected_at
 
 
 def _strength(alert: Alert) -> tuple[bool, int, float]:
