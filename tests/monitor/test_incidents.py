@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,10 +18,10 @@ from starlette.routing import Route
 from tests.dashboard.make_replay import OUT as REPLAY
 from tests.dashboard.make_replay import run_monitor
 
-from parity.monitor import Change, DetectorObservation, Record
+from parity.monitor import Alert, Change, DetectorObservation, Record
 from parity.monitor._codec import feedback_from_dict
 from parity.monitor.alerting.alerts import MemoryNotifier, WebhookNotifier
-from parity.monitor.detection.incidents import group_incidents, notified
+from parity.monitor.detection.incidents import group_incidents, notified, related
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import StatsConfig
 from parity.monitor.intake.scoring import RecordBuilder
@@ -302,3 +303,22 @@ def test_the_replay_has_one_alert_per_fault_and_keeps_every_alarm() -> None:
     assert corruption.segments == ["model=S,platform=tpu", "platform=tpu"]
     assert corruption.lead.segment == {"model": "S", "platform": "tpu"}
     assert [a.status for a in corruption.alerts] == ["superseded", "open"]
+
+
+def test_a_fault_that_starts_minutes_after_a_false_alarm_on_an_intersecting_segment_is_its_own_incident() -> None:
+    # the drill's case: a false unexpected_script alarm on model=S, then re-encoding on platform=tpu 14.8 min later
+    t = datetime(2025, 8, 25, 12, tzinfo=UTC)
+    false = Alert("a-f", "unexpected_script", {"model": "S"}, t, t + timedelta(minutes=3), 0.04, 0.13, 0.17, 199)
+    fault_start = t + timedelta(minutes=14.8)
+    fault = Alert("a-r", "degeneration", {"platform": "tpu"}, fault_start, fault_start + timedelta(minutes=2), 0.1, 0.0,
+                  0.1, 33, latest_start=fault_start + timedelta(minutes=1))  # fmt: skip
+    assert not related(false, fault)
+    assert not related(fault, false)
+    # a sparse stream on a segment holding the fault's sees it late, while the fault's alarm is being raised
+    late = t + timedelta(minutes=16)
+    lagging = Alert("a-g", "greedy_disagreement", {}, late, late + timedelta(minutes=3), 0.2, 0.0, 0.2, 40)
+    assert related(fault, lagging)
+    # ... but not a lagging alarm whose excursion began only after the fault's alarm was detected and closed
+    after = fault.detected_at + timedelta(minutes=1)
+    unrelated = Alert("a-u", "greedy_disagreement", {}, after, after + timedelta(minutes=3), 0.2, 0.0, 0.2, 40)
+    assert not related(replace(fault, status="resolved"), unrelated)
