@@ -10,8 +10,9 @@ seeing the same broken text). Two alerts are *related* (:func:`related`) when
   and the earlier alert is still open or their evidence periods ``[started_at, detected_at]`` widened by
   :data:`START_SLACK` overlap (one family's streams estimate a start differently, but they watch the same
   excursion); or, for signals of different families, their start estimates agree (the intervals
-  ``[started_at, latest_start]`` overlap, with no slack: a false alarm that opened minutes before a real fault
-  would otherwise take the fault's alarms as its evidence, and nobody would be notified of the fault), or one
+  ``[started_at, latest_start]`` overlap, widened by :data:`START_FRACTION` of the longer detection delay: a
+  start estimate is as precise as the detection is quick, and a fixed slack let a false alarm that opened minutes
+  before a real fault take the fault's alarms as its evidence, so that nobody was notified of the fault), or one
   segment holds the other and each excursion had begun before the other was detected (``started_at`` before the
   other's ``detected_at``: a sparse stream's start estimate lags the fault it sees).
 
@@ -52,10 +53,12 @@ from typing import Any
 from parity.monitor._records import Alert
 from parity.monitor.alerting.alerts import explain_alert
 
-__all__ = ["START_SLACK", "Incident", "group_incidents", "notified", "related", "signal_family"]
+__all__ = ["START_FRACTION", "START_SLACK", "Incident", "group_incidents", "notified", "related", "signal_family"]
 
 #: Evidence periods of one signal family this close (either way) count as one excursion.
 START_SLACK = timedelta(minutes=15)
+#: Start estimates of signals of different families agree within this share of the longer detection delay.
+START_FRACTION = 0.1
 
 
 def signal_family(signal: str) -> str:
@@ -100,12 +103,13 @@ def related(a: Alert, b: Alert, *, slack: timedelta = START_SLACK) -> bool:
         if a.status == "open" and b.status == "open":
             return True
         return a.started_at - slack <= b.detected_at + slack and b.started_at - slack <= a.detected_at + slack
-    # signals of different families share a cause when their start estimates agree (no slack: in a stream of a few
-    # requests a minute a slack joined a fault to a false alarm that opened minutes before it, seen in the drill), or
-    # when one segment holds the other and each excursion had begun before the other was detected (a sparse
-    # stream's start estimate lags the fault it sees)
+    # signals of different families share a cause when their start estimates agree, within a tenth of the longer
+    # detection delay (a fixed slack joined the drill's fault to a false alarm that opened minutes before it, and
+    # split the replay's, whose simulated minutes hold a request each), or when one segment holds the other and each
+    # excursion had begun before the other was detected (a sparse stream's start estimate lags the fault it sees)
     a_end, b_end = a.latest_start or a.started_at, b.latest_start or b.started_at
-    if a.started_at <= b_end and b.started_at <= a_end:
+    fuzz = START_FRACTION * max(a.detected_at - a.started_at, b.detected_at - b.started_at)
+    if a.started_at - fuzz <= b_end and b.started_at - fuzz <= a_end:
         return True
     nested = _within(a.segment, b.segment) or _within(b.segment, a.segment)
     return nested and a.started_at <= b.detected_at and b.started_at <= a.detected_at
