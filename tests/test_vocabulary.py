@@ -159,7 +159,7 @@ def test_the_context_class_is_decided_in_one_place() -> None:
     """``context_class_of`` (the short/long split) is called only by the record builder (at the configured split)
     and by ``Record`` itself (the default, for a record built without one); every other stage reads
     ``Record.context_class``. Nothing but ``context_class_of`` compares context tokens with a threshold, and nothing
-    but the builder writes ``context_class``."""
+    but the builder writes ``context_class`` (positionally, or by key for a stored record that lacks one)."""
 
     def calls_split(node: ast.Call) -> bool:
         f = node.func
@@ -170,6 +170,12 @@ def test_the_context_class_is_decided_in_one_place() -> None:
     def sets_class(node: ast.keyword) -> bool:  # replace(record, context_class=...), Record(..., context_class=...)
         return node.arg == "context_class"
 
+    def writes_class_key(node: ast.Assign) -> bool:  # values["context_class"] = ...
+        return any(
+            isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and t.slice.value == "context_class"
+            for t in node.targets
+        )
+
     def compares_tokens(node: ast.Compare) -> bool:  # e.g. record.context_tokens > threshold
         sides = [node.left, *node.comparators]
         names = {s.attr if isinstance(s, ast.Attribute) else getattr(s, "id", "") for s in sides}
@@ -177,8 +183,12 @@ def test_the_context_class_is_decided_in_one_place() -> None:
 
     callers = {where.split(":")[0] for where in _where(ast.Call, calls_split)}
     assert callers == {"monitor/_records.py", "monitor/intake/scoring.py"}
-    setters = {where.split(":")[0] for where in _where(ast.keyword, sets_class)}
-    assert setters == {"monitor/intake/scoring.py"}
+    # the builder fills records positionally (``record_of``: its one ``context_class_of`` call above) and a stored
+    # record's missing class by key (``adopt``); the SQL stores' row reader only turns a NULL stored class into ""
+    # (the record default's cue); nothing anywhere sets it by keyword
+    assert _where(ast.keyword, sets_class) == []
+    keyed = {where.split(":")[0] for where in _where(ast.Assign, writes_class_key)}
+    assert keyed == {"monitor/intake/scoring.py", "monitor/storage/_record_rows.py"}
     assert [where.split(":")[0] for where in _where(ast.Compare, compares_tokens)] == ["monitor/_records.py"]
 
 
