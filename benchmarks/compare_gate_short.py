@@ -171,9 +171,59 @@ def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | Non
         print(f"  candidate notes: {'; '.join(report.candidate.notes)}", flush=True)
 
 
+async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
+    """llama.cpp's sampler in this process on ``gguf`` (token ids, no server, no text), each completion's ids
+    teacher-forced through the reference (``score_ids``) and checked against the reference's kept sets at the gate's
+    settings (temperature 1, top-k 20, top-p 0.9; greedy at temperature 0): the per-token violation rate of a
+    second implementation without the re-encoding of text that the server path adds."""
+    import llama_cpp
+
+    from parity.compare._support import KEPT, VIOLATION, check_completion
+    from parity.sampling import SamplingParams
+    from parity.stats.calibration import DEFAULT_TOLERANCE_RATE
+
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, n_threads=1, n_threads_batch=1, verbose=False)
+    params = SamplingParams(temperature=1.0, top_k=20, top_p=0.9)
+    async with EndpointClient(ref, max_concurrency=4, timeout_s=600.0) as client:
+        await client.probe()
+        prompt_ids = [await client.tokenize(p) for p in DEFAULT_PROMPTS[:16]]
+        for seed in seeds:
+            started = time.time()
+            counts = {"sampled": [0, 0], "greedy": [0, 0]}
+            for p, ids in enumerate(prompt_ids):
+                for j in range(5):  # 4 sampled completions and 1 greedy per prompt (64 + 16, as the gate's budget 64)
+                    greedy = j == 4
+                    llm.reset()
+                    llm.set_seed(seed * 1_000_003 + p * 8 + j)
+                    out: list[int] = []
+                    for tok in llm.generate(list(ids), top_k=20, top_p=0.9, min_p=0.0, temp=0.0 if greedy else 1.0,
+                                            repeat_penalty=1.0):  # fmt: skip
+                        if tok == llm.token_eos() or len(out) == MAX_TOKENS:
+                            break
+                        out.append(int(tok))
+                    scored = await client.score_ids(ids, out, top_logprobs=20)
+                    checks = check_completion(scored, SamplingParams(temperature=0.0) if greedy else params,
+                                              alternatives=20, tolerance=0.0)  # fmt: skip
+                    key = "greedy" if greedy else "sampled"
+                    counts[key][0] += sum(c.status == VIOLATION for c in checks)
+                    counts[key][1] += sum(c.status in (VIOLATION, KEPT) for c in checks)
+            print(
+                f"== idcheck {gguf.name} seed {seed}: support {counts['sampled'][0]}/{counts['sampled'][1]}, greedy "
+                f"{counts['greedy'][0]}/{counts['greedy'][1]} violations/decided (tolerance {DEFAULT_TOLERANCE_RATE:g})"
+                f" {time.time() - started:.0f}s load={os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    llm.close()
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "summarise":
         print(summarise(argv[1:]))
+        return
+    if argv and argv[0] == "idcheck":  # idcheck SEEDS QUANTIZATION
+        with lab_server(secrets.token_hex(8)) as ref, tempfile.TemporaryDirectory() as tmp:
+            gguf = smollm2_gguf(Path(tmp) / f"smollm2-{argv[2]}.gguf", argv[2])
+            asyncio.run(_idcheck(ref, gguf, [int(x) for x in argv[1].split(",")]))
         return
     seeds = [int(x) for x in argv[0].split(",")]
     faults = argv[1].split(",") if len(argv) > 1 else ["self"]
