@@ -177,6 +177,7 @@ async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
     settings (temperature 1, top-k 20, top-p 0.9; greedy at temperature 0): the per-token violation rate of a
     second implementation without the re-encoding of text that the server path adds."""
     import llama_cpp
+    import numpy as np
 
     from parity.compare._support import KEPT, VIOLATION, check_completion
     from parity.sampling import SamplingParams
@@ -205,6 +206,16 @@ async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
                     checks = check_completion(scored, SamplingParams(temperature=0.0) if greedy else params,
                                               alternatives=20, tolerance=0.0)  # fmt: skip
                     key = "greedy" if greedy else "sampled"
+                    for k, c in enumerate(checks):
+                        if c.status == VIOLATION:  # where the kept sets disagree: the token against the listed top
+                            top = sorted(scored.top_logprobs[k].values(), reverse=True)
+                            mass = float(np.cumsum(np.exp(top))[-1])
+                            rank = sum(v > scored.logprobs[k] for v in top) + 1
+                            above = float(sum(np.exp(v) for v in top if v > scored.logprobs[k]))
+                            print(f"  violation ({key}) prompt {p} pos {k}: {scored.tokens[k]!r} logprob "
+                                  f"{scored.logprobs[k]:.5f} rank {rank}, mass above {above:.5f} of top-20 mass "
+                                  f"{mass:.5f} (top-p 0.9 needs above < {0.9 * mass:.5f}); argmax gap "
+                                  f"{top[0] - scored.logprobs[k]:.2e}", flush=True)  # fmt: skip
                     counts[key][0] += sum(c.status == VIOLATION for c in checks)
                     counts[key][1] += sum(c.status in (VIOLATION, KEPT) for c in checks)
             print(
