@@ -36,7 +36,7 @@ import orjson
 
 from parity._exceptions import InvalidInputError
 
-__all__ = ["MAX_JSON_DEPTH", "JSONInputError", "json_depth_exceeds", "loads_bounded"]
+__all__ = ["MAX_JSON_DEPTH", "JSONInputError", "json_depth_exceeds", "loads_bounded", "orjson_reads_as_json"]
 
 #: The deepest nesting accepted (objects and arrays). OpenAI requests nest a handful of levels (a JSON schema
 #: for structured output rarely a few dozen); Python's recursive parser and every recursive walk after it fail
@@ -96,6 +96,19 @@ def _lone_surrogate(value: Any) -> bool:
     return False
 
 
+def orjson_reads_as_json(raw: bytes, max_depth: int = MAX_JSON_DEPTH) -> bool:
+    """Whether ``orjson.loads(raw)``, when it succeeds, gives what :func:`loads_bounded` would: no number of 20 digits
+    or more (orjson reads those differently), nesting within ``max_depth`` (proved without a scan when the line
+    holds no more brackets than that).
+
+    >>> orjson_reads_as_json(b'{"a": [1, 2]}'), orjson_reads_as_json(b'{"n": 123456789012345678901}')
+    (True, False)
+    """
+    if _TWENTY_DIGITS in raw.translate(_DIGITS_AS_ZERO):
+        return False
+    return raw.count(b"[") + raw.count(b"{") <= max_depth or not json_depth_exceeds(raw, max_depth)
+
+
 def loads_bounded(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: str = "body") -> Any:
     """Parse ``data`` as strict JSON within the bounds of the module docstring; ``what`` names the input in
     errors. Raises :class:`JSONInputError`."""
@@ -104,7 +117,7 @@ def loads_bounded(data: bytes | str, *, max_depth: int = MAX_JSON_DEPTH, what: s
     # no trailing commas) and about 6x faster than json; anything it refuses takes the path below, which names
     # what is wrong exactly as before, and so does a number orjson would read differently (an integer over 64
     # bits, a float that overflows: json reads it as inf)
-    if not json_depth_exceeds(raw, max_depth) and _TWENTY_DIGITS not in raw.translate(_DIGITS_AS_ZERO):
+    if orjson_reads_as_json(raw, max_depth):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:
