@@ -104,3 +104,31 @@ def test_record_round_trip_property(ctx: int, temp: float | None, obs: list[tupl
     r = Record(record_id="r", time=T0, model="S", context_tokens=ctx, temperature=temp,
                observations=tuple(DetectorObservation(*o) for o in obs))  # fmt: skip
     assert Record.from_dict(json.loads(json.dumps(r.to_dict()))) == r
+
+
+def test_the_record_builder_puts_each_value_in_its_own_field() -> None:
+    # ParsedExchange and Record are filled positionally on the hot path (record_of): distinct values per field show a
+    # field that moved
+    from parity.monitor.intake.scoring import RecordBuilder, parse_response_object, session_hash
+
+    request = {"model": "asked", "messages": [{"role": "user", "content": "hello there"}], "temperature": 0.3,
+               "top_p": 0.7, "top_k": 11, "max_tokens": 13, "user": "sess-1"}  # fmt: skip
+    response = {"id": "resp-1", "model": "served", "usage": {"prompt_tokens": 17, "completion_tokens": 19},
+                "choices": [{"message": {"content": "hi"}, "finish_reason": "length"}]}  # fmt: skip
+    parsed = parse_response_object(request, response)
+    assert (parsed.response_id, parsed.model, parsed.text, parsed.finish_reason) == ("resp-1", "served", "hi", "length")
+    assert (parsed.prompt_tokens, parsed.completion_tokens, parsed.prompt, parsed.session) == (17, 19, "hello there",
+                                                                                               "sess-1")  # fmt: skip
+    assert (parsed.temperature, parsed.top_p, parsed.top_k, parsed.max_tokens) == (0.3, 0.7, 11, 13)
+    builder = RecordBuilder(salt="s", labels={"region": "eu"}, source="ingest", long_context_tokens=10)
+    t = datetime(2025, 8, 5, 9, tzinfo=UTC)
+    headers = {"x-parity-pool": "long", "x-parity-platform": "tpu", "x-parity-config-version": "v7",
+               "x-parity-server": "tpu-3"}  # fmt: skip
+    r = builder.build_fields("/v1/chat/completions", t, request, 201, headers, 23.5, parsed)
+    assert (r.record_id, r.time, r.model, r.pool, r.platform, r.region) == ("resp-1", t, "served", "long", "tpu", "eu")
+    assert (r.config_version, r.server, r.context_tokens, r.output_tokens) == ("v7", "tpu-3", 17, 19)
+    assert r.session_hash == session_hash("sess-1", "s")
+    assert (r.temperature, r.top_p, r.top_k, r.max_tokens, r.finish_reason) == (0.3, 0.7, 11, 13, "length")
+    assert (r.status_code, r.latency_ms, r.source, r.context_class) == (201, 23.5, "ingest", "long")
+    assert r.observations == ()
+    assert r.captured_text is None
