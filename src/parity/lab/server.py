@@ -410,9 +410,9 @@ def serve(server: LabServer, *, host: str = "127.0.0.1", port: int = 8000, log_l
     """Run ``server`` with uvicorn until interrupted, then close it.
 
     Idle keep-alive connections stay open for :data:`KEEP_ALIVE_S`, longer than the clients in front of the lab
-    keep them (``parity proxy`` drops its own after 4 s):
-    with uvicorn's default of 5 s a proxy could send a request on a connection the lab was closing at that
-    moment, and the request failed with a read error (seen once under heavy load in the demo's replay).
+    keep them (``parity proxy`` drops its own after 4 s): with uvicorn's default of 5 s a proxy could send a
+    request on a connection the lab was closing at that moment, and the request failed with a read error (seen
+    once under heavy load in the demo's replay).
     """
     uvicorn = import_optional("uvicorn", extra="lab")
     try:

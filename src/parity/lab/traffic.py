@@ -253,8 +253,9 @@ class TrafficGenerator:
         outcomes: list[RequestOutcome] = []
         semaphore = asyncio.Semaphore(self.max_concurrency)
         limits = httpx.Limits(max_connections=self.max_concurrency, max_keepalive_connections=self.max_concurrency)
-        client_kwargs: dict[str, Any] = {"timeout": self.timeout, "limits": limits, "verify": tls_context()}
-        async with httpx.AsyncClient(base_url=self.target, **client_kwargs) as client:
+        async with httpx.AsyncClient(
+            base_url=self.target, timeout=self.timeout, limits=limits, verify=tls_context()
+        ) as client:
             models = self.models or await self._served_models(client)
             names = list(models)
             weights = np.array([models[n] for n in names], dtype=np.float64)
