@@ -116,8 +116,9 @@ def _met_pvalue(report: ComparisonReport, seed: int) -> float:
                np.random.default_rng(seed))  # fmt: skip
 
 
-def _one(ref: str, cand: str, budget: int, seed: int) -> dict[str, float]:
-    config = CompareConfig(
+def gate_config(budget: int, seed: int) -> CompareConfig:
+    """The gate's compare settings at ``budget`` completions per endpoint (this table's and compare_gate_short's)."""
+    return CompareConfig(
         budget=budget,
         seed=seed,
         max_tokens=MAX_TOKENS,
@@ -126,6 +127,10 @@ def _one(ref: str, cand: str, budget: int, seed: int) -> dict[str, float]:
         n_resamples=500,
         max_concurrency=16,
     )
+
+
+def _one(ref: str, cand: str, budget: int, seed: int) -> dict[str, float]:
+    config = gate_config(budget, seed)
     report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
     out = {t.name: t.adjusted_pvalue for t in report.tests}
     raw = {t.name: t.result.pvalue for t in report.tests}

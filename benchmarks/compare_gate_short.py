@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_compare import LLAMA_NEUTRAL, llama_server
-from benchmarks.bench_compare_gate import CONTEXTS, FAULTS, GREEDY, MAX_TOKENS, _post, lab_server
+from benchmarks.bench_compare_gate import FAULTS, MAX_TOKENS, _post, gate_config, lab_server
 from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient, compare_endpoints
 from parity.compare._runner import _compare
 
@@ -143,15 +143,7 @@ async def _compare_slow(ref: str, cand: str, config: CompareConfig, extra: dict[
 
 def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | None) -> None:
     started = time.time()
-    config = CompareConfig(
-        budget=64,
-        seed=seed,
-        max_tokens=MAX_TOKENS,
-        greedy_probes=GREEDY,
-        contexts=CONTEXTS,
-        n_resamples=500,
-        max_concurrency=16,
-    )
+    config = gate_config(64, seed)
     if extra is None:
         report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
     else:  # llama.cpp: its probe's echo with max_tokens=0 generates up to the context (minutes on 2 loaded cores)
