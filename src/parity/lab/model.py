@@ -232,7 +232,10 @@ class Transformer(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config
-        self.tok_embeddings = nn.Embedding(config.vocab_size, config.d_model)
+        # the weight is made here, not by nn.Embedding: its own random init (normal_) imports torch._dynamo, about 2 s
+        # of CPU at every lab start, even on the meta device that from_state builds on
+        weight = torch.empty(config.vocab_size, config.d_model)
+        self.tok_embeddings = nn.Embedding(config.vocab_size, config.d_model, _weight=weight)
         self.layers = nn.ModuleList(Block(config) for _ in range(config.n_layers))
         self.norm = RMSNorm(config.d_model, config.norm_eps)
         if self.tok_embeddings.weight.device.type != "meta":
