@@ -39,6 +39,11 @@ def test_prompt_kinds_have_their_shape(rng: np.random.Generator) -> None:
     assert foreign.messages[0][1].startswith("Write this in ")
     long = make_prompt("long", rng)
     assert len(tok.encode(long.messages[0][1])) > 192  # above the lab router's long-context threshold
+    from parity.lab._prompts import _library
+
+    excerpts = _library()[1]
+    assert len(excerpts) > 50
+    assert min(len(tok.encode(e)) for e in excerpts) > 192  # every one of them, alone
     assert all(len(tok.encode(make_prompt("code", rng).prompt)) <= 192 for _ in range(50))
 
 
