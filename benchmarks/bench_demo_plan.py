@@ -128,7 +128,8 @@ def routing_records(requests: list[tuple[datetime, str, str, bool, str, float | 
                 record_id=f"r{i}", time=when, model=model, platform=plat,
                 pool="long" if long_prompt or misrouted else "short",
                 config_version="2025-08-19.1" if when >= _at(8, 19, 3) else "2025-08-01.1",
-                context_tokens=400 if long_prompt else 50, session_hash=session,
+                context_tokens=400 if long_prompt else 50, context_class="long" if long_prompt else "short",
+                session_hash=session,
             )
         )  # fmt: skip
     return sorted(out, key=lambda r: r.time)

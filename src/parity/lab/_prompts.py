@@ -127,12 +127,14 @@ class _Function:
     source: str
 
 
-#: A long prompt's excerpt: 30 source lines of at least 1,000 characters, 202-548 tokens (mean 302) for the 9M
-#: model's tokenizer and 215-647 for SmolLM2's, so every long prompt stays above the lab router's 192-token split.
-#: Prefill is most of the lab's work and attention grows with the prompt: the 60-line excerpts used before
-#: (mean 565 tokens) were a third of the prefilled tokens at a 2% share.
+#: A long prompt's excerpt: the first 30 lines of a 60-line window of the standard library (more while they hold
+#: under 1,100 characters): 202-548 tokens (mean 305) for the 9M model's tokenizer and 215-647 for SmolLM2's, so
+#: every long prompt stays above the lab router's 192-token split. Prefill is most of the lab's work and attention
+#: grows with the prompt: the whole windows used before (mean 565 tokens) were a third of the prefilled tokens at a
+#: 2% share. The windows themselves, and so their number, are unchanged: ``rng.integers(len(excerpts))`` with
+#: another length can consume another number of random bits and would change every later draw of a seeded plan.
 _EXCERPT_LINES = 30
-_EXCERPT_MIN_CHARS = 1000
+_EXCERPT_MIN_CHARS = 1100
 
 
 @lru_cache(maxsize=1)
@@ -164,10 +166,15 @@ def _library() -> tuple[list[_Function], list[str]]:
             body = tuple(lines[first.end_lineno : node.end_lineno])
             source = "\n".join(lines[node.lineno - 1 : node.end_lineno])
             functions.append(_Function(f"{module}.{node.name}", header, indent, doc, body, source))
-        for start in range(0, max(1, len(lines) - _EXCERPT_LINES), 120):
-            chunk = "\n".join(lines[start : start + _EXCERPT_LINES])
-            if len(chunk) > _EXCERPT_MIN_CHARS:
-                excerpts.append(chunk)
+        for start in range(0, max(1, len(lines) - 60), 120):
+            window = lines[start : start + 60]
+            if len("\n".join(window)) > 1500:
+                # the same windows as ever (so the generator's draws, and every seeded plan, stay the same),
+                # each cut to its first 30 lines or, if those are short, to as many as reach _EXCERPT_MIN_CHARS
+                keep = _EXCERPT_LINES
+                while keep < len(window) and len("\n".join(window[:keep])) < _EXCERPT_MIN_CHARS:
+                    keep += 1
+                excerpts.append("\n".join(window[:keep]))
     if not functions:
         raise InvalidInputError("stdlib", "must hold the standard library's sources for the prompt mix", str(root))
     return functions, excerpts
