@@ -56,7 +56,7 @@ def _parse_days(text: str | None) -> list[date] | None:
               help="Port of the proxy and dashboard on 127.0.0.1 (0: any free one).")  # fmt: skip
 @click.option("--requests-per-day", type=click.IntRange(min=10), default=100, show_default=True,
               help="Requests per simulated day from the first fault to the last rollback (08-05..09-04).")  # fmt: skip
-@click.option("--quiet-requests-per-day", type=click.IntRange(min=0), default=15, show_default=True,
+@click.option("--quiet-requests-per-day", type=click.IntRange(min=0), default=5, show_default=True,
               help="Requests per simulated day before 08-05 and after 09-04 (0: as --requests-per-day).")  # fmt: skip
 @click.option("--days", default=None,
               help="Replay only these days of 2025, e.g. 08-01..08-08,08-24..09-05. The changes of the days left out "

@@ -70,9 +70,10 @@ LAB_LONG_CONTEXT_TOKENS = 192
 #: bound) only after about 400-600 short requests of model S on gpu, and they must come before the 08-19 release for
 #: the alert to be traced to the routing change; the sampler fault needs about 50 requests of model H on tpu after
 #: 08-26. So the replay spends its requests from the first fault (08-05) to the last rollback (09-04), 100 a day,
-#: and 15 a day on the days before and after, where nothing is scripted to happen.
+#: and 5 a day on the days before and after, where nothing is scripted to happen (15 a day there gave the same
+#: routing catches and blame over 10 seeds, ``python -m benchmarks demo_plan``, for 5% more engine time).
 DEMO_REQUESTS_PER_DAY = 100
-DEMO_QUIET_REQUESTS_PER_DAY = 15
+DEMO_QUIET_REQUESTS_PER_DAY = 5
 #: the busy stretch of the replay: the first fault's onset to the last fault's rollback (inclusive)
 DEMO_BUSY_DAYS = (date(2025, 8, 5), date(2025, 9, 4))
 #: model shares of the demo traffic: the lab's usual mix (S most traffic) with model H, the sampler fault's only
