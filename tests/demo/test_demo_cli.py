@@ -83,3 +83,31 @@ def test_the_replay_reads_the_labs_change_log_over_one_connection() -> None:
             gone()
     finally:
         gone.close()
+
+
+def test_a_second_signal_during_the_labs_shutdown_still_kills_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the demo unwinds on SIGTERM and stops the lab; a second SIGTERM (or Ctrl-C) arriving while a busy lab finishes
+    # its batch used to abort the wait and leave the fleet running without a parent
+    from parity.demo.lab_process import LabProcess
+
+    lab = LabProcess("unused.toml")
+    stubborn = subprocess.Popen(
+        [sys.executable, "-c", "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(120)"]
+    )
+    time.sleep(0.5)  # its SIGTERM handler is set
+    lab._proc = stubborn
+    real_wait = stubborn.wait
+
+    def interrupted_wait(timeout: float | None = None) -> int:
+        monkeypatch.setattr(stubborn, "wait", real_wait)
+        raise KeyboardInterrupt  # what the demo's handler raises on the second signal
+
+    monkeypatch.setattr(stubborn, "wait", interrupted_wait)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            lab.stop()
+        assert stubborn.poll() == -signal.SIGKILL
+    finally:
+        if stubborn.poll() is None:
+            stubborn.kill()
+            stubborn.wait()

@@ -115,14 +115,22 @@ class LabProcess:
         return data
 
     def stop(self) -> None:
-        """Terminate the child (kill it if it does not exit within 10 s)."""
-        if self._proc is not None and self._proc.poll() is None:
-            self._proc.terminate()
+        """Terminate the child (kill it if it does not exit within 10 s).
+
+        Whatever interrupts the wait (a second SIGTERM or Ctrl-C while a busy fleet finishes its batch) still kills
+        the child before it propagates: the fleet never outlives its parent's clean-up.
+        """
+        proc = self._proc
+        if proc is not None and proc.poll() is None:
             try:
-                self._proc.wait(timeout=10)
+                proc.terminate()
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
-                self._proc.wait(timeout=10)
+                pass
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait(timeout=10)
         if self._log is not None:
             self._log.close()
             self._log = None
