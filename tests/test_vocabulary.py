@@ -190,6 +190,10 @@ def test_the_context_class_is_decided_in_one_place() -> None:
     keyed = {where.split(":")[0] for where in _where(ast.Assign, writes_class_key)}
     assert keyed == {"monitor/intake/scoring.py", "monitor/storage/_record_rows.py"}
     assert [where.split(":")[0] for where in _where(ast.Compare, compares_tokens)] == ["monitor/_records.py"]
+    # the split itself is the builder's: nothing else reads it off a builder to hand it on (a second builder for
+    # another source takes it with every other setting, ``RecordBuilder.for_source``)
+    reads_split = _where(ast.Attribute, lambda n: n.attr == "long_context_tokens")
+    assert {where.split(":")[0] for where in reads_split} == {"monitor/intake/scoring.py"}
 
 
 #: Phrases that call a per-stream sequential test (the CUSUM of ``parity.stats.sequential``) a "detector".
