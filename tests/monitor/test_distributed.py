@@ -19,6 +19,7 @@ from parity.cli._main import main
 from parity.monitor import Alert, Change, DetectorObservation, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
 from parity.monitor.detection.distributed import ShardedMonitor
+from parity.monitor.detection.incidents import group_incidents
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import StatsConfig
 from parity.monitor.storage.store import open_store
@@ -217,6 +218,54 @@ def test_worsening_watches_are_numbered_globally_across_workers() -> None:
         assert mon.assignment is not None
         assert mon.assignment["a"] != mon.assignment["b"]  # the case that needs the coordinator's numbering
         assert sorted(mon.alerts, key=lambda a: a.alert_id) == want
+
+
+def _rate_and_score_fault() -> list[Record]:
+    """Clean traffic on three models, then model H's degeneration flags and scores up: one monitor raises
+    ``degeneration`` and ``degeneration.score`` in one incident (``tests/monitor/test_incidents.py``'s script fault,
+    smaller); two workers hold the two signals apart."""
+    from tests.monitor.test_incidents import traffic
+
+    return [record for record, _ in traffic("script", n_clean=1500, n_faulty=900)]
+
+
+@pytest.mark.parametrize("engine", ["local", "ray"])
+def test_incidents_are_global_across_workers(engine: str, request: pytest.FixtureRequest) -> None:
+    """An alert joins the incident one monitor would put it in, whichever worker raised the alerts: the rate's
+    alert and its score's are one incident on 2 workers too (each worker used to number its own); on Ray the question
+    for the other worker's alert goes to its actor."""
+    if engine == "ray":
+        request.getfixturevalue("ray_cluster")
+    records = _rate_and_score_fault()
+    want = _single(MonitorConfig(), list(records), [])
+    assert [a.signal for a in sorted(want, key=lambda a: a.detected_at)] == ["degeneration", "degeneration.score"]
+    assert len(group_incidents(want)) == 1
+    with ShardedMonitor(workers=2, engine=engine) as mon:
+        mon.observe_all(records)
+        assert mon.assignment is not None
+        assert mon.assignment["degeneration"] != mon.assignment["degeneration.score"]
+        assert sorted(mon.alerts, key=lambda a: a.alert_id) == want  # every field, the incident included
+        # nothing attributed, so whether a fault elsewhere explains the rate's alert is its worker's question
+        assert mon.incidents_lagged == 1
+
+
+def test_cli_monitor_on_two_workers_shows_the_incidents_of_one_process(tmp_path: Path) -> None:
+    """`parity monitor --workers 2` stores the alerts of one process, in the same incidents."""
+    records = _rate_and_score_fault()
+    want = _single(MonitorConfig(), list(records), [])
+    log = tmp_path / "log.jsonl"
+    log.write_text("".join(json.dumps(r.to_dict()) + "\n" for r in records))
+    store = tmp_path / "two.duckdb"
+    result = CliRunner().invoke(main, ["monitor", str(log), "--no-detectors", "--workers", "2", "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    assert "2 worker(s) on local" in result.output
+    with open_store(store, read_only=True) as s:
+        got = s.alerts()
+    assert sorted(got, key=lambda a: a.alert_id) == want
+    assert [(i.incident_id, i.signals) for i in group_incidents(got)] == [
+        (i.incident_id, i.signals) for i in group_incidents(want)
+    ]
+    assert len(group_incidents(got)) == 1
 
 
 def test_bad_arguments_name_what_is_wrong() -> None:

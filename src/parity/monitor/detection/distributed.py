@@ -29,6 +29,15 @@ design would be a round trip per record.
   numbers back. A watch needs ``worsening_window`` records before its threshold is used, so batches are kept to a
   quarter of that window (with one batch in flight); a watch that would calibrate before its number arrived raises
   an error instead of using a wrong threshold.
+- *Incidents* are global (``parity.monitor.detection.incidents``): a worker numbers none; the coordinator puts each
+  new alert, in the order one monitor raises them, in the incident one monitor would
+  (``SegmentMonitor._incident_of``: the earliest related alert that another fault does not explain, except those it
+  is kept apart from), over every worker's alerts, so ``x`` and ``x.score`` on two workers are one incident as in
+  one process. Whether another fault explains an earlier alert needs that alert's streams: for the new alert's own
+  worker's alerts the worker answers at the record (:class:`IncidentFacts`); for another worker's alert with
+  attributed changes the change log answers (the same function one monitor asks); for one without, its worker
+  answers when the batch is collected, on its streams one or two batches after the record
+  (:attr:`ShardedMonitor.incidents_lagged` counts these, the one place the incidents may differ from one process's).
 - *Counts* (records, absorbed alarms) are summed.
 
 - *Each record's signals* are decided once, in the coordinator (:meth:`ShardedMonitor.decide`, the routing audit
@@ -79,11 +88,12 @@ True
 
 from __future__ import annotations
 
+import itertools
 import pickle
 import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -93,7 +103,8 @@ from parity.monitor._records import Alert, Change, FeedbackEvent, Record
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.detection.audit import AuditContext, RoutingAudit
 from parity.monitor.detection.checkpoint import loads
-from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
+from parity.monitor.detection.incidents import related
+from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor, changes_contradict
 from parity.monitor.detection.segments import (
     FEEDBACK_SIGNAL,
     WILDCARD,
@@ -106,11 +117,12 @@ from parity.monitor.detection.segments import (
     audit_signal,
     is_refinement,
     record_signals,
+    segment_dict,
 )
 from parity.monitor.detection.signals import SignalStage
 from parity.stats.sequential import ChangeEstimate
 
-__all__ = ["ENGINES", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
+__all__ = ["ENGINES", "IncidentFacts", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
 
 #: Where the workers run: ``local`` (in this process, one after the other) or ``ray`` (one actor each).
 ENGINES = ("local", "ray")
@@ -222,6 +234,10 @@ class _WorkerMonitor(SegmentMonitor):
         self.numbers: dict[str, int] = {}
         #: new alerts of the current batch: (op, phase, rank...) -> alert id, phase 0 = alarm, 1 = worsening
         self.created: list[tuple[tuple[int, ...], str]] = []
+        #: what the coordinator needs to put each new alert of the current batch in its incident (by alert id)
+        self.incident_facts: dict[str, IncidentFacts] = {}
+        #: the origin of each alert object returned during the current op (by ``id()``): its group's new alert's
+        self.origin_of: dict[int, tuple[int, ...]] = {}
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
         self._firing = firing
@@ -242,7 +258,25 @@ class _WorkerMonitor(SegmentMonitor):
             old = self.numbers.get(worsens.alert_id, -1) if worsens is not None else -1
             origin = (self.op, 1, old, 0)
         self.created.append((origin, new.alert_id))
+        for alert in out:
+            self.origin_of[id(alert)] = origin
         return out
+
+    def _incident_of(self, alert: Alert, key: SegmentKey, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
+        """This worker's incident for ``alert`` (its own alerts only), and the facts the coordinator puts it in its
+        global incident with (:meth:`ShardedMonitor._place`): which of this worker's earlier alerts another fault
+        explains (``_second_fault``, on this worker's streams at this very record), the alerts it is kept apart from,
+        and what its segment's traffic implies (for the change-log test of other workers' alerts)."""
+        if worsens is None:
+            self.incident_facts[alert.alert_id] = IncidentFacts(
+                apart=tuple(a.alert_id for a in apart),
+                explained=frozenset(
+                    o.alert_id for o in self.alerts if related(alert, o) and self._second_fault(o, key)
+                ),
+                implied=segment_dict(self._implied(key), self.dimensions),
+                key=key,
+            )
+        return super()._incident_of(alert, key, worsens, apart)
 
     def _watch_threshold(self, number: int) -> float:
         if number < 0:
@@ -260,12 +294,29 @@ class _WorkerMonitor(SegmentMonitor):
                 watch.number = number
 
 
+@dataclass(frozen=True, slots=True)
+class IncidentFacts:
+    """What a worker knows, when it raises a new alert (not a worsening), that puts the alert in its incident:
+    ``explained``, the ids of its own earlier alerts related to it that another fault explains
+    (``SegmentMonitor._second_fault``: they are not joined); ``apart``, the ids of the open alerts it is kept apart
+    from (their incidents are not joined); ``implied``, the values its segment's traffic implies (every free
+    dimension with one value), with which the coordinator asks the change log about other workers' alerts; and its
+    segment ``key``."""
+
+    apart: tuple[str, ...]
+    explained: frozenset[str]
+    implied: dict[str, str]
+    key: SegmentKey
+
+
 @dataclass
 class BatchResult:
-    """What one worker returns for a batch: alerts emitted (op index, alert), new alerts' origins, counts."""
+    """What one worker returns for a batch: alerts emitted (their group's origin, alert), new alerts' origins and
+    incident facts, counts."""
 
-    emitted: list[tuple[int, Alert]] = field(default_factory=list)
+    emitted: list[tuple[tuple[int, ...], Alert]] = field(default_factory=list)
     created: list[tuple[tuple[int, ...], str]] = field(default_factory=list)
+    incident_facts: dict[str, IncidentFacts] = field(default_factory=dict)
     n_absorbed: int = 0
     streams: int = 0
     untracked: int = 0
@@ -295,6 +346,12 @@ class ShardWorker:
             raise InvalidInputError("state", "belongs to another worker", (monitor.stats.worker, monitor.stats.workers))
         self.monitor = monitor
 
+    def second_fault(self, alert_id: str, key: SegmentKey) -> bool:
+        """Whether an alarm on ``key`` is a fault of its own next to this worker's alert ``alert_id``
+        (``SegmentMonitor._second_fault``), on this worker's streams as they stand now."""
+        mon = self.monitor
+        return mon._second_fault(mon._alerts[alert_id], key)
+
     def run(self, ops: Sequence[_Op], numbers: dict[str, int], assignment: dict[str, int] | None = None) -> BatchResult:
         """Apply the signal assignment (first batch only) and the global watch numbers, then the batch's ops."""
         mon = self.monitor
@@ -304,17 +361,22 @@ class ShardWorker:
             mon.stats.assignment = dict(assignment)
         mon.set_numbers(numbers)
         mon.created = []
+        mon.incident_facts = {}
         out = BatchResult()
         for i, (kind, item) in enumerate(ops):
             mon.op = i
+            mon.origin_of = {}
             if kind == "r":
                 alerts = mon.observe(item)
             elif kind == "f":
                 alerts = mon.observe_feedback(item)
             else:
                 alerts = mon.add_changes(item)
-            out.emitted.extend((i, a) for a in alerts)
+            # an alert a new one supersedes goes with it; a re-ranked one (a change-log update) on its own
+            out.emitted.extend((mon.origin_of.get(id(a), (i, 2, j)), a) for j, a in enumerate(alerts))
+        mon.origin_of = {}
         out.created = mon.created
+        out.incident_facts = mon.incident_facts
         out.n_absorbed = mon.n_absorbed
         out.streams = len(mon.stats)
         out.untracked = mon.stats.untracked
@@ -377,7 +439,11 @@ class ShardedMonitor:
         #: signal -> worker, fixed by the first batch (:func:`balance_signals`)
         self.assignment: dict[str, int] | None = None
         self._numbers: dict[int, dict[str, int]] = {i: {} for i in range(workers)}
-        self._owner: dict[str, int] = {}
+        #: the change log as of the batches collected (the coordinator's test of other workers' alerts reads it)
+        self._logged_changes: dict[str, Change] = {}
+        #: new alerts whose incident needed another worker's streams, read after their record (see the module
+        #: docstring)
+        self.incidents_lagged = 0
         self._watches_started = 0
         self._alerts: dict[str, Alert] = {}
         self._absorbed = [0] * workers
@@ -402,8 +468,9 @@ class ShardedMonitor:
     # -- reading ---------------------------------------------------------------------------------------------
     @property
     def alerts(self) -> list[Alert]:
-        """Every alert raised so far (open and superseded), oldest first (the batches sent so far)."""
-        return sorted(self._alerts.values(), key=lambda a: (a.detected_at, a.alert_id))
+        """Every alert raised so far (open and superseded), oldest first (the batches collected so far; alerts of one
+        time in the order one monitor raised them)."""
+        return sorted(self._alerts.values(), key=lambda a: a.detected_at)
 
     @property
     def open_alerts(self) -> list[Alert]:
@@ -538,6 +605,9 @@ class ShardedMonitor:
     def __setstate__(self, state: dict[str, Any]) -> None:
         """A dormant monitor: the learned state without workers; a live one takes it over with :meth:`adopt_state`."""
         self.__dict__.update(state)
+        # a checkpoint taken before incidents were placed across workers: the change log as the coordinator knows it
+        self.__dict__.setdefault("_logged_changes", dict(self._changes))
+        self.__dict__.setdefault("incidents_lagged", 0)
         self.notifiers = ()
         self._ray = None
         self._started_ray = False
@@ -608,32 +678,82 @@ class ShardedMonitor:
         else:
             futures = [w.run(ops, numbers[i], assignment) for i, w in enumerate(self._local)]
         out = self._collect()
-        self._in_flight = futures
+        self._in_flight = (futures, ops)
         return out
 
     def _collect(self) -> list[Alert]:
         if self._in_flight is None:
             return []
-        futures, self._in_flight = self._in_flight, None
+        (futures, ops), self._in_flight = self._in_flight, None
         results: list[BatchResult] = self._ray.get(futures) if self._ray is not None else futures
         created: list[tuple[tuple[int, ...], str, int]] = []
-        emitted: list[tuple[int, int, int, Alert]] = []
+        emitted: list[tuple[tuple[int, ...], int, int, Alert]] = []
+        facts: dict[str, IncidentFacts] = {}
         for w, res in enumerate(results):
             created.extend((origin, alert_id, w) for origin, alert_id in res.created)
-            emitted.extend((op, w, j, alert) for j, (op, alert) in enumerate(res.emitted))
+            emitted.extend((origin, w, j, alert) for j, (origin, alert) in enumerate(res.emitted))
+            facts.update(res.incident_facts)
             self._absorbed[w] = res.n_absorbed
             self._streams[w] = res.streams
             self._untracked[w] = res.untracked
         for _, alert_id, w in sorted(created):
             self._watches_started += 1
             self._numbers[w][alert_id] = self._watches_started
+        logged = [(i, item) for i, (kind, item) in enumerate(ops) if kind == "c"]
         out: list[Alert] = []
-        for _, _, _, alert in sorted(emitted, key=lambda e: e[:3]):
-            self._alerts[alert.alert_id] = alert
-            for notifier in self.notifiers:
-                try:
-                    notifier.send(alert)
-                except Exception:  # a notifier must not break the pipeline (as in SegmentMonitor)
-                    continue
-            out.append(alert)
+        # in the order one monitor raises them: each new alert with the alerts it supersedes (emitted before it)
+        for (origin, w), group in itertools.groupby(sorted(emitted, key=lambda e: e[:3]), key=lambda e: e[:2]):
+            while logged and logged[0][0] <= origin[0]:
+                self._logged_changes.update((c.change_id, c) for c in logged.pop(0)[1])
+            members = [alert for _, _, _, alert in group]
+            incident = {
+                a.alert_id: self._place(a, w, facts.get(a.alert_id)) for a in members if a.alert_id not in self._alerts
+            }
+            for alert in members:
+                known = self._alerts.get(alert.alert_id)
+                alert = replace(alert, incident=incident.get(alert.alert_id) or (known.incident if known else None))
+                self._alerts[alert.alert_id] = alert
+                for notifier in self.notifiers:
+                    try:
+                        notifier.send(alert)
+                    except Exception:  # a notifier must not break the pipeline (as in SegmentMonitor)
+                        continue
+                out.append(alert)
+        for _, batch in logged:
+            self._logged_changes.update((c.change_id, c) for c in batch)
         return out
+
+    def _owner_of(self, alert: Alert) -> int:
+        owner = (self.assignment or {}).get(alert.signal)
+        return signal_shard(alert.signal, self.workers) if owner is None else owner
+
+    def _place(self, alert: Alert, worker: int, facts: IncidentFacts | None) -> str:
+        """The incident of a new ``alert`` of ``worker``, as one monitor decides it
+        (``SegmentMonitor._incident_of``), over every worker's alerts: a worsening opens its own; else the incident
+        of the earliest alert related to it that another fault does not explain, except those it is kept apart from.
+        Whether another fault explains an earlier alert is its worker's question: the new alert's own worker
+        answered it at the record for its own alerts (``facts.explained``); for another worker's alert with attributed
+        changes the change log answers it here (:func:`~parity.monitor.detection.pipeline.changes_contradict`); for
+        one without, its worker answers it now, on its streams a batch or two after the record
+        (:attr:`incidents_lagged` counts these)."""
+        if alert.worsens is not None or facts is None:
+            return alert.alert_id
+        apart = {(self._alerts[a].incident or a) if a in self._alerts else a for a in facts.apart}
+        for other in self.alerts:  # oldest first, as one monitor holds them
+            incident = other.incident or other.alert_id
+            if incident in apart or not related(alert, other):
+                continue
+            owner = self._owner_of(other)
+            if owner == worker:
+                explained = other.alert_id in facts.explained
+            elif other.attributed_changes:
+                explained = changes_contradict(other, self._logged_changes, facts.implied)
+            else:
+                self.incidents_lagged += 1
+                if self._ray is not None:
+                    explained = self._ray.get(self._actors[owner].second_fault.remote(other.alert_id, facts.key))
+                else:
+                    explained = self._local[owner].second_fault(other.alert_id, facts.key)
+            if not explained:
+                return incident
+        return alert.alert_id

@@ -91,7 +91,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -122,7 +122,7 @@ from parity.monitor.detection.signals import (
 )
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
-__all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
+__all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor", "changes_contradict"]
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
@@ -181,6 +181,37 @@ class MonitorConfig:
             raise InvalidInputError("worsening_window", "must be >= 1", self.worsening_window)
         if self.max_tracked_responses < 0:
             raise InvalidInputError("max_tracked_responses", "must be >= 0", self.max_tracked_responses)
+
+
+def changes_contradict(alert: Alert, changes: Mapping[str, Change], implied: Mapping[str, str]) -> bool:
+    """The change log's answer to whether an alarm on a segment whose traffic implies ``implied`` (every dimension
+    its traffic has one value on) is a fault of its own next to ``alert``, which has attributed changes (see
+    ``SegmentMonitor._second_fault``): none of ``alert``'s best-ranked changes (scored at least :data:`BEST_SHARE` of
+    the best), nor a change of ``changes`` that shipped the same config version, can have caused it - each one's
+    scope names, on a dimension, a value ``implied`` does not have. One definition for one monitor and for the
+    sharded monitor's coordinator, which asks it of alerts another worker raised.
+
+    >>> from datetime import datetime, timezone
+    >>> from parity.monitor._records import AttributedChange
+    >>> t = datetime(2025, 8, 25, tzinfo=timezone.utc)
+    >>> fix = Change("c-1", t, "release", scope={"model": "S"})
+    >>> alert = Alert("a", "x", {"platform": "tpu"}, t, t, 0.1, 0.0, 0.1, 9, (AttributedChange("c-1", 1.0, ""),))
+    >>> changes_contradict(alert, {"c-1": fix}, {"model": "H"}), changes_contradict(alert, {"c-1": fix}, {"model": "S"})
+    (True, False)
+    """
+    top = alert.attributed_changes[0].score
+    best = [changes.get(c.change_id) for c in alert.attributed_changes if c.score >= BEST_SHARE * top]
+    if any(change is None for change in best):
+        return False
+    # one deploy is one cause: the changes that shipped the same config version (the corruption of models O
+    # and S on tpu came with one runtime optimisation) explain the alert together
+    versions = {c.params.get("config_version") for c in best if c is not None} - {None}
+    cause = [*best, *(c for c in changes.values() if c.params.get("config_version") in versions)]
+    return all(
+        change is not None
+        and any(dim in implied and implied[dim] not in scope_values(v) for dim, v in change.scope.items())
+        for change in cause
+    )
 
 
 def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> SignalStage:
@@ -692,15 +723,7 @@ class SegmentMonitor:
         drill into model S, or into S's config version, were model H left out). Two faults that nothing tells apart
         (a fault on every model of a platform, or one per model starting together) stay one alert."""
         if alert.attributed_changes:
-            top = alert.attributed_changes[0].score
-            best = [self._changes.get(c.change_id) for c in alert.attributed_changes if c.score >= BEST_SHARE * top]
-            if any(change is None for change in best):
-                return False
-            # one deploy is one cause: the changes that shipped the same config version (the corruption of models O
-            # and S on tpu came with one runtime optimisation) explain the alert together
-            versions = {c.params.get("config_version") for c in best if c is not None} - {None}
-            cause = [*best, *(c for c in self._changes.values() if c.params.get("config_version") in versions)]
-            return all(change is not None and self._contradicts(change, own) for change in cause)
+            return changes_contradict(alert, self._changes, segment_dict(self._implied(own), self.dimensions))
         key = self._keys[alert.alert_id]
         for i, value in enumerate(key):
             if value != WILDCARD:
@@ -715,11 +738,6 @@ class SegmentMonitor:
             if elsewhere and not all(bad for _, bad in parts):
                 return True
         return False
-
-    def _contradicts(self, change: Change, own: SegmentKey) -> bool:
-        """Whether ``change``'s scope names, on a dimension, a value that segment ``own``'s traffic does not have."""
-        implied = segment_dict(self._implied(own), self.dimensions)
-        return any(dim in implied and implied[dim] not in scope_values(v) for dim, v in change.scope.items())
 
     def _explains(self, alert: Alert, target: SegmentKey) -> bool:
         """Whether open ``alert`` explains an alarm on ``target`` that localisation could not drill into: their

@@ -242,10 +242,7 @@ class ParityProxy:
             flush_interval_s=config.flush_interval_s,
             checkpoint_interval_s=config.checkpoint_interval_s,
         )
-        otlp_builder = RecordBuilder(salt=builder.salt, labels=builder.labels, scorer=builder.scorer,
-                                     capture=builder.capture, source="otlp",
-                                     long_context_tokens=builder.long_context_tokens)  # fmt: skip
-        self.otlp = OTLPReceiver(otlp_builder, self.worker, registry=self.metrics.registry)
+        self.otlp = OTLPReceiver(builder.for_source("otlp"), self.worker, registry=self.metrics.registry)
         self._initial_changes = list(changes)
         self._changes_source = changes_source
         self._seen_changes = {c.change_id for c in changes}

@@ -545,6 +545,26 @@ class RecordBuilder:
             raise InvalidInputError("long_context_tokens", "must be an int >= 1", long_context_tokens)
         self.long_context_tokens = long_context_tokens
 
+    def for_source(self, source: str) -> RecordBuilder:
+        """A builder with this one's settings - salt, labels, scorer, capture, tokenizer, greedy memory and the
+        split - for records of another ``source`` (the proxy's OTLP receiver): the split is configured once, on the
+        first builder, and never handed on by hand. Its session hashes and greedy repeats are its own.
+
+        >>> otlp = RecordBuilder(salt="s", long_context_tokens=192).for_source("otlp")
+        >>> otlp.source, otlp.context_class(200)
+        ('otlp', 'long')
+        """
+        return RecordBuilder(
+            salt=self.salt,
+            labels=self.labels,
+            scorer=self.scorer,
+            capture=self.capture,
+            source=source,
+            tokenizer=self.tokenizer,
+            greedy_memory=self.greedy.max_requests if self.greedy is not None else 0,
+            long_context_tokens=self.long_context_tokens,
+        )
+
     def context_class(self, context_tokens: int) -> str:
         """The context class of a request of ``context_tokens`` at this builder's split.
 
