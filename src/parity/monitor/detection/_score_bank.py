@@ -225,6 +225,54 @@ def _observe(
     return alarms
 
 
+@njit(cache=True)
+def _feed(
+    f: Any,
+    n_arr: Any,
+    pend: Any,
+    plan_rows: Any,
+    plan_len: Any,
+    plan_scores: Any,
+    rec_plan: Any,
+    xs: Any,
+    offsets: Any,
+    ts: Any,
+    n_rec: int,
+    c: Any,
+    ratios: Any,
+    out: Any,
+) -> int:
+    """A run of records' score updates, in record order, up to the first record that alarms. Record ``r`` follows
+    plan ``p = rec_plan[r]``: its ``plan_len[p]`` updates go to rows ``plan_rows[p, j]`` (-1: no stream) with value
+    ``xs[offsets[r] + j % plan_scores[p]]`` (segment-major, then score signal); a zero is one more pending zero of its row, a
+    non-zero first applies the row's pending zeros (``_add_zeros``, as one chunk, as the object bank's clocks
+    would) then updates it. Returns the index of the first record with an alarm (``out[j]`` = 1 for each of its
+    updates that alarmed), or ``n_rec``."""
+    for r in range(n_rec):
+        p = rec_plan[r]
+        ns = plan_scores[p]
+        t = ts[r]
+        alarms = 0
+        for j in range(plan_len[p]):
+            out[j] = 0
+            row = plan_rows[p, j]
+            if row < 0:
+                continue
+            x = xs[offsets[r] + j % ns]
+            if x == 0.0:
+                pend[row] += 1
+                continue
+            k = pend[row]
+            pend[row] = 0
+            _add_zeros(f, n_arr, row, k, c, ratios)
+            if _update(f, n_arr, row, x, t, c, ratios):
+                out[j] = 1
+                alarms += 1
+        if alarms:
+            return r
+    return n_rec
+
+
 class ScoreBank:
     """Every score stream of one statistics bank: one row each (see the module docstring)."""
 
@@ -251,6 +299,8 @@ class ScoreBank:
         )
         self.f = np.zeros((16, _FG + 6 * g), dtype=np.float64)
         self.i = np.zeros((16, _IG + 2 * g), dtype=np.int64)
+        #: zeros each row has seen since it last moved (applied, as one chunk, at its next non-zero or read)
+        self.pend = np.zeros(16, dtype=np.int64)
         self.rows = 0
         # a record's updates, filled by the caller (see SegmentStatistics._observe)
         self.buf_rows = np.zeros(64, dtype=np.int64)
@@ -264,6 +314,7 @@ class ScoreBank:
         if row == self.f.shape[0]:
             self.f = np.concatenate([self.f, np.zeros_like(self.f)])
             self.i = np.concatenate([self.i, np.zeros_like(self.i)])
+            self.pend = np.concatenate([self.pend, np.zeros_like(self.pend)])
         self.rows = row + 1
         _reset(self.f, self.i, row, self._c, self._ratios)
         return ScoreStream(self, row)
@@ -295,17 +346,61 @@ class ScoreBank:
             )
         )
 
+    def feed(
+        self,
+        plan_rows: Any,
+        plan_len: Any,
+        plan_scores: Any,
+        rec_plan: Any,
+        xs: Any,
+        offsets: Any,
+        ts: Any,
+        n_rec: int,
+    ) -> int:
+        """Run ``n_rec`` records' score updates (see :func:`_feed`) up to the first record that alarms; return its
+        index (``buf_out`` marks its alarming updates), or ``n_rec``."""
+        self.reserve(plan_rows.shape[1])
+        return int(
+            _feed(
+                self.f,
+                self.i,
+                self.pend,
+                plan_rows,
+                plan_len,
+                plan_scores,
+                rec_plan,
+                xs,
+                offsets,
+                ts,
+                n_rec,
+                self._c,
+                self._ratios,
+                self.buf_out,
+            )
+        )
+
+    def flush(self, row: int) -> None:
+        """Apply row ``row``'s pending zeros (before it is read, or fed from outside :meth:`feed`)."""
+        k = int(self.pend[row])
+        if k:
+            self.pend[row] = 0
+            _add_zeros(self.f, self.i, row, k, self._c, self._ratios)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["f"] = self.f[: self.rows].copy()
         state["i"] = self.i[: self.rows].copy()
+        state["pend"] = self.pend[: self.rows].copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "pend" not in state:  # a checkpoint from before the pending zeros moved here (see SegmentStatistics)
+            self.pend = np.zeros(self.f.shape[0], dtype=np.int64)
         if self.f.shape[0] == 0:  # an empty bank: room for the first rows
             self.f = np.zeros((16, self.f.shape[1]), dtype=np.float64)
             self.i = np.zeros((16, self.i.shape[1]), dtype=np.int64)
+            self.pend = np.zeros(16, dtype=np.int64)
 
 
 class ScoreStream:
