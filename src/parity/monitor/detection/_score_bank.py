@@ -244,9 +244,9 @@ def _feed(
 ) -> int:
     """A run of records' score updates, in record order, up to the first record that alarms. Record ``r`` follows
     plan ``p = rec_plan[r]``: its ``plan_len[p]`` updates go to rows ``plan_rows[p, j]`` (-1: no stream) with value
-    ``xs[offsets[r] + j % plan_scores[p]]`` (segment-major, then score signal); a zero is one more pending zero of its row, a
-    non-zero first applies the row's pending zeros (``_add_zeros``, as one chunk, as the object bank's clocks
-    would) then updates it. Returns the index of the first record with an alarm (``out[j]`` = 1 for each of its
+    ``xs[offsets[r] + j % plan_scores[p]]`` (segment-major, then score signal); a zero is one more pending zero of
+    its row, a non-zero first applies the row's pending zeros (``_add_zeros``, as one chunk, as the object bank's
+    clocks would) then updates it. Returns the index of the first record with an alarm (``out[j]`` = 1 for each of its
     updates that alarmed), or ``n_rec``."""
     for r in range(n_rec):
         p = rec_plan[r]

@@ -21,18 +21,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
 from parity.monitor.detection._score_bank import COMPILED, ScoreBank, ScoreStream
 from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
-from parity.monitor.detection.signals import SignalKind, SignalValue
+from parity.monitor.detection.signals import Members, SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
 __all__ = ["Firing", "Members", "SegmentStatistics", "SignalValue", "StatsConfig"]
-
-#: A record's signals as the bank reads them: (name, kind) each, in the record's order (:meth:`SignalStage.inputs`)
-Members = tuple[tuple[str, SignalKind], ...]
 
 #: Plans (finest segment x signals) kept before the cache is cleared (``SegmentStatistics._plan_of``).
 PLAN_CACHE_SIZE = 4 * KEY_CACHE_SIZE
@@ -138,6 +136,11 @@ class SegmentStatistics:
     4
     """
 
+    # the batch path's plan table (see :meth:`_join_plan`)
+    _plan_rows: npt.NDArray[np.int64]
+    _plan_len: npt.NDArray[np.int64]
+    _plan_scores: npt.NDArray[np.int64]
+
     def __init__(
         self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1, compiled: bool | None = None
     ) -> None:
@@ -190,6 +193,7 @@ class SegmentStatistics:
         self._joined: set[tuple[SegmentKey, int]] = set()  # (finest, signature) whose fine segments are joined
         self._split: dict[SegmentKey, tuple[list[SegmentKey], list[SegmentKey]]] = {}
         self._sig_cache: dict[tuple[tuple[str, str], ...], tuple[int, int]] = {}
+        self._prototypes: dict[str, BernoulliCUSUM] = {}
         # The compiled bank's batch path (:meth:`feed`): one plan per (finest segment, signals), the bank rows of
         # each plan's score updates as one table, and the record counts of every segment deferred per plan.
         self._init_plans()
@@ -199,7 +203,7 @@ class SegmentStatistics:
         """The learned state (pending counts folded in; the fast path's caches are rebuilt on load)."""
         self._fold()
         skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_plan_count", "_plan_rows", "_plan_len"}
-        skip.update(("_plan_scores", "_pending_all"))
+        skip.update(("_plan_scores", "_pending_all", "_prototypes"))
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -208,8 +212,8 @@ class SegmentStatistics:
         if self._scores is not None:
             # a checkpoint from before the score streams kept their pending zeros in the bank: move them there
             for sk, det in self._streams.items():
-                synced = self._synced.get(sk) if type(det) is ScoreStream else None
-                if synced is not None:
+                synced = self._synced.get(sk) if isinstance(det, ScoreStream) else None
+                if synced is not None and isinstance(det, ScoreStream):
                     clocks = self._clocks[sk[1]]
                     self._scores.pend[det.row] += sum(clocks[sid] - seen for sid, seen in synced.items())
                     del self._synced[sk]
@@ -248,17 +252,26 @@ class SegmentStatistics:
         return det
 
     def _new(self, kind: str) -> SequentialTest:
-        if kind == "rate":
-            return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
-        if kind == "invariant":
-            return BernoulliCUSUM(
-                threshold=self._rate_threshold,
-                baseline=self.config.invariant_rate,
-                ratios=self.config.invariant_ratios,
-            )
-        if self._scores is not None:
+        if kind == "mean" and self._scores is not None:
             return self._scores.new()
-        return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+        # A fresh test is a copy of a prototype of its kind: the same state as constructing it (its lists copied),
+        # without recomputing the thresholds and log-likelihood steps for each of the thousands of new streams.
+        proto = self._prototypes.get(kind)
+        if proto is None:
+            if kind == "rate":
+                proto = BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
+            elif kind == "invariant":
+                proto = BernoulliCUSUM(
+                    threshold=self._rate_threshold,
+                    baseline=self.config.invariant_rate,
+                    ratios=self.config.invariant_ratios,
+                )
+            else:
+                proto = BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+            self._prototypes[kind] = proto
+        det = object.__new__(BernoulliCUSUM)
+        det.__dict__.update({k: v.copy() if type(v) is list else v for k, v in proto.__dict__.items()})
+        return det
 
     def _sync(self, sk: tuple[str, SegmentKey], det: SequentialTest) -> None:
         if type(det) is ScoreStream:  # the compiled bank counts its rows' zeros itself
@@ -421,7 +434,9 @@ class SegmentStatistics:
             table[: self._plan_rows.shape[0], : self._plan_rows.shape[1]] = self._plan_rows
             self._plan_rows = table
             self._plan_len = np.concatenate([self._plan_len, np.zeros(size - self._plan_len.shape[0], np.int64)])
-            self._plan_scores = np.concatenate([self._plan_scores, np.ones(size - self._plan_scores.shape[0], np.int64)])
+            self._plan_scores = np.concatenate(
+                [self._plan_scores, np.ones(size - self._plan_scores.shape[0], np.int64)]
+            )
         self._plan_rows[index, : len(rows)] = rows
         self._plan_len[index] = len(rows)
         self._plan_scores[index] = max(len(plan.score_pos), 1)
