@@ -128,6 +128,11 @@ __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor"]
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
 
+#: The batch path's runs (:meth:`SegmentMonitor._observe_runs`): this many records after an alarm, doubling up to
+#: ``MAX_RUN`` while none comes.
+MIN_RUN = 16
+MAX_RUN = 4096
+
 #: Default local evidence for "degraded" during localisation: a CUSUM of log(100).
 EVIDENCE_THRESHOLD = 4.605
 
@@ -384,10 +389,13 @@ class SegmentMonitor:
         prepared: list[tuple[SegmentKey, Members, tuple[float, ...], float] | None] = [None] * len(records)
         n = len(records)
         pos = 0
+        # A run prepared past the record that alarms is prepared again from the next one: runs start short after an
+        # alarm and double while none comes, so a batch full of alarms is not prepared over and over.
+        cap = MIN_RUN
         while pos < n:
             run: list[tuple[SegmentKey, Members, tuple[float, ...], float]] = []
             j = pos
-            while j < n:
+            while j < n and j - pos < cap:
                 item = prepared[j]
                 if item is None:
                     record = records[j]
@@ -404,6 +412,7 @@ class SegmentMonitor:
                 if self._watches and self._may_worsen(item):
                     break
             fed, fired = self.stats.feed(run)
+            cap = MIN_RUN if fired else min(2 * cap, MAX_RUN)
             last = pos + fed - 1
             for k in range(pos, last + 1):
                 values, members, vals, t = run[k - pos]
