@@ -1,9 +1,11 @@
 """The score streams of the statistics bank, compiled: every ``"mean"`` stream's Bernoulli CUSUM as one row of two
-arrays, updated by numba-compiled kernels, a record's updates in one call.
+arrays, updated by a numba-compiled kernel, a run of records' updates in one call (:meth:`ScoreBank.feed`), each
+row counting the zeros it has seen since it last moved (``pend``) and applying them as one chunk at its next non-zero
+or read, as the object bank's clocks do.
 
 A score is rarely exactly 0, so every score signal updates every segment with at most ``score_max_order`` fixed
 dimensions on every record: at the defaults ~29 CUSUM updates per record, ~40% of the monitor's time in the
-interpreter (``benchmarks/results/segments.md``). Here a row holds exactly the state of a
+interpreter (``benchmarks/RESULTS.md``). Here a row holds exactly the state of a
 :class:`~parity.stats.sequential.BernoulliCUSUM` with a learned baseline (its counts, sums, checkpoints, pending
 zeros, the CUSUM bank and each excursion's start and support), and the kernels run the same arithmetic in the same
 order (IEEE double, no fast-math, the same libm ``log`` and ``sqrt``), so a stream reads exactly as the object
@@ -210,22 +212,6 @@ def _update(f: Any, n_arr: Any, row: int, x: float, t: float, c: Any, ratios: An
 
 
 @njit(cache=True)
-def _observe(
-    f: Any, n_arr: Any, rows: Any, missed: Any, xs: Any, count: int, t: float, c: Any, ratios: Any, out: Any
-) -> int:
-    """A record's score updates: for each ``j < count``, ``missed[j]`` zeros then ``xs[j]`` on row ``rows[j]``;
-    ``out[j]`` = 1 where it alarmed. Returns the number of alarms."""
-    alarms = 0
-    for j in range(count):
-        row = rows[j]
-        _add_zeros(f, n_arr, row, missed[j], c, ratios)
-        fired = _update(f, n_arr, row, xs[j], t, c, ratios)
-        out[j] = 1 if fired else 0
-        alarms += out[j]
-    return alarms
-
-
-@njit(cache=True)
 def _feed(
     f: Any,
     n_arr: Any,
@@ -302,10 +288,7 @@ class ScoreBank:
         #: zeros each row has seen since it last moved (applied, as one chunk, at its next non-zero or read)
         self.pend = np.zeros(16, dtype=np.int64)
         self.rows = 0
-        # a record's updates, filled by the caller (see SegmentStatistics._observe)
-        self.buf_rows = np.zeros(64, dtype=np.int64)
-        self.buf_missed = np.zeros(64, dtype=np.int64)
-        self.buf_xs = np.zeros(64, dtype=np.float64)
+        # which updates of the record that alarmed in the last :meth:`feed` alarmed
         self.buf_out = np.zeros(64, dtype=np.int64)
 
     def new(self) -> ScoreStream:
@@ -320,31 +303,9 @@ class ScoreBank:
         return ScoreStream(self, row)
 
     def reserve(self, n: int) -> None:
-        """Make the per-record buffers hold at least ``n`` updates."""
-        if n > self.buf_rows.shape[0]:
-            size = max(n, 2 * self.buf_rows.shape[0])
-            self.buf_rows = np.zeros(size, dtype=np.int64)
-            self.buf_missed = np.zeros(size, dtype=np.int64)
-            self.buf_xs = np.zeros(size, dtype=np.float64)
-            self.buf_out = np.zeros(size, dtype=np.int64)
-
-    def observe(self, count: int, t: float) -> int:
-        """Run the first ``count`` buffered updates (at time ``t``); ``buf_out`` marks the alarms, whose number is
-        returned."""
-        return int(
-            _observe(
-                self.f,
-                self.i,
-                self.buf_rows,
-                self.buf_missed,
-                self.buf_xs,
-                count,
-                t,
-                self._c,
-                self._ratios,
-                self.buf_out,
-            )
-        )
+        """Make :attr:`buf_out` hold at least ``n`` updates (a record's)."""
+        if n > self.buf_out.shape[0]:
+            self.buf_out = np.zeros(max(n, 2 * self.buf_out.shape[0]), dtype=np.int64)
 
     def feed(
         self,

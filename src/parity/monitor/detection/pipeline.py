@@ -376,7 +376,7 @@ class SegmentMonitor:
     def _observe_runs(self, records: list[Record], decided: list[Record] | None) -> list[Alert]:
         """:meth:`observe_batch` on the compiled bank: the records go to :meth:`SegmentStatistics.feed` in runs,
         each ended by the first record that alarms, or one an open worsening watch might alarm on (a record of its
-        segment that carries its signal: non-zero, or once the watch has its test), or - when the routing signals
+        segment that carries its signal non-zero), or - when the routing signals
         the statistics read need the monitor (:attr:`SignalStage.context_free` false) - one not decided yet.
         The records a run fed are then counted and decided in order, and their watches fed, before the alarms of
         its last record are handled: deciding reads only the alerts, which change only at that last record, and
@@ -435,13 +435,13 @@ class SegmentMonitor:
 
     def _may_worsen(self, item: tuple[SegmentKey, Members, tuple[float, ...], float]) -> bool:
         """Whether an open worsening watch might alarm on this record (see :meth:`_observe_runs`): it is in the
-        watch's segment and carries its signal, non-zero or once the watch has its test (a test alarms only on a
-        non-zero; a test started within a run has seen only zeros)."""
+        watch's segment and carries its signal non-zero (a zero never raises a CUSUM's alarm, nor ends a watch's
+        calibration with one)."""
         values, members, vals, _ = item
         for watch in self._watches.values():
             for (name, _kind), value in zip(members, vals, strict=True):
                 if name == watch.signal:
-                    if (watch.cusum is not None or value != 0.0) and is_refinement(values, watch.key):
+                    if value != 0.0 and is_refinement(values, watch.key):
                         return True
                     break
         return False

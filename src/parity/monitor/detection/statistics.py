@@ -12,6 +12,12 @@ for the rest: the counts of the finer segments are kept per (finest segment, sig
 segments' clocks only when one of their streams is read or sees a non-zero. :meth:`SegmentStatistics.observe_batch`
 feeds a batch of records at once and stops at the first record that alarms, so that the caller handles its alarms
 before the next record, exactly as record by record.
+
+**The compiled bank's batch path** (:meth:`SegmentStatistics.feed`, numba installed): the score streams are rows that
+count their own zeros, every segment's clock is deferred per (finest segment, signals) *plan*, and a run of records
+without a non-zero rate signal is one kernel call over all its score updates; only the rate events, new streams and
+alarms go through the interpreter. The same zeros in the same chunks, so the same state to the bit, as the object
+bank (``tests/monitor/test_segments_batch.py``).
 """
 
 from __future__ import annotations
@@ -593,32 +599,32 @@ class SegmentStatistics:
         nonzero = [s for s in signals if s.value != 0.0]
         streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
         fire = self._fire
-        if True:  # the object bank (see :meth:`feed` for the compiled one)
-            # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
-            for key in low:
-                clocks = clocks_all.get(key)
-                if clocks is None or full not in clocks:
-                    self._join(key, full)
-                    clocks = clocks_all[key]
-                for sig in nonzero:
-                    sk = (sig.signal, key)
-                    det = streams.get(sk)
-                    if det is None:
-                        continue
-                    synced = synced_all[sk]
-                    missed = 0
-                    for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
-                        now = clocks[seen_sid]
-                        if now != seen:
-                            missed += now - seen
-                            synced[seen_sid] = now
-                    if missed:
-                        det.add_zeros(missed)
-                    det.update(sig.value, t)
-                    synced[full] += 1
-                    if det.drift_detected:
-                        fire(sk, det, fired)
-                clocks[full] += 1
+        # the object bank (the compiled one takes its records through :meth:`feed`)
+        # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
+        for key in low:
+            clocks = clocks_all.get(key)
+            if clocks is None or full not in clocks:
+                self._join(key, full)
+                clocks = clocks_all[key]
+            for sig in nonzero:
+                sk = (sig.signal, key)
+                det = streams.get(sk)
+                if det is None:
+                    continue
+                synced = synced_all[sk]
+                missed = 0
+                for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
+                    now = clocks[seen_sid]
+                    if now != seen:
+                        missed += now - seen
+                        synced[seen_sid] = now
+                if missed:
+                    det.add_zeros(missed)
+                det.update(sig.value, t)
+                synced[full] += 1
+                if det.drift_detected:
+                    fire(sk, det, fired)
+            clocks[full] += 1
         if not high:
             return
         pk = (values, rates)
