@@ -2,8 +2,10 @@
 time goes.
 
 Arms (the first ``N_RECORDS`` records of the incident replay, ``tests/data/replay``; median of ``REPEATS`` runs
-each, every run on a fresh monitor):
+each, every run on a fresh monitor; records/s wall-clock and per CPU-second of the process):
 
+* the per-record and batch paths of the code this work started from (git ``BEFORE``), in a subprocess, interleaved
+  with the arms below;
 * the defaults of issue 12 (64 segments per record, every detector's flag and score, scores on the segments with at
   most one fixed dimension, the routing audit): ``SegmentMonitor.observe`` record by record, and
   ``SegmentMonitor.observe_batch`` on batches of ``BATCH`` (the worker's and ingest's path), both with the score
@@ -12,8 +14,8 @@ each, every run on a fresh monitor):
 * the batch path without score streams beyond the global segment (``score_max_order=0``), and additionally without
   the routing audit: what the score streams and the audit's alarms cost;
 * a profile (cProfile) of the batch path at the defaults, by stage;
-* one ``BernoulliCUSUM.update`` on a score, alone, against one score update in the compiled bank (a record's ~29
-  in one kernel call): the floor each bank pays per non-zero observation.
+* one ``BernoulliCUSUM.update`` on a score, alone, against one score update in the compiled bank (a run of
+  records of ~29 updates each in one kernel call): the floor each bank pays per non-zero observation.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
+
 from benchmarks._results import write_section
 from benchmarks.bench_scale import replay_records
 from parity.monitor import Alert, Record
@@ -43,20 +47,26 @@ N_RECORDS = 3000
 REPEATS = 5
 BATCH = 512
 GOAL = 50_000
-#: The commit this work started from: its per-record path is measured in the same run, in a subprocess.
-BEFORE = "9273162"
+#: The commit this work started from: its per-record and batch paths are measured in the same run, in a subprocess.
+BEFORE = "141ffe4"
 ROOT = Path(__file__).resolve().parents[1]
 _BEFORE_RUN = """
 import sys, time
 from benchmarks.bench_scale import replay_records
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.detection.segments import StatsConfig
 records = replay_records(int(sys.argv[1]))
-mon = SegmentMonitor(config=MonitorConfig())
-t = time.perf_counter()
-for r in records:
-    mon.observe(r)
-print(len(records) / (time.perf_counter() - t))
+out = []
+for batch in (False, True):
+    mon = SegmentMonitor(config=MonitorConfig())
+    wall, cpu = time.perf_counter(), time.process_time()
+    if batch:
+        for s in range(0, len(records), int(sys.argv[2])):
+            mon.observe_batch(records[s : s + int(sys.argv[2])])
+    else:
+        for r in records:
+            mon.observe(r)
+    out += [len(records) / (time.perf_counter() - wall), len(records) / (time.process_time() - cpu)]
+print(*out)
 """
 DEFAULT = MonitorConfig()
 SCORES_GLOBAL = replace(DEFAULT, stats=replace(DEFAULT.stats, score_max_order=0))
@@ -83,33 +93,37 @@ def rate(
     paths: dict[str, Callable[[SegmentMonitor, list[Record]], list[Alert]]],
     *,
     repeats: int = REPEATS,
-) -> dict[str, tuple[float, list[Alert], SegmentMonitor]]:
-    """Median records/s of each path, the paths interleaved run by run (so a change of the machine's load hits
-    them alike), with the last run's alerts and monitor."""
-    rates: dict[str, list[float]] = {name: [] for name in paths}
+) -> dict[str, tuple[float, float, list[Alert], SegmentMonitor]]:
+    """Median records/s of each path, wall-clock and per CPU-second of this process (the rate per core, which the
+    other sessions' load on the machine depresses less), the paths interleaved run by run (so a change of the
+    machine's load hits them alike), with the last run's alerts and monitor."""
+    walls: dict[str, list[float]] = {name: [] for name in paths}
+    cpus: dict[str, list[float]] = {name: [] for name in paths}
     last: dict[str, tuple[list[Alert], SegmentMonitor]] = {}
     for _ in range(repeats):
         for name, path in paths.items():
             mon = SegmentMonitor(config=config)
-            t = time.perf_counter()
+            wall, cpu = time.perf_counter(), time.process_time()
             alerts = path(mon, records)
-            rates[name].append(len(records) / (time.perf_counter() - t))
+            walls[name].append(len(records) / (time.perf_counter() - wall))
+            cpus[name].append(len(records) / (time.process_time() - cpu))
             last[name] = (alerts, mon)
-    return {name: (statistics.median(rates[name]), *last[name]) for name in paths}
+    return {name: (statistics.median(walls[name]), statistics.median(cpus[name]), *last[name]) for name in paths}
 
 
-def before_rates(src: Path) -> float:
-    """Records/s of the per-record path at ``BEFORE`` (its ``src`` tree), one subprocess per run."""
+def before_rates(src: Path) -> list[float]:
+    """Records/s at ``BEFORE`` (its ``src`` tree), one subprocess per run: per-record wall and CPU, batch wall and
+    CPU."""
     env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{ROOT}"}
     out = subprocess.run(
-        [sys.executable, "-c", _BEFORE_RUN, str(N_RECORDS)],
+        [sys.executable, "-c", _BEFORE_RUN, str(N_RECORDS), str(BATCH)],
         env=env,
         cwd=ROOT,
         capture_output=True,
         text=True,
         check=True,
     )
-    return float(out.stdout.strip().splitlines()[-1])
+    return [float(x) for x in out.stdout.strip().splitlines()[-1].split()]
 
 
 def export_before(tmp: Path) -> Path | None:
@@ -126,7 +140,7 @@ def export_before(tmp: Path) -> Path | None:
 
 
 def profile(records: list[Record]) -> tuple[dict[str, float], float]:
-    """Seconds by stage (cumulative, so nested stages are listed apart) of one profiled batch run."""
+    """Shares of the time by stage (cumulative, so nested stages are listed apart) of one profiled batch run."""
     mon = SegmentMonitor(config=DEFAULT)
     prof = cProfile.Profile()
     prof.enable()
@@ -140,47 +154,50 @@ def profile(records: list[Record]) -> tuple[dict[str, float], float]:
         cum[key] = cum.get(key, 0.0) + ct
         own[key] = own.get(key, 0.0) + tt
     total = cum[("pipeline.py", "observe_batch")]
-    update = cum[("sequential.py", "update")]
     stages = {
-        "compiled score bank: a record's score updates in one kernel call (`ScoreBank.observe`)": cum.get(
-            ("_score_bank.py", "observe"), 0.0
-        ),
-        "collecting those updates: lazy zeros and a buffer slot per stream (`_observe_low_compiled`, own)": own.get(
-            ("statistics.py", "_observe_low_compiled"), 0.0
-        ),
-        "CUSUM update of an object stream (a rate signal's events; every score without numba)": update,
-        "new streams (`BernoulliCUSUM.__init__`: a segment's first record of a signature)": cum.get(
-            ("sequential.py", "__init__"), 0.0
-        ),
-        "lazy zeros: bringing a stream up to date before it is read or updated (`_sync`, `add_zeros`)": cum[
-            ("statistics.py", "_sync")
+        "each record's signals as the bank reads them (`SignalStage.inputs`) and finest segment (`values_of`)": cum[
+            ("signals.py", "inputs")
+        ]
+        + cum[("lattice.py", "values_of")],
+        "runs: plan look-up, the run's arrays, the kernel call (`SegmentStatistics.feed`, own time)": own[
+            ("statistics.py", "feed")
         ],
-        "deferred counts of the fine segments folded into their clocks (`_fold`)": cum[("statistics.py", "_fold")],
+        "the compiled kernel: every score update of a run (`ScoreBank.feed`)": cum[("_score_bank.py", "feed")],
+        "new streams: a plan's first record joins its 64 segments (`_join_plan`)": cum[("statistics.py", "_join_plan")],
+        "rate events: the non-zero rate signals through their object streams, and the alarms' order (`_finish`)": cum[
+            ("statistics.py", "_finish")
+        ],
+        "deferred clocks folded before an event or a read (`_fold`)": cum[("statistics.py", "_fold")],
         "alarms: localisation, de-duplication, attribution (`_raise`)": cum[("pipeline.py", "_raise")],
-        "worsening watches (`_watch`)": cum.get(("pipeline.py", "_watch"), 0.0),
-        "the record's signals, segment and routing audit (`_prepare`)": cum[("pipeline.py", "_prepare")],
+        "worsening watches and the runs' bound on them (`_watch`, `_may_worsen`)": cum.get(
+            ("pipeline.py", "_watch"), 0.0
+        )
+        + cum.get(("pipeline.py", "_may_worsen"), 0.0),
+        "counting and deciding each record after the alarms before it (`_count`, `decide`)": cum[
+            ("pipeline.py", "_count")
+        ]
+        + cum[("pipeline.py", "decide")],
     }
-    stages["the bank's own loop over segments and signals (`_observe`, own time)"] = own[("statistics.py", "_observe")]
     return {k: v / total for k, v in stages.items()}, total
 
 
 def kernel_cost() -> float:
-    """Seconds per score update in the compiled bank: 29 updates per kernel call (a record at the defaults) on
-    warmed-up streams near their baseline."""
+    """Seconds per score update in the compiled bank: a run of records of 29 updates each (a record at the
+    defaults) on warmed-up streams near their baseline, one kernel call per run."""
     bank = ScoreBank(threshold=21.0, warmup=200)
-    rows = [bank.new().row for _ in range(29)]
-    bank.reserve(29)
-    for j, row in enumerate(rows):
-        bank.buf_rows[j] = row
+    rows = np.array([[bank.new().row for _ in range(29)]], dtype=np.int64)
     calls = 2000
+    plan_len, plan_scores = np.array([29], dtype=np.int64), np.array([29], dtype=np.int64)
+    rec_plan = np.zeros(calls, dtype=np.int64)
+    xs = np.array([0.05 + 0.01 * ((c + j) % 7) for c in range(calls) for j in range(29)])
+    offsets = np.arange(calls, dtype=np.int64) * 29
     best = float("inf")
     for rep in range(REPEATS + 1):
+        ts = np.arange(calls, dtype=np.float64) + rep * calls
         t = time.perf_counter()
-        for c in range(calls):
-            xs = bank.buf_xs
-            for j in range(29):
-                xs[j] = 0.05 + 0.01 * ((c + j) % 7)
-            bank.observe(29, float(c))
+        pos = 0
+        while pos < calls:  # (an alarm returns early: go on after it)
+            pos += bank.feed(rows, plan_len, plan_scores, rec_plan[pos:], xs, offsets[pos:], ts[pos:], calls - pos) + 1
         if rep:  # the first run warms up (and compiles)
             best = min(best, (time.perf_counter() - t) / (calls * 29))
     return best
@@ -214,97 +231,116 @@ def main() -> None:
                 rate(DEFAULT, records, {"one": per_record, "batch": batched, "objects": batched_objects}, repeats=1)
             )
     arms = {
-        name: (statistics.median(run[name][0] for run in arms_runs), *arms_runs[-1][name][1:])
+        name: (
+            statistics.median(run[name][0] for run in arms_runs),
+            statistics.median(run[name][1] for run in arms_runs),
+            *arms_runs[-1][name][2:],
+        )
         for name in ("one", "batch", "objects")
     }
-    before_rate = statistics.median(before) if before else None
-    one, want, mon_one = arms["one"]
-    many, got, mon_many = arms["batch"]
-    objects, got_objects, _ = arms["objects"]
+    old = [statistics.median(b[i] for b in before) for i in range(4)] if before else None
+    one, one_cpu, want, mon_one = arms["one"]
+    many, many_cpu, got, mon_many = arms["batch"]
+    objects, objects_cpu, got_objects, _ = arms["objects"]
     print(f"per-record: {one:,.0f} records/s; batch: {many:,.0f}; batch, object bank: {objects:,.0f}", flush=True)
     if got != want or got_objects != want:
         raise AssertionError("the batch paths raised other alerts than the per-record path")
-    scores_global = rate(SCORES_GLOBAL, records, {"batch": batched})["batch"][0]
-    no_audit, _, mon_quiet = rate(NO_AUDIT, records, {"batch": batched})["batch"]
+    scores_global, scores_global_cpu, _, _ = rate(SCORES_GLOBAL, records, {"batch": batched})["batch"]
+    no_audit, no_audit_cpu, _, mon_quiet = rate(NO_AUDIT, records, {"batch": batched})["batch"]
     print(f"scores on the global segment only: {scores_global:,.0f}; and no audit: {no_audit:,.0f}", flush=True)
     shares, profiled = profile(records)
     per_update = update_cost()
     per_kernel_update = kernel_cost()
-    # non-zero observations fed to a detector per record: every stream's n counts them and its zeros alike, so
-    # count them the way the bank feeds them: the signals with a non-zero value times the segments that take them
-    from parity.monitor.detection.segments import record_signals
-
     score_keys = sum(1 for m in mon_many.stats.lattice.masks if sum(m) <= DEFAULT.stats.score_max_order)
     n_keys = len(mon_many.stats.lattice.masks)
-    nonzero = 0
+    stage = mon_many.signal_stage
+    nonzero = events = 0
     for r in records:
-        for s in record_signals(r):
-            if s.value != 0.0:
-                nonzero += score_keys if s.kind == "mean" else n_keys
+        members, values = stage.inputs(r)
+        for (_, kind), value in zip(members, values, strict=True):
+            if value != 0.0:
+                nonzero += score_keys if kind == "mean" else n_keys
+        events += any(v != 0.0 and k != "mean" for (_, k), v in zip(members, values, strict=True))
     per_rec_updates = nonzero / len(records)
-    floor = per_rec_updates * per_update
     load_after = os.getloadavg()
-    before_line = (
-        f"The per-record path of the code this work started from (git {BEFORE}), measured in the same run in a "
-        f"subprocess, interleaved with the arms above: **{before_rate:,.0f} records/s**, so this change runs the "
-        f"per-record path {one / before_rate:.2f}x and the batch path {many / before_rate:.2f}x as fast."
-        if before_rate
+    before_rows = (
+        f"| per-record, git {BEFORE} (before this work; same run, subprocess) | {old[0]:,.0f} | {old[1]:,.0f} | "
+        f"{old[1] / GOAL:.1%} |\n| batch, git {BEFORE} | {old[2]:,.0f} | {old[3]:,.0f} | {old[3] / GOAL:.1%} |\n"
+        if old
+        else ""
+    )
+    gain = (
+        f"Against the code this work started from, in the same run: the batch path **{many_cpu / old[3]:.1f}x** "
+        f"(per CPU-second; {many / old[2]:.1f}x wall-clock), the per-record path {one_cpu / old[1]:.1f}x."
+        if old
         else f"(git {BEFORE} is not in this checkout: the old code was not measured.)"
     )
     rows = "\n".join(f"| {stage} | {share:.0%} |" for stage, share in shares.items())
     body = f"""
 Load average {load_before[0]:.1f} / {load_before[1]:.1f} (1 / 5 min) before the run and {load_after[0]:.1f} /
 {load_after[1]:.1f} after, on **2 cores shared with several other sessions** (the machine's load, stated): the
-absolute rates below are depressed by the contention (a core is busy with other work most of the time); the ratios
-measured in the same run, arms interleaved, hold better.
+wall-clock rates below are depressed by the contention; the rates per CPU-second of the benchmark's process (the
+"per core" of the goal) less so, and the ratios measured in the same run, arms interleaved, hold best.
 
 **Throughput.** The first {N_RECORDS:,} records of the incident replay, the defaults of issue 12 (64 segments per
 record, every detector's flag and score signals with scores on the {score_keys} segments of at most one fixed
 dimension, the routing audit), median of {REPEATS} runs on a fresh monitor each. Score streams compiled:
 {"yes (numba)" if COMPILED else "no (numba not installed)"}.
 
-| path | records/s | vs the goal of {GOAL:,}/s per core |
-|---|---:|---:|
-| `SegmentMonitor.observe`, record by record | {one:,.0f} | {one / GOAL:.1%} |
-| `SegmentMonitor.observe_batch`, batches of {BATCH} (the worker and ingest) | {many:,.0f} | {many / GOAL:.1%} |
-| batch, one `BernoulliCUSUM` object per stream (the bank without numba) | {objects:,.0f} | {objects / GOAL:.1%} |
-| batch, scores on the global segment only (`score_max_order=0`) | {scores_global:,.0f} | {scores_global / GOAL:.1%} |
-| batch, scores on the global segment only, no routing audit | {no_audit:,.0f} | {no_audit / GOAL:.1%} |
+| path | records/s (wall) | records per CPU-second | vs the goal of {GOAL:,}/s per core |
+|---|---:|---:|---:|
+{before_rows}| `SegmentMonitor.observe`, record by record | {one:,.0f} | {one_cpu:,.0f} | {one_cpu / GOAL:.1%} |
+| `SegmentMonitor.observe_batch`, batches of {BATCH} (the worker and ingest) | {many:,.0f} | {many_cpu:,.0f} | \
+{many_cpu / GOAL:.1%} |
+| batch, one `BernoulliCUSUM` object per stream (the bank without numba) | {objects:,.0f} | {objects_cpu:,.0f} | \
+{objects_cpu / GOAL:.1%} |
+| batch, scores on the global segment only (`score_max_order=0`) | {scores_global:,.0f} | {scores_global_cpu:,.0f} | \
+{scores_global_cpu / GOAL:.1%} |
+| batch, scores on the global segment only, no routing audit | {no_audit:,.0f} | {no_audit_cpu:,.0f} | \
+{no_audit_cpu / GOAL:.1%} |
 
-All three paths at the defaults raised the same {len(want)} alert(s), field by field ({mon_one.n_absorbed:,} alarms
-absorbed by localisation in each; {mon_quiet.n_absorbed:,} without the audit); `tests/monitor/test_segments_batch.py`
-proves the compiled bank bit-identical to the object bank (alerts, and every stream's counts, CUSUMs, baseline and
-change estimate) on the replay. {before_line}
+{gain} All three paths at the defaults raised the same {len(want)} alert(s), field by field
+({mon_one.n_absorbed:,} alarms absorbed by localisation in each; {mon_quiet.n_absorbed:,} without the audit);
+`tests/monitor/test_segments_batch.py` proves the batch path's alerts equal to the per-record path's (and, for
+records without signals, its decided records and audit counts), and the compiled bank bit-identical to the object
+bank, the code before this work's semantics (alerts, and every stream's counts, CUSUMs, baseline and change
+estimate), on the replay.
 
-**The compiled score bank.** Each score stream is a row of two arrays holding exactly a `BernoulliCUSUM`'s state;
-numba kernels run its arithmetic in the same order (no fast-math, the same libm), a record's score updates in one
-call: {per_kernel_update * 1e9:,.0f} ns per score update there, against {per_update * 1e6:.2f} µs for one
-`BernoulliCUSUM.update` in the interpreter, so the {per_rec_updates:.1f} non-zero observations a record feeds
-(nearly all scores) went from {floor * 1e6:.0f} µs to {per_rec_updates * per_kernel_update * 1e6:.1f} µs per
-record. The batch path gained {many / objects:.2f}x over the object bank in the same run: what remains is the
-interpreter around the bank.
+**How the batch path works now.** The records go to the bank in *runs*: a run ends at a record with a non-zero rate
+signal ({events} of the {N_RECORDS:,}: a detector's flag or a routing violation), before the first record of a new
+(finest segment, signals) pair, at a record an open worsening watch might alarm on, or at the first record that
+alarms. Each (finest segment, signals) pair is a *plan*, interned once: its segments, its signatures and the bank
+rows of its score streams. A run's score updates ({per_rec_updates:.1f} non-zero observations per record, nearly all
+scores) go to the compiled bank in one kernel call, which scans the records in order, keeps each row's zeros as a
+count applied in one chunk at its next non-zero or read (the chunks of the object bank's clocks, so the arithmetic
+is the same to the bit), and returns at the first record that alarms. The records' counts per segment are deferred
+per plan and folded into the segments' clocks only before a rate event or a read. The records are then counted and
+decided in order (the routing rule the statistics read reads the record alone, so its verdicts are read ahead; the
+sticky-session verdicts, which read the open alerts, are decided after the alarms before them), and only then are
+the run's alarms handled: {per_kernel_update * 1e9:,.0f} ns per score update in the kernel, against
+{per_update * 1e6:.2f} µs for one `BernoulliCUSUM.update` in the interpreter.
 
-**The goal of {GOAL:,} records/s per core is missed** by a factor of {GOAL / many:.0f} at the defaults. Where the
+**The goal of {GOAL:,} records/s per core is missed** by a factor of {GOAL / many_cpu:.0f} at the defaults. Where the
 time of the batch path goes now (cProfile, {profiled:.1f} s for the {N_RECORDS:,} records, profiler overhead
-included; stages nest, so the shares do not add up to 100%):
+included - it inflates the Python stages against the kernel; stages nest, so the shares do not add up to 100%):
 
 | stage | share of the time |
 |---|---:|
 {rows}
 
-What is left is Python per record and per stream, not arithmetic: collecting each score update (a dict lookup and
-the stream's lazy-zero check, {score_keys} segments x every score signal), creating streams (a `BernoulliCUSUM`
-per new (signal, segment): the replay's long tail of finest segments), deciding the record's signals and routing
-audit (`_prepare`), and localising the routing invariant's repeated alarms (`_raise`: each alarm walks dozens of
-neighbouring streams before it is absorbed by the open alert).
+What is left is Python per *alarm* and per *event*, not per record: the replay's routing fault makes every
+violation alarm on dozens of the 64 segments at once ({mon_one.n_absorbed:,} alarms in {N_RECORDS:,} records, all
+but one absorbed by the open alert after a localisation that reads dozens of neighbouring streams), each violation
+updates 64 invariant streams that are Python objects, and each new (finest segment, signals) pair creates its rate
+streams as objects. Those reads and updates decide the exact chunks of zeros every stream sees, so they cannot be
+skipped without changing the streams' state.
 
-**What would reach the goal.** Move the rest of the per-record work out of the interpreter as well, in this
-order: (1) the bank's loop itself, one kernel per *batch* (segment and signal ids interned, the lazy-zero clocks as
-arrays, the kernel returning at the first alarm as `observe_batch` does now), which removes the collection step and
-the per-record call; (2) rate streams as rows too (stream creation becomes a row reset); (3) absorb an alarm whose
-stream already lies inside an open alert of its signal before localising it (the routing invariant's case; it
-needs a proof that localisation would land inside that alert); (4) signals decided columnar per batch. The
-exactness tests (`tests/monitor/test_segments_batch.py`) are the contract each step must pass.
+**What would reach the goal.** (1) Rate and invariant streams as rows of the compiled bank too (a fixed-baseline mode
+for the invariant ones): events and stream creation leave the interpreter, and every segment's clock with them;
+(2) an alarm whose stream lies inside an open alert of its signal absorbed before it is localised (the routing
+invariant's case), with a proof that localisation would land inside that alert and reads no stream whose chunks it
+would change; (3) localisation's reads as array reads of the bank. The exactness tests are the contract each step
+must pass.
 """
     write_section("segments", "Segment monitor: per-record and batch paths", body)
 

@@ -75,3 +75,26 @@ def test_the_lattice_reads_the_context_class_the_record_was_built_with(make_reco
     lattice = SegmentLattice(("context_class",))
     assert lattice.values_of(make_record(0, context_tokens=500)) == ("short",)  # built at the default split
     assert lattice.values_of(make_record(0, context_tokens=500, context_class="long")) == ("long",)  # at 192
+
+
+def test_a_new_stream_is_a_freshly_constructed_test() -> None:
+    """New rate and invariant streams are copies of a prototype: the state of a constructed ``BernoulliCUSUM``, lists
+    their own (one stream's observations never reach another's)."""
+    from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
+    from parity.stats.sequential import BernoulliCUSUM
+
+    config = StatsConfig()
+    stats = SegmentStatistics(config)
+    fresh = {
+        "rate": BernoulliCUSUM(threshold=stats.rate_threshold, warmup=config.rate_warmup),
+        "invariant": BernoulliCUSUM(
+            threshold=stats.rate_threshold, baseline=config.invariant_rate, ratios=config.invariant_ratios
+        ),
+    }
+    for kind, want in fresh.items():
+        a, b = stats._new(kind), stats._new(kind)
+        assert isinstance(a, BernoulliCUSUM)
+        assert vars(a) == vars(want)
+        for _ in range(3):
+            a.update(1.0, 0.0)
+        assert vars(b) == vars(want) != vars(a)

@@ -7,6 +7,7 @@ import gzip
 import json
 import pickle
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -15,8 +16,10 @@ import pytest
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
 from parity.monitor.detection._score_bank import COMPILED, ScoreStream
+from parity.monitor.detection.audit import PoolContextRule, RoutingAudit, StickySessionRule
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
+from parity.monitor.detection.signals import SignalStage
 from parity.monitor.intake.scoring import RecordBuilder
 from parity.monitor.runtime.worker import MonitorWorker
 from parity.monitor.storage.store import MemoryStore
@@ -174,7 +177,8 @@ def test_a_checkpoint_between_batches_continues_exactly(
     first = SegmentMonitor(config=REPLAY_CONFIG)
     first.add_changes(changes)
     got = first.observe_batch(records[:cut])
-    assert first.stats._pending  # counts deferred when the snapshot is taken
+    # counts deferred when the snapshot is taken (per plan in the compiled bank's batch path, else per finest segment)
+    assert first.stats._pending_all if first.stats.compiled else first.stats._pending
     restored: SegmentMonitor = pickle.loads(pickle.dumps(first))
     fresh = SegmentMonitor(config=REPLAY_CONFIG)
     fresh.adopt_state(restored)
@@ -227,3 +231,36 @@ def test_the_worker_monitors_a_batch_per_flush_with_the_per_record_alerts(
     assert sorted(store.alerts(), key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
     assert store.summary().records == len(records)
     assert all(r.signals is not None for r in store.records())  # the records stored are the ones the monitor decided
+
+
+@pytest.mark.parametrize("sticky_alerts", [False, True], ids=["context-free-audit", "audit-reads-the-alerts"])
+def test_undecided_records_are_decided_as_record_by_record(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]], sticky_alerts: bool
+) -> None:
+    """Records without signals (the proxy's and ingest's): the batch path reads the routing verdicts ahead only when
+    every alerting rule reads the record alone, and decides each record after the alerts before it, so the decided
+    records (the sticky-session verdicts read the open alerts), the audit's counts and the alerts are those of the
+    per-record path; with a rule that reads the alerts (sticky sessions alerting), records are decided one by one."""
+    records, _, changes = replay
+    records = [replace(r, signals=None) for r in records[:4000]]
+    runs = []
+    for batched in (False, True):
+        mon = SegmentMonitor(config=REPLAY_CONFIG)
+        mon.signal_stage = SignalStage(audit=RoutingAudit([PoolContextRule(), StickySessionRule(alerts=sticky_alerts)]))
+        mon.add_changes(changes)
+        decided: list[Record] = []
+        if batched:
+            alerts = [a for s in range(0, len(records), 512) for a in mon.observe_batch(records[s : s + 512], decided)]
+        else:
+            alerts = []
+            for r in records:
+                decided.append(mon.decide(r))
+                alerts.extend(mon.observe(decided[-1]))
+        assert mon.audit is not None
+        runs.append((alerts, decided, dict(mon.audit.counts)))
+    (want, want_decided, want_counts), (got, got_decided, got_counts) = runs
+    assert want
+    assert got == want
+    assert got_decided == want_decided
+    assert got_counts == want_counts
+    assert want_counts["sticky_degraded_session"] > 0  # the verdicts that read the alerts were exercised

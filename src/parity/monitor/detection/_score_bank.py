@@ -1,9 +1,11 @@
 """The score streams of the statistics bank, compiled: every ``"mean"`` stream's Bernoulli CUSUM as one row of two
-arrays, updated by numba-compiled kernels, a record's updates in one call.
+arrays, updated by a numba-compiled kernel, a run of records' updates in one call (:meth:`ScoreBank.feed`), each
+row counting the zeros it has seen since it last moved (``pend``) and applying them as one chunk at its next non-zero
+or read, as the object bank's clocks do.
 
 A score is rarely exactly 0, so every score signal updates every segment with at most ``score_max_order`` fixed
 dimensions on every record: at the defaults ~29 CUSUM updates per record, ~40% of the monitor's time in the
-interpreter (``benchmarks/results/segments.md``). Here a row holds exactly the state of a
+interpreter (``benchmarks/RESULTS.md``). Here a row holds exactly the state of a
 :class:`~parity.stats.sequential.BernoulliCUSUM` with a learned baseline (its counts, sums, checkpoints, pending
 zeros, the CUSUM bank and each excursion's start and support), and the kernels run the same arithmetic in the same
 order (IEEE double, no fast-math, the same libm ``log`` and ``sqrt``), so a stream reads exactly as the object
@@ -210,19 +212,51 @@ def _update(f: Any, n_arr: Any, row: int, x: float, t: float, c: Any, ratios: An
 
 
 @njit(cache=True)
-def _observe(
-    f: Any, n_arr: Any, rows: Any, missed: Any, xs: Any, count: int, t: float, c: Any, ratios: Any, out: Any
+def _feed(
+    f: Any,
+    n_arr: Any,
+    pend: Any,
+    plan_rows: Any,
+    plan_len: Any,
+    plan_scores: Any,
+    rec_plan: Any,
+    xs: Any,
+    offsets: Any,
+    ts: Any,
+    n_rec: int,
+    c: Any,
+    ratios: Any,
+    out: Any,
 ) -> int:
-    """A record's score updates: for each ``j < count``, ``missed[j]`` zeros then ``xs[j]`` on row ``rows[j]``;
-    ``out[j]`` = 1 where it alarmed. Returns the number of alarms."""
-    alarms = 0
-    for j in range(count):
-        row = rows[j]
-        _add_zeros(f, n_arr, row, missed[j], c, ratios)
-        fired = _update(f, n_arr, row, xs[j], t, c, ratios)
-        out[j] = 1 if fired else 0
-        alarms += out[j]
-    return alarms
+    """A run of records' score updates, in record order, up to the first record that alarms. Record ``r`` follows
+    plan ``p = rec_plan[r]``: its ``plan_len[p]`` updates go to rows ``plan_rows[p, j]`` (-1: no stream) with value
+    ``xs[offsets[r] + j % plan_scores[p]]`` (segment-major, then score signal); a zero is one more pending zero of
+    its row, a non-zero first applies the row's pending zeros (``_add_zeros``, as one chunk, as the object bank's
+    clocks would) then updates it. Returns the index of the first record with an alarm (``out[j]`` = 1 for each of its
+    updates that alarmed), or ``n_rec``."""
+    for r in range(n_rec):
+        p = rec_plan[r]
+        ns = plan_scores[p]
+        t = ts[r]
+        alarms = 0
+        for j in range(plan_len[p]):
+            out[j] = 0
+            row = plan_rows[p, j]
+            if row < 0:
+                continue
+            x = xs[offsets[r] + j % ns]
+            if x == 0.0:
+                pend[row] += 1
+                continue
+            k = pend[row]
+            pend[row] = 0
+            _add_zeros(f, n_arr, row, k, c, ratios)
+            if _update(f, n_arr, row, x, t, c, ratios):
+                out[j] = 1
+                alarms += 1
+        if alarms:
+            return r
+    return n_rec
 
 
 class ScoreBank:
@@ -251,11 +285,10 @@ class ScoreBank:
         )
         self.f = np.zeros((16, _FG + 6 * g), dtype=np.float64)
         self.i = np.zeros((16, _IG + 2 * g), dtype=np.int64)
+        #: zeros each row has seen since it last moved (applied, as one chunk, at its next non-zero or read)
+        self.pend = np.zeros(16, dtype=np.int64)
         self.rows = 0
-        # a record's updates, filled by the caller (see SegmentStatistics._observe)
-        self.buf_rows = np.zeros(64, dtype=np.int64)
-        self.buf_missed = np.zeros(64, dtype=np.int64)
-        self.buf_xs = np.zeros(64, dtype=np.float64)
+        # which updates of the record that alarmed in the last :meth:`feed` alarmed
         self.buf_out = np.zeros(64, dtype=np.int64)
 
     def new(self) -> ScoreStream:
@@ -264,48 +297,71 @@ class ScoreBank:
         if row == self.f.shape[0]:
             self.f = np.concatenate([self.f, np.zeros_like(self.f)])
             self.i = np.concatenate([self.i, np.zeros_like(self.i)])
+            self.pend = np.concatenate([self.pend, np.zeros_like(self.pend)])
         self.rows = row + 1
         _reset(self.f, self.i, row, self._c, self._ratios)
         return ScoreStream(self, row)
 
     def reserve(self, n: int) -> None:
-        """Make the per-record buffers hold at least ``n`` updates."""
-        if n > self.buf_rows.shape[0]:
-            size = max(n, 2 * self.buf_rows.shape[0])
-            self.buf_rows = np.zeros(size, dtype=np.int64)
-            self.buf_missed = np.zeros(size, dtype=np.int64)
-            self.buf_xs = np.zeros(size, dtype=np.float64)
-            self.buf_out = np.zeros(size, dtype=np.int64)
+        """Make :attr:`buf_out` hold at least ``n`` updates (a record's)."""
+        if n > self.buf_out.shape[0]:
+            self.buf_out = np.zeros(max(n, 2 * self.buf_out.shape[0]), dtype=np.int64)
 
-    def observe(self, count: int, t: float) -> int:
-        """Run the first ``count`` buffered updates (at time ``t``); ``buf_out`` marks the alarms, whose number is
-        returned."""
+    def feed(
+        self,
+        plan_rows: Any,
+        plan_len: Any,
+        plan_scores: Any,
+        rec_plan: Any,
+        xs: Any,
+        offsets: Any,
+        ts: Any,
+        n_rec: int,
+    ) -> int:
+        """Run ``n_rec`` records' score updates (see :func:`_feed`) up to the first record that alarms; return its
+        index (``buf_out`` marks its alarming updates), or ``n_rec``."""
+        self.reserve(plan_rows.shape[1])
         return int(
-            _observe(
+            _feed(
                 self.f,
                 self.i,
-                self.buf_rows,
-                self.buf_missed,
-                self.buf_xs,
-                count,
-                t,
+                self.pend,
+                plan_rows,
+                plan_len,
+                plan_scores,
+                rec_plan,
+                xs,
+                offsets,
+                ts,
+                n_rec,
                 self._c,
                 self._ratios,
                 self.buf_out,
             )
         )
 
+    def flush(self, row: int) -> None:
+        """Apply row ``row``'s pending zeros (before it is read, or fed from outside :meth:`feed`)."""
+        k = int(self.pend[row])
+        if k:
+            self.pend[row] = 0
+            _add_zeros(self.f, self.i, row, k, self._c, self._ratios)
+
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state["f"] = self.f[: self.rows].copy()
         state["i"] = self.i[: self.rows].copy()
+        state["pend"] = self.pend[: self.rows].copy()
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
+        if "pend" not in state:  # a checkpoint from before the pending zeros moved here (see SegmentStatistics)
+            self.pend = np.zeros(self.f.shape[0], dtype=np.int64)
         if self.f.shape[0] == 0:  # an empty bank: room for the first rows
             self.f = np.zeros((16, self.f.shape[1]), dtype=np.float64)
             self.i = np.zeros((16, self.i.shape[1]), dtype=np.int64)
+            self.pend = np.zeros(16, dtype=np.int64)
 
 
 class ScoreStream:

@@ -17,7 +17,9 @@ learned baseline (``StatsConfig.invariant_rate``), so a few violations suffice t
 attribute is false is checked and counted (``RoutingAudit.counts``, the dashboard's routing view) but is not a
 signal the monitor alerts on: ``StickySessionRule`` by default, because it fires on every session that stays on
 its server - which sticky routing makes all of them - as soon as a coarse segment alerts, so its alerts would only
-echo that alert.
+echo that alert. A rule whose ``context_free`` attribute is true reads the record alone, never the monitor (the
+:class:`AuditContext`) nor any state (``PoolContextRule``): the monitor's batch path may then read its verdicts
+ahead of the alerts of earlier records (``SignalStage.statistics_signals``).
 
 >>> from datetime import datetime, timezone
 >>> from parity.monitor import Record
@@ -92,6 +94,7 @@ class PoolContextRule:
 
     invariant = True
     alerts = True
+    context_free = True
 
     def __init__(
         self,

@@ -23,8 +23,10 @@ True
 from __future__ import annotations
 
 import itertools
+import operator
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS, Record
@@ -127,6 +129,18 @@ class SegmentLattice:
         #: one tuple of booleans per segment: True = the dimension is fixed
         self.masks: tuple[tuple[bool, ...], ...] = tuple(masks)
         self._cache: dict[tuple[str, ...], list[SegmentKey]] = {}
+        self._init_getter()
+
+    def _init_getter(self) -> None:
+        # the finest segment read straight from the record's fields (``Record.segment()``'s values), when it can be
+        self._getter: Callable[[Record], Any] | None = None
+        if len(self.dimensions) > 1 and set(self.dimensions) <= set(SEGMENT_DIMENSIONS):
+            self._getter = operator.attrgetter(*self.dimensions)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "_getter" not in state:  # a checkpoint from before the getter
+            self._init_getter()
 
     def keys(self, values: Sequence[str]) -> list[SegmentKey]:
         """The keys of every marginal of the finest segment ``values``, coarsest first (memoised: a fleet has
@@ -144,5 +158,8 @@ class SegmentLattice:
     def values_of(self, record: Record) -> SegmentKey:
         """The record's finest segment as a key over these dimensions (``context_class`` as the record carries it,
         decided when the record was built)."""
+        if self._getter is not None:  # every dimension is a segment dimension: the record's own fields
+            values: SegmentKey = self._getter(record)
+            return values
         seg = record.segment()
-        return tuple(seg.get(d, getattr(record, d, WILDCARD)) for d in self.dimensions)
+        return tuple(seg[d] if d in seg else getattr(record, d, WILDCARD) for d in self.dimensions)

@@ -117,6 +117,7 @@ from parity.monitor.detection.signals import (
     DEFAULT_LONG_POOLS,
     FEEDBACK_SIGNAL,
     NEGATIVE_FEEDBACK,
+    Members,
     SignalStage,
     SignalValue,
 )
@@ -126,6 +127,11 @@ __all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor", "changes_cont
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
+
+#: The batch path's runs (:meth:`SegmentMonitor._observe_runs`): this many records after an alarm, doubling up to
+#: ``MAX_RUN`` while none comes.
+MIN_RUN = 16
+MAX_RUN = 4096
 
 #: Default local evidence for "degraded" during localisation: a CUSUM of log(100).
 EVIDENCE_THRESHOLD = 4.605
@@ -352,7 +358,7 @@ class SegmentMonitor:
         fired = self.stats.observe(values, signals, t)
         out = self._raise(fired, record.time)
         if self._watches:
-            out.extend(self._watch(values, signals, t, record.time))
+            out.extend(self._watch(values, {sig.signal: sig.value for sig in signals}, t, record.time))
         return out
 
     def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]:
@@ -366,15 +372,20 @@ class SegmentMonitor:
         record's audit runs only when the bank asks for it, after every earlier record's alerts and worsening
         watches, so it sees the alerts as record by record.
         """
+        if type(self.stats) is SegmentStatistics and self.stats.compiled:
+            return self._observe_runs(list(records), decided)
         out: list[Alert] = []
         last: list[tuple[SegmentKey, list[SignalValue], float, datetime]] = []
+
+        def watch(values: SegmentKey, signals: list[SignalValue], t: float, when: datetime) -> list[Alert]:
+            return self._watch(values, {sig.signal: sig.value for sig in signals}, t, when)
 
         def items() -> Iterator[tuple[SegmentKey, list[SignalValue], float]]:
             for record in records:
                 if last:  # the previous record's worsening watches, after its alarms, before this record's audit
                     prev = last.pop()
                     if self._watches:
-                        out.extend(self._watch(*prev))
+                        out.extend(watch(*prev))
                 values, signals, t, record = self._prepare(record)
                 if decided is not None:
                     decided.append(record)
@@ -383,7 +394,7 @@ class SegmentMonitor:
             if last:
                 prev = last.pop()
                 if self._watches:
-                    out.extend(self._watch(*prev))
+                    out.extend(watch(*prev))
 
         feed = items()
         while True:
@@ -393,22 +404,99 @@ class SegmentMonitor:
             if fired:
                 out.extend(self._raise(fired, last[-1][3]))
 
-    def _prepare(self, record: Record) -> tuple[SegmentKey, list[SignalValue], float, Record]:
-        """Count one record and derive what the statistics need: its finest segment, its signals (decided now,
-        the routing audit's included, unless it carries them) and its time; and the decided record."""
+    def _observe_runs(self, records: list[Record], decided: list[Record] | None) -> list[Alert]:
+        """:meth:`observe_batch` on the compiled bank: the records go to :meth:`SegmentStatistics.feed` in runs,
+        each ended by the first record that alarms, or one an open worsening watch might alarm on (a record of its
+        segment that carries its signal non-zero), or - when the routing signals
+        the statistics read need the monitor (:attr:`SignalStage.context_free` false) - one not decided yet.
+        The records a run fed are then counted and decided in order, and their watches fed, before the alarms of
+        its last record are handled: deciding reads only the alerts, which change only at that last record, and
+        the watches of the earlier ones cannot alarm, so nothing reads the statistics before the alarms, exactly
+        as record by record."""
+        out: list[Alert] = []
+        stage = self.signal_stage
+        pure = stage.context_free
+        values_of = self.stats.lattice.values_of
+        prepared: list[tuple[SegmentKey, Members, tuple[float, ...], float] | None] = [None] * len(records)
+        n = len(records)
+        pos = 0
+        # A run prepared past the record that alarms is prepared again from the next one: runs start short after an
+        # alarm and double while none comes, so a batch full of alarms is not prepared over and over.
+        cap = MIN_RUN
+        while pos < n:
+            run: list[tuple[SegmentKey, Members, tuple[float, ...], float]] = []
+            j = pos
+            while j < n and j - pos < cap:
+                item = prepared[j]
+                if item is None:
+                    record = records[j]
+                    signals = stage.statistics_signals(record) if pure or record.signals is not None else None
+                    if signals is None:
+                        if j > pos:
+                            break  # decided only after the alarms before it
+                        record = records[j] = self.decide(record)
+                        signals = record.signals
+                    members, vals = stage.inputs(record, signals)
+                    item = prepared[j] = (values_of(record), members, vals, record.time.timestamp())
+                run.append(item)
+                j += 1
+                if self._watches and self._may_worsen(item):
+                    break
+            fed, fired = self.stats.feed(run)
+            cap = MIN_RUN if fired else min(2 * cap, MAX_RUN)
+            last = pos + fed - 1
+            for k in range(pos, last + 1):
+                values, members, vals, t = run[k - pos]
+                record = self.decide(records[k])
+                self._count(record, values)
+                if decided is not None:
+                    decided.append(record)
+                if k < last and self._watches:
+                    out.extend(
+                        self._watch(values, {m[0]: v for m, v in zip(members, vals, strict=True)}, t, record.time)
+                    )
+            if fired:
+                out.extend(self._raise(fired, records[last].time))
+            if self._watches:
+                values, members, vals, t = run[fed - 1]
+                when = records[last].time
+                out.extend(self._watch(values, {m[0]: v for m, v in zip(members, vals, strict=True)}, t, when))
+            pos = last + 1
+        return out
+
+    def _may_worsen(self, item: tuple[SegmentKey, Members, tuple[float, ...], float]) -> bool:
+        """Whether an open worsening watch might alarm on this record (see :meth:`_observe_runs`): it is in the
+        watch's segment and carries its signal non-zero (a zero never raises a CUSUM's alarm, nor ends a watch's
+        calibration with one)."""
+        values, members, vals, _ = item
+        for watch in self._watches.values():
+            for (name, _kind), value in zip(members, vals, strict=True):
+                if name == watch.signal:
+                    if value != 0.0 and is_refinement(values, watch.key):
+                        return True
+                    break
+        return False
+
+    def _count(self, record: Record, values: SegmentKey) -> None:
+        """Count one record: its time, its segment's values (localisation reads them), its response id."""
         self.n_records += 1
         if self.newest_record_time is None or record.time > self.newest_record_time:
             self.newest_record_time = record.time
-        t = record.time.timestamp()
-        values = self.stats.lattice.values_of(record)
         for i, v in enumerate(values):
             self._values[i].add(v)
-        record = self.decide(record)
-        signals = self.signal_stage.values(record)
         if self.config.max_tracked_responses:
             self._responses[record.record_id] = values
             if len(self._responses) > self.config.max_tracked_responses:
                 self._responses.popitem(last=False)
+
+    def _prepare(self, record: Record) -> tuple[SegmentKey, list[SignalValue], float, Record]:
+        """Count one record and derive what the statistics need: its finest segment, its signals (decided now,
+        the routing audit's included, unless it carries them) and its time; and the decided record."""
+        t = record.time.timestamp()
+        values = self.stats.lattice.values_of(record)
+        record = self.decide(record)
+        self._count(record, values)
+        signals = self.signal_stage.values(record)
         return values, signals, t, record
 
     def observe_feedback(self, event: FeedbackEvent) -> list[Alert]:
@@ -597,10 +685,10 @@ class SegmentMonitor:
         share = stats.alpha / self.config.n_shards * 6.0 / (math.pi**2 * number**2)
         return cusum_threshold(alpha=share, horizon=stats.horizon, n_alternatives=len(WORSENING_RATIOS))
 
-    def _watch(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, when: datetime) -> list[Alert]:
-        """Feed one record to the worsening watches of the open alerts (see the module docstring)."""
+    def _watch(self, values: SegmentKey, by_signal: Mapping[str, float], t: float, when: datetime) -> list[Alert]:
+        """Feed one record (its signals' values by name) to the worsening watches of the open alerts (see the
+        module docstring)."""
         out: list[Alert] = []
-        by_signal = {sig.signal: sig.value for sig in signals}
         for watch in list(self._watches.values()):
             if watch.signal not in by_signal or not is_refinement(values, watch.key):
                 continue

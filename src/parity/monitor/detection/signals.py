@@ -63,6 +63,7 @@ __all__ = [
     "OUTPUT_CUT_SIGNAL",
     "SCORE_SUFFIX",
     "SERVED_CONTEXT_RATIO",
+    "Members",
     "SignalKind",
     "SignalStage",
     "SignalValue",
@@ -104,6 +105,11 @@ DEFAULT_LONG_POOLS: tuple[str, ...] = ("long", "long-context", "long_context", "
 
 #: ``"rate"`` (0 or 1, baseline learned), ``"invariant"`` (0 or 1, baseline fixed) or ``"mean"`` (a score).
 SignalKind = Literal["rate", "invariant", "mean"]
+
+
+#: A record's signals as the statistics read them, without the values: (name, kind) each, in the order of
+#: :meth:`SignalStage.values` (:meth:`SignalStage.inputs` gives them with the values apart).
+Members = tuple[tuple[str, SignalKind], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +235,41 @@ class SignalStage:
             audit_signal(r.name): "invariant" if getattr(r, "invariant", False) else "rate" for r in rules
         }
         self._silent = frozenset(audit_signal(r.name) for r in rules if not getattr(r, "alerts", True))
+        #: the rules whose verdicts the statistics read, and whether each reads the record alone (see ``audit``)
+        self._alerting = tuple(r for r in rules if getattr(r, "alerts", True))
+        #: per signal name: (read by the statistics, its kind, its score signal's name)
+        self._names: dict[str, tuple[bool, SignalKind, str]] = {}
+
+    def __setstate__(self, state: dict[str, object]) -> None:
+        self.__dict__.update(state)
+        if "_names" not in state:  # a checkpoint from before the batch path's caches
+            rules: tuple[RoutingRule, ...] = self.audit.rules if self.audit is not None else ()
+            self._alerting = tuple(r for r in rules if getattr(r, "alerts", True))
+            self._names = {}
+
+    @property
+    def context_free(self) -> bool:
+        """Whether the signals the statistics read depend on the record alone: every alerting rule is
+        ``context_free`` (``PoolContextRule`` is; a non-alerting rule, such as the sticky-session one, is decided
+        and stored but never read by the statistics). The monitor's batch path then reads them ahead
+        (:meth:`statistics_signals`) and decides each record later, in order."""
+        return all(getattr(r, "context_free", False) for r in self._alerting)
+
+    def statistics_signals(self, record: Record) -> Mapping[str, float] | None:
+        """The record's signals as far as the statistics read them, without deciding it (no audit state moves, no
+        violation is counted): its stored signals, or - when :attr:`context_free` - the verdicts :meth:`decide`
+        will reach (the non-alerting rules' as 0, which the statistics never read); ``None`` otherwise."""
+        if record.signals is not None:
+            return record.signals
+        if not self.context_free:
+            return None
+        values = {v.signal: v.value for v in record_signals(record, scores=False)}
+        if self.audit is not None:
+            context = AuditContext()
+            for rule in self.audit.rules:
+                alerting = getattr(rule, "alerts", True)
+                values[audit_signal(rule.name)] = 1.0 if alerting and rule.check(record, context) is not None else 0.0
+        return values
 
     def decide(self, record: Record, context: AuditContext | None = None) -> Record:
         """``record`` with its signals decided (its ``context_class`` as built); ``context``: what the audit may ask
@@ -253,21 +294,39 @@ class SignalStage:
         signals that do not alert (all routing signals when this stage has no audit: another monitor's stored
         verdicts are not this one's to watch), each detector's flag followed by its score (from
         ``Record.observations``), in the order of :func:`record_signals`."""
-        signals: Mapping[str, float] | None = record.signals
+        members, values = self.inputs(record)
+        return [SignalValue(name, kind, value) for (name, kind), value in zip(members, values, strict=True)]
+
+    def inputs(self, record: Record, signals: Mapping[str, float] | None = None) -> tuple[Members, tuple[float, ...]]:
+        """:meth:`values` as (name, kind) pairs and their values apart (what the statistics bank's batch path
+        reads); ``signals``: the record's signals when known apart from it (:meth:`statistics_signals`)."""
         if signals is None:
-            signals = self.decide(record).signals or {}
+            signals = record.signals
+            if signals is None:
+                signals = self.decide(record).signals or {}
         scores = {
             score_signal(o.detector): min(max(float(o.score), 0.0), 1.0)
             for o in record.observations
             if o.score == o.score  # NaN scores carry no information
         }
-        out: list[SignalValue] = []
+        names = self._names
+        members: list[tuple[str, SignalKind]] = []
+        values: list[float] = []
         for name, value in signals.items():
-            if name in self._silent or (self.audit is None and name.startswith(AUDIT_PREFIX)):
-                continue  # a rule that does not alert, or any routing verdict when this stage audits no routing
-            out.append(SignalValue(name, self.kind(name), value))
-            score = scores.pop(score_signal(name), None)
+            known = names.get(name)
+            if known is None:
+                # a rule that does not alert, or any routing verdict when this stage audits no routing, is not read
+                read = not (name in self._silent or (self.audit is None and name.startswith(AUDIT_PREFIX)))
+                known = names[name] = (read, self.kind(name), score_signal(name))
+            if not known[0]:
+                continue
+            members.append((name, known[1]))
+            values.append(value)
+            score = scores.pop(known[2], None) if scores else None
             if score is not None:
-                out.append(SignalValue(score_signal(name), "mean", score))
-        out.extend(SignalValue(name, "mean", value) for name, value in scores.items())
-        return out
+                members.append((known[2], "mean"))
+                values.append(score)
+        for name, value in scores.items():
+            members.append((name, "mean"))
+            values.append(value)
+        return tuple(members), tuple(values)

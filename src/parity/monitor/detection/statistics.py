@@ -12,6 +12,12 @@ for the rest: the counts of the finer segments are kept per (finest segment, sig
 segments' clocks only when one of their streams is read or sees a non-zero. :meth:`SegmentStatistics.observe_batch`
 feeds a batch of records at once and stops at the first record that alarms, so that the caller handles its alarms
 before the next record, exactly as record by record.
+
+**The compiled bank's batch path** (:meth:`SegmentStatistics.feed`, numba installed): the score streams are rows that
+count their own zeros, every segment's clock is deferred per (finest segment, signals) *plan*, and a run of records
+without a non-zero rate signal is one kernel call over all its score updates; only the rate events, new streams and
+alarms go through the interpreter. The same zeros in the same chunks, so the same state to the bit, as the object
+bank (``tests/monitor/test_segments_batch.py``).
 """
 
 from __future__ import annotations
@@ -20,14 +26,20 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
 from parity.monitor.detection._score_bank import COMPILED, ScoreBank, ScoreStream
 from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
-from parity.monitor.detection.signals import SignalValue
+from parity.monitor.detection.signals import Members, SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
-__all__ = ["Firing", "SegmentStatistics", "SignalValue", "StatsConfig"]
+__all__ = ["Firing", "Members", "SegmentStatistics", "SignalValue", "StatsConfig"]
+
+#: Plans (finest segment x signals) kept before the cache is cleared (``SegmentStatistics._plan_of``).
+PLAN_CACHE_SIZE = 4 * KEY_CACHE_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +100,29 @@ class Firing:
 SequentialTest = BernoulliCUSUM | ScoreStream
 
 
+class _Plan:
+    """What one (finest segment, signals) pair feeds: its owned segments (those that watch scores, then the rest),
+    its signatures, where its scores and its rate signals sit among its values, and the bank rows of its score
+    streams (row ``index`` of ``SegmentStatistics._plan_rows``, filled when it joins its segments)."""
+
+    __slots__ = ("full", "high", "index", "joined", "low", "members", "pk", "rate_pos", "score_index", "score_pos")
+
+    def __init__(
+        self, values: SegmentKey, members: Members, full: int, rates: int, low: list[SegmentKey], high: list[SegmentKey]
+    ) -> None:
+        self.members = members
+        self.full = full
+        self.low = low
+        self.high = high
+        self.pk = (values, full, rates)
+        self.score_pos = tuple(p for p, (_, kind) in enumerate(members) if kind == "mean")
+        self.rate_pos = tuple(p for p, (_, kind) in enumerate(members) if kind != "mean")
+        index = dict(zip(self.score_pos, range(len(self.score_pos)), strict=True))
+        self.score_index = tuple(index.get(p, -1) for p in range(len(members)))
+        self.index = -1
+        self.joined = False
+
+
 class SegmentStatistics:
     """The (signal, segment) streams one shard owns, each with its own sequential test.
 
@@ -106,6 +141,11 @@ class SegmentStatistics:
     >>> stats.sequential_test("unexpected_script", ("S", "tpu")).n
     4
     """
+
+    # the batch path's plan table (see :meth:`_join_plan`)
+    _plan_rows: npt.NDArray[np.int64]
+    _plan_len: npt.NDArray[np.int64]
+    _plan_scores: npt.NDArray[np.int64]
 
     def __init__(
         self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1, compiled: bool | None = None
@@ -159,16 +199,30 @@ class SegmentStatistics:
         self._joined: set[tuple[SegmentKey, int]] = set()  # (finest, signature) whose fine segments are joined
         self._split: dict[SegmentKey, tuple[list[SegmentKey], list[SegmentKey]]] = {}
         self._sig_cache: dict[tuple[tuple[str, str], ...], tuple[int, int]] = {}
+        self._prototypes: dict[str, BernoulliCUSUM] = {}
+        # The compiled bank's batch path (:meth:`feed`): one plan per (finest segment, signals), the bank rows of
+        # each plan's score updates as one table, and the record counts of every segment deferred per plan.
+        self._init_plans()
+        self._pending_all: dict[tuple[SegmentKey, int, int], int] = {}
 
     def __getstate__(self) -> dict[str, Any]:
         """The learned state (pending counts folded in; the fast path's caches are rebuilt on load)."""
         self._fold()
-        skip = {"_pending", "_joined", "_split", "_sig_cache"}
+        skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_plan_count", "_plan_rows", "_plan_len"}
+        skip.update(("_plan_scores", "_pending_all", "_prototypes"))
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._init_fast()
+        if self._scores is not None:
+            # a checkpoint from before the score streams kept their pending zeros in the bank: move them there
+            for sk, det in self._streams.items():
+                synced = self._synced.get(sk) if isinstance(det, ScoreStream) else None
+                if synced is not None and isinstance(det, ScoreStream):
+                    clocks = self._clocks[sk[1]]
+                    self._scores.pend[det.row] += sum(clocks[sid] - seen for sid, seen in synced.items())
+                    del self._synced[sk]
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -198,25 +252,37 @@ class SegmentStatistics:
         sk = (signal, key)
         det = self._streams.get(sk)
         if det is not None:
-            if self._pending:
+            if self._pending or self._pending_all:
                 self._fold()
             self._sync(sk, det)
         return det
 
     def _new(self, kind: str) -> SequentialTest:
-        if kind == "rate":
-            return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
-        if kind == "invariant":
-            return BernoulliCUSUM(
-                threshold=self._rate_threshold,
-                baseline=self.config.invariant_rate,
-                ratios=self.config.invariant_ratios,
-            )
-        if self._scores is not None:
+        if kind == "mean" and self._scores is not None:
             return self._scores.new()
-        return BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+        # A fresh test is a copy of a prototype of its kind: the same state as constructing it (its lists copied),
+        # without recomputing the thresholds and log-likelihood steps for each of the thousands of new streams.
+        proto = self._prototypes.get(kind)
+        if proto is None:
+            if kind == "rate":
+                proto = BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.rate_warmup)
+            elif kind == "invariant":
+                proto = BernoulliCUSUM(
+                    threshold=self._rate_threshold,
+                    baseline=self.config.invariant_rate,
+                    ratios=self.config.invariant_ratios,
+                )
+            else:
+                proto = BernoulliCUSUM(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+            self._prototypes[kind] = proto
+        det = object.__new__(BernoulliCUSUM)
+        det.__dict__.update({k: v.copy() if type(v) is list else v for k, v in proto.__dict__.items()})
+        return det
 
     def _sync(self, sk: tuple[str, SegmentKey], det: SequentialTest) -> None:
+        if type(det) is ScoreStream:  # the compiled bank counts its rows' zeros itself
+            det.bank.flush(det.row)
+            return
         synced = self._synced[sk]
         clocks = self._clocks[sk[1]]
         missed = 0
@@ -237,7 +303,9 @@ class SegmentStatistics:
 
     def _sids(self, signals: Sequence[SignalValue]) -> tuple[int, int]:
         """The signatures of a record's signals: all of them, and the rate/invariant ones only."""
-        full_members = tuple((s.signal, s.kind) for s in signals)
+        return self._sids_of(tuple((s.signal, s.kind) for s in signals))
+
+    def _sids_of(self, full_members: Members) -> tuple[int, int]:
         sids = self._sig_cache.get(full_members)
         if sids is None:
             full = self._signature(full_members)
@@ -264,26 +332,39 @@ class SegmentStatistics:
         return split
 
     def _fold(self) -> None:
-        """Add the deferred record counts to the clocks of the fine segments (see :meth:`_init_fast`)."""
-        if not self._pending:
-            return
-        pending, self._pending = self._pending, {}
+        """Add the deferred record counts to the clocks of the fine segments (see :meth:`_init_fast`), and those
+        of every segment that the batch path deferred (see :meth:`feed`)."""
         clocks_all = self._clocks
-        for (values, sid), count in pending.items():
-            for key in self._keys_of(values)[1]:
-                clocks_all[key][sid] += count
+        if self._pending:
+            pending, self._pending = self._pending, {}
+            for (values, sid), count in pending.items():
+                for key in self._keys_of(values)[1]:
+                    clocks_all[key][sid] += count
+        if self._pending_all:
+            pending_all, self._pending_all = self._pending_all, {}
+            for (values, full, rates), count in pending_all.items():
+                low, high = self._keys_of(values)
+                for key in low:
+                    clocks_all[key][full] += count
+                for key in high:
+                    clocks_all[key][rates] += count
 
     def _join(self, key: SegmentKey, sid: int) -> None:
         """First record of signature ``sid`` in segment ``key``: its streams start counting it."""
         self._clocks.setdefault(key, {})[sid] = 0
         for signal, kind in self._members[sid]:
             sk = (signal, key)
-            if sk not in self._streams:
+            det = self._streams.get(sk)
+            if det is None:
                 if len(self._streams) >= self.config.max_streams:
                     self.untracked += 1
                     continue
-                self._streams[sk] = self._new(kind)
+                det = self._streams[sk] = self._new(kind)
+                if type(det) is ScoreStream:  # its zeros are counted in the bank (see :meth:`feed`)
+                    continue
                 self._synced[sk] = {}
+            elif type(det) is ScoreStream:
+                continue
             self._synced[sk][sid] = 0
 
     def _fire(self, sk: tuple[str, SegmentKey], det: SequentialTest, fired: list[Firing]) -> None:
@@ -308,10 +389,192 @@ class SegmentStatistics:
             self._fire(sk, det, fired)
         return fired
 
+    @property
+    def compiled(self) -> bool:
+        """Whether the score streams are rows of the compiled bank (then :meth:`feed` takes batches)."""
+        return self._scores is not None
+
     def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
         """Feed one record's signals (its finest segment ``values``) to every owned stream; return the alarms."""
+        if self._scores is not None:
+            members = tuple((s.signal, s.kind) for s in signals)
+            return self.feed([(values, members, tuple(s.value for s in signals), t)])[1]
         fired: list[Firing] = []
         self._observe(values, signals, t, fired)
+        return fired
+
+    # -- the compiled bank's batch path --------------------------------------------------------------------------
+
+    def _plan_of(self, values: SegmentKey, members: Members) -> _Plan:
+        plan = self._plans.get((values, members))
+        if plan is None:
+            full, rates = self._sids_of(members)
+            low, high = self._keys_of(values)
+            plan = self._plans[(values, members)] = _Plan(values, members, full, rates, low, high)
+        return plan
+
+    def _join_plan(self, plan: _Plan) -> None:
+        """A plan's first record: its segments' streams start counting its signatures (in the object path's order:
+        the segments that watch scores, then the rest), and its score streams' rows go to the plan table."""
+        clocks_all = self._clocks
+        full, rates = plan.pk[1], plan.pk[2]
+        for key in plan.low:
+            clocks = clocks_all.get(key)
+            if clocks is None or full not in clocks:
+                self._join(key, full)
+        for key in plan.high:
+            clocks = clocks_all.get(key)
+            if clocks is None or rates not in clocks:
+                self._join(key, rates)
+        rows: list[int] = []
+        for key in plan.low:
+            for p in plan.score_pos:
+                det = self._streams.get((plan.members[p][0], key))
+                rows.append(det.row if type(det) is ScoreStream else -1)
+        index = self._plan_count
+        self._plan_count += 1
+        if index >= self._plan_len.shape[0] or len(rows) > self._plan_rows.shape[1]:
+            size = max(2 * self._plan_len.shape[0], index + 1)
+            width = max(self._plan_rows.shape[1], len(rows))
+            table = np.full((size, width), -1, dtype=np.int64)
+            table[: self._plan_rows.shape[0], : self._plan_rows.shape[1]] = self._plan_rows
+            self._plan_rows = table
+            self._plan_len = np.concatenate([self._plan_len, np.zeros(size - self._plan_len.shape[0], np.int64)])
+            self._plan_scores = np.concatenate(
+                [self._plan_scores, np.ones(size - self._plan_scores.shape[0], np.int64)]
+            )
+        self._plan_rows[index, : len(rows)] = rows
+        self._plan_len[index] = len(rows)
+        self._plan_scores[index] = max(len(plan.score_pos), 1)
+        plan.index = index
+        plan.joined = True
+
+    def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
+        """Feed records ``(values, members, values of the members, t)`` in order until one alarms; return how many
+        were fed (that one included) and its alarms, as :meth:`observe` record by record would (the compiled bank
+        only; :meth:`observe_batch` otherwise).
+
+        The records go in runs: a run ends at a record with a non-zero rate signal (an *event*, rare: a detector's
+        flag, a routing violation) or before the first record of a new (finest segment, signals) pair. A run's
+        score updates go to the bank in one kernel call (``_score_bank._feed``), which stops at the first record
+        that alarms; its records are counted per plan (every segment's clock, deferred, see :meth:`_fold`); the
+        run's last record's events update their streams here. The zeros, in the same chunks, and the alarms, in the
+        same order (segment, then signal), as the object bank."""
+        bank = self._scores
+        if bank is None:
+            raise InvalidInputError("feed", "needs the compiled score bank (numba); use observe_batch")
+        if len(self._plans) >= PLAN_CACHE_SIZE:
+            self._fold()
+            self._init_plans()
+        n = len(items)
+        pos = 0
+        while pos < n:
+            values, members, vals, t = items[pos]
+            plan = self._plan_of(values, members)
+            if not plan.joined:
+                self._join_plan(plan)
+            plans: list[_Plan] = []
+            xs: list[float] = []
+            offsets: list[int] = []
+            ts: list[float] = []
+            end = pos
+            while True:
+                plans.append(plan)
+                offsets.append(len(xs))
+                xs.extend([vals[p] for p in plan.score_pos])
+                ts.append(t)
+                end += 1
+                event = False
+                for p in plan.rate_pos:
+                    if vals[p] != 0.0:
+                        event = True
+                        break
+                if event or end == n:
+                    break
+                values, members, vals, t = items[end]
+                plan = self._plan_of(values, members)
+                if not plan.joined:
+                    break
+            m = end - pos
+            r = bank.feed(
+                self._plan_rows,
+                self._plan_len,
+                self._plan_scores,
+                np.array([q.index for q in plans], dtype=np.int64),
+                np.array(xs, dtype=np.float64) if xs else np.zeros(1),
+                np.array(offsets, dtype=np.int64),
+                np.array(ts, dtype=np.float64),
+                m,
+            )
+            stop = m if r == m else r + 1
+            pending = self._pending_all
+            for q in plans[: stop - 1]:
+                pk = q.pk
+                pending[pk] = pending.get(pk, 0) + 1
+            last = pos + stop - 1
+            fired = self._finish(plans[stop - 1], items[last][2], items[last][3], r < m)
+            pos = last + 1
+            if fired:
+                return pos, fired
+        return n, []
+
+    def _init_plans(self) -> None:
+        self._plans: dict[tuple[SegmentKey, Members], _Plan] = {}
+        self._plan_count = 0
+        self._plan_rows = np.full((16, 8), -1, dtype=np.int64)
+        self._plan_len = np.zeros(16, dtype=np.int64)
+        self._plan_scores = np.ones(16, dtype=np.int64)
+
+    def _finish(self, plan: _Plan, vals: tuple[float, ...], t: float, scored: bool) -> list[Firing]:
+        """The last record of a run: its events (non-zero rate signals) update their streams, and its alarms (the
+        kernel's, ``scored``, and the events') come out in the object path's order."""
+        events = [p for p in plan.rate_pos if vals[p] != 0.0]
+        if not events and not scored:
+            self._pending_all[plan.pk] = self._pending_all.get(plan.pk, 0) + 1
+            return []
+        if events:
+            self._fold()
+        fired: list[Firing] = []
+        streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
+        out = self._scores.buf_out if self._scores is not None else None
+        members, score_index = plan.members, plan.score_index
+        ns = max(len(plan.score_pos), 1)
+        full = plan.full
+        nonzero = [p for p in range(len(vals)) if vals[p] != 0.0]
+        for li, key in enumerate(plan.low):
+            for p in nonzero:
+                sk = (members[p][0], key)
+                si = score_index[p]
+                if si >= 0:
+                    if scored and out is not None and out[li * ns + si]:
+                        self._fire(sk, streams[sk], fired)
+                    continue
+                det = streams.get(sk)
+                if det is None:
+                    continue
+                self._sync(sk, det)
+                det.update(vals[p], t)
+                self._synced[sk][full] += 1
+                if det.drift_detected:
+                    self._fire(sk, det, fired)
+            if events:
+                clocks_all[key][full] += 1
+        if not events:
+            self._pending_all[plan.pk] = self._pending_all.get(plan.pk, 0) + 1
+            return fired
+        rates = plan.pk[2]
+        for key in plan.high:
+            for p in events:
+                sk = (members[p][0], key)
+                det = streams.get(sk)
+                if det is None:
+                    continue
+                self._sync(sk, det)
+                det.update(vals[p], t)
+                synced_all[sk][rates] += 1
+                if det.drift_detected:
+                    self._fire(sk, det, fired)
+            clocks_all[key][rates] += 1
         return fired
 
     def observe_batch(
@@ -330,23 +593,14 @@ class SegmentStatistics:
                 return n, fired
         return n, []
 
-    def _observe_low_compiled(
-        self,
-        bank: ScoreBank,
-        low: list[SegmentKey],
-        full: int,
-        nonzero: list[SignalValue],
-        t: float,
-        fired: list[Firing],
-    ) -> None:
-        """The segments that watch scores, with the score streams in the compiled bank: each score update (and the
-        zeros its stream missed) goes to a buffer, the record's buffer to one kernel call; the other streams update
-        as objects. The alarms come out in the order of the object path (segment, then signal)."""
+    def _observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, fired: list[Firing]) -> None:
+        low, high = self._keys_of(values)
+        full, rates = self._sids(signals)
+        nonzero = [s for s in signals if s.value != 0.0]
         streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
-        bank.reserve(len(low) * len(nonzero))
-        rows, missed_buf, xs = bank.buf_rows, bank.buf_missed, bank.buf_xs
-        count = 0
-        order: list[tuple[int, tuple[str, SegmentKey], SequentialTest]] = []  # (position, stream, test) of each update
+        fire = self._fire
+        # the object bank (the compiled one takes its records through :meth:`feed`)
+        # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
         for key in low:
             clocks = clocks_all.get(key)
             if clocks is None or full not in clocks:
@@ -364,63 +618,13 @@ class SegmentStatistics:
                     if now != seen:
                         missed += now - seen
                         synced[seen_sid] = now
-                if type(det) is ScoreStream:
-                    rows[count] = det.row
-                    missed_buf[count] = missed
-                    xs[count] = sig.value
-                    order.append((count, sk, det))
-                    count += 1
-                else:
-                    if missed:
-                        det.add_zeros(missed)
-                    det.update(sig.value, t)
-                    if det.drift_detected:
-                        order.append((-1, sk, det))
+                if missed:
+                    det.add_zeros(missed)
+                det.update(sig.value, t)
                 synced[full] += 1
+                if det.drift_detected:
+                    fire(sk, det, fired)
             clocks[full] += 1
-        alarms = bank.observe(count, t) if count else 0
-        if not alarms and len(order) == count:
-            return
-        out = bank.buf_out
-        for pos, sk, det in order:
-            if pos < 0 or out[pos]:
-                self._fire(sk, det, fired)
-
-    def _observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float, fired: list[Firing]) -> None:
-        low, high = self._keys_of(values)
-        full, rates = self._sids(signals)
-        nonzero = [s for s in signals if s.value != 0.0]
-        streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
-        fire = self._fire
-        bank = self._scores
-        if bank is not None:
-            self._observe_low_compiled(bank, low, full, nonzero, t, fired)
-        else:
-            # the segments that watch scores: every non-zero, clocks ticked now (they see a score on most records)
-            for key in low:
-                clocks = clocks_all.get(key)
-                if clocks is None or full not in clocks:
-                    self._join(key, full)
-                    clocks = clocks_all[key]
-                for sig in nonzero:
-                    sk = (sig.signal, key)
-                    det = streams.get(sk)
-                    if det is None:
-                        continue
-                    synced = synced_all[sk]
-                    missed = 0
-                    for seen_sid, seen in synced.items():  # _sync, inline: the zeros since this stream last moved
-                        now = clocks[seen_sid]
-                        if now != seen:
-                            missed += now - seen
-                            synced[seen_sid] = now
-                    if missed:
-                        det.add_zeros(missed)
-                    det.update(sig.value, t)
-                    synced[full] += 1
-                    if det.drift_detected:
-                        fire(sk, det, fired)
-                clocks[full] += 1
         if not high:
             return
         pk = (values, rates)
