@@ -37,7 +37,10 @@ test: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks tools
 	$(BIN)/mypy
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	# two workers, one test file each at a time (its servers and fixtures stay in one process); then the timing-bound
+	# drills alone, so a starved process cannot fail them
+	$(BIN)/python -m pytest -q -n 2 --dist loadfile -m "not serial"
+	$(BIN)/python -m pytest -q -m serial
 
 # The documentation site (mkdocs-material), built offline into site/; the test suite builds it too (tests/test_docs.py).
 docs: $(STAMP)
