@@ -128,11 +128,12 @@ class _Function:
 
 
 #: A long prompt's excerpt: the first 30 lines of a 60-line window of the standard library (more while they hold
-#: under 1,100 characters): 202-548 tokens (mean 305) for the 9M model's tokenizer and 215-647 for SmolLM2's, so
-#: every long prompt stays above the lab router's 192-token split. Prefill is most of the lab's work and attention
-#: grows with the prompt: the whole windows used before (mean 565 tokens) were a third of the prefilled tokens at a
-#: 2% share. The windows themselves, and so their number, are unchanged: ``rng.integers(len(excerpts))`` with
-#: another length can consume another number of random bits and would change every later draw of a seeded plan.
+#: under 1,100 characters): 202-548 tokens (mean 305) for the 9M model's tokenizer and 215 or more (mean 311) for
+#: SmolLM2's, so every long prompt stays above the lab router's 192-token split. Prefill is most of the lab's work
+#: and attention grows with the prompt: the whole windows used before (mean 565 tokens) were a third of the
+#: prefilled tokens at a 2% share. The windows themselves, and so their number, are unchanged:
+#: ``rng.integers(len(excerpts))`` with another length can consume another number of random bits and would change
+#: every later draw of a seeded plan.
 _EXCERPT_LINES = 30
 _EXCERPT_MIN_CHARS = 1100
 

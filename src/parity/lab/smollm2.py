@@ -168,14 +168,25 @@ def _gguf_index(path: Path) -> _GGUFIndex:
     ]
     index = _GGUFIndex(fields=fields, tensors=tensors)
     if cache is not None:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            with tempfile.NamedTemporaryFile("w", dir=cache.parent, suffix=".tmp", delete=False) as out:
-                json.dump({"fields": fields, "tensors": tensors}, out)
-            os.replace(out.name, cache)
-        except (OSError, TypeError, ValueError):
-            pass  # a read-only home: the next read parses the file again
+        _write_index(cache, index)
     return index
+
+
+def _write_index(cache: Path, index: _GGUFIndex) -> None:
+    """Write the cache whole or not at all (a temporary file renamed over it); a failure only costs the next read."""
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=cache.parent, suffix=".tmp", delete=False) as out:
+            temporary = Path(out.name)
+            try:
+                json.dump({"fields": index.fields, "tensors": index.tensors}, out)
+            except (TypeError, ValueError):  # a field JSON cannot hold: no cache for this file
+                out.close()
+                temporary.unlink(missing_ok=True)
+                return
+        os.replace(temporary, cache)
+    except OSError:
+        pass  # a read-only home: the next read parses the file again
 
 
 def _field(index: _GGUFIndex, key: str) -> Any:
