@@ -111,3 +111,46 @@ def test_a_second_signal_during_the_labs_shutdown_still_kills_it(monkeypatch: py
         if stubborn.poll() is None:
             stubborn.kill()
             stubborn.wait()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="reads child processes from /proc (Linux)")
+@pytest.mark.timeout(300)
+def test_the_lab_fleet_stops_itself_when_its_parent_is_killed_with_sigkill(tmp_path: Path) -> None:
+    # SIGKILL runs no clean-up in the parent: the fleet watches for it (`parity lab serve --parent-pid`)
+    parent_code = (
+        "import sys, time\n"
+        "from parity.demo.lab_process import LabProcess\n"
+        "from parity.lab.fleet import default_config_path\n"
+        "lab = LabProcess(default_config_path('incident'), weights='parity-lab-9m').start()\n"
+        "print(lab._proc.pid, flush=True)\n"
+        "time.sleep(300)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", parent_code], stdout=subprocess.PIPE, env=os.environ.copy())
+    try:
+        assert parent.stdout is not None
+        line = parent.stdout.readline()
+        assert line.strip(), "the parent did not start its lab"
+        lab = int(line)
+        assert _alive(lab)
+        parent.kill()
+        parent.wait()
+        deadline = time.monotonic() + 60
+        while _alive(lab) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not _alive(lab), "the lab fleet outlived its SIGKILLed parent"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+
+
+def test_parent_pid_must_be_the_parent() -> None:
+    from click.testing import CliRunner
+
+    from parity.cli import main
+
+    result = CliRunner().invoke(main, ["lab", "serve", "--parent-pid", "1", "--port", "0"])
+    assert result.exit_code == 2, result.output
+    assert "`--parent-pid` must be the pid of this process's parent" in result.output

@@ -8,6 +8,7 @@ when they run.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -98,6 +99,9 @@ def command() -> None:
 @click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests before 503.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
               help="Larger request bodies are refused with 413 before they are read or tokenized.")  # fmt: skip
+@click.option("--parent-pid", type=int, default=None,
+              help="Shut down when this process (the one that started the fleet) is gone, even if it was killed "
+                   "with SIGKILL.")  # fmt: skip
 def serve_command(
     config_path: Path | None,
     host: str,
@@ -109,6 +113,7 @@ def serve_command(
     max_batch: int,
     max_queue: int,
     max_body_bytes: int,
+    parent_pid: int | None,
 ) -> None:
     """Serve the fleet as an OpenAI-compatible API (one process)."""
     import asyncio
@@ -118,6 +123,9 @@ def serve_command(
 
     if not 0 <= port <= 65535:
         raise InvalidInputError("--port", "must be in [0, 65535]", port)
+    if parent_pid is not None and parent_pid != os.getppid():
+        parent = os.getppid()
+        raise InvalidInputError("--parent-pid", f"must be the pid of this process's parent ({parent})", parent_pid)
     if threads is not None:
         if threads < 1:
             raise InvalidInputError("--threads", "must be >= 1", threads)
@@ -143,7 +151,7 @@ def serve_command(
     )
     if admin_token is None:
         click.echo(f"parity lab: admin token {token}", err=True)
-    serve(server, host=host, port=port)
+    serve(server, host=host, port=port, parent_pid=parent_pid)
 
 
 @command.command(name="faultbox")

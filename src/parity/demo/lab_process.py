@@ -76,6 +76,8 @@ class LabProcess:
             "--max-batch",
             str(self.max_batch),
             *(["--weights", str(self.weights)] if self.weights is not None else []),
+            "--parent-pid",  # the fleet stops itself if this process dies without stopping it (SIGKILL)
+            str(os.getpid()),
         ]
         self._log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; closed in stop()
         env = {**os.environ, "OMP_NUM_THREADS": str(self.threads)}

@@ -31,6 +31,8 @@ import contextlib
 import hmac
 import json
 import logging
+import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -406,20 +408,51 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
 # -- running it -------------------------------------------------------------------------------------------
 
 
-def serve(server: LabServer, *, host: str = "127.0.0.1", port: int = 8000, log_level: str = "warning") -> None:
+#: How often a fleet started with ``parent_pid`` checks that its parent is still there.
+PARENT_POLL_S = 0.5
+
+
+def serve(
+    server: LabServer,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    log_level: str = "warning",
+    parent_pid: int | None = None,
+) -> None:
     """Run ``server`` with uvicorn until interrupted, then close it.
 
     Idle keep-alive connections stay open for :data:`KEEP_ALIVE_S`, longer than the clients in front of the lab
     keep them (``parity proxy`` drops its own after 4 s): with uvicorn's default of 5 s a proxy could send a
     request on a connection the lab was closing at that moment, and the request failed with a read error (seen
     once under heavy load in the demo's replay).
+
+    With ``parent_pid`` (the process that started this one) the fleet shuts down as soon as that parent is gone,
+    however it ended: a program that starts the lab as its child (``parity demo``) and is killed with SIGKILL
+    cannot stop it, and the fleet would otherwise keep its port and its cores.
     """
     uvicorn = import_optional("uvicorn", extra="lab")
+    if parent_pid is not None and os.getppid() != parent_pid:
+        raise InvalidInputError("parent_pid", f"must be this process's parent ({os.getppid()})", parent_pid)
+    config = uvicorn.Config(
+        server.app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_S
+    )
+    runner = uvicorn.Server(config)
+    done = threading.Event()
+
+    def watch_parent() -> None:
+        while not done.wait(PARENT_POLL_S):
+            if os.getppid() != parent_pid:  # re-parented: the parent is gone
+                runner.should_exit = True
+                return
+
+    watcher = threading.Thread(target=watch_parent, name="lab parent watch", daemon=True)
+    if parent_pid is not None:
+        watcher.start()
     try:
-        uvicorn.run(
-            server.app, host=host, port=port, log_level=log_level, access_log=False, timeout_keep_alive=KEEP_ALIVE_S
-        )
+        runner.run()
     finally:
+        done.set()
         server.close()
 
 
