@@ -220,6 +220,16 @@ def changes_contradict(alert: Alert, changes: Mapping[str, Change], implied: Map
     )
 
 
+def _by_signal(signals: Sequence[SignalValue]) -> dict[str, float]:
+    """A record's signal values by name, as the worsening watches read them (:meth:`SegmentMonitor._watch`)."""
+    return {sig.signal: sig.value for sig in signals}
+
+
+def _by_member(members: Members, vals: Sequence[float]) -> dict[str, float]:
+    """The same from the batch path's inputs (:meth:`SignalStage.inputs`: each member's name first, its value)."""
+    return {member[0]: value for member, value in zip(members, vals, strict=True)}
+
+
 def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> SignalStage:
     return SignalStage(
         long_pools=config.long_pools,
@@ -358,7 +368,7 @@ class SegmentMonitor:
         fired = self.stats.observe(values, signals, t)
         out = self._raise(fired, record.time)
         if self._watches:
-            out.extend(self._watch(values, {sig.signal: sig.value for sig in signals}, t, record.time))
+            out.extend(self._watch(values, _by_signal(signals), t, record.time))
         return out
 
     def observe_batch(self, records: Iterable[Record], decided: list[Record] | None = None) -> list[Alert]:
@@ -378,7 +388,7 @@ class SegmentMonitor:
         last: list[tuple[SegmentKey, list[SignalValue], float, datetime]] = []
 
         def watch(values: SegmentKey, signals: list[SignalValue], t: float, when: datetime) -> list[Alert]:
-            return self._watch(values, {sig.signal: sig.value for sig in signals}, t, when)
+            return self._watch(values, _by_signal(signals), t, when)
 
         def items() -> Iterator[tuple[SegmentKey, list[SignalValue], float]]:
             for record in records:
@@ -452,15 +462,13 @@ class SegmentMonitor:
                 if decided is not None:
                     decided.append(record)
                 if k < last and self._watches:
-                    out.extend(
-                        self._watch(values, {m[0]: v for m, v in zip(members, vals, strict=True)}, t, record.time)
-                    )
+                    out.extend(self._watch(values, _by_member(members, vals), t, record.time))
             if fired:
                 out.extend(self._raise(fired, records[last].time))
             if self._watches:
                 values, members, vals, t = run[fed - 1]
                 when = records[last].time
-                out.extend(self._watch(values, {m[0]: v for m, v in zip(members, vals, strict=True)}, t, when))
+                out.extend(self._watch(values, _by_member(members, vals), t, when))
             pos = last + 1
         return out
 
