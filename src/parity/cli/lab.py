@@ -99,6 +99,9 @@ def command() -> None:
 @click.option("--max-queue", type=int, default=256, show_default=True, help="Queued requests before 503.")
 @click.option("--max-body-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_BODY_BYTES, show_default=True,
               help="Larger request bodies are refused with 413 before they are read or tokenized.")  # fmt: skip
+@click.option("--prefix-cache-mb", type=click.IntRange(min=0), default=1024, show_default=True,
+              help="Keys and values kept per engine for prompts that start like earlier ones (0: the chat format's "
+                   "system turn only).")  # fmt: skip
 @click.option("--parent-pid", type=int, default=None,
               help="Shut down when this process (the one that started the fleet) is gone, even if it was killed "
                    "with SIGKILL.")  # fmt: skip
@@ -113,6 +116,7 @@ def serve_command(
     max_batch: int,
     max_queue: int,
     max_body_bytes: int,
+    prefix_cache_mb: int,
     parent_pid: int | None,
 ) -> None:
     """Serve the fleet as an OpenAI-compatible API (one process)."""
@@ -142,6 +146,7 @@ def serve_command(
         max_batch=max_batch,
         max_queue=max_queue,
         max_body_bytes=max_body_bytes,
+        prefix_cache_bytes=prefix_cache_mb << 20,
     )
     asyncio.run(server.warm_up())
     click.echo(

@@ -82,13 +82,19 @@ class FleetDispatch:
         max_batch: int = 16,
         max_queue: int = 256,
         max_wait_s: float = 0.004,
+        prefix_cache_bytes: int | None = None,
     ) -> None:
         from parity.lab.checkpoints import load_checkpoint, resolve_weights
+        from parity.lab.engine import PREFIX_CACHE_BYTES
 
         if max_batch < 1:
             raise InvalidInputError("max_batch", "must be >= 1", max_batch)
         if max_queue < 1:
             raise InvalidInputError("max_queue", "must be >= 1", max_queue)
+        if prefix_cache_bytes is not None and (not isinstance(prefix_cache_bytes, int) or prefix_cache_bytes < 0):
+            raise InvalidInputError("prefix_cache_bytes", "must be an integer >= 0", prefix_cache_bytes)
+        #: each engine's prefix cache budget (see :mod:`parity.lab.prefix_cache`).
+        self.prefix_cache_bytes = PREFIX_CACHE_BYTES if prefix_cache_bytes is None else prefix_cache_bytes
         self.fleet = fleet
         #: each served model's weights key (a name of parity.lab.checkpoints.WEIGHTS_NAMES or a directory).
         self.weights_of = {
@@ -128,7 +134,12 @@ class FleetDispatch:
         weights, precision, scaling = str(key[0]), str(key[1]), float(key[2])  # type: ignore[index]
         engine = self._engines.get((weights, precision, scaling))
         if engine is None:
-            engine = Engine.load(weights, precision="bf16" if precision == "bf16" else "fp32", rope_scaling=scaling)
+            engine = Engine.load(
+                weights,
+                precision="bf16" if precision == "bf16" else "fp32",
+                rope_scaling=scaling,
+                prefix_cache_bytes=self.prefix_cache_bytes,
+            )
             self._engines[(weights, precision, scaling)] = engine
         return engine
 

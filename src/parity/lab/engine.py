@@ -39,11 +39,16 @@ import torch
 from parity._exceptions import InvalidInputError
 from parity.lab._corpus import ASSISTANT, SYSTEM, USER
 from parity.lab.model import KVCache, ModelConfig, Transformer
+from parity.lab.prefix_cache import PrefixCache
 from parity.lab.tokenizer import Tokenizer
 from parity.sampling import SamplingParams, filter_logits
 
 #: the continuous batch's cache width grows in blocks of this many tokens per slot
 CACHE_BLOCK = 128
+
+#: default byte budget of each engine's prefix cache (:mod:`parity.lab.prefix_cache`): about 22,000 tokens of
+#: SmolLM2-135M's keys and values (46 KB a token in fp32), which held two thirds of the demo's prompt tokens.
+PREFIX_CACHE_BYTES = 1 << 30
 
 Precision = Literal["fp32", "bf16"]
 
@@ -189,6 +194,7 @@ class Engine:
         model_id: str,
         precision: Precision,
         weights_dir: Path,
+        prefix_cache_bytes: int = PREFIX_CACHE_BYTES,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -202,7 +208,9 @@ class Engine:
         self._dtype = torch.bfloat16 if precision == "bf16" else torch.float32
         self._stop_ids = set(tokenizer.stop_ids)
         self._token_text = tokenizer.token_texts()
-        self._prefix: tuple[list[int], torch.Tensor, torch.Tensor] | None = None
+        #: keys and values of sequences computed before, reused by prompts that start the same way.
+        self.prefix_cache = PrefixCache(prefix_cache_bytes)
+        self._system_pinned = False
 
     @classmethod
     def load(
@@ -211,12 +219,14 @@ class Engine:
         *,
         precision: Precision = "fp32",
         rope_scaling: float = 1.0,
+        prefix_cache_bytes: int = PREFIX_CACHE_BYTES,
     ) -> Engine:
         """Load a checkpoint at ``precision`` with a RoPE interpolation factor.
 
         ``weights`` is a name of :data:`parity.lab.checkpoints.WEIGHTS_NAMES` (``"smollm2-135m"``,
         ``"parity-lab-9m"``) or a weights directory; None is the committed 9M model. Engines of one checkpoint
-        and precision share its tensors, whatever their RoPE scaling.
+        and precision share its tensors, whatever their RoPE scaling. ``prefix_cache_bytes`` bounds the engine's
+        prefix cache (0 keeps only the chat format's system turn).
         """
         from parity.lab.checkpoints import load_checkpoint
 
@@ -234,6 +244,7 @@ class Engine:
             model_id=checkpoint.model_id,
             precision=precision,
             weights_dir=checkpoint.source,
+            prefix_cache_bytes=prefix_cache_bytes,
         )
 
     def chat_prompt(self, messages: list[dict[str, str]]) -> str:
@@ -340,21 +351,20 @@ class Engine:
         row.emitted = row.emitted + delta
         return TokenEvent(len(row.token_ids) - 1, token, delta, row.logprobs[-1], top)
 
-    def _prefix_kv(self) -> tuple[list[int], torch.Tensor, torch.Tensor] | None:
-        """The chat format's default system turn, its ids and its keys/values [layers, kv_heads, P, head_dim].
+    def _pin_system_turn(self) -> None:
+        """Compute the chat format's default system turn once and pin its keys and values in the prefix cache.
 
-        Every chat request without its own system message starts with it (SmolLM2's template), so its keys and
-        values are computed once per engine and copied into each such request's cache instead of recomputed.
+        Every chat request without its own system message starts with it (SmolLM2's template), so it is never
+        evicted, whatever the cache's budget.
         """
-        if self._prefix is None:
-            prefix_ids = self.tokenizer.encode(self.tokenizer.chat.system_prefix)
-            if not prefix_ids:
-                self._prefix = ([], torch.empty(0), torch.empty(0))
-            else:
-                cache = KVCache(self.config, 1, len(prefix_ids), dtype=self._dtype)
-                self.model(torch.tensor([prefix_ids]), cache=cache, last_only=True)
-                self._prefix = (prefix_ids, cache.keys[:, 0].clone(), cache.values[:, 0].clone())
-        return self._prefix if self._prefix[0] else None
+        if self._system_pinned:
+            return
+        self._system_pinned = True
+        prefix_ids = self.tokenizer.encode(self.tokenizer.chat.system_prefix)
+        if prefix_ids:
+            cache = KVCache(self.config, 1, len(prefix_ids), dtype=self._dtype)
+            self.model(torch.tensor([prefix_ids]), cache=cache, last_only=True)
+            self.prefix_cache.insert(prefix_ids, cache.keys[:, 0], cache.values[:, 0], pinned=True)
 
     def batch(self) -> ContinuousBatch:
         """A new, empty continuous batch on this engine (see :class:`ContinuousBatch`)."""
@@ -418,8 +428,9 @@ class ContinuousBatch:
     soon as they are done, instead of the whole batch waiting for its longest request.
 
     Each running request owns a slot of one KV cache (:meth:`KVCache.slots`): its own positions, no padding
-    shared with others. :meth:`step` prefills the requests added since the last step (reusing the default system
-    turn's keys/values) in the same pass through the model as one decoding step of the others, then samples one
+    shared with others. :meth:`step` prefills the requests added since the last step (each from the end of its
+    longest prefix in the engine's :attr:`Engine.prefix_cache`, whose keys and values are copied in) in the same
+    pass through the model as one decoding step of the others, then samples one
     token for every request in the canonical order of the module docstring, all in one group per settings (so
     a batch-dependent sampler fault sees every running request). A finished request's slot is refilled by the
     last running one. Sampling depends only on the request's own generator and logits, so a request gives the
@@ -517,6 +528,18 @@ class ContinuousBatch:
         self._cache = grown
         return grown
 
+    def _keep_prefixes(self, done: list[int]) -> None:
+        """Store the keys and values of finished rows ``done`` (prompt and answer) in the engine's prefix cache:
+        a conversation's next turn starts with them."""
+        cache = self._cache
+        assert cache is not None
+        assert cache.lengths is not None
+        for i in done:
+            row = self._rows[i]
+            length = int(cache.lengths[i])
+            ids = row.request.prompt_ids + row.token_ids[: length - row.prompt_len]
+            self.engine.prefix_cache.insert(ids, cache.keys[:, i, :, :length], cache.values[:, i, :, :length])
+
     def _release(self, done: list[int]) -> None:
         """Free the slots of finished rows ``done``: the last running rows move into the holes."""
         cache = self._cache
@@ -556,16 +579,16 @@ class ContinuousBatch:
             + [r.prompt_len + r.request.max_tokens for r in joining]
         )
         cache = self._reserve(n + len(joining), columns)
-        prefix = engine._prefix_kv() if joining else None
+        if joining:
+            engine._pin_system_turn()
         joins: list[tuple[int, list[int], int]] = []
         for slot, row in enumerate(joining, start=n):
             start = 0
-            if prefix is not None:
-                size = len(prefix[0])
-                if row.prompt_len > size and row.request.prompt_ids[:size] == prefix[0]:
-                    cache.keys[:, slot, :, :size] = prefix[1]
-                    cache.values[:, slot, :, :size] = prefix[2]
-                    start = size
+            hit = engine.prefix_cache.match(row.request.prompt_ids)
+            if hit is not None:
+                start, keys, values = hit
+                cache.keys[:, slot, :, :start] = keys
+                cache.values[:, slot, :, :start] = values
             joins.append((slot, row.request.prompt_ids[start:], start))
         feed = torch.tensor([r.last for r in self._rows], dtype=torch.long)
         raw = engine.model.packed_step(feed, cache, joins).float().numpy()
@@ -598,6 +621,7 @@ class ContinuousBatch:
         done = [i for i, r in enumerate(rows) if r.finish_reason is not None]
         finished = [(rows[i].tag, _result(rows[i])) for i in done]
         if done:
+            self._keep_prefixes(done)
             self._release(done)
         return finished
 

@@ -74,8 +74,9 @@ class LabServer:
 
     The fleet itself (models, router, change log, engines, batcher) is :attr:`dispatch`
     (:class:`parity.lab.dispatch.FleetDispatch`, built with ``weights_dir``, ``changelog_path``, ``max_batch``,
-    ``max_queue`` and ``max_wait_s``); its main parts are reachable here too. ``admin_token`` None disables
-    ``POST /admin/changes`` (every call answers 401); bodies over ``max_body_bytes`` are refused with 413.
+    ``max_queue``, ``max_wait_s`` and ``prefix_cache_bytes``, each engine's prefix cache budget); its main parts are
+    reachable here too. ``admin_token`` None disables ``POST /admin/changes`` (every call answers 401); bodies over
+    ``max_body_bytes`` are refused with 413.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class LabServer:
         max_queue: int = 256,
         max_wait_s: float = 0.004,
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        prefix_cache_bytes: int | None = None,
     ) -> None:
         if isinstance(max_body_bytes, bool) or not isinstance(max_body_bytes, int) or max_body_bytes < 1:
             raise InvalidInputError("max_body_bytes", "must be a positive integer", max_body_bytes)
@@ -100,6 +102,7 @@ class LabServer:
             max_batch=max_batch,
             max_queue=max_queue,
             max_wait_s=max_wait_s,
+            prefix_cache_bytes=prefix_cache_bytes,
         )
         self.admin_token = admin_token
         self.started = time.time()
