@@ -111,27 +111,44 @@ def _weights_chunk(xr: Any, c0: int, c1: int, mr: Any, inv: Any, lo: Any, w: Any
         wd[i - c0] = -(e * max(d, _BIG))  # e = 0 wherever d is -inf or below -87
 
 
+@_njit(inline="always")
+def _weights_chunk_all(xr: Any, c0: int, c1: int, mr: Any, inv: Any, w: Any, wd: Any) -> None:
+    """:func:`_weights_chunk` with every finite value a survivor (``exp32(-inf)`` is 0 already: no select)."""
+    for i in range(c0, c1):
+        d = (xr[i] - mr) * inv
+        e = exp32(d)
+        w[i - c0] = e
+        wd[i - c0] = -(e * max(d, _BIG))
+
+
 @_njit(fastmath={"reassoc", "nsz"})
 def _sums_chunk(xr: Any, c0: int, c1: int, w: Any, wd: Any, cuts: Any, acc: Any) -> None:
     """Add to ``acc`` the float64 sums of the chunk's weights: all of them, below each of the four cuts, and
-    ``w |d|`` below the highest cut (any order: the bounds hold for every summation order)."""
+    ``w |d|`` below each cut (any order: the bounds hold for every summation order)."""
     k0, k1, k2, k3 = cuts[0], cuts[1], cuts[2], cuts[3]
-    s = t0 = t1 = t2 = t3 = d3 = 0.0
+    s = t0 = t1 = t2 = t3 = d0 = d1 = d2 = d3 = 0.0
     for i in range(c0, c1):
         xi = xr[i]
         a = np.float64(w[i - c0])
+        b = np.float64(wd[i - c0])
         s += a
         t0 += a if xi < k0 else 0.0
         t1 += a if xi < k1 else 0.0
         t2 += a if xi < k2 else 0.0
         t3 += a if xi < k3 else 0.0
-        d3 += np.float64(wd[i - c0]) if xi < k3 else 0.0
+        d0 += b if xi < k0 else 0.0
+        d1 += b if xi < k1 else 0.0
+        d2 += b if xi < k2 else 0.0
+        d3 += b if xi < k3 else 0.0
     acc[0] += s
     acc[1] += t0
     acc[2] += t1
     acc[3] += t2
     acc[4] += t3
-    acc[5] += d3
+    acc[5] += d0
+    acc[6] += d1
+    acc[7] += d2
+    acc[8] += d3
 
 
 @_njit(inline="always")
@@ -208,7 +225,7 @@ def topp_rows(
     hist = np.zeros(last + 1, dtype=np.float64)
     cuts64 = np.empty(4, dtype=np.float64)
     cuts = np.empty(4, dtype=np.float32)
-    sums = np.empty(6, dtype=np.float64)
+    sums = np.empty(9, dtype=np.float64)
     smallest = _f32(np.nextafter(_f32(-np.inf), _ZERO))
     for j in range(rows.size):
         r = rows[j]
@@ -226,7 +243,10 @@ def topp_rows(
         k = 0
         for c0 in range(0, v, CHUNK):
             c1 = min(v, c0 + CHUNK)
-            _weights_chunk(xr, c0, c1, mr, inv_t, lo, wbuf, wdbuf)
+            if txr > -np.inf:
+                _weights_chunk(xr, c0, c1, mr, inv_t, lo, wbuf, wdbuf)
+            else:
+                _weights_chunk_all(xr, c0, c1, mr, inv_t, wbuf, wdbuf)
             _sums_chunk(xr, c0, c1, wbuf, wdbuf, cuts, sums)
             k = _compact(xr, c0, c1, cuts[0], head, k)
         # the highest cut whose measured tail is at most CUT_TAIL of 1 - top_p (every head token above it gets
@@ -238,7 +258,7 @@ def topp_rows(
             if sums[1 + q] <= cut_tail * (1.0 - top_p) * sums[0]:
                 head_lo = cuts[q]
                 t_sum = sums[1 + q]
-                t_wd = sums[5]  # the highest cut's: an upper bound for every lower one
+                t_wd = sums[5 + q]
                 break
         if head_lo < cuts[0]:
             k = 0
