@@ -122,33 +122,38 @@ def _weights_chunk_all(xr: Any, c0: int, c1: int, mr: Any, inv: Any, w: Any, wd:
 
 
 @_njit(fastmath={"reassoc", "nsz"})
-def _sums_chunk(xr: Any, c0: int, c1: int, w: Any, wd: Any, cuts: Any, acc: Any) -> None:
-    """Add to ``acc`` the float64 sums of the chunk's weights: all of them, below each of the four cuts, and
-    ``w |d|`` below each cut (any order: the bounds hold for every summation order)."""
-    k0, k1, k2, k3 = cuts[0], cuts[1], cuts[2], cuts[3]
-    s = t0 = t1 = t2 = t3 = d0 = d1 = d2 = d3 = 0.0
-    for i in range(c0, c1):
-        xi = xr[i]
-        a = np.float64(w[i - c0])
-        b = np.float64(wd[i - c0])
-        s += a
-        t0 += a if xi < k0 else 0.0
-        t1 += a if xi < k1 else 0.0
-        t2 += a if xi < k2 else 0.0
-        t3 += a if xi < k3 else 0.0
-        d0 += b if xi < k0 else 0.0
-        d1 += b if xi < k1 else 0.0
-        d2 += b if xi < k2 else 0.0
-        d3 += b if xi < k3 else 0.0
+def _sum_chunk(w: Any, wd: Any, n: int, acc: Any) -> None:
+    """Add to ``acc[0]``, ``acc[1]`` the float64 sums of ``w[:n]`` and ``wd[:n]`` (any order: the bounds hold for
+    every summation order)."""
+    s = 0.0
+    sd = 0.0
+    for i in range(n):
+        s += np.float64(w[i])
+        sd += np.float64(wd[i])
     acc[0] += s
-    acc[1] += t0
-    acc[2] += t1
-    acc[3] += t2
-    acc[4] += t3
-    acc[5] += d0
-    acc[6] += d1
-    acc[7] += d2
-    acc[8] += d3
+    acc[1] += sd
+
+
+@_njit(fastmath={"reassoc", "nsz"})
+def _sums_above(xs: Any, w: Any, wd: Any, n: int, cuts: Any, acc: Any) -> None:
+    """``acc[q]``, ``acc[4 + q]``: float64 sums of ``w`` and ``wd`` over the first ``n`` values at or above
+    ``cuts[q]`` (any order)."""
+    k0, k1, k2, k3 = cuts[0], cuts[1], cuts[2], cuts[3]
+    t0 = t1 = t2 = t3 = d0 = d1 = d2 = d3 = 0.0
+    for i in range(n):
+        xi = xs[i]
+        a = np.float64(w[i])
+        b = np.float64(wd[i])
+        t0 += a if xi >= k0 else 0.0
+        t1 += a if xi >= k1 else 0.0
+        t2 += a if xi >= k2 else 0.0
+        t3 += a if xi >= k3 else 0.0
+        d0 += b if xi >= k0 else 0.0
+        d1 += b if xi >= k1 else 0.0
+        d2 += b if xi >= k2 else 0.0
+        d3 += b if xi >= k3 else 0.0
+    acc[0], acc[1], acc[2], acc[3] = t0, t1, t2, t3
+    acc[4], acc[5], acc[6], acc[7] = d0, d1, d2, d3
 
 
 @_njit(inline="always")
@@ -225,7 +230,10 @@ def topp_rows(
     hist = np.zeros(last + 1, dtype=np.float64)
     cuts64 = np.empty(4, dtype=np.float64)
     cuts = np.empty(4, dtype=np.float32)
-    sums = np.empty(9, dtype=np.float64)
+    sums = np.empty(2, dtype=np.float64)
+    above4 = np.empty(8, dtype=np.float64)
+    hw32 = np.empty(v, dtype=np.float32)
+    hwd32 = np.empty(v, dtype=np.float32)
     smallest = _f32(np.nextafter(_f32(-np.inf), _ZERO))
     for j in range(rows.size):
         r = rows[j]
@@ -247,27 +255,34 @@ def topp_rows(
                 _weights_chunk(xr, c0, c1, mr, inv_t, lo, wbuf, wdbuf)
             else:
                 _weights_chunk_all(xr, c0, c1, mr, inv_t, wbuf, wdbuf)
-            _sums_chunk(xr, c0, c1, wbuf, wdbuf, cuts, sums)
+            _sum_chunk(wbuf, wdbuf, c1 - c0, sums)
             k = _compact(xr, c0, c1, cuts[0], head, k)
-        # the highest cut whose measured tail is at most CUT_TAIL of 1 - top_p (every head token above it gets
-        # float64 work); none: every survivor is head
+        # the same float32 weights of the copied head (bit for bit: same operations), summed above each cut; a
+        # cut's tail is the total minus its head
+        _weights_chunk_all(head, 0, k, mr, inv_t, hw32, hwd32)
+        _sums_above(head, hw32, hwd32, k, cuts, above4)
+        # the highest cut whose tail is at most CUT_TAIL of 1 - top_p (every head token above it gets float64
+        # work); none: every survivor is head
         head_lo = lo
         t_sum = 0.0
         t_wd = 0.0
         for q in range(3, -1, -1):
-            if sums[1 + q] <= cut_tail * (1.0 - top_p) * sums[0]:
+            if sums[0] - above4[q] <= cut_tail * (1.0 - top_p) * sums[0]:
                 head_lo = cuts[q]
-                t_sum = sums[1 + q]
-                t_wd = sums[5 + q]
+                t_sum = max(0.0, sums[0] - above4[q])
+                t_wd = max(0.0, sums[1] - above4[4 + q])
                 break
         if head_lo < cuts[0]:
             k = 0
             for c0 in range(0, v, CHUNK):
                 k = _compact(xr, c0, min(v, c0 + CHUNK), head_lo, head, k)
+        # a difference of two float64 sums of at most v terms each: 2 v u of the total off at most
+        sum_err = 2.0 * (v + 1) * 2.0**-53
+        t_wd += sum_err * sums[1]
         # the tail's error bound (tail_error in _fastpath, plus exp32's flushed weights); wd as an upper bound
         wd_hi = t_wd * (1.0 + 2.0**-20)
         rel = exp_rel + 2.0**-51 * (abs(zmax) + 111.0)
-        t_err = 1.02 * (rel * t_sum + 3.01 * u32 * wd_hi) + v * 2.0**-140 + v * 2.0**-125
+        t_err = 1.02 * (rel * t_sum + 3.01 * u32 * wd_hi) + sum_err * sums[0] + v * 2.0**-140 + v * 2.0**-125
         hist[:] = 0.0
         h_sum = 0.0
         kh = 0
