@@ -18,7 +18,9 @@ the row:
   computation), a histogram of their log-probabilities finds the boundary bucket and
   :func:`~parity.sampling._boundary.boundary_levels` decides it. The mass under the cut enters only through
   the total, with the error bound :func:`tail_error`; a row whose decision lies within the bound, or whose cut
-  was too high, is marked for the float64 path (``redo``), which is exact by construction.
+  was too high, is marked for the float64 path (``redo``), which is exact by construction. Where numba is
+  installed, rows with many survivors take the compiled kernel (:mod:`parity.sampling._kernel`): the same
+  decision with the same error bound, in fused passes over one row at a time with its own vectorised ``exp``.
 
 So the kept sets are those of the float64 reference (the tests check it against the plain definition); only
 the speed depends on the data.

@@ -4,12 +4,13 @@ Same decision as the numpy code of :func:`~parity.sampling._fastpath.topp_thresh
 temporary of the batch's size (the code is in :mod:`parity.sampling._kernel_njit`, imported on first use):
 
 1. a strided subsample (:data:`~parity.sampling._fastpath.SUBSAMPLE` values) places four cuts, a ladder of
-   estimated tail masses around :data:`~parity.sampling._fastpath.CUT_TAIL` of ``1 - top_p`` (a histogram of the
-   subsample's weights, no sort);
-2. one pass over the row in chunks of 2,048 values: float32 weights from :func:`exp32_array`'s polynomial (a
-   branch-free ``exp`` the compiler vectorises), their float64 sums below each cut and in all, ``sum w |d|`` for
-   the error bound, and a copy of the survivors above the lowest cut; the highest cut whose measured tail is at
-   most ``CUT_TAIL * (1 - top_p)`` of the total is kept;
+   estimated tail masses around :data:`~parity.sampling._fastpath.CUT_TAIL` of ``1 - top_p`` (a
+   histogram of the subsample's weights, no sort);
+2. one pass over the row in chunks of 2,048 values: float32 weights from the kernel's own ``exp`` (a branch-free
+   polynomial the compiler vectorises, :func:`exp32_array`), their float64 sum and that of ``w |d|`` (for the
+   error bound), and a copy of the survivors above the lowest cut. The copied head's float32 weights are
+   recomputed (bit for bit the same operations) and summed above each cut, so each cut's tail is the total
+   minus its head; the highest cut whose tail is at most ``CUT_TAIL * (1 - top_p)`` of the total is kept;
 3. the head (survivors at or above that cut) gets float64 weights exactly as the reference computes them
    (``math.exp(fl(x / T) - z_max)``), a histogram of their log-probabilities finds the boundary buckets, and
    their tokens are sorted and decided against ``top_p * total`` with the guard ``2 mass_guard(V) total +
