@@ -234,7 +234,8 @@ def topp_thresholds_f32(
         out_tx[rows], redo[rows] = k_tx, k_redo
     sparse = np.flatnonzero(~dense)
     if sparse.size:
-        s_tx, s_redo = _topp_numpy(x[sparse], m[sparse], tx[sparse], top_p, temperature, None)
+        xs = x if sparse.size == b else x[sparse]  # (all sparse, as after top-k: no copy)
+        s_tx, s_redo = _topp_numpy(xs, m[sparse], tx[sparse], top_p, temperature, None)
         out_tx[sparse], redo[sparse] = s_tx, s_redo
     return out_tx, redo
 

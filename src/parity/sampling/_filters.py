@@ -128,8 +128,7 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
     else:
         out = np.empty((b, v), dtype=np.float64)
     fast = fast_eligible(arr.dtype, prm)
-    # the compiled kernel's masks need no float64 temporaries (nor the numpy code's scratch): one chunk
-    step = b if fast and mode == "mask" and COMPILED else max(1, CHUNK_VALUES // v)
+    step = max(1, CHUNK_VALUES // v)
     work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled and not COMPILED else None
     for s in range(0, b, step):
         e = min(b, s + step)

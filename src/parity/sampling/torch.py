@@ -160,8 +160,7 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
         out = torch.empty((b, v), dtype=torch.float64, device=dev)
     # on the CPU, float32 / float16 / bfloat16 rows share the numpy float32 threshold path (zero-copy for float32)
     fast = dev.type == "cpu" and fast_eligible(arr.dtype, prm)
-    one_chunk = dev.type != "cpu" or (fast and mode == "mask" and COMPILED)  # the compiled kernel's masks: one
-    step = b if one_chunk else max(1, CHUNK_VALUES // v)
+    step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
     work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled and not COMPILED else None
     for s in range(0, b, step):
         e = min(b, s + step)
