@@ -20,7 +20,7 @@ temporary of the batch's size (the code is in :mod:`parity.sampling._kernel_njit
 The float32 ``exp`` is not a library's: it is Cephes' ``expf`` (Cody-Waite reduction by ``ln 2``, degree-7
 polynomial, scaling by the exponent bits), compiled without contraction or reassociation, so it gives the same
 bits on every machine. Its error against ``exp`` of the same float32 argument is within
-:data:`~parity.sampling._fastpath.EXP32_ULPS` ulp on every float32 in ``(-87, 0]`` (all 1.09e9 of them are
+:data:`~parity.sampling._fastpath.EXP32_ULPS` ulp on every float32 in ``(-87, 0]`` (all 1.12e9 of them are
 checked by the sampling benchmark; tests/sampling checks a dense stride); arguments at or below -87 give 0, an
 absolute error under ``2**-125`` per token (:func:`flush_error`).
 
