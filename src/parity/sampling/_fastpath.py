@@ -18,7 +18,9 @@ the row:
   computation), a histogram of their log-probabilities finds the boundary bucket and
   :func:`~parity.sampling._boundary.boundary_levels` decides it. The mass under the cut enters only through
   the total, with the error bound :func:`tail_error`; a row whose decision lies within the bound, or whose cut
-  was too high, is marked for the float64 path (``redo``), which is exact by construction.
+  was too high, is marked for the float64 path (``redo``), which is exact by construction. Where numba is
+  installed, rows with many survivors take the compiled kernel (:mod:`parity.sampling._kernel`): the same
+  decision with the same error bound, in fused passes over one row at a time with its own vectorised ``exp``.
 
 So the kept sets are those of the float64 reference (the tests check it against the plain definition); only
 the speed depends on the data.
@@ -32,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from parity.sampling._boundary import HIST_SCALE, boundary_levels, hist_buckets, mass_guard
+from parity.sampling._kernel import COMPILED, topp_rows
 from parity.sampling._params import SamplingParams
 
 __all__ = [
@@ -201,10 +204,51 @@ def topp_thresholds_f32(
     top_p: float,
     temperature: float,
     work: NDArray[np.float32] | None = None,
+    compiled: bool | None = None,
 ) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
     """Raise the thresholds ``tx`` to each row's top-p level over the survivors ``x >= tx``; ``redo`` rows need
     the float64 path (returned as a mask; their thresholds are left unchanged). ``work``, if given, is a float32
-    ``[2, >= B, V]`` scratch array reused across calls (fresh large temporaries cost page faults).
+    ``[2, >= B, V]`` scratch array reused across calls (fresh large temporaries cost page faults). ``compiled``
+    (default: when numba is installed) sends the rows with many survivors to the compiled kernel
+    (:func:`~parity.sampling._kernel.topp_rows`, the same decision in fused passes); False keeps the numpy code.
+
+    >>> x = np.log(np.array([[0.5, 0.3, 0.1, 0.1]], dtype=np.float32))
+    >>> t, redo = topp_thresholds_f32(x, x.max(axis=1), np.full(1, -np.inf, np.float32), 0.7, 1.0)
+    >>> bool(redo[0]), (x[0] >= t[0]).tolist()
+    (False, [True, True, False, False])
+    """
+    if not (COMPILED if compiled is None else compiled):
+        return _topp_numpy(x, m, tx, top_p, temperature, work)
+    b, v = x.shape
+    x = np.ascontiguousarray(x)
+    dense = np.ones(b, dtype=bool)
+    for r in np.flatnonzero(tx > -np.inf).tolist():  # few survivors: decided on those alone (no pass over the row)
+        dense[r] = int(np.count_nonzero(x[r] >= tx[r])) > max(SUBSAMPLE, v // 16)
+    rows = np.flatnonzero(dense)
+    out_tx, redo = tx.copy(), np.zeros(b, dtype=bool)
+    if rows.size:
+        k_tx, k_redo = topp_rows(
+            x, rows, m, tx, top_p, temperature, guard_rel=mass_guard(v), hist_scale=HIST_SCALE,
+            last=hist_buckets(v), exp_rel=EXP32_ULPS * 2.0**-23, u32=_U32, subsample=SUBSAMPLE, cut_tail=CUT_TAIL,
+        )  # fmt: skip
+        out_tx[rows], redo[rows] = k_tx, k_redo
+    sparse = np.flatnonzero(~dense)
+    if sparse.size:
+        xs = x if sparse.size == b else x[sparse]  # (all sparse, as after top-k: no copy)
+        s_tx, s_redo = _topp_numpy(xs, m[sparse], tx[sparse], top_p, temperature, None)
+        out_tx[sparse], redo[sparse] = s_tx, s_redo
+    return out_tx, redo
+
+
+def _topp_numpy(
+    x: NDArray[np.float32],
+    m: NDArray[np.float32],
+    tx: NDArray[np.float32],
+    top_p: float,
+    temperature: float,
+    work: NDArray[np.float32] | None = None,
+) -> tuple[NDArray[np.float32], NDArray[np.bool_]]:
+    """:func:`topp_thresholds_f32` in numpy (vectorised over the batch, one float32 ``exp`` pass).
 
     >>> x = np.log(np.array([[0.5, 0.3, 0.1, 0.1]], dtype=np.float32))
     >>> t, redo = topp_thresholds_f32(x, x.max(axis=1), np.full(1, -np.inf, np.float32), 0.7, 1.0)

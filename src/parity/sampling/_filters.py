@@ -30,6 +30,7 @@ from parity.sampling._boundary import (
 )
 from parity.sampling._fastpath import fast_eligible, minp_thresholds, topk_values, topp_thresholds_f32
 from parity.sampling._input import as_rows, scale_logits, upcast_rows
+from parity.sampling._kernel import COMPILED
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
 __all__ = [
@@ -126,16 +127,16 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
         out = np.empty(b, dtype=np.int64)
     else:
         out = np.empty((b, v), dtype=np.float64)
-    step = max(1, CHUNK_VALUES // v)
     fast = fast_eligible(arr.dtype, prm)
-    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
+    step = max(1, CHUNK_VALUES // v)
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled and not COMPILED else None
     for s in range(0, b, step):
         e = min(b, s + step)
         if fast:  # float32 / float16 / bfloat16: one threshold per row, no float64 pass over the row
-            keep = fast_kept(arr[s:e], prm, s, work)
             if mode == "mask":
-                out[s:e] = keep
+                fast_kept(arr[s:e], prm, s, work, out=out[s:e])
                 continue
+            keep = fast_kept(arr[s:e], prm, s, work)
             x = np.asarray(arr[s:e], dtype=np.float64)
         else:
             x, x_max = upcast_rows(arr[s:e], s)
@@ -159,10 +160,15 @@ def run_chunks(logits: Any, prm: SamplingParams, mode: str, u: NDArray[np.float6
 
 
 def fast_kept(
-    rows: NDArray[Any], prm: SamplingParams, first_row: int = 0, work: NDArray[np.float32] | None = None
+    rows: NDArray[Any],
+    prm: SamplingParams,
+    first_row: int = 0,
+    work: NDArray[np.float32] | None = None,
+    out: NDArray[np.bool_] | None = None,
 ) -> NDArray[np.bool_]:
     """The kept mask of float32 / float16 / bfloat16 ``rows`` by the float32 threshold path (checks the rows);
-    ``work`` is the optional scratch of :func:`~parity.sampling._fastpath.topp_thresholds_f32`.
+    ``work`` is the optional scratch of :func:`~parity.sampling._fastpath.topp_thresholds_f32`; ``out``, if
+    given, receives the mask (and is returned).
 
     >>> fast_kept(np.array([[3.0, 1.0, 2.0, -np.inf]], dtype=np.float32), SamplingParams(top_p=0.85)).tolist()
     [[True, False, True, False]]
@@ -172,12 +178,13 @@ def fast_kept(
     if not bool(np.isfinite(m).all()):
         upcast_rows(rows, first_row)  # raises, naming the first bad row
     b, v = x32.shape
+    kept: NDArray[np.bool_] = np.empty((b, v), dtype=bool) if out is None else out
     if prm.greedy:
-        keep = np.zeros((b, v), dtype=bool)
-        keep[np.arange(b), np.argmax(x32, axis=1)] = True
-        return keep
+        kept[:] = False
+        kept[np.arange(b), np.argmax(x32, axis=1)] = True
+        return kept
     tx = fast_thresholds(x32, m, prm, work)
-    kept: NDArray[np.bool_] = x32 >= tx[:, None]
+    np.greater_equal(x32, tx[:, None], out=kept)
     if bool((tx == -np.inf).any()):
         kept &= x32 > -np.inf
     return kept

@@ -36,6 +36,7 @@ from parity.sampling._boundary import (
 from parity.sampling._fastpath import fast_eligible
 from parity.sampling._filters import CHUNK_VALUES, fast_kept
 from parity.sampling._input import check_rows
+from parity.sampling._kernel import COMPILED
 from parity.sampling._params import DEFAULT_ORDER, SamplingParams, resolve_params
 
 #: The least number of tokens the head search of top-p ranks per row (``torch.topk``); see :func:`head_size`.
@@ -157,17 +158,17 @@ def _run(logits: Any, prm: SamplingParams, mode: str, u: Any = None) -> Any:
         out = torch.empty(b, dtype=torch.int64, device=dev)
     else:
         out = torch.empty((b, v), dtype=torch.float64, device=dev)
-    step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
     # on the CPU, float32 / float16 / bfloat16 rows share the numpy float32 threshold path (zero-copy for float32)
     fast = dev.type == "cpu" and fast_eligible(arr.dtype, prm)
-    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled else None
+    step = max(1, CHUNK_VALUES // v) if dev.type == "cpu" else b
+    work = np.empty((2, min(b, step), v), dtype=np.float32) if fast and prm.top_p_enabled and not COMPILED else None
     for s in range(0, b, step):
         e = min(b, s + step)
         if fast:
-            keep = torch.from_numpy(fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s, work))
-            if mode == "mask":
-                out[s:e] = keep
+            if mode == "mask":  # written straight into the output (a CPU bool tensor shares its memory)
+                fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s, work, out=out[s:e].numpy())
                 continue
+            keep = torch.from_numpy(fast_kept(arr[s:e].to(torch.float32).numpy(), prm, s, work))
             x = arr[s:e].to(torch.float64)
             z = _scale(x, prm.temperature, s)
         else:
