@@ -41,11 +41,12 @@ GREEDY = int(os.environ.get("PARITY_GATE_GREEDY", "16"))
 CONTEXTS = int(os.environ.get("PARITY_GATE_CONTEXTS", "12"))
 ALPHA = 0.05
 FAULTS: dict[str, dict[str, Any]] = {
-    # the lab-scaled cut-off of the incident replay (parity.demo.timeline): the lab's ids >= 10240 are the rare BPE
-    # tail, where the incident's own cut-off changes ~2e-4 of the sampled tokens (see the section's text)
+    # the incident's own cut-off (ids >= 10240 never read), every batch size: on SmolLM2-135M (vocabulary 49,152,
+    # the lab's default model) about one greedy step in twelve has its argmax there. (The 9M model's table used the
+    # lab-scaled cut-off 1024: on its vocabulary the incident's cut-off changed ~2e-4 of the sampled tokens.)
     "approx top-k": {
         "kind": "sampler",
-        "params": {"sampler": "approx-topk-10240", "affected_batch_sizes": "all", "cutoff": 1024},
+        "params": {"sampler": "approx-topk-10240", "affected_batch_sizes": "all", "cutoff": 10240},
     },
     "threshold mismatch": {"kind": "sampler", "params": {"sampler": "mixed-precision-topp"}},
     "corruption 1%": {"kind": "corruption", "params": {"fraction": 0.01}},

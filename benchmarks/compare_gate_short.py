@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -29,13 +30,19 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_compare import LLAMA_NEUTRAL, llama_server
-from benchmarks.bench_compare_gate import FAULTS, MAX_TOKENS, _post, gate_config, lab_server
-from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient, compare_endpoints
+from benchmarks.bench_compare_gate import FAULTS, MAX_TOKENS, _met_pvalue, _post, gate_config, lab_server
+from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient
 from parity.compare._runner import _compare
 
 SAMPLER = ("support", "greedy", "calibration")
-#: llama.cpp candidates: name -> GGUF quantisation of the lab weights.
-LLAMA = {"llama.cpp f16": "f16", "llama.cpp q4_0": "q4_0"}
+#: llama.cpp candidates: name -> (GGUF quantisation of the lab's SmolLM2 values, the candidate's extra body):
+#: parity's sampling settings only (its own top-k 40 / min-p 0.05 / repetition penalty 1.1 off), or with
+#: llama-cpp-python's server defaults left on (what ``parity compare`` sees with no ``--candidate-extra-body``).
+LLAMA: dict[str, tuple[str, dict[str, Any]]] = {
+    "llama.cpp f16": ("f16", LLAMA_NEUTRAL),
+    "llama.cpp q4_0": ("q4_0", LLAMA_NEUTRAL),
+    "llama.cpp f16 (server defaults)": ("f16", {}),
+}
 
 
 def summarise(paths: list[str]) -> str:
@@ -141,17 +148,22 @@ async def _compare_slow(ref: str, cand: str, config: CompareConfig, extra: dict[
         return await _compare(r, c, DEFAULT_PROMPTS, config, None, None)
 
 
-def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | None) -> None:
+def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any], budget: int = 64) -> None:
+    """One whole ``parity compare`` run at ``budget``; prints the lines :func:`summarise` reads back (errors too)."""
     started = time.time()
-    config = gate_config(64, seed)
-    if extra is None:
-        report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
-    else:  # llama.cpp: its probe's echo with max_tokens=0 generates up to the context (minutes on 2 loaded cores)
+    config = gate_config(budget, seed)
+    try:  # a 10-minute request timeout on both sides: the lab's 60 s default dies under a load average of 10+
         report = asyncio.run(_compare_slow(ref, cand, config, extra))
+    except Exception as exc:
+        print(f"== {fault} seed {seed} budget {budget} FAILED {type(exc).__name__}: {exc}", flush=True)
+        return
     ids = report.reference.token_ids and report.candidate.token_ids
+    raw = {t.name: t.result.pvalue for t in report.tests}
+    black_box = min(1.0, 2 * min(raw.get("mmd-hamming", 1.0), raw.get("token-frequency", 1.0)))
+    met = _met_pvalue(report, seed)
     print(
         f"== {fault} seed {seed} differs={not report.equivalent} ids={ids} {time.time() - started:.0f}s "
-        f"load={os.getloadavg()[0]:.1f}",
+        f"load={os.getloadavg()[0]:.1f} budget={budget} black_box={black_box:.3g} met={met:.3g}",
         flush=True,
     )
     for t in report.tests:
@@ -228,24 +240,35 @@ def main(argv: list[str]) -> None:
             gguf = smollm2_gguf(Path(tmp) / f"smollm2-{argv[2]}.gguf", argv[2])
             asyncio.run(_idcheck(ref, gguf, [int(x) for x in argv[1].split(",")]))
         return
+    # SIGTERM (a grid stopped by the clock) unwinds the context managers, so no server outlives this process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seeds = [int(x) for x in argv[0].split(",")]
-    faults = argv[1].split(",") if len(argv) > 1 else ["self"]
+    default = [int(x) for x in argv[2].split(",")] if len(argv) > 2 else [64]
+    # NAME@16+32+64 gives one candidate its own budgets (e.g. the false-positive rate at every budget for "self")
+    specs = [f.partition("@") for f in (argv[1].split(",") if len(argv) > 1 else ["self"])]
+    faults = [name for name, _, _ in specs]
+    own = {name: [int(b) for b in spec.split("+")] for name, _, spec in specs if spec}
     token = secrets.token_hex(8)
+    llama = [f for f in faults if f in LLAMA]
     lab_faults = [f for f in faults if f not in LLAMA]
     with lab_server(token) as ref:
-        for fault in faults:
-            if fault in LLAMA:
-                with llama_candidate(LLAMA[fault]) as cand:
-                    for seed in seeds:
-                        _run(ref, cand, fault, seed, LLAMA_NEUTRAL)
+        if llama:  # one llama.cpp server per quantisation, all up at once so the loop can be seed-major
+            with contextlib.ExitStack() as stack:
+                urls = {q: stack.enter_context(llama_candidate(q)) for q in dict.fromkeys(LLAMA[f][0] for f in llama)}
+                for seed in seeds:
+                    for fault in llama:
+                        for budget in own.get(fault, default):
+                            _run(ref, urls[LLAMA[fault][0]], fault, seed, LLAMA[fault][1], budget)
         if lab_faults:
             with lab_server(token) as cand:
-                for fault in lab_faults:
-                    change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
-                    for seed in seeds:
-                        _run(ref, cand, fault, seed, None)
-                    if change:
-                        _post(cand, token, {"kind": "rollback", "params": {"change_id": change}, "description": "undo"})
+                for seed in seeds:  # seed-major: a grid cut short by the clock has every cell at a similar count
+                    for fault in lab_faults:
+                        change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
+                        for budget in own.get(fault, default):
+                            _run(ref, cand, fault, seed, {}, budget)
+                        if change:
+                            _post(cand, token, {"kind": "rollback", "params": {"change_id": change},
+                                                "description": "undo"})  # fmt: skip
 
 
 if __name__ == "__main__":
