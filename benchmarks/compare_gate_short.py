@@ -46,31 +46,37 @@ LLAMA: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def summarise(paths: list[str]) -> str:
-    """The markdown table of runs printed by :func:`main` (read back from its output files)."""
-    runs: list[dict[str, object]] = []
+    """The markdown table of runs printed by :func:`main` (read back from its output files): one row per run, then
+    per candidate and budget the runs that said "differs" and the tests that rejected."""
+    runs: list[dict[str, Any]] = []
     for path in paths:
         with open(path) as f:
             for line in f:
-                head = re.match(r"== (.+) seed (\d+) differs=(\w+) ids=(\w+) (\d+)s load=([\d.]+)", line)
+                head = re.match(r"== (.+) seed (\d+) differs=(\w+) ids=(\w+) (\d+)s load=([\d.]+)(.*)", line)
                 if head:
+                    extra = dict(re.findall(r"(\w+)=(\S+)", head[7]))
                     runs.append({"fault": head[1], "seed": int(head[2]), "differs": head[3] == "True",
-                                 "s": int(head[5]), "load": float(head[6])})  # fmt: skip
+                                 "ids": head[4] == "True", "s": int(head[5]), "load": float(head[6]),
+                                 "budget": int(extra.get("budget", 64)),
+                                 "black-box": float(extra.get("black_box", "nan")),
+                                 "MET": float(extra.get("met", "nan"))})  # fmt: skip
                     continue
                 test = re.match(r"  (\S+) p=(\S+) adj=(\S+) ?(.*)", line)
                 if test and runs:
                     text = re.sub(r"np\.\w+\(([^()]*)\)", r"\1", test[4])  # numpy scalars print as np.float64(x)
                     details = ast.literal_eval(text) if text.startswith("{") else {}
                     runs[-1][test[1]] = (float(test[3]), details)
-    runs.sort(key=lambda r: (str(r["fault"]), int(str(r["seed"]))))
+    runs.sort(key=lambda r: (str(r["fault"]), r["budget"], r["seed"]))
     lines = [
-        "| candidate (budget 64) | seed | parity | support: violations / decided (ref; cand) | support adj. p "
-        "| greedy: violations / decided (ref; cand) | greedy adj. p | other tests rejecting | s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| candidate | budget | seed | parity | support: violations / decided (ref; cand) | support adj. p "
+        "| greedy: violations / decided (ref; cand) | greedy adj. p | other tests rejecting | black-box p | MET p "
+        "| ids | s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cells = []
         for name in ("support", "greedy"):
-            adj, d = r.get(name, (float("nan"), {}))  # type: ignore[misc]
+            adj, d = r.get(name, (float("nan"), {}))
             cells += [
                 f"{d.get('reference_violations', '?')}/{d.get('reference_decided', '?')}; "
                 f"{d.get('candidate_violations', '?')}/{d.get('candidate_decided', '?')}"
@@ -79,16 +85,21 @@ def summarise(paths: list[str]) -> str:
             ]
         others = [k for k, v in r.items() if isinstance(v, tuple) and k not in ("support", "greedy") and v[0] <= 0.05]
         verdict = "differs" if r["differs"] else "equivalent"
-        lines.append(f"| {r['fault']} | {r['seed']} | {verdict} | " + " | ".join(cells)
-                     + f" | {', '.join(others) or '-'} | {r['s']} | {r['load']:.1f} |")  # fmt: skip
+        lines.append(f"| {r['fault']} | {r['budget']} | {r['seed']} | {verdict} | " + " | ".join(cells)
+                     + f" | {', '.join(others) or '-'} | {r['black-box']:.2g} | {r['MET']:.2g} | "
+                     f"{'yes' if r['ids'] else 'text'} | {r['s']} | {r['load']:.1f} |")  # fmt: skip
     lines.append("")
-    for fault in dict.fromkeys(str(r["fault"]) for r in runs):
-        mine = [r for r in runs if r["fault"] == fault]
-        per = {n: sum(1 for r in mine if isinstance(r.get(n), tuple) and r[n][0] <= 0.05)  # type: ignore[index]
-               for n in ("support", "greedy", "calibration")}  # fmt: skip
+    for fault, budget in dict.fromkeys((str(r["fault"]), int(r["budget"])) for r in runs):
+        mine = [r for r in runs if r["fault"] == fault and r["budget"] == budget]
+        per = {n: sum(1 for r in mine if isinstance(r.get(n), tuple) and r[n][0] <= 0.05)
+               for n in ("support", "greedy", "calibration", "loglik-shift", "argmax-rate",
+                         "next-token-divergence")}  # fmt: skip
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        bb = sum(r["black-box"] <= 0.05 for r in mine)
+        met = sum(r["MET"] <= 0.05 for r in mine)
         lines.append(
-            f"- {fault}: differs in {sum(bool(r['differs']) for r in mine)}/{len(mine)} runs (support "
-            f"{per['support']}, greedy {per['greedy']}, calibration {per['calibration']} of {len(mine)})"
+            f"- {fault} @ {budget}: differs in {sum(bool(r['differs']) for r in mine)}/{len(mine)} runs (seeds "
+            f"{seeds}); by test: " + ", ".join(f"{k} {v}" for k, v in per.items()) + f"; black-box {bb}, MET {met}"
         )
     return "\n".join(lines)
 
