@@ -184,6 +184,8 @@ def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any], budg
         print(f"  skipped {name}: {why}", flush=True)
     if report.candidate.notes:
         print(f"  candidate notes: {'; '.join(report.candidate.notes)}", flush=True)
+    for note in report.notes:  # e.g. how many completions were scored by text (ids not read exactly)
+        print(f"  run note: {note}", flush=True)
 
 
 async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
