@@ -604,6 +604,12 @@ def main() -> None:
     header = "| comparison | budget per endpoint | " + " | ".join(COLUMNS) + " |"
     sep = "|" + "---|" * (len(COLUMNS) + 2)
     body = f"""
+**Model: the 9M `parity-lab-9m` on both sides, not SmolLM2.** This benchmark pins the lab servers to the 9M
+model, and its llama.cpp rows are *that* model's own GGUF export (`parity lab export-gguf`), so every row compares
+like with like; none of it measures SmolLM2-135M-Instruct, which `parity lab serve` serves by default. The
+SmolLM2 figures (lab faults, llama.cpp on SmolLM2's values at f16 and q4_0) are in the next section,
+"parity compare as a deploy gate", and its addenda.
+
 Command: `.venv/bin/python -m benchmarks compare` (two lab servers in-process on loopback; the candidate's faults
 switched on and off through `POST /admin/changes`). Sampling: temperature 1.0, top_p {TOP_P}, {MAX_TOKENS} tokens,
 {N_PROMPTS} prompts from the shipped default set. Lab weights: `{weights_info.get("model_id")}` at training step
@@ -653,7 +659,7 @@ TV lower bound on the shared contexts, noise floor {noise_tv:.4f}; top-1 agreeme
 Median analysis time per draw (all parity tests + MET): {np.median(met_time):.2f} s.
 Tokenizers of the two servers match: {data["tokenizers_match"]}.
 """
-    write_section("compare", "Deployment equivalence: parity compare vs Model Equality Testing", body)
+    write_section("compare", "Deployment equivalence on the 9M model: parity compare vs Model Equality Testing", body)
 
 
 if __name__ == "__main__":

@@ -41,11 +41,12 @@ GREEDY = int(os.environ.get("PARITY_GATE_GREEDY", "16"))
 CONTEXTS = int(os.environ.get("PARITY_GATE_CONTEXTS", "12"))
 ALPHA = 0.05
 FAULTS: dict[str, dict[str, Any]] = {
-    # the lab-scaled cut-off of the incident replay (parity.demo.timeline): the lab's ids >= 10240 are the rare BPE
-    # tail, where the incident's own cut-off changes ~2e-4 of the sampled tokens (see the section's text)
+    # the incident's own cut-off (ids >= 10240 never read), every batch size: on SmolLM2-135M (vocabulary 49,152,
+    # the lab's default model) about one greedy step in twelve has its argmax there. (The 9M model's table used the
+    # lab-scaled cut-off 1024: on its vocabulary the incident's cut-off changed ~2e-4 of the sampled tokens.)
     "approx top-k": {
         "kind": "sampler",
-        "params": {"sampler": "approx-topk-10240", "affected_batch_sizes": "all", "cutoff": 1024},
+        "params": {"sampler": "approx-topk-10240", "affected_batch_sizes": "all", "cutoff": 10240},
     },
     "threshold mismatch": {"kind": "sampler", "params": {"sampler": "mixed-precision-topp"}},
     "corruption 1%": {"kind": "corruption", "params": {"fraction": 0.01}},
@@ -186,21 +187,17 @@ def _write(cells: dict[tuple[str, int], list[dict[str, float]]], load: list[floa
     seconds = [r["seconds"] for results in cells.values() for r in results]
     requests = [r["requests"] for results in cells.values() for r in results]
     body = f"""
-Command: `python -m benchmarks compare_gate`. Every cell: whole `parity compare` runs
-(`compare_endpoints` with its default sampling settings: temperature 1, top-k 20, top-p 0.9, top_logprobs 20;
-{GREEDY} greedy probes, {CONTEXTS} teacher-forced contexts, {MAX_TOKENS} tokens per completion, the shipped default
-prompts, Holm over every test that ran) between two `parity lab serve` subprocesses on loopback (one torch thread
-each; the lab's committed 9M model), the candidate's fault switched on through `POST /admin/changes`. A cell
-reads "k/n": rejections (Holm-adjusted p <= {ALPHA} for a test; "differs" for parity) in n runs with different
-seeds. "black-box": mmd-hamming and token-frequency only (Bonferroni over the two), what a user without logprobs
-gets; MET: Model Equality Testing's `mmd_hamming` on the same run's samples (its own permutation p-value,
-b = 100).
+Command: `python -m benchmarks compare_gate`. Every cell: whole `parity compare` runs (`compare_endpoints` with its
+default sampling settings: temperature 1, top-k 20, top-p 0.9, top_logprobs 20; {GREEDY} greedy probes, {CONTEXTS}
+teacher-forced contexts, {MAX_TOKENS} tokens per completion, the shipped default prompts, Holm over every test that
+ran) between two `parity lab serve` subprocesses on loopback (one torch thread each; the lab's default model,
+SmolLM2-135M-Instruct), the candidate's fault switched on through `POST /admin/changes`. A cell reads "k/n":
+rejections (Holm-adjusted p <= {ALPHA} for a test; "differs" for parity) in n runs with different seeds.
+"black-box": mmd-hamming and token-frequency only (Bonferroni over the two), what a user without logprobs gets;
+MET: Model Equality Testing's `mmd_hamming` on the same run's samples (its own permutation p-value, b = 100).
 
-The approximate top-k runs with the lab-scaled cut-off 1024 of the incident replay (`parity.demo.timeline`):
-the lab's vocabulary is in BPE merge order, so ids >= 10240 are its rare tail; measured on 152 positions of the
-default prompts, 5 had any top-20 token there (0.7% of their mass) and the argmax never, so the incident's own
-cut-off changes about 2e-4 of sampled tokens - no test can see that at these budgets, and the pool-based section
-above (which used it) shows exactly that. The pool-based section also used top-p 0.99 without top-k.
+The approximate top-k runs with the incident's own cut-off (ids >= 10240 never read) at every batch size: on
+SmolLM2's 49,152-token vocabulary about one greedy step in twelve has its argmax past it.
 
 Few runs per cell, to stay affordable on a contended 2-core machine: budget 64 has {DONE_SEEDS} runs for the
 reference itself and the approximate top-k (the done-when check), {SEEDS} elsewhere, so those cells are coarse

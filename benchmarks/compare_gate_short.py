@@ -21,6 +21,7 @@ import contextlib
 import os
 import re
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -29,41 +30,53 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.bench_compare import LLAMA_NEUTRAL, llama_server
-from benchmarks.bench_compare_gate import FAULTS, MAX_TOKENS, _post, gate_config, lab_server
-from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient, compare_endpoints
+from benchmarks.bench_compare_gate import FAULTS, MAX_TOKENS, _met_pvalue, _post, gate_config, lab_server
+from parity.compare import DEFAULT_PROMPTS, CompareConfig, ComparisonReport, EndpointClient
 from parity.compare._runner import _compare
 
 SAMPLER = ("support", "greedy", "calibration")
-#: llama.cpp candidates: name -> GGUF quantisation of the lab weights.
-LLAMA = {"llama.cpp f16": "f16", "llama.cpp q4_0": "q4_0"}
+#: llama.cpp candidates: name -> (GGUF quantisation of the lab's SmolLM2 values, the candidate's extra body):
+#: parity's sampling settings only (its own top-k 40 / min-p 0.05 / repetition penalty 1.1 off), or with
+#: llama-cpp-python's server defaults left on (what ``parity compare`` sees with no ``--candidate-extra-body``).
+LLAMA: dict[str, tuple[str, dict[str, Any]]] = {
+    "llama.cpp f16": ("f16", LLAMA_NEUTRAL),
+    "llama.cpp q4_0": ("q4_0", LLAMA_NEUTRAL),
+    "llama.cpp f16 (server defaults)": ("f16", {}),
+}
 
 
 def summarise(paths: list[str]) -> str:
-    """The markdown table of runs printed by :func:`main` (read back from its output files)."""
-    runs: list[dict[str, object]] = []
+    """The markdown table of runs printed by :func:`main` (read back from its output files): one row per run, then
+    per candidate and budget the runs that said "differs" and the tests that rejected."""
+    runs: list[dict[str, Any]] = []
     for path in paths:
         with open(path) as f:
             for line in f:
-                head = re.match(r"== (.+) seed (\d+) differs=(\w+) ids=(\w+) (\d+)s load=([\d.]+)", line)
+                head = re.match(r"== (.+) seed (\d+) differs=(\w+) ids=(\w+) (\d+)s load=([\d.]+)(.*)", line)
                 if head:
+                    extra = dict(re.findall(r"(\w+)=(\S+)", head[7]))
                     runs.append({"fault": head[1], "seed": int(head[2]), "differs": head[3] == "True",
-                                 "s": int(head[5]), "load": float(head[6])})  # fmt: skip
+                                 "ids": head[4] == "True", "s": int(head[5]), "load": float(head[6]),
+                                 "budget": int(extra.get("budget", 64)),
+                                 "black-box": float(extra.get("black_box", "nan")),
+                                 "MET": float(extra.get("met", "nan"))})  # fmt: skip
                     continue
                 test = re.match(r"  (\S+) p=(\S+) adj=(\S+) ?(.*)", line)
                 if test and runs:
                     text = re.sub(r"np\.\w+\(([^()]*)\)", r"\1", test[4])  # numpy scalars print as np.float64(x)
                     details = ast.literal_eval(text) if text.startswith("{") else {}
                     runs[-1][test[1]] = (float(test[3]), details)
-    runs.sort(key=lambda r: (str(r["fault"]), int(str(r["seed"]))))
+    runs.sort(key=lambda r: (str(r["fault"]), r["budget"], r["seed"]))
     lines = [
-        "| candidate (budget 64) | seed | parity | support: violations / decided (ref; cand) | support adj. p "
-        "| greedy: violations / decided (ref; cand) | greedy adj. p | other tests rejecting | s | load |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| candidate | budget | seed | parity | support: violations / decided (ref; cand) | support adj. p "
+        "| greedy: violations / decided (ref; cand) | greedy adj. p | other tests rejecting | black-box p | MET p "
+        "| ids | s | load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in runs:
         cells = []
         for name in ("support", "greedy"):
-            adj, d = r.get(name, (float("nan"), {}))  # type: ignore[misc]
+            adj, d = r.get(name, (float("nan"), {}))
             cells += [
                 f"{d.get('reference_violations', '?')}/{d.get('reference_decided', '?')}; "
                 f"{d.get('candidate_violations', '?')}/{d.get('candidate_decided', '?')}"
@@ -72,16 +85,21 @@ def summarise(paths: list[str]) -> str:
             ]
         others = [k for k, v in r.items() if isinstance(v, tuple) and k not in ("support", "greedy") and v[0] <= 0.05]
         verdict = "differs" if r["differs"] else "equivalent"
-        lines.append(f"| {r['fault']} | {r['seed']} | {verdict} | " + " | ".join(cells)
-                     + f" | {', '.join(others) or '-'} | {r['s']} | {r['load']:.1f} |")  # fmt: skip
+        lines.append(f"| {r['fault']} | {r['budget']} | {r['seed']} | {verdict} | " + " | ".join(cells)
+                     + f" | {', '.join(others) or '-'} | {r['black-box']:.2g} | {r['MET']:.2g} | "
+                     f"{'yes' if r['ids'] else 'text'} | {r['s']} | {r['load']:.1f} |")  # fmt: skip
     lines.append("")
-    for fault in dict.fromkeys(str(r["fault"]) for r in runs):
-        mine = [r for r in runs if r["fault"] == fault]
-        per = {n: sum(1 for r in mine if isinstance(r.get(n), tuple) and r[n][0] <= 0.05)  # type: ignore[index]
-               for n in ("support", "greedy", "calibration")}  # fmt: skip
+    for fault, budget in dict.fromkeys((str(r["fault"]), int(r["budget"])) for r in runs):
+        mine = [r for r in runs if r["fault"] == fault and r["budget"] == budget]
+        per = {n: sum(1 for r in mine if isinstance(r.get(n), tuple) and r[n][0] <= 0.05)
+               for n in ("support", "greedy", "calibration", "loglik-shift", "argmax-rate",
+                         "next-token-divergence")}  # fmt: skip
+        seeds = ",".join(str(r["seed"]) for r in mine)
+        bb = sum(r["black-box"] <= 0.05 for r in mine)
+        met = sum(r["MET"] <= 0.05 for r in mine)
         lines.append(
-            f"- {fault}: differs in {sum(bool(r['differs']) for r in mine)}/{len(mine)} runs (support "
-            f"{per['support']}, greedy {per['greedy']}, calibration {per['calibration']} of {len(mine)})"
+            f"- {fault} @ {budget}: differs in {sum(bool(r['differs']) for r in mine)}/{len(mine)} runs (seeds "
+            f"{seeds}); by test: " + ", ".join(f"{k} {v}" for k, v in per.items()) + f"; black-box {bb}, MET {met}"
         )
     return "\n".join(lines)
 
@@ -141,17 +159,22 @@ async def _compare_slow(ref: str, cand: str, config: CompareConfig, extra: dict[
         return await _compare(r, c, DEFAULT_PROMPTS, config, None, None)
 
 
-def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | None) -> None:
+def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any], budget: int = 64) -> None:
+    """One whole ``parity compare`` run at ``budget``; prints the lines :func:`summarise` reads back (errors too)."""
     started = time.time()
-    config = gate_config(64, seed)
-    if extra is None:
-        report = compare_endpoints(ref, cand, prompts=DEFAULT_PROMPTS, config=config)
-    else:  # llama.cpp: its probe's echo with max_tokens=0 generates up to the context (minutes on 2 loaded cores)
+    config = gate_config(budget, seed)
+    try:  # a 10-minute request timeout on both sides: the lab's 60 s default dies under a load average of 10+
         report = asyncio.run(_compare_slow(ref, cand, config, extra))
+    except Exception as exc:
+        print(f"== {fault} seed {seed} budget {budget} FAILED {type(exc).__name__}: {exc}", flush=True)
+        return
     ids = report.reference.token_ids and report.candidate.token_ids
+    raw = {t.name: t.result.pvalue for t in report.tests}
+    black_box = min(1.0, 2 * min(raw.get("mmd-hamming", 1.0), raw.get("token-frequency", 1.0)))
+    met = _met_pvalue(report, seed)
     print(
         f"== {fault} seed {seed} differs={not report.equivalent} ids={ids} {time.time() - started:.0f}s "
-        f"load={os.getloadavg()[0]:.1f}",
+        f"load={os.getloadavg()[0]:.1f} budget={budget} black_box={black_box:.3g} met={met:.3g}",
         flush=True,
     )
     for t in report.tests:
@@ -161,6 +184,8 @@ def _run(ref: str, cand: str, fault: str, seed: int, extra: dict[str, Any] | Non
         print(f"  skipped {name}: {why}", flush=True)
     if report.candidate.notes:
         print(f"  candidate notes: {'; '.join(report.candidate.notes)}", flush=True)
+    for note in report.notes:  # e.g. how many completions were scored by text (ids not read exactly)
+        print(f"  run note: {note}", flush=True)
 
 
 async def _idcheck(ref: str, gguf: Path, seeds: list[int]) -> None:
@@ -228,24 +253,35 @@ def main(argv: list[str]) -> None:
             gguf = smollm2_gguf(Path(tmp) / f"smollm2-{argv[2]}.gguf", argv[2])
             asyncio.run(_idcheck(ref, gguf, [int(x) for x in argv[1].split(",")]))
         return
+    # SIGTERM (a grid stopped by the clock) unwinds the context managers, so no server outlives this process
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     seeds = [int(x) for x in argv[0].split(",")]
-    faults = argv[1].split(",") if len(argv) > 1 else ["self"]
+    default = [int(x) for x in argv[2].split(",")] if len(argv) > 2 else [64]
+    # NAME@16+32+64 gives one candidate its own budgets (e.g. the false-positive rate at every budget for "self")
+    specs = [f.partition("@") for f in (argv[1].split(",") if len(argv) > 1 else ["self"])]
+    faults = [name for name, _, _ in specs]
+    own = {name: [int(b) for b in spec.split("+")] for name, _, spec in specs if spec}
     token = secrets.token_hex(8)
+    llama = [f for f in faults if f in LLAMA]
     lab_faults = [f for f in faults if f not in LLAMA]
     with lab_server(token) as ref:
-        for fault in faults:
-            if fault in LLAMA:
-                with llama_candidate(LLAMA[fault]) as cand:
-                    for seed in seeds:
-                        _run(ref, cand, fault, seed, LLAMA_NEUTRAL)
+        if llama:  # one llama.cpp server per quantisation, all up at once so the loop can be seed-major
+            with contextlib.ExitStack() as stack:
+                urls = {q: stack.enter_context(llama_candidate(q)) for q in dict.fromkeys(LLAMA[f][0] for f in llama)}
+                for seed in seeds:
+                    for fault in llama:
+                        for budget in own.get(fault, default):
+                            _run(ref, urls[LLAMA[fault][0]], fault, seed, LLAMA[fault][1], budget)
         if lab_faults:
             with lab_server(token) as cand:
-                for fault in lab_faults:
-                    change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
-                    for seed in seeds:
-                        _run(ref, cand, fault, seed, None)
-                    if change:
-                        _post(cand, token, {"kind": "rollback", "params": {"change_id": change}, "description": "undo"})
+                for seed in seeds:  # seed-major: a grid cut short by the clock has every cell at a similar count
+                    for fault in lab_faults:
+                        change = _post(cand, token, FAULTS[fault]) if fault != "self" else None
+                        for budget in own.get(fault, default):
+                            _run(ref, cand, fault, seed, {}, budget)
+                        if change:
+                            _post(cand, token, {"kind": "rollback", "params": {"change_id": change},
+                                                "description": "undo"})  # fmt: skip
 
 
 if __name__ == "__main__":

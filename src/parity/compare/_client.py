@@ -25,6 +25,22 @@ of a character may merge with its neighbours). Servers that accept vLLM's ``retu
 lab, vLLM) name each logprob token ``token_id:N``; :meth:`EndpointClient.probe` finds out (``token_ids``), and then
 :meth:`EndpointClient.sample` can return the sampled ids and :meth:`EndpointClient.score_ids` teacher-forces exactly
 those ids (a prompt given as a list of token ids, as OpenAI's completions API allows).
+
+**Token ids from text pieces (llama-cpp-python's server).** A server that names no ids but lists each sampled
+token's text (``logprobs.tokens``) and tokenizes on request (llama-cpp-python's ``/extras/tokenize`` and
+``/extras/detokenize``) gets its ids read back (``Capabilities.token_ids_from == "text pieces"``): each piece is
+tokenized alone, and a piece that is exactly one token names that token - in a byte-level BPE vocabulary (GPT-2's
+kind: SmolLM2, Llama 3, Qwen) distinct tokens have distinct bytes, so the id is the sampled one whenever the piece
+holds all of the token's bytes. The server decodes each piece on its own and drops bytes that are not whole UTF-8
+characters; so a completion's ids are used only when every piece is one token and the pieces, joined, give the
+completion's text (a character split over two tokens loses bytes in the pieces but not in the text). What stays
+undecidable: a completion with an empty piece (a lone partial character, a special token), a piece the tokenizer
+splits, or a split character; those completions are scored by their re-encoded text and counted in the report's
+notes. Not exact, and not detectable from the answer: a token whose dropped bytes the completion's text drops too
+(an unfinished character at the very end of a completion, or a malformed byte sequence) is read as the token of
+its whole characters; and a SentencePiece vocabulary with byte-fallback tokens has two ids for some strings (this
+reads the merged one). Such a server takes prompts as text only: token-id prompts are sent as their text and must be
+the server's own encoding of it (checked; the runner sends it canonical prefixes).
 """
 
 from __future__ import annotations
@@ -57,6 +73,9 @@ PROBE_TOKENS = 8
 #: 94% of tokens move by more than 0.1 nats that way (median 1.2), so the median over 8 tokens of a shifted echo
 #: falls under 0.1 with probability well under 1%; llama-cpp-python's (no BOS) is 2.5-2.7 nats off on the lab export.
 ECHO_CONSISTENCY_NATS = 0.1
+#: ``Capabilities.token_ids_from``: the server names ids (``token_id:N``), or they are read from its text pieces.
+IDS_NAMED = "token ids"
+IDS_FROM_PIECES = "text pieces"
 #: Request fields parity sets itself; ``extra_body`` may not replace them.
 RESERVED_FIELDS = frozenset(
     {"model", "prompt", "max_tokens", "temperature", "top_p", "seed", "echo", "logprobs", "n", "stream", "best_of"}
@@ -77,8 +96,11 @@ class Capabilities:
     notes: tuple[str, ...] = ()
     #: False when the prompt logprobs (echo) disagree with the logprob of the same token sampled at that position.
     echo_consistent: bool = True
-    #: True when the endpoint names tokens by id on request (``return_tokens_as_token_ids``, module docstring).
+    #: True when the endpoint's sampled token ids can be had (module docstring): named by the server
+    #: (``return_tokens_as_token_ids``) or read from its logprob pieces (``token_ids_from``).
     token_ids: bool = False
+    #: where the ids come from: :data:`IDS_NAMED`, :data:`IDS_FROM_PIECES`, or "" (none)
+    token_ids_from: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,8 +110,11 @@ class Completion:
     prompt_index: int
     text: str
     finish_reason: str | None = None
-    #: the sampled token ids, when asked for (``token_ids=True``)
+    #: the sampled token ids, when asked for (``token_ids=True``); empty when they could not be read exactly
+    #: (:data:`IDS_FROM_PIECES`, module docstring), and then the completion is scored by its text
     token_ids: tuple[int, ...] = ()
+    #: the prompt as the server was sent it, when a token-id prompt went as text (:data:`IDS_FROM_PIECES`)
+    prompt_text: str = ""
 
 
 @dataclass(frozen=True)
@@ -166,6 +191,15 @@ class EndpointClient:
             base_url=self.base_url, headers=headers, timeout=timeout_s, transport=transport
         )
         self._semaphore = asyncio.Semaphore(max_concurrency)
+        #: :data:`IDS_FROM_PIECES` mode (set by :meth:`probe`), and its caches (piece -> id, ids -> text)
+        self._pieces = False
+        self._piece_ids: dict[str, int | None] = {}
+        self._texts: dict[tuple[int, ...], str] = {}
+
+    @property
+    def ids_from_pieces(self) -> bool:
+        """True when :meth:`probe` found a text-only server whose ids are read from text pieces (module docstring)."""
+        return self._pieces
 
     async def __aenter__(self) -> EndpointClient:
         return self
@@ -178,7 +212,7 @@ class EndpointClient:
         await self._client.aclose()
 
     async def _request(self, method: str, path: str, payload: Mapping[str, Any] | None = None) -> Any:
-        url = self.base_url + path
+        url = path if path.startswith(("http://", "https://")) else self.base_url + path
         last: str = ""
         for attempt in range(self.max_retries + 1):
             if attempt:
@@ -282,6 +316,12 @@ class EndpointClient:
         if not echo:
             notes.append("no prompt logprobs (echo); teacher-forced tests unavailable")
         ids = bool(echo and self.echo_max_tokens == 0 and await self._ids_or_none(PROBE_TEXT) is not None)
+        self._pieces = bool(not ids and logprobs and await self._round_trips(PROBE_TEXT))
+        if self._pieces:
+            notes.append(
+                "names no token ids; sampled ids read from its logprob pieces through /extras/tokenize (exact where "
+                "each piece is one whole token; other completions are scored by text)"
+            )
         consistent = True
         if echo and sampled:
             consistent, note = await self._check_echo(sampled)
@@ -296,7 +336,8 @@ class EndpointClient:
             tokens=tokens,
             notes=tuple(notes),
             echo_consistent=consistent,
-            token_ids=ids,
+            token_ids=ids or self._pieces,
+            token_ids_from=IDS_NAMED if ids else IDS_FROM_PIECES if self._pieces else "",
         )
 
     async def _ids_or_none(self, text: str) -> tuple[int, ...] | None:
@@ -317,8 +358,64 @@ class EndpointClient:
             return None
         return _token_ids((choice.get("logprobs") or {}).get("tokens"))
 
+    async def _extras(self, path: str, payload: Mapping[str, Any]) -> Any:
+        """POST to llama-cpp-python's ``/extras/...`` routes (at the server's root, not under ``/v1``)."""
+        return await self._request("POST", self.base_url.removesuffix("/v1") + path, payload)
+
+    async def _server_tokenize(self, text: str) -> tuple[int, ...]:
+        body = await self._extras("/extras/tokenize", {"input": text})
+        tokens = body.get("tokens") if isinstance(body, Mapping) else None
+        if not isinstance(tokens, list) or not all(isinstance(t, int) and not isinstance(t, bool) for t in tokens):
+            raise EndpointError("`/extras/tokenize` answer has no `tokens` list of ids", url=self.base_url)
+        return tuple(tokens)
+
+    async def _server_detokenize(self, ids: Sequence[int]) -> str:
+        key = tuple(ids)
+        if key not in self._texts:
+            body = await self._extras("/extras/detokenize", {"tokens": list(key)})
+            text = body.get("text") if isinstance(body, Mapping) else None
+            if not isinstance(text, str):
+                raise EndpointError("`/extras/detokenize` answer has no `text`", url=self.base_url)
+            self._texts[key] = text
+        return self._texts[key]
+
+    async def _round_trips(self, text: str) -> bool:
+        """Whether the server tokenizes and detokenizes on request (``/extras``), ``text`` coming back unchanged."""
+        try:
+            return await self._server_detokenize(await self._server_tokenize(text)) == text
+        except EndpointError as err:
+            if err.status_code is not None and err.status_code < 500:
+                return False  # no such routes
+            if err.status_code is None and "answer has no" in str(err):
+                return False  # routes of another shape
+            raise
+
+    async def _piece_id(self, piece: str) -> int | None:
+        """The id of the one token whose text is ``piece``, or ``None`` if the tokenizer does not make it one."""
+        if piece not in self._piece_ids:
+            ids = await self._server_tokenize(piece) if piece else ()
+            self._piece_ids[piece] = ids[0] if len(ids) == 1 else None
+        return self._piece_ids[piece]
+
+    async def canonical_ids(self, ids: Sequence[int]) -> tuple[int, ...] | None:
+        """The server's own encoding of the text of ``ids`` (a text-only server is sent that text), or ``None``
+        when the text cannot be had (``ids`` end inside a character: the last few tokens are dropped first)."""
+        if not self._pieces:
+            return tuple(ids)
+        for cut in range(len(ids), max(len(ids) - 4, 0), -1):
+            try:
+                text = await self._server_detokenize(ids[:cut])
+            except EndpointError as err:
+                if err.status_code is None or err.status_code < 500:
+                    raise
+                continue  # llama-cpp-python answers 500 to a partial UTF-8 character
+            return await self._server_tokenize(text)
+        return None
+
     async def tokenize(self, text: str) -> tuple[int, ...]:
         """The token ids the server encodes ``text`` to (needs ``Capabilities.token_ids``)."""
+        if self._pieces:
+            return await self._server_tokenize(text)
         ids = await self._ids_or_none(text)
         if ids is None:
             raise EndpointError("does not name tokens by id (return_tokens_as_token_ids)", url=self.base_url)
@@ -388,6 +485,15 @@ class EndpointClient:
         them) are sent when enabled, and then replace any ``extra_body`` value. ``prompt`` may be token ids;
         ``token_ids`` asks for the sampled ids as well (``Capabilities.token_ids``).
         """
+        prompt_text = ""
+        if self._pieces and not isinstance(prompt, str):  # a text-only server: the ids go as their text
+            prompt_text = await self._server_detokenize(prompt)
+            if await self._server_tokenize(prompt_text) != tuple(prompt):
+                raise EndpointError(
+                    "token-id prompt is not the server's own encoding of its text (it takes prompts as text only)",
+                    url=self.base_url,
+                )
+            prompt = prompt_text
         payload: dict[str, Any] = {
             "prompt": prompt if isinstance(prompt, str) else list(prompt),
             "max_tokens": max_tokens,
@@ -401,20 +507,35 @@ class EndpointClient:
         if seed is not None:
             payload["seed"] = seed
         if token_ids:
-            payload.update(logprobs=0, return_tokens_as_token_ids=True)
+            payload["logprobs"] = 0
+            if not self._pieces:
+                payload["return_tokens_as_token_ids"] = True
         choice = await self.complete(payload)
         text = choice.get("text")
         if not isinstance(text, str):
             raise EndpointError("completion choice has no `text`", url=self.base_url)
         ids: tuple[int, ...] = ()
         if token_ids:
-            found = _token_ids((choice.get("logprobs") or {}).get("tokens"))
-            if found is None:
+            tokens = (choice.get("logprobs") or {}).get("tokens")
+            found = await self._ids_from_pieces(tokens, text) if self._pieces else _token_ids(tokens)
+            if found is None and not self._pieces:
                 raise EndpointError("completion's logprobs do not name its tokens by id", url=self.base_url)
-            ids = found
+            ids = found or ()
         return Completion(
-            prompt_index=prompt_index, text=text, finish_reason=choice.get("finish_reason"), token_ids=ids
+            prompt_index=prompt_index,
+            text=text,
+            finish_reason=choice.get("finish_reason"),
+            token_ids=ids,
+            prompt_text=prompt_text,
         )
+
+    async def _ids_from_pieces(self, pieces: Any, text: str) -> tuple[int, ...] | None:
+        """The sampled ids behind a completion's logprob pieces, or ``None`` where they cannot be read exactly
+        (module docstring: an empty piece, a piece that is not one token, pieces that do not join to ``text``)."""
+        if not isinstance(pieces, list) or not exact_pieces([str(p) for p in pieces], text):
+            return None
+        ids = [await self._piece_id(str(p)) for p in pieces]
+        return None if any(i is None for i in ids) else tuple(i for i in ids if i is not None)
 
     async def score_ids(
         self, prompt_ids: Sequence[int], continuation_ids: Sequence[int], *, top_logprobs: int = 5
@@ -461,6 +582,17 @@ def _scored(tokens: Sequence[str], values: Sequence[Any], tops: Sequence[Any]) -
         kept_values.append(float(value) if value is not None and math.isfinite(float(value)) else -100.0)
         kept_tops.append({str(k): float(v) for k, v in (top or {}).items()})
     return ScoredText(tokens=tuple(tokens), logprobs=tuple(kept_values), top_logprobs=tuple(kept_tops))
+
+
+def exact_pieces(pieces: Sequence[str], text: str) -> bool:
+    """Whether a completion's logprob pieces can name its tokens exactly: none empty, and joined they are the
+    completion's text (a server that decodes each piece alone drops the bytes of a character split over two
+    tokens; its text, decoded whole, keeps them).
+
+    >>> exact_pieces([" Paris", "."], " Paris."), exact_pieces([" caf", ""], " café"), exact_pieces(["a", ""], "a")
+    (True, False, False)
+    """
+    return all(pieces) and "".join(pieces) == text
 
 
 def _token_ids(tokens: Any) -> tuple[int, ...] | None:

@@ -54,6 +54,8 @@ def render_table(report: ComparisonReport, console: Console) -> None:
             )
     for name, reason in report.skipped:
         console.print(f"  skipped {name}: {reason}")
+    for note in report.notes:
+        console.print(f"  note: {note}")
     for side, caps in (("reference", report.reference), ("candidate", report.candidate)):
         for note in caps.notes:
             console.print(f"  {side}: {note}")

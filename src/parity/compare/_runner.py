@@ -44,7 +44,7 @@ import numpy as np
 
 from parity._exceptions import EndpointError, InvalidInputError
 from parity._version import __version__
-from parity.compare._client import Capabilities, Completion, EndpointClient, ScoredText
+from parity.compare._client import IDS_FROM_PIECES, Capabilities, Completion, EndpointClient, ScoredText
 from parity.compare._support import KEPT, VIOLATION, TokenCheck, check_completion, check_completions, exactly_decidable
 from parity.sampling import DEFAULT_ORDER, SamplingParams
 from parity.stats.calibration import DEFAULT_TOLERANCE_RATE, pit_uniformity_test, violation_floor_test
@@ -312,6 +312,8 @@ class ComparisonReport:
     elapsed_s: float = 0.0
     seed: int = 0
     correction: str = "holm"
+    #: what the run had to do differently from the plan, and how often (e.g. completions scored by text)
+    notes: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         """The machine-readable verdict (``parity compare --json``), with its provenance: ``schema_version``
@@ -352,6 +354,7 @@ class ComparisonReport:
             "retries": self.retries,
             "elapsed_s": round(self.elapsed_s, 3),
             "seed": self.seed,
+            "notes": list(self.notes),
         }
 
     def test(self, name: str) -> Outcome:
@@ -418,6 +421,15 @@ async def _compare(
     prompt_ids: list[tuple[int, ...]] = (
         list(await asyncio.gather(*(reference.tokenize(p) for p in used_prompts))) if use_ids else []
     )
+    notes: list[str] = []
+    if use_ids and IDS_FROM_PIECES in (ref_caps.token_ids_from, cand_caps.token_ids_from):
+        # ids read from text pieces are the other side's ids only if both number the vocabulary alike
+        other = candidate if cand_caps.token_ids_from == IDS_FROM_PIECES else reference
+        theirs = list(await asyncio.gather(*(other.tokenize(p) for p in used_prompts)))
+        if theirs != prompt_ids:
+            use_ids = False
+            prompt_ids = []
+            notes.append("the endpoints encode the prompts to different token ids: completions scored by text")
 
     def sample_jobs(client: EndpointClient, side: int) -> list[Awaitable[Completion]]:
         jobs: list[Awaitable[Completion]] = []
@@ -489,11 +501,13 @@ async def _compare(
         def score_jobs(
             client: EndpointClient, groups: list[list[str]], id_groups: list[list[tuple[int, ...]]]
         ) -> list[Awaitable[ScoredText]]:
-            if use_ids:
+            if use_ids:  # a completion whose ids could not be read exactly (text pieces) is scored by its text
                 return [
                     client.score_ids(prompt_ids[p], ids, top_logprobs=config.top_logprobs)
-                    for p, group in enumerate(id_groups)
-                    for ids in group
+                    if ids or not text
+                    else client.score(used_prompts[p], text, top_logprobs=config.top_logprobs)
+                    for p, (texts, group) in enumerate(zip(groups, id_groups, strict=True))
+                    for text, ids in zip(texts, group, strict=True)
                 ]
             return [
                 client.score(used_prompts[p], text, top_logprobs=config.top_logprobs)
@@ -501,6 +515,17 @@ async def _compare(
                 for text in group
             ]
 
+        for label, groups, id_groups in (
+            ("reference", ref_groups, ref_id_groups),
+            ("candidate", cand_groups, cand_id_groups),
+        ):
+            by_text = sum(bool(t) and not i for ts, g in zip(groups, id_groups, strict=True)
+                          for t, i in zip(ts, g, strict=True)) if use_ids else 0  # fmt: skip
+            if by_text:
+                notes.append(
+                    f"{by_text} of {sum(map(len, groups))} {label} completions scored by re-encoded text: their token "
+                    "ids could not be read exactly from the server's text pieces"
+                )
         ref_scored, cand_scored = await asyncio.gather(
             _gather(score_jobs(reference, ref_groups, ref_id_groups), "scoring reference samples", progress),
             _gather(score_jobs(reference, cand_groups, cand_id_groups), "scoring candidate samples", progress),
@@ -533,6 +558,7 @@ async def _compare(
             progress,
             tests,
             skipped,
+            notes,
         )
         if config.contexts == 0:
             skipped.append(("next-token-divergence", "--contexts 0"))
@@ -576,6 +602,7 @@ async def _compare(
         retries=reference.retries_used + candidate.retries_used,
         elapsed_s=time.perf_counter() - started,
         seed=config.seed,
+        notes=tuple(notes),
     )
 
 
@@ -643,6 +670,7 @@ async def _sampler_tests(
     progress: ProgressFn | None,
     tests: dict[str, TwoSampleResult],
     skipped: list[tuple[str, str]],
+    notes: list[str],
 ) -> None:
     """Support, calibration and greedy tests (see :mod:`parity.compare._support`); results go into ``tests``.
     ``ids``: (the reference completions' token ids, the prompts' token ids) when scoring by token id."""
@@ -695,6 +723,10 @@ async def _sampler_tests(
         return
     probes = _greedy_prefixes(prompts, ref_scored, per, config.greedy_probes, rng)
     id_probes = _greedy_id_prefixes(ids[1], ids[0], per, config.greedy_probes, rng) if ids is not None else []
+    pieced = next((c for c in (candidate, reference) if c.ids_from_pieces), None)
+    if id_probes and pieced is not None:  # a text-only server is sent the text: both sides get its own encoding
+        canonical = await asyncio.gather(*(pieced.canonical_ids(p) for p in id_probes))
+        id_probes = [c or ids[1][i % len(ids[1])] for i, c in enumerate(canonical)]  # type: ignore[index]
 
     async def greedy(client: EndpointClient, label: str) -> list[ScoredText]:
         done = await _gather(
@@ -711,8 +743,15 @@ async def _sampler_tests(
             f"greedy probes ({label})",
             progress,
         )
-        if ids is not None:
-            jobs = [reference.score_ids(id_probes[c.prompt_index], c.token_ids, top_logprobs=n) for c in done]
+        if ids is not None:  # ids not read exactly from text pieces: scored by text (counted in the notes)
+            jobs = [
+                reference.score_ids(id_probes[c.prompt_index], c.token_ids, top_logprobs=n)
+                if c.token_ids or not c.text
+                else reference.score(c.prompt_text, c.text, top_logprobs=n)
+                for c in done
+            ]
+            if by_text := sum(bool(c.text) and not c.token_ids for c in done):
+                notes.append(f"{by_text} of {len(done)} {label} greedy probes scored by re-encoded text")
         else:
             jobs = [reference.score(probes[c.prompt_index], c.text, top_logprobs=n) for c in done]
         return list(await asyncio.gather(*jobs))
