@@ -17,9 +17,11 @@ from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
 from parity.monitor.detection._score_bank import COMPILED, KINDS, ScoreStream
 from parity.monitor.detection.audit import PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.detection.distributed import ShardedMonitor, _SignalStatistics
+from parity.monitor.detection.lattice import SegmentKey
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
-from parity.monitor.detection.signals import SignalStage
+from parity.monitor.detection.segments import Firing, SegmentStatistics, StatsConfig
+from parity.monitor.detection.signals import Members, SignalStage
 from parity.monitor.intake.scoring import RecordBuilder
 from parity.monitor.runtime.worker import MonitorWorker
 from parity.monitor.storage.store import MemoryStore
@@ -194,6 +196,51 @@ def test_a_checkpoint_between_batches_continues_exactly(
     fresh.adopt_state(restored)
     assert got + fresh.observe_batch(records[cut:]) == want
     assert got + first.observe_batch(records[cut:]) == want
+
+
+class _CountingStatistics(_SignalStatistics):
+    """The real worker statistics, counting the records of each call to the batch path."""
+
+    def __init__(self, config: StatsConfig, *, worker: int, workers: int) -> None:
+        super().__init__(config, worker=worker, workers=workers)
+        self.runs: list[int] = []
+
+    def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
+        self.runs.append(len(items))
+        return super().feed(items)
+
+
+@pytest.mark.skipif(not COMPILED, reason="numba (the `monitor` extra) is not installed: no compiled score bank")
+def test_the_workers_of_a_sharded_monitor_take_the_batch_path_with_the_alerts_of_one_process(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """The statistics of each worker of ``ShardedMonitor`` (the class a Ray actor runs) take a batch's records in
+    runs through the compiled banks, its own signals only, at the defaults: the alerts of one process
+    (``tests/monitor/test_distributed.py`` proves it for Ray actors with 1, 2 and 4 workers on the replay)."""
+    records, _, changes = replay
+    records = records[:3000]
+    one = SegmentMonitor(config=DEFAULT_CONFIG)
+    one.add_changes(changes)
+    for r in records:
+        one.observe(r)
+    with ShardedMonitor(config=DEFAULT_CONFIG, workers=2) as mon:
+        for worker in mon._local:
+            worker.monitor.stats = _CountingStatistics(
+                DEFAULT_CONFIG.stats, worker=worker.monitor.stats.worker, workers=2
+            )
+        mon.add_changes(changes)
+        for s in range(0, len(records), 512):
+            mon.observe_batch(records[s : s + 512])
+        mon.drain()
+        assert sorted(mon.alerts, key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
+        assert one.alerts
+        assert mon.n_absorbed == one.n_absorbed
+        for worker in mon._local:
+            stats = worker.monitor.stats
+            assert isinstance(stats, _CountingStatistics)
+            assert sum(stats.runs) >= len(records)  # every record through the batch path
+            assert max(stats.runs) > 100  # in runs, not record by record
+            assert all(stats.owns_signal(signal) for signal, _ in stats.streams())
 
 
 #: ``tests/data/checkpoints``: a checkpoint of the statistics made by the code from before the compiled banks took the
