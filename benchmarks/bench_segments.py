@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks._results import write_section
 from benchmarks.bench_scale import replay_records
 from parity.monitor import Alert, Record
-from parity.monitor.detection._score_bank import COMPILED, ScoreBank
+from parity.monitor.detection._score_bank import COMPILED, ScoreBank, feed
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import SegmentStatistics
 from parity.stats.sequential import BernoulliCUSUM
@@ -48,7 +48,7 @@ REPEATS = 5
 BATCH = 512
 GOAL = 50_000
 #: The commit this work started from: its per-record and batch paths are measured in the same run, in a subprocess.
-BEFORE = "141ffe4"
+BEFORE = "835ca11"
 ROOT = Path(__file__).resolve().parents[1]
 _BEFORE_RUN = """
 import sys, time
@@ -162,13 +162,18 @@ def profile(records: list[Record]) -> tuple[dict[str, float], float]:
         "runs: plan look-up, the run's arrays, the kernel call (`SegmentStatistics.feed`, own time)": own[
             ("statistics.py", "feed")
         ],
-        "the compiled kernel: every score update of a run (`ScoreBank.feed`)": cum[("_score_bank.py", "feed")],
-        "new streams: a plan's first record joins its 64 segments (`_join_plan`)": cum[("statistics.py", "_join_plan")],
-        "rate events: the non-zero rate signals through their object streams, and the alarms' order (`_finish`)": cum[
-            ("statistics.py", "_finish")
+        "the compiled kernel: every update of a run, scores, rates and invariants (`_score_bank.feed`)": cum[
+            ("_score_bank.py", "feed")
         ],
-        "deferred clocks folded before an event or a read (`_fold`)": cum[("statistics.py", "_fold")],
+        "new streams: a plan's first record joins its 64 segments (`_join_plan`)": cum[("statistics.py", "_join_plan")],
         "alarms: localisation, de-duplication, attribution (`_raise`)": cum[("pipeline.py", "_raise")],
+        "- of which localisation (`_localise`)": cum[("pipeline.py", "_localise")],
+        "- of which reading streams (`sequential_test`, and the test's `statistic`, `n`, `mean`)": cum[
+            ("statistics.py", "sequential_test")
+        ]
+        + cum.get(("_score_bank.py", "statistic"), 0.0)
+        + cum.get(("_score_bank.py", "n"), 0.0)
+        + cum.get(("_score_bank.py", "mean"), 0.0),
         "worsening watches and the runs' bound on them (`_watch`, `_may_worsen`)": cum.get(
             ("pipeline.py", "_watch"), 0.0
         )
@@ -184,10 +189,16 @@ def profile(records: list[Record]) -> tuple[dict[str, float], float]:
 def kernel_cost() -> float:
     """Seconds per score update in the compiled bank: a run of records of 29 updates each (a record at the
     defaults) on warmed-up streams near their baseline, one kernel call per run."""
-    bank = ScoreBank(threshold=21.0, warmup=200)
-    rows = np.array([[bank.new().row for _ in range(29)]], dtype=np.int64)
+    banks = (
+        ScoreBank(threshold=21.0, warmup=200, kind=0),
+        ScoreBank(threshold=21.0, warmup=200, kind=1),
+        ScoreBank(threshold=21.0, warmup=1, baseline=1e-5, kind=2),
+    )
+    rows = np.array([[banks[0].new().gid for _ in range(29)]], dtype=np.int64)
+    pos = np.arange(29, dtype=np.int64)[None, :]
     calls = 2000
-    plan_len, plan_scores = np.array([29], dtype=np.int64), np.array([29], dtype=np.int64)
+    plan_len = np.array([29], dtype=np.int64)
+    out = np.zeros(29, dtype=np.int64)
     rec_plan = np.zeros(calls, dtype=np.int64)
     xs = np.array([0.05 + 0.01 * ((c + j) % 7) for c in range(calls) for j in range(29)])
     offsets = np.arange(calls, dtype=np.int64) * 29
@@ -195,9 +206,9 @@ def kernel_cost() -> float:
     for rep in range(REPEATS + 1):
         ts = np.arange(calls, dtype=np.float64) + rep * calls
         t = time.perf_counter()
-        pos = 0
-        while pos < calls:  # (an alarm returns early: go on after it)
-            pos += bank.feed(rows, plan_len, plan_scores, rec_plan[pos:], xs, offsets[pos:], ts[pos:], calls - pos) + 1
+        at = 0
+        while at < calls:  # (an alarm returns early: go on after it)
+            at += feed(banks, rows, pos, plan_len, rec_plan[at:], xs, offsets[at:], ts[at:], calls - at, out) + 1
         if rep:  # the first run warms up (and compiles)
             best = min(best, (time.perf_counter() - t) / (calls * 29))
     return best

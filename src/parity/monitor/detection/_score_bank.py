@@ -221,6 +221,17 @@ def _update(f: Any, n_arr: Any, row: int, x: float, t: float, c: Any, ratios: An
 
 
 @njit(cache=True)
+def _top(f: Any, n_arr: Any, row: int, g: int) -> float:
+    """The largest CUSUM of row ``row``, its zeros applied (``BernoulliCUSUM.statistic``)."""
+    _apply_zeros(f, n_arr, row, g)
+    top = f[row, _FG]
+    for i in range(1, g):
+        if f[row, _FG + i] > top:
+            top = f[row, _FG + i]
+    return float(top)
+
+
+@njit(cache=True)
 def _step(f: Any, n_arr: Any, pend: Any, row: int, x: float, t: float, c: Any, ratios: Any) -> bool:
     """One observation of row ``row``: a zero is one more pending zero; a non-zero first applies the row's pending
     zeros (``_add_zeros``, as one chunk, as the object bank's clocks would) then updates it. True when it alarms."""
@@ -429,7 +440,7 @@ class ScoreBank:
 
     def flush(self, row: int) -> None:
         """Apply row ``row``'s pending zeros (before it is read, or fed from outside :func:`feed`)."""
-        k = int(self.pend[row])
+        k = int(self.pend.item(row))
         if k:
             self.pend[row] = 0
             _add_zeros(self.f, self.i, row, k, self._c, self._ratios)
@@ -500,23 +511,23 @@ class ScoreStream:
     @property
     def n(self) -> int:
         """Observations since the last reset."""
-        return int(self.bank.i[self.row, _N])
+        return int(self.bank.i.item(self.row, _N))
 
     @property
     def baseline(self) -> float:
         """The baseline rate used in the likelihood ratios."""
-        return float(self.bank.f[self.row, _P0])
+        return float(self.bank.f.item(self.row, _P0))
 
     @property
     def mean(self) -> float:
         """The mean of every observation since the last reset (0 before any)."""
         n = self.n
-        return float(self.bank.f[self.row, _S]) / n if n else 0.0
+        return float(self.bank.f.item(self.row, _S)) / n if n else 0.0
 
     @property
     def drift_detected(self) -> bool:
         """Whether the last update raised an alarm."""
-        return bool(self.bank.i[self.row, _DRIFT])
+        return bool(self.bank.i.item(self.row, _DRIFT))
 
     def _stats(self) -> list[float]:
         bank = self.bank
@@ -526,7 +537,8 @@ class ScoreStream:
     @property
     def statistic(self) -> float:
         """The largest CUSUM in the bank (brought up to date)."""
-        return max(self._stats())
+        bank = self.bank
+        return float(_top(bank.f, bank.i, self.row, len(bank.ratios)))
 
     def add_zeros(self, k: int) -> None:
         """The same as ``k`` zero observations (``BernoulliCUSUM.add_zeros``)."""

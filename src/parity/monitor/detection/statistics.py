@@ -317,7 +317,8 @@ class SegmentStatistics:
 
     def _sync(self, sk: tuple[str, SegmentKey], det: SequentialTest) -> None:
         if type(det) is ScoreStream:  # the compiled bank counts its rows' zeros itself
-            det.bank.flush(det.row)
+            if det.bank.pend.item(det.row):
+                det.bank.flush(det.row)
             return
         synced = self._synced[sk]
         clocks = self._clocks[sk[1]]
