@@ -38,7 +38,7 @@ import numpy as np
 from benchmarks._results import write_section
 from benchmarks.bench_scale import replay_records
 from parity.monitor import Alert, Record
-from parity.monitor.detection._score_bank import COMPILED, ScoreBank, feed
+from parity.monitor.detection._score_bank import COMPILED, PlanTable, ScoreBank, feed
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
 from parity.monitor.detection.segments import SegmentStatistics
 from parity.stats.sequential import BernoulliCUSUM
@@ -194,11 +194,9 @@ def kernel_cost() -> float:
         ScoreBank(threshold=21.0, warmup=200, kind=1),
         ScoreBank(threshold=21.0, warmup=1, baseline=1e-5, kind=2),
     )
-    rows = np.array([[banks[0].new().gid for _ in range(29)]], dtype=np.int64)
-    pos = np.arange(29, dtype=np.int64)[None, :]
+    table = PlanTable()  # one plan: 29 score streams, each its own signal (the kernel's per-update work)
+    table.add([(j, 0, banks[0].new().row, j) for j in range(29)])
     calls = 2000
-    plan_len = np.array([29], dtype=np.int64)
-    out = np.zeros(29, dtype=np.int64)
     rec_plan = np.zeros(calls, dtype=np.int64)
     xs = np.array([0.05 + 0.01 * ((c + j) % 7) for c in range(calls) for j in range(29)])
     offsets = np.arange(calls, dtype=np.int64) * 29
@@ -208,7 +206,7 @@ def kernel_cost() -> float:
         t = time.perf_counter()
         at = 0
         while at < calls:  # (an alarm returns early: go on after it)
-            at += feed(banks, rows, pos, plan_len, rec_plan[at:], xs, offsets[at:], ts[at:], calls - at, out) + 1
+            at += feed(banks, table, rec_plan[at:], xs, offsets[at:], ts[at:], calls - at)[0] + 1
         if rep:  # the first run warms up (and compiles)
             best = min(best, (time.perf_counter() - t) / (calls * 29))
     return best

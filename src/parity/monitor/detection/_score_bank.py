@@ -38,7 +38,7 @@ from parity.stats.sequential import (
     ChangeEstimate,
 )
 
-__all__ = ["COMPILED", "KINDS", "N_KINDS", "ScoreBank", "ScoreStream", "feed"]
+__all__ = ["COMPILED", "KINDS", "PlanTable", "ScoreBank", "ScoreStream", "feed"]
 
 _numba_njit: Any
 try:  # numba is optional (the `monitor` extra): without it the bank keeps BernoulliCUSUM objects
@@ -73,9 +73,8 @@ _N, _BASE_N, _CK_N, _CKN_N, _ZEROS, _DRIFT, _FIRED, _IG = 0, 1, 2, 3, 4, 5, 6, 7
 # Constants: threshold, warmup, baseline_z, min_rate, max_rate, support level, suspicion fraction, quiet fold,
 # prior weight, prior rate, fixed baseline (0: learned).
 _C_THRESHOLD, _C_WARMUP, _C_Z, _C_MIN, _C_MAX, _C_SUPPORT, _C_SUSP, _C_QUIET, _C_PW, _C_PR, _C_FIXED = range(11)
-#: The kinds of bank (``SignalValue.kind``): a row's global id in a plan is ``row * N_KINDS + kind``.
+#: The kinds of bank (``SignalValue.kind``), in the order :func:`feed` takes them.
 KINDS = ("mean", "rate", "invariant")
-N_KINDS = len(KINDS)
 
 
 @njit(cache=True)
@@ -261,88 +260,151 @@ def _feed(
     p2: Any,
     c2: Any,
     r2: Any,
-    plan_rows: Any,
-    plan_pos: Any,
-    plan_len: Any,
+    plan: Any,
     rec_plan: Any,
     xs: Any,
     offsets: Any,
     ts: Any,
     n_rec: int,
     out: Any,
-) -> int:
+) -> tuple[int, int]:
     """A run of records' updates, in record order, up to the first record that alarms. Record ``r`` follows plan
-    ``p = rec_plan[r]``: its ``plan_len[p]`` updates go to rows ``plan_rows[p, j]`` (``row * N_KINDS + kind``: bank
-    ``kind``'s arrays ``f<kind>, i<kind>, p<kind>`` (pending zeros), its constants and ratios) with the record's value
-    ``xs[offsets[r] + plan_pos[p, j]]`` (see :func:`_step`). Returns the index of the first record with an alarm
-    (``out[j]`` = 1 for each of its updates that alarmed), or ``n_rec``."""
+    ``p = rec_plan[r]`` (see :class:`PlanTable`): for each of its groups ``g`` (one signal: its value
+    ``xs[offsets[r] + plan.pos[p, g]]``, its kind's bank ``f<kind>, i<kind>, p<kind>`` (pending zeros), constants
+    and ratios), every row ``plan.rows[p, j]`` of the group (``j`` up to ``plan.end[p, g]``) takes the value (a zero
+    as one more pending zero; see :func:`_step`). Returns ``(r, k)``: the first record with ``k`` > 0 alarms
+    (``out[:k]``: the ``plan.order`` of each, the object path's order of its stream), or ``(n_rec, 0)``."""
+    rows, order, gpos, gend, gkind, ngroups = plan
     for r in range(n_rec):
         p = rec_plan[r]
         t = ts[r]
         base = offsets[r]
-        alarms = 0
-        for j in range(plan_len[p]):
-            gid = plan_rows[p, j]
-            x = xs[base + plan_pos[p, j]]
-            row = gid // 3
-            kind = gid - 3 * row
-            if kind == 0:
-                hit = _step(f0, i0, p0, row, x, t, c0, r0)
-            elif kind == 1:
-                hit = _step(f1, i1, p1, row, x, t, c1, r1)
+        hits = 0
+        start = 0
+        for g in range(ngroups[p]):
+            end = gend[p, g]
+            x = xs[base + gpos[p, g]]
+            kind = gkind[p, g]
+            if x == 0.0:  # the usual case (a flag that did not fire, on each of the record's segments)
+                if kind == 0:
+                    for j in range(start, end):
+                        p0[rows[p, j]] += 1
+                elif kind == 1:
+                    for j in range(start, end):
+                        p1[rows[p, j]] += 1
+                else:
+                    for j in range(start, end):
+                        p2[rows[p, j]] += 1
             else:
-                hit = _step(f2, i2, p2, row, x, t, c2, r2)
-            out[j] = 1 if hit else 0
-            if hit:
-                alarms += 1
-        if alarms:
-            return r
-    return n_rec
+                for j in range(start, end):
+                    row = rows[p, j]
+                    if kind == 0:
+                        hit = _step(f0, i0, p0, row, x, t, c0, r0)
+                    elif kind == 1:
+                        hit = _step(f1, i1, p1, row, x, t, c1, r1)
+                    else:
+                        hit = _step(f2, i2, p2, row, x, t, c2, r2)
+                    if hit:
+                        out[hits] = order[p, j]
+                        hits += 1
+            start = end
+        if hits:
+            return r, hits
+    return n_rec, 0
+
+
+class PlanTable:
+    """What each plan (a record's finest segment and signals) updates, as arrays the kernel reads: row ``p`` is plan
+    ``p``'s updates grouped by signal, in the order of the record's signals (``pos[p, g]``: the signal's position
+    among the record's values; ``kind[p, g]``: its bank; ``end[p, g]``: where its group ends in ``rows[p]``, the bank
+    rows), and ``order[p, j]``: each update's place in the object path's order (segment, then signal)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.rows = np.zeros((16, 8), dtype=np.int64)
+        self.order = np.zeros((16, 8), dtype=np.int64)
+        self.pos = np.zeros((16, 4), dtype=np.int64)
+        self.end = np.zeros((16, 4), dtype=np.int64)
+        self.kind = np.zeros((16, 4), dtype=np.int64)
+        self.groups = np.zeros(16, dtype=np.int64)
+        #: the alarms of the record that alarmed in the last :func:`feed`
+        self.out = np.zeros(8, dtype=np.int64)
+
+    def add(self, updates: list[tuple[int, int, int, int]]) -> int:
+        """A new plan of ``updates`` ``(position of the signal, kind, bank row, order)`` grouped by signal; its
+        index."""
+        index = self.count
+        self.count += 1
+        groups: list[tuple[int, int, int]] = []  # (pos, kind, end)
+        for j, (pos, kind, _, _) in enumerate(updates):
+            if groups and groups[-1][0] == pos:
+                groups[-1] = (pos, kind, j + 1)
+            else:
+                groups.append((pos, kind, j + 1))
+        size = self.groups.shape[0] if index < self.groups.shape[0] else 2 * self.groups.shape[0]
+        width, ng = max(self.rows.shape[1], len(updates)), max(self.pos.shape[1], len(groups))
+        if (size, width, ng) != (self.groups.shape[0], self.rows.shape[1], self.pos.shape[1]):
+            self.rows, self.order = self._grown(self.rows, size, width), self._grown(self.order, size, width)
+            self.pos, self.end = self._grown(self.pos, size, ng), self._grown(self.end, size, ng)
+            self.kind = self._grown(self.kind, size, ng)
+            groups_all = np.zeros(size, dtype=np.int64)
+            groups_all[: self.groups.shape[0]] = self.groups
+            self.groups = groups_all
+            self.out = np.zeros(width, dtype=np.int64)
+        for j, (_, _, row, order) in enumerate(updates):
+            self.rows[index, j] = row
+            self.order[index, j] = order
+        for g, (pos, kind, end) in enumerate(groups):
+            self.pos[index, g] = pos
+            self.kind[index, g] = kind
+            self.end[index, g] = end
+        self.groups[index] = len(groups)
+        return index
+
+    @staticmethod
+    def _grown(a: Any, size: int, width: int) -> Any:
+        table = np.zeros((size, width), dtype=np.int64)
+        table[: a.shape[0], : a.shape[1]] = a
+        return table
 
 
 def feed(
     banks: tuple[ScoreBank, ScoreBank, ScoreBank],
-    plan_rows: Any,
-    plan_pos: Any,
-    plan_len: Any,
+    plan: PlanTable,
     rec_plan: Any,
     xs: Any,
     offsets: Any,
     ts: Any,
     n_rec: int,
-    out: Any,
-) -> int:
+) -> tuple[int, int]:
     """Run ``n_rec`` records' updates on the banks of each kind (``KINDS`` order; see :func:`_feed`) up to the first
-    record that alarms; return its index (``out`` marks its alarming updates), or ``n_rec``."""
+    record that alarms; return its index and its number of alarms (``plan.out``), or ``(n_rec, 0)``."""
     m, r, v = banks
-    return int(
-        _feed(
-            m.f,
-            m.i,
-            m.pend,
-            m._c,
-            m._ratios,
-            r.f,
-            r.i,
-            r.pend,
-            r._c,
-            r._ratios,
-            v.f,
-            v.i,
-            v.pend,
-            v._c,
-            v._ratios,
-            plan_rows,
-            plan_pos,
-            plan_len,
-            rec_plan,
-            xs,
-            offsets,
-            ts,
-            n_rec,
-            out,
-        )
+    at, hits = _feed(
+        m.f,
+        m.i,
+        m.pend,
+        m._c,
+        m._ratios,
+        r.f,
+        r.i,
+        r.pend,
+        r._c,
+        r._ratios,
+        v.f,
+        v.i,
+        v.pend,
+        v._c,
+        v._ratios,
+        (plan.rows, plan.order, plan.pos, plan.end, plan.kind, plan.groups),
+        rec_plan,
+        xs,
+        offsets,
+        ts,
+        n_rec,
+        plan.out,
     )
+    return int(at), int(hits)
 
 
 class ScoreBank:
@@ -481,11 +543,6 @@ class ScoreStream:
 
     def __setstate__(self, state: tuple[ScoreBank, int]) -> None:
         self.bank, self.row = state
-
-    @property
-    def gid(self) -> int:
-        """The row's id among every bank's rows (``row * N_KINDS + kind``: see :func:`feed`)."""
-        return self.row * N_KINDS + self.bank.kind
 
     @property
     def fixed_baseline(self) -> float | None:

@@ -27,11 +27,10 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
-from parity.monitor.detection._score_bank import COMPILED, KINDS, ScoreBank, ScoreStream
+from parity.monitor.detection._score_bank import COMPILED, KINDS, PlanTable, ScoreBank, ScoreStream
 from parity.monitor.detection._score_bank import feed as feed_banks
 from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
 from parity.monitor.detection.signals import Members, SignalValue
@@ -105,8 +104,8 @@ class _Plan:
     """What one (finest segment, signals) pair feeds: its owned segments (those that watch scores, then the rest),
     its signatures, and - once it has joined its segments - the streams of its updates, in the object path's order
     (each segment that watches scores with every signal, then each other segment with the rate signals): their keys
-    (``sks``), and row ``index`` of ``SegmentStatistics._plan_rows`` (their bank rows, and the position of each
-    one's value among the record's values)."""
+    (``sks``), and row ``index`` of ``SegmentStatistics._table`` (``_score_bank.PlanTable``: their bank rows, by
+    signal)."""
 
     __slots__ = ("full", "high", "index", "joined", "low", "members", "pk", "rate_pos", "sks")
 
@@ -142,11 +141,6 @@ class SegmentStatistics:
     >>> stats.sequential_test("unexpected_script", ("S", "tpu")).n
     4
     """
-
-    # the batch path's plan table (see :meth:`_join_plan`)
-    _plan_rows: npt.NDArray[np.int64]
-    _plan_pos: npt.NDArray[np.int64]
-    _plan_len: npt.NDArray[np.int64]
 
     def __init__(
         self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1, compiled: bool | None = None
@@ -224,8 +218,7 @@ class SegmentStatistics:
     def __getstate__(self) -> dict[str, Any]:
         """The learned state (pending counts folded in; the fast path's caches are rebuilt on load)."""
         self._fold()
-        skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_plan_count", "_plan_rows", "_plan_len"}
-        skip.update(("_plan_pos", "_out", "_prototypes"))
+        skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_table", "_prototypes"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -456,8 +449,7 @@ class SegmentStatistics:
             if clocks is None or rates not in clocks:
                 self._join(key, rates)
         streams, members = self._streams, plan.members
-        rows: list[int] = []
-        pos: list[int] = []
+        updates: list[tuple[int, int, int, int]] = []  # (position of the signal, kind, bank row, order)
         sks: list[tuple[str, SegmentKey]] = []
         for keys, positions in ((plan.low, range(len(members))), (plan.high, plan.rate_pos)):
             for key in keys:
@@ -465,27 +457,11 @@ class SegmentStatistics:
                     sk = (members[p][0], key)
                     det = streams.get(sk)
                     if type(det) is ScoreStream:  # else: not tracked (``max_streams``)
-                        rows.append(det.gid)
-                        pos.append(p)
+                        updates.append((p, det.bank.kind, det.row, len(sks)))
                         sks.append(sk)
-        index = self._plan_count
-        self._plan_count += 1
-        if index >= self._plan_len.shape[0] or len(rows) > self._plan_rows.shape[1]:
-            size = max(2 * self._plan_len.shape[0], index + 1)
-            width = max(self._plan_rows.shape[1], len(rows))
-            table = np.zeros((size, width), dtype=np.int64)
-            table[: self._plan_rows.shape[0], : self._plan_rows.shape[1]] = self._plan_rows
-            self._plan_rows = table
-            table = np.zeros((size, width), dtype=np.int64)
-            table[: self._plan_pos.shape[0], : self._plan_pos.shape[1]] = self._plan_pos
-            self._plan_pos = table
-            self._plan_len = np.concatenate([self._plan_len, np.zeros(size - self._plan_len.shape[0], np.int64)])
-            self._out = np.zeros(width, dtype=np.int64)
-        self._plan_rows[index, : len(rows)] = rows
-        self._plan_pos[index, : len(pos)] = pos
-        self._plan_len[index] = len(rows)
+        updates.sort(key=lambda u: u[0])  # by signal (stable: each signal's segments in order)
+        plan.index = self._table.add(updates)
         plan.sks = sks
-        plan.index = index
         plan.joined = True
 
     def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
@@ -527,35 +503,29 @@ class SegmentStatistics:
                 ts.append(t)
                 end += 1
             m = end - pos
-            r = feed_banks(
+            table = self._table
+            r, hits = feed_banks(
                 banks,
-                self._plan_rows,
-                self._plan_pos,
-                self._plan_len,
+                table,
                 np.array([q.index for q in plans], dtype=np.int64),
                 np.array(xs, dtype=np.float64) if xs else np.zeros(1),
                 np.array(offsets, dtype=np.int64),
                 np.array(ts, dtype=np.float64),
                 m,
-                self._out,
             )
-            if r < m:
+            if hits:
                 fired: list[Firing] = []
-                streams, out = self._streams, self._out
-                for j, sk in enumerate(plans[r].sks):
-                    if out[j]:
-                        self._fire(sk, streams[sk], fired)
+                streams, sks = self._streams, plans[r].sks
+                for j in sorted(table.out[:hits].tolist()):  # the object path's order: segment, then signal
+                    sk = sks[j]
+                    self._fire(sk, streams[sk], fired)
                 return pos + r + 1, fired
             pos = end
         return n, []
 
     def _init_plans(self) -> None:
         self._plans: dict[tuple[SegmentKey, Members], _Plan] = {}
-        self._plan_count = 0
-        self._plan_rows = np.zeros((16, 8), dtype=np.int64)
-        self._plan_pos = np.zeros((16, 8), dtype=np.int64)
-        self._plan_len = np.zeros(16, dtype=np.int64)
-        self._out = np.zeros(8, dtype=np.int64)
+        self._table = PlanTable()
 
     def observe_batch(
         self, items: Iterable[tuple[SegmentKey, Sequence[SignalValue], float]]
