@@ -32,6 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -184,6 +185,37 @@ def profile(records: list[Record]) -> tuple[dict[str, float], float]:
         + cum[("pipeline.py", "decide")],
     }
     return {k: v / total for k, v in stages.items()}, total
+
+
+def timed_stages(records: list[Record]) -> dict[str, float]:
+    """Shares of the time of one batch run at the defaults spent in its heaviest stages, timed without a profiler
+    (cProfile charges its own overhead per call to the Python stages that make many small calls)."""
+    import parity.monitor.detection.statistics as statistics_module
+
+    mon = SegmentMonitor(config=DEFAULT)
+    spent = {"alarms": 0.0, "plans": 0.0, "kernel": 0.0}
+
+    def timed(name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+        def call(*args: Any) -> Any:
+            t = time.perf_counter()
+            try:
+                return fn(*args)
+            finally:
+                spent[name] += time.perf_counter() - t
+
+        return call
+
+    kernel = statistics_module.feed_banks
+    mon._raise = timed("alarms", mon._raise)  # type: ignore[method-assign]
+    mon.stats._join_plan = timed("plans", mon.stats._join_plan)  # type: ignore[method-assign]
+    statistics_module.feed_banks = timed("kernel", kernel)  # type: ignore[assignment]
+    try:
+        t = time.perf_counter()
+        batched(mon, records)
+        total = time.perf_counter() - t
+    finally:
+        statistics_module.feed_banks = kernel
+    return {name: v / total for name, v in spent.items()}
 
 
 def kernel_cost() -> float:

@@ -351,14 +351,15 @@ class PlanTable:
             groups_all[: self.groups.shape[0]] = self.groups
             self.groups = groups_all
             self.out = np.zeros(width, dtype=np.int64)
-        for j, (_, _, row, order) in enumerate(updates):
-            self.rows[index, j] = row
-            self.order[index, j] = order
-        for g, (pos, kind, end) in enumerate(groups):
-            self.pos[index, g] = pos
-            self.kind[index, g] = kind
-            self.end[index, g] = end
-        self.groups[index] = len(groups)
+        n, ng = len(updates), len(groups)
+        if n:
+            self.rows[index, :n] = [u[2] for u in updates]
+            self.order[index, :n] = [u[3] for u in updates]
+        if ng:
+            self.pos[index, :ng] = [g[0] for g in groups]
+            self.kind[index, :ng] = [g[1] for g in groups]
+            self.end[index, :ng] = [g[2] for g in groups]
+        self.groups[index] = ng
         return index
 
     @staticmethod
@@ -465,9 +466,16 @@ class ScoreBank:
         return row
 
     def new(self) -> ScoreStream:
-        """A fresh stream (a new row, in its initial state)."""
+        """A fresh stream (a new row, in its initial state: a copy of the first fresh row's, the same for all)."""
         row = self._grow()
-        _reset(self.f, self.i, row, self._c, self._ratios)
+        fresh = self.__dict__.get("_fresh")
+        if fresh is None:
+            _reset(self.f, self.i, row, self._c, self._ratios)
+            self._fresh = (self.f[row].copy(), self.i[row].copy())
+        else:
+            self.f[row] = fresh[0]
+            self.i[row] = fresh[1]
+            self.pend[row] = 0
         return ScoreStream(self, row)
 
     def adopt(self, det: BernoulliCUSUM, pending: int = 0) -> ScoreStream:
@@ -510,6 +518,7 @@ class ScoreBank:
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         del state["_c"]
+        state.pop("_fresh", None)
         state["f"] = self.f[: self.rows].copy()
         state["i"] = self.i[: self.rows].copy()
         state["pend"] = self.pend[: self.rows].copy()
