@@ -38,7 +38,7 @@ from parity.stats.sequential import (
     ChangeEstimate,
 )
 
-__all__ = ["COMPILED", "KINDS", "PlanTable", "ScoreBank", "ScoreStream", "feed"]
+__all__ = ["COMPILED", "KINDS", "PlanTable", "ScoreBank", "ScoreStream", "feed", "warm_up"]
 
 _numba_njit: Any
 try:  # numba is optional (the `monitor` extra): without it the bank keeps BernoulliCUSUM objects
@@ -536,6 +536,35 @@ class ScoreBank:
             self.f = np.zeros((16, self.f.shape[1]), dtype=np.float64)
             self.i = np.zeros((16, self.i.shape[1]), dtype=np.int64)
             self.pend = np.zeros(16, dtype=np.int64)
+
+
+_warm = False
+
+
+def warm_up() -> None:
+    """Load every compiled kernel once per process (from numba's on-disk cache, or compiled), on a throwaway bank:
+    a first load takes a good part of a second, which the monitor should pay when it is built, not on a record
+    (the proxy's worker thread holds the write-ahead log's next sync meanwhile)."""
+    global _warm
+    if _warm or not COMPILED:
+        return
+    banks = (
+        ScoreBank(threshold=1.0, warmup=1, kind=0),
+        ScoreBank(threshold=1.0, warmup=1, kind=1),
+        ScoreBank(threshold=1.0, warmup=1, baseline=1e-5, kind=2),
+    )
+    table = PlanTable()
+    streams = [bank.new() for bank in banks for _ in range(2)]  # the second is a copy of the fresh row
+    table.add([(k, b, streams[2 * b].row, k) for k, b in enumerate((0, 1, 2))])
+    one = np.zeros(1, dtype=np.int64)
+    feed(banks, table, one, np.array([0.0, 0.5, 1.0]), one, np.zeros(1), 1)
+    for det in streams:
+        det.add_zeros(1)
+        det.bank.pend[det.row] = 1
+        det.bank.flush(det.row)
+        det.update(1.0, 0.0)
+        _ = det.statistic, det.estimate()
+    _warm = True
 
 
 class ScoreStream:

@@ -55,8 +55,10 @@ design would be a round trip per record.
   records after it.
 
 Everything per stream - the tests, their lazy zeros, their alarms and restarts - is owned by one worker and never
-merged. A worker's ``max_streams`` caps its own streams, so the cap binds later than in one process (the only case
-where the alerts can differ, reported as ``untracked``).
+merged. A worker takes each batch's runs of records through the single process's batch path (the compiled banks,
+``SegmentStatistics.feed``, its own signals only), each record's alerts tagged with the op it came from. A worker's
+``max_streams`` caps its own streams, so the cap binds later than in one process (the only case where the alerts can
+differ, reported as ``untracked``).
 
 What it costs: each worker walks the segment lattice of every record (the lattice is per record, not per signal),
 so the speed-up is bounded by the share of per-signal work; ``benchmarks/bench_scale.py`` measures it.
@@ -256,6 +258,9 @@ class _WorkerMonitor(SegmentMonitor):
     """One worker's monitor: the signals it owns, provisional watch numbers, and the origin of each new alert."""
 
     stats: _SignalStatistics
+    # a run of record ops in flight (:meth:`observe_ops`); class defaults for states pickled before it existed
+    _run_ops: Sequence[int] = ()
+    _counted = 0
 
     def __init__(self, config: MonitorConfig, *, worker: int, workers: int) -> None:
         super().__init__(config=config)
