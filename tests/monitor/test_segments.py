@@ -81,7 +81,7 @@ def test_a_new_stream_is_a_freshly_constructed_test() -> None:
     """In the object bank, new rate and invariant streams are copies of a prototype: the state of a constructed
     ``BernoulliCUSUM``, lists their own (one stream's observations never reach another's); in the compiled banks, a
     new row reads as that test."""
-    from parity.monitor.detection._score_bank import COMPILED
+    from parity.monitor.detection._score_bank import COMPILED, _reset
     from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
     from parity.stats.sequential import BernoulliCUSUM
 
@@ -115,3 +115,9 @@ def test_a_new_stream_is_a_freshly_constructed_test() -> None:
             want.fixed_baseline,
         )
         assert b.estimate() == want.estimate() != a.estimate()
+    assert rows._banks is not None
+    for bank in rows._banks:  # a new row is the kernel's reset state, to the bit (computed without loading it)
+        fresh_f, fresh_i = bank._fresh_row()
+        row = bank._grow()
+        _reset(bank.f, bank.i, row, bank._c, bank._ratios)
+        assert (fresh_f.tobytes(), fresh_i.tobytes()) == (bank.f[row].tobytes(), bank.i[row].tobytes())

@@ -38,7 +38,7 @@ from parity.stats.sequential import (
     ChangeEstimate,
 )
 
-__all__ = ["COMPILED", "KINDS", "PlanTable", "ScoreBank", "ScoreStream", "feed", "warm_up"]
+__all__ = ["COMPILED", "KINDS", "PlanTable", "ScoreBank", "ScoreStream", "feed"]
 
 _numba_njit: Any
 try:  # numba is optional (the `monitor` extra): without it the bank keeps BernoulliCUSUM objects
@@ -465,17 +465,44 @@ class ScoreBank:
         self.rows = row + 1
         return row
 
+    def _fresh_row(self) -> tuple[Any, Any]:
+        """A row's initial state (``_reset``: the same for every row of the bank), computed here with the same
+        arithmetic as the kernel, so that creating streams loads no compiled code (a process's first load of a kernel
+        takes a good part of a second; the worker thread that pays it also holds the write-ahead log's next sync)."""
+        g = len(self.ratios)
+        f = np.zeros(_FG + 6 * g, dtype=np.float64)
+        n = np.zeros(_IG + 2 * g, dtype=np.int64)
+        n[_CKN_N] = 1
+        n[_FIRED] = -1
+        f[_FG + g : _FG + 2 * g] = np.nan
+        f[_FG + 3 * g : _FG + 4 * g] = np.nan
+        if self.baseline is not None:
+            p0 = float(self.baseline)
+        else:
+            base_n, prior_weight, prior_rate = 0.0, 1.0, 0.0
+            count = base_n + prior_weight
+            ones = 0.0 + prior_rate * prior_weight
+            rate = (ones + 1.0 + BASELINE_Z * math.sqrt(ones + 1.0)) / (count + 1.0)
+            p0 = min(max(rate, MIN_RATE), MAX_RATE)
+        f[_P0] = p0
+        for i, ratio in enumerate(self.ratios):
+            q = ratio * p0
+            half = (1.0 + p0) / 2
+            if half < q:
+                q = half
+            f[_FG + 4 * g + i] = math.log(q / p0)
+            f[_FG + 5 * g + i] = -math.log((1 - q) / (1 - p0))
+        return f, n
+
     def new(self) -> ScoreStream:
-        """A fresh stream (a new row, in its initial state: a copy of the first fresh row's, the same for all)."""
+        """A fresh stream (a new row, in its initial state)."""
         row = self._grow()
         fresh = self.__dict__.get("_fresh")
         if fresh is None:
-            _reset(self.f, self.i, row, self._c, self._ratios)
-            self._fresh = (self.f[row].copy(), self.i[row].copy())
-        else:
-            self.f[row] = fresh[0]
-            self.i[row] = fresh[1]
-            self.pend[row] = 0
+            fresh = self._fresh = self._fresh_row()
+        self.f[row] = fresh[0]
+        self.i[row] = fresh[1]
+        self.pend[row] = 0
         return ScoreStream(self, row)
 
     def adopt(self, det: BernoulliCUSUM, pending: int = 0) -> ScoreStream:
@@ -536,35 +563,6 @@ class ScoreBank:
             self.f = np.zeros((16, self.f.shape[1]), dtype=np.float64)
             self.i = np.zeros((16, self.i.shape[1]), dtype=np.int64)
             self.pend = np.zeros(16, dtype=np.int64)
-
-
-_warm = False
-
-
-def warm_up() -> None:
-    """Load every compiled kernel once per process (from numba's on-disk cache, or compiled), on a throwaway bank:
-    a first load takes a good part of a second, which the monitor should pay when it is built, not on a record
-    (the proxy's worker thread holds the write-ahead log's next sync meanwhile)."""
-    global _warm
-    if _warm or not COMPILED:
-        return
-    banks = (
-        ScoreBank(threshold=1.0, warmup=1, kind=0),
-        ScoreBank(threshold=1.0, warmup=1, kind=1),
-        ScoreBank(threshold=1.0, warmup=1, baseline=1e-5, kind=2),
-    )
-    table = PlanTable()
-    streams = [bank.new() for bank in banks for _ in range(2)]  # the second is a copy of the fresh row
-    table.add([(k, b, streams[2 * b].row, k) for k, b in enumerate((0, 1, 2))])
-    one = np.zeros(1, dtype=np.int64)
-    feed(banks, table, one, np.array([0.0, 0.5, 1.0]), one, np.zeros(1), 1)
-    for det in streams:
-        det.add_zeros(1)
-        det.bank.pend[det.row] = 1
-        det.bank.flush(det.row)
-        det.update(1.0, 0.0)
-        _ = det.statistic, det.estimate()
-    _warm = True
 
 
 class ScoreStream:

@@ -32,7 +32,6 @@ from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
 from parity.monitor.detection._score_bank import COMPILED, KINDS, PlanTable, ScoreBank, ScoreStream
 from parity.monitor.detection._score_bank import feed as feed_banks
-from parity.monitor.detection._score_bank import warm_up as warm_up_banks
 from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
 from parity.monitor.detection.signals import Members, SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
@@ -203,7 +202,6 @@ class SegmentStatistics:
 
     def _new_banks(self) -> tuple[ScoreBank, ScoreBank, ScoreBank]:
         """The compiled banks, one per kind (``KINDS``), with the tests :meth:`_new` gives the object bank."""
-        warm_up_banks()  # the kernels loaded now, not on the first record
         threshold = self._rate_threshold
         return (
             ScoreBank(threshold=threshold, warmup=self.config.mean_warmup, kind=0),
