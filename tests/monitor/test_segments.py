@@ -78,13 +78,15 @@ def test_the_lattice_reads_the_context_class_the_record_was_built_with(make_reco
 
 
 def test_a_new_stream_is_a_freshly_constructed_test() -> None:
-    """New rate and invariant streams are copies of a prototype: the state of a constructed ``BernoulliCUSUM``, lists
-    their own (one stream's observations never reach another's)."""
+    """In the object bank, new rate and invariant streams are copies of a prototype: the state of a constructed
+    ``BernoulliCUSUM``, lists their own (one stream's observations never reach another's); in the compiled banks, a
+    new row reads as that test."""
+    from parity.monitor.detection._score_bank import COMPILED, _reset
     from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
     from parity.stats.sequential import BernoulliCUSUM
 
     config = StatsConfig()
-    stats = SegmentStatistics(config)
+    stats = SegmentStatistics(config, compiled=False)
     fresh = {
         "rate": BernoulliCUSUM(threshold=stats.rate_threshold, warmup=config.rate_warmup),
         "invariant": BernoulliCUSUM(
@@ -98,3 +100,24 @@ def test_a_new_stream_is_a_freshly_constructed_test() -> None:
         for _ in range(3):
             a.update(1.0, 0.0)
         assert vars(b) == vars(want) != vars(a)
+    if not COMPILED:
+        return
+    rows = SegmentStatistics(config)
+    for kind, want in fresh.items():
+        a, b = rows._new(kind), rows._new(kind)
+        for det in (a, b, want):
+            det.update(1.0, 0.0)
+        a.update(1.0, 1.0)
+        assert (b.n, b.baseline, b.statistic, b.fixed_baseline) == (
+            want.n,
+            want.baseline,
+            want.statistic,
+            want.fixed_baseline,
+        )
+        assert b.estimate() == want.estimate() != a.estimate()
+    assert rows._banks is not None
+    for bank in rows._banks:  # a new row is the kernel's reset state, to the bit (computed without loading it)
+        fresh_f, fresh_i = bank._fresh_row()
+        row = bank._grow()
+        _reset(bank.f, bank.i, row, bank._c, bank._ratios)
+        assert (fresh_f.tobytes(), fresh_i.tobytes()) == (bank.f[row].tobytes(), bank.i[row].tobytes())

@@ -15,11 +15,13 @@ import pytest
 
 from parity.monitor import Alert, Change, FeedbackEvent, Record
 from parity.monitor._codec import change_from_dict, feedback_from_dict
-from parity.monitor.detection._score_bank import COMPILED, ScoreStream
+from parity.monitor.detection._score_bank import COMPILED, KINDS, ScoreStream
 from parity.monitor.detection.audit import PoolContextRule, RoutingAudit, StickySessionRule
+from parity.monitor.detection.distributed import ShardedMonitor, _SignalStatistics
+from parity.monitor.detection.lattice import SegmentKey
 from parity.monitor.detection.pipeline import MonitorConfig, SegmentMonitor
-from parity.monitor.detection.segments import SegmentStatistics, StatsConfig
-from parity.monitor.detection.signals import SignalStage
+from parity.monitor.detection.segments import Firing, SegmentStatistics, StatsConfig
+from parity.monitor.detection.signals import Members, SignalStage
 from parity.monitor.intake.scoring import RecordBuilder
 from parity.monitor.runtime.worker import MonitorWorker
 from parity.monitor.storage.store import MemoryStore
@@ -130,8 +132,9 @@ def test_batches_raise_the_per_record_alerts_at_the_defaults(
 def test_the_compiled_score_bank_is_the_object_bank_exactly(
     replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
 ) -> None:
-    """At the defaults, the score streams as rows of the numba bank raise the alerts of one ``BernoulliCUSUM`` per
-    stream, and every stream ends in the same state, to the last bit (counts, CUSUMs, baselines, change estimates)."""
+    """At the defaults, the streams of every kind as rows of the numba banks (scores, rates, and invariants with their
+    fixed baseline) raise the alerts of one ``BernoulliCUSUM`` per stream, and every stream ends in the same state, to
+    the last bit (counts, CUSUMs, baselines, change estimates)."""
     records, _, changes = replay
     records = records[:2000]
     monitors = []
@@ -147,7 +150,7 @@ def test_the_compiled_score_bank_is_the_object_bank_exactly(
     assert compiled_mon.n_absorbed == objects.n_absorbed > 20  # dozens of alarms, each localised alike
     streams = list(objects.stats.streams())
     assert streams == list(compiled_mon.stats.streams())
-    scores = 0
+    kinds: dict[str, int] = {}
     for signal, key in streams:
         a, b = objects.stats.sequential_test(signal, key), compiled_mon.stats.sequential_test(signal, key)
         assert a is not None
@@ -155,8 +158,16 @@ def test_the_compiled_score_bank_is_the_object_bank_exactly(
         assert (a.n, a.statistic, a.mean, a.baseline, a.drift_detected, a.estimate()) == (
             b.n, b.statistic, b.mean, b.baseline, b.drift_detected, b.estimate()
         ), (signal, key)  # fmt: skip
-        scores += isinstance(b, ScoreStream)
-    assert scores == sum(signal.endswith(".score") for signal, _ in streams) > 0  # every score stream is compiled
+        assert isinstance(b, ScoreStream)  # every stream is compiled, whatever its kind
+        assert b.fixed_baseline == a.fixed_baseline
+        kind = KINDS[b.bank.kind]
+        kinds[kind] = kinds.get(kind, 0) + 1
+        assert (kind == "mean") == signal.endswith(".score")
+        assert (kind == "invariant") == (a.fixed_baseline is not None)
+    assert set(kinds) == set(KINDS)
+    # the routing fault's invariant streams alarmed, in both banks alike
+    assert compiled_mon.stats.alarmed == objects.stats.alarmed
+    assert any(getattr(objects.stats.sequential_test(*sk), "fixed_baseline", None) for sk in objects.stats.alarmed)
     restored = pickle.loads(pickle.dumps(compiled_mon))  # a checkpoint of the compiled bank continues alike
     more = records[2000:2600]
     assert restored.observe_batch(more) == objects.observe_batch(more)
@@ -177,13 +188,99 @@ def test_a_checkpoint_between_batches_continues_exactly(
     first = SegmentMonitor(config=REPLAY_CONFIG)
     first.add_changes(changes)
     got = first.observe_batch(records[:cut])
-    # counts deferred when the snapshot is taken (per plan in the compiled bank's batch path, else per finest segment)
-    assert first.stats._pending_all if first.stats.compiled else first.stats._pending
+    # zeros deferred when the snapshot is taken (pending in the compiled banks' rows, else counted per finest segment)
+    banks = first.stats._banks
+    assert any(b.pend[: b.rows].any() for b in banks) if banks is not None else first.stats._pending
     restored: SegmentMonitor = pickle.loads(pickle.dumps(first))
     fresh = SegmentMonitor(config=REPLAY_CONFIG)
     fresh.adopt_state(restored)
     assert got + fresh.observe_batch(records[cut:]) == want
     assert got + first.observe_batch(records[cut:]) == want
+
+
+class _CountingStatistics(_SignalStatistics):
+    """The real worker statistics, counting the records of each call to the batch path."""
+
+    def __init__(self, config: StatsConfig, *, worker: int, workers: int) -> None:
+        super().__init__(config, worker=worker, workers=workers)
+        self.runs: list[int] = []
+
+    def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
+        self.runs.append(len(items))
+        return super().feed(items)
+
+
+@pytest.mark.skipif(not COMPILED, reason="numba (the `monitor` extra) is not installed: no compiled score bank")
+def test_the_workers_of_a_sharded_monitor_take_the_batch_path_with_the_alerts_of_one_process(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """The statistics of each worker of ``ShardedMonitor`` (the class a Ray actor runs) take a batch's records in
+    runs through the compiled banks, its own signals only, at the defaults: the alerts of one process
+    (``tests/monitor/test_distributed.py`` proves it for Ray actors with 1, 2 and 4 workers on the replay)."""
+    records, _, changes = replay
+    records = records[:3000]
+    one = SegmentMonitor(config=DEFAULT_CONFIG)
+    one.add_changes(changes)
+    for r in records:
+        one.observe(r)
+    with ShardedMonitor(config=DEFAULT_CONFIG, workers=2) as mon:
+        for worker in mon._local:
+            worker.monitor.stats = _CountingStatistics(
+                DEFAULT_CONFIG.stats, worker=worker.monitor.stats.worker, workers=2
+            )
+        mon.add_changes(changes)
+        for s in range(0, len(records), 512):
+            mon.observe_batch(records[s : s + 512])
+        mon.drain()
+        assert sorted(mon.alerts, key=lambda a: a.alert_id) == sorted(one.alerts, key=lambda a: a.alert_id)
+        assert one.alerts
+        assert mon.n_absorbed == one.n_absorbed
+        for worker in mon._local:
+            stats = worker.monitor.stats
+            assert isinstance(stats, _CountingStatistics)
+            assert sum(stats.runs) >= len(records)  # every record through the batch path
+            assert max(stats.runs) > 100  # in runs, not record by record
+            assert all(stats.owns_signal(signal) for signal, _ in stats.streams())
+
+
+#: ``tests/data/checkpoints``: a checkpoint of the statistics made by the code from before the compiled banks took the
+#: rate and invariant streams (``make_segrate_checkpoint.py``, with its configuration), and the streams' states after
+#: that code went on.
+CHECKPOINTS = REPLAY.parents[1] / "checkpoints"
+SEGRATE_CONFIG = MonitorConfig(stats=replace(REPLAY_CONFIG.stats, score_max_order=1))
+
+
+@pytest.mark.skipif(not COMPILED, reason="numba (the `monitor` extra) is not installed: no compiled score bank")
+def test_a_checkpoint_in_the_old_format_continues_as_the_old_code_did(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]],
+) -> None:
+    """Its rate and invariant streams (``BernoulliCUSUM`` objects) and score streams (zeros counted by the segments'
+    clocks) become rows of the banks with their zeros pending: the monitor goes on with the alerts of one that never
+    stopped, and every stream ends in the state, to the bit, that the old code reached from the same checkpoint."""
+    old = json.loads((CHECKPOINTS / "segrate_streams.json").read_text())
+    records = replay[0][: old["end"]]
+    cut = old["cut"]
+    straight = SegmentMonitor(config=SEGRATE_CONFIG)
+    want = straight.observe_batch(records)
+    mon = SegmentMonitor(config=SEGRATE_CONFIG)
+    got = mon.observe_batch(records[:cut])
+    stats = pickle.loads(gzip.decompress((CHECKPOINTS / "segrate_stats.pkl.gz").read_bytes()))
+    assert isinstance(stats, SegmentStatistics)
+    assert stats.config == SEGRATE_CONFIG.stats
+    assert len(stats) == len(mon.stats)
+    rows = [det for det in stats._streams.values() if isinstance(det, ScoreStream)]
+    assert len(rows) == len(stats)  # every stream a row of the banks, of every kind
+    assert {KINDS[det.bank.kind] for det in rows} == set(KINDS)
+    mon.stats = stats
+    assert got + mon.observe_batch(records[cut:]) == want
+    assert want
+    assert (len(mon.alerts), mon.n_absorbed) == (old["alerts"], old["absorbed"]) == (1, straight.n_absorbed)
+    states = {}
+    for signal, key in mon.stats.streams():
+        det = mon.stats.sequential_test(signal, key)
+        assert det is not None
+        states[f"{signal}|{'|'.join(key)}"] = [det.n, det.statistic.hex(), det.mean.hex(), det.baseline.hex()]
+    assert states == old["streams"]
 
 
 class _CountingMonitor(SegmentMonitor):

@@ -55,8 +55,10 @@ design would be a round trip per record.
   records after it.
 
 Everything per stream - the tests, their lazy zeros, their alarms and restarts - is owned by one worker and never
-merged. A worker's ``max_streams`` caps its own streams, so the cap binds later than in one process (the only case
-where the alerts can differ, reported as ``untracked``).
+merged. A worker takes each batch's runs of records through the single process's batch path (the compiled banks,
+``SegmentStatistics.feed``, its own signals only), each record's alerts tagged with the op it came from. A worker's
+``max_streams`` caps its own streams, so the cap binds later than in one process (the only case where the alerts can
+differ, reported as ``untracked``).
 
 What it costs: each worker walks the segment lattice of every record (the lattice is per record, not per signal),
 so the speed-up is bounded by the share of per-signal work; ``benchmarks/bench_scale.py`` measures it.
@@ -119,7 +121,7 @@ from parity.monitor.detection.segments import (
     record_signals,
     segment_dict,
 )
-from parity.monitor.detection.signals import SignalStage
+from parity.monitor.detection.signals import Members, SignalStage
 from parity.stats.sequential import ChangeEstimate
 
 __all__ = ["ENGINES", "IncidentFacts", "ShardWorker", "ShardedMonitor", "balance_signals", "signal_shard"]
@@ -183,7 +185,9 @@ def balance_signals(ops: Sequence[_Op], config: MonitorConfig, workers: int) -> 
 
 class _SignalStatistics(SegmentStatistics):
     """:class:`SegmentStatistics` that keeps the streams of its worker's signals only, and remembers where each
-    alarm of the current record stands in the order one monitor would handle them (segment, then signal)."""
+    alarm of the current record stands in the order one monitor would handle them (segment, then signal). With the
+    compiled banks it takes records in batches (:meth:`feed`, the single process's batch path) with its own
+    signals only."""
 
     def __init__(self, config: StatsConfig, *, worker: int, workers: int) -> None:
         super().__init__(config)
@@ -193,6 +197,7 @@ class _SignalStatistics(SegmentStatistics):
         self.assignment: dict[str, int] = {}
         self.key_rank: dict[SegmentKey, int] = {}
         self.signal_rank: dict[str, int] = {}
+        self._mine: dict[Members, tuple[Members, tuple[int, ...]]] = {}
 
     def owns_signal(self, signal: str) -> bool:
         owned = self._owned_signals.get(signal)
@@ -202,7 +207,36 @@ class _SignalStatistics(SegmentStatistics):
             owned = self._owned_signals[signal] = owner == self.worker
         return owned
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._mine = {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()
+        state.pop("_mine", None)
+        return state
+
+    def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
+        """:meth:`SegmentStatistics.feed` on this worker's signals (each record's members filtered once per
+        signature); the ranks of the alarming record's alarms as :meth:`observe` keeps them."""
+        mine_of = self._mine
+        own: list[tuple[SegmentKey, Members, tuple[float, ...], float]] = []
+        for values, members, vals, t in items:
+            mine = mine_of.get(members)
+            if mine is None:
+                pos = tuple(p for p, (signal, _) in enumerate(members) if self.owns_signal(signal))
+                mine = mine_of[members] = (tuple(members[p] for p in pos), pos)
+            own.append((values, mine[0], tuple(vals[p] for p in mine[1]), t))
+        n, fired = super().feed(own)
+        if fired:
+            values, members = items[n - 1][0], items[n - 1][1]
+            self.key_rank = {k: i for i, k in enumerate(self.lattice.keys(values))}
+            self.signal_rank = {signal: i for i, (signal, _) in enumerate(members)}
+        return n, fired
+
     def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
+        if self.compiled:  # through :meth:`feed`, which keeps the ranks
+            return super().observe(values, signals, t)
         mine = [s for s in signals if self.owns_signal(s.signal)]
         fired = super().observe(values, mine, t)
         if fired:
@@ -224,6 +258,9 @@ class _WorkerMonitor(SegmentMonitor):
     """One worker's monitor: the signals it owns, provisional watch numbers, and the origin of each new alert."""
 
     stats: _SignalStatistics
+    # a run of record ops in flight (:meth:`observe_ops`); class defaults for states pickled before it existed
+    _run_ops: Sequence[int] = ()
+    _counted = 0
 
     def __init__(self, config: MonitorConfig, *, worker: int, workers: int) -> None:
         super().__init__(config=config)
@@ -238,6 +275,36 @@ class _WorkerMonitor(SegmentMonitor):
         self.incident_facts: dict[str, IncidentFacts] = {}
         #: the origin of each alert object returned during the current op (by ``id()``): its group's new alert's
         self.origin_of: dict[int, tuple[int, ...]] = {}
+        #: a run of record ops fed as one batch (:meth:`observe_ops`): each record's op, the records counted so
+        #: far, and the origin of every alert returned, in order
+        self._run_ops: Sequence[int] = ()
+        self._counted = 0
+        self._origins: list[tuple[int, tuple[int, ...]]] = []
+
+    def observe_ops(self, first: int, records: Sequence[Record]) -> list[tuple[tuple[int, ...], Alert]]:
+        """Records that are ops ``first``, ``first + 1``, ... of the batch, on the single process's batch path
+        (``SegmentMonitor.observe_batch``, the compiled banks); the alerts with their origins, as
+        :meth:`ShardWorker.run` gives them op by op: each record's :meth:`_count` (called once per record, in order,
+        before its alarms and watches) sets the op its alerts come from."""
+        self._run_ops = range(first, first + len(records))
+        self.origin_of = {}
+        self._counted = 0
+        self._origins = []
+        try:
+            alerts = self._observe_runs(list(records), None)
+            origins = self._origins
+        finally:
+            self._run_ops = ()
+            self._origins = []
+        if len(origins) != len(alerts) or any(i != id(a) for (i, _), a in zip(origins, alerts, strict=False)):
+            raise RuntimeError("internal: the batch path returned alerts its new alerts did not")
+        return [(origin, a) for (_, origin), a in zip(origins, alerts, strict=True)]
+
+    def _count(self, record: Record, values: SegmentKey) -> None:
+        if self._run_ops:
+            self.op = self._run_ops[self._counted]
+            self._counted += 1
+        super()._count(record, values)
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
         self._firing = firing
@@ -260,6 +327,8 @@ class _WorkerMonitor(SegmentMonitor):
         self.created.append((origin, new.alert_id))
         for alert in out:
             self.origin_of[id(alert)] = origin
+        if self._run_ops:
+            self._origins.extend((id(alert), origin) for alert in out)
         return out
 
     def _incident_of(self, alert: Alert, key: SegmentKey, worsens: Alert | None, apart: Sequence[Alert] = ()) -> str:
@@ -363,7 +432,17 @@ class ShardWorker:
         mon.created = []
         mon.incident_facts = {}
         out = BatchResult()
+        compiled = mon.stats.compiled
+        run_end = 0
         for i, (kind, item) in enumerate(ops):
+            if i < run_end:
+                continue
+            if kind == "r" and compiled:  # a run of records: the batch path
+                run_end = i
+                while run_end < len(ops) and ops[run_end][0] == "r":
+                    run_end += 1
+                out.emitted.extend(mon.observe_ops(i, [r for _, r in ops[i:run_end]]))
+                continue
             mon.op = i
             mon.origin_of = {}
             if kind == "r":

@@ -13,9 +13,9 @@ segments' clocks only when one of their streams is read or sees a non-zero. :met
 feeds a batch of records at once and stops at the first record that alarms, so that the caller handles its alarms
 before the next record, exactly as record by record.
 
-**The compiled bank's batch path** (:meth:`SegmentStatistics.feed`, numba installed): the score streams are rows that
-count their own zeros, every segment's clock is deferred per (finest segment, signals) *plan*, and a run of records
-without a non-zero rate signal is one kernel call over all its score updates; only the rate events, new streams and
+**The compiled banks' batch path** (:meth:`SegmentStatistics.feed`, numba installed): every stream is a row of the
+compiled bank of its kind (scores, rates, and invariants with their fixed baseline) that counts its own zeros, and a
+run of records is one kernel call over all its updates, zero or not; only new (finest segment, signals) pairs and
 alarms go through the interpreter. The same zeros in the same chunks, so the same state to the bit, as the object
 bank (``tests/monitor/test_segments_batch.py``).
 """
@@ -27,11 +27,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._records import SEGMENT_DIMENSIONS
-from parity.monitor.detection._score_bank import COMPILED, ScoreBank, ScoreStream
+from parity.monitor.detection._score_bank import COMPILED, KINDS, PlanTable, ScoreBank, ScoreStream
+from parity.monitor.detection._score_bank import feed as feed_banks
 from parity.monitor.detection.lattice import KEY_CACHE_SIZE, SegmentKey, SegmentLattice, shard_of
 from parity.monitor.detection.signals import Members, SignalValue
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
@@ -102,10 +102,12 @@ SequentialTest = BernoulliCUSUM | ScoreStream
 
 class _Plan:
     """What one (finest segment, signals) pair feeds: its owned segments (those that watch scores, then the rest),
-    its signatures, where its scores and its rate signals sit among its values, and the bank rows of its score
-    streams (row ``index`` of ``SegmentStatistics._plan_rows``, filled when it joins its segments)."""
+    its signatures, and - once it has joined its segments - the streams of its updates, in the object path's order
+    (each segment that watches scores with every signal, then each other segment with the rate signals): their keys
+    (``sks``), and row ``index`` of ``SegmentStatistics._table`` (``_score_bank.PlanTable``: their bank rows, by
+    signal)."""
 
-    __slots__ = ("full", "high", "index", "joined", "low", "members", "pk", "rate_pos", "score_index", "score_pos")
+    __slots__ = ("full", "high", "index", "joined", "low", "members", "pk", "rate_pos", "sks")
 
     def __init__(
         self, values: SegmentKey, members: Members, full: int, rates: int, low: list[SegmentKey], high: list[SegmentKey]
@@ -115,10 +117,8 @@ class _Plan:
         self.low = low
         self.high = high
         self.pk = (values, full, rates)
-        self.score_pos = tuple(p for p, (_, kind) in enumerate(members) if kind == "mean")
         self.rate_pos = tuple(p for p, (_, kind) in enumerate(members) if kind != "mean")
-        index = dict(zip(self.score_pos, range(len(self.score_pos)), strict=True))
-        self.score_index = tuple(index.get(p, -1) for p in range(len(members)))
+        self.sks: list[tuple[str, SegmentKey]] = []
         self.index = -1
         self.joined = False
 
@@ -142,11 +142,6 @@ class SegmentStatistics:
     4
     """
 
-    # the batch path's plan table (see :meth:`_join_plan`)
-    _plan_rows: npt.NDArray[np.int64]
-    _plan_len: npt.NDArray[np.int64]
-    _plan_scores: npt.NDArray[np.int64]
-
     def __init__(
         self, config: StatsConfig | None = None, *, shard: int = 0, n_shards: int = 1, compiled: bool | None = None
     ) -> None:
@@ -166,11 +161,12 @@ class SegmentStatistics:
             n_alternatives=max(len(BernoulliCUSUM(threshold=1.0).ratios), len(self.config.invariant_ratios)),
         )
         self._streams: dict[tuple[str, SegmentKey], SequentialTest] = {}
-        #: the score streams' compiled bank (``parity.monitor.detection._score_bank``), ``None``: one object per stream
-        #: (``compiled=False``, or numba not installed); the same results either way
-        self._scores: ScoreBank | None = None
+        #: the streams' compiled banks, one per kind (``KINDS``: score, rate, invariant; see
+        #: ``parity.monitor.detection._score_bank``), ``None``: one object per stream (``compiled=False``, or numba not
+        #: installed); the same results either way
+        self._banks: tuple[ScoreBank, ScoreBank, ScoreBank] | None = None
         if COMPILED if compiled is None else compiled and COMPILED:
-            self._scores = ScoreBank(threshold=self._rate_threshold, warmup=self.config.mean_warmup)
+            self._banks = self._new_banks()
         # Lazy zeros: a record's zero observations are not fed one by one. Each segment counts its records per
         # *signature* (the tuple of signals they carried); each stream remembers, per signature, how many of
         # those records it has accounted for, and takes the difference as zeros (``add_zeros``) when it next
@@ -203,26 +199,59 @@ class SegmentStatistics:
         # The compiled bank's batch path (:meth:`feed`): one plan per (finest segment, signals), the bank rows of
         # each plan's score updates as one table, and the record counts of every segment deferred per plan.
         self._init_plans()
-        self._pending_all: dict[tuple[SegmentKey, int, int], int] = {}
+
+    def _new_banks(self) -> tuple[ScoreBank, ScoreBank, ScoreBank]:
+        """The compiled banks, one per kind (``KINDS``), with the tests :meth:`_new` gives the object bank."""
+        threshold = self._rate_threshold
+        return (
+            ScoreBank(threshold=threshold, warmup=self.config.mean_warmup, kind=0),
+            ScoreBank(threshold=threshold, warmup=self.config.rate_warmup, kind=1),
+            ScoreBank(
+                threshold=threshold,
+                warmup=1,
+                ratios=self.config.invariant_ratios,
+                baseline=self.config.invariant_rate,
+                kind=2,
+            ),
+        )
 
     def __getstate__(self) -> dict[str, Any]:
         """The learned state (pending counts folded in; the fast path's caches are rebuilt on load)."""
         self._fold()
-        skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_plan_count", "_plan_rows", "_plan_len"}
-        skip.update(("_plan_scores", "_pending_all", "_prototypes"))
+        skip = {"_pending", "_joined", "_split", "_sig_cache", "_plans", "_table", "_prototypes"}
         return {k: v for k, v in self.__dict__.items() if k not in skip}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
+        state = dict(state)
+        old_scores = state.pop("_scores", None)
         self.__dict__.update(state)
+        if "_banks" not in state:  # a checkpoint from before the banks of every kind (see :meth:`_adopt_objects`)
+            self._banks = None
+            if old_scores is not None:
+                banks = self._new_banks()
+                self._banks = (old_scores, banks[1], banks[2])
         self._init_fast()
-        if self._scores is not None:
-            # a checkpoint from before the score streams kept their pending zeros in the bank: move them there
-            for sk, det in self._streams.items():
-                synced = self._synced.get(sk) if isinstance(det, ScoreStream) else None
-                if synced is not None and isinstance(det, ScoreStream):
-                    clocks = self._clocks[sk[1]]
-                    self._scores.pend[det.row] += sum(clocks[sid] - seen for sid, seen in synced.items())
-                    del self._synced[sk]
+        if self._banks is not None:
+            self._adopt_objects()
+
+    def _adopt_objects(self) -> None:
+        """A checkpoint from before the compiled banks kept every kind (rate and invariant streams were
+        ``BernoulliCUSUM`` objects), or before the score streams counted their own zeros (their zeros were the
+        segments' clocks): each stream becomes a row of its kind's bank holding its state, with the zeros its
+        clocks hold for it still pending - the same state, so it goes on as the old code would."""
+        assert self._banks is not None
+        kinds = {signal: kind for members in self._members for signal, kind in members}
+        for sk, det in list(self._streams.items()):
+            synced = self._synced.pop(sk, None)
+            missed = 0
+            if synced is not None:
+                clocks = self._clocks[sk[1]]
+                missed = sum(clocks[sid] - seen for sid, seen in synced.items())
+            if isinstance(det, ScoreStream):
+                det.bank.pend[det.row] += missed
+            else:
+                bank = self._banks[KINDS.index(kinds.get(sk[0], "rate"))]
+                self._streams[sk] = bank.adopt(det, missed)
 
     def __len__(self) -> int:
         return len(self._streams)
@@ -252,14 +281,14 @@ class SegmentStatistics:
         sk = (signal, key)
         det = self._streams.get(sk)
         if det is not None:
-            if self._pending or self._pending_all:
+            if self._pending:
                 self._fold()
             self._sync(sk, det)
         return det
 
     def _new(self, kind: str) -> SequentialTest:
-        if kind == "mean" and self._scores is not None:
-            return self._scores.new()
+        if self._banks is not None:
+            return self._banks[KINDS.index(kind)].new()
         # A fresh test is a copy of a prototype of its kind: the same state as constructing it (its lists copied),
         # without recomputing the thresholds and log-likelihood steps for each of the thousands of new streams.
         proto = self._prototypes.get(kind)
@@ -281,7 +310,8 @@ class SegmentStatistics:
 
     def _sync(self, sk: tuple[str, SegmentKey], det: SequentialTest) -> None:
         if type(det) is ScoreStream:  # the compiled bank counts its rows' zeros itself
-            det.bank.flush(det.row)
+            if det.bank.pend.item(det.row):
+                det.bank.flush(det.row)
             return
         synced = self._synced[sk]
         clocks = self._clocks[sk[1]]
@@ -332,22 +362,14 @@ class SegmentStatistics:
         return split
 
     def _fold(self) -> None:
-        """Add the deferred record counts to the clocks of the fine segments (see :meth:`_init_fast`), and those
-        of every segment that the batch path deferred (see :meth:`feed`)."""
+        """Add the deferred record counts to the clocks of the fine segments (see :meth:`_init_fast`; the object
+        bank's: the compiled banks' rows count their own zeros)."""
         clocks_all = self._clocks
         if self._pending:
             pending, self._pending = self._pending, {}
             for (values, sid), count in pending.items():
                 for key in self._keys_of(values)[1]:
                     clocks_all[key][sid] += count
-        if self._pending_all:
-            pending_all, self._pending_all = self._pending_all, {}
-            for (values, full, rates), count in pending_all.items():
-                low, high = self._keys_of(values)
-                for key in low:
-                    clocks_all[key][full] += count
-                for key in high:
-                    clocks_all[key][rates] += count
 
     def _join(self, key: SegmentKey, sid: int) -> None:
         """First record of signature ``sid`` in segment ``key``: its streams start counting it."""
@@ -391,12 +413,12 @@ class SegmentStatistics:
 
     @property
     def compiled(self) -> bool:
-        """Whether the score streams are rows of the compiled bank (then :meth:`feed` takes batches)."""
-        return self._scores is not None
+        """Whether the streams are rows of the compiled banks (then :meth:`feed` takes batches)."""
+        return self._banks is not None
 
     def observe(self, values: SegmentKey, signals: Sequence[SignalValue], t: float) -> list[Firing]:
         """Feed one record's signals (its finest segment ``values``) to every owned stream; return the alarms."""
-        if self._scores is not None:
+        if self._banks is not None:
             members = tuple((s.signal, s.kind) for s in signals)
             return self.feed([(values, members, tuple(s.value for s in signals), t)])[1]
         fired: list[Firing] = []
@@ -415,7 +437,7 @@ class SegmentStatistics:
 
     def _join_plan(self, plan: _Plan) -> None:
         """A plan's first record: its segments' streams start counting its signatures (in the object path's order:
-        the segments that watch scores, then the rest), and its score streams' rows go to the plan table."""
+        the segments that watch scores, then the rest), and its streams' rows go to the plan table."""
         clocks_all = self._clocks
         full, rates = plan.pk[1], plan.pk[2]
         for key in plan.low:
@@ -426,156 +448,84 @@ class SegmentStatistics:
             clocks = clocks_all.get(key)
             if clocks is None or rates not in clocks:
                 self._join(key, rates)
-        rows: list[int] = []
-        for key in plan.low:
-            for p in plan.score_pos:
-                det = self._streams.get((plan.members[p][0], key))
-                rows.append(det.row if type(det) is ScoreStream else -1)
-        index = self._plan_count
-        self._plan_count += 1
-        if index >= self._plan_len.shape[0] or len(rows) > self._plan_rows.shape[1]:
-            size = max(2 * self._plan_len.shape[0], index + 1)
-            width = max(self._plan_rows.shape[1], len(rows))
-            table = np.full((size, width), -1, dtype=np.int64)
-            table[: self._plan_rows.shape[0], : self._plan_rows.shape[1]] = self._plan_rows
-            self._plan_rows = table
-            self._plan_len = np.concatenate([self._plan_len, np.zeros(size - self._plan_len.shape[0], np.int64)])
-            self._plan_scores = np.concatenate(
-                [self._plan_scores, np.ones(size - self._plan_scores.shape[0], np.int64)]
-            )
-        self._plan_rows[index, : len(rows)] = rows
-        self._plan_len[index] = len(rows)
-        self._plan_scores[index] = max(len(plan.score_pos), 1)
-        plan.index = index
+        streams, members = self._streams, plan.members
+        updates: list[tuple[int, int, int, int]] = []  # (position of the signal, kind, bank row, order)
+        sks: list[tuple[str, SegmentKey]] = []
+        for keys, positions in ((plan.low, range(len(members))), (plan.high, plan.rate_pos)):
+            for key in keys:
+                for p in positions:
+                    sk = (members[p][0], key)
+                    det = streams.get(sk)
+                    if type(det) is ScoreStream:  # else: not tracked (``max_streams``)
+                        updates.append((p, det.bank.kind, det.row, len(sks)))
+                        sks.append(sk)
+        updates.sort(key=lambda u: u[0])  # by signal (stable: each signal's segments in order)
+        plan.index = self._table.add(updates)
+        plan.sks = sks
         plan.joined = True
 
     def feed(self, items: Sequence[tuple[SegmentKey, Members, tuple[float, ...], float]]) -> tuple[int, list[Firing]]:
         """Feed records ``(values, members, values of the members, t)`` in order until one alarms; return how many
-        were fed (that one included) and its alarms, as :meth:`observe` record by record would (the compiled bank
+        were fed (that one included) and its alarms, as :meth:`observe` record by record would (the compiled banks
         only; :meth:`observe_batch` otherwise).
 
-        The records go in runs: a run ends at a record with a non-zero rate signal (an *event*, rare: a detector's
-        flag, a routing violation) or before the first record of a new (finest segment, signals) pair. A run's
-        score updates go to the bank in one kernel call (``_score_bank._feed``), which stops at the first record
-        that alarms; its records are counted per plan (every segment's clock, deferred, see :meth:`_fold`); the
-        run's last record's events update their streams here. The zeros, in the same chunks, and the alarms, in the
-        same order (segment, then signal), as the object bank."""
-        bank = self._scores
-        if bank is None:
-            raise InvalidInputError("feed", "needs the compiled score bank (numba); use observe_batch")
+        The records go in runs: a run ends before the first record of a new (finest segment, signals) pair (whose
+        streams must join the plan table first). A run's updates - every signal's value, zero or not, on every
+        stream of its plan - go to the banks in one kernel call (``_score_bank.feed``), which stops at the first
+        record that alarms. The zeros, in the same chunks, and the alarms, in the same order (segment, then
+        signal), as the object bank."""
+        banks = self._banks
+        if banks is None:
+            raise InvalidInputError("feed", "needs the compiled banks (numba); use observe_batch")
         if len(self._plans) >= PLAN_CACHE_SIZE:
-            self._fold()
             self._init_plans()
         n = len(items)
         pos = 0
+        plans_of = self._plans
         while pos < n:
             values, members, vals, t = items[pos]
-            plan = self._plan_of(values, members)
+            plan = plans_of.get((values, members)) or self._plan_of(values, members)
             if not plan.joined:
                 self._join_plan(plan)
-            plans: list[_Plan] = []
-            xs: list[float] = []
-            offsets: list[int] = []
-            ts: list[float] = []
-            end = pos
-            while True:
-                plans.append(plan)
-                offsets.append(len(xs))
-                xs.extend([vals[p] for p in plan.score_pos])
-                ts.append(t)
-                end += 1
-                event = False
-                for p in plan.rate_pos:
-                    if vals[p] != 0.0:
-                        event = True
-                        break
-                if event or end == n:
-                    break
+            plans: list[_Plan] = [plan]
+            xs: list[float] = list(vals)
+            offsets: list[int] = [0]
+            ts: list[float] = [t]
+            end = pos + 1
+            while end < n:
                 values, members, vals, t = items[end]
-                plan = self._plan_of(values, members)
+                plan = plans_of.get((values, members)) or self._plan_of(values, members)
                 if not plan.joined:
                     break
+                plans.append(plan)
+                offsets.append(len(xs))
+                xs.extend(vals)
+                ts.append(t)
+                end += 1
             m = end - pos
-            r = bank.feed(
-                self._plan_rows,
-                self._plan_len,
-                self._plan_scores,
+            table = self._table
+            r, hits = feed_banks(
+                banks,
+                table,
                 np.array([q.index for q in plans], dtype=np.int64),
                 np.array(xs, dtype=np.float64) if xs else np.zeros(1),
                 np.array(offsets, dtype=np.int64),
                 np.array(ts, dtype=np.float64),
                 m,
             )
-            stop = m if r == m else r + 1
-            pending = self._pending_all
-            for q in plans[: stop - 1]:
-                pk = q.pk
-                pending[pk] = pending.get(pk, 0) + 1
-            last = pos + stop - 1
-            fired = self._finish(plans[stop - 1], items[last][2], items[last][3], r < m)
-            pos = last + 1
-            if fired:
-                return pos, fired
+            if hits:
+                fired: list[Firing] = []
+                streams, sks = self._streams, plans[r].sks
+                for j in sorted(table.out[:hits].tolist()):  # the object path's order: segment, then signal
+                    sk = sks[j]
+                    self._fire(sk, streams[sk], fired)
+                return pos + r + 1, fired
+            pos = end
         return n, []
 
     def _init_plans(self) -> None:
         self._plans: dict[tuple[SegmentKey, Members], _Plan] = {}
-        self._plan_count = 0
-        self._plan_rows = np.full((16, 8), -1, dtype=np.int64)
-        self._plan_len = np.zeros(16, dtype=np.int64)
-        self._plan_scores = np.ones(16, dtype=np.int64)
-
-    def _finish(self, plan: _Plan, vals: tuple[float, ...], t: float, scored: bool) -> list[Firing]:
-        """The last record of a run: its events (non-zero rate signals) update their streams, and its alarms (the
-        kernel's, ``scored``, and the events') come out in the object path's order."""
-        events = [p for p in plan.rate_pos if vals[p] != 0.0]
-        if not events and not scored:
-            self._pending_all[plan.pk] = self._pending_all.get(plan.pk, 0) + 1
-            return []
-        if events:
-            self._fold()
-        fired: list[Firing] = []
-        streams, synced_all, clocks_all = self._streams, self._synced, self._clocks
-        out = self._scores.buf_out if self._scores is not None else None
-        members, score_index = plan.members, plan.score_index
-        ns = max(len(plan.score_pos), 1)
-        full = plan.full
-        nonzero = [p for p in range(len(vals)) if vals[p] != 0.0]
-        for li, key in enumerate(plan.low):
-            for p in nonzero:
-                sk = (members[p][0], key)
-                si = score_index[p]
-                if si >= 0:
-                    if scored and out is not None and out[li * ns + si]:
-                        self._fire(sk, streams[sk], fired)
-                    continue
-                det = streams.get(sk)
-                if det is None:
-                    continue
-                self._sync(sk, det)
-                det.update(vals[p], t)
-                self._synced[sk][full] += 1
-                if det.drift_detected:
-                    self._fire(sk, det, fired)
-            if events:
-                clocks_all[key][full] += 1
-        if not events:
-            self._pending_all[plan.pk] = self._pending_all.get(plan.pk, 0) + 1
-            return fired
-        rates = plan.pk[2]
-        for key in plan.high:
-            for p in events:
-                sk = (members[p][0], key)
-                det = streams.get(sk)
-                if det is None:
-                    continue
-                self._sync(sk, det)
-                det.update(vals[p], t)
-                synced_all[sk][rates] += 1
-                if det.drift_detected:
-                    self._fire(sk, det, fired)
-            clocks_all[key][rates] += 1
-        return fired
+        self._table = PlanTable()
 
     def observe_batch(
         self, items: Iterable[tuple[SegmentKey, Sequence[SignalValue], float]]
