@@ -117,6 +117,8 @@ from parity.monitor.detection.signals import (
     DEFAULT_LONG_POOLS,
     FEEDBACK_SIGNAL,
     NEGATIVE_FEEDBACK,
+    SESSION_ONCE,
+    SESSION_WINDOW_S,
     Members,
     SignalStage,
     SignalValue,
@@ -166,7 +168,9 @@ class _Watch:
 
 @dataclass(frozen=True, slots=True)
 class MonitorConfig:
-    """Settings of :class:`SegmentMonitor` (statistics, attribution, routing audit, sharding)."""
+    """Settings of :class:`SegmentMonitor` (statistics, attribution, routing audit, sharding; ``session_once`` and
+    ``session_window_s``: the signals whose flags count once per session per window, see
+    :mod:`parity.monitor.detection.signals`)."""
 
     stats: StatsConfig = field(default_factory=StatsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
@@ -179,8 +183,12 @@ class MonitorConfig:
     max_tracked_responses: int = 200_000
     shard: int = 0
     n_shards: int = 1
+    session_once: tuple[str, ...] = SESSION_ONCE
+    session_window_s: float = SESSION_WINDOW_S
 
     def __post_init__(self) -> None:
+        if not self.session_window_s > 0:
+            raise InvalidInputError("session_window_s", "must be > 0 seconds", self.session_window_s)
         if not self.evidence_threshold > 0:
             raise InvalidInputError("evidence_threshold", "must be > 0", self.evidence_threshold)
         if self.worsening_window < 1:
@@ -236,6 +244,9 @@ def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> S
         sticky_min_run=config.sticky_min_run,
         routing=config.routing_audit,
         audit=audit,
+        # a configuration pickled before sessions counted once has neither field
+        session_once=getattr(config, "session_once", SESSION_ONCE),
+        session_window_s=getattr(config, "session_window_s", SESSION_WINDOW_S),
     )
 
 
