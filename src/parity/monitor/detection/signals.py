@@ -28,7 +28,7 @@ come in runs within a session are not that (a session's sampling temperature, it
 session flag answer after answer), and a few such sessions moving in and out of a segment move its rate without any
 fault. On the faultbox drill's clean traffic, ``unexpected_script``'s per-session flag counts are overdispersed
 (dispersion index 2.15 over 207 sessions of 4-8 requests: sessions at temperature 1 flag 25-42% of their answers,
-sessions at 0.7 or below 0-3%), ``degeneration``'s barely (1.21) and ``code_integrity``'s not at all (1.03). The
+sessions at 0.7 or below 0-4%), ``degeneration``'s barely (1.21) and ``code_integrity``'s not at all (1.03). The
 stored flag is kept as it is (``Record.signals``, what the dashboard draws); only what the statistics read changes.
 A fault that flags answers across many sessions still counts one flag per session, and every clean answer a zero.
 
