@@ -322,3 +322,50 @@ def test_a_fault_that_starts_minutes_after_a_false_alarm_on_an_intersecting_segm
     after = fault.detected_at + timedelta(minutes=1)
     unrelated = Alert("a-u", "greedy_disagreement", {}, after, after + timedelta(minutes=3), 0.2, 0.0, 0.2, 40)
     assert not related(replace(fault, status="resolved"), unrelated)
+
+
+COFLAG_CONFIG = MonitorConfig(
+    stats=StatsConfig(dimensions=("model", "platform"), horizon=10_000, rate_warmup=300, score_max_order=0),
+    routing_audit=False,
+)
+
+
+def _coflag_drill(second: Callable[[int, bool], bool]) -> SegmentMonitor:
+    """A fault on platform=tpu flags ``degeneration`` on a fifth of its answers from record 600; from record 800,
+    ``greedy_disagreement`` flags what ``second(i, tpu)`` says, on top of a 1% baseline (records a second apart)."""
+    monitor = SegmentMonitor(config=COFLAG_CONFIG)
+    t0 = datetime(2025, 8, 5, 12, 0, tzinfo=UTC)
+    for i in range(1400):
+        tpu = i % 2 == 1
+        degenerate = i % 50 == 0 or (i >= 600 and tpu and (i // 2) % 5 == 0)
+        disagrees = i % 100 == 7 or (i >= 800 and second(i, tpu))
+        observations = (
+            DetectorObservation("degeneration", degenerate, 0.0),
+            DetectorObservation("greedy_disagreement", disagrees, 0.0),
+        )
+        record = Record(record_id=f"r{i}", time=t0 + timedelta(seconds=i), model="HOS"[i % 3],
+                        platform="tpu" if tpu else "gpu", observations=observations)  # fmt: skip
+        monitor.observe(record)
+    return monitor
+
+
+def test_an_alarm_whose_flags_the_open_incident_flagged_joins_it() -> None:
+    """The drill's re-encoding: mojibake answers on tpu are ``degeneration`` flags, and identical greedy requests then
+    disagree, half of the disagreements on those very answers (the other half on gpu, answering after a tpu one):
+    ``greedy_disagreement`` on all traffic, starting after the ``degeneration`` alarm was raised, is the same fault's
+    evidence (one alert a person sees), not a second fault. Without the co-flag rule it was a second alert."""
+    monitor = _coflag_drill(lambda i, tpu: (i // 2) % 10 == 0 if tpu else i % 20 == 4)
+    incidents = group_incidents(monitor.alerts)
+    assert [(i.lead.signal, i.lead.segment) for i in incidents] == [("degeneration", {"platform": "tpu"})]
+    assert "greedy_disagreement" in incidents[0].signals
+    assert len(notified(monitor.alerts)) == 1
+
+
+def test_an_alarm_whose_flags_fall_on_the_open_incidents_at_chance_stays_apart() -> None:
+    """A second fault on traffic the open incident shares (model O, on tpu too), flagging answers regardless of the
+    first fault's flags, is notified on its own."""
+    monitor = _coflag_drill(lambda i, tpu: i % 3 == 1 and i % 4 < 2)
+    incidents = group_incidents(monitor.alerts)
+    assert [i.lead.signal for i in incidents] == ["degeneration", "greedy_disagreement"]
+    assert "model=O" in incidents[1].segments
+    assert len(notified(monitor.alerts)) == 2

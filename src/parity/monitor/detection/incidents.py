@@ -16,9 +16,11 @@ seeing the same broken text). Two alerts are *related* (:func:`related`) when
   segment holds the other and each excursion had begun before the other was detected (``started_at`` before the
   other's ``detected_at``: a sparse stream's start estimate lags the fault it sees).
 
-The pipeline gives every new alert the incident id of the earliest alert it is related to (or its own id), and
-stores it in ``Alert.incident``; :func:`group_incidents` reads the groups back from any list of alerts (a store,
-a proxy's ``/parity/alerts``). An incident's *lead* alert is its strongest evidence: a rate signal before a score,
+The pipeline gives every new alert the incident id of the earliest alert it is related to (or, when none is, of an
+open alert whose signal flagged the new alarm's flagged records far beyond chance: ``SegmentMonitor._coflagged``, the
+re-encoding's greedy disagreements on its mojibake answers; or its own id), and stores it in ``Alert.incident``;
+:func:`group_incidents` reads the groups back from any list of alerts (a store, a proxy's ``/parity/alerts``). An
+incident's *lead* alert is its strongest evidence: a rate signal before a score,
 then the most specific segment, then the largest relative rise.
 
 **The incident is the alert a person sees.** Each stored :class:`~parity.monitor.Alert` is one *alarm*: one signal

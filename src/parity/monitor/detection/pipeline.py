@@ -49,6 +49,18 @@ An alarm absorbed as explained by an intersecting alert (the rule above) is chec
 segment: the sampler's score alarm on ``model=H`` is not explained by the corruption's score alert on ``platform=tpu``.
 Two faults nothing tells apart (changes of both scopes ranked alike, or every part degraded) stay one alert.
 
+**Alarms the open incident's flagged records explain.** A new alarm of another signal family that no rule above
+relates to an open alert joins that alert's incident when, on the new alarm's segment, over its evidence period
+``[started_at, detected_at]``, the records its signal flagged are also flagged by the open alert's signal far more
+often than that signal flags the segment's records at all: at least :data:`MIN_COFLAGGED` of them, and a binomial
+tail probability under :data:`COFLAG_ALPHA` (one fault changing the same answers both ways; an unrelated fault's
+flags fall on the open signal's flagged records at its base rate). A re-encoding platform's mojibake answers are
+``degeneration`` flags, and the repeated greedy requests they answered disagree with the earlier, clean answers:
+``greedy_disagreement`` on all traffic, half of whose flags are ``degeneration``'s (7 of 14 in the drill, against a
+base rate near 0.1), is evidence of the re-encoding incident, not a second fault to notify. With a change log, an
+alarm whose best-ranked change differs from the open alert's stays apart (its own change, its own alert). The
+monitor keeps the flagged signals of its last :data:`RECENT_RECORDS` records for this.
+
 **Worsening.** Once an alert is raised, its *level* is watched: the signal's rate on the alert's segment (or, when
 the signal defines that segment - short requests on the long pool are all violations - on the parent with the most
 traffic, where the rate is the share that matters). The first ``MonitorConfig.worsening_window`` observations after
@@ -90,7 +102,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -101,7 +113,7 @@ from parity.monitor._records import Alert, AttributedChange, Change, FeedbackEve
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.detection.attribution import AttributionConfig, rank_changes, scope_values
 from parity.monitor.detection.audit import AuditContext, RoutingAudit
-from parity.monitor.detection.incidents import related
+from parity.monitor.detection.incidents import related, signal_family
 from parity.monitor.detection.segments import (
     WILDCARD,
     Firing,
@@ -117,13 +129,60 @@ from parity.monitor.detection.signals import (
     DEFAULT_LONG_POOLS,
     FEEDBACK_SIGNAL,
     NEGATIVE_FEEDBACK,
+    SESSION_ONCE,
+    SESSION_WINDOW_S,
     Members,
     SignalStage,
     SignalValue,
 )
 from parity.stats.sequential import BernoulliCUSUM, ChangeEstimate, cusum_threshold
 
-__all__ = ["NEGATIVE_FEEDBACK", "MonitorConfig", "SegmentMonitor", "changes_contradict"]
+__all__ = [
+    "COFLAG_ALPHA",
+    "MIN_COFLAGGED",
+    "NEGATIVE_FEEDBACK",
+    "RECENT_RECORDS",
+    "MonitorConfig",
+    "SegmentMonitor",
+    "changes_contradict",
+    "coflag_tail",
+]
+
+#: Records whose flagged signals the monitor keeps, to test whether an open incident's flags explain a new alarm.
+RECENT_RECORDS = 20_000
+#: A new alarm joins an open incident whose signal co-flags its records with a binomial tail under this.
+COFLAG_ALPHA = 0.01
+#: ... and on at least this many of its flagged records.
+MIN_COFLAGGED = 3
+
+_NO_FLAGS: frozenset[str] = frozenset()
+
+
+def coflag_tail(k: int, j: int, q: float) -> float:
+    """The probability that at least ``j`` of ``k`` records carry a flag that each carries with probability ``q``
+    independently (the binomial upper tail, in log space).
+
+    >>> round(coflag_tail(14, 7, 0.1), 5), coflag_tail(10, 0, 0.3), coflag_tail(5, 6, 0.5)
+    (0.00018, 1.0, 0.0)
+    """
+    if j <= 0:
+        return 1.0
+    if j > k:
+        return 0.0
+    if q <= 0.0:
+        return 0.0
+    if q >= 1.0:
+        return 1.0
+    lq, lp = math.log(q), math.log1p(-q)
+    base = math.lgamma(k + 1)
+    return min(
+        1.0,
+        sum(
+            math.exp(base - math.lgamma(i + 1) - math.lgamma(k - i + 1) + i * lq + (k - i) * lp)
+            for i in range(j, k + 1)
+        ),
+    )
+
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
@@ -166,7 +225,9 @@ class _Watch:
 
 @dataclass(frozen=True, slots=True)
 class MonitorConfig:
-    """Settings of :class:`SegmentMonitor` (statistics, attribution, routing audit, sharding)."""
+    """Settings of :class:`SegmentMonitor` (statistics, attribution, routing audit, sharding; ``session_once`` and
+    ``session_window_s``: the signals whose flags count once per session per window, see
+    :mod:`parity.monitor.detection.signals`)."""
 
     stats: StatsConfig = field(default_factory=StatsConfig)
     attribution: AttributionConfig = field(default_factory=AttributionConfig)
@@ -179,8 +240,12 @@ class MonitorConfig:
     max_tracked_responses: int = 200_000
     shard: int = 0
     n_shards: int = 1
+    session_once: tuple[str, ...] = SESSION_ONCE
+    session_window_s: float = SESSION_WINDOW_S
 
     def __post_init__(self) -> None:
+        if not self.session_window_s > 0:
+            raise InvalidInputError("session_window_s", "must be > 0 seconds", self.session_window_s)
         if not self.evidence_threshold > 0:
             raise InvalidInputError("evidence_threshold", "must be > 0", self.evidence_threshold)
         if self.worsening_window < 1:
@@ -236,6 +301,9 @@ def _signal_stage(config: MonitorConfig, audit: RoutingAudit | None = None) -> S
         sticky_min_run=config.sticky_min_run,
         routing=config.routing_audit,
         audit=audit,
+        # a configuration pickled before sessions counted once has neither field
+        session_once=getattr(config, "session_once", SESSION_ONCE),
+        session_window_s=getattr(config, "session_window_s", SESSION_WINDOW_S),
     )
 
 
@@ -275,6 +343,8 @@ class SegmentMonitor:
         self._changes: dict[str, Change] = {}
         self._values: list[set[str]] = [set() for _ in self.dimensions]
         self._responses: OrderedDict[str, SegmentKey] = OrderedDict()
+        #: the last records' (time, finest segment, flagged signals): what explains a new alarm (:meth:`_coflagged`)
+        self._recent: deque[tuple[float, SegmentKey, frozenset[str]]] = deque(maxlen=RECENT_RECORDS)
         #: records observed, and alarms absorbed by an existing alert
         self.n_records = 0
         self.n_absorbed = 0
@@ -300,6 +370,8 @@ class SegmentMonitor:
         if "signal_stage" not in state:  # a checkpoint taken before the signal stage existed held the audit itself
             self.signal_stage = _signal_stage(self.config, state.pop("audit", None))
             self.__dict__.pop("audit", None)
+        if "_recent" not in state:  # a checkpoint from before incidents read co-flagged records
+            self._recent = deque(maxlen=RECENT_RECORDS)
         self.notifiers = ()
         self.clock = None
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
@@ -490,6 +562,9 @@ class SegmentMonitor:
         self.n_records += 1
         if self.newest_record_time is None or record.time > self.newest_record_time:
             self.newest_record_time = record.time
+        signals = record.signals
+        flagged = [name for name, v in signals.items() if v] if signals else None
+        self._recent.append((record.time.timestamp(), values, frozenset(flagged) if flagged else _NO_FLAGS))
         for i, v in enumerate(values):
             self._values[i].add(v)
         if self.config.max_tracked_responses:
@@ -739,7 +814,48 @@ class SegmentMonitor:
             incident = other.incident or other.alert_id
             if incident not in others and related(alert, other) and not self._second_fault(other, key):
                 return incident
+        for other in self.alerts:
+            incident = other.incident or other.alert_id
+            if other.status == "open" and incident not in others and self._coflagged(alert, key, other):
+                return incident
         return alert.alert_id
+
+    def _coflagged(self, alert: Alert, key: SegmentKey, other: Alert) -> bool:
+        """Whether open ``other`` (another signal family, on a segment intersecting ``key``) explains ``alert`` on
+        ``key``: over ``alert``'s evidence period, the records of ``key`` its signal flagged carry ``other``'s flag
+        more often than chance allows (see the module docstring, :data:`COFLAG_ALPHA`), and the change log, when
+        both are attributed, blames the same change first."""
+        mine, theirs = signal_family(alert.signal), signal_family(other.signal)
+        theirs_key = self._keys.get(other.alert_id)
+        if mine == theirs or theirs_key is None:
+            return False
+        if any(x != WILDCARD and y != WILDCARD and x != y for x, y in zip(key, theirs_key, strict=True)):
+            return False  # no traffic in common
+        t0, t1 = alert.started_at.timestamp(), alert.detected_at.timestamp()
+        n = m = k = j = 0
+        for t, values, flags in self._recent:
+            if not t0 <= t <= t1 or not is_refinement(values, key):
+                continue
+            n += 1
+            both = theirs in flags
+            m += both
+            if mine in flags:
+                k += 1
+                j += both
+        if j < MIN_COFLAGGED or not n or coflag_tail(k, j, m / n) >= COFLAG_ALPHA:
+            return False
+        if self._changes and other.attributed_changes:
+            # the change log tells causes apart where it can: a new alarm blamed on another change than the open one
+            # is that change's alert (the replay's load-balancer change degrades the answers its routing bug misroutes,
+            # weeks after the routing change's alert opened)
+            self._keys[alert.alert_id] = key
+            try:
+                ranked = self._attribute(alert)
+            finally:
+                del self._keys[alert.alert_id]
+            if ranked and ranked[0].change_id != other.attributed_changes[0].change_id:
+                return False
+        return True
 
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
         out: list[Alert] = []
