@@ -370,3 +370,14 @@ def test_a_cancelled_request_leaves_the_running_batch() -> None:
     assert batcher.stats.cancelled == 1
     assert batcher.running == 0
     assert len(streamed) < 400
+
+
+def test_admin_state_reports_each_engines_prefix_cache(client: Any, lab: Any) -> None:
+    messages = [{"role": "user", "content": "What does `shlex.split` do? Answer in one sentence, please."}]
+    for _ in range(2):  # the second request starts like the first: its prompt comes from the cache
+        client.chat.completions.create(model="S", messages=messages, max_tokens=3, seed=1, user="prefix-cache")
+    state = httpx.get(f"{lab.url}/admin/state", timeout=30).json()
+    caches = state["prefix_cache"]
+    assert caches, state
+    assert sum(c["tokens_reused"] for c in caches.values()) > 0
+    assert all(c["bytes"] >= 0 and c["entries"] >= 0 for c in caches.values())

@@ -123,6 +123,13 @@ class FleetDispatch:
         """The engines loaded so far, as ``(weights, precision, rope_scaling)``."""
         return list(self._engines)
 
+    def prefix_cache_stats(self) -> dict[str, dict[str, int]]:
+        """Each loaded engine's prefix cache counters (:class:`parity.lab.prefix_cache.PrefixCacheStats`), by
+        ``weights/precision/rope_scaling``."""
+        return {
+            f"{w}/{p}/{r:g}": engine.prefix_cache.stats.to_json() for (w, p, r), engine in list(self._engines.items())
+        }
+
     def checkpoint(self, model: str) -> Checkpoint:
         """The checkpoint a served model runs on (its tokenizer, chat format and config)."""
         return self.checkpoints[self.weights_of[model]]

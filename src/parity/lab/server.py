@@ -242,6 +242,7 @@ class LabServer:
                     "joined": stats.joined,
                     "cancelled": stats.cancelled,
                 },
+                "prefix_cache": self.dispatch.prefix_cache_stats(),
             }
         )
 
