@@ -85,3 +85,12 @@ def test_greedy_answers_are_the_same_with_the_cache_as_without() -> None:
     assert with_cache == without
     assert cached.prefix_cache.stats.tokens_reused > len(code)  # the second round found its prompts
     assert bare.prefix_cache.stats.entries <= 1  # only a pinned system turn, if the format has one
+
+
+def test_a_pinned_entry_shorter_than_a_block_is_found() -> None:
+    cache = PrefixCache(0)
+    cache.insert([5, 6, 7], *_kv(3), pinned=True)
+    hit = cache.match([5, 6, 7, 8])
+    assert hit is not None
+    assert hit[0] == 3
+    assert cache.match([5, 9, 7, 8]) is None

@@ -102,6 +102,7 @@ class PrefixCache:
         self._index: dict[int, list[int]] = {}  # block key -> entries holding that prefix, newest last
         self._next = 0
         self._unpinned_bytes = 0
+        self._short_pinned: list[_Entry] = []  # pinned entries shorter than a block: under no index key
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -127,11 +128,10 @@ class PrefixCache:
         if entry is None:
             # a prompt shorter than a block, or one whose first block is stored under no key: pinned entries
             # shorter than a block (a short system turn) are still found
-            for candidate in self._entries.values():
-                if candidate.pinned and len(candidate.ids) < BLOCK:
-                    size = len(candidate.ids)
-                    if size > matched and tuple(ids[:size]) == candidate.ids:
-                        entry, matched = candidate, size
+            for candidate in self._short_pinned:
+                size = len(candidate.ids)
+                if size > matched and tuple(ids[:size]) == candidate.ids:
+                    entry, matched = candidate, size
             if entry is None:
                 return 0, None, met
         elif tuple(ids[:matched]) != entry.ids[:matched]:  # keys chained across entries: check the whole prefix
@@ -184,6 +184,8 @@ class PrefixCache:
         for h in new.chain:
             self._index.setdefault(h, []).append(eid)
         self._entries[eid] = new
+        if pinned and len(new.ids) < BLOCK:
+            self._short_pinned.append(new)
         self.stats.stored += 1
         self.stats.entries = len(self._entries)
         self.stats.bytes += new.nbytes
@@ -200,6 +202,8 @@ class PrefixCache:
     def _remove(self, entry: _Entry) -> None:
         eid = entry.eid
         del self._entries[eid]
+        if entry in self._short_pinned:
+            self._short_pinned.remove(entry)
         for h in entry.chain:
             holders = self._index.get(h)
             if holders is not None:
