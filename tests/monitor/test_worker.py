@@ -4,6 +4,7 @@ write-ahead log's flush interval, and health tells the truth about each of these
 from __future__ import annotations
 
 import errno
+import json
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
@@ -240,6 +241,73 @@ def test_write_ahead_log_replays_a_crashed_run_once(tmp_path: Path) -> None:
             again.recover()
             assert stored_ids(store) == list(range(8))
     assert (tmp_path / "s.parity-wal.jsonl").stat().st_size == 0
+
+
+def raw_exchange(i: int) -> RawExchange:
+    ex = exchange(i)
+    return RawExchange(ex.path, ex.time, b'{"model": "S"}', {}, 200, {}, [ex.response_body.encode()], 1.0, False)
+
+
+def test_write_ahead_log_holds_exchanges_still_queued_when_the_run_is_killed(tmp_path: Path) -> None:
+    # under load the queue holds answered exchanges for seconds: they are logged when handed over, not when built
+    wal_path = tmp_path / "s.parity-wal.jsonl"
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        worker = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), wal=WriteAheadLog(wal_path))
+        for i in range(5):
+            worker.submit(raw_exchange(i))  # the worker thread never reaches them: killed first
+        assert worker.wal is not None
+        worker.wal.sync()
+        otlp = Record(record_id="o1", time=T0, model="S")
+        worker.submit_record(otlp)  # a queued record (the OTLP receiver's) is logged the same way
+        worker.wal.sync()
+        assert store.records() == []
+    with DuckDBStore(tmp_path / "s.duckdb") as store:
+        again = MonitorWorker(store, RecordBuilder(salt="s", scorer=None), wal=WriteAheadLog(wal_path))
+        again.recover()
+        assert sorted(r.record_id for r in store.records()) == ["c0", "c1", "c2", "c3", "c4", "o1"]
+    assert wal_path.stat().st_size == 0
+
+
+def test_write_ahead_log_forgets_exchanges_once_stored_and_compacts_under_a_steady_stream(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path / "w.jsonl", compact_bytes=2_000)
+    seqs = [wal.append_exchange(raw_exchange(i)) for i in range(20)]
+    wal.done(seqs[:10])  # stored before the log's flush: never written
+    wal.sync()
+    for k in range(10, 50):  # the oldest stored, one more handed over, per flush: never empty, so compacted
+        wal.done([seqs[k]])
+        seqs.append(wal.append_exchange(raw_exchange(k + 10)))
+        wal.sync()
+    assert wal.compactions > 0
+    left = WriteAheadLog(tmp_path / "w.jsonl").replay()
+    assert [RawExchange.from_wal(e).time for e in left if isinstance(e, dict)] == [
+        exchange(i).time for i in range(50, 60)
+    ]
+    live_bytes = sum(len(json.dumps({"seq": 99, "exchange": e}, separators=(",", ":"))) + 1 for e in left)
+    assert (tmp_path / "w.jsonl").stat().st_size <= max(2_000, 2 * live_bytes) + live_bytes // len(left)
+    wal.done(range(1000))
+    assert wal.live == 0
+    assert (tmp_path / "w.jsonl").stat().st_size == 0
+
+
+def test_write_ahead_log_of_an_older_version_replays(tmp_path: Path) -> None:
+    # before exchanges were logged, each line was a bare record; a run upgraded after a crash still stores them
+    record = Record(record_id="r1", time=T0, model="S")
+    (tmp_path / "w.jsonl").write_text(json.dumps(record.to_dict()) + "\n")
+    assert WriteAheadLog(tmp_path / "w.jsonl").replay() == [record]
+
+
+def test_write_ahead_log_syncs_on_its_own_thread_while_the_worker_is_busy(tmp_path: Path) -> None:
+    wal = WriteAheadLog(tmp_path / "w.jsonl", flush_interval_s=0.01)
+    wal.start()
+    try:
+        wal.append_exchange(raw_exchange(0))
+        for _ in range(500):
+            if (tmp_path / "w.jsonl").exists() and (tmp_path / "w.jsonl").stat().st_size:
+                break
+            wal._stop.wait(0.01)
+        assert len(WriteAheadLog(tmp_path / "w.jsonl").replay()) == 1
+    finally:
+        wal.close()
 
 
 # -- health -------------------------------------------------------------------------------------------------------

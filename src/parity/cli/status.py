@@ -36,6 +36,7 @@ from parity.cli._read_source import DEFAULT_STORE, open_read_source
 from parity.monitor._records import Alert
 from parity.monitor.alerting.alerts import explain_alert
 from parity.monitor.detection.incidents import Incident, group_incidents
+from parity.monitor.runtime.wal import WriteAheadLog
 
 __all__ = ["alerts_table", "command", "health_line", "incidents_table", "load_alerts", "load_health"]
 
@@ -52,11 +53,9 @@ def load_alerts(
     return sorted(alerts, key=lambda a: a.detected_at, reverse=True)
 
 
-def _count_lines(path: Path) -> int:
-    if not path.is_file():
-        return 0
-    with path.open("rb") as f:
-        return sum(1 for _ in f)
+def _count_unstored(wal_path: Path) -> int:
+    """Entries a run left in its write-ahead log that the next start stores (done markers and torn lines aside)."""
+    return len(WriteAheadLog(wal_path).replay()) if wal_path.is_file() else 0
 
 
 def load_health(
@@ -82,7 +81,7 @@ def load_health(
     spool_file = path.with_name(path.name + ".spool.jsonl")
     spooled = Spool(spool_file).pending if spool_file.is_file() or spool_file.with_name(
         spool_file.name + ".draining").is_file() else 0  # fmt: skip
-    wal = _count_lines(path.with_name(path.name + ".parity-wal.jsonl"))
+    wal = _count_unstored(path.with_name(path.name + ".parity-wal.jsonl"))
     reasons = []
     if spooled:
         reasons.append(f"{spooled} item(s) wait in {spool_file} (the store failed); stored on the next start")

@@ -43,6 +43,7 @@ that died.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import queue
@@ -141,6 +142,43 @@ class RawExchange:
     chunks: list[bytes]
     latency_ms: float
     streamed: bool
+    #: its number in the write-ahead log once the worker logged it (the worker marks it done when stored)
+    wal_seq: int | None = None
+
+    def to_wal(self) -> dict[str, Any]:
+        """The exchange as the write-ahead log holds it (bodies in base64; the chunks joined)."""
+        return {
+            "path": self.path,
+            "time": self.time.isoformat(),
+            "request_body": base64.b64encode(self.request_body).decode("ascii"),
+            "request_headers": self.request_headers,
+            "status_code": self.status_code,
+            "response_headers": self.response_headers,
+            "body": base64.b64encode(b"".join(self.chunks)).decode("ascii"),
+            "latency_ms": self.latency_ms,
+            "streamed": self.streamed,
+        }
+
+    @classmethod
+    def from_wal(cls, obj: dict[str, Any]) -> RawExchange:
+        """The exchange :meth:`to_wal` wrote (raises ``ValueError``, ``KeyError`` or ``TypeError`` on another
+        shape).
+
+        >>> raw = RawExchange("/v1/completions", datetime(2025, 8, 5), b"{}", {}, 200, {}, [b"a", b"b"], 1.0, False)
+        >>> RawExchange.from_wal(raw.to_wal()) == RawExchange(**{**raw.__dict__, "chunks": [b"ab"]})
+        True
+        """
+        return cls(
+            path=str(obj["path"]),
+            time=datetime.fromisoformat(obj["time"]),
+            request_body=base64.b64decode(obj["request_body"], validate=True),
+            request_headers={str(k): str(v) for k, v in obj["request_headers"].items()},
+            status_code=int(obj["status_code"]),
+            response_headers={str(k): str(v) for k, v in obj["response_headers"].items()},
+            chunks=[base64.b64decode(obj["body"], validate=True)],
+            latency_ms=float(obj["latency_ms"]),
+            streamed=bool(obj["streamed"]),
+        )
 
     def to_exchange(self) -> Exchange:
         """Parse (bounded): raises :class:`ExchangeRejected` for a request nested deeper than
@@ -281,6 +319,9 @@ class MonitorWorker:
         self._busy = False
         self._in_hand = False
         self._pending: list[Record] = []
+        self._pending_seqs: list[int] = []  # write-ahead log numbers of the pending records built from exchanges
+        self._wal_seq: int | None = None  # the logged exchange being handled, until its record is pending
+        self._queued_record_seqs: dict[int, int] = {}  # id of a queued record (submit_record) -> its log number
         #: a hook that takes batches (``observe_batch``) sees the accepted records at each flush, in one call
         self._batched = callable(getattr(hook, "observe_batch", None))
         self._unmonitored: list[Record] = []
@@ -309,6 +350,9 @@ class MonitorWorker:
         self.ensure_alive()
         with self._count_lock:
             self._outstanding += 1
+        if self.wal is not None and isinstance(item, RawExchange):
+            # logged before it waits in the queue: under load the queue holds seconds of answered exchanges
+            item.wal_seq = self.wal.append_exchange(item)
         try:
             self._queue.put_nowait(item)
         except queue.Full:
@@ -318,6 +362,8 @@ class MonitorWorker:
                 with self._count_lock:
                     self._outstanding -= 1
                 self._overflow(item)
+                if self.wal is not None and isinstance(item, RawExchange) and item.wal_seq is not None:
+                    self.wal.done([item.wal_seq])  # spooled, or counted as rejected or dropped
         self.metrics.queue_depth.set(self._queue.qsize())
 
     def submit_record(self, record: Record) -> None:
@@ -329,6 +375,8 @@ class MonitorWorker:
         self.ensure_alive()
         with self._count_lock:
             self._outstanding += 1
+            if self.wal is not None:  # logged before it waits in the queue, done once stored
+                self._queued_record_seqs[id(record)] = self.wal.append(record, alone=True)
         self._queue.put(record)
         self.metrics.queue_depth.set(self._queue.qsize())
 
@@ -356,6 +404,8 @@ class MonitorWorker:
             return
         self._stop.clear()
         self.recover()
+        if self.wal is not None:
+            self.wal.start()
         self._spawn()
 
     def _spawn(self) -> None:
@@ -379,7 +429,7 @@ class MonitorWorker:
             if isinstance(self.hook, BufferingHook):
                 self._guard("monitor", self.hook.close)
         if self.wal is not None:
-            self._guard("wal", self.wal.sync)
+            self._guard("wal", self.wal.close)
         self.metrics.worker_alive.set(0)
 
     def ensure_alive(self) -> bool:
@@ -416,6 +466,7 @@ class MonitorWorker:
             if item is not None:
                 self._busy = True
                 self._in_hand = True  # until the item is done or its record sits in the pending batch
+                self._wal_seq = self._logged_as(item)
                 try:
                     self._handle(item, queued=True)
                 except BaseException as err:
@@ -424,6 +475,8 @@ class MonitorWorker:
                         self._done(1)
                         self._reject("worker", err)
                     raise
+                finally:
+                    self._wal_done_unless_pending()
                 if self._in_hand:  # handled without leaving a record (feedback, changes, rejected, unscored path)
                     self._in_hand = False
                     self._done(1)
@@ -473,6 +526,22 @@ class MonitorWorker:
     def _done(self, n: int) -> None:
         with self._count_lock:
             self._outstanding -= n
+
+    def _logged_as(self, item: Item) -> int | None:
+        """The write-ahead log's number for a queued item that :meth:`submit` or :meth:`submit_record` logged."""
+        if isinstance(item, RawExchange):
+            return item.wal_seq
+        if isinstance(item, Record) and self._queued_record_seqs:
+            with self._count_lock:
+                return self._queued_record_seqs.pop(id(item), None)
+        return None
+
+    def _wal_done_unless_pending(self) -> None:
+        """The logged exchange just handled left no record in the pending batch (rejected, not scored, or it
+        failed): nothing of it is left to store, so the log forgets it."""
+        seq, self._wal_seq = self._wal_seq, None
+        if seq is not None and self.wal is not None:
+            self._guard("wal", partial(self.wal.done, [seq]))
 
     # -- the pipeline ------------------------------------------------------------------------------------
     def process(self, item: Item) -> None:
@@ -547,7 +616,10 @@ class MonitorWorker:
             if isinstance(decided, Record):
                 record = decided
         self._guard("flags", lambda: self.metrics.count_flags(o.detector for o in record.observations if o.flagged))
-        if self.wal is not None:
+        seq, self._wal_seq = self._wal_seq, None
+        if seq is not None:  # built from a logged exchange: the log holds it already, done once it is stored
+            self._pending_seqs.append(seq)
+        elif self.wal is not None:
             self._guard("wal", lambda: self.wal.append(record) if self.wal is not None else None)
         self._pending.append(record)
         if queued:
@@ -640,6 +712,7 @@ class MonitorWorker:
             return
         batch = self._pending
         self._pending = []
+        seqs, self._pending_seqs = self._pending_seqs, []
         dedupe = dedupe or self.dedupe
         if self._write("records", batch, lambda: self._write_records(batch, dedupe=dedupe)):
             self.records_written += len(batch)
@@ -647,8 +720,12 @@ class MonitorWorker:
         queued, self._queued_in_pending = self._queued_in_pending, 0
         self._done(queued)
         self._last_flush = self._clock()
-        if self.wal is not None and not self._pending:
-            self._guard("wal", self.wal.clear)  # every record it held is stored or spooled
+        if self.wal is not None:  # stored or spooled: what the log held of them is done
+            wal = self.wal
+            if seqs:
+                self._guard("wal", partial(wal.done, seqs))
+            if not self._pending:
+                self._guard("wal", wal.records_done)
         if self.checkpointer is not None and self.restored is not None:
             self._checkpoint(force=False)  # after the restore only: never overwrite a snapshot not yet read
 
@@ -789,11 +866,23 @@ class MonitorWorker:
     def recover(self) -> None:
         """Replay a previous run's write-ahead log into the store (skipping records it holds), then the spool."""
         if self.wal is not None:
-            replayed = self._guard("wal", self.wal.replay)
+            wal = self.wal
+            replayed = self._guard("wal", wal.replay)
             if isinstance(replayed, list) and replayed:
-                log.warning("replaying %d records from the write-ahead log %s", len(replayed), self.wal.path)
-                self._pending.extend(replayed)
+                log.warning("replaying %d entries from the write-ahead log %s", len(replayed), wal.path)
+                for entry in replayed:
+                    if isinstance(entry, Record):
+                        self._pending.append(entry)
+                        continue
+                    try:
+                        raw = RawExchange.from_wal(entry)
+                    except (ValueError, KeyError, TypeError, AttributeError) as err:
+                        wal.skipped += 1
+                        log.warning("write-ahead log %s: an exchange unreadable (%s); skipped", wal.path, err)
+                        continue
+                    self._handle(raw, queued=False)  # scored and built now, as the run that crashed would have
                 self._flush(dedupe=True)
+                self._guard("wal", wal.clear)  # stored, spooled or counted: the next run must not replay it
         if self.spool is not None and self.spool.pending:
             self._guard("spool", self._drain_spool)
         self._restore()
