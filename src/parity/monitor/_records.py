@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from parity._change import Change as Change  # the one Change (shared with the lab), re-exported here
@@ -76,6 +77,10 @@ class DetectorObservation:
     detector: str
     flagged: bool
     score: float
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # a slots dataclass pickles through Python-level state functions; the constructor's arguments are cheaper
+        return (DetectorObservation, (self.detector, self.flagged, self.score))
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,6 +128,18 @@ class Record:
     signals: dict[str, float] | None = None
     #: the parity version that built the record (``None`` for records stored before schema version 3)
     parity_version: str | None = __version__
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle as the field values, rebuilt by :func:`record_of` (records cross processes in batches: the Ray
+        workers, the sharded monitor; a slots dataclass's default pickling walks ``fields()`` per record).
+
+        >>> import pickle
+        >>> r = Record(record_id="r1", time=datetime(2025, 8, 5, tzinfo=UTC), model="S",
+        ...            observations=(DetectorObservation("degeneration", True, 2.5),))
+        >>> pickle.loads(pickle.dumps(r)) == r
+        True
+        """
+        return (record_of, (_record_values(self),))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "time", _utc(self.time))
@@ -178,6 +195,7 @@ class Record:
 #: ``__setattr__`` the way the generated ``__init__`` does, without its keyword handling).
 _RECORD_SETTERS = tuple(getattr(Record, f.name).__set__ for f in fields(Record))
 _new_object = object.__new__
+_record_values = attrgetter(*(f.name for f in fields(Record)))  # a record's field values in order, as a tuple
 
 
 def record_of(values: Sequence[Any]) -> Record:
