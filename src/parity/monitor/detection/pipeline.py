@@ -186,6 +186,8 @@ def coflag_tail(k: int, j: int, q: float) -> float:
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
+#: a stream :meth:`SegmentMonitor._degraded` has not read yet in this record's alarms
+_UNREAD = object()
 
 #: The batch path's runs (:meth:`SegmentMonitor._observe_runs`): this many records after an alarm, doubling up to
 #: ``MAX_RUN`` while none comes.
@@ -353,6 +355,8 @@ class SegmentMonitor:
 
     #: open alerts of other faults while a new alert is raised (see :meth:`_new_alert_apart`); empty otherwise
     _apart: tuple[Alert, ...] = ()
+    #: while one record's alarms are handled (:meth:`_raise`): each stream's :meth:`_degraded_unless_young`
+    _memo: dict[tuple[str, SegmentKey], bool | float | None] | None = None
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -621,6 +625,20 @@ class SegmentMonitor:
         """True/False for a stream with traffic here; None when it has none. A stream still in its warm-up (a
         segment that appeared recently, such as short requests on the long pool) is degraded when its mean is at
         least ``level``, the post-change level of the alarm being localised."""
+        memo = self._memo
+        if memo is None:
+            young = self._degraded_unless_young(signal, key)
+        else:
+            young = memo.get((signal, key), _UNREAD)
+            if young is _UNREAD:
+                young = memo[(signal, key)] = self._degraded_unless_young(signal, key)
+        if young is None or young is True or young is False:
+            return young
+        return True if level is not None and young >= level else None
+
+    def _degraded_unless_young(self, signal: str, key: SegmentKey) -> bool | float | None:
+        """:meth:`_degraded` without the alarm's level: for a stream in its first warm-up with at least
+        :data:`MIN_YOUNG` records, its mean (degraded when at least the level), else the answer."""
         det = self.stats.sequential_test(signal, key)
         if det is None:
             return None
@@ -631,7 +649,7 @@ class SegmentMonitor:
             # from a high mean, else no information
             if (signal, key) in self.stats.alarmed:
                 return True
-            return True if level is not None and det.n >= MIN_YOUNG and det.mean >= level else None
+            return float(det.mean) if det.n >= MIN_YOUNG else None
         return any(
             a.status == "open" and a.signal == signal and is_refinement(self._keys[a.alert_id], key)
             for a in self._alerts.values()
@@ -858,9 +876,20 @@ class SegmentMonitor:
         return True
 
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
+        # The alarms of one record are localised against the same streams: each stream's answer (:meth:`_degraded`)
+        # is read once and remembered until an alarm raises or supersedes an alert (the open alerts are part of the
+        # answer). Nothing updates a stream in between, and a stream's second read would apply no pending zeros, so
+        # skipping it changes no statistic, not even in its last bits.
         out: list[Alert] = []
-        for firing in fired:
-            out.extend(self._handle(firing, event_time))
+        self._memo = {}
+        try:
+            for firing in fired:
+                new = self._handle(firing, event_time)
+                if new:
+                    self._memo = {}
+                out.extend(new)
+        finally:
+            del self._memo
         return out
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
