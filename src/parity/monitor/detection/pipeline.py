@@ -186,8 +186,6 @@ def coflag_tail(k: int, j: int, q: float) -> float:
 
 #: A stream in its warm-up needs this many observations before its mean counts as evidence in localisation.
 MIN_YOUNG = 5
-#: a stream :meth:`SegmentMonitor._degraded` has not read yet in this record's alarms
-_UNREAD = object()
 
 #: The batch path's runs (:meth:`SegmentMonitor._observe_runs`): this many records after an alarm, doubling up to
 #: ``MAX_RUN`` while none comes.
@@ -356,7 +354,8 @@ class SegmentMonitor:
     #: open alerts of other faults while a new alert is raised (see :meth:`_new_alert_apart`); empty otherwise
     _apart: tuple[Alert, ...] = ()
     #: while one record's alarms are handled (:meth:`_raise`): each stream's :meth:`_degraded_unless_young`
-    _memo: dict[tuple[str, SegmentKey], bool | float | None] | None = None
+    #: and each (open alert, segment)'s :meth:`_second_fault`
+    _memo: dict[tuple[str, SegmentKey] | tuple[str, str, SegmentKey], bool | float | None] | None = None
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -629,9 +628,9 @@ class SegmentMonitor:
         if memo is None:
             young = self._degraded_unless_young(signal, key)
         else:
-            young = memo.get((signal, key), _UNREAD)
-            if young is _UNREAD:
-                young = memo[(signal, key)] = self._degraded_unless_young(signal, key)
+            if (signal, key) not in memo:
+                memo[(signal, key)] = self._degraded_unless_young(signal, key)
+            young = memo[(signal, key)]
         if young is None or young is True or young is False:
             return young
         return True if level is not None and young >= level else None
@@ -963,6 +962,17 @@ class SegmentMonitor:
         free, a part of it that ``own`` has no traffic in is degraded and a part with traffic is not (the alert would
         drill into model S, or into S's config version, were model H left out). Two faults that nothing tells apart
         (a fault on every model of a platform, or one per model starting together) stay one alert."""
+        memo = self._memo
+        if memo is None:
+            return self._second_fault_read(alert, own)
+        # the alarms of one record: see :meth:`_raise`
+        known = ("second fault", alert.alert_id, own)
+        if known not in memo:
+            memo[known] = self._second_fault_read(alert, own)
+        return bool(memo[known])
+
+    def _second_fault_read(self, alert: Alert, own: SegmentKey) -> bool:
+        """:meth:`_second_fault`, read from the streams."""
         if alert.attributed_changes:
             return changes_contradict(alert, self._changes, segment_dict(self._implied(own), self.dimensions))
         key = self._keys[alert.alert_id]
