@@ -355,7 +355,10 @@ class SegmentMonitor:
     _apart: tuple[Alert, ...] = ()
     #: while one record's alarms are handled (:meth:`_raise`): each stream's :meth:`_degraded_unless_young`
     #: and each (open alert, segment)'s :meth:`_second_fault`
-    _memo: dict[tuple[str, SegmentKey] | tuple[str, str, SegmentKey], bool | float | None] | None = None
+    #: and where each segment's localisation walks on to (:meth:`_localise`)
+    _memo: dict[tuple[str, SegmentKey] | tuple[str, str, SegmentKey], Any] | None = None
+    #: answers of streams in their first warm-up read so far (they depend on the alarm's level: :meth:`_degraded`)
+    _young_reads = 0
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -633,6 +636,8 @@ class SegmentMonitor:
             young = memo[(signal, key)]
         if young is None or young is True or young is False:
             return young
+        if memo is not None:
+            self._young_reads += 1
         return True if level is not None and young >= level else None
 
     def _degraded_unless_young(self, signal: str, key: SegmentKey) -> bool | float | None:
@@ -672,7 +677,15 @@ class SegmentMonitor:
         last."""
         current = key
         trail = [key]
-        for _ in range(4 * len(self.dimensions)):
+        memo = self._memo
+        budget = 4 * len(self.dimensions)
+        young = [self._young_reads]  # young streams read before each step: the steps the alarm's level decided
+        for step in range(budget):
+            if memo is not None:  # this record's alarms already walked on from here (see :meth:`_raise`)
+                known = memo.get(("trail", signal, current))
+                if isinstance(known, tuple) and known[1] <= budget - step:
+                    trail.extend(known[0])
+                    return trail
             moved = False
             for i, v in enumerate(current):  # climb
                 if v == WILDCARD:
@@ -684,6 +697,7 @@ class SegmentMonitor:
                     moved = True
                     break
             if moved:
+                young.append(self._young_reads)
                 continue
             best: tuple[float, SegmentKey] | None = None
             for i, v in enumerate(current):  # drill down
@@ -702,9 +716,17 @@ class SegmentMonitor:
                     if best is None or stat > best[0]:
                         best = (stat, bad[0])
             if best is None:
+                if memo is not None:
+                    # the walk on from each segment of the trail, when no young stream (whose answer depends on the
+                    # alarm's level) decided it: that segment's remaining trail, and the steps it took
+                    for at in range(len(trail) - 1, -1, -1):
+                        if young[at] != self._young_reads:
+                            break
+                        memo[("trail", signal, trail[at])] = (tuple(trail[at + 1 :]), len(trail) - at)
                 break
             current = best[1]
             trail.append(current)
+            young.append(self._young_reads)
         return trail
 
     def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
@@ -889,6 +911,7 @@ class SegmentMonitor:
                 out.extend(new)
         finally:
             del self._memo
+            self.__dict__.pop("_young_reads", None)
         return out
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
