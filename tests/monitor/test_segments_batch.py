@@ -361,3 +361,60 @@ def test_undecided_records_are_decided_as_record_by_record(
     assert got_decided == want_decided
     assert got_counts == want_counts
     assert want_counts["sticky_degraded_session"] > 0  # the verdicts that read the alerts were exercised
+
+
+class _Traced(SegmentMonitor):
+    """A monitor that keeps every localisation's trail, and counts its streams' reads for localisation."""
+
+    def __init__(self, config: MonitorConfig) -> None:
+        super().__init__(config=config)
+        self.trails: list[tuple[str, SegmentKey, float | None, list[SegmentKey]]] = []
+        self.reads = 0
+
+    def _localise(self, signal: str, key: SegmentKey, level: float | None = None) -> list[SegmentKey]:
+        trail = super()._localise(signal, key, level)
+        self.trails.append((signal, key, level, list(trail)))
+        return trail
+
+    def _degraded_unless_young(self, signal: str, key: SegmentKey) -> bool | float | None:
+        self.reads += 1
+        return super()._degraded_unless_young(signal, key)
+
+
+class _Unremembered(_Traced):
+    """Each alarm localised on its own, every stream read again (the code before the alarms of one record shared
+    their reads)."""
+
+    def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
+        return [a for firing in fired for a in self._handle(firing, event_time)]
+
+
+@pytest.mark.parametrize("defaults", [False, True], ids=["whole-replay", "defaults"])
+def test_the_alarms_of_one_record_sharing_their_reads_change_no_localisation(
+    replay: tuple[list[Record], list[FeedbackEvent], list[Change]], defaults: bool
+) -> None:
+    """The alarms of one record remember each stream's answer, each second-fault check and where each segment's
+    localisation walks on to (``SegmentMonitor._raise``): every localisation's trail, every alert and every
+    stream's state to the last bit are those of localising each alarm on its own, reading every stream again."""
+    records, feedback, changes = replay
+    config = DEFAULT_CONFIG if defaults else REPLAY_CONFIG
+    if defaults:
+        records, feedback = records[:3000], []
+    runs = []
+    for cls in (_Unremembered, _Traced):
+        mon = cls(config)
+        mon.add_changes(changes)
+        runs.append((_batched(mon, records, feedback, 512), mon))
+    (want, plain), (got, shared) = runs
+    assert want
+    assert got == want
+    assert shared.alerts == plain.alerts
+    assert shared.trails == plain.trails
+    assert len(plain.trails) > 100
+    assert shared.reads < plain.reads / 2  # the shared reads are what it saves
+    assert (shared.n_absorbed, len(shared.stats)) == (plain.n_absorbed, len(plain.stats))
+    for signal, key in plain.stats.streams():
+        a, b = plain.stats.sequential_test(signal, key), shared.stats.sequential_test(signal, key)
+        assert a is not None
+        assert b is not None
+        assert (a.n, a.statistic, a.mean, a.estimate()) == (b.n, b.statistic, b.mean, b.estimate()), (signal, key)

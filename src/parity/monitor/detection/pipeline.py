@@ -353,6 +353,12 @@ class SegmentMonitor:
 
     #: open alerts of other faults while a new alert is raised (see :meth:`_new_alert_apart`); empty otherwise
     _apart: tuple[Alert, ...] = ()
+    #: while one record's alarms are handled (:meth:`_raise`): each stream's :meth:`_degraded_unless_young`
+    #: and each (open alert, segment)'s :meth:`_second_fault`
+    #: and where each segment's localisation walks on to (:meth:`_localise`)
+    _memo: dict[tuple[str, SegmentKey] | tuple[str, str, SegmentKey], Any] | None = None
+    #: answers of streams in their first warm-up read so far (they depend on the alarm's level: :meth:`_degraded`)
+    _young_reads = 0
 
     # -- state -----------------------------------------------------------------------------------------------
 
@@ -621,6 +627,22 @@ class SegmentMonitor:
         """True/False for a stream with traffic here; None when it has none. A stream still in its warm-up (a
         segment that appeared recently, such as short requests on the long pool) is degraded when its mean is at
         least ``level``, the post-change level of the alarm being localised."""
+        memo = self._memo
+        if memo is None:
+            young = self._degraded_unless_young(signal, key)
+        else:
+            if (signal, key) not in memo:
+                memo[(signal, key)] = self._degraded_unless_young(signal, key)
+            young = memo[(signal, key)]
+        if young is None or young is True or young is False:
+            return young
+        if memo is not None:
+            self._young_reads += 1
+        return True if level is not None and young >= level else None
+
+    def _degraded_unless_young(self, signal: str, key: SegmentKey) -> bool | float | None:
+        """:meth:`_degraded` without the alarm's level: for a stream in its first warm-up with at least
+        :data:`MIN_YOUNG` records, its mean (degraded when at least the level), else the answer."""
         det = self.stats.sequential_test(signal, key)
         if det is None:
             return None
@@ -631,7 +653,7 @@ class SegmentMonitor:
             # from a high mean, else no information
             if (signal, key) in self.stats.alarmed:
                 return True
-            return True if level is not None and det.n >= MIN_YOUNG and det.mean >= level else None
+            return float(det.mean) if det.n >= MIN_YOUNG else None
         return any(
             a.status == "open" and a.signal == signal and is_refinement(self._keys[a.alert_id], key)
             for a in self._alerts.values()
@@ -655,7 +677,15 @@ class SegmentMonitor:
         last."""
         current = key
         trail = [key]
-        for _ in range(4 * len(self.dimensions)):
+        memo = self._memo
+        budget = 4 * len(self.dimensions)
+        young = [self._young_reads]  # young streams read before each step: the steps the alarm's level decided
+        for step in range(budget):
+            if memo is not None:  # this record's alarms already walked on from here (see :meth:`_raise`)
+                known = memo.get(("trail", signal, current))
+                if isinstance(known, tuple) and known[1] <= budget - step:
+                    trail.extend(known[0])
+                    return trail
             moved = False
             for i, v in enumerate(current):  # climb
                 if v == WILDCARD:
@@ -667,6 +697,7 @@ class SegmentMonitor:
                     moved = True
                     break
             if moved:
+                young.append(self._young_reads)
                 continue
             best: tuple[float, SegmentKey] | None = None
             for i, v in enumerate(current):  # drill down
@@ -685,9 +716,17 @@ class SegmentMonitor:
                     if best is None or stat > best[0]:
                         best = (stat, bad[0])
             if best is None:
+                if memo is not None:
+                    # the walk on from each segment of the trail, when no young stream (whose answer depends on the
+                    # alarm's level) decided it: that segment's remaining trail, and the steps it took
+                    for at in range(len(trail) - 1, -1, -1):
+                        if young[at] != self._young_reads:
+                            break
+                        memo[("trail", signal, trail[at])] = (tuple(trail[at + 1 :]), len(trail) - at)
                 break
             current = best[1]
             trail.append(current)
+            young.append(self._young_reads)
         return trail
 
     def _estimate(self, signal: str, key: SegmentKey, fallback: ChangeEstimate) -> ChangeEstimate:
@@ -858,9 +897,21 @@ class SegmentMonitor:
         return True
 
     def _raise(self, fired: list[Firing], event_time: datetime) -> list[Alert]:
+        # The alarms of one record are localised against the same streams: each stream's answer (:meth:`_degraded`)
+        # is read once and remembered until an alarm raises or supersedes an alert (the open alerts are part of the
+        # answer). Nothing updates a stream in between, and a stream's second read would apply no pending zeros, so
+        # skipping it changes no statistic, not even in its last bits.
         out: list[Alert] = []
-        for firing in fired:
-            out.extend(self._handle(firing, event_time))
+        self._memo = {}
+        try:
+            for firing in fired:
+                new = self._handle(firing, event_time)
+                if new:
+                    self._memo = {}
+                out.extend(new)
+        finally:
+            del self._memo
+            self.__dict__.pop("_young_reads", None)
         return out
 
     def _handle(self, firing: Firing, event_time: datetime) -> list[Alert]:
@@ -934,6 +985,17 @@ class SegmentMonitor:
         free, a part of it that ``own`` has no traffic in is degraded and a part with traffic is not (the alert would
         drill into model S, or into S's config version, were model H left out). Two faults that nothing tells apart
         (a fault on every model of a platform, or one per model starting together) stay one alert."""
+        memo = self._memo
+        if memo is None:
+            return self._second_fault_read(alert, own)
+        # the alarms of one record: see :meth:`_raise`
+        known = ("second fault", alert.alert_id, own)
+        if known not in memo:
+            memo[known] = self._second_fault_read(alert, own)
+        return bool(memo[known])
+
+    def _second_fault_read(self, alert: Alert, own: SegmentKey) -> bool:
+        """:meth:`_second_fault`, read from the streams."""
         if alert.attributed_changes:
             return changes_contradict(alert, self._changes, segment_dict(self._implied(own), self.dimensions))
         key = self._keys[alert.alert_id]
