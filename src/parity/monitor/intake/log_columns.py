@@ -37,7 +37,7 @@ from typing import Any
 
 import msgspec
 
-from parity._json_input import MAX_JSON_DEPTH
+from parity._json_input import orjson_reads_as_json
 from parity._version import __version__
 from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns, context_class_of
 from parity.monitor.intake.scoring import PROVENANCE_HEADERS, RecordBuilder
@@ -77,7 +77,7 @@ class _Request(msgspec.Struct):
     top_p: float | None = None
     top_k: int | None = None
     max_tokens: int | None = None
-    max_completion_tokens: int | None | msgspec.UnsetType = msgspec.UNSET
+    max_completion_tokens: int | msgspec.UnsetType | None = msgspec.UNSET
     user: str | None = None
 
 
@@ -143,7 +143,7 @@ class LineColumns:
     def add(self, line: bytes) -> bool:
         """Add the record of ``line`` and return True, or return False (nothing added) when the per-line path must
         read it (see the module docstring)."""
-        if line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:  # perhaps too deep: the per-line path checks
+        if not orjson_reads_as_json(line):  # perhaps too deep, or a number of 20 digits: the per-line path decides
             return False
         if not line.isascii():  # msgspec does not check the UTF-8 of the strings it skips; the per-line path does
             try:
@@ -168,6 +168,7 @@ class LineColumns:
             return False
         # the time: the line's, else the response's creation
         when = obj.time
+        t_us: int | None
         if when is None:
             created = response.created
             if created is None or not 0 <= created < _MAX_CREATED:
@@ -183,10 +184,10 @@ class LineColumns:
             text_chars = role_chars = 0
             for m in messages:
                 content = m.content
-                if type(content) is str:
+                if isinstance(content, str):
                     text_chars += len(content)
                 elif content is not None:
-                    text_chars += sum([len(p.text) for p in content])
+                    text_chars += sum([len(part.text) for part in content])
                 role_chars += len(m.role)
             n = len(messages)
             prompt_chars = text_chars + n - 1 if n else 0
@@ -287,9 +288,7 @@ class LineColumns:
         delta = t - _EPOCH
         return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
-    def _provenance_of(
-        self, key: tuple[tuple[str, str], ...]
-    ) -> tuple[str | None, tuple[str, ...], str | None]:
+    def _provenance_of(self, key: tuple[tuple[str, str], ...]) -> tuple[str | None, tuple[str, ...], str | None]:
         """(the ``x-parity-model`` header, (pool, platform, region, config_version, server), the labels' model) of
         a line's headers, as :meth:`RecordBuilder.build_fields` reads them (names lower-cased, the last of equal
         names kept, an empty value ignored), remembered per distinct headers object."""
@@ -307,4 +306,3 @@ class LineColumns:
             self._provenance.clear()
         self._provenance[key] = out
         return out
-
