@@ -518,11 +518,13 @@ def ingest_lines(
             if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             try:
-                if fast is not None and type(line) is bytes and fast.add(line):
-                    result.records += 1
-                    if len(fast) >= INGEST_BATCH:
-                        _columns_out(worker, fast, built)
-                    continue
+                if fast is not None and type(line) is bytes:
+                    held = fast.add(line)
+                    if held:
+                        result.records += 1
+                        if held >= INGEST_BATCH:
+                            _columns_out(worker, fast, built)
+                        continue
                 obj = _parse_line(line)
                 if fmt == "jsonl" and type(obj) is dict and "feedback" not in obj:
                     record = builder.adopt(obj) if "record_id" in obj else _log_record(obj, builder)

@@ -23,7 +23,7 @@ of every shape).
 ...         "headers": {"x-parity-platform": "tpu"}}
 >>> batch = LineColumns(RecordBuilder(salt="s", source="ingest-jsonl"))
 >>> batch.add(json.dumps(line).encode()), batch.add(b'{"request": "text"}'), len(batch)
-(True, False, 1)
+(1, 0, 1)
 >>> record = batch.take().records()[0]
 >>> record.record_id, record.platform, record.context_tokens, record.request_tokens, record.time.isoformat()
 ('c1', 'tpu', 5, 2, '2025-08-05T12:00:00+00:00')
@@ -140,24 +140,24 @@ class LineColumns:
     def __len__(self) -> int:
         return len(self._rows)
 
-    def add(self, line: bytes) -> bool:
-        """Add the record of ``line`` and return True, or return False (nothing added) when the per-line path must
-        read it (see the module docstring)."""
+    def add(self, line: bytes) -> int:
+        """Add the record of ``line`` and return how many records the batch holds now, or return 0 (nothing added)
+        when the per-line path must read it (see the module docstring)."""
         if not orjson_reads_as_json(line):  # perhaps too deep, or a number of 20 digits: the per-line path decides
-            return False
+            return 0
         if not line.isascii():  # msgspec does not check the UTF-8 of the strings it skips; the per-line path does
             try:
                 line.decode("utf-8")
             except UnicodeDecodeError:
-                return False
+                return 0
         try:
             obj = _decode_line(line)
         except msgspec.MsgspecError:
-            return False
+            return 0
         request, response = obj.request, obj.response
         temperature, top_k = request.temperature, request.top_k
         if self._greedy and (temperature == 0.0 or top_k == 1):
-            return False
+            return 0
         top_p, latency = request.top_p, obj.latency_ms
         # an integer literal past 64 bits in a float field: msgspec's float of it may differ from Python's
         if (
@@ -165,19 +165,19 @@ class LineColumns:
             or (top_p is not None and not -_INT64 < top_p < _INT64)
             or (latency is not None and not -_INT64 < latency < _INT64)
         ):
-            return False
+            return 0
         # the time: the line's, else the response's creation
         when = obj.time
         t_us: int | None
         if when is None:
             created = response.created
             if created is None or not 0 <= created < _MAX_CREATED:
-                return False
+                return 0
             t_us = created * 1_000_000
         else:
             t_us = self._time_us(when)
             if t_us is None:
-                return False
+                return 0
         # the request: its messages (or prompt), the prompt's length, the request's size
         messages = request.messages
         if messages is not None:
@@ -207,7 +207,7 @@ class LineColumns:
         if context is None:
             context = (prompt_chars + 3) // 4
         elif context < 0:
-            return False  # the record builder refuses it: the per-line path says so
+            return 0  # the record builder refuses it: the per-line path says so
         # provenance from the headers (and the builder's labels)
         headers = obj.headers
         key = tuple(headers.items()) if headers else ()
@@ -217,7 +217,8 @@ class LineColumns:
         model_header, where, label_model = provenance
         session = request.user or (obj.session_id or None)
         max_tokens = request.max_completion_tokens
-        self._rows.append((
+        rows = self._rows
+        rows.append((
             response.id or f"parity-{_uuid4().hex}",
             t_us,
             model_header or response.model or request.model or label_model or UNKNOWN,
@@ -235,7 +236,7 @@ class LineColumns:
             request_tokens,
             context_class_of(context, self._split),
         ))  # fmt: skip
-        return True
+        return len(rows)
 
     def take(self) -> RecordColumns:
         """The records added since the last call, as columns (the builder starts a new batch)."""

@@ -124,6 +124,23 @@ def _num(values: Sequence[float | int | None]) -> np.ndarray[Any, Any]:
     return _obj(values).astype(np.float64)
 
 
+def _json_column(
+    values: Sequence[Any], to_json: Callable[[Any], str | None], empty: str | None
+) -> np.ndarray[Any, Any]:
+    """A JSON text column: ``to_json`` of each value, ``empty`` for an empty one (``()``, ``{}`` or ``None``; a
+    column of empty values - a batch without detectors or monitor - in one C-level test, not a call per value)."""
+    if not any(values):
+        return np.full(len(values), empty, dtype=object)
+    return _obj([to_json(v) if v else empty for v in values])
+
+
+def _signals_column(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """The decided signals as JSON text (an empty dict is ``{}``, only ``None`` is NULL)."""
+    if list(values).count(None) == len(values):
+        return np.full(len(values), None, dtype=object)
+    return _obj([signals_json(s) for s in values])
+
+
 #: Every record field in :data:`RECORD_FIELDS` order, read in one call per record.
 _RECORD_ATTRS = attrgetter(*RECORD_FIELDS)
 #: Columns written as they are: text (or ``None``), integers, and numbers that may be ``None`` (NaN in the batch)
@@ -267,9 +284,9 @@ class DuckDBStore:
             **{name: _obj(c[name]) for name in _TEXT_FIELDS},
             **{name: np.array(c[name], dtype=np.int64) for name in _INT_FIELDS},
             **{name: _num(c[name]) for name in _NULLABLE_NUMBER_FIELDS},
-            "observations": _obj([observations_json(o) if o else "[]" for o in c["observations"]]),
-            "logprob_summary": _obj([summary_json(s) if s else None for s in c["logprob_summary"]]),
-            "signals": _obj([signals_json(s) for s in c["signals"]]),
+            "observations": _json_column(c["observations"], observations_json, "[]"),
+            "logprob_summary": _json_column(c["logprob_summary"], summary_json, None),
+            "signals": _signals_column(c["signals"]),
         }
 
         def go(con: Any) -> None:
