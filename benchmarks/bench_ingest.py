@@ -6,15 +6,21 @@ Arms, all in this process on the same records:
 * SQLite ``executemany`` into an equivalent table (the embedded store Phoenix-style tools use);
 * ``parity ingest`` end to end (JSON parse, record building, batched store writes) without detectors, and with
   the default detectors when ``parity.detectors`` is available; and the same file read a second time into the same
-  store (every line a duplicate the de-duplication drops).
+  store (every line a duplicate the de-duplication drops);
+* the competitor arm: ``parity ingest`` of the same file by the code before the columnar fast path (git
+  :data:`BASELINE_COMMIT`, taken with ``git archive``) and by this code, each in a fresh subprocess, interleaved.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sqlite3
 import statistics
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from datetime import UTC, datetime, timedelta
@@ -23,6 +29,7 @@ from typing import Any
 
 from benchmarks._results import write_section
 from parity.monitor import DetectorObservation, Record
+from parity.monitor._records import RecordColumns
 from parity.monitor.intake.ingest import ingest_file
 from parity.monitor.intake.scoring import default_scorer
 from parity.monitor.runtime.worker import default_monitor
@@ -31,6 +38,10 @@ from parity.monitor.storage.store import DuckDBStore, MemoryStore
 
 N_RECORDS = 200_000
 REPEATS = 3
+
+#: The code before the columnar fast path (main when it began), measured against this code in the same run.
+BASELINE_COMMIT = "61ef17f"
+AB_REPEATS = 6
 T0 = datetime(2025, 8, 5, tzinfo=UTC)
 
 
@@ -83,6 +94,24 @@ def bench_parity(records: list[Record], batch: int, tmp: Path) -> tuple[float, f
             t, c = time.perf_counter(), time.process_time()
             for s in range(0, len(records), batch):
                 store.write_records(records[s : s + batch])
+            rates.append(len(records) / (time.perf_counter() - t))
+            cpu_rates.append(len(records) / (time.process_time() - c))
+            assert store.summary().records == len(records)
+        path.unlink()
+    return statistics.median(rates), statistics.median(cpu_rates)
+
+
+def bench_parity_columns(records: list[Record], batch: int, tmp: Path) -> tuple[float, float]:
+    """``DuckDBStore.write_record_columns`` of the same records in columns (``parity ingest``'s fast path writes its
+    batches so): (records per wall second, records per CPU-second)."""
+    parts = [RecordColumns.of(records[s : s + batch]) for s in range(0, len(records), batch)]
+    rates, cpu_rates = [], []
+    for rep in range(REPEATS):
+        path = tmp / f"columns-{batch}-{rep}.duckdb"
+        with DuckDBStore(path) as store:
+            t, c = time.perf_counter(), time.process_time()
+            for part in parts:
+                store.write_record_columns(part)
             rates.append(len(records) / (time.perf_counter() - t))
             cpu_rates.append(len(records) / (time.process_time() - c))
             assert store.summary().records == len(records)
@@ -169,6 +198,53 @@ def bench_ingest(
     return statistics.median(rates), statistics.median(cpu_rates)
 
 
+#: One ``parity ingest`` of a file into a fresh DuckDB file, no detectors, no monitor, by whichever ``parity`` is on
+#: the path: prints its records, the records stored, wall and CPU seconds of the ingest call.
+_INGEST_ONCE = """
+import json, sys, time
+from parity.monitor.intake.ingest import ingest_file
+from parity.monitor.storage.store import DuckDBStore
+with DuckDBStore(sys.argv[2]) as store:
+    t, c = time.perf_counter(), time.process_time()
+    result = ingest_file(sys.argv[1], store, salt="bench", scorer=None)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    stored = store.summary().records
+print(json.dumps({"records": result.records, "stored": stored, "wall": wall, "cpu": cpu}))
+"""
+
+
+def baseline_source(commit: str, into: Path) -> Path | None:
+    """The ``src`` folder of ``commit`` (``git archive`` of this checkout), or ``None`` when git cannot give it."""
+    root = Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "-C", str(root), "archive", commit, "src"], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    with tarfile.open(fileobj=io.BytesIO(out.stdout)) as archive:
+        archive.extractall(into, filter="data")
+    return into / "src"
+
+
+def bench_ingest_ab(lines: list[str], tmp: Path, baseline: Path, repeats: int) -> dict[str, list[tuple[float, float]]]:
+    """``parity ingest`` of the file by the baseline's code and by this code, each run in a fresh subprocess, the
+    two alternating: {"baseline"|"this": [(records per wall second, records per CPU-second), ...]}."""
+    src = tmp / "ab.jsonl"
+    src.write_text("".join(lines))
+    code = {"baseline": baseline, "this": Path(__file__).resolve().parents[1] / "src"}
+    out: dict[str, list[tuple[float, float]]] = {"baseline": [], "this": []}
+    for rep in range(repeats):
+        for arm in ("baseline", "this") if rep % 2 == 0 else ("this", "baseline"):
+            db = tmp / f"ab-{arm}-{rep}.duckdb"
+            env = {**os.environ, "PYTHONPATH": str(code[arm])}
+            run = subprocess.run([sys.executable, "-c", _INGEST_ONCE, str(src), str(db)], env=env, capture_output=True,
+                                 text=True, check=True)  # fmt: skip
+            got = json.loads(run.stdout.strip().splitlines()[-1])
+            assert got["records"] == got["stored"] == len(lines), got
+            out[arm].append((got["records"] / got["wall"], got["records"] / got["cpu"]))
+            db.unlink()
+    return out
+
+
 #: Where the time of ``parity ingest`` went, and what changed (cProfile of 20,000 lines into DuckDB, no detectors
 #: and no monitor, measured by hand on 2026-12-04 on this contended machine; shares of the profiled run, which
 #: inflates many small Python calls).
@@ -220,6 +296,12 @@ def main() -> None:
                 f"({cpu_rate:,.0f} per CPU-second) |"
             )
             print(rows[-1], flush=True)
+        rate, cpu_rate = bench_parity_columns(records, 5_000, tmp)
+        rows.append(
+            f"| parity `DuckDBStore.write_record_columns` (the same records as columns), batches of 5,000 | "
+            f"{rate:,.0f} ({cpu_rate:,.0f} per CPU-second) |"
+        )
+        print(rows[-1], flush=True)
         rate = bench_duckdb_executemany(records, tmp)
         rows.append(f"| DuckDB `executemany` (2,000-row sample) | {rate:,.0f} |")
         print(rows[-1], flush=True)
@@ -231,6 +313,20 @@ def main() -> None:
         rows.append(f"| `parity ingest` JSONL file end to end, no detectors, no monitor (50,000 lines, median of 5) | "
                     f"{rate:,.0f} ({cpu_rate:,.0f} per CPU-second) |")  # fmt: skip
         print(rows[-1], flush=True)
+        baseline = baseline_source(BASELINE_COMMIT, tmp / "baseline")
+        if baseline is not None:
+            ab = bench_ingest_ab(lines, tmp, baseline, repeats=AB_REPEATS)
+            for arm, label in (("baseline", f"git {BASELINE_COMMIT}, before the columnar fast path"),
+                               ("this", "this code")):  # fmt: skip
+                walls, cpus = zip(*ab[arm], strict=True)
+                rows.append(
+                    f"| `parity ingest` A/B, {label} (50,000 lines, a fresh subprocess per run, the arms alternating, "
+                    f"median of {AB_REPEATS}) | {statistics.median(walls):,.0f} ({statistics.median(cpus):,.0f} per "
+                    f"CPU-second; range {min(cpus):,.0f}-{max(cpus):,.0f}) |"
+                )
+                print(rows[-1], flush=True)
+        else:
+            rows.append(f"| `parity ingest` A/B against git {BASELINE_COMMIT} | not measured: git could not give it |")
         rate, cpu_rate = bench_ingest(lines[:20_000], tmp, scorer=None, again=True)
         rows.append(f"| `parity ingest` of the same file a second time into the same store, every line a duplicate "
                     f"(20,000 lines) | {rate:,.0f} ({cpu_rate:,.0f} per CPU-second) |")  # fmt: skip
