@@ -31,13 +31,14 @@ of every shape).
 
 from __future__ import annotations
 
+import sys
 import uuid
 from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
-from parity._json_input import orjson_reads_as_json
+from parity._json_input import MAX_JSON_DEPTH, orjson_reads_as_json
 from parity._version import __version__
 from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns, context_class_of
 from parity.monitor.intake.scoring import PROVENANCE_HEADERS, RecordBuilder
@@ -135,6 +136,8 @@ class LineColumns:
         self._provenance: dict[tuple[tuple[str, str], ...], tuple[str | None, tuple[str, ...], str | None]] = {}
         self._greedy = builder.greedy is not None
         self._split = builder.long_context_tokens
+        # a shorter line holds no integer Python's JSON refuses (more digits than this); msgspec reads any exactly
+        self._digits_limit = sys.get_int_max_str_digits() or sys.maxsize  # 0: no limit
         self._when: Any = None  # ``parity.monitor.intake.ingest._when``, bound on first use (no import cycle)
 
     def __len__(self) -> int:
@@ -143,7 +146,12 @@ class LineColumns:
     def add(self, line: bytes) -> int:
         """Add the record of ``line`` and return how many records the batch holds now, or return 0 (nothing added)
         when the per-line path must read it (see the module docstring)."""
-        if not orjson_reads_as_json(line):  # perhaps too deep, or a number of 20 digits: the per-line path decides
+        if len(line) > self._digits_limit:
+            # a number may have more digits than Python's JSON reads (it refuses the line), or the line nest too deep:
+            # any number of 20 digits or more, and any bracket count past the depth limit, go the per-line way
+            if not orjson_reads_as_json(line):
+                return 0
+        elif line.count(b"[") + line.count(b"{") > MAX_JSON_DEPTH:  # perhaps too deep: the per-line path checks
             return 0
         if not line.isascii():  # msgspec does not check the UTF-8 of the strings it skips; the per-line path does
             try:
