@@ -61,16 +61,16 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _uuid4 = uuid.uuid4
 
 
-class _Part(msgspec.Struct):
+class _Part(msgspec.Struct, gc=False):
     text: str = ""
 
 
-class _RequestMessage(msgspec.Struct):
+class _RequestMessage(msgspec.Struct, gc=False):
     role: str = ""
     content: str | list[_Part] | None = None
 
 
-class _Request(msgspec.Struct):
+class _Request(msgspec.Struct, gc=False):
     model: str | None = None
     messages: list[_RequestMessage] | None = None
     prompt: str | None = None
@@ -82,11 +82,11 @@ class _Request(msgspec.Struct):
     user: str | None = None
 
 
-class _Message(msgspec.Struct):
+class _Message(msgspec.Struct, gc=False):
     """A choice's message or delta: an object (its text is not read on this path)."""
 
 
-class _Choice(msgspec.Struct):
+class _Choice(msgspec.Struct, gc=False):
     index: int = 0
     message: _Message | None = None
     delta: _Message | None = None
@@ -94,12 +94,12 @@ class _Choice(msgspec.Struct):
     logprobs: None = None  # a response with logprobs takes the per-line path (it summarises them)
 
 
-class _Usage(msgspec.Struct):
+class _Usage(msgspec.Struct, gc=False):
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
 
 
-class _Response(msgspec.Struct):
+class _Response(msgspec.Struct, gc=False):
     id: str | None = None
     created: int | None = None
     model: str | None = None
@@ -107,7 +107,7 @@ class _Response(msgspec.Struct):
     usage: _Usage | None = None
 
 
-class _Line(msgspec.Struct):
+class _Line(msgspec.Struct, gc=False):
     request: _Request
     response: _Response
     headers: dict[str, str] | None = None
@@ -168,10 +168,11 @@ class LineColumns:
             return 0
         top_p, latency = request.top_p, obj.latency_ms
         # an integer literal past 64 bits in a float field: msgspec's float of it may differ from Python's
+        big = _INT64
         if (
-            (temperature is not None and not -_INT64 < temperature < _INT64)
-            or (top_p is not None and not -_INT64 < top_p < _INT64)
-            or (latency is not None and not -_INT64 < latency < _INT64)
+            (temperature is not None and not -big < temperature < big)
+            or (top_p is not None and not -big < top_p < big)
+            or (latency is not None and not -big < latency < big)
         ):
             return 0
         # the time: the line's, else the response's creation
@@ -230,7 +231,7 @@ class LineColumns:
             response.id or f"parity-{_uuid4().hex}",
             t_us,
             model_header or response.model or request.model or label_model or UNKNOWN,
-            *where,
+            where,  # (pool, platform, region, config_version, server): five columns in take()
             context,
             output or 0,
             self.builder._session_hash(session) if session else None,
@@ -250,10 +251,13 @@ class LineColumns:
         """The records added since the last call, as columns (the builder starts a new batch)."""
         rows, self._rows = self._rows, []
         n = len(rows)
-        (record_id, time, model, pool, platform, region, config_version, server, context, output, session, temperature,
-         top_p, top_k, max_tokens, finish, status, latency, request_tokens, context_class) = (
-            map(list, zip(*rows, strict=True)) if rows else ([] for _ in range(20))
+        (record_id, time, model, where, context, output, session, temperature, top_p, top_k, max_tokens, finish, status,
+         latency, request_tokens, context_class) = (
+            map(list, zip(*rows, strict=True)) if rows else ([] for _ in range(16))
         )  # fmt: skip
+        pool, platform, region, config_version, server = (
+            map(list, zip(*where, strict=True)) if rows else ([] for _ in range(5))
+        )
         return RecordColumns({
             "record_id": record_id,
             "time": time,
