@@ -405,3 +405,31 @@ def test_fast_path_stores_each_record_once(tmp_path: Path) -> None:
         again = ingest_lines(lines, store, salt=SALT, scorer=None)
         assert again.records == len(lines)
         assert store.summary().records == len(ids) + 2 * uuid_named  # only the records named afresh are new
+
+
+def test_columns_the_store_refuses_go_to_the_spool_or_are_counted(tmp_path: Path) -> None:
+    """A batch of columns the store cannot take is spooled as its records (stored on the next start), or counted as
+    dropped when there is no spool: never lost silently."""
+    from parity.monitor._records import RecordColumns
+    from parity.monitor.runtime.spool import Spool
+    from parity.monitor.storage.store import DuckDBStore
+
+    records = [
+        Record(record_id=f"r{i}", time=datetime(2025, 8, 5, 0, 0, i, tzinfo=UTC), model="S", request_tokens=i)
+        for i in range(7)
+    ]
+    path = tmp_path / "s.duckdb"
+    DuckDBStore(path).close()
+    closed = DuckDBStore(path)
+    closed.close()  # every write now fails
+    spooled = MonitorWorker(closed, RecordBuilder(salt=SALT), spool=Spool(tmp_path / "spool.jsonl"), dedupe=True)
+    spooled.accept_columns(RecordColumns.of(records))
+    assert (spooled.store_spooled, spooled.records_written, spooled.dropped) == (7, 0, 0)
+    assert spooled.store_error is not None
+    assert "closed" in spooled.store_error
+    lost = MonitorWorker(closed, RecordBuilder(salt=SALT))
+    lost.accept_columns(RecordColumns.of(records))
+    assert (lost.dropped, lost.records_written) == (7, 0)
+    with DuckDBStore(path) as store:
+        MonitorWorker(store, RecordBuilder(salt=SALT), spool=Spool(tmp_path / "spool.jsonl")).recover()
+        assert store.records() == records
