@@ -29,6 +29,11 @@ gives back exactly what was read.
   ``request`` and ``response`` may also be the bodies as text (JSON, or SSE for a stream), as a web server logs
   them: the nginx mirror of ``deploy/nginx/`` writes ``{"request": "{\\"model\\": ...}", "response": "..."}``.
 
+  Without a scorer or monitor (``--no-detectors --no-monitor``), the common line - request and response as JSON
+  objects - takes a columnar fast path (:mod:`parity.monitor.intake.log_columns`: msgspec decodes it into typed
+  fields, the batch's records stay columns down to the store's write); every other line, and every line when
+  detectors or the monitor run, is read line by line as above, to the same records and the same rejections.
+
 ``otlp`` - OpenTelemetry GenAI spans as OTLP JSON (``ExportTraceServiceRequest``: ``resourceSpans[].
 scopeSpans[].spans[]``), one document per line as the collector's file exporter writes them, or one document
 for the whole file. A span counts when it has ``gen_ai.*`` attributes: ``gen_ai.request.model``,
