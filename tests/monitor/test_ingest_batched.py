@@ -305,6 +305,8 @@ def per_line_only() -> list[Any]:
         chat(13, request={"model": "S", "messages": [{"role": None, "content": "x"}]}),
         chat(14, request={"model": "S", "messages": "hi"}),
         chat(15, headers={"x-parity-pool": 7}),
+        chat(25, headers=["x-parity-pool"]),  # refused
+        chat(26, headers=[]),  # read as no headers
         chat(17, response={"id": "c-17", "created": 1754395217.5, "choices": []}),
         chat(18, request={"model": "S", "messages": [], "temperature": True}),  # refused: names the field
         chat(19, request={"model": "S", "messages": [], "top_k": 1}),  # greedy

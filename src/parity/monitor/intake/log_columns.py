@@ -110,7 +110,7 @@ class _Response(msgspec.Struct, gc=False):
 class _Line(msgspec.Struct, gc=False):
     request: _Request
     response: _Response
-    headers: dict[str, str] | None = None
+    headers: msgspec.Raw = msgspec.Raw(b"null")  # its JSON text: read once per distinct text (_provenance_of)
     time: str | int | float | None = None
     status_code: int = 200
     latency_ms: float | None = None
@@ -121,6 +121,7 @@ class _Line(msgspec.Struct, gc=False):
 
 
 _decode_line = msgspec.json.Decoder(_Line).decode
+_decode_headers = msgspec.json.Decoder(dict[str, str] | None).decode
 
 
 class LineColumns:
@@ -133,7 +134,7 @@ class LineColumns:
             raise ValueError("LineColumns builds records without a scorer or tokenizer")
         self.builder = builder
         self._rows: list[tuple[Any, ...]] = []
-        self._provenance: dict[tuple[tuple[str, str], ...], tuple[str | None, tuple[str, ...], str | None]] = {}
+        self._provenance: dict[bytes, tuple[str | None, tuple[str, ...], str | None]] = {}
         self._greedy = builder.greedy is not None
         self._split = builder.long_context_tokens
         # a shorter line holds no integer Python's JSON refuses (more digits than this); msgspec reads any exactly
@@ -218,11 +219,12 @@ class LineColumns:
         elif context < 0:
             return 0  # the record builder refuses it: the per-line path says so
         # provenance from the headers (and the builder's labels)
-        headers = obj.headers
-        key = tuple(headers.items()) if headers else ()
+        key = bytes(obj.headers)
         provenance = self._provenance.get(key)
         if provenance is None:
             provenance = self._provenance_of(key)
+            if provenance is None:
+                return 0
         model_header, where, label_model = provenance
         session = request.user or (obj.session_id or None)
         max_tokens = request.max_completion_tokens
@@ -301,11 +303,16 @@ class LineColumns:
         delta = t - _EPOCH
         return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
 
-    def _provenance_of(self, key: tuple[tuple[str, str], ...]) -> tuple[str | None, tuple[str, ...], str | None]:
+    def _provenance_of(self, key: bytes) -> tuple[str | None, tuple[str, ...], str | None] | None:
         """(the ``x-parity-model`` header, (pool, platform, region, config_version, server), the labels' model) of
-        a line's headers, as :meth:`RecordBuilder.build_fields` reads them (names lower-cased, the last of equal
-        names kept, an empty value ignored), remembered per distinct headers object."""
-        headers = {k.lower(): v for k, v in key}
+        a line's ``headers`` (their JSON text), as :meth:`RecordBuilder.build_fields` reads them (names lower-cased,
+        the last of equal names kept, an empty value ignored), remembered per distinct text; ``None`` when they are
+        not an object of texts (or null): the per-line path reads that line."""
+        try:
+            decoded = _decode_headers(key)
+        except msgspec.MsgspecError:
+            return None
+        headers = {k.lower(): v for k, v in (decoded or {}).items()}
         prov = dict(self.builder.labels)
         for header, value in headers.items():
             name = PROVENANCE_HEADERS.get(header)

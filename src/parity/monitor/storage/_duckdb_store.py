@@ -120,7 +120,10 @@ def _obj(values: Sequence[Any]) -> np.ndarray[Any, Any]:
 
 
 def _num(values: Sequence[float | int | None]) -> np.ndarray[Any, Any]:
-    """Numbers and ``None`` as float64 with NaN for ``None`` (numpy's own object-to-float conversion)."""
+    """Numbers and ``None`` as float64 with NaN for ``None`` (numpy's own object-to-float conversion; a column of
+    ``None`` alone, a field no record of the batch has, without it: that conversion takes ~80 ns a value)."""
+    if values and values[0] is None and values.count(None) == len(values):
+        return np.full(len(values), np.nan)
     return _obj(values).astype(np.float64)
 
 
@@ -136,7 +139,7 @@ def _json_column(
 
 def _signals_column(values: Sequence[Any]) -> np.ndarray[Any, Any]:
     """The decided signals as JSON text (an empty dict is ``{}``, only ``None`` is NULL)."""
-    if list(values).count(None) == len(values):
+    if values.count(None) == len(values):
         return np.full(len(values), None, dtype=object)
     return _obj([signals_json(s) for s in values])
 
