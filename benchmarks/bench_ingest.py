@@ -290,8 +290,12 @@ PROFILE = (
     "are C, and Python still runs ~4-5 us per line - the loop, the checks, ~40 field reads and the row - plus the "
     "batch's conversion. Arrow would buy ~0.7 us; the rest needs a decoder that emits the columns itself (no Python "
     "per line), e.g. DuckDB's own JSON reader over the raw lines, whose acceptance and messages would have to be "
-    "made to match the per-line path's line by line - not done. The CLI (`parity ingest --no-detectors "
-    "--no-monitor`) runs the same path with a progress callback per line on top."
+    "made to match the per-line path's line by line - not done. The A/B rows run each ingest as a fresh process's "
+    "first (DuckDB, msgspec and the allocator cold), the in-process row is the median of 5 in one process; compare "
+    "the A/B rows with each other. The CLI (`parity ingest FILE --no-detectors --no-monitor`) runs the same path with "
+    "a progress callback per line on top; by hand, these 50,000 lines at load ~2-4: the ingest 0.66-0.70 s (git "
+    f"{BASELINE_COMMIT}: 1.7-2.0 s), the whole command 1.8 s wall, 1.5 s CPU (2.7-3.3 s, 2.5-2.7 s), about 1 s of it "
+    "Python's start-up and imports."
 )
 
 
