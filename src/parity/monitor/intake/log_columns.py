@@ -136,6 +136,7 @@ class LineColumns:
         self._rows: list[tuple[Any, ...]] = []
         self._provenance: dict[bytes, tuple[str | None, tuple[str, ...], str | None]] = {}
         self._greedy = builder.greedy is not None
+        self._session_hash = builder._session_hash  # the builder's salted hash, remembered per session
         self._split = builder.long_context_tokens
         # a shorter line holds no integer Python's JSON refuses (more digits than this); msgspec reads any exactly
         self._digits_limit = sys.get_int_max_str_digits() or sys.maxsize  # 0: no limit
@@ -236,7 +237,7 @@ class LineColumns:
             where,  # (pool, platform, region, config_version, server): five columns in take()
             context,
             output or 0,
-            self.builder._session_hash(session) if session else None,
+            self._session_hash(session) if session else None,
             temperature,
             top_p,
             top_k,
