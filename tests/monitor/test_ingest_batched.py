@@ -435,3 +435,33 @@ def test_columns_the_store_refuses_go_to_the_spool_or_are_counted(tmp_path: Path
     with DuckDBStore(path) as store:
         MonitorWorker(store, RecordBuilder(salt=SALT), spool=Spool(tmp_path / "spool.jsonl")).recover()
         assert store.records() == records
+
+
+def test_fast_path_on_fuzzed_lines_matches_the_per_line_path() -> None:
+    """The suite's seeded sample of the fuzz campaign's hostile records (``benchmarks/_fuzz.py``): without a scorer
+    (the fast path on), the same records field by field and the same rejections as the per-line path."""
+    from benchmarks._fuzz import fuzz_records
+
+    raw, _ = fuzz_records(20260917, 600, fmt="jsonl")
+    lines = [line + b"\n" for line in raw]
+    builder = RecordBuilder(salt=SALT, source="ingest-jsonl")
+    expected: list[Record] = []
+    expected_errors: list[tuple[int, str]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads_bounded(line, what="line")
+            if not isinstance(obj, dict):
+                raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
+            if "record_id" in obj:
+                expected.append(builder.adopt(obj))
+            elif "feedback" not in obj:
+                expected.append(builder.build(exchange_from_log(obj)))
+        except _LINE_ERRORS as err:
+            expected_errors.append((n, _describe(err)))
+    store = MemoryStore()
+    result = ingest_lines(lines, store, salt=SALT, scorer=None)
+    assert [_key(r) for r in store._records] == [_key(r) for r in expected]
+    assert result.errors == expected_errors[:100]
+    assert result.rejected_lines == [n for n, _ in expected_errors]
