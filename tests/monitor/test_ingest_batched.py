@@ -389,13 +389,17 @@ def test_fast_path_stores_the_records_and_rejections_of_the_per_line_path(store_
     store.close()
 
 
-def test_fast_path_stores_each_record_once(tmp_path: Path) -> None:
+def test_fast_path_stores_each_record_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """De-duplication on the columns: an id repeated within a batch, across batches, and a second read of the
     whole file store each record once; every line still counts as read."""
+    from parity.monitor.intake import ingest
     from parity.monitor.storage.store import DuckDBStore
 
+    monkeypatch.setattr(ingest, "COLUMN_BATCH", 600)  # batches of 600 rows: repeats within and across them
+
     items = [fast_shape(i) for i in range(900)]
-    items += [fast_shape(i) for i in range(0, 900, 3)]  # repeats, the same lines again
+    items += [fast_shape(i) for i in range(0, 900, 3)]  # repeats, the same lines again (later batches)
+    items[20:20] = [fast_shape(3), fast_shape(6)]  # and repeats within the first batch
     lines = [json.dumps(x).encode() + b"\n" for x in items]
     with DuckDBStore(tmp_path / "dup.duckdb") as store:
         first = ingest_lines(lines, store, salt=SALT, scorer=None)

@@ -102,6 +102,10 @@ INGEST_BATCH = 5000
 #: Records built before they are handed to the worker in one call (it writes them per :data:`INGEST_BATCH`).
 HAND_OVER_BATCH = 1024
 
+#: Fast-path rows (:mod:`parity.monitor.intake.log_columns`) written to the store in one batch: a batch's fixed cost
+#: (the de-duplication query, the insert statement) is ~2 ms, 0.4 us a row at 5,000 rows and 0.1 us at this.
+COLUMN_BATCH = 20_000
+
 #: The fewest fast-path rows (:mod:`parity.monitor.intake.log_columns`) written to the store as columns in one call;
 #: fewer (common lines between other shapes) join the per-line path's records and its batches.
 MIN_COLUMN_BATCH = 512
@@ -527,7 +531,7 @@ def ingest_lines(
                     held = fast.add(line)
                     if held:
                         result.records += 1
-                        if held >= INGEST_BATCH:
+                        if held >= COLUMN_BATCH:
                             _columns_out(worker, fast, built)
                         continue
                 obj = _parse_line(line)
