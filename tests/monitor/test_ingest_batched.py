@@ -343,9 +343,10 @@ def fast_file() -> tuple[list[bytes], list[bytes]]:
 
 
 def test_the_fast_path_takes_only_lines_it_builds_exactly() -> None:
+    from parity.monitor.intake.ingest import _when
     from parity.monitor.intake.log_columns import LineColumns
 
-    fast = LineColumns(RecordBuilder(salt=SALT, source="ingest-jsonl"))
+    fast = LineColumns(RecordBuilder(salt=SALT, source="ingest-jsonl"), _when)
     assert all(fast.add(json.dumps(fast_shape(i)).encode()) for i in range(48))
     _, slow_lines = fast_file()
     assert [line for line in slow_lines if fast.add(line)] == []

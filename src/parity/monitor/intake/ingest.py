@@ -510,7 +510,7 @@ def ingest_lines(
                            dedupe=True, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)  # fmt: skip
     worker.recover()  # what a previous run spooled
     # the common line's records straight into columns, when nothing needs a record object per line
-    fast = LineColumns(builder) if fmt == "jsonl" and scorer is None and hook is None else None
+    fast = LineColumns(builder, _when) if fmt == "jsonl" and scorer is None and hook is None else None
     t0 = time.perf_counter()
     n = 0
     built: list[Record] = []  # records built and not yet handed to the worker, in input order (after `fast`'s)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import sys
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -127,9 +128,12 @@ _decode_headers = msgspec.json.Decoder(dict[str, str] | None).decode
 class LineColumns:
     """The records of the common lines added so far, as columns (see the module docstring). ``builder`` gives the
     salt, labels, source, split and session-hash memory; it must have no scorer and no tokenizer (the per-line path
-    is the one that scores and tokenizes)."""
+    is the one that scores and tokenizes). ``read_time(value, name)`` reads a line's ``time`` as the per-line path
+    does (``parity ingest``'s); without it, a line with a ``time`` is left to the per-line path."""
 
-    def __init__(self, builder: RecordBuilder) -> None:
+    def __init__(
+        self, builder: RecordBuilder, read_time: Callable[[str | float, str], datetime | None] | None = None
+    ) -> None:
         if builder.scorer is not None or builder.tokenizer is not None:
             raise ValueError("LineColumns builds records without a scorer or tokenizer")
         self.builder = builder
@@ -140,7 +144,7 @@ class LineColumns:
         self._split = builder.long_context_tokens
         # a shorter line holds no integer Python's JSON refuses (more digits than this); msgspec reads any exactly
         self._digits_limit = sys.get_int_max_str_digits() or sys.maxsize  # 0: no limit
-        self._when: Any = None  # ``parity.monitor.intake.ingest._when``, bound on first use (no import cycle)
+        self._read_time = read_time
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -292,14 +296,15 @@ class LineColumns:
         })  # fmt: skip
 
     def _time_us(self, when: str | float) -> int | None:
-        """The line's ``time`` in microseconds, as the per-line path reads it; ``None`` when that path refuses it."""
-        if self._when is None:
-            from parity.monitor.intake.ingest import _when
-
-            self._when = _when
+        """The line's ``time`` in microseconds, as the per-line path reads it (``read_time``); ``None`` when that path
+        refuses it, or when there is no ``read_time``."""
+        if self._read_time is None:
+            return None
         try:
-            t = self._when(when, "time")
+            t = self._read_time(when, "time")
         except Exception:  # the per-line path rejects the line with its own message
+            return None
+        if t is None:
             return None
         delta = t - _EPOCH
         return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
