@@ -236,3 +236,237 @@ def test_accept_batch_logs_stores_and_flushes_as_accept_does(batched: bool, tmp_
     worker.flush()
     assert store.records() == records
     assert WriteAheadLog(tmp_path / "wal.jsonl").replay() == []
+
+
+# -- the fast path (no scorer, no monitor): msgspec straight into record columns --------------------------------
+def fast_shape(i: int) -> dict[str, Any]:
+    """A line of the fast path's shape, with every variation of the fields it reads."""
+    line = chat(i)
+    request, response = line["request"], line["response"]
+    kind = i % 12
+    if kind == 0:
+        request["messages"] = [{"role": "user", "content": f"plain {i}"}]
+    elif kind == 1:
+        line["request"] = {"model": "S", "prompt": f"complete {i}", "top_p": 1, "top_k": 40, "max_tokens": 8}
+    elif kind == 2:
+        line["headers"] = {"X-Parity-Platform": "gpu", "x-parity-platform": "tpu", "x-parity-model": "",
+                           "X-Parity-Server": "s-1", "x-other": "v"}  # fmt: skip
+    elif kind == 3:
+        line["time"] = ("2025-08-31T10:00:00Z", 1754395215.5, 1754395216, "2025-08-31T12:00:00.123456+02:00")[i % 4]
+    elif kind == 4:
+        del response["usage"]  # the context estimated from the prompt
+    elif kind == 5:
+        response["id"] = ""  # a parity-<uuid> id
+        response["usage"] = None
+    elif kind == 6:
+        request["max_completion_tokens"] = None if i % 2 else 32
+        request.pop("user")
+        line["session_id"] = f"sess-{i % 3}"
+    elif kind == 7:
+        line.update(status_code=503, latency_ms=12, headers=None)
+    elif kind == 8:
+        response["choices"] = [
+            {"index": 1, "message": {"content": "other"}, "finish_reason": "length"},
+            {"delta": {"content": "d"}, "finish_reason": "stop", "text": 5},
+            {"index": 0, "message": None, "finish_reason": None},  # the finish reason before it stays
+        ]
+    elif kind == 9:
+        response["choices"] = None
+        response["model"] = "S-2"
+        request.update(model="S-1", user="", extra={"nested": [1e300, 1234567890123456789, "\u0e2a"]}, messages=[])
+    elif kind == 10:
+        line["extra"] = {"x": [1, 2, {"y": None}], "n": 10**30}  # 20 digits or more: orjson can't, msgspec and json can
+        line["headers"] = {}
+    elif kind == 11:
+        request["messages"].append({"role": "assistant", "content": None})
+        request["temperature"] = 2
+    return line
+
+
+def per_line_only() -> list[Any]:
+    """Lines the fast path leaves to the per-line path (each for its own reason)."""
+    greedy = chat(1, request={"model": "S", "messages": [{"role": "user", "content": "2+2?"}], "temperature": 0})
+    lp = chat(2)
+    lp["response"]["choices"][0]["logprobs"] = {"content": [{"token": "a", "logprob": -0.5, "top_logprobs": []}]}
+    deep = chat(3, extra=json.loads("[" * 130 + "]" * 130))
+    items = [
+        greedy,
+        chat(22, request={**greedy["request"], "user": "other"}),  # the repeat: greedy_disagreement
+        lp,  # a logprob summary
+        chat(4004, response=json.dumps(chat(4004)["response"])),  # the response as text
+        chat(4005, response=[chat(4005)["response"]]),  # stream chunks
+        chat(6, request={"model": "S", "prompt": ["a", "b"]}),  # a prompt list
+        chat(7, request={**chat(7)["request"], "max_tokens": 64.0}),  # an integral float
+        chat(8, latency_ms="12.5"),  # a number as text: the per-line path reads it
+        chat(9, status_code=True),
+        chat(10, response={"id": "c-10", "created": 1754395210, "usage": {"prompt_tokens": -1}}),  # refused
+        chat(11, time="yesterday"),  # refused
+        chat(12, time="2025-08-31T10:00:00"),  # refused: naive
+        chat(13, request={"model": "S", "messages": [{"role": None, "content": "x"}]}),
+        chat(14, request={"model": "S", "messages": "hi"}),
+        chat(15, headers={"x-parity-pool": 7}),
+        chat(25, headers=["x-parity-pool"]),  # refused
+        chat(26, headers=[]),  # read as no headers
+        chat(17, response={"id": "c-17", "created": 1754395217.5, "choices": []}),
+        chat(18, request={"model": "S", "messages": [], "temperature": True}),  # refused: names the field
+        chat(19, request={"model": "S", "messages": [], "top_k": 1}),  # greedy
+        chat(20, request={"model": "S", "messages": [], "temperature": 123456789012345678901234}),  # past 64 bits
+        chat(21, record_id="x"),  # refused? no: a stored record's reader decides
+        deep,  # refused: too deep
+    ]
+    for item in items:  # ids of their own (the fast-shape lines use c-<i>)
+        if isinstance(item.get("response"), dict) and isinstance(item["response"].get("id"), str):
+            item["response"]["id"] = "slow-" + item["response"]["id"]
+    return items
+
+
+def fast_file() -> tuple[list[bytes], list[bytes]]:
+    """(a file: a run of 700 fast-shape lines, then fast-shape lines between every other shape, bad lines
+    included; the lines the fast path must leave to the per-line path)."""
+    items: list[Any] = [fast_shape(i) for i in range(700)]
+    slow = per_line_only()
+    for k, item in enumerate(slow):
+        items.append(item)
+        items.extend(fast_shape(1000 + 13 * k + j) for j in range(k % 4))
+    items.append({"feedback": {"response_id": "c-0", "kind": "thumbs_down", "time": "2025-08-31T11:00:00Z"}})
+    items.extend(fast_shape(2000 + i) for i in range(600))  # a second columns batch, after the feedback
+    lines = [json.dumps(x, ensure_ascii=i % 2 == 0).encode() + b"\n" for i, x in enumerate(items)]
+    odd = [
+        b'{"request": {"model": "S", "messages": []}, "response": {"id": "u", "created": 1, "x": "\xff"}}\n',
+        b'{"request": {"model": "S", "messages": []}, "response": {"id": "s", "created": 1, "x": "\\udc00"}}\n',
+        b'\xef\xbb\xbf{"request": {"model": "S"}, "response": {"id": "b", "created": 1}}\n',
+        # Python's JSON refuses an integer of over 4,300 digits
+        b'{"request": {"model": "S"}, "response": {"id": "n", "created": 1}, "x": ' + b"9" * 4400 + b"}\n",
+    ]
+    slow_lines = [json.dumps(x).encode() + b"\n" for x in slow] + odd
+    return lines[:750] + odd + lines[750:], slow_lines
+
+
+def test_the_fast_path_takes_only_lines_it_builds_exactly() -> None:
+    from parity.monitor.intake.ingest import _when
+    from parity.monitor.intake.log_columns import LineColumns
+
+    fast = LineColumns(RecordBuilder(salt=SALT, source="ingest-jsonl"), _when)
+    assert all(fast.add(json.dumps(fast_shape(i)).encode()) for i in range(48))
+    _, slow_lines = fast_file()
+    assert [line for line in slow_lines if fast.add(line)] == []
+    assert len(fast) == 48
+
+
+@pytest.mark.parametrize("store_kind", ["memory", "duckdb"])
+def test_fast_path_stores_the_records_and_rejections_of_the_per_line_path(store_kind: str, tmp_path: Path) -> None:
+    """Without a scorer or monitor, common lines go to the store as columns (DuckDB) or as records made from the
+    columns (a store without a columns write; a short run between other shapes): field for field the records of the
+    per-line path, the same rejections and messages."""
+    from parity.monitor.storage.store import DuckDBStore
+
+    lines, _ = fast_file()
+    builder = RecordBuilder(salt=SALT, labels=LABELS, scorer=None, source="ingest-jsonl")
+    expected: list[Record] = []
+    expected_errors: list[tuple[int, str]] = []
+    for n, line in enumerate(lines, 1):
+        try:
+            obj = loads_bounded(line, what="line")
+            if "record_id" in obj:
+                expected.append(builder.adopt(obj))
+            elif "feedback" not in obj:
+                expected.append(builder.build(exchange_from_log(obj)))
+        except _LINE_ERRORS as err:
+            expected_errors.append((n, _describe(err)))
+    store: Any = MemoryStore() if store_kind == "memory" else DuckDBStore(tmp_path / "fast.duckdb")
+    reject = io.StringIO()
+    result = ingest_lines(lines, store, salt=SALT, labels=LABELS, scorer=None, reject=reject)
+    got = store.records()
+    assert result.records == len(expected) == len(got) > 1300
+    assert result.errors == expected_errors
+    assert len(expected_errors) >= 8
+    assert [json.loads(e)["error"] for e in reject.getvalue().splitlines()] == [m for _, m in expected_errors]
+    assert result.feedback == 1
+    assert sorted(map(_key, got)) == sorted(map(_key, expected))
+    if store_kind == "memory":  # stored in input order (its reader sorts by time)
+        assert [_key(r) for r in store._records] == [_key(r) for r in expected]
+    assert sum(r.record_id.startswith("parity-") for r in got) > 50
+    assert next(r for r in got if r.record_id == "slow-c-22").flagged("greedy_disagreement") is True
+    store.close()
+
+
+def test_fast_path_stores_each_record_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """De-duplication on the columns: an id repeated within a batch, across batches, and a second read of the
+    whole file store each record once; every line still counts as read."""
+    from parity.monitor.intake import ingest
+    from parity.monitor.storage.store import DuckDBStore
+
+    monkeypatch.setattr(ingest, "COLUMN_BATCH", 600)  # batches of 600 rows: repeats within and across them
+
+    items = [fast_shape(i) for i in range(900)]
+    items += [fast_shape(i) for i in range(0, 900, 3)]  # repeats, the same lines again (later batches)
+    items[20:20] = [fast_shape(3), fast_shape(6)]  # and repeats within the first batch
+    lines = [json.dumps(x).encode() + b"\n" for x in items]
+    with DuckDBStore(tmp_path / "dup.duckdb") as store:
+        first = ingest_lines(lines, store, salt=SALT, scorer=None)
+        ids = [r.record_id for r in store.records() if not r.record_id.startswith("parity-")]
+        uuid_named = sum(1 for i in range(900) if i % 12 == 5) + sum(1 for i in range(0, 900, 3) if i % 12 == 5)
+        assert first.records == len(lines)
+        assert len(ids) == len(set(ids)) == 900 - 900 // 12
+        assert store.summary().records == len(ids) + uuid_named
+        again = ingest_lines(lines, store, salt=SALT, scorer=None)
+        assert again.records == len(lines)
+        assert store.summary().records == len(ids) + 2 * uuid_named  # only the records named afresh are new
+
+
+def test_columns_the_store_refuses_go_to_the_spool_or_are_counted(tmp_path: Path) -> None:
+    """A batch of columns the store cannot take is spooled as its records (stored on the next start), or counted as
+    dropped when there is no spool: never lost silently."""
+    from parity.monitor._records import RecordColumns
+    from parity.monitor.runtime.spool import Spool
+    from parity.monitor.storage.store import DuckDBStore
+
+    records = [
+        Record(record_id=f"r{i}", time=datetime(2025, 8, 5, 0, 0, i, tzinfo=UTC), model="S", request_tokens=i)
+        for i in range(7)
+    ]
+    path = tmp_path / "s.duckdb"
+    DuckDBStore(path).close()
+    closed = DuckDBStore(path)
+    closed.close()  # every write now fails
+    spooled = MonitorWorker(closed, RecordBuilder(salt=SALT), spool=Spool(tmp_path / "spool.jsonl"), dedupe=True)
+    spooled.accept_columns(RecordColumns.of(records))
+    assert (spooled.store_spooled, spooled.records_written, spooled.dropped) == (7, 0, 0)
+    assert spooled.store_error is not None
+    assert "closed" in spooled.store_error
+    lost = MonitorWorker(closed, RecordBuilder(salt=SALT))
+    lost.accept_columns(RecordColumns.of(records))
+    assert (lost.dropped, lost.records_written) == (7, 0)
+    with DuckDBStore(path) as store:
+        MonitorWorker(store, RecordBuilder(salt=SALT), spool=Spool(tmp_path / "spool.jsonl")).recover()
+        assert store.records() == records
+
+
+def test_fast_path_on_fuzzed_lines_matches_the_per_line_path() -> None:
+    """The suite's seeded sample of the fuzz campaign's hostile records (``benchmarks/_fuzz.py``): without a scorer
+    (the fast path on), the same records field by field and the same rejections as the per-line path."""
+    from benchmarks._fuzz import fuzz_records
+
+    raw, _ = fuzz_records(20260917, 600, fmt="jsonl")
+    lines = [line + b"\n" for line in raw]
+    builder = RecordBuilder(salt=SALT, source="ingest-jsonl")
+    expected: list[Record] = []
+    expected_errors: list[tuple[int, str]] = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = loads_bounded(line, what="line")
+            if not isinstance(obj, dict):
+                raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
+            if "record_id" in obj:
+                expected.append(builder.adopt(obj))
+            elif "feedback" not in obj:
+                expected.append(builder.build(exchange_from_log(obj)))
+        except _LINE_ERRORS as err:
+            expected_errors.append((n, _describe(err)))
+    store = MemoryStore()
+    result = ingest_lines(lines, store, salt=SALT, scorer=None)
+    assert [_key(r) for r in store._records] == [_key(r) for r in expected]
+    assert result.errors == expected_errors[:100]
+    assert result.rejected_lines == [n for n, _ in expected_errors]

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from operator import attrgetter
 from typing import Any
 
@@ -222,6 +222,64 @@ def record_of(values: Sequence[Any]) -> Record:
     for setter, value in zip(_RECORD_SETTERS, values, strict=True):
         setter(record, value)
     return record
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_RECORD_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Record))
+
+
+@dataclass(frozen=True, slots=True)
+class RecordColumns:
+    """A batch of records as columns: ``columns[name][i]`` is field ``name`` of record ``i``, one list per field of
+    :class:`Record` in field order, except ``time``, which holds microseconds since the epoch (an int) rather than a
+    ``datetime``. ``parity ingest``'s fast path builds these straight from the parsed lines and a store that takes
+    them (``write_record_columns``) writes them without a :class:`Record` per line; :meth:`records` gives the
+    records themselves, equal to the ones the record builder makes, for every other consumer.
+
+    >>> t = datetime(2025, 8, 5, tzinfo=UTC)
+    >>> r = Record(record_id="r1", time=t, model="S", logprob_summary={"mean_logprob": -0.5})
+    >>> cols = RecordColumns.of([r])
+    >>> len(cols), cols.columns["time"], cols.records() == [r]
+    (1, [1754352000000000], True)
+    """
+
+    columns: dict[str, list[Any]]
+
+    def __post_init__(self) -> None:
+        if tuple(self.columns) != _RECORD_FIELD_NAMES:
+            raise InvalidInputError("columns", f"must name every record field in order {list(_RECORD_FIELD_NAMES)}")
+        if len({len(values) for values in self.columns.values()}) > 1:
+            raise InvalidInputError("columns", "must all be of one length")
+
+    def __len__(self) -> int:
+        return len(self.columns["record_id"])
+
+    @classmethod
+    def of(cls, records: Sequence[Record]) -> RecordColumns:
+        """The columns of ``records`` (the inverse of :meth:`records`)."""
+        columns = {name: [getattr(r, name) for r in records] for name in _RECORD_FIELD_NAMES}
+        columns["time"] = [_micros(t) for t in columns["time"]]
+        return cls(columns)
+
+    def records(self) -> list[Record]:
+        """One :class:`Record` per row (each with its own ``logprob_summary`` and ``signals`` dicts)."""
+        out = []
+        index_time = _RECORD_FIELD_NAMES.index("time")
+        index_summary = _RECORD_FIELD_NAMES.index("logprob_summary")
+        index_signals = _RECORD_FIELD_NAMES.index("signals")
+        for row in zip(*self.columns.values(), strict=True):
+            values = list(row)
+            values[index_time] = _EPOCH + timedelta(microseconds=values[index_time])
+            values[index_summary] = dict(values[index_summary])
+            if values[index_signals] is not None:
+                values[index_signals] = dict(values[index_signals])
+            out.append(record_of(values))
+        return out
+
+
+def _micros(t: datetime) -> int:
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -29,6 +29,11 @@ gives back exactly what was read.
   ``request`` and ``response`` may also be the bodies as text (JSON, or SSE for a stream), as a web server logs
   them: the nginx mirror of ``deploy/nginx/`` writes ``{"request": "{\\"model\\": ...}", "response": "..."}``.
 
+  Without a scorer or monitor (``--no-detectors --no-monitor``), the common line - request and response as JSON
+  objects - takes a columnar fast path (:mod:`parity.monitor.intake.log_columns`: msgspec decodes it into typed
+  fields, the batch's records stay columns down to the store's write); every other line, and every line when
+  detectors or the monitor run, is read line by line as above, to the same records and the same rejections.
+
 ``otlp`` - OpenTelemetry GenAI spans as OTLP JSON (``ExportTraceServiceRequest``: ``resourceSpans[].
 scopeSpans[].spans[]``), one document per line as the collector's file exporter writes them, or one document
 for the whole file. A span counts when it has ``gen_ai.*`` attributes: ``gen_ai.request.model``,
@@ -75,6 +80,7 @@ from parity.monitor._codec import feedback_from_dict
 from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Record
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.intake.capture import CapturePolicy
+from parity.monitor.intake.log_columns import LineColumns
 from parity.monitor.intake.scoring import (
     Exchange,
     ParsedExchange,
@@ -95,6 +101,14 @@ INGEST_BATCH = 5000
 
 #: Records built before they are handed to the worker in one call (it writes them per :data:`INGEST_BATCH`).
 HAND_OVER_BATCH = 1024
+
+#: Fast-path rows (:mod:`parity.monitor.intake.log_columns`) written to the store in one batch: a batch's fixed cost
+#: (the de-duplication query, the insert statement) is ~2 ms, 0.4 us a row at 5,000 rows and 0.1 us at this.
+COLUMN_BATCH = 20_000
+
+#: The fewest fast-path rows (:mod:`parity.monitor.intake.log_columns`) written to the store as columns in one call;
+#: fewer (common lines between other shapes) join the per-line path's records and its batches.
+MIN_COLUMN_BATCH = 512
 
 #: How often (seconds) a long ingest snapshots the monitor's state into the store (and once at its end), so the
 #: next run into the same store continues from it (:mod:`parity.monitor.detection.checkpoint`).
@@ -495,12 +509,15 @@ def ingest_lines(
     worker = MonitorWorker(store, builder, hook=hook, notifiers=notifiers, spool=spool, batch_size=INGEST_BATCH,
                            dedupe=True, checkpoint_interval_s=CHECKPOINT_INTERVAL_S)  # fmt: skip
     worker.recover()  # what a previous run spooled
+    # the common line's records straight into columns, when nothing needs a record object per line
+    fast = LineColumns(builder, _when) if fmt == "jsonl" and scorer is None and hook is None else None
     t0 = time.perf_counter()
     n = 0
-    built: list[Record] = []  # records built and not yet handed to the worker, in input order
+    built: list[Record] = []  # records built and not yet handed to the worker, in input order (after `fast`'s)
     try:
         for line in lines:
             if isinstance(line, _Idle):  # a followed file caught up: store what is pending now
+                _columns_out(worker, fast, built)
                 _hand_over(worker, built)
                 worker.flush()
                 continue
@@ -510,13 +527,23 @@ def ingest_lines(
             if not line or line.isspace():  # as `not line.strip()`, without copying the line
                 continue
             try:
+                if fast is not None and type(line) is bytes:
+                    held = fast.add(line)
+                    if held:
+                        result.records += 1
+                        if held >= COLUMN_BATCH:
+                            _columns_out(worker, fast, built)
+                        continue
                 obj = _parse_line(line)
                 if fmt == "jsonl" and type(obj) is dict and "feedback" not in obj:
-                    built.append(builder.adopt(obj) if "record_id" in obj else _log_record(obj, builder))
+                    record = builder.adopt(obj) if "record_id" in obj else _log_record(obj, builder)
+                    _columns_out(worker, fast, built)  # the lines before this one first
+                    built.append(record)
                     result.records += 1
                     if len(built) >= HAND_OVER_BATCH:
                         _hand_over(worker, built)
                     continue
+                _columns_out(worker, fast, built)
                 _hand_over(worker, built)  # feedback and spans meet the records before them in the store
                 if fmt == "jsonl":
                     _ingest_jsonl(obj, builder, worker, result)
@@ -531,6 +558,7 @@ def ingest_lines(
         result.interrupted = True
     while True:  # store what was read; a stop signal landing here (or a second one) only restarts these steps
         try:
+            _columns_out(worker, fast, built)
             _hand_over(worker, built)
             drain = getattr(hook, "drain", None)
             # a batching monitor (parity.monitor.detection.distributed.ShardedMonitor): its last alerts
@@ -564,6 +592,22 @@ def _hand_over(worker: MonitorWorker, built: list[Record]) -> None:
         batch = built[:]
         built.clear()
         worker.accept_batch(batch)
+
+
+def _columns_out(worker: MonitorWorker, fast: LineColumns | None, built: list[Record]) -> None:
+    """Give the worker the fast path's rows (emptying ``fast``) after the records built before them: a batch of at
+    least :data:`MIN_COLUMN_BATCH` rows as columns, a smaller one (lines of the common shape between others) as
+    records joining ``built``, so a file that mixes shapes is not written in tiny batches."""
+    if fast is None or not len(fast):
+        return
+    columns = fast.take()
+    if len(columns) < MIN_COLUMN_BATCH:
+        built.extend(columns.records())
+        if len(built) >= HAND_OVER_BATCH:
+            _hand_over(worker, built)
+        return
+    _hand_over(worker, built)
+    worker.accept_columns(columns)
 
 
 def _log_record(obj: dict[str, Any], builder: RecordBuilder) -> Record:

@@ -609,7 +609,12 @@ class RecordBuilder:
         parsed: ParsedExchange,
     ) -> Record:
         """:meth:`build_parsed` from an exchange's parts (``headers``: the response headers, names lower-case), for a
-        caller that has them without an :class:`Exchange` (``parity ingest``'s log lines)."""
+        caller that has them without an :class:`Exchange` (``parity ingest``'s log lines).
+
+        This is the definition of a record's fields. ``parity ingest``'s columnar fast path
+        (:class:`parity.monitor.intake.log_columns.LineColumns`) computes the same fields for the one line shape it
+        takes, straight into columns; ``tests/monitor/test_ingest_batched.py`` holds the two equal field by field, so
+        a change here is made there too (or the fast path declines the lines it affects)."""
         prov = self.labels  # copied before a header changes it
         if headers:
             for header, value in headers.items():  # each header names one field: the order does not matter

@@ -54,14 +54,14 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from itertools import accumulate
 from typing import Any, Protocol, cast, runtime_checkable
 
 from parity._exceptions import InvalidInputError
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
-from parity.monitor._records import Alert, Change, FeedbackEvent, Record
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record, RecordColumns
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.detection.checkpoint import Checkpointable, Checkpointer, CheckpointStore, RestoreResult
 from parity.monitor.detection.pipeline import SegmentMonitor
@@ -69,7 +69,7 @@ from parity.monitor.intake.scoring import SCORED_PATHS, Exchange, RecordBuilder
 from parity.monitor.runtime.metrics import ProxyMetrics
 from parity.monitor.runtime.spool import Spool
 from parity.monitor.runtime.wal import WriteAheadLog
-from parity.monitor.storage._store_protocol import RecordIdReader, Store
+from parity.monitor.storage._store_protocol import RecordColumnWriter, RecordIdReader, Store
 
 __all__ = [
     "HEALTH_STATES",
@@ -88,6 +88,7 @@ __all__ = [
     "json_depth",
 ]
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger("parity.monitor")
 
 #: Response bodies kept for scoring are capped (bytes); the client still gets every byte.
@@ -606,6 +607,60 @@ class MonitorWorker:
                 self._unmonitored.extend(part)
             if len(self._pending) >= self.batch_size:
                 self._flush()
+
+    def accept_columns(self, columns: RecordColumns) -> None:
+        """:meth:`accept_batch` of ``columns.records()``, written to the store as the columns when nothing needs a
+        record per row (no hook, no write-ahead log) and the store takes columns (``parity ingest`` without a
+        monitor): the records pending before them are written first, so rows reach the store in input order; the
+        de-duplication, the spool on a store failure and the counts are those of a flush. Never raises."""
+        if self.hook is not None or self.wal is not None or not isinstance(self.store, RecordColumnWriter):
+            self.accept_batch(columns.records())
+            return
+        flagged = [o.detector for observations in columns.columns["observations"] for o in observations if o.flagged]
+        if flagged:
+            self._guard("flags", lambda: self.metrics.count_flags(flagged))
+        self._flush()
+        store = self.store
+        stored = False
+        if self._store_ready():
+            try:
+                store.write_record_columns(self._unstored_columns(columns) if self.dedupe else columns)
+            except Exception as err:
+                self._store_failed(err)
+            else:
+                self._store_recovered()
+                stored = True
+        if stored:
+            self.records_written += len(columns)
+            self.metrics.records_written.inc(len(columns))
+        else:
+            self._spool_items("records", columns.records())
+        self._last_flush = self._clock()
+
+    def _unstored_columns(self, columns: RecordColumns) -> RecordColumns:
+        """:meth:`_unstored` of a batch in columns: the rows whose record ids the store does not hold yet, each id
+        once (its first row)."""
+        c = columns.columns
+        ids, times = c["record_id"], c["time"]
+        if not ids:
+            return columns
+        since = _EPOCH + timedelta(microseconds=min(times))
+        until = _EPOCH + timedelta(microseconds=max(times) + 1)
+        if isinstance(self.store, RecordIdReader):
+            held = self.store.stored_record_ids(since=since, until=until)
+        else:
+            held = {r.record_id for r in self.store.records(since=since, until=until)}
+        if held.isdisjoint(ids) and len(set(ids)) == len(ids):  # the common case, in C: nothing to drop
+            return columns
+        seen: set[str] = set()
+        keep = []
+        for i, record_id in enumerate(ids):
+            if record_id not in held and record_id not in seen:
+                seen.add(record_id)
+                keep.append(i)
+        if len(keep) == len(ids):
+            return columns
+        return RecordColumns({name: [values[i] for i in keep] for name, values in c.items()})
 
     def _accept(self, record: Record, *, queued: bool) -> None:
         # decided once, stored, read by the monitor; the cheap tests first: an isinstance check against a runtime

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -45,7 +45,14 @@ import numpy as np
 from parity._exceptions import StoreError
 from parity._optional import import_optional
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict
-from parity.monitor._records import LONG_CONTEXT_THRESHOLD_TOKENS, Alert, Change, FeedbackEvent, Record
+from parity.monitor._records import (
+    LONG_CONTEXT_THRESHOLD_TOKENS,
+    Alert,
+    Change,
+    FeedbackEvent,
+    Record,
+    RecordColumns,
+)
 from parity.monitor.storage._record_rows import (
     LONG_CONTEXT_KEY,
     RECORD_FIELDS,
@@ -113,8 +120,28 @@ def _obj(values: Sequence[Any]) -> np.ndarray[Any, Any]:
 
 
 def _num(values: Sequence[float | int | None]) -> np.ndarray[Any, Any]:
-    """Numbers and ``None`` as float64 with NaN for ``None`` (numpy's own object-to-float conversion)."""
+    """Numbers and ``None`` as float64 with NaN for ``None`` (numpy's own object-to-float conversion; a column of
+    ``None`` alone, a field no record of the batch has, without it: that conversion takes ~80 ns a value)."""
+    if values and values[0] is None and values.count(None) == len(values):
+        return np.full(len(values), np.nan)
     return _obj(values).astype(np.float64)
+
+
+def _json_column(
+    values: Sequence[Any], to_json: Callable[[Any], str | None], empty: str | None
+) -> np.ndarray[Any, Any]:
+    """A JSON text column: ``to_json`` of each value, ``empty`` for an empty one (``()``, ``{}`` or ``None``; a
+    column of empty values - a batch without detectors or monitor - in one C-level test, not a call per value)."""
+    if not any(values):
+        return np.full(len(values), empty, dtype=object)
+    return _obj([to_json(v) if v else empty for v in values])
+
+
+def _signals_column(values: Sequence[Any]) -> np.ndarray[Any, Any]:
+    """The decided signals as JSON text (an empty dict is ``{}``, only ``None`` is NULL)."""
+    if values.count(None) == len(values):
+        return np.full(len(values), None, dtype=object)
+    return _obj([signals_json(s) for s in values])
 
 
 #: Every record field in :data:`RECORD_FIELDS` order, read in one call per record.
@@ -124,6 +151,22 @@ _TEXT_FIELDS = ("model", "pool", "platform", "region", "config_version", "server
                 "captured_text", "source", "context_class", "parity_version")  # fmt: skip
 _INT_FIELDS = ("context_tokens", "output_tokens", "status_code", "schema_version")
 _NULLABLE_NUMBER_FIELDS = ("temperature", "top_p", "top_k", "max_tokens", "latency_ms", "request_tokens")
+
+
+def _nullable(col: str, cast: str) -> str:
+    return f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END::{cast}"
+
+
+#: A batch's columns (a dict of numpy arrays registered as ``batch``) into the records table.
+_INSERT_BATCH = (
+    "INSERT INTO records SELECT record_id, make_timestamptz(t_us), model, pool, platform, region, "
+    "config_version, server, context_tokens::INTEGER, output_tokens::INTEGER, session_hash, "
+    f"{_nullable('temperature', 'DOUBLE')}, {_nullable('top_p', 'DOUBLE')}, {_nullable('top_k', 'INTEGER')}, "
+    f"{_nullable('max_tokens', 'INTEGER')}, finish_reason, status_code::INTEGER, "
+    f"{_nullable('latency_ms', 'DOUBLE')}, observations, logprob_summary, captured_text, source, "
+    f"schema_version::INTEGER, {_nullable('request_tokens', 'INTEGER')}, context_class, signals, parity_version "
+    "FROM batch"
+)
 
 
 class DuckDBStore:
@@ -226,34 +269,33 @@ class DuckDBStore:
         # one C-level pass per batch: every record's fields as a tuple, transposed into columns
         columns = list(zip(*map(_RECORD_ATTRS, records), strict=True))
         c = dict(zip(RECORD_FIELDS, columns, strict=True))
+        self._insert(c, np.array([us(t) for t in c["time"]], dtype=np.int64))
+
+    def write_record_columns(self, columns: RecordColumns) -> None:
+        """:meth:`write_records` of a batch already in columns (``parity ingest``'s fast path): the same rows, without
+        a :class:`Record` per row."""
+        if len(columns):
+            c = columns.columns
+            self._insert(c, np.array(c["time"], dtype=np.int64))
+
+    def _insert(self, c: Mapping[str, Sequence[Any]], t_us: np.ndarray[Any, Any]) -> None:
+        """One ``INSERT ... SELECT`` of a batch: ``c`` maps each of :data:`RECORD_FIELDS` to its values (``time``
+        unused: ``t_us`` holds it in microseconds)."""
         batch = {
             "record_id": _obj(c["record_id"]),
-            "t_us": np.array([us(t) for t in c["time"]], dtype=np.int64),
+            "t_us": t_us,
             **{name: _obj(c[name]) for name in _TEXT_FIELDS},
             **{name: np.array(c[name], dtype=np.int64) for name in _INT_FIELDS},
             **{name: _num(c[name]) for name in _NULLABLE_NUMBER_FIELDS},
-            "observations": _obj([observations_json(o) if o else "[]" for o in c["observations"]]),
-            "logprob_summary": _obj([summary_json(s) if s else None for s in c["logprob_summary"]]),
-            "signals": _obj([signals_json(s) for s in c["signals"]]),
+            "observations": _json_column(c["observations"], observations_json, "[]"),
+            "logprob_summary": _json_column(c["logprob_summary"], summary_json, None),
+            "signals": _signals_column(c["signals"]),
         }
-
-        def nullable(col: str, cast: str) -> str:
-            return f"CASE WHEN isnan({col}) THEN NULL ELSE {col} END::{cast}"
-
-        sql = (
-            "INSERT INTO records SELECT record_id, make_timestamptz(t_us), model, pool, platform, region, "
-            "config_version, server, context_tokens::INTEGER, output_tokens::INTEGER, session_hash, "
-            f"{nullable('temperature', 'DOUBLE')}, {nullable('top_p', 'DOUBLE')}, {nullable('top_k', 'INTEGER')}, "
-            f"{nullable('max_tokens', 'INTEGER')}, finish_reason, status_code::INTEGER, "
-            f"{nullable('latency_ms', 'DOUBLE')}, observations, logprob_summary, captured_text, source, "
-            f"schema_version::INTEGER, {nullable('request_tokens', 'INTEGER')}, context_class, signals, parity_version "
-            "FROM batch"
-        )
 
         def go(con: Any) -> None:
             con.register("batch", batch)
             try:
-                con.execute(sql)
+                con.execute(_INSERT_BATCH)
             finally:
                 con.unregister("batch")
 

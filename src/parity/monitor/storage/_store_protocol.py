@@ -21,9 +21,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from parity.monitor._records import Alert, Change, FeedbackEvent, Record
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record, RecordColumns
 
-__all__ = ["MetaStore", "RecordIdReader", "Store", "StoreReader", "StoreWriter"]
+__all__ = ["MetaStore", "RecordColumnWriter", "RecordIdReader", "Store", "StoreReader", "StoreWriter"]
 
 
 @runtime_checkable
@@ -68,6 +68,15 @@ class RecordIdReader(Protocol):
     de-duplication of a replayed or re-read batch asks this; a store without it is asked for the records)."""
 
     def stored_record_ids(self, *, since: datetime, until: datetime) -> set[str]: ...
+
+
+@runtime_checkable
+class RecordColumnWriter(Protocol):
+    """A store that appends a batch of records given as columns (:class:`~parity.monitor._records.RecordColumns`),
+    the same rows as ``write_records`` of its records (``parity ingest``'s fast path; the worker gives a store without
+    it the records)."""
+
+    def write_record_columns(self, columns: RecordColumns) -> None: ...
 
 
 @runtime_checkable
