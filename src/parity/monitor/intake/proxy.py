@@ -437,7 +437,7 @@ class ParityProxy:
         try:
             upstream = await self._pool.request(method.encode("latin-1"), target, headers, body)
         except UpstreamError as err:
-            return self._upstream_failure(kind, err.reason, err, 504 if err.reason == "timeout" else 502)
+            return self._upstream_failure(kind, err, 504 if err.reason == "timeout" else 502)
         t2 = time.perf_counter()
         code = upstream.status
         response_headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in upstream.headers}
@@ -459,11 +459,14 @@ class ParityProxy:
         self.metrics.added_latency.observe((t1 - t0) + (time.perf_counter() - t2))
         return response
 
-    def _upstream_failure(self, kind: str, reason: str, err: Exception, status: int) -> Any:
+    def _upstream_failure(self, kind: str, err: UpstreamError, status: int) -> Any:
+        """The 502/504 for an upstream that gave no answer; its ``code`` (and the metric's reason) is ``timeout`` or
+        ``connect`` (an answer that is not HTTP counts as ``connect`` too: no usable answer came)."""
         responses = import_optional("starlette.responses", extra="monitor")
+        reason = "timeout" if err.reason == "timeout" else "connect"
         self.metrics.requests.labels(endpoint=kind, code_class=f"{status // 100}xx").inc()
         self.metrics.upstream_errors.labels(reason=reason).inc()
-        what = _FAILURES.get(reason, "unreachable")
+        what = _FAILURES.get(err.reason, "unreachable")
         log.warning("upstream %s %s: %s", self.upstream, what, err)
         message = f"parity proxy: upstream {self.upstream} {what}"
         payload = {"error": {"message": message, "type": "upstream_error", "param": None, "code": reason}}

@@ -422,4 +422,3 @@ class UpstreamClient:
             connection = self._idle.pop()
             connection.close()
             self._forget(connection)
-
