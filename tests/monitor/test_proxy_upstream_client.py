@@ -304,7 +304,7 @@ def test_large_bodies_both_ways_and_a_slow_reader_pauses_the_upstream() -> None:
             while piece := await response.read():
                 got += len(piece)
                 await asyncio.sleep(0.0005)  # slower than loopback
-                most = max(most, response._buffered)
+                most = max(most, response.buffered_bytes)
             assert got == len(big_answer)
             assert most <= HIGH_WATER + (256 << 10)  # paused past the high-water mark (plus one socket read)
             await response.aclose()

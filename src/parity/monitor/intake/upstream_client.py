@@ -45,11 +45,11 @@ import asyncio
 import ssl
 import time
 from collections import deque
+from typing import Any
 from urllib.parse import urlsplit
 
-import httptools
-
 from parity._exceptions import EndpointError, InvalidInputError
+from parity._optional import import_optional
 
 __all__ = ["HIGH_WATER", "UpstreamClient", "UpstreamError", "UpstreamResponse"]
 
@@ -112,7 +112,7 @@ class UpstreamResponse:
         self._client = client
         self._connection = connection
         self._head_only = head_only
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = client._httptools.HttpResponseParser(self)
         self._loop = client._loop
         self._waiter: asyncio.Future[None] | None = None
         self._chunks: deque[bytes] = deque()
@@ -176,9 +176,9 @@ class UpstreamResponse:
         self._received = True
         try:
             self._parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
+        except self._client._httptools.HttpParserUpgrade:
             self._fail("protocol", "switched protocols (101); only HTTP/1.1 answers can be forwarded")
-        except httptools.HttpParserError as err:
+        except self._client._httptools.HttpParserError as err:
             self._fail("protocol", f"answered something that is not HTTP/1.x ({err})")
 
     def _lost(self, exc: Exception | None) -> None:
@@ -254,6 +254,11 @@ class UpstreamResponse:
         return b"".join(parts)
 
     @property
+    def buffered_bytes(self) -> int:
+        """Body bytes received and not yet read (at most about :data:`HIGH_WATER` plus one socket read)."""
+        return self._buffered
+
+    @property
     def finished(self) -> bool:
         """Whether the body is complete and every byte of it has been read."""
         return self.complete and not self._chunks
@@ -290,6 +295,7 @@ class UpstreamClient:
         timeout_s: float = 600.0,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
+        self._httptools: Any = import_optional("httptools", extra="monitor")  # llhttp, the C parser uvicorn uses
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidInputError("upstream", "must be an http:// or https:// URL with a host", url)
