@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,13 +25,15 @@ from parity.monitor.storage.store import MemoryStore
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
 CHAT = {"model": "S", "messages": [{"role": "user", "content": "hello"}]}
+TLS = Path(__file__).parents[1] / "data" / "tls"  # a self-signed certificate for localhost (test data)
 
 
 class RawUpstream:
     """An HTTP/1.1 server on 127.0.0.1 in its own thread and event loop; ``handler`` answers each connection."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, tls: ssl.SSLContext | None = None) -> None:
         self.handler = handler
+        self.tls = tls
         self.connections = 0
         self.loop = asyncio.new_event_loop()
         self.ready = threading.Event()
@@ -48,9 +52,10 @@ class RawUpstream:
     def __enter__(self) -> RawUpstream:
         self.thread.start()
         self.server = asyncio.run_coroutine_threadsafe(
-            asyncio.start_server(self._serve, "127.0.0.1", 0), self.loop
+            asyncio.start_server(self._serve, "127.0.0.1", 0, ssl=self.tls), self.loop
         ).result(10)
-        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        base = "https://localhost" if self.tls else "http://127.0.0.1"  # the certificate names localhost
+        self.url = f"{base}:{self.server.sockets[0].getsockname()[1]}"
         return self
 
     async def _shutdown(self) -> None:
@@ -375,6 +380,25 @@ def test_at_max_connections_a_request_waits_for_a_free_one() -> None:
             await client.aclose()
 
         run(main)
+
+
+def test_an_https_upstream_is_reached_over_tls_and_an_untrusted_one_is_refused_clearly() -> None:
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_tls.load_cert_chain(TLS / "upstream.pem", TLS / "upstream.key")
+    with RawUpstream(_keeps_alive, tls=server_tls) as upstream:
+
+        async def main(trusted: bool) -> tuple[list[tuple[int, bytes]], int]:
+            ctx = ssl.create_default_context(cafile=str(TLS / "upstream.pem")) if trusted else None
+            client = UpstreamClient(upstream.url, ssl_context=ctx)
+            try:
+                return [await fetch(client, body=b"%d" % i) for i in range(2)], client.connections_opened
+            finally:
+                await client.aclose()
+
+        assert run(lambda: main(True)) == ([(200, b"re: 0"), (200, b"re: 1")], 1)
+        with pytest.raises(UpstreamError, match="certificate verify failed") as caught:
+            run(lambda: main(False))  # the system's trust store does not know this certificate
+        assert caught.value.reason == "connect"
 
 
 # -- the same failures through a running proxy -----------------------------------------------------------
