@@ -338,3 +338,18 @@ def test_sticky_sessions_are_counted_but_do_not_alert_by_default(make_record: Ca
     assert mon.audit.counts["sticky_degraded_session"] == 1998
     assert not [a for a in memory.alerts if a.signal == "routing.sticky_degraded_session"]
     assert mon.stats.sequential_test("routing.sticky_degraded_session", ("*", "*", "*", "*")) is None
+
+
+def test_remembered_responses_share_one_key_tuple_per_segment(make_record: Callable[..., Record]) -> None:
+    """Each record's segment values are strings of its own (parsed from its request); the monitor remembers up to
+    ``max_tracked_responses`` of them, so it keeps one tuple per distinct segment instead of one per response."""
+    monitor = SegmentMonitor()
+    first = make_record(0, model="".join(["S", "mall"]), platform="gpu")
+    second = make_record(3, model="".join(["Sma", "ll"]), platform="gpu")
+    assert first.model is not second.model
+    monitor.observe(first)
+    monitor.observe(second)
+    assert monitor.remembers("cmpl-0")
+    assert monitor.remembers("cmpl-3")
+    assert monitor._responses["cmpl-0"] is monitor._responses["cmpl-3"]
+    assert monitor._recent[0][1] is monitor._recent[1][1]

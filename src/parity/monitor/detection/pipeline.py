@@ -150,6 +150,8 @@ __all__ = [
 
 #: Records whose flagged signals the monitor keeps, to test whether an open incident's flags explain a new alarm.
 RECENT_RECORDS = 20_000
+#: the most distinct finest segments whose key tuples the remembered responses share (beyond it, sharing restarts)
+MAX_SHARED_SEGMENTS = 65_536
 #: A new alarm joins an open incident whose signal co-flags its records with a binomial tail under this.
 COFLAG_ALPHA = 0.01
 #: ... and on at least this many of its flagged records.
@@ -343,6 +345,9 @@ class SegmentMonitor:
         self._changes: dict[str, Change] = {}
         self._values: list[set[str]] = [set() for _ in self.dimensions]
         self._responses: OrderedDict[str, SegmentKey] = OrderedDict()
+        #: one tuple per distinct finest segment, which the remembered responses and recent records share: each
+        #: record's own tuple (of strings parsed from its request) would cost ~0.6 KB per remembered response
+        self._finest: dict[SegmentKey, SegmentKey] = {}
         #: the last records' (time, finest segment, flagged signals): what explains a new alarm (:meth:`_coflagged`)
         self._recent: deque[tuple[float, SegmentKey, frozenset[str]]] = deque(maxlen=RECENT_RECORDS)
         #: records observed, and alarms absorbed by an existing alert
@@ -363,7 +368,7 @@ class SegmentMonitor:
     # -- state -----------------------------------------------------------------------------------------------
 
     #: Attributes that belong to this process, not to the statistics: never part of a checkpoint.
-    _PROCESS_LOCAL = ("notifiers", "clock", "_audit_ctx")
+    _PROCESS_LOCAL = ("notifiers", "clock", "_audit_ctx", "_finest")
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything the statistics learned (streams, baselines, open alerts and their watches, the change log,
@@ -380,6 +385,7 @@ class SegmentMonitor:
             self._recent = deque(maxlen=RECENT_RECORDS)
         self.notifiers = ()
         self.clock = None
+        self._finest = {}
         self._audit_ctx = AuditContext(is_alerting=self.is_alerting, segment_of=self._segment_of)
 
     def adopt_state(self, other: SegmentMonitor) -> None:
@@ -566,6 +572,13 @@ class SegmentMonitor:
     def _count(self, record: Record, values: SegmentKey) -> None:
         """Count one record: its time, its segment's values (localisation reads them), its response id."""
         self.n_records += 1
+        finest = self._finest
+        shared = finest.get(values)
+        if shared is None:
+            if len(finest) >= MAX_SHARED_SEGMENTS:  # a flood of distinct segments: start sharing afresh
+                finest.clear()
+            shared = finest[values] = values
+        values = shared
         if self.newest_record_time is None or record.time > self.newest_record_time:
             self.newest_record_time = record.time
         signals = record.signals
