@@ -249,9 +249,10 @@ Every Ray run raised exactly the single process's alerts ({len(want)}; checked f
 Serialisation per record (batches of 250 records): pickle + unpickle in process {shipping[1][0] * 1e6:.0f} µs,
 `ray.put` {shipping[1][1] * 1e6:.0f} µs; "ship + round trip" is `ray.put` plus a call to every actor that
 unpickles the batch and returns (no monitoring) - the coordination cost that grows with the number of actors,
-because every actor needs every record. Unpickling a `Record` (a frozen dataclass of 23 fields, rebuilt field by
-field in Python) costs about as much as monitoring it, so on one machine shipping, not monitoring, is what the
-actors mostly do.
+because every actor needs every record. Since stop 15 a `Record` pickles as the tuple of its field values, rebuilt
+by one constructor call (before, the dataclass's default pickling walked its 23 fields one by one in Python:
+about half the CPU of shipping a record); what is left is `ray.put`, one call per actor per batch, and every actor
+unpickling every record.
 
 **Where the time goes, and the bottleneck.** Workers are sharded by signal (see
 `parity.monitor.detection.distributed`): that keeps localisation, de-duplication and attribution inside one worker
@@ -276,8 +277,9 @@ monitoring plus the coordinator's parsing), and (b) splitting the *stream* betwe
 segments do not span it (one monitor per model or per region, each its own `ShardedMonitor`), so M machines of C
 cores each carry 100,000 / M records/s. With today's code: {groups:,.0f} cores' worth of single-process monitors
 over disjoint streams, e.g. {machines} machine{"s" if machines > 1 else ""} of 16 cores; with the 50,000/s goal
-met, 2 cores plus parsing (ingest parses ~28,000 lines per CPU-second since stop 12, so ~4 cores of parsing -
-the next bottleneck).
+met, 2 cores plus parsing: `parity ingest` decodes ~100,000 lines per CPU-second into stored records on its columnar
+path (no monitor; "Store and ingestion throughput"), but the monitor reads records built line by line, ~34,000 per
+CPU-second (that table's A/B row before the columnar path), so ~3 cores of parsing - the next bottleneck.
 
 **Stores.** {N_STORE:,} records (3 detector observations and a logprob summary each), batches of
 {STORE_BATCH:,}, median of {REPEATS}; PostgreSQL 15 on 127.0.0.1 (a throwaway cluster, fsync on, default
