@@ -41,7 +41,7 @@ import msgspec
 
 from parity._json_input import MAX_JSON_DEPTH, orjson_reads_as_json
 from parity._version import __version__
-from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns, context_class_of
+from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns
 from parity.monitor.intake.scoring import PROVENANCE_HEADERS, RecordBuilder
 
 __all__ = ["LineColumns"]
@@ -141,7 +141,7 @@ class LineColumns:
         self._provenance: dict[bytes, tuple[str | None, tuple[str, ...], str | None]] = {}
         self._greedy = builder.greedy is not None
         self._session_hash = builder._session_hash  # the builder's salted hash, remembered per session
-        self._split = builder.long_context_tokens
+        self._context_class = builder.context_class  # the class at the builder's split, decided there
         # a shorter line holds no integer Python's JSON refuses (more digits than this); msgspec reads any exactly
         self._digits_limit = sys.get_int_max_str_digits() or sys.maxsize  # 0: no limit
         self._read_time = read_time
@@ -250,7 +250,7 @@ class LineColumns:
             obj.status_code,
             latency,
             request_tokens,
-            context_class_of(context, self._split),
+            self._context_class(context),
         ))  # fmt: skip
         return len(rows)
 

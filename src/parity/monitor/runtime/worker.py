@@ -60,6 +60,7 @@ from itertools import accumulate
 from typing import Any, Protocol, cast, runtime_checkable
 
 from parity._exceptions import InvalidInputError
+from parity._time import parse_time
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
 from parity.monitor._records import Alert, Change, FeedbackEvent, Record, RecordColumns
 from parity.monitor.alerting.alerts import Notifier
@@ -165,13 +166,14 @@ class RawExchange:
         """The exchange :meth:`to_wal` wrote (raises ``ValueError``, ``KeyError`` or ``TypeError`` on another
         shape).
 
-        >>> raw = RawExchange("/v1/completions", datetime(2025, 8, 5), b"{}", {}, 200, {}, [b"a", b"b"], 1.0, False)
+        >>> at = datetime(2025, 8, 5, tzinfo=UTC)
+        >>> raw = RawExchange("/v1/completions", at, b"{}", {}, 200, {}, [b"a", b"b"], 1.0, False)
         >>> RawExchange.from_wal(raw.to_wal()) == RawExchange(**{**raw.__dict__, "chunks": [b"ab"]})
         True
         """
         return cls(
             path=str(obj["path"]),
-            time=datetime.fromisoformat(obj["time"]),
+            time=parse_time(obj["time"], "exchange time", naive="utc"),
             request_body=base64.b64decode(obj["request_body"], validate=True),
             request_headers={str(k): str(v) for k, v in obj["request_headers"].items()},
             status_code=int(obj["status_code"]),
