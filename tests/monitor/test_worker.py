@@ -296,6 +296,23 @@ def test_write_ahead_log_of_an_older_version_replays(tmp_path: Path) -> None:
     assert WriteAheadLog(tmp_path / "w.jsonl").replay() == [record]
 
 
+def test_write_ahead_log_left_in_place_is_not_hidden_by_the_next_runs_done_markers(tmp_path: Path) -> None:
+    # a crashed run's entries, still in the file when the next run starts logging (it could not empty the log after
+    # replaying it): the next run's entries are numbered after them, so marking its own done hides none of them
+    crashed = WriteAheadLog(tmp_path / "w.jsonl")
+    crashed.append_exchange(raw_exchange(0))
+    crashed.append_exchange(raw_exchange(1))
+    crashed.sync()
+    wal = WriteAheadLog(tmp_path / "w.jsonl")
+    assert len(wal.replay()) == 2
+    seqs = [wal.append_exchange(raw_exchange(2)), wal.append_exchange(raw_exchange(3))]
+    wal.sync()
+    wal.done(seqs[:1])
+    wal.sync()
+    left = WriteAheadLog(tmp_path / "w.jsonl").replay()
+    assert [RawExchange.from_wal(e).time for e in left if isinstance(e, dict)] == [exchange(i).time for i in (0, 1, 3)]
+
+
 def test_write_ahead_log_syncs_on_its_own_thread_while_the_worker_is_busy(tmp_path: Path) -> None:
     wal = WriteAheadLog(tmp_path / "w.jsonl", flush_interval_s=0.01)
     wal.start()

@@ -279,6 +279,7 @@ class WriteAheadLog:
             return []
         entries: list[tuple[int | None, Record | dict[str, Any]]] = []
         done: set[int] = set()
+        newest = 0
         with self.path.open("rb") as f:
             for n, line in enumerate(f, start=1):
                 try:
@@ -289,9 +290,15 @@ class WriteAheadLog:
                         entries.append((obj.get("seq"), dict(obj["exchange"])))
                     else:  # a record; a log written before exchanges were logged holds the bare record
                         entries.append((obj.get("seq"), Record.from_dict(obj.get("record", obj))))
+                    if isinstance(obj.get("seq"), int):
+                        newest = max(newest, obj["seq"])
                 except (ValueError, KeyError, TypeError) as err:
                     self.skipped += 1
                     log.warning("write-ahead log %s line %d unreadable (%s); skipped", self.path, n, err)
+        with self._lock:
+            # this run numbers its entries after the file's: should the replayed entries stay in the file (the log
+            # could not be emptied after the replay), a done marker of this run never names one of them
+            self._seq = max(self._seq, newest)
         return [entry for seq, entry in entries if seq is None or seq not in done]
 
 
