@@ -134,10 +134,11 @@ def mixed_lines() -> list[bytes]:
     return lines
 
 
-def per_record(lines: list[bytes]) -> tuple[list[Record], list[tuple[int, str]]]:
+def per_record(lines: list[bytes], builder: RecordBuilder | None = None) -> tuple[list[Record], list[tuple[int, str]]]:
     """The reference: one line at a time, through the proxy's builder (the response dumped to text and parsed
-    again, as the proxy sees it)."""
-    builder = RecordBuilder(salt=SALT, labels=LABELS, scorer=ThaiScorer(), capture="flagged", source="ingest-jsonl")
+    again, as the proxy sees it); by default one with a scorer, capture and labels."""
+    if builder is None:
+        builder = RecordBuilder(salt=SALT, labels=LABELS, scorer=ThaiScorer(), capture="flagged", source="ingest-jsonl")
     records: list[Record] = []
     errors: list[tuple[int, str]] = []
     for n, line in enumerate(lines, 1):
@@ -449,22 +450,7 @@ def test_fast_path_on_fuzzed_lines_matches_the_per_line_path() -> None:
 
     raw, _ = fuzz_records(20260917, 600, fmt="jsonl")
     lines = [line + b"\n" for line in raw]
-    builder = RecordBuilder(salt=SALT, source="ingest-jsonl")
-    expected: list[Record] = []
-    expected_errors: list[tuple[int, str]] = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = loads_bounded(line, what="line")
-            if not isinstance(obj, dict):
-                raise InvalidInputError("line", "must be a JSON object", type(obj).__name__)
-            if "record_id" in obj:
-                expected.append(builder.adopt(obj))
-            elif "feedback" not in obj:
-                expected.append(builder.build(exchange_from_log(obj)))
-        except _LINE_ERRORS as err:
-            expected_errors.append((n, _describe(err)))
+    expected, expected_errors = per_record(lines, RecordBuilder(salt=SALT, source="ingest-jsonl"))
     store = MemoryStore()
     result = ingest_lines(lines, store, salt=SALT, scorer=None)
     assert [_key(r) for r in store._records] == [_key(r) for r in expected]
