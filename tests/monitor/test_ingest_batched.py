@@ -363,17 +363,7 @@ def test_fast_path_stores_the_records_and_rejections_of_the_per_line_path(store_
 
     lines, _ = fast_file()
     builder = RecordBuilder(salt=SALT, labels=LABELS, scorer=None, source="ingest-jsonl")
-    expected: list[Record] = []
-    expected_errors: list[tuple[int, str]] = []
-    for n, line in enumerate(lines, 1):
-        try:
-            obj = loads_bounded(line, what="line")
-            if "record_id" in obj:
-                expected.append(builder.adopt(obj))
-            elif "feedback" not in obj:
-                expected.append(builder.build(exchange_from_log(obj)))
-        except _LINE_ERRORS as err:
-            expected_errors.append((n, _describe(err)))
+    expected, expected_errors = per_record(lines, builder)
     store: Any = MemoryStore() if store_kind == "memory" else DuckDBStore(tmp_path / "fast.duckdb")
     reject = io.StringIO()
     result = ingest_lines(lines, store, salt=SALT, labels=LABELS, scorer=None, reject=reject)
