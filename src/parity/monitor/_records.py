@@ -195,7 +195,8 @@ class Record:
 #: ``__setattr__`` the way the generated ``__init__`` does, without its keyword handling).
 _RECORD_SETTERS = tuple(getattr(Record, f.name).__set__ for f in fields(Record))
 _new_object = object.__new__
-_record_values = attrgetter(*(f.name for f in fields(Record)))  # a record's field values in order, as a tuple
+_RECORD_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Record))
+_record_values = attrgetter(*_RECORD_FIELD_NAMES)  # a record's field values in order, as a tuple
 
 
 def record_of(values: Sequence[Any]) -> Record:
@@ -225,7 +226,21 @@ def record_of(values: Sequence[Any]) -> Record:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_RECORD_FIELD_NAMES: tuple[str, ...] = tuple(f.name for f in fields(Record))
+
+
+def micros_of(t: datetime) -> int:
+    """An aware time as microseconds since the epoch, exactly (integer arithmetic: no float rounding).
+
+    >>> micros_of(datetime(2025, 8, 5, 0, 0, 0, 7, tzinfo=UTC))
+    1754352000000007
+    """
+    delta = t - _EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def from_micros(micros: int) -> datetime:
+    """The aware UTC time ``micros`` microseconds after the epoch (the inverse of :func:`micros_of`)."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,7 +273,7 @@ class RecordColumns:
     def of(cls, records: Sequence[Record]) -> RecordColumns:
         """The columns of ``records`` (the inverse of :meth:`records`)."""
         columns = {name: [getattr(r, name) for r in records] for name in _RECORD_FIELD_NAMES}
-        columns["time"] = [_micros(t) for t in columns["time"]]
+        columns["time"] = [micros_of(t) for t in columns["time"]]
         return cls(columns)
 
     def records(self) -> list[Record]:
@@ -269,17 +284,12 @@ class RecordColumns:
         index_signals = _RECORD_FIELD_NAMES.index("signals")
         for row in zip(*self.columns.values(), strict=True):
             values = list(row)
-            values[index_time] = _EPOCH + timedelta(microseconds=values[index_time])
+            values[index_time] = from_micros(values[index_time])
             values[index_summary] = dict(values[index_summary])
             if values[index_signals] is not None:
                 values[index_signals] = dict(values[index_signals])
             out.append(record_of(values))
         return out
-
-
-def _micros(t: datetime) -> int:
-    delta = t - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
 
 
 @dataclass(frozen=True, slots=True)

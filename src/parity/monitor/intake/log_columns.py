@@ -34,14 +34,14 @@ from __future__ import annotations
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import msgspec
 
 from parity._json_input import MAX_JSON_DEPTH, orjson_reads_as_json
 from parity._version import __version__
-from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns
+from parity.monitor._records import SCHEMA_VERSION, UNKNOWN, RecordColumns, micros_of
 from parity.monitor.intake.scoring import PROVENANCE_HEADERS, RecordBuilder
 
 __all__ = ["LineColumns"]
@@ -56,7 +56,6 @@ _INT64 = float(2**63)
 #: Distinct ``headers`` objects whose provenance a batch builder remembers (emptied when full).
 _HEADERS_CACHE_SIZE = 4096
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 #: The ``uuid`` a record without a response id is named after (as :class:`RecordBuilder` names it).
 _uuid4 = uuid.uuid4
@@ -306,8 +305,7 @@ class LineColumns:
             return None
         if t is None:
             return None
-        delta = t - _EPOCH
-        return int((delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds)
+        return micros_of(t)
 
     def _provenance_of(self, key: bytes) -> tuple[str | None, tuple[str, ...], str | None] | None:
         """(the ``x-parity-model`` header, (pool, platform, region, config_version, server), the labels' model) of

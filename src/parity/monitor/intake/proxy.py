@@ -262,7 +262,6 @@ class ParityProxy:
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def startup(self) -> None:
-        # per forwarded request, measured)
         # made here, inside the server's event loop; see parity.monitor.intake.upstream_client for why not httpcore
         self._pool = UpstreamClient(
             self.upstream_base(self.config),

@@ -54,7 +54,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from itertools import accumulate
 from typing import Any, Protocol, cast, runtime_checkable
@@ -62,7 +62,7 @@ from typing import Any, Protocol, cast, runtime_checkable
 from parity._exceptions import InvalidInputError
 from parity._time import parse_time
 from parity.monitor._codec import alert_from_dict, change_from_dict, feedback_from_dict, feedback_to_dict
-from parity.monitor._records import Alert, Change, FeedbackEvent, Record, RecordColumns
+from parity.monitor._records import Alert, Change, FeedbackEvent, Record, RecordColumns, from_micros
 from parity.monitor.alerting.alerts import Notifier
 from parity.monitor.detection.checkpoint import Checkpointable, Checkpointer, CheckpointStore, RestoreResult
 from parity.monitor.detection.pipeline import SegmentMonitor
@@ -89,7 +89,6 @@ __all__ = [
     "json_depth",
 ]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 log = logging.getLogger("parity.monitor")
 
 #: Response bodies kept for scoring are capped (bytes); the client still gets every byte.
@@ -166,6 +165,7 @@ class RawExchange:
         """The exchange :meth:`to_wal` wrote (raises ``ValueError``, ``KeyError`` or ``TypeError`` on another
         shape).
 
+        >>> from datetime import UTC
         >>> at = datetime(2025, 8, 5, tzinfo=UTC)
         >>> raw = RawExchange("/v1/completions", at, b"{}", {}, 200, {}, [b"a", b"b"], 1.0, False)
         >>> RawExchange.from_wal(raw.to_wal()) == RawExchange(**{**raw.__dict__, "chunks": [b"ab"]})
@@ -646,8 +646,8 @@ class MonitorWorker:
         ids, times = c["record_id"], c["time"]
         if not ids:
             return columns
-        since = _EPOCH + timedelta(microseconds=min(times))
-        until = _EPOCH + timedelta(microseconds=max(times) + 1)
+        since = from_micros(min(times))
+        until = from_micros(max(times) + 1)
         if isinstance(self.store, RecordIdReader):
             held = self.store.stored_record_ids(since=since, until=until)
         else:

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from parity.monitor._records import DetectorObservation, Record
+from parity.monitor._records import from_micros as from_us  # the stores' short names for the time columns
+from parity.monitor._records import micros_of as us
 
 __all__ = [
     "LONG_CONTEXT_KEY",
@@ -70,18 +71,6 @@ RECORD_FIELDS: tuple[str, ...] = (
     "signals",
     "parity_version",
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def us(t: datetime) -> int:
-    delta = t - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
-def from_us(us: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=us)
-
 
 _NAME_JSON: dict[str, str] = {}
 _OBS_PREFIX: dict[tuple[str, bool], str] = {}
